@@ -1,0 +1,40 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "agentgate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "agentgate", targets: ["agentgate"]),
+        .library(name: "AgentCore", targets: ["AgentCore"]),
+        .library(name: "EventLoop", targets: ["EventLoop"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Linux syscalls that Glibc does not export to Swift (epoll, eventfd, pidfd) and a
+        // posix_spawn wrapper that puts each child in its own session.
+        .target(name: "CSystemShims"),
+        // The system libsqlite3 (Debian: libsqlite3-dev).
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        // fds, epoll poller, timers, cross-thread wake-ups. Knows nothing about agents or HTTP.
+        .target(name: "EventLoop", dependencies: ["CSystemShims"]),
+        // Agents, launch specs, process supervision, output formats, jobs, store, hooks. No sockets.
+        .target(name: "AgentCore", dependencies: ["EventLoop", "CSystemShims", "CSQLite"]),
+        .executableTarget(
+            name: "agentgate",
+            dependencies: [
+                "AgentCore", "EventLoop",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CSystemShims"]),
+        .testTarget(
+            name: "AgentCoreTests",
+            dependencies: ["AgentCore", "EventLoop", "CSystemShims"],
+            resources: [.copy("Golden")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

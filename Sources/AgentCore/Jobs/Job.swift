@@ -1,0 +1,96 @@
+/// Everything known about one job: what was asked, what ran, how it ended.
+public struct Job: Sendable, Equatable {
+    public var id: String
+    public var provider: String
+    public var status: JobStatus
+    public var label: String?
+    public var prompt: String
+    public var cwd: String?
+    public var model: String?
+    /// argv as run (the prompt travels on stdin, so it is not in here).
+    public var command: [String]
+    /// Milliseconds since the Unix epoch.
+    public var createdAt: Int
+    public var startedAt: Int?
+    public var endedAt: Int?
+    public var pid: Int32?
+    /// Equal to `pid`: every job leads its own session.
+    public var pgid: Int32?
+    /// /proc start time of the leader, so a reused pid is never signalled.
+    public var processStartTime: UInt64?
+    public var exitCode: Int32?
+    public var signal: Int32?
+    /// Last 4 KiB of stderr, or why the job could not start.
+    public var errorTail: String?
+    /// The agent's final result (`AgentReport.json`), plus `output` (the output file) and
+    /// `hook` (the operator's on-complete hook), when those ran.
+    public var result: JSONValue?
+    public var sessionId: String?
+    public var hookError: String?
+    /// Seq of the job's last event.
+    public var lastSeq: Int
+
+    public init(id: String, provider: String, prompt: String, createdAt: Int) {
+        self.id = id
+        self.provider = provider
+        self.status = .starting
+        self.prompt = prompt
+        self.command = []
+        self.createdAt = createdAt
+        self.lastSeq = 0
+    }
+
+    public var json: JSONValue {
+        func int32(_ value: Int32?) -> JSONValue { value.map { .int(Int($0)) } ?? .null }
+        func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
+        var members: [JSONValue.Member] = []
+        members.append(.init("id", .string(id)))
+        members.append(.init("provider", .string(provider)))
+        members.append(.init("status", .string(status.rawValue)))
+        members.append(.init("label", text(label)))
+        members.append(.init("prompt", .string(prompt)))
+        members.append(.init("cwd", text(cwd)))
+        members.append(.init("model", text(model)))
+        members.append(.init("command", .array(command.map(JSONValue.string))))
+        members.append(.init("createdAt", .int(createdAt)))
+        members.append(.init("startedAt", startedAt.map(JSONValue.int) ?? .null))
+        members.append(.init("endedAt", endedAt.map(JSONValue.int) ?? .null))
+        members.append(.init("pid", int32(pid)))
+        members.append(.init("pgid", int32(pgid)))
+        members.append(.init("processStartTime", processStartTime.map { .int(Int($0)) } ?? .null))
+        members.append(.init("exitCode", int32(exitCode)))
+        members.append(.init("signal", int32(signal)))
+        members.append(.init("errorTail", text(errorTail)))
+        members.append(.init("result", result ?? .null))
+        members.append(.init("sessionId", text(sessionId)))
+        members.append(.init("hookError", text(hookError)))
+        members.append(.init("lastSeq", .int(lastSeq)))
+        return .object(members)
+    }
+
+    /// Reads back what `json` wrote (for the store); nil when required fields are missing.
+    public init?(json: JSONValue) {
+        guard let id = json["id"]?.stringValue, let provider = json["provider"]?.stringValue,
+            let status = json["status"]?.stringValue.flatMap(JobStatus.init(rawValue:)),
+            let createdAt = json["createdAt"]?.intValue
+        else { return nil }
+        self.init(id: id, provider: provider, prompt: json["prompt"]?.stringValue ?? "", createdAt: createdAt)
+        self.status = status
+        label = json["label"]?.stringValue
+        cwd = json["cwd"]?.stringValue
+        model = json["model"]?.stringValue
+        command = json["command"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        startedAt = json["startedAt"]?.intValue
+        endedAt = json["endedAt"]?.intValue
+        pid = json["pid"]?.intValue.map(Int32.init)
+        pgid = json["pgid"]?.intValue.map(Int32.init)
+        processStartTime = json["processStartTime"]?.intValue.map(UInt64.init)
+        exitCode = json["exitCode"]?.intValue.map(Int32.init)
+        signal = json["signal"]?.intValue.map(Int32.init)
+        errorTail = json["errorTail"]?.stringValue
+        result = json["result"].flatMap { $0.isNull ? nil : $0 }
+        sessionId = json["sessionId"]?.stringValue
+        hookError = json["hookError"]?.stringValue
+        lastSeq = json["lastSeq"]?.intValue ?? 0
+    }
+}

@@ -1,0 +1,116 @@
+/// One entry of a job's history. Seqs start at 1 and increase by one per event, so a viewer
+/// that saw seq N resumes with everything after N.
+public struct JobEvent: Sendable, Equatable {
+    public enum Payload: Sendable, Equatable {
+        /// The job is running (or failed to start: `job:completed` follows at once).
+        case started(Job)
+        case log(LogLine)
+        /// One raw JSON line of the agent's stdout, verbatim, for clients that want structure.
+        case agentEvent(String)
+        case completed(Job)
+    }
+
+    public var jobId: String
+    public var seq: Int
+    /// Milliseconds since the Unix epoch.
+    public var time: Int
+    public var payload: Payload
+
+    public init(jobId: String, seq: Int, time: Int, payload: Payload) {
+        self.jobId = jobId
+        self.seq = seq
+        self.time = time
+        self.payload = payload
+    }
+
+    public var type: String {
+        switch payload {
+        case .started: "job:started"
+        case .log: "job:log"
+        case .agentEvent: "job:event"
+        case .completed: "job:completed"
+        }
+    }
+
+    /// The event as one JSON object, serialized once and reused for storage and every viewer:
+    ///
+    ///     {"type":"job:log","job":"…","seq":7,"time":…,"stream":"stdout","kind":"tool","text":"→ Bash: ls"}
+    ///     {"type":"job:event","job":"…","seq":8,"time":…,"event":{…the agent's line…}}
+    ///     {"type":"job:started","job":"…","seq":1,"time":…,"status":"running","info":{…job…}}
+    ///     {"type":"job:completed","job":"…","seq":42,"time":…,"status":"done","exitCode":0,
+    ///      "signal":null,"errorTail":null,"result":{…},"hookError":null,"info":{…job…}}
+    public func encoded() -> [UInt8] {
+        var writer = JSONWriter(capacity: 128)
+        writer.raw("{\"type\":\"")
+        writer.raw(Array(type.utf8))
+        writer.raw("\",\"job\":")
+        writer.string(jobId)
+        writer.raw(",\"seq\":")
+        writer.int(seq)
+        writer.raw(",\"time\":")
+        writer.int(time)
+        switch payload {
+        case .log(let line):
+            writer.raw(",\"stream\":\"")
+            writer.raw(Array(line.stream.rawValue.utf8))
+            writer.raw("\",\"kind\":\"")
+            writer.raw(Array(line.kind.rawValue.utf8))
+            writer.raw("\",\"text\":")
+            writer.string(line.text)
+        case .agentEvent(let raw):
+            writer.raw(",\"event\":")
+            writer.raw(Array(raw.utf8))
+        case .started(let job):
+            writer.raw(",\"status\":")
+            writer.string(job.status.rawValue)
+            writer.raw(",\"info\":")
+            writer.value(job.json)
+        case .completed(let job):
+            writer.raw(",\"status\":")
+            writer.string(job.status.rawValue)
+            writer.raw(",\"exitCode\":")
+            writer.value(job.exitCode.map { .int(Int($0)) } ?? .null)
+            writer.raw(",\"signal\":")
+            writer.value(job.signal.map { .int(Int($0)) } ?? .null)
+            writer.raw(",\"errorTail\":")
+            writer.value(job.errorTail.map(JSONValue.string) ?? .null)
+            writer.raw(",\"result\":")
+            writer.value(job.result ?? .null)
+            writer.raw(",\"hookError\":")
+            writer.value(job.hookError.map(JSONValue.string) ?? .null)
+            writer.raw(",\"info\":")
+            writer.value(job.json)
+        }
+        writer.raw("}")
+        return writer.bytes
+    }
+
+    /// Decodes a stored event line; nil for a line that is not one (e.g. a torn last line).
+    public init?(json: JSONValue) {
+        guard let type = json["type"]?.stringValue, let jobId = json["job"]?.stringValue,
+            let seq = json["seq"]?.intValue, let time = json["time"]?.intValue
+        else { return nil }
+        self.jobId = jobId
+        self.seq = seq
+        self.time = time
+        switch type {
+        case "job:log":
+            guard let stream = json["stream"]?.stringValue.flatMap(LogLine.Stream.init(rawValue:)),
+                let kind = json["kind"]?.stringValue.flatMap(LogLine.Kind.init(rawValue:)),
+                let text = json["text"]?.stringValue
+            else { return nil }
+            payload = .log(LogLine(stream, kind, text))
+        case "job:event":
+            guard let event = json["event"] else { return nil }
+            payload = .agentEvent(JSONWriter.string(event))
+        case "job:started":
+            guard let job = json["info"].flatMap(Job.init(json:)) else { return nil }
+            payload = .started(job)
+        case "job:completed":
+            guard let job = json["info"].flatMap(Job.init(json:)) else { return nil }
+            payload = .completed(job)
+        default:
+            return nil
+        }
+    }
+}

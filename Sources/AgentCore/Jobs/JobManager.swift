@@ -1,0 +1,429 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EventLoop
+
+/// Runs jobs on one event loop and records everything they do.
+///
+/// ```
+///  launch ─▶ CommandBuilder ─▶ SupervisedProcess ─┬─ stdout ─▶ LineSplitter ─▶ StdoutInterpreter ─┐
+///                                                 ├─ stderr ─▶ StderrCollector (≤200 ms batches) ─┤
+///                                                 └─ exit ──▶ hooks ─▶ job:completed ────────────┤
+///                                                                                                ▼
+///                             emit: seq+1, encode once ─▶ observers (same bytes)  +  EventLog (one write per turn)
+/// ```
+///
+/// Loop-confined: every method must be called on the loop's thread.
+public final class JobManager {
+    public struct Configuration: Sendable {
+        public var policy = LaunchPolicy()
+        /// Time between SIGTERM and SIGKILL. 5 s lets an agent save its session.
+        public var killGraceMilliseconds = 5_000
+        public var onComplete: ExternalHook.Configuration?
+        /// Given to every job as AGENTGATE_URL.
+        public var serverURL = "http://127.0.0.1:7777"
+        /// The environment jobs inherit ("KEY=value").
+        public var baseEnvironment: [String] = []
+        /// stderr lines are emitted at most this often (200 ms).
+        public var stderrCoalesceMilliseconds = 200
+        public var maxOutputFileBytes = OutputFileIngest.defaultMaxBytes
+
+        public init() {}
+    }
+
+    public enum KillError: Error, Equatable, Sendable {
+        case notFound(String)
+        case alreadyFinished(String, JobStatus)
+    }
+
+    public typealias Observer = (JobEvent, [UInt8]) -> Void
+
+    public let loop: EventLoop
+    public let store: JobStore
+    public let detector: AgentDetector
+    public var configuration: Configuration
+
+    private var jobsByID: [String: Job] = [:]
+    private var order: [String] = []
+    private var running: [String: RunningJob] = [:]
+    private var observers: [Int: Observer] = [:]
+    private var nextObserverID = 0
+    private var dirtyLogs: Set<String> = []
+    private var flushScheduled = false
+    private var pendingLogBytes: [String: [UInt8]] = [:]
+
+    public init(loop: EventLoop, store: JobStore, detector: AgentDetector, configuration: Configuration) {
+        self.loop = loop
+        self.store = store
+        self.detector = detector
+        self.configuration = configuration
+    }
+
+    // MARK: queries
+
+    public func job(_ id: String) -> Job? { jobsByID[id] }
+
+    /// All jobs, oldest first.
+    public var jobs: [Job] { order.compactMap { jobsByID[$0] } }
+
+    public var runningCount: Int { running.count }
+
+    /// Stored events of a job with seq > `since` (pending writes are flushed first).
+    public func events(for id: String, since: Int = 0, limit: Int = .max) -> [JobEvent] {
+        flushLogs()
+        return store.events(for: id, since: since, limit: limit)
+    }
+
+    // MARK: observers
+
+    @discardableResult
+    public func addObserver(_ observer: @escaping Observer) -> Int {
+        nextObserverID += 1
+        observers[nextObserverID] = observer
+        return nextObserverID
+    }
+
+    public func removeObserver(_ id: Int) {
+        observers[id] = nil
+    }
+
+    // MARK: restart
+
+    /// Loads stored jobs. Jobs that were running when the server stopped become
+    /// `interrupted` (with a final `job:completed` event), and a still-live process group
+    /// whose leader is provably the same process is terminated: no agent keeps running
+    /// unobserved. Returns the jobs that were interrupted.
+    @discardableResult
+    public func recover() throws(SQLiteDatabase.Error) -> [Job] {
+        var interrupted: [Job] = []
+        for var job in try store.loadJobs() {
+            if !job.status.isFinished {
+                if let pid = job.pgid ?? job.pid {
+                    let identity = ProcessIdentity(pid: pid, startTime: job.processStartTime)
+                    if identity.isAlive { Self.terminateOrphan(identity, graceMilliseconds: configuration.killGraceMilliseconds) }
+                }
+                job.lastSeq = store.lastSeq(for: job.id)
+                job.status = .interrupted
+                job.endedAt = WallClock.milliseconds()
+                if job.errorTail == nil { job.errorTail = "agentgate stopped while the job was running" }
+                jobsByID[job.id] = job
+                order.append(job.id)
+                emit(job.id, .completed(job))
+                job = jobsByID[job.id]!
+                try store.save(job)
+                interrupted.append(job)
+            } else {
+                jobsByID[job.id] = job
+                order.append(job.id)
+            }
+        }
+        flushLogs()
+        for job in interrupted { store.closeLog(for: job.id) }
+        return interrupted
+    }
+
+    /// SIGTERM, a bounded wait, then SIGKILL for a group left over from a previous server.
+    static func terminateOrphan(_ identity: ProcessIdentity, graceMilliseconds: Int) {
+        Glibc.kill(-identity.pid, SIGTERM)
+        let deadline = MonotonicClock.nanoseconds() + UInt64(graceMilliseconds) * 1_000_000
+        while identity.groupIsAlive, MonotonicClock.nanoseconds() < deadline {
+            usleep(20_000)
+        }
+        if identity.groupIsAlive { Glibc.kill(-identity.pid, SIGKILL) }
+    }
+
+    // MARK: launch
+
+    /// Validates the request, spawns the agent and returns the job (running, or failed when
+    /// the spawn itself failed). Throws only for requests that must be corrected.
+    public func launch(_ request: LaunchRequest) throws(LaunchError) -> Job {
+        let id = JobID.make()
+        let outputFile = store.jobDirectory(id) + "/output.txt"
+        let builder = CommandBuilder(
+            policy: configuration.policy, capabilities: detector.current(), searchPath: detector.configuration.path)
+        let spec = try builder.build(request, outputFile: outputFile)
+
+        var job = Job(id: id, provider: spec.provider.rawValue, prompt: request.prompt, createdAt: WallClock.milliseconds())
+        job.label = request.label
+        job.cwd = request.cwd
+        job.model = request.model
+        job.command = spec.arguments
+        jobsByID[id] = job
+        order.append(id)
+
+        let log: EventLog
+        do {
+            log = try store.createLog(for: id)
+        } catch {
+            fail(id, reason: "cannot create job directory: \(error.message)")
+            return jobsByID[id]!
+        }
+        _ = log
+
+        var environment = configuration.baseEnvironment.filter {
+            !$0.hasPrefix("AGENTGATE_JOB_ID=") && !$0.hasPrefix("AGENTGATE_URL=") && !$0.hasPrefix("AGENTGATE_TOKEN=")
+        }
+        for (key, value) in spec.environment.sorted(by: { $0.key < $1.key }) {
+            environment.removeAll { $0.hasPrefix(key + "=") }
+            environment.append("\(key)=\(value)")
+        }
+        environment.append("AGENTGATE_JOB_ID=\(id)")
+        environment.append("AGENTGATE_URL=\(configuration.serverURL)")
+
+        let process: SupervisedProcess
+        do {
+            process = try SupervisedProcess(
+                loop: loop,
+                spec: .init(
+                    executable: spec.executable, arguments: spec.arguments, environment: environment,
+                    workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8)))
+        } catch {
+            fail(id, reason: "\(spec.executable): \(error.message)")
+            return jobsByID[id]!
+        }
+
+        let runner = RunningJob(spec: spec, process: process)
+        running[id] = runner
+        update(id) {
+            $0.status = .running
+            $0.startedAt = WallClock.milliseconds()
+            $0.pid = process.pid
+            $0.pgid = process.pid
+            $0.processStartTime = process.identity.startTime
+        }
+        emit(id, .started(jobsByID[id]!))
+        persist(id)
+
+        process.onStdout = { [unowned self] bytes in self.stdout(id, bytes) }
+        process.onStderr = { [unowned self] bytes in self.stderr(id, bytes) }
+        process.onExit = { [unowned self] status in self.processExited(id, status) }
+        do {
+            try process.start()
+        } catch {
+            process.killNow()
+            runner.startError = error.description
+        }
+        return jobsByID[id]!
+    }
+
+    /// A job that never ran: started (as failed) then completed, with the reason.
+    private func fail(_ id: String, reason: String) {
+        update(id) {
+            $0.status = .failed
+            $0.errorTail = reason
+        }
+        emit(id, .started(jobsByID[id]!))
+        emit(id, .log(LogLine(.system, .error, reason)))
+        update(id) { $0.endedAt = WallClock.milliseconds() }
+        emit(id, .completed(jobsByID[id]!))
+        persist(id)
+        flushLogs()
+        store.closeLog(for: id)
+    }
+
+    // MARK: output
+
+    private func stdout(_ id: String, _ bytes: UnsafeRawBufferPointer) {
+        guard let runner = running[id] else { return }
+        for line in runner.splitter.feed(bytes) {
+            interpret(id, runner, line)
+        }
+    }
+
+    private func interpret(_ id: String, _ runner: RunningJob, _ line: LineSplitter.Line) {
+        let output = runner.interpreter.interpret(line)
+        let sessionId = runner.interpreter.report.sessionId
+        if sessionId != nil, jobsByID[id]?.sessionId != sessionId {
+            update(id) {
+                $0.sessionId = sessionId
+                if $0.model == nil { $0.model = runner.interpreter.report.model }
+            }
+            persist(id)
+        }
+        if let raw = output.rawEvent { emit(id, .agentEvent(raw)) }
+        for logLine in output.lines { emit(id, .log(logLine)) }
+    }
+
+    private func stderr(_ id: String, _ bytes: UnsafeRawBufferPointer) {
+        guard let runner = running[id] else { return }
+        runner.stderr.feed(bytes)
+        if runner.stderr.hasPending, runner.stderrTimer == nil {
+            runner.stderrTimer = loop.schedule(afterMilliseconds: configuration.stderrCoalesceMilliseconds) { [weak self, weak runner] in
+                guard let self, let runner else { return }
+                runner.stderrTimer = nil
+                for line in runner.stderr.takePending() { self.emit(id, .log(line)) }
+            }
+        }
+    }
+
+    // MARK: completion
+
+    private func processExited(_ id: String, _ status: ExitStatus) {
+        guard let runner = running[id] else { return }
+        runner.exitStatus = status
+        if let timer = runner.stderrTimer { loop.cancel(timer) }
+        runner.stderrTimer = nil
+        if let last = runner.splitter.finish() { interpret(id, runner, last) }
+        for line in runner.interpreter.finish() { emit(id, .log(line)) }
+        for line in runner.stderr.finish() { emit(id, .log(line)) }
+        if let startError = runner.startError { emit(id, .log(LogLine(.system, .error, startError))) }
+
+        // Hook (a): the agent's own final result.
+        let report = runner.interpreter.report
+        update(id) {
+            $0.exitCode = status.exitCode
+            $0.signal = status.signal
+            $0.errorTail = runner.stderr.tailText
+            $0.result = report.isEmpty ? nil : report.json
+            if let model = report.model, $0.model == nil { $0.model = model }
+            $0.status = self.finalStatus(runner)
+        }
+        // Hook (b): the output file the command line named.
+        if let path = runner.spec.outputFile {
+            switch OutputFileIngest.ingest(path: path, maxBytes: configuration.maxOutputFileBytes) {
+            case .missing: break
+            case .value(let value): update(id) { $0.result = ($0.result ?? .object([])).setting("output", to: value) }
+            case .failed(let message): update(id) { $0.hookError = message }
+            }
+        }
+        // Hook (c): the operator's command.
+        if let hookConfiguration = configuration.onComplete {
+            let hook = ExternalHook(loop: loop)
+            runner.hook = hook
+            var environment = configuration.baseEnvironment
+            environment.append("AGENTGATE_JOB_ID=\(id)")
+            hook.run(hookConfiguration, input: JSONWriter.serialize(jobsByID[id]!.json), environment: environment) {
+                [unowned self] result in
+                switch result {
+                case .success(let value): self.update(id) { $0.result = ($0.result ?? .object([])).setting("hook", to: value) }
+                case .failure(let failure): self.update(id) { $0.hookError = failure.message }
+                }
+                self.complete(id)
+            }
+        } else {
+            complete(id)
+        }
+    }
+
+    private func finalStatus(_ runner: RunningJob) -> JobStatus {
+        if runner.killRequested { return .killed }
+        if runner.startError == nil, runner.exitStatus == .exited(0), !runner.interpreter.report.isError { return .done }
+        return .failed
+    }
+
+    /// Emits `job:completed` exactly once.
+    private func complete(_ id: String) {
+        guard let runner = running.removeValue(forKey: id) else { return }
+        update(id) {
+            $0.status = self.finalStatus(runner)
+            $0.endedAt = WallClock.milliseconds()
+        }
+        emit(id, .completed(jobsByID[id]!))
+        persist(id)
+        flushLogs()
+        store.closeLog(for: id)
+        // Released on a later turn: we may be inside one of its callbacks.
+        loop.schedule(afterMilliseconds: 0) { _ = runner }
+    }
+
+    // MARK: kill
+
+    /// SIGTERM to the job's group, SIGKILL after the grace period. Killing twice is harmless;
+    /// killing a finished job is an error that says so. A job whose completion hook is
+    /// running is marked killed and its hook stopped; it still completes exactly once.
+    public func kill(_ id: String) throws(KillError) {
+        guard let job = jobsByID[id] else { throw .notFound(id) }
+        guard let runner = running[id] else { throw .alreadyFinished(id, job.status) }
+        if runner.killRequested { return }
+        runner.killRequested = true
+        if let hook = runner.hook {
+            hook.cancel(reason: "job was killed while its completion hook ran")
+        } else {
+            runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
+        }
+        emit(id, .log(LogLine(.system, .info, "kill requested: SIGTERM sent to process group \(job.pgid ?? 0)")))
+    }
+
+    /// Kills every running job; returns how many were asked to stop.
+    @discardableResult
+    public func killAll() -> Int {
+        var count = 0
+        for id in running.keys.sorted() where running[id]?.killRequested == false {
+            if (try? kill(id)) != nil { count += 1 }
+        }
+        return count
+    }
+
+    // MARK: events and persistence
+
+    private func update(_ id: String, _ change: (inout Job) -> Void) {
+        guard var job = jobsByID[id] else { return }
+        change(&job)
+        jobsByID[id] = job
+    }
+
+    private func emit(_ id: String, _ payload: JobEvent.Payload) {
+        guard var job = jobsByID[id] else { return }
+        job.lastSeq += 1
+        jobsByID[id] = job
+        let event = JobEvent(jobId: id, seq: job.lastSeq, time: WallClock.milliseconds(), payload: payload)
+        let bytes = event.encoded()
+        pendingLogBytes[id, default: []].append(contentsOf: bytes)
+        pendingLogBytes[id]!.append(0x0A)
+        if !flushScheduled {
+            flushScheduled = true
+            loop.atEndOfTurn { [weak self] in self?.flushLogs() }
+        }
+        for observer in observers.values { observer(event, bytes) }
+    }
+
+    /// Writes each job's pending events with one write per job.
+    public func flushLogs() {
+        flushScheduled = false
+        let pending = pendingLogBytes
+        pendingLogBytes.removeAll(keepingCapacity: true)
+        for (id, bytes) in pending {
+            do {
+                try store.log(for: id).append(bytes)
+            } catch {
+                FileHandleOutput.standardError("agentgate: cannot append events of job \(id): \(error)")
+            }
+        }
+    }
+
+    private func persist(_ id: String) {
+        guard let job = jobsByID[id] else { return }
+        do {
+            try store.save(job)
+        } catch {
+            FileHandleOutput.standardError("agentgate: cannot save job \(id): \(error)")
+        }
+    }
+}
+
+/// The per-job state that exists only while its process runs.
+final class RunningJob {
+    let spec: LaunchSpec
+    let process: SupervisedProcess
+    var splitter = LineSplitter()
+    var interpreter: StdoutInterpreter
+    var stderr = StderrCollector()
+    var stderrTimer: EventLoop.TimerID?
+    var exitStatus: ExitStatus?
+    var killRequested = false
+    var startError: String?
+    var hook: ExternalHook?
+
+    init(spec: LaunchSpec, process: SupervisedProcess) {
+        self.spec = spec
+        self.process = process
+        self.interpreter = StdoutInterpreter(format: spec.outputFormat)
+    }
+}
+
+enum FileHandleOutput {
+    static func standardError(_ message: String) {
+        let line = Array((message + "\n").utf8)
+        line.withUnsafeBytes { _ = try? FileDescriptor.writeAll(2, $0) }
+    }
+}

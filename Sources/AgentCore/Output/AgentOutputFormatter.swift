@@ -1,0 +1,104 @@
+/// Turns one agent's stdout events into readable log lines and an `AgentReport`.
+///
+/// Formatters are pure: JSON in, lines out, no I/O, so each one is tested against the real
+/// transcripts in the fixtures and golden files. Unknown event types and fields are ignored,
+/// because every agent's format keeps growing.
+public protocol AgentOutputFormatter: Sendable {
+    /// Formats one JSON event from stdout.
+    mutating func format(event: JSONValue) -> [LogLine]
+    /// Lines held back for context (goose streams text in chunks) at the end of the stream.
+    mutating func finish() -> [LogLine]
+    var report: AgentReport { get }
+}
+
+extension AgentOutputFormatter {
+    public mutating func finish() -> [LogLine] { [] }
+}
+
+/// The formatters agentgate knows, by the output format a provider's command line asks for.
+public enum OutputFormat: String, Sendable, CaseIterable {
+    case claudeStreamJSON = "claude-stream-json"
+    case codexJSON = "codex-json"
+    case opencodeJSON = "opencode-json"
+    case gooseStreamJSON = "goose-stream-json"
+    /// Picks one of the above from the first JSON event; plain text otherwise.
+    case auto
+
+    public func makeFormatter() -> any AgentOutputFormatter {
+        switch self {
+        case .claudeStreamJSON: ClaudeStreamFormatter()
+        case .codexJSON: CodexJSONFormatter()
+        case .opencodeJSON: OpencodeJSONFormatter()
+        case .gooseStreamJSON: GooseStreamFormatter()
+        case .auto: DetectingFormatter()
+        }
+    }
+}
+
+/// The stdout side of a job: line → (log lines, raw event). Lines that are not a JSON object
+/// pass through verbatim, since goose and others print banners on the same stream.
+public struct StdoutInterpreter: Sendable {
+    public struct Output: Sendable {
+        public var lines: [LogLine]
+        /// The line itself when it was a JSON object (for `job:event`).
+        public var rawEvent: String?
+    }
+
+    public private(set) var formatter: any AgentOutputFormatter
+
+    public init(format: OutputFormat) {
+        formatter = format.makeFormatter()
+    }
+
+    public var report: AgentReport { formatter.report }
+
+    public mutating func interpret(_ line: LineSplitter.Line) -> Output {
+        var text = line.text
+        if line.droppedBytes == 0, text.utf8.first == UInt8(ascii: "{"),
+            let event = try? JSONParser.parse(text), case .object = event
+        {
+            return Output(lines: formatter.format(event: event), rawEvent: text)
+        }
+        if line.droppedBytes > 0 {
+            text += " … [truncated \(line.droppedBytes) bytes]"
+        }
+        if text.isEmpty { return Output(lines: [], rawEvent: nil) }
+        return Output(lines: [LogLine(.stdout, .raw, text)], rawEvent: nil)
+    }
+
+    public mutating func finish() -> [LogLine] {
+        formatter.finish()
+    }
+}
+
+/// Used for custom commands: recognises the format from the first JSON event.
+struct DetectingFormatter: AgentOutputFormatter {
+    private var inner: (any AgentOutputFormatter)?
+
+    var report: AgentReport { inner?.report ?? AgentReport() }
+
+    mutating func format(event: JSONValue) -> [LogLine] {
+        if inner == nil {
+            guard let detected = Self.detect(event) else {
+                return [LogLine(.stdout, .raw, JSONWriter.string(event))]
+            }
+            inner = detected.makeFormatter()
+        }
+        return inner!.format(event: event)
+    }
+
+    mutating func finish() -> [LogLine] { inner?.finish() ?? [] }
+
+    static func detect(_ event: JSONValue) -> OutputFormat? {
+        if event["msg"] != nil { return .codexJSON }
+        guard let type = event["type"]?.stringValue else { return nil }
+        switch type {
+        case "system", "assistant", "user", "result", "stream_event", "rate_limit_event": return .claudeStreamJSON
+        case "thread.started", "turn.started", "turn.completed", "turn.failed", "item.started", "item.updated", "item.completed":
+            return .codexJSON
+        case "step_start", "step_finish", "tool_use", "text", "reasoning": return event["sessionID"] != nil ? .opencodeJSON : nil
+        case "message", "notification", "complete", "model_change": return .gooseStreamJSON
+        default: return nil
+        }
+    }
+}

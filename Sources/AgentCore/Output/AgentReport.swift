@@ -1,0 +1,37 @@
+/// What an agent's output said about its run, gathered by a formatter as lines go by. It
+/// becomes `job.result`, and together with the exit code decides the job's final status.
+public struct AgentReport: Sendable, Equatable {
+    public var sessionId: String?
+    public var model: String?
+    /// The final answer (Claude `result.result`, the last codex `agent_message`, …).
+    public var resultText: String?
+    /// The agent said the run failed, whatever its exit code (Claude `is_error`, codex `turn.failed`).
+    public var isError = false
+    public var subtype: String?
+    public var errors: [String] = []
+    public var costUSD: Double?
+    public var numTurns: Int?
+    public var durationMs: Int?
+    public var usage: JSONValue?
+
+    public init() {}
+
+    /// True when nothing was learned (plain-text agents).
+    public var isEmpty: Bool { self == AgentReport() }
+
+    /// The `job.result` object: camelCase keys, absent fields left out.
+    public var json: JSONValue {
+        .object([
+            "text": resultText.map(JSONValue.string),
+            "isError": isEmpty ? nil : .bool(isError),
+            "subtype": subtype.map(JSONValue.string),
+            "errors": errors.isEmpty ? nil : .array(errors.map(JSONValue.string)),
+            "costUsd": costUSD.map(JSONValue.double),
+            "numTurns": numTurns.map(JSONValue.int),
+            "durationMs": durationMs.map(JSONValue.int),
+            "sessionId": sessionId.map(JSONValue.string),
+            "model": model.map(JSONValue.string),
+            "usage": usage,
+        ])
+    }
+}

@@ -1,0 +1,74 @@
+/// One human-readable line of a job's log, as viewers show it.
+public struct LogLine: Sendable, Equatable {
+    /// Where the line came from: the agent's stdout, its stderr, or agentgate itself.
+    public enum Stream: String, Sendable {
+        case stdout, stderr, system
+    }
+
+    /// What the line is, so viewers can style tool calls apart from assistant text.
+    public enum Kind: String, Sendable {
+        /// Assistant prose.
+        case text
+        /// A tool call the agent made (`→ Bash: ls -la`).
+        case tool
+        /// A tool's result (`← …`).
+        case toolResult = "tool_result"
+        case thinking
+        case error
+        /// Session, model, usage and other bookkeeping.
+        case info
+        /// The run's final summary line.
+        case result
+        /// A line that was not JSON, passed through verbatim.
+        case raw
+    }
+
+    public var stream: Stream
+    public var kind: Kind
+    public var text: String
+
+    public init(_ stream: Stream, _ kind: Kind, _ text: String) {
+        self.stream = stream
+        self.kind = kind
+        self.text = text
+    }
+
+    /// Splits multi-line text into one log line per text line (empty edge lines dropped).
+    public static func lines(_ kind: Kind, _ text: String, stream: Stream = .stdout, prefix: String = "") -> [LogLine] {
+        var parts = text.split(separator: "\n", omittingEmptySubsequences: false).map {
+            $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
+        }
+        while parts.first?.isEmpty == true { parts.removeFirst() }
+        while parts.last?.isEmpty == true { parts.removeLast() }
+        return parts.map { LogLine(stream, kind, prefix + $0) }
+    }
+}
+
+/// Shortening for one-line summaries of tool input and output.
+enum Summary {
+    /// The first line of `text`, cut to `limit` characters, with a note of what was left out.
+    static func firstLine(_ text: String, limit: Int = 160) -> String {
+        let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        let lines = trimmed.split(separator: "\n", omittingEmptySubsequences: false)
+        var first = String(lines.first ?? "")
+        var suffix = ""
+        if first.count > limit {
+            first = String(first.prefix(limit)) + "…"
+        }
+        if lines.count > 1 {
+            suffix = " (+\(lines.count - 1) lines)"
+        }
+        return first + suffix
+    }
+
+    static func oneLine(_ text: String, limit: Int = 160) -> String {
+        let flat = text.replacingOccurrences(of: "\n", with: " ⏎ ")
+        return flat.count > limit ? String(flat.prefix(limit)) + "…" : flat
+    }
+
+    static func compactJSON(_ value: JSONValue, limit: Int = 120) -> String {
+        oneLine(JSONWriter.string(value), limit: limit)
+    }
+}
+
+import Foundation

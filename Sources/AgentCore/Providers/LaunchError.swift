@@ -1,0 +1,27 @@
+/// Why a launch request was refused. Each case names the field it concerns, so an API can
+/// answer 400 pointing at it and a form can show the message beside the right input.
+public struct LaunchError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Code: String, Sendable {
+        case invalidField = "invalid_field"
+        case missingField = "missing_field"
+        case unknownProvider = "unknown_provider"
+        case providerUnavailable = "provider_unavailable"
+        case customCommandsDisabled = "custom_commands_disabled"
+        case promptTooLarge = "prompt_too_large"
+        case invalidWorkingDirectory = "invalid_cwd"
+        case invalidEnvironment = "invalid_env"
+    }
+
+    public let code: Code
+    /// The request field at fault (`provider`, `cwd`, `env.FOO`…).
+    public let field: String?
+    public let message: String
+
+    public init(_ code: Code, field: String?, _ message: String) {
+        self.code = code
+        self.field = field
+        self.message = message
+    }
+
+    public var description: String { message }
+}

@@ -1,0 +1,15 @@
+/// A launch request turned into a concrete command line.
+public struct LaunchSpec: Sendable, Equatable {
+    public var provider: ProviderKind
+    /// Absolute path of the program.
+    public var executable: String
+    /// argv including argv[0].
+    public var arguments: [String]
+    /// Entries added to the server's environment.
+    public var environment: [String: String]
+    public var workingDirectory: String?
+    public var stdin: String
+    public var outputFormat: OutputFormat
+    /// A file the agent writes its result to, ingested by the completion hook.
+    public var outputFile: String?
+}

@@ -1,0 +1,109 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EventLoop
+
+/// Durable jobs: metadata in SQLite (`<data>/agentgate.sqlite`), each job's events in
+/// `<data>/jobs/<id>/events.ndjson`.
+public final class JobStore {
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let dataDirectory: String
+    private let database: SQLiteDatabase
+    private var logs: [String: EventLog] = [:]
+
+    public init(dataDirectory: String) throws(Error) {
+        self.dataDirectory = dataDirectory
+        do {
+            try Self.makeDirectory(dataDirectory)
+            try Self.makeDirectory(dataDirectory + "/jobs")
+        } catch {
+            throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
+        }
+        // Create the file 0600 first: SQLite gives its -wal and -shm files the same mode.
+        let databasePath = dataDirectory + "/agentgate.sqlite"
+        let created = open(databasePath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if created >= 0 { close(created) }
+        do {
+            database = try SQLiteDatabase(path: databasePath)
+            try database.execute(
+                """
+                PRAGMA journal_mode=WAL;
+                PRAGMA synchronous=NORMAL;
+                CREATE TABLE IF NOT EXISTS jobs (
+                    id TEXT PRIMARY KEY,
+                    created_at INTEGER NOT NULL,
+                    status TEXT NOT NULL,
+                    data TEXT NOT NULL
+                );
+                CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+                """)
+        } catch {
+            throw Error(description: "cannot open job database in \(dataDirectory): \(error)")
+        }
+    }
+
+    /// `mkdir -p` with mode 0700: job data holds prompts and agent output.
+    static func makeDirectory(_ path: String) throws(SystemError) {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(prefix)") }
+        }
+    }
+
+    /// Job ids are ours (`JobID.make()`), but anything read from a client is checked before
+    /// it becomes part of a path.
+    public static func isValidJobId(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 64
+            && id.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || ($0 >= 48 && $0 <= 57) || $0 == 45 || $0 == 95 }
+    }
+
+    public func jobDirectory(_ id: String) -> String { dataDirectory + "/jobs/" + id }
+
+    public func save(_ job: Job) throws(SQLiteDatabase.Error) {
+        try database.query(
+            "INSERT INTO jobs (id, created_at, status, data) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status = excluded.status, data = excluded.data",
+            [.text(job.id), .int(job.createdAt), .text(job.status.rawValue), .text(JSONWriter.string(job.json))])
+    }
+
+    /// Every stored job, oldest first.
+    public func loadJobs() throws(SQLiteDatabase.Error) -> [Job] {
+        try database.query("SELECT data FROM jobs ORDER BY created_at, id").compactMap { row in
+            guard case .text(let text)? = row.first, let value = try? JSONParser.parse(text) else { return nil }
+            return Job(json: value)
+        }
+    }
+
+    /// Creates the job's directory and opens its event log for appending.
+    public func createLog(for id: String) throws(SystemError) -> EventLog {
+        let directory = jobDirectory(id)
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(directory)") }
+        let log = EventLog(path: directory + "/events.ndjson")
+        logs[id] = log
+        return log
+    }
+
+    public func log(for id: String) -> EventLog {
+        if let log = logs[id] { return log }
+        let log = EventLog(path: jobDirectory(id) + "/events.ndjson")
+        logs[id] = log
+        return log
+    }
+
+    /// Closes a finished job's log fd (events stay readable by path).
+    public func closeLog(for id: String) {
+        logs.removeValue(forKey: id)?.close()
+    }
+
+    public func events(for id: String, since: Int = 0, limit: Int = .max) -> [JobEvent] {
+        guard Self.isValidJobId(id) else { return [] }
+        return EventLog.read(path: jobDirectory(id) + "/events.ndjson", since: since, limit: limit)
+    }
+
+    public func lastSeq(for id: String) -> Int {
+        EventLog.lastSeq(path: jobDirectory(id) + "/events.ndjson")
+    }
+}

@@ -1,0 +1,46 @@
+#ifndef AGENTGATE_CSYSTEMSHIMS_H
+#define AGENTGATE_CSYSTEMSHIMS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#endif
+
+/// True when this platform has epoll (Linux); the event loop falls back to poll(2) otherwise.
+int ag_has_epoll(void);
+
+/// epoll_ctl with the 64-bit user data passed as a plain integer (epoll_event is packed on
+/// x86_64, which Swift does not import reliably).
+int ag_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+
+/// epoll_wait that unpacks events into two parallel arrays.
+int ag_epoll_wait(int epfd, uint32_t *events, uint64_t *datas, int max, int timeout_ms);
+
+int ag_epoll_create(void);
+int ag_eventfd(void);
+
+/// pidfd_open(2); -1 with errno ENOSYS where the kernel lacks it.
+int ag_pidfd_open(pid_t pid);
+
+/// Spawns `path` in a new session (so its process group id equals its pid), with the given
+/// fds as stdin/stdout/stderr and `cwd` as its working directory (NULL keeps ours).
+/// Returns 0 and sets *pid, or an errno value. Never forks a copy of the Swift runtime.
+int ag_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
+             int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid);
+
+/// pipe2(O_CLOEXEC): Glibc hides pipe2 from Swift without _GNU_SOURCE.
+int ag_pipe_cloexec(int fds[2]);
+
+/// Ignores SIGPIPE process-wide so writes to closed pipes/sockets fail with EPIPE.
+void ag_ignore_sigpipe(void);
+
+/// WIFEXITED/WEXITSTATUS/WIFSIGNALED/WTERMSIG are macros Swift cannot call.
+int ag_wifexited(int status);
+int ag_wexitstatus(int status);
+int ag_wifsignaled(int status);
+int ag_wtermsig(int status);
+
+#endif

@@ -1,0 +1,268 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import CSystemShims
+import Synchronization
+
+/// A single-threaded reactor: fd readiness, timers and cross-thread tasks, all run on the
+/// thread that calls `run()`.
+///
+/// ```
+///   other threads ──execute()──▶ [task queue] ──eventfd──┐
+///                                                       ▼
+///   fds (sockets, pipes, pidfds) ──epoll (level)──▶  run(): wait ▶ fd handlers ▶ tasks ▶ timers ▶ turn-end hooks
+/// ```
+///
+/// epoll is used level-triggered: a handler that leaves bytes unread is simply called again
+/// on the next turn, so no "became ready between EAGAIN and wait" race exists. Each
+/// registration carries a unique 64-bit id in epoll's user data, and events whose id is no
+/// longer registered are dropped, so a reused fd number never receives an old event.
+///
+/// Everything except `execute(_:)`, `stop()` and `isInLoopThread` must be called on the loop
+/// thread; that confinement is why the class is `@unchecked Sendable`.
+public final class EventLoop: @unchecked Sendable {
+    /// What a registration wants to hear about.
+    public struct Interest: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        public static let readable = Interest(rawValue: UInt32(EPOLLIN.rawValue))
+        public static let writable = Interest(rawValue: UInt32(EPOLLOUT.rawValue))
+    }
+
+    /// What epoll reported for one fd. `hangup` and `error` are always reported.
+    public struct Readiness: Sendable {
+        public let rawValue: UInt32
+        public var isReadable: Bool { rawValue & UInt32(EPOLLIN.rawValue) != 0 }
+        public var isWritable: Bool { rawValue & UInt32(EPOLLOUT.rawValue) != 0 }
+        public var isHangup: Bool { rawValue & UInt32(EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0 }
+        public var isError: Bool { rawValue & UInt32(EPOLLERR.rawValue) != 0 }
+    }
+
+    /// A handle to an fd registration; pass it back to `modify` or `deregister`.
+    public struct Registration: Hashable, Sendable {
+        public let id: UInt64
+        public let fd: Int32
+    }
+
+    /// A handle to a scheduled timer.
+    public struct TimerID: Hashable, Sendable {
+        public let id: UInt64
+    }
+
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private var handlers: [UInt64: (Readiness) -> Void] = [:]
+    private var nextID: UInt64 = 1
+    private var timers = TimerHeap()
+    private var timerCallbacks: [UInt64: () -> Void] = [:]
+    private var turnEndHooks: [() -> Void] = []
+    private let pending = Mutex<[@Sendable () -> Void]>([])
+    private let stopRequested = Atomic<Bool>(false)
+    private let loopThread = Atomic<UInt>(0)
+    private static let wakeID: UInt64 = 0
+
+    public init() throws(SystemError) {
+        epollFD = ag_epoll_create()
+        guard epollFD >= 0 else { throw SystemError.last("epoll_create1") }
+        wakeFD = ag_eventfd()
+        guard wakeFD >= 0 else {
+            let error = SystemError.last("eventfd")
+            close(epollFD)
+            throw error
+        }
+        guard ag_epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, UInt32(EPOLLIN.rawValue), Self.wakeID) == 0 else {
+            let error = SystemError.last("epoll_ctl")
+            close(wakeFD)
+            close(epollFD)
+            throw error
+        }
+    }
+
+    deinit {
+        close(wakeFD)
+        close(epollFD)
+    }
+
+    // MARK: fds
+
+    /// Watches `fd`. The loop does not own the fd: deregister before closing it.
+    public func register(
+        fd: Int32, interest: Interest, handler: @escaping (Readiness) -> Void
+    ) throws(SystemError) -> Registration {
+        let id = nextID
+        nextID += 1
+        guard ag_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, interest.rawValue | UInt32(EPOLLRDHUP.rawValue), id) == 0 else {
+            throw SystemError.last("epoll_ctl(ADD)")
+        }
+        handlers[id] = handler
+        return Registration(id: id, fd: fd)
+    }
+
+    public func modify(_ registration: Registration, interest: Interest) throws(SystemError) {
+        guard ag_epoll_ctl(
+            epollFD, EPOLL_CTL_MOD, registration.fd, interest.rawValue | UInt32(EPOLLRDHUP.rawValue), registration.id
+        ) == 0 else {
+            throw SystemError.last("epoll_ctl(MOD)")
+        }
+    }
+
+    /// Stops watching; safe to call twice and from inside the fd's own handler.
+    public func deregister(_ registration: Registration) {
+        guard handlers.removeValue(forKey: registration.id) != nil else { return }
+        _ = ag_epoll_ctl(epollFD, EPOLL_CTL_DEL, registration.fd, 0, 0)
+    }
+
+    /// Number of live fd registrations (for tests and metrics).
+    public var registrationCount: Int { handlers.count }
+
+    // MARK: timers
+
+    /// Runs `body` on the loop after `nanoseconds`.
+    @discardableResult
+    public func schedule(afterNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> TimerID {
+        let id = nextID
+        nextID += 1
+        timerCallbacks[id] = body
+        timers.push(.init(deadline: MonotonicClock.nanoseconds() &+ nanoseconds, id: id))
+        return TimerID(id: id)
+    }
+
+    @discardableResult
+    public func schedule(afterMilliseconds ms: Int, _ body: @escaping () -> Void) -> TimerID {
+        schedule(afterNanoseconds: UInt64(max(0, ms)) * 1_000_000, body)
+    }
+
+    public func cancel(_ timer: TimerID) {
+        timerCallbacks[timer.id] = nil
+    }
+
+    /// Runs `body` once after the fd handlers of the current turn, before waiting again:
+    /// the place to flush work batched during the turn.
+    public func atEndOfTurn(_ body: @escaping () -> Void) {
+        turnEndHooks.append(body)
+    }
+
+    // MARK: cross-thread
+
+    /// Runs `body` on the loop thread soon. Safe from any thread.
+    public func execute(_ body: @escaping @Sendable () -> Void) {
+        pending.withLock { $0.append(body) }
+        wake()
+    }
+
+    /// Makes `run()` return after the current turn. Safe from any thread.
+    public func stop() {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        wake()
+    }
+
+    public var isInLoopThread: Bool {
+        loopThread.load(ordering: .relaxed) == UInt(bitPattern: Int(bitPattern: pthread_self()))
+    }
+
+    private func wake() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(wakeFD, $0.baseAddress, 8) }
+    }
+
+    // MARK: running
+
+    /// Serves events on the calling thread until `stop()`.
+    public func run() {
+        stopRequested.store(false, ordering: .sequentiallyConsistent)
+        loopThread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
+        defer { loopThread.store(0, ordering: .relaxed) }
+        while !stopRequested.load(ordering: .sequentiallyConsistent) {
+            runOnce(timeoutMilliseconds: nil)
+        }
+    }
+
+    /// Runs turns until `condition` holds or `timeoutMilliseconds` pass; returns whether the
+    /// condition held. For tests and one-shot command-line use.
+    @discardableResult
+    public func run(untilMilliseconds timeoutMilliseconds: Int, _ condition: () -> Bool) -> Bool {
+        loopThread.store(UInt(bitPattern: Int(bitPattern: pthread_self())), ordering: .relaxed)
+        defer { loopThread.store(0, ordering: .relaxed) }
+        let deadline = MonotonicClock.nanoseconds() + UInt64(timeoutMilliseconds) * 1_000_000
+        while !condition() {
+            let now = MonotonicClock.nanoseconds()
+            if now >= deadline { return false }
+            runOnce(timeoutMilliseconds: Int((deadline - now) / 1_000_000) + 1)
+        }
+        return true
+    }
+
+    private var eventBits = [UInt32](repeating: 0, count: 256)
+    private var eventData = [UInt64](repeating: 0, count: 256)
+
+    /// One turn: wait (bounded by the next timer), dispatch fd events, tasks, due timers, then
+    /// end-of-turn hooks.
+    public func runOnce(timeoutMilliseconds: Int?) {
+        var timeout = timeoutMilliseconds ?? -1
+        if let next = nextTimerDeadline() {
+            let now = MonotonicClock.nanoseconds()
+            let untilTimer = next > now ? Int((next - now + 999_999) / 1_000_000) : 0
+            timeout = timeout < 0 ? untilTimer : min(timeout, untilTimer)
+        }
+        if !turnEndHooks.isEmpty { timeout = 0 }
+        timeout = min(timeout, Int(Int32.max))
+
+        let count = eventBits.withUnsafeMutableBufferPointer { bits in
+            eventData.withUnsafeMutableBufferPointer { data in
+                ag_epoll_wait(epollFD, bits.baseAddress, data.baseAddress, Int32(bits.count), Int32(timeout))
+            }
+        }
+        if count > 0 {
+            for index in 0..<Int(count) {
+                let id = eventData[index]
+                if id == Self.wakeID {
+                    var value: UInt64 = 0
+                    _ = withUnsafeMutableBytes(of: &value) { read(wakeFD, $0.baseAddress, 8) }
+                    continue
+                }
+                // A handler earlier in this batch may have deregistered this one.
+                guard let handler = handlers[id] else { continue }
+                handler(Readiness(rawValue: eventBits[index]))
+            }
+        }
+        runPendingTasks()
+        runDueTimers()
+        runTurnEndHooks()
+    }
+
+    private func nextTimerDeadline() -> UInt64? {
+        while let first = timers.first, timerCallbacks[first.id] == nil {
+            _ = timers.popFirst()
+        }
+        return timers.first?.deadline
+    }
+
+    private func runPendingTasks() {
+        let tasks = pending.withLock { tasks -> [@Sendable () -> Void] in
+            let taken = tasks
+            tasks.removeAll()
+            return taken
+        }
+        for task in tasks { task() }
+    }
+
+    private func runDueTimers() {
+        let now = MonotonicClock.nanoseconds()
+        while let first = timers.first, first.deadline <= now {
+            _ = timers.popFirst()
+            if let callback = timerCallbacks.removeValue(forKey: first.id) {
+                callback()
+            }
+        }
+    }
+
+    private func runTurnEndHooks() {
+        while !turnEndHooks.isEmpty {
+            let hooks = turnEndHooks
+            turnEndHooks.removeAll()
+            for hook in hooks { hook() }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+import AgentCore
+import ArgumentParser
+import CSystemShims
+import EventLoop
+import Foundation
+
+@main
+struct AgentGate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agentgate",
+        abstract: "Runs coding-agent CLIs as background jobs and streams what they do.",
+        subcommands: [Probe.self, Exec.self]
+    )
+}

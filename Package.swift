@@ -29,12 +29,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Temporary directories, fake agents on a temporary PATH, fixture paths.
+        .target(name: "TestSupport", dependencies: ["EventLoop"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CSystemShims"]),
         .testTarget(
             name: "AgentCoreTests",
-            dependencies: ["AgentCore", "EventLoop", "CSystemShims"],
-            resources: [.copy("Golden")]
+            dependencies: ["AgentCore", "EventLoop", "CSystemShims", "TestSupport"],
+            exclude: ["Golden"]
         ),
+        // Runs the built `agentgate` binary as a user would.
+        .testTarget(name: "CommandLineTests", dependencies: ["agentgate", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -63,7 +63,10 @@ public final class EventLoop: @unchecked Sendable {
     private let loopThread = Atomic<UInt>(0)
     private static let wakeID: UInt64 = 0
 
+    /// Also ignores SIGPIPE process-wide: a write to a closed pipe or socket must fail with
+    /// EPIPE, not kill the server. (Children get default dispositions back at spawn.)
     public init() throws(SystemError) {
+        ag_ignore_sigpipe()
         epollFD = ag_epoll_create()
         guard epollFD >= 0 else { throw SystemError.last("epoll_create1") }
         wakeFD = ag_eventfd()

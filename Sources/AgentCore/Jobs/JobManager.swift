@@ -276,7 +276,6 @@ public final class JobManager {
             $0.errorTail = runner.stderr.tailText
             $0.result = report.isEmpty ? nil : report.json
             if let model = report.model, $0.model == nil { $0.model = model }
-            $0.status = self.finalStatus(runner)
         }
         // Hook (b): the output file the command line named.
         if let path = runner.spec.outputFile {
@@ -292,7 +291,11 @@ public final class JobManager {
             runner.hook = hook
             var environment = configuration.baseEnvironment
             environment.append("AGENTGATE_JOB_ID=\(id)")
-            hook.run(hookConfiguration, input: JSONWriter.serialize(jobsByID[id]!.json), environment: environment) {
+            // The hook sees the status the job is about to end with.
+            var preview = jobsByID[id]!
+            preview.status = finalStatus(runner)
+            preview.endedAt = WallClock.milliseconds()
+            hook.run(hookConfiguration, input: JSONWriter.serialize(preview.json), environment: environment) {
                 [unowned self] result in
                 switch result {
                 case .success(let value): self.update(id) { $0.result = ($0.result ?? .object([])).setting("hook", to: value) }

@@ -1,0 +1,45 @@
+import Testing
+
+@testable import AgentCore
+
+struct JSONTests {
+    @Test func parsesEveryKindOfValue() throws {
+        let value = try JSONParser.parse(#"{"a":[1,-2.5,1e3,true,false,null],"b":{"c":"d\n\"e\"\u00e9\ud83d\ude00"}}"#)
+        #expect(value["a"] == [1, -2.5, 1000.0, true, false, nil])
+        #expect(value["b"]?["c"] == .string("d\n\"e\"é😀"))
+    }
+
+    @Test func keepsMemberOrderAndDuplicateKeys() throws {
+        let text = #"{"z":1,"id":"a","id":"b"}"#
+        let value = try JSONParser.parse(text)
+        #expect(JSONWriter.string(value) == text)
+        #expect(value["id"] == "a")
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\" 1}", "01", "1.", "-", "tru", "\"abc", "\"\\x\"", "\"a\u{01}\"", "[1] x", "{\"a\":1,}",
+        "\"\\u12\"", "nul",
+    ])
+    func rejectsMalformedInput(_ text: String) {
+        #expect(throws: JSONParser.Error.self) { try JSONParser.parse(text) }
+    }
+
+    @Test func rejectsNestingPastTheLimitWithoutCrashing() {
+        let deep = String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000)
+        #expect(throws: JSONParser.Error.self) { try JSONParser.parse(deep) }
+        let ok = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        #expect(throws: Never.self) { try JSONParser.parse(ok) }
+    }
+
+    @Test func loneSurrogatesBecomeReplacementCharacters() throws {
+        #expect(try JSONParser.parse(#""\ud800x""#) == "\u{FFFD}x")
+        #expect(try JSONParser.parse(#""\udc00""#) == "\u{FFFD}")
+    }
+
+    @Test func writerEscapesControlCharactersAndRoundTrips() throws {
+        let value: JSONValue = .object(["t": "tab\tnl\nnul\u{0}bell\u{7}quote\"back\\", "n": 12, "d": 0.25])
+        let text = JSONWriter.string(value)
+        #expect(text == #"{"t":"tab\tnl\nnul\u0000bell\u0007quote\"back\\","n":12,"d":0.25}"#)
+        #expect(try JSONParser.parse(text) == value)
+    }
+}

@@ -88,7 +88,7 @@ public struct Job: Sendable, Equatable {
         exitCode = json["exitCode"]?.intValue.map(Int32.init)
         signal = json["signal"]?.intValue.map(Int32.init)
         errorTail = json["errorTail"]?.stringValue
-        result = json["result"].flatMap { $0.isNull ? nil : $0 }
+        result = json["result"].flatMap { value -> JSONValue? in value.isNull ? Optional.none : value }
         sessionId = json["sessionId"]?.stringValue
         hookError = json["hookError"]?.stringValue
         lastSeq = json["lastSeq"]?.intValue ?? 0

@@ -20,14 +20,28 @@ public final class EventLog {
     /// Appends already-encoded lines (each ending in "\n") in one write.
     public func append(_ bytes: [UInt8]) throws(SystemError) {
         if fd < 0 {
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw SystemError.last("open \(path)") }
+            try terminateTornLine()
         }
         let failure = bytes.withUnsafeBytes { buffer -> SystemError? in
             do throws(SystemError) { try FileDescriptor.writeAll(fd, buffer) } catch { return error }
             return nil
         }
         if let failure { throw failure }
+    }
+
+    /// A crash may have left a last line without its newline; end it so the next event
+    /// starts a line of its own (the torn line is then skipped on replay).
+    private func terminateTornLine() throws(SystemError) {
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0 else { return }
+        var last: UInt8 = 0
+        guard pread(fd, &last, 1, size - 1) == 1 else { throw SystemError.last("pread \(path)") }
+        if last != 0x0A {
+            var newline: UInt8 = 0x0A
+            guard Glibc.write(fd, &newline, 1) == 1 else { throw SystemError.last("write \(path)") }
+        }
     }
 
     public func close() {

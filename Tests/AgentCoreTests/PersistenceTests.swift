@@ -1,0 +1,126 @@
+import EventLoop
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+@testable import AgentCore
+
+@Suite(.serialized, .timeLimit(.minutes(1)))
+struct PersistenceTests {
+    /// A second engine over the same data directory: what a restarted server sees.
+    private func restarted(_ harness: EngineHarness) throws -> (JobManager, EventLoop) {
+        let loop = try EventLoop()
+        let store = try JobStore(dataDirectory: harness.data.path)
+        let detector = AgentDetector(configuration: .init(path: harness.agents.searchPath, environment: []))
+        var configuration = JobManager.Configuration()
+        configuration.killGraceMilliseconds = 300
+        let manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
+        return (manager, loop)
+    }
+
+    @Test func finishedJobsAndTheirEventsSurviveARestart() throws {
+        let harness = try EngineHarness()
+        let job = try harness.launch(script: FakeAgents.replay("claude-stream-json-write-file.jsonl"))
+        let done = try #require(harness.waitForCompletion(job.id))
+
+        let (manager, _) = try restarted(harness)
+        #expect(try manager.recover().isEmpty)
+        #expect(manager.job(job.id) == done)
+        let replayed = manager.events(for: job.id)
+        #expect(replayed == harness.events(of: job.id))
+        #expect(replayed.map { $0.encoded() } == harness.encoded[job.id])
+        // Replay from any seq.
+        #expect(manager.events(for: job.id, since: 5).first?.seq == 6)
+        #expect(manager.events(for: job.id, since: 5, limit: 2).map(\.seq) == [6, 7])
+        #expect(manager.events(for: job.id, since: done.lastSeq).isEmpty)
+    }
+
+    @Test func aJobRunningAtRestartBecomesInterruptedAndItsProcessGroupIsTerminated() throws {
+        let harness = try EngineHarness()
+        let pidFile = harness.scratch.file("child")
+        let job = try harness.launch(script: "sleep 300 & echo $! > '\(pidFile)'; echo working; wait")
+        #expect(harness.spin(until: { readPid(pidFile) != nil && harness.logLines(of: job.id).count == 1 }))
+        harness.manager.flushLogs()
+        let child = try #require(readPid(pidFile))
+        let seenBefore = harness.events(of: job.id)
+
+        // The old server is gone (its loop never runs again); a new one starts.
+        let (manager, _) = try restarted(harness)
+        let interrupted = try manager.recover()
+        #expect(interrupted.map(\.id) == [job.id])
+        #expect(manager.job(job.id)?.status == .interrupted)
+        #expect(!processIsRunning(child))
+        #expect(!processIsRunning(job.pid!))
+
+        let replayed = manager.events(for: job.id)
+        #expect(Array(replayed.prefix(seenBefore.count)) == seenBefore)
+        #expect(replayed.map(\.seq) == Array(1...replayed.count))
+        guard case .completed(let final)? = replayed.last?.payload else {
+            Issue.record("no job:completed after restart")
+            return
+        }
+        #expect(final.status == .interrupted)
+        harness.waitForCompletion(job.id, timeoutMilliseconds: 2_000)  // reap in the old engine
+    }
+
+    @Test func aReusedPidIsNeverSignalled() throws {
+        let harness = try EngineHarness()
+        // An unrelated process that happens to have the recorded pid, but not its start time.
+        let bystander = try SupervisedProcess(
+            loop: harness.loop, spec: .init(executable: "/bin/sleep", arguments: ["sleep", "300"], environment: []))
+        try bystander.start()
+        defer { bystander.killNow() }
+        var job = Job(id: "0000000000000001", provider: "claude", prompt: "x", createdAt: 1)
+        job.status = .running
+        job.pid = bystander.pid
+        job.pgid = bystander.pid
+        job.processStartTime = (bystander.identity.startTime ?? 0) + 12_345
+        try harness.store.save(job)
+
+        let (manager, _) = try restarted(harness)
+        #expect(try manager.recover().map(\.id) == [job.id])
+        #expect(processIsRunning(bystander.pid))
+        #expect(manager.job(job.id)?.status == .interrupted)
+    }
+
+    @Test func aTornLastLineIsToleratedAndNotGluedToTheNextEvent() throws {
+        let harness = try EngineHarness()
+        var job = Job(id: "00000000000000aa", provider: "claude", prompt: "x", createdAt: 1)
+        job.status = .running
+        job.lastSeq = 2
+        try harness.store.save(job)
+        let log = try harness.store.createLog(for: job.id)
+        let first = JobEvent(jobId: job.id, seq: 1, time: 1, payload: .started(job)).encoded()
+        let second = JobEvent(jobId: job.id, seq: 2, time: 2, payload: .log(LogLine(.stdout, .text, "hello"))).encoded()
+        try log.append(first + [0x0A] + second + [0x0A] + Array(#"{"type":"job:log","job":"00000000000000aa","seq":3,"ti"#.utf8))
+        log.close()
+        harness.store.closeLog(for: job.id)
+
+        #expect(harness.store.events(for: job.id).map(\.seq) == [1, 2])
+        #expect(harness.store.lastSeq(for: job.id) == 2)
+        let (manager, _) = try restarted(harness)
+        try manager.recover()
+        let events = manager.events(for: job.id)
+        #expect(events.map(\.seq) == [1, 2, 3])
+        #expect(events.last?.type == "job:completed")
+    }
+
+    @Test func unsafeJobIdsNeverBecomePaths() throws {
+        let harness = try EngineHarness()
+        #expect(!JobStore.isValidJobId("../../etc"))
+        #expect(!JobStore.isValidJobId(""))
+        #expect(harness.store.events(for: "../x").isEmpty)
+    }
+
+    @Test func dataFilesAreReadableByTheOwnerOnly() throws {
+        let harness = try EngineHarness()
+        let job = try harness.launch(script: "echo hi")
+        harness.waitForCompletion(job.id)
+        for path in [harness.data.path, harness.data.file("agentgate.sqlite"), harness.store.jobDirectory(job.id) + "/events.ndjson"] {
+            var info = stat()
+            #expect(stat(path, &info) == 0)
+            #expect(info.st_mode & 0o077 == 0, "\(path) is group/world accessible")
+        }
+    }
+}

@@ -20,18 +20,29 @@ let package = Package(
         .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         // fds, epoll poller, timers, cross-thread wake-ups. Knows nothing about agents or HTTP.
         .target(name: "EventLoop", dependencies: ["CSystemShims"]),
+        // The system zlib (Debian: zlib1g-dev), for permessage-deflate.
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // Sans-I/O HTTP/1.1: request head parser with limits, response encoder.
+        .target(name: "HTTPCore"),
+        // Sans-I/O RFC 6455: frames, parser, encoder, handshake, connection state machine, UTF-8.
+        .target(name: "WebSocketCore", dependencies: ["HTTPCore"]),
+        // RFC 7692 permessage-deflate: negotiation and zlib compressor.
+        .target(name: "WebSocketDeflate", dependencies: ["WebSocketCore", "CZlib"]),
+        // WebSocket connections served on the event loop (server role), the echo server.
+        .target(name: "WebSocketServer", dependencies: ["EventLoop", "HTTPCore", "WebSocketCore", "WebSocketDeflate"]),
         // Agents, launch specs, process supervision, output formats, jobs, store, hooks. No sockets.
         .target(name: "AgentCore", dependencies: ["EventLoop", "CSystemShims", "CSQLite"]),
         .executableTarget(
             name: "agentgate",
             dependencies: [
-                "AgentCore", "EventLoop",
+                "AgentCore", "EventLoop", "WebSocketServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         // Temporary directories, fake agents on a temporary PATH, fixture paths.
         .target(name: "TestSupport", dependencies: ["EventLoop"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CSystemShims"]),
+        .testTarget(name: "WebSocketTests", dependencies: ["HTTPCore", "WebSocketCore", "WebSocketDeflate", "WebSocketServer", "EventLoop"]),
         .testTarget(
             name: "AgentCoreTests",
             dependencies: ["AgentCore", "EventLoop", "CSystemShims", "TestSupport"],

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <stdio.h>
 
 #ifdef __linux__
 int ag_has_epoll(void) { return 1; }
@@ -107,3 +108,62 @@ int ag_wifsignaled(int status) { return WIFSIGNALED(status); }
 int ag_wtermsig(int status) { return WTERMSIG(status); }
 
 int ag_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+int ag_listen_tcp(const char *host, int port, int backlog, int *bound_port) {
+    struct addrinfo hints, *result = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    if (getaddrinfo(host, service, &hints, &result) != 0 || result == NULL) return -EINVAL;
+    int fd = socket(result->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) { int e = errno; freeaddrinfo(result); return -e; }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, result->ai_addr, result->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        freeaddrinfo(result);
+        return -e;
+    }
+    freeaddrinfo(result);
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    getsockname(fd, (struct sockaddr *)&address, &length);
+    if (address.ss_family == AF_INET) *bound_port = ntohs(((struct sockaddr_in *)&address)->sin_port);
+    else *bound_port = ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+    return fd;
+}
+
+int ag_accept(int listen_fd) {
+    return accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+int ag_connect_tcp(const char *host, int port) {
+    struct addrinfo hints, *result = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    if (getaddrinfo(host, service, &hints, &result) != 0 || result == NULL) return -EINVAL;
+    int fd = socket(result->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) { int e = errno; freeaddrinfo(result); return -e; }
+    int rc = connect(fd, result->ai_addr, result->ai_addrlen);
+    freeaddrinfo(result);
+    if (rc != 0 && errno != EINPROGRESS) { int e = errno; close(fd); return -e; }
+    return fd;
+}
+
+void ag_set_nodelay(int fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}

@@ -63,6 +63,10 @@ public final class EventLoop: @unchecked Sendable {
     private let loopThread = Atomic<UInt>(0)
     private static let wakeID: UInt64 = 0
 
+    /// One read buffer shared by every socket of this loop: reads happen one at a time on the
+    /// loop thread, so an idle connection needs no buffer of its own.
+    public let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 * 1024, alignment: 16)
+
     /// Also ignores SIGPIPE process-wide: a write to a closed pipe or socket must fail with
     /// EPIPE, not kill the server. (Children get default dispositions back at spawn.)
     public init() throws(SystemError) {
@@ -84,6 +88,7 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     deinit {
+        readBuffer.deallocate()
         close(wakeFD)
         close(epollFD)
     }

@@ -44,3 +44,18 @@ int ag_wifsignaled(int status);
 int ag_wtermsig(int status);
 
 #endif
+
+/// A listening TCP socket on host:port (numeric IPv4 or IPv6 address, or a name), non-blocking
+/// and close-on-exec, SO_REUSEADDR. Returns the fd and sets *bound_port, or -errno
+/// (-EAI_* mapped to -EINVAL for bad addresses).
+int ag_listen_tcp(const char *host, int port, int backlog, int *bound_port);
+
+/// accept4(SOCK_NONBLOCK | SOCK_CLOEXEC); -1 with errno on failure.
+int ag_accept(int listen_fd);
+
+/// A non-blocking, close-on-exec TCP connection attempt to host:port; the fd (connecting or
+/// connected) or -errno.
+int ag_connect_tcp(const char *host, int port);
+
+/// TCP_NODELAY on: frames go out when written, not after Nagle's delay.
+void ag_set_nodelay(int fd);

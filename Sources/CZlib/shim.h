@@ -1,0 +1,10 @@
+#include <zlib.h>
+
+/* deflateInit2/inflateInit2 are macros Swift cannot call. */
+static inline int czlib_deflate_init2(z_streamp stream, int level, int method, int window_bits, int mem_level, int strategy) {
+    return deflateInit2(stream, level, method, window_bits, mem_level, strategy);
+}
+
+static inline int czlib_inflate_init2(z_streamp stream, int window_bits) {
+    return inflateInit2(stream, window_bits);
+}

@@ -1,0 +1,242 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSystemShims
+
+/// One socket on the loop: reads go to `onRead`, writes are queued as shared buffers and
+/// flushed with one `writev` of up to 1024 buffers per loop turn.
+///
+/// ```
+///  enqueue(buffer) ─▶ [buf][buf][buf]… (references, no copies) ─▶ end of turn: writev ─▶ socket
+///                       ▲ headOffset: how much of the first buffer a partial write took
+/// ```
+///
+/// The queue has a byte bound; when a write takes it past the bound, `onQueueOverBound`
+/// fires once (the owner decides: pause and catch up later, or close), and `onDrained` fires
+/// when the queue empties again.
+public final class TCPConnection {
+    public let loop: EventLoop
+    public private(set) var fd: Int32
+    public var onRead: ((UnsafeRawBufferPointer) -> Void)?
+    /// The peer closed its side (EOF). Writing may still be possible (half-close).
+    public var onPeerClosed: (() -> Void)?
+    /// Called once when the connection is closed, for any reason.
+    public var onClose: (() -> Void)?
+    public var onQueueOverBound: (() -> Void)?
+    public var onDrained: (() -> Void)?
+
+    /// Bytes that may wait in the queue before `onQueueOverBound` fires.
+    public var maxQueuedBytes: Int
+    public private(set) var queuedBytes = 0
+    private var queue: [OutboundBuffer] = []
+    private var queueHead = 0
+    private var headOffset = 0
+    private var registration: EventLoop.Registration?
+    private var wantsWritable = false
+    private var flushScheduled = false
+    private var closeWhenFlushed = false
+    private var overBound = false
+    private var readingPaused = false
+    private static let maxIOVecs = 1024
+
+    /// Takes ownership of a connected, non-blocking fd.
+    public init(loop: EventLoop, fd: Int32, maxQueuedBytes: Int = 4 << 20) {
+        self.loop = loop
+        self.fd = fd
+        self.maxQueuedBytes = maxQueuedBytes
+        ag_set_nodelay(fd)
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+    }
+
+    public var isOpen: Bool { fd >= 0 }
+
+    public func start() throws(SystemError) {
+        registration = try loop.register(fd: fd, interest: .readable) { [unowned self] readiness in
+            self.handle(readiness)
+        }
+    }
+
+    private func handle(_ readiness: EventLoop.Readiness) {
+        if readiness.isWritable { flushNow() }
+        guard fd >= 0 else { return }
+        if readiness.isReadable || readiness.isHangup || readiness.isError {
+            if readingPaused && !readiness.isError {
+                return
+            }
+            readAvailable()
+        }
+    }
+
+    private func readAvailable() {
+        let buffer = loop.readBuffer
+        while fd >= 0 {
+            let result = FileDescriptor.read(fd, into: buffer)
+            switch result {
+            case .bytes(let count):
+                onRead?(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                if count < buffer.count { return }
+            case .wouldBlock:
+                return
+            case .endOfFile:
+                peerClosed()
+                return
+            case .failed:
+                close()  // ECONNRESET and friends
+                return
+            }
+        }
+    }
+
+    private func peerClosed() {
+        readingPaused = true
+        updateInterest()
+        if let onPeerClosed {
+            onPeerClosed()
+        } else {
+            closeAfterFlush()
+        }
+    }
+
+    /// Stops reading until `resumeReading()` (back-pressure on a fast sender).
+    public func pauseReading() {
+        readingPaused = true
+        updateInterest()
+    }
+
+    public func resumeReading() {
+        readingPaused = false
+        updateInterest()
+    }
+
+    // MARK: writing
+
+    /// Queues shared bytes; written at the end of this loop turn.
+    public func enqueue(_ buffer: OutboundBuffer) {
+        guard fd >= 0, !closeWhenFlushed, buffer.count > 0 else { return }
+        queue.append(buffer)
+        queuedBytes += buffer.count
+        if !overBound, queuedBytes > maxQueuedBytes {
+            overBound = true
+            onQueueOverBound?()
+        }
+        scheduleFlush()
+    }
+
+    public func enqueue(_ bytes: [UInt8]) {
+        enqueue(OutboundBuffer(bytes))
+    }
+
+    private func scheduleFlush() {
+        guard !flushScheduled, !wantsWritable else { return }
+        flushScheduled = true
+        loop.atEndOfTurn { [weak self] in
+            guard let self else { return }
+            self.flushScheduled = false
+            self.flushNow()
+        }
+    }
+
+    /// Writes as much of the queue as the socket takes, one writev per 1024 buffers.
+    public func flushNow() {
+        while fd >= 0 && queueHead < queue.count {
+            let count = min(queue.count - queueHead, Self.maxIOVecs)
+            var vectors = [iovec](repeating: iovec(), count: count)
+            for index in 0..<count {
+                let buffer = queue[queueHead + index].bytes
+                let skip = index == 0 ? headOffset : 0
+                vectors[index] = iovec(
+                    iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress! + skip), iov_len: buffer.count - skip)
+            }
+            let written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32(count)) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    setWantsWritable(true)
+                    return
+                }
+                close()  // EPIPE, ECONNRESET: SIGPIPE is ignored, so we just see the error
+                return
+            }
+            consume(written)
+        }
+        // Everything is written.
+        queue.removeAll(keepingCapacity: true)
+        queueHead = 0
+        headOffset = 0
+        setWantsWritable(false)
+        if overBound {
+            overBound = false
+            onDrained?()
+        }
+        if closeWhenFlushed { close() }
+    }
+
+    private func consume(_ written: Int) {
+        var remaining = written
+        queuedBytes -= written
+        while remaining > 0 {
+            let available = queue[queueHead].count - headOffset
+            if remaining >= available {
+                remaining -= available
+                queueHead += 1
+                headOffset = 0
+            } else {
+                headOffset += remaining
+                remaining = 0
+            }
+        }
+        if queueHead > 256 && queueHead * 2 > queue.count {
+            queue.removeFirst(queueHead)
+            queueHead = 0
+        }
+    }
+
+    private func setWantsWritable(_ value: Bool) {
+        guard wantsWritable != value else { return }
+        wantsWritable = value
+        updateInterest()
+    }
+
+    private func updateInterest() {
+        guard let registration else { return }
+        var interest: EventLoop.Interest = []
+        if !readingPaused { interest.insert(.readable) }
+        if wantsWritable { interest.insert(.writable) }
+        try? loop.modify(registration, interest: interest)
+    }
+
+    // MARK: closing
+
+    /// Closes once everything queued is written (or the write fails).
+    public func closeAfterFlush() {
+        guard fd >= 0 else { return }
+        closeWhenFlushed = true
+        if queueHead >= queue.count {
+            close()
+        } else {
+            scheduleFlush()
+        }
+    }
+
+    /// Closes now; queued bytes are dropped. Calls `onClose` once.
+    public func close() {
+        guard fd >= 0 else { return }
+        if let registration { loop.deregister(registration) }
+        registration = nil
+        Glibc.close(fd)
+        fd = -1
+        queue.removeAll()
+        queueHead = 0
+        queuedBytes = 0
+        let callback = onClose
+        onClose = nil
+        onRead = nil
+        onPeerClosed = nil
+        onQueueOverBound = nil
+        onDrained = nil
+        callback?()
+    }
+}

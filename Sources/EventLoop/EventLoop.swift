@@ -15,7 +15,7 @@ import Synchronization
 ///   fds (sockets, pipes, pidfds) ──epoll (level)──▶  run(): wait ▶ fd handlers ▶ tasks ▶ timers ▶ turn-end hooks
 /// ```
 ///
-/// epoll is used level-triggered: a handler that leaves bytes unread is simply called again
+/// epoll (or poll(2), see `Backend`) is used level-triggered: a handler that leaves bytes unread is simply called again
 /// on the next turn, so no "became ready between EAGAIN and wait" race exists. Each
 /// registration carries a unique 64-bit id in epoll's user data, and events whose id is no
 /// longer registered are dropped, so a reused fd number never receives an old event.
@@ -27,17 +27,17 @@ public final class EventLoop: @unchecked Sendable {
     public struct Interest: OptionSet, Sendable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
-        public static let readable = Interest(rawValue: UInt32(EPOLLIN.rawValue))
-        public static let writable = Interest(rawValue: UInt32(EPOLLOUT.rawValue))
+        public static let readable = Interest(rawValue: EventBits.input)
+        public static let writable = Interest(rawValue: EventBits.output)
     }
 
     /// What epoll reported for one fd. `hangup` and `error` are always reported.
     public struct Readiness: Sendable {
         public let rawValue: UInt32
-        public var isReadable: Bool { rawValue & UInt32(EPOLLIN.rawValue) != 0 }
-        public var isWritable: Bool { rawValue & UInt32(EPOLLOUT.rawValue) != 0 }
-        public var isHangup: Bool { rawValue & UInt32(EPOLLHUP.rawValue | EPOLLRDHUP.rawValue) != 0 }
-        public var isError: Bool { rawValue & UInt32(EPOLLERR.rawValue) != 0 }
+        public var isReadable: Bool { rawValue & EventBits.input != 0 }
+        public var isWritable: Bool { rawValue & EventBits.output != 0 }
+        public var isHangup: Bool { rawValue & (EventBits.hangup | EventBits.readHangup) != 0 }
+        public var isError: Bool { rawValue & EventBits.error != 0 }
     }
 
     /// A handle to an fd registration; pass it back to `modify` or `deregister`.
@@ -51,8 +51,23 @@ public final class EventLoop: @unchecked Sendable {
         public let id: UInt64
     }
 
+    /// How fd readiness is waited for.
+    public enum Backend: Sendable {
+        /// epoll (Linux): O(ready) per wait.
+        case epoll
+        /// poll(2): O(registered) per wait; where epoll does not exist.
+        case poll
+        /// epoll where the system has it, poll otherwise.
+        public static var automatic: Backend { ag_has_epoll() != 0 ? .epoll : .poll }
+    }
+
+    public let backend: Backend
     private let epollFD: Int32
     private let wakeFD: Int32
+    /// The write end of the wake-up pipe where there is no eventfd (wakeFD is its read end).
+    private let wakeWriteFD: Int32
+    /// Registrations as poll(2) needs them: id → (fd, interest).
+    private var pollRegistrations: [UInt64: (fd: Int32, events: UInt32)] = [:]
     private var handlers: [UInt64: (Readiness) -> Void] = [:]
     private var nextID: UInt64 = 1
     private var timers = TimerHeap()
@@ -69,28 +84,44 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Also ignores SIGPIPE process-wide: a write to a closed pipe or socket must fail with
     /// EPIPE, not kill the server. (Children get default dispositions back at spawn.)
-    public init() throws(SystemError) {
+    public init(backend: Backend = .automatic) throws(SystemError) {
         ag_ignore_sigpipe()
-        epollFD = ag_epoll_create()
-        guard epollFD >= 0 else { throw SystemError.last("epoll_create1") }
-        wakeFD = ag_eventfd()
-        guard wakeFD >= 0 else {
-            let error = SystemError.last("eventfd")
-            close(epollFD)
-            throw error
+        self.backend = backend
+        if backend == .epoll {
+            epollFD = ag_epoll_create()
+            guard epollFD >= 0 else { throw SystemError.last("epoll_create1") }
+        } else {
+            epollFD = -1
         }
-        guard ag_epoll_ctl(epollFD, EPOLL_CTL_ADD, wakeFD, UInt32(EPOLLIN.rawValue), Self.wakeID) == 0 else {
-            let error = SystemError.last("epoll_ctl")
-            close(wakeFD)
-            close(epollFD)
-            throw error
+        var wake = ag_eventfd()
+        var wakeWrite = wake
+        if wake < 0 {
+            guard let pipe = try? FileDescriptor.pipe(nonBlockingRead: true, nonBlockingWrite: true) else {
+                let error = SystemError.last("pipe")
+                if epollFD >= 0 { close(epollFD) }
+                throw error
+            }
+            wake = pipe.read
+            wakeWrite = pipe.write
+        }
+        wakeFD = wake
+        wakeWriteFD = wakeWrite
+        if backend == .epoll {
+            guard ag_epoll_ctl(epollFD, EventBits.controlAdd, wakeFD, EventBits.input, Self.wakeID) == 0 else {
+                let error = SystemError.last("epoll_ctl")
+                close(wakeFD)
+                if wakeWriteFD != wakeFD { close(wakeWriteFD) }
+                close(epollFD)
+                throw error
+            }
         }
     }
 
     deinit {
         readBuffer.deallocate()
         close(wakeFD)
-        close(epollFD)
+        if wakeWriteFD != wakeFD { close(wakeWriteFD) }
+        if epollFD >= 0 { close(epollFD) }
     }
 
     // MARK: fds
@@ -101,16 +132,24 @@ public final class EventLoop: @unchecked Sendable {
     ) throws(SystemError) -> Registration {
         let id = nextID
         nextID += 1
-        guard ag_epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, interest.rawValue | UInt32(EPOLLRDHUP.rawValue), id) == 0 else {
-            throw SystemError.last("epoll_ctl(ADD)")
+        if backend == .epoll {
+            guard ag_epoll_ctl(epollFD, EventBits.controlAdd, fd, interest.rawValue | EventBits.readHangup, id) == 0 else {
+                throw SystemError.last("epoll_ctl(ADD)")
+            }
+        } else {
+            pollRegistrations[id] = (fd, interest.rawValue)
         }
         handlers[id] = handler
         return Registration(id: id, fd: fd)
     }
 
     public func modify(_ registration: Registration, interest: Interest) throws(SystemError) {
+        if backend == .poll {
+            pollRegistrations[registration.id] = (registration.fd, interest.rawValue)
+            return
+        }
         guard ag_epoll_ctl(
-            epollFD, EPOLL_CTL_MOD, registration.fd, interest.rawValue | UInt32(EPOLLRDHUP.rawValue), registration.id
+            epollFD, EventBits.controlModify, registration.fd, interest.rawValue | EventBits.readHangup, registration.id
         ) == 0 else {
             throw SystemError.last("epoll_ctl(MOD)")
         }
@@ -119,7 +158,11 @@ public final class EventLoop: @unchecked Sendable {
     /// Stops watching; safe to call twice and from inside the fd's own handler.
     public func deregister(_ registration: Registration) {
         guard handlers.removeValue(forKey: registration.id) != nil else { return }
-        _ = ag_epoll_ctl(epollFD, EPOLL_CTL_DEL, registration.fd, 0, 0)
+        if backend == .poll {
+            pollRegistrations[registration.id] = nil
+        } else {
+            _ = ag_epoll_ctl(epollFD, EventBits.controlDelete, registration.fd, 0, 0)
+        }
     }
 
     /// Number of live fd registrations (for tests and metrics).
@@ -172,7 +215,7 @@ public final class EventLoop: @unchecked Sendable {
 
     private func wake() {
         var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(wakeFD, $0.baseAddress, 8) }
+        _ = withUnsafeBytes(of: &one) { write(wakeWriteFD, $0.baseAddress, wakeWriteFD == wakeFD ? 8 : 1) }
     }
 
     // MARK: running
@@ -217,13 +260,9 @@ public final class EventLoop: @unchecked Sendable {
         if !turnEndHooks.isEmpty { timeout = 0 }
         timeout = min(timeout, Int(Int32.max))
 
-        let count = eventBits.withUnsafeMutableBufferPointer { bits in
-            eventData.withUnsafeMutableBufferPointer { data in
-                ag_epoll_wait(epollFD, bits.baseAddress, data.baseAddress, Int32(bits.count), Int32(timeout))
-            }
-        }
+        let count = backend == .epoll ? waitEpoll(timeout) : waitPoll(timeout)
         if count > 0 {
-            for index in 0..<Int(count) {
+            for index in 0..<count {
                 let id = eventData[index]
                 if id == Self.wakeID {
                     var value: UInt64 = 0
@@ -238,6 +277,38 @@ public final class EventLoop: @unchecked Sendable {
         runPendingTasks()
         runDueTimers()
         runTurnEndHooks()
+    }
+
+    private func waitEpoll(_ timeout: Int) -> Int {
+        let count = eventBits.withUnsafeMutableBufferPointer { bits in
+            eventData.withUnsafeMutableBufferPointer { data in
+                ag_epoll_wait(epollFD, bits.baseAddress, data.baseAddress, Int32(bits.count), Int32(timeout))
+            }
+        }
+        return Int(max(0, count))
+    }
+
+    /// poll(2) over every registration; results are written where epoll's would be.
+    private func waitPoll(_ timeout: Int) -> Int {
+        var ids: [UInt64] = [Self.wakeID]
+        var fds = [pollfd(fd: wakeFD, events: Int16(EventBits.input), revents: 0)]
+        for (id, registration) in pollRegistrations {
+            ids.append(id)
+            fds.append(pollfd(fd: registration.fd, events: Int16(truncatingIfNeeded: registration.events), revents: 0))
+        }
+        let ready = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), Int32(timeout)) }
+        guard ready > 0 else { return 0 }
+        if eventBits.count < fds.count {
+            eventBits = [UInt32](repeating: 0, count: fds.count)
+            eventData = [UInt64](repeating: 0, count: fds.count)
+        }
+        var count = 0
+        for (index, entry) in fds.enumerated() where entry.revents != 0 {
+            eventBits[count] = UInt32(UInt16(bitPattern: entry.revents))
+            eventData[count] = ids[index]
+            count += 1
+        }
+        return count
     }
 
     private func nextTimerDeadline() -> UInt64? {
@@ -273,4 +344,18 @@ public final class EventLoop: @unchecked Sendable {
             for hook in hooks { hook() }
         }
     }
+}
+
+/// Readiness bits. poll(2) and epoll share these values on Linux (POLLIN == EPOLLIN, …).
+enum EventBits {
+    static let input: UInt32 = 0x001
+    static let output: UInt32 = 0x004
+    static let error: UInt32 = 0x008
+    static let hangup: UInt32 = 0x010
+    static let readHangup: UInt32 = 0x2000
+    /// epoll_ctl operations (EPOLL_CTL_ADD, _DEL, _MOD), spelled out so this file compiles
+    /// where <sys/epoll.h> does not exist.
+    static let controlAdd: Int32 = 1
+    static let controlDelete: Int32 = 2
+    static let controlModify: Int32 = 3
 }

@@ -70,6 +70,24 @@ public enum FileDescriptor {
         }
     }
 
+    /// Open fds of this process that are pipes or pidfds (what running a process costs),
+    /// from /proc/self/fd; for leak tests.
+    public static func processDescriptorCount() -> Int {
+        guard let dir = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(dir) }
+        var count = 0
+        var target = [CChar](repeating: 0, count: 256)
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard Int(name) != nil else { continue }
+            let length = readlink("/proc/self/fd/" + name, &target, target.count - 1)
+            guard length > 0 else { continue }
+            let link = String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if link.hasPrefix("pipe:") || link == "anon_inode:[pidfd]" { count += 1 }
+        }
+        return count
+    }
+
     /// Count of open fds of this process (Linux /proc), for leak tests.
     public static func openCount() -> Int {
         guard let dir = opendir("/proc/self/fd") else { return -1 }

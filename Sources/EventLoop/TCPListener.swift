@@ -13,13 +13,14 @@ public final class TCPListener {
     public let port: Int
     /// Called with each accepted, non-blocking, close-on-exec fd. The callee owns it.
     public var onAccept: ((Int32) -> Void)?
-    /// Called once per fd-exhaustion episode with the error.
+    /// Called once per fd-exhaustion episode (until an accept succeeds again) with the error.
     public var onAcceptError: ((SystemError) -> Void)?
 
     public var acceptBatch = 64
     public var backoffMilliseconds = 100
     private var registration: EventLoop.Registration?
     private var backingOff = false
+    private var exhaustionReported = false
 
     public init(loop: EventLoop, host: String, port: Int, backlog: Int32 = 1024) throws(SystemError) {
         self.loop = loop
@@ -42,6 +43,7 @@ public final class TCPListener {
         for _ in 0..<acceptBatch {
             let client = ag_accept(fd)
             if client >= 0 {
+                exhaustionReported = false
                 onAccept?(client)
                 continue
             }
@@ -51,7 +53,10 @@ public final class TCPListener {
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                 let error = SystemError.last("accept")
                 pause()
-                onAcceptError?(error)
+                if !exhaustionReported {
+                    exhaustionReported = true
+                    onAcceptError?(error)
+                }
                 return
             default:
                 return

@@ -5,7 +5,7 @@ import Testing
 
 @testable import AgentCore
 
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.processExclusive, .timeLimit(.minutes(1)))
 struct CapabilityTests {
     private func detector(_ agents: FakeAgents, custom: Bool = false) -> AgentDetector {
         AgentDetector(

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AgentCore
 
-@Suite(.serialized, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
 struct PersistenceTests {
     /// A second engine over the same data directory: what a restarted server sees.
     private func restarted(_ harness: EngineHarness) throws -> (JobManager, EventLoop) {

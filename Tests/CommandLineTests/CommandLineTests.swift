@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 /// The built `agentgate` binary, run as a user runs it, against fake agents on PATH.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
 struct CommandLineTests {
     static var binary: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
@@ -148,4 +148,105 @@ struct CommandLineTests {
         let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
         #expect(stat.isEmpty || stat.contains(") Z "), "grandchild still running: \(stat)")
     }
+}
+
+/// The echo server under a low fd limit: accepting pauses, existing connections live on.
+@Suite(.processExclusive, .timeLimit(.minutes(1)))
+struct FileDescriptorExhaustionTests {
+    @Test func emfilePausesAcceptingButExistingConnectionsKeepWorking() throws {
+        let files = TemporaryDirectory()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = [
+            "-c", "ulimit -n 24; exec '\(CommandLineTests.binary)' echo-server --port 0 > '\(files.file("out"))' 2> '\(files.file("err"))'",
+        ]
+        try process.run()
+        // SIGKILL: the test runner may hand its children a blocked SIGTERM.
+        defer {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        var banner = ""
+        for _ in 0..<500 where !banner.contains("\n") {
+            usleep(10_000)
+            banner = files.read("out") ?? ""
+        }
+        let port = try #require(banner.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .init(charactersIn: "/\n"))) })
+
+        let first = try SocketClient(port: port)
+        #expect(first.echo("before the storm") == "before the storm")
+        // More connections than the server has fds for.
+        let storm = try (0..<40).map { _ in try SocketClient(port: port, handshake: false) }
+        for client in storm { client.sendHandshake() }
+        usleep(300_000)
+        #expect(first.echo("during the storm") == "during the storm")
+        storm.forEach { $0.close() }
+        usleep(300_000)
+        let after = try SocketClient(port: port)
+        #expect(after.echo("after the storm") == "after the storm")
+        let log = files.read("err") ?? ""
+        let pauses = log.split(separator: "\n").filter { $0.contains("accept paused") }
+        // Logged once per episode, not once per failed accept.
+        #expect(pauses.count >= 1 && pauses.count <= 3, "\(log)")
+        #expect(pauses.first?.contains("Too many open files") == true)
+    }
+}
+
+/// Just enough of a WebSocket client to echo text through a server (unmasked frames are
+/// built by hand here so this target needs nothing but the binary).
+final class SocketClient {
+    let fd: Int32
+
+    init(port: Int, handshake: Bool = true) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0 else { throw SocketError(step: "connect", errno: errno) }
+        var timeout = timeval(tv_sec: 3, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if handshake {
+            sendHandshake()
+            var head = ""
+            while !head.contains("\r\n\r\n") {
+                guard let bytes = read(), !bytes.isEmpty else { throw SocketError(step: "handshake", errno: errno) }
+                head += String(decoding: bytes, as: UTF8.self)
+            }
+        }
+    }
+
+    deinit { Glibc.close(fd) }
+
+    func close() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    func sendHandshake() {
+        write(Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".utf8))
+    }
+
+    func write(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    func read() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let count = recv(fd, &buffer, buffer.count, 0)
+        return count > 0 ? Array(buffer[0..<count]) : nil
+    }
+
+    /// Sends a short masked text frame (zero key) and reads the echo.
+    func echo(_ text: String) -> String? {
+        let payload = Array(text.utf8)
+        write([0x81, 0x80 | UInt8(payload.count), 0, 0, 0, 0] + payload)
+        guard let reply = read(), reply.count >= 2 else { return nil }
+        return String(decoding: reply[2...], as: UTF8.self)
+    }
+}
+
+struct SocketError: Error {
+    let step: String
+    let errno: Int32
 }

@@ -42,14 +42,18 @@ public struct FrameParser: Sendable {
     private var payloadLength = 0
     private var mask: [UInt8] = []
     private var payload: [UInt8] = []
+    private var failed: Failure?
 
     public init(role: Role, maxFramePayload: Int) {
         self.role = role
         self.maxFramePayload = maxFramePayload
     }
 
-    /// Parses as many frames as `bytes` completes; a failure ends parsing for good.
-    public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> Result<[Frame], Failure> {
+    /// The frames `bytes` completes, and the failure that stopped parsing, if any. Frames
+    /// before a bad one are still returned: they arrived intact and must be acted on
+    /// (RFC 6455 processes frames in order). A failure ends parsing for good.
+    public mutating func parseFrames(_ bytes: UnsafeRawBufferPointer) -> (frames: [Frame], failure: Failure?) {
+        if let failed { return ([], failed) }
         var frames: [Frame] = []
         var index = 0
         while index < bytes.count {
@@ -60,7 +64,9 @@ public struct FrameParser: Sendable {
                 index += take
                 if header.count < needed { continue }
                 switch headerComplete() {
-                case .failure(let failure): return .failure(failure)
+                case .failure(let failure):
+                    failed = failure
+                    return (frames, failure)
                 case .success(let done):
                     if done {
                         state = .payload
@@ -76,6 +82,13 @@ public struct FrameParser: Sendable {
                 if payload.count == payloadLength { frames.append(finishFrame()) }
             }
         }
+        return (frames, nil)
+    }
+
+    /// All or nothing: the frames, or the failure (frames before it are dropped).
+    public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> Result<[Frame], Failure> {
+        let (frames, failure) = parseFrames(bytes)
+        if let failure { return .failure(failure) }
         return .success(frames)
     }
 
@@ -133,6 +146,21 @@ public struct FrameParser: Sendable {
         if payloadLength > maxFramePayload { return .failure(.tooBig("frame of \(payloadLength) bytes")) }
         mask = masked ? Array(header[offset..<(offset + 4)]) : []
         return .success(true)
+    }
+
+    /// While a frame's payload is still arriving: its first header byte (FIN, RSV, opcode)
+    /// and how many payload bytes are here. Lets the connection validate a text frame's
+    /// UTF-8 before the frame is complete (fail fast, RFC 6455 §8.1).
+    public var partialFrame: (firstByte: UInt8, receivedCount: Int)? {
+        guard state == .payload, payload.count < payloadLength else { return nil }
+        return (first, payload.count)
+    }
+
+    /// Unmasked payload bytes `range` of the frame still arriving.
+    public func partialPayload(_ range: Range<Int>) -> [UInt8] {
+        var bytes = Array(payload[range])
+        if !mask.isEmpty { Masking.apply(key: mask, to: &bytes, from: 0, keyOffset: range.lowerBound) }
+        return bytes
     }
 
     private mutating func finishFrame() -> Frame {

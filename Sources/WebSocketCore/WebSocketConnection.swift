@@ -62,6 +62,8 @@ public struct WebSocketConnection {
     private var messageCompressed = false
     private var messageBuffer: [UInt8] = []
     private var validator = UTF8Validator()
+    /// Validation of a text frame still arriving: (validator state, bytes checked).
+    private var partialValidation: (validator: UTF8Validator, checked: Int)?
     private var randomness = SystemRandomNumberGenerator()
 
     public init(role: Role, configuration: Configuration = Configuration(), compressor: MessageCompressor? = nil) {
@@ -77,20 +79,41 @@ public struct WebSocketConnection {
 
     public mutating func receive(_ bytes: UnsafeRawBufferPointer) -> [Action] {
         guard state != .closed else { return [] }
-        switch parser.parse(bytes) {
-        case .failure(let failure):
-            // The byte stream is out of step now: send our close and hang up.
-            var actions = failConnection(failure.closeCode, failure.reason)
-            if !actions.contains(.closeTransport) { actions.append(.closeTransport) }
-            return actions
-        case .success(let frames):
-            var actions: [Action] = []
-            for frame in frames {
-                actions += handle(frame)
-                if state == .closed { break }
-            }
-            return actions
+        let (frames, failure) = parser.parseFrames(bytes)
+        var actions: [Action] = []
+        for frame in frames {
+            partialValidation = nil
+            actions += handle(frame)
+            if state == .closed { return actions }
         }
+        if let failure {
+            // The byte stream is out of step now: send our close and hang up.
+            actions += failConnection(failure.closeCode, failure.reason)
+            if !actions.contains(.closeTransport) { actions.append(.closeTransport) }
+        } else if state == .open, !validatePartialTextFrame() {
+            actions += failConnection(.invalidFramePayloadData, "invalid UTF-8 in a text message")
+        }
+        return actions
+    }
+
+    /// Checks the UTF-8 of an uncompressed text frame whose payload is still arriving, so a
+    /// bad byte fails the connection at once rather than after the whole frame.
+    private mutating func validatePartialTextFrame() -> Bool {
+        guard let (firstByte, received) = parser.partialFrame else { return true }
+        let opcode = Opcode(rawValue: firstByte & 0x0F)
+        let rsv1 = firstByte & 0x40 != 0
+        let isText: Bool
+        switch opcode {
+        case .text?: isText = messageOpcode == nil && !rsv1
+        case .continuation?: isText = messageOpcode == .text && !messageCompressed
+        default: isText = false
+        }
+        guard isText else { return true }
+        var (partial, checked) = partialValidation ?? (opcode == .text ? UTF8Validator() : validator, 0)
+        guard received > checked else { return true }
+        let ok = partial.feed(parser.partialPayload(checked..<received))
+        partialValidation = (partial, received)
+        return ok
     }
 
     public mutating func receive(_ bytes: [UInt8]) -> [Action] {

@@ -59,6 +59,23 @@ struct ConnectionTests {
         #expect(sentCloseCode(second) == 1007)
     }
 
+    @Test func invalidUTF8FailsBeforeItsFrameIsComplete() {
+        var connection = WebSocketConnection(role: .server)
+        let frame = clientFrame(.text, Array("valid start ".utf8) + [0xF4, 0x90] + Array(String(repeating: "x", count: 1000).utf8))
+        // Only the header and the first bytes of the payload have arrived.
+        let early = connection.receive(Array(frame.prefix(8 + 12)))
+        #expect(early.isEmpty)
+        let bad = connection.receive(Array(frame[20..<24]))
+        #expect(sentCloseCode(bad) == 1007)
+    }
+
+    @Test func frameBeforeAProtocolErrorInTheSameReadIsStillHandled() {
+        var connection = WebSocketConnection(role: .server)
+        let actions = connection.receive(clientFrame(.text, Array("first".utf8)) + [0x85, 0x80, 0, 0, 0, 0])
+        #expect(actions.first == .deliver(.init(isText: true, payload: Array("first".utf8))))
+        #expect(sentCloseCode(actions) == 1002)
+    }
+
     @Test func oversizedMessagesClose1009EvenWhenFragmented() {
         var connection = WebSocketConnection(role: .server, configuration: .init(maxMessageSize: 100))
         #expect(connection.receive(clientFrame(.binary, [UInt8](repeating: 1, count: 60), fin: false)).isEmpty)

@@ -72,6 +72,17 @@ struct LoopSocketTests {
         #expect(next.nextMessage() == "still here")
     }
 
+    @Test func aHalfClosedPeerStillGetsItsReplyBeforeTheServerCloses() throws {
+        let server = try RunningServer()
+        defer { server.stop() }
+        let client = try RawClient(port: server.port)
+        try client.handshake()
+        client.sendMessage("last words")
+        shutdown(client.fd, Int32(SHUT_WR))  // EOF after the message, no close frame
+        #expect(client.nextMessage() == "last words")
+        #expect(client.readUntilClosed())
+    }
+
     @Test func malformedUpgradesGetAnHTTPErrorAndTheServerKeepsServing() throws {
         let server = try RunningServer()
         defer { server.stop() }

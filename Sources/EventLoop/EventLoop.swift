@@ -107,12 +107,9 @@ public final class EventLoop: @unchecked Sendable {
         wakeFD = wake
         wakeWriteFD = wakeWrite
         if backend == .epoll {
+            // Every property is set here, so a throw runs deinit, which closes the fds.
             guard ag_epoll_ctl(epollFD, EventBits.controlAdd, wakeFD, EventBits.input, Self.wakeID) == 0 else {
-                let error = SystemError.last("epoll_ctl")
-                close(wakeFD)
-                if wakeWriteFD != wakeFD { close(wakeWriteFD) }
-                close(epollFD)
-                throw error
+                throw SystemError.last("epoll_ctl")
             }
         }
     }

@@ -9,7 +9,7 @@ import CSystemShims
 /// existing connections, and logs that once per episode.
 public final class TCPListener {
     public let loop: EventLoop
-    public let fd: Int32
+    public private(set) var fd: Int32
     public let port: Int
     /// Called with each accepted, non-blocking, close-on-exec fd. The callee owns it.
     public var onAccept: ((Int32) -> Void)?
@@ -78,9 +78,12 @@ public final class TCPListener {
         }
     }
 
+    /// Closes the socket once; later calls do nothing (a second close could hit an fd
+    /// number another thread has been given since).
     public func close() {
         if let registration { loop.deregister(registration) }
         registration = nil
         if fd >= 0 { Glibc.close(fd) }
+        fd = -1
     }
 }

@@ -198,17 +198,7 @@ final class SocketClient {
     let fd: Int32
 
     init(port: Int, handshake: Bool = true) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { throw SocketError(step: "connect", errno: errno) }
-        var timeout = timeval(tv_sec: 3, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        fd = try connectLoopback(port: port, receiveTimeoutSeconds: 3)
         if handshake {
             sendHandshake()
             var head = ""
@@ -244,9 +234,4 @@ final class SocketClient {
         guard let reply = read(), reply.count >= 2 else { return nil }
         return String(decoding: reply[2...], as: UTF8.self)
     }
-}
-
-struct SocketError: Error {
-    let step: String
-    let errno: Int32
 }

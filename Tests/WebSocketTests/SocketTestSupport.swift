@@ -6,6 +6,7 @@ import HTTPCore
 import Synchronization
 import WebSocketCore
 import WebSocketServer
+import TestSupport
 
 /// A WebSocket server on its own loop thread, for tests that talk to it over real sockets.
 final class RunningServer: @unchecked Sendable {
@@ -60,17 +61,7 @@ final class RawClient {
     private var pending: [WebSocketConnection.Action] = []
 
     init(port: Int, timeoutSeconds: Int = 5) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { throw SystemError.last("connect") }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        fd = try connectLoopback(port: port, receiveTimeoutSeconds: timeoutSeconds)
     }
 
     deinit { close(fd) }

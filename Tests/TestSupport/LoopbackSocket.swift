@@ -1,0 +1,33 @@
+import Glibc
+
+public struct SocketError: Error {
+    public let step: String
+    public let errno: Int32
+
+    public init(step: String, errno: Int32) {
+        self.step = step
+        self.errno = errno
+    }
+}
+
+/// A blocking, close-on-exec TCP socket connected to 127.0.0.1:`port`, with a receive
+/// timeout so a test that waits for bytes that never come fails instead of hanging.
+public func connectLoopback(port: Int, receiveTimeoutSeconds: Int = 5) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw SocketError(step: "socket", errno: errno) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard rc == 0 else {
+        let error = SocketError(step: "connect", errno: errno)
+        close(fd)
+        throw error
+    }
+    var timeout = timeval(tv_sec: receiveTimeoutSeconds, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    return fd
+}

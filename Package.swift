@@ -42,6 +42,7 @@ let package = Package(
         // Temporary directories, fake agents on a temporary PATH, fixture paths.
         .target(name: "TestSupport", dependencies: ["EventLoop"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CSystemShims"]),
+        .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
         .testTarget(name: "WebSocketTests", dependencies: ["HTTPCore", "WebSocketCore", "WebSocketDeflate", "WebSocketServer", "EventLoop", "TestSupport"]),
         .testTarget(
             name: "AgentCoreTests",

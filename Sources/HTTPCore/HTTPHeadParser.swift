@@ -7,6 +7,13 @@ public struct HTTPHead: Sendable, Equatable {
     /// "HTTP/1.1", or the reason phrase of a response.
     public var version: String
     public var headers: HTTPHeaders
+
+    public init(method: String, target: String, version: String, headers: HTTPHeaders) {
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+    }
 }
 
 /// Why a head was refused, each with its status (RFC 9110 §15, RFC 6585 §5).

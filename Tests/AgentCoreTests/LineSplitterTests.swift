@@ -49,6 +49,12 @@ struct LineSplitterTests {
         #expect(lines[0].droppedBytes == 2)
     }
 
+    @Test func multiLineTextSplitsOnLFAndCRLF() {
+        #expect(LogLine.lines(.text, "\none\r\ntwo\n\nthree\n").map(\.text) == ["one", "two", "", "three"])
+        #expect(Summary.firstLine("first\r\nsecond") == "first (+1 lines)")
+        #expect(Summary.oneLine("a\r\nb") == "a ⏎ b")
+    }
+
     @Test func interpreterMarksTruncatedLinesAndPassesTextThrough() {
         var interpreter = StdoutInterpreter(format: .claudeStreamJSON)
         let truncated = interpreter.interpret(.init(text: "{\"type\":", droppedBytes: 10))

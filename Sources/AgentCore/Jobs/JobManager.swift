@@ -151,14 +151,12 @@ public final class JobManager {
         jobsByID[id] = job
         order.append(id)
 
-        let log: EventLog
         do {
-            log = try store.createLog(for: id)
+            _ = try store.createLog(for: id)
         } catch {
             fail(id, reason: "cannot create job directory: \(error.message)")
             return jobsByID[id]!
         }
-        _ = log
 
         var environment = configuration.baseEnvironment.filter {
             !$0.hasPrefix("AGENTGATE_JOB_ID=") && !$0.hasPrefix("AGENTGATE_URL=") && !$0.hasPrefix("AGENTGATE_TOKEN=")

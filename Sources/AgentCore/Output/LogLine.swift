@@ -35,12 +35,31 @@ public struct LogLine: Sendable, Equatable {
 
     /// Splits multi-line text into one log line per text line (empty edge lines dropped).
     public static func lines(_ kind: Kind, _ text: String, stream: Stream = .stdout, prefix: String = "") -> [LogLine] {
-        var parts = text.split(separator: "\n", omittingEmptySubsequences: false).map {
-            $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
-        }
+        var parts = TextLines.split(text)
         while parts.first?.isEmpty == true { parts.removeFirst() }
         while parts.last?.isEmpty == true { parts.removeLast() }
         return parts.map { LogLine(stream, kind, prefix + $0) }
+    }
+}
+
+/// Line splitting on bytes: Swift's `Character` treats "\r\n" as one character, so
+/// `split(separator: "\n")` would leave CRLF lines joined.
+enum TextLines {
+    /// Splits on LF and CRLF; a lone CR stays (terminals and agents use it for progress).
+    static func split(_ text: String) -> [String] {
+        var lines: [String] = []
+        var current: [UInt8] = []
+        for byte in text.utf8 {
+            if byte == 0x0A {
+                if current.last == 0x0D { current.removeLast() }
+                lines.append(String(decoding: current, as: UTF8.self))
+                current.removeAll(keepingCapacity: true)
+            } else {
+                current.append(byte)
+            }
+        }
+        lines.append(String(decoding: current, as: UTF8.self))
+        return lines
     }
 }
 
@@ -49,7 +68,7 @@ enum Summary {
     /// The first line of `text`, cut to `limit` characters, with a note of what was left out.
     static func firstLine(_ text: String, limit: Int = 160) -> String {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        let lines = trimmed.split(separator: "\n", omittingEmptySubsequences: false)
+        let lines = TextLines.split(trimmed)
         var first = String(lines.first ?? "")
         var suffix = ""
         if first.count > limit {
@@ -62,7 +81,7 @@ enum Summary {
     }
 
     static func oneLine(_ text: String, limit: Int = 160) -> String {
-        let flat = text.replacingOccurrences(of: "\n", with: " ⏎ ")
+        let flat = TextLines.split(text).joined(separator: " ⏎ ")
         return flat.count > limit ? String(flat.prefix(limit)) + "…" : flat
     }
 

@@ -32,8 +32,9 @@ public final class WebSocketServer {
 
     public let loop: EventLoop
     public let configuration: Configuration
-    public let listener: TCPListener
-    public var port: Int { listener.port }
+    /// nil when an HTTP server owns the socket and hands upgrades over with `adopt`.
+    public let listener: TCPListener?
+    public var port: Int { listener?.port ?? 0 }
 
     /// Checks an upgrade request beyond the protocol (auth, Origin); a rejection refuses it.
     public var admit: ((HTTPHead) -> Handshake.Rejection?)?
@@ -48,20 +49,23 @@ public final class WebSocketServer {
     public private(set) var sessions: [Int: WebSocketSession] = [:]
     private var nextID = 0
 
-    public init(loop: EventLoop, configuration: Configuration) throws(SystemError) {
+    /// - Parameter listening: false when an HTTP server accepts the connections and hands
+    ///   WebSocket upgrades over with `adopt(_:request:remainder:)`.
+    public init(loop: EventLoop, configuration: Configuration, listening: Bool = true) throws(SystemError) {
         self.loop = loop
         self.configuration = configuration
-        listener = try TCPListener(loop: loop, host: configuration.host, port: configuration.port)
+        listener = listening ? try TCPListener(loop: loop, host: configuration.host, port: configuration.port) : nil
     }
 
     public func start() throws(SystemError) {
+        guard let listener else { return }
         listener.onAccept = { [unowned self] fd in self.accepted(fd) }
         listener.onAcceptError = { [unowned self] error in self.onAcceptError?(error) }
         try listener.start()
     }
 
     public func stop() {
-        listener.close()
+        listener?.close()
         for session in sessions.values { session.tcp.close() }
     }
 
@@ -71,6 +75,26 @@ public final class WebSocketServer {
             tcp.close()
             return
         }
+        let session = makeSession(tcp)
+        do {
+            try session.start()
+        } catch {
+            sessions[session.id] = nil
+            tcp.close()
+        }
+    }
+
+    /// Takes over a running connection whose upgrade request an HTTP server parsed; the
+    /// session answers the handshake (or refuses it) as if it had read the request itself.
+    @discardableResult
+    public func adopt(_ tcp: TCPConnection, request: HTTPHead, remainder: [UInt8]) -> WebSocketSession {
+        tcp.maxQueuedBytes = configuration.maxQueuedBytes
+        let session = makeSession(tcp)
+        session.adopt(request: request, remainder: remainder)
+        return session
+    }
+
+    private func makeSession(_ tcp: TCPConnection) -> WebSocketSession {
         nextID += 1
         let session = WebSocketSession(id: nextID, tcp: tcp, server: self)
         sessions[session.id] = session
@@ -81,12 +105,7 @@ public final class WebSocketServer {
                 session.tcp.close()
             }
         }
-        do {
-            try session.start()
-        } catch {
-            sessions[session.id] = nil
-            tcp.close()
-        }
+        return session
     }
 
     func sessionOpened(_ session: WebSocketSession) {

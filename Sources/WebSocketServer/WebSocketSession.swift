@@ -49,6 +49,14 @@ public final class WebSocketSession {
         }
     }
 
+    /// Continues on a connection that is already running (see `WebSocketServer.adopt`).
+    func adopt(request: HTTPHead, remainder: [UInt8]) {
+        tcp.onRead = { [unowned self] bytes in self.received(bytes) }
+        tcp.onClose = { [unowned self] in self.transportClosed() }
+        tcp.resumeReading()
+        upgrade(request, remainder: remainder)
+    }
+
     public var isOpen: Bool {
         if case .open = phase { return !outputClosed }
         return false

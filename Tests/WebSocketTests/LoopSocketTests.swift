@@ -212,3 +212,50 @@ final class Counter: @unchecked Sendable {
 
 import Synchronization
 import WebSocketDeflate
+
+/// The gateway's path: an HTTP server reads the request, then hands the upgrade over.
+@Suite(.timeLimit(.minutes(1)))
+struct AdoptedUpgradeTests {
+    @Test func anUpgradeParsedElsewhereIsAdoptedAndServed() throws {
+        let loop = try EventLoop()
+        let websockets = try EchoServer.make(loop: loop, configuration: WebSocketServer.Configuration(), listening: false)
+        #expect(websockets.listener == nil)
+        var opened = 0
+        websockets.onOpen = { _ in opened += 1 }
+        let listener = try TCPListener(loop: loop, host: "127.0.0.1", port: 0)
+        var connections: [TCPConnection] = []
+        listener.onAccept = { fd in
+            let tcp = TCPConnection(loop: loop, fd: fd)
+            connections.append(tcp)
+            var parser = HTTPHeadParser()
+            tcp.onRead = { bytes in
+                if case .success(let head?) = parser.feed(bytes) {
+                    websockets.adopt(tcp, request: head, remainder: parser.remainder)
+                }
+            }
+            try? tcp.start()
+        }
+        try listener.start()
+        let port = listener.port
+        let reply = Mutex<String?>(nil)
+        let thread = Thread {
+            do {
+                let client = try RawClient(port: port)
+                try client.handshake()
+                client.sendMessage("adopted")
+                let message = client.nextMessage()
+                reply.withLock { $0 = message ?? "no reply" }
+            } catch {
+                reply.withLock { $0 = "client failed: \(error)" }
+            }
+            loop.execute {}
+        }
+        thread.start()
+        loop.run(untilMilliseconds: 5_000) { reply.withLock { $0 != nil } }
+        #expect(reply.withLock { $0 } == "adopted")
+        #expect(opened == 1)
+        listener.close()
+    }
+}
+
+import HTTPCore

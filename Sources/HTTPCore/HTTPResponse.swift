@@ -44,7 +44,8 @@ public enum HTTPResponse {
         return encode(status: status, headers: all, body: Array(body.utf8))
     }
 
-    static func jsonString(_ text: String) -> String {
+    /// A JSON string literal for `text`.
+    public static func jsonString(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -33,7 +33,7 @@ let package = Package(
         // Agents, launch specs, process supervision, output formats, jobs, store, hooks. No sockets.
         .target(name: "AgentCore", dependencies: ["EventLoop", "CSystemShims", "CSQLite"]),
         // The gateway: access policy (token, Host, Origin); routes and subscriptions come next.
-        .target(name: "Gateway", dependencies: ["EventLoop", "HTTPCore", "WebSocketCore", "WebSocketServer"]),
+        .target(name: "Gateway", dependencies: ["AgentCore", "EventLoop", "HTTPCore", "WebSocketCore", "WebSocketServer"]),
         .executableTarget(
             name: "agentgate",
             dependencies: [
@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["EventLoop"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CSystemShims"]),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "HTTPCore", "EventLoop", "WebSocketServer", "TestSupport"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "AgentCore", "HTTPCore", "EventLoop", "WebSocketServer", "TestSupport"]),
         .testTarget(name: "WebSocketTests", dependencies: ["HTTPCore", "WebSocketCore", "WebSocketDeflate", "WebSocketServer", "EventLoop", "TestSupport"]),
         .testTarget(
             name: "AgentCoreTests",

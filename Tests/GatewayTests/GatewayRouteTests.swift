@@ -1,0 +1,148 @@
+import AgentCore
+import EventLoop
+import Foundation
+import Glibc
+import HTTPCore
+import TestSupport
+import Testing
+
+@testable import Gateway
+
+/// The job engine, the gateway routes and the HTTP server on one loop thread, with fake
+/// agents on PATH, reached over real sockets.
+final class RunningGateway: @unchecked Sendable {
+    static let token = "feedface0123"
+    let agents = FakeAgents()
+    let data = TemporaryDirectory("agentgate-gateway")
+    let loop: EventLoop
+    let http: HTTPServer
+    let port: Int
+    private let thread: Thread
+    private let manager: JobManager
+    private let gateway: Gateway
+
+    init() throws {
+        loop = try EventLoop()
+        let store = try JobStore(dataDirectory: data.path)
+        let detector = AgentDetector(configuration: .init(path: agents.searchPath, environment: ["PATH=\(agents.searchPath)"]))
+        _ = detector.refresh()
+        var configuration = JobManager.Configuration()
+        configuration.baseEnvironment = ["PATH=\(agents.searchPath)"]
+        configuration.killGraceMilliseconds = 300
+        manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
+        gateway = Gateway(manager: manager, policy: AccessPolicy(token: Self.token))
+        http = try HTTPServer(loop: loop, configuration: HTTPServer.Configuration())
+        let gateway = self.gateway
+        http.handler = { gateway.handle($0) }
+        try http.start()
+        port = http.port
+        let loop = self.loop
+        thread = Thread { loop.run() }
+        thread.start()
+    }
+
+    func stop() {
+        loop.stop()
+        while thread.isExecuting { usleep(1000) }
+    }
+
+    struct Reply {
+        var status: Int
+        var json: [String: Any]
+    }
+
+    /// One request with the token (unless `token` is nil); the JSON body of the answer.
+    func request(_ method: String, _ path: String, body: String? = nil, token: String? = RunningGateway.token,
+                 host: String = "127.0.0.1", origin: String? = nil) throws -> Reply {
+        var text = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n"
+        if let token { text += "Authorization: Bearer \(token)\r\n" }
+        if let origin { text += "Origin: \(origin)\r\n" }
+        if let body { text += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
+        text += "\r\n" + (body ?? "")
+        let response = try exchange(port: port, text)
+        let status = Int(response.dropFirst(9).prefix(3)) ?? 0
+        let bodyText = response.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        let json = (try? JSONSerialization.jsonObject(with: Data(bodyText.utf8))) as? [String: Any] ?? [:]
+        return Reply(status: status, json: json)
+    }
+}
+
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+struct GatewayRouteTests {
+    @Test func launchFollowAndReadBackAJob() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let body = #"{"provider":"claude","prompt":"hi","label":"demo","env":{"FAKE_SCRIPT":"cat '\#(Fixtures.transcript("claude-stream-json-simple-text.jsonl"))'"}}"#
+        let created = try gateway.request("POST", "/api/agents/jobs", body: body)
+        #expect(created.status == 201)
+        let job = try #require(created.json["job"] as? [String: Any])
+        let id = try #require(job["id"] as? String)
+        #expect(job["label"] as? String == "demo")
+
+        var status = ""
+        for _ in 0..<200 where status != "done" {
+            usleep(20_000)
+            status = (try gateway.request("GET", "/api/agents/jobs/\(id)").json["job"] as? [String: Any])?["status"] as? String ?? ""
+        }
+        #expect(status == "done")
+        let events = try gateway.request("GET", "/api/agents/jobs/\(id)/events?since=0").json["events"] as? [[String: Any]] ?? []
+        #expect(events.map { $0["seq"] as? Int } == Array(1...events.count))
+        #expect(events.last?["type"] as? String == "job:completed")
+        let later = try gateway.request("GET", "/api/agents/jobs/\(id)/events?since=2&limit=2").json["events"] as? [[String: Any]] ?? []
+        #expect(later.map { $0["seq"] as? Int } == [3, 4])
+        let list = try gateway.request("GET", "/api/agents/jobs")
+        #expect((list.json["jobs"] as? [[String: Any]])?.count == 1)
+        #expect(try gateway.request("GET", "/api/agents/capabilities").json["available"] as? [String] == ["claude", "codex", "opencode", "goose"])
+        #expect(try gateway.request("DELETE", "/api/agents/jobs/\(id)").status == 409)
+    }
+
+    @Test func killAndKillAll() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let body = #"{"provider":"codex","prompt":"x","env":{"FAKE_SCRIPT":"exec sleep 300"}}"#
+        let ids = try (0..<2).map { _ in
+            try #require((try gateway.request("POST", "/api/agents/jobs", body: body).json["job"] as? [String: Any])?["id"] as? String)
+        }
+        #expect(try gateway.request("DELETE", "/api/agents/jobs/\(ids[0])").status == 200)
+        #expect(try gateway.request("DELETE", "/api/agents/jobs").json["killed"] as? Int == 1)
+        for id in ids {
+            var status = ""
+            for _ in 0..<200 where status != "killed" {
+                usleep(20_000)
+                status = (try gateway.request("GET", "/api/agents/jobs/\(id)").json["job"] as? [String: Any])?["status"] as? String ?? ""
+            }
+            #expect(status == "killed")
+        }
+    }
+
+    @Test func badRequestsNameTheField() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let unknown = try gateway.request("POST", "/api/agents/jobs", body: #"{"provider":"gemini","prompt":"x"}"#)
+        #expect(unknown.status == 400)
+        #expect(unknown.json["field"] as? String == "provider")
+        #expect(unknown.json["code"] as? String == "unknown_provider")
+        let env = try gateway.request("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"1X":"y"}}"#)
+        #expect(env.json["field"] as? String == "env.1X")
+        #expect(try gateway.request("POST", "/api/agents/jobs", body: "{not json").json["code"] as? String == "invalid_json")
+        #expect(try gateway.request("GET", "/api/agents/jobs/nope").status == 404)
+        #expect(try gateway.request("GET", "/api/agents/jobs/nope/events?since=-1").status == 404)
+        #expect(try gateway.request("PUT", "/api/agents/jobs").status == 405)
+    }
+
+    @Test func tokenHostAndOriginAreEnforced() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        #expect(try gateway.request("GET", "/api/agents/jobs", token: nil).status == 401)
+        #expect(try gateway.request("GET", "/api/agents/jobs", token: "wrong").status == 401)
+        // 401 whether or not the job exists.
+        #expect(try gateway.request("GET", "/api/agents/jobs/nope", token: nil).status == 401)
+        #expect(try gateway.request("GET", "/api/agents/jobs", host: "evil.example").status == 403)
+        let body = #"{"provider":"claude","prompt":"x"}"#
+        let foreign = try gateway.request("POST", "/api/agents/jobs", body: body, origin: "http://evil.example")
+        #expect(foreign.status == 403)
+        #expect(foreign.json["code"] as? String == "forbidden_origin")
+        #expect(try gateway.request("GET", "/api/agents/jobs").json["jobs"] as? [Any] != nil)
+        #expect(try gateway.request("GET", "/healthz", token: nil).status == 200)
+    }
+}

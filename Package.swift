@@ -37,7 +37,7 @@ let package = Package(
         .executableTarget(
             name: "agentgate",
             dependencies: [
-                "AgentCore", "EventLoop", "WebSocketServer",
+                "AgentCore", "EventLoop", "Gateway", "WebSocketServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -9,6 +9,6 @@ struct AgentGate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentgate",
         abstract: "Runs coding-agent CLIs as background jobs and streams what they do.",
-        subcommands: [Probe.self, Exec.self, EchoServerCommand.self]
+        subcommands: [ServeCommand.self, Probe.self, Exec.self, EchoServerCommand.self]
     )
 }

@@ -235,3 +235,65 @@ final class SocketClient {
         return String(decoding: reply[2...], as: UTF8.self)
     }
 }
+
+/// `agentgate serve`: the README's start command.
+@Suite(.processExclusive, .timeLimit(.minutes(1)))
+struct ServeCommandTests {
+    @Test func serveAnswersWithTheTokenAndStopsItsJobsOnSIGTERM() throws {
+        let agents = FakeAgents()
+        let data = TemporaryDirectory("agentgate-serve")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
+        process.arguments = ["serve", "--port", "0", "--data-dir", data.path, "--kill-grace", "0.3"]
+        process.environment = ["PATH": agents.searchPath, "HOME": data.path]
+        let output = data.file("out")
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
+        process.standardOutput = FileHandle(forWritingAtPath: output)
+        try process.run()
+        defer {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        var banner = ""
+        for _ in 0..<500 where !banner.contains("dashboard:") {
+            usleep(10_000)
+            banner = data.read("out") ?? ""
+        }
+        let url = try #require(banner.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
+        let port = try #require(url.split(separator: ":").last.flatMap { Int($0) })
+        let token = try #require(data.read("token")?.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(banner.contains("/#token=\(token)"))  // in the fragment, never a query string
+        #expect(!banner.contains("?token"))
+
+        func call(_ method: String, _ path: String, body: String = "", auth: Bool = true) throws -> String {
+            let fd = try connectLoopback(port: port)
+            defer { close(fd) }
+            var text = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
+            if auth { text += "Authorization: Bearer \(token)\r\n" }
+            text += "\r\n" + body
+            _ = Array(text.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                if count <= 0 { break }
+                received += buffer[0..<count]
+            }
+            return String(decoding: received, as: UTF8.self)
+        }
+        #expect(try call("GET", "/healthz", auth: false).hasPrefix("HTTP/1.1 200 OK"))
+        #expect(try call("GET", "/api/agents/jobs", auth: false).hasPrefix("HTTP/1.1 401 "))
+        let created = try call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"exec sleep 300"}}"#)
+        #expect(created.hasPrefix("HTTP/1.1 201 Created"))
+
+        kill(process.processIdentifier, SIGTERM)
+        for _ in 0..<300 where process.isRunning { usleep(10_000) }
+        #expect(!process.isRunning)
+        #expect(process.terminationStatus == 0)
+        // The job was killed on the way out, not left running or "interrupted".
+        let events = try FileManager.default.contentsOfDirectory(atPath: data.file("jobs"))
+        let log = data.read("jobs/\(events.first ?? "")/events.ndjson") ?? ""
+        #expect(log.contains("\"type\":\"job:completed\",\"job\""))
+        #expect(log.contains("\"status\":\"killed\""))
+    }
+}

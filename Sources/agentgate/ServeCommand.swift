@@ -1,0 +1,106 @@
+import AgentCore
+import ArgumentParser
+import CSystemShims
+import Dispatch
+import EventLoop
+import Foundation
+import Gateway
+import WebSocketServer
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the gateway: jobs over HTTP (WebSocket and SSE streams are being built).",
+        discussion: """
+            Listens on 127.0.0.1:7777 by default. Every /api/ request needs the token (created on
+            first start in <data dir>/token, mode 0600), a loopback Host, and for POST/DELETE our
+            own Origin when a browser sends one.
+            """)
+
+    @Option(help: "Address to listen on. Non-loopback addresses also need --allow-host for their name.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one).")
+    var port = 7777
+
+    @Option(help: "Read the API token from this file instead of the data dir (AGENTGATE_TOKEN also works).")
+    var tokenFile: String?
+
+    @Option(parsing: .singleValue, help: "Another Host name to accept (repeatable).")
+    var allowHost: [String] = []
+
+    @Option(parsing: .singleValue, help: "Another Origin allowed to change state (repeatable).")
+    var allowOrigin: [String] = []
+
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        let environment = ProcessInfo.processInfo.environment
+        let dataDirectory = engine.resolvedDataDirectory
+        let loop = try EventLoop()
+        let store: JobStore
+        let token: String
+        do {
+            store = try JobStore(dataDirectory: dataDirectory)
+            token = try TokenFile.resolve(environment: environment, tokenFile: tokenFile, dataDirectory: dataDirectory)
+        } catch {
+            printError("agentgate: \(error)")
+            throw ExitCode(2)
+        }
+        let detector = AgentDetector(configuration: engine.detectorConfiguration)
+        _ = detector.refresh()
+        var managerConfiguration = engine.managerConfiguration(
+            environment: environment.filter { $0.key != "AGENTGATE_TOKEN" }.map { "\($0.key)=\($0.value)" }.sorted())
+        let urlHost = host.contains(":") ? "[\(host)]" : host
+        let manager = JobManager(loop: loop, store: store, detector: detector, configuration: managerConfiguration)
+        let interrupted = try manager.recover()
+
+        var httpConfiguration = HTTPServer.Configuration()
+        httpConfiguration.host = host
+        httpConfiguration.port = port
+        let http: HTTPServer
+        do {
+            http = try HTTPServer(loop: loop, configuration: httpConfiguration)
+        } catch {
+            printError("agentgate: cannot listen on \(host):\(port): \(error.message)")
+            throw ExitCode(2)
+        }
+        let serverURL = "http://\(urlHost):\(http.port)"
+        managerConfiguration.serverURL = serverURL
+        manager.configuration = managerConfiguration
+        let gateway = Gateway(manager: manager, policy: AccessPolicy(token: token, extraHosts: allowHost, extraOrigins: allowOrigin))
+        http.handler = { gateway.handle($0) }
+        try http.start()
+
+        // SIGINT/SIGTERM: stop the jobs (they would be orphaned otherwise), then exit.
+        var signalSet = sigset_t()
+        sigemptyset(&signalSet)
+        sigaddset(&signalSet, SIGINT)
+        sigaddset(&signalSet, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &signalSet, nil)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let bound = LoopBound(manager)
+        let sources = [SIGINT, SIGTERM].map { number in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                loop.execute {
+                    bound.value.killAll()
+                    loop.stop()
+                }
+            }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
+
+        var banner = "agentgate listening on \(serverURL)\n"
+        banner += "dashboard: \(serverURL)/#token=\(token)\n"
+        if !interrupted.isEmpty { banner += "\(interrupted.count) job(s) were running at the last stop and are now interrupted\n" }
+        FileHandle.standardOutput.write(Data(banner.utf8))
+        loop.run()
+        // Give killed jobs their grace period to finish writing their events.
+        loop.run(untilMilliseconds: managerConfiguration.killGraceMilliseconds + 1_000) { manager.runningCount == 0 }
+        manager.flushLogs()
+    }
+}

@@ -33,7 +33,7 @@ let package = Package(
         // Agents, launch specs, process supervision, output formats, jobs, store, hooks. No sockets.
         .target(name: "AgentCore", dependencies: ["EventLoop", "CSystemShims", "CSQLite"]),
         // The gateway: access policy (token, Host, Origin); routes and subscriptions come next.
-        .target(name: "Gateway", dependencies: ["AgentCore", "EventLoop", "HTTPCore", "WebSocketCore", "WebSocketServer"]),
+        .target(name: "Gateway", dependencies: ["AgentCore", "EventLoop", "HTTPCore", "WebSocketCore", "WebSocketDeflate", "WebSocketServer"]),
         .executableTarget(
             name: "agentgate",
             dependencies: [
@@ -42,7 +42,7 @@ let package = Package(
             ]
         ),
         // Temporary directories, fake agents on a temporary PATH, fixture paths.
-        .target(name: "TestSupport", dependencies: ["EventLoop"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["EventLoop", "HTTPCore", "WebSocketCore"], path: "Tests/TestSupport"),
         .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CSystemShims"]),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "AgentCore", "HTTPCore", "EventLoop", "WebSocketServer", "TestSupport"]),

@@ -43,6 +43,8 @@ public final class WebSocketServer {
     public var onClose: ((WebSocketSession) -> Void)?
     /// A session's write queue passed `maxQueuedBytes`. Default: close it.
     public var onQueueOverBound: ((WebSocketSession) -> Void)?
+    /// A session's write queue, after passing `maxQueuedBytes`, was fully written again.
+    public var onDrained: ((WebSocketSession) -> Void)?
     /// Reported once per fd-exhaustion episode.
     public var onAcceptError: ((SystemError) -> Void)?
 
@@ -105,6 +107,7 @@ public final class WebSocketServer {
                 session.tcp.close()
             }
         }
+        tcp.onDrained = { [unowned self, unowned session] in self.onDrained?(session) }
         return session
     }
 

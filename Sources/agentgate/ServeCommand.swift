@@ -10,7 +10,7 @@ import WebSocketServer
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the gateway: jobs over HTTP (WebSocket and SSE streams are being built).",
+        abstract: "Run the gateway: jobs over HTTP and WebSocket (SSE, metrics and the dashboard are being built).",
         discussion: """
             Listens on 127.0.0.1:7777 by default. Every /api/ request needs the token (created on
             first start in <data dir>/token, mode 0600), a loopback Host, and for POST/DELETE our
@@ -58,19 +58,19 @@ struct ServeCommand: ParsableCommand {
         var httpConfiguration = HTTPServer.Configuration()
         httpConfiguration.host = host
         httpConfiguration.port = port
-        let http: HTTPServer
+        let server: GatewayServer
         do {
-            http = try HTTPServer(loop: loop, configuration: httpConfiguration)
+            server = try GatewayServer(
+                loop: loop, manager: manager, policy: AccessPolicy(token: token, extraHosts: allowHost, extraOrigins: allowOrigin),
+                http: httpConfiguration)
+            try server.start()
         } catch {
             printError("agentgate: cannot listen on \(host):\(port): \(error.message)")
             throw ExitCode(2)
         }
-        let serverURL = "http://\(urlHost):\(http.port)"
+        let serverURL = "http://\(urlHost):\(server.port)"
         managerConfiguration.serverURL = serverURL
         manager.configuration = managerConfiguration
-        let gateway = Gateway(manager: manager, policy: AccessPolicy(token: token, extraHosts: allowHost, extraOrigins: allowOrigin))
-        http.handler = { gateway.handle($0) }
-        try http.start()
 
         // SIGINT/SIGTERM: stop the jobs (they would be orphaned otherwise), then exit.
         var signalSet = sigset_t()

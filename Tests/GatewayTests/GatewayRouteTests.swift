@@ -15,13 +15,12 @@ final class RunningGateway: @unchecked Sendable {
     let agents = FakeAgents()
     let data = TemporaryDirectory("agentgate-gateway")
     let loop: EventLoop
-    let http: HTTPServer
+    let server: GatewayServer
     let port: Int
     private let thread: Thread
     private let manager: JobManager
-    private let gateway: Gateway
 
-    init() throws {
+    init(viewerQueueBytes: Int = 1 << 20, configure: (GatewayServer) -> Void = { _ in }) throws {
         loop = try EventLoop()
         let store = try JobStore(dataDirectory: data.path)
         let detector = AgentDetector(configuration: .init(path: agents.searchPath, environment: ["PATH=\(agents.searchPath)"]))
@@ -30,15 +29,27 @@ final class RunningGateway: @unchecked Sendable {
         configuration.baseEnvironment = ["PATH=\(agents.searchPath)"]
         configuration.killGraceMilliseconds = 300
         manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
-        gateway = Gateway(manager: manager, policy: AccessPolicy(token: Self.token))
-        http = try HTTPServer(loop: loop, configuration: HTTPServer.Configuration())
-        let gateway = self.gateway
-        http.handler = { gateway.handle($0) }
-        try http.start()
-        port = http.port
+        server = try GatewayServer(
+            loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), http: HTTPServer.Configuration(),
+            viewerQueueBytes: viewerQueueBytes)
+        configure(server)
+        try server.start()
+        port = server.port
         let loop = self.loop
         thread = Thread { loop.run() }
         thread.start()
+    }
+
+    /// Reads a value on the loop thread.
+    func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        let box = LoopResult<T>()
+        let done = DispatchSemaphore(value: 0)
+        loop.execute {
+            box.value = body()
+            done.signal()
+        }
+        done.wait()
+        return box.value!
     }
 
     func stop() {
@@ -145,4 +156,8 @@ struct GatewayRouteTests {
         #expect(try gateway.request("GET", "/api/agents/jobs").json["jobs"] as? [Any] != nil)
         #expect(try gateway.request("GET", "/healthz", token: nil).status == 200)
     }
+}
+
+final class LoopResult<T>: @unchecked Sendable {
+    var value: T?
 }

@@ -2,6 +2,7 @@ import EventLoop
 import Foundation
 import Glibc
 import Testing
+import TestSupport
 import WebSocketCore
 import WebSocketServer
 

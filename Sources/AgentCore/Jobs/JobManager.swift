@@ -68,6 +68,13 @@ public final class JobManager {
 
     public var runningCount: Int { running.count }
 
+    /// Like `events(for:since:limit:)`, with each event's stored bytes.
+    public func encodedEvents(for id: String, since: Int = 0, limit: Int = .max) -> [(event: JobEvent, line: [UInt8])] {
+        flushLogs()
+        guard JobStore.isValidJobId(id) else { return [] }
+        return EventLog.readWithLines(path: store.jobDirectory(id) + "/events.ndjson", since: since, limit: limit)
+    }
+
     /// Stored events of a job with seq > `since` (pending writes are flushed first).
     public func events(for id: String, since: Int = 0, limit: Int = .max) -> [JobEvent] {
         flushLogs()

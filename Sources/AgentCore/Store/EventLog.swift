@@ -51,10 +51,18 @@ public final class EventLog {
 
     /// Events with seq > `since`, at most `limit`.
     public static func read(path: String, since: Int = 0, limit: Int = .max) -> [JobEvent] {
-        var events: [JobEvent] = []
+        readWithLines(path: path, since: since, limit: limit).map(\.event)
+    }
+
+    /// Events with seq > `since` and the stored line of each (the bytes every viewer gets,
+    /// so replay never re-encodes). Lines at or below `since` are skipped by their seq alone,
+    /// without parsing, so resuming near the end of a long history stays cheap.
+    public static func readWithLines(path: String, since: Int = 0, limit: Int = .max) -> [(event: JobEvent, line: [UInt8])] {
+        var events: [(event: JobEvent, line: [UInt8])] = []
         forEachLine(path: path) { line in
-            guard let value = try? JSONParser.parse(line), let event = JobEvent(json: value) else { return true }
-            if event.seq > since { events.append(event) }
+            if let seq = seqOf(line), seq <= since { return true }
+            guard let value = try? JSONParser.parse(line), let event = JobEvent(json: value), event.seq > since else { return true }
+            events.append((event, line))
             return events.count < limit
         }
         return events

@@ -1,0 +1,185 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+import EventLoop
+import WebSocketCore
+
+@testable import Gateway
+
+/// A viewer over a real WebSocket to the gateway.
+final class Viewer {
+    let client: RawClient
+
+    init(_ gateway: RunningGateway, path: String = "/ws", token: String? = RunningGateway.token) throws {
+        client = try RawClient(port: gateway.port)
+        var headers: [(String, String)] = []
+        if let token { headers.append(("Authorization", "Bearer \(token)")) }
+        try client.handshake(path: path, headers: headers)
+    }
+
+    func send(_ json: String) { client.sendMessage(json) }
+
+    /// The next JSON message (nil at close or timeout).
+    func next() -> [String: Any]? {
+        guard let text = client.nextMessage() else { return nil }
+        return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
+    }
+
+    /// Messages of `job` until its job:completed; returns their seqs.
+    func seqsUntilCompleted(job: String) -> [Int] {
+        var seqs: [Int] = []
+        while let message = next() {
+            guard message["job"] as? String == job, let seq = message["seq"] as? Int, message["type"] as? String != "ack" else { continue }
+            seqs.append(seq)
+            if message["type"] as? String == "job:completed" { break }
+        }
+        return seqs
+    }
+}
+
+func launch(_ gateway: RunningGateway, script: String) throws -> String {
+    let escaped = script.replacingOccurrences(of: "\"", with: "\\\"")
+    let reply = try gateway.request("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"\#(escaped)"}}"#)
+    return try #require((reply.json["job"] as? [String: Any])?["id"] as? String)
+}
+
+let fastJob = "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done"
+
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+struct SubscriptionTests {
+    @Test func viewersOfOneJobSeeIdenticalGaplessSequences() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let viewers = try (0..<5).map { _ in try Viewer(gateway) }
+        let id = try launch(gateway, script: "sleep 0.2; " + fastJob)
+        for viewer in viewers { viewer.send(#"{"op":"subscribe","job":"\#(id)","since":0,"req":1}"#) }
+        let sequences = viewers.map { $0.seqsUntilCompleted(job: id) }
+        #expect(sequences[0] == Array(1...3002))
+        for sequence in sequences.dropFirst() { #expect(sequence == sequences[0]) }
+    }
+
+    @Test func resumingAtRandomSeqsWhileTheJobWritesLosesAndRepeatsNothing() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let id = try launch(gateway, script: fastJob)
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<8 {
+            let since = Int.random(in: 0...2500, using: &generator)
+            let viewer = try Viewer(gateway)
+            viewer.send(#"{"op":"subscribe","job":"\#(id)","since":\#(since)}"#)
+            let seqs = viewer.seqsUntilCompleted(job: id)
+            #expect(seqs == Array((since + 1)...3002), "resumed at \(since)")
+        }
+    }
+
+    @Test func theTextStreamIsTailDashFThatExitsWithTheJob() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let id = try launch(gateway, script: "echo one; echo two >&2; echo three")
+        let viewer = try Viewer(gateway, path: "/ws/jobs/\(id)?format=text&since=0")
+        var lines: [String] = []
+        var closeCode: CloseCode?
+        while let action = viewer.client.nextAction() {
+            if case .deliver(let message) = action { lines.append(message.text ?? "") }
+            if case .peerClosed(let code, _) = action {
+                closeCode = code
+                break
+            }
+        }
+        #expect(lines.contains("one") && lines.contains("three") && lines.contains("[stderr] two"))
+        #expect(lines.last?.hasPrefix("[agentgate] job \(id) done") == true)
+        #expect(closeCode == .normalClosure)
+    }
+
+    @Test func aCursorFromTheFutureGetsAReset() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let id = try launch(gateway, script: "echo hi")
+        usleep(300_000)
+        let viewer = try Viewer(gateway)
+        viewer.send(#"{"op":"subscribe","job":"\#(id)","since":999}"#)
+        let reset = viewer.next()
+        #expect(reset?["type"] as? String == "reset")
+        #expect((reset?["seq"] as? Int ?? 0) > 0)
+        viewer.send(#"{"op":"subscribe","job":"nope","req":7}"#)
+        var error: [String: Any]?
+        while error == nil, let message = viewer.next() {
+            if message["type"] as? String == "error" { error = message }
+        }
+        #expect(error?["code"] as? String == "unknown_job")
+        #expect(error?["req"] as? Int == 7)
+    }
+
+    @Test func upgradesNeedTheTokenAndOurOrigin() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let anonymous = try RawClient(port: gateway.port)
+        #expect(throws: (any Error).self) { try anonymous.handshake(path: "/ws") }
+        let foreign = try RawClient(port: gateway.port)
+        #expect(throws: (any Error).self) {
+            try foreign.handshake(path: "/ws", headers: [("Authorization", "Bearer \(RunningGateway.token)"), ("Origin", "http://evil.example")])
+        }
+        let viaSubprotocol = try RawClient(port: gateway.port)
+        let head = try viaSubprotocol.handshake(path: "/ws", headers: [("Sec-WebSocket-Protocol", "agentgate.token.\(RunningGateway.token)")])
+        #expect(head.headers["Sec-WebSocket-Protocol"] == "agentgate.token.\(RunningGateway.token)")
+    }
+
+    /// 20,000 lines of about 100 bytes: far more than a 64 KiB viewer queue.
+    static let floodJob = "sleep 0.2; i=0; while [ $i -lt 20000 ]; do echo \"a fairly long line of agent output number $i\"; i=$((i+1)); done"
+
+    @Test func aStalledViewerIsCaughtUpWithoutLossAndDoesNotSlowOthers() throws {
+        let gateway = try RunningGateway(viewerQueueBytes: 64 * 1024)
+        defer { gateway.stop() }
+        let stalled = try Viewer(gateway)
+        var small = 64 * 1024
+        setsockopt(stalled.client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int>.size))
+        let healthy = try Viewer(gateway)
+        let id = try launch(gateway, script: Self.floodJob)
+        stalled.send(#"{"op":"subscribe","job":"\#(id)","since":0}"#)
+        healthy.send(#"{"op":"subscribe","job":"\#(id)","since":0}"#)
+        // The healthy viewer gets everything while the stalled one reads nothing.
+        #expect(healthy.seqsUntilCompleted(job: id) == Array(1...20002))
+        let hub = LoopBound(gateway.server.hub)
+        #expect(gateway.onLoop { hub.value.pauses } >= 1)  // the stalled one was paused, not buffered without bound
+        // Now the stalled one reads: caught up from the store, in order, nothing lost.
+        #expect(stalled.seqsUntilCompleted(job: id) == Array(1...20002))
+    }
+
+    @Test func aViewerStuckPastTheLagTimeoutIsToldWhereToResume() throws {
+        let gateway = try RunningGateway(viewerQueueBytes: 64 * 1024) { $0.hub.lagTimeoutMilliseconds = 300 }
+        defer { gateway.stop() }
+        let stuck = try Viewer(gateway)
+        var small = 64 * 1024
+        setsockopt(stuck.client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int>.size))
+        // 500-byte lines: 10 MB, more than the kernel's socket buffers hold for a stuck reader.
+        let id = try launch(gateway, script: "sleep 0.2; i=0; while [ $i -lt 20000 ]; do printf '%0500d\\n' $i; i=$((i+1)); done; sleep 2")
+        stuck.send(#"{"op":"subscribe","job":"\#(id)","since":0}"#)
+        usleep(1_500_000)  // never read during the lag timeout
+        var lagged: [String: Any]?
+        var closeCode: CloseCode?
+        var lastSeq = 0
+        while let action = stuck.client.nextAction() {
+            if case .deliver(let message) = action,
+                let json = (try? JSONSerialization.jsonObject(with: Data(message.payload))) as? [String: Any]
+            {
+                if json["type"] as? String == "lagged" {
+                    lagged = json
+                } else if json["type"] as? String != "ack", let seq = json["seq"] as? Int {
+                    lastSeq = seq
+                }
+            }
+            if case .peerClosed(let code, _) = action {
+                closeCode = code
+                break
+            }
+        }
+        #expect(closeCode == SubscriptionHub.laggedCloseCode)
+        #expect(lagged?["seq"] as? Int == lastSeq)  // resume point: the last seq it was sent
+        #expect(lastSeq < 20002)
+        // Resuming from there gets the rest, exactly.
+        let again = try Viewer(gateway)
+        again.send(#"{"op":"subscribe","job":"\#(id)","since":\#(lastSeq)}"#)
+        #expect(again.seqsUntilCompleted(job: id) == Array((lastSeq + 1)...20002))
+    }
+}

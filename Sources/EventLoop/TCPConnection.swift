@@ -35,6 +35,8 @@ public final class TCPConnection {
     private var wantsWritable = false
     private var flushScheduled = false
     private var closeWhenFlushed = false
+    private var lingerWhenFlushed = false
+    private var lingerTimer: EventLoop.TimerID?
     private var overBound = false
     private var readingPaused = false
     private static let maxIOVecs = 1024
@@ -171,7 +173,7 @@ public final class TCPConnection {
             overBound = false
             onDrained?()
         }
-        if closeWhenFlushed { close() }
+        if closeWhenFlushed { lingerWhenFlushed ? linger() : close() }
     }
 
     private func consume(_ written: Int) {
@@ -211,13 +213,35 @@ public final class TCPConnection {
     // MARK: closing
 
     /// Closes once everything queued is written (or the write fails).
-    public func closeAfterFlush() {
+    ///
+    /// - Parameter linger: for a connection whose peer may still be sending (a refused or
+    ///   failed request): after the last byte, send FIN and read and drop the peer's bytes
+    ///   until it closes or `lingerMilliseconds` pass. Closing with unread input would send
+    ///   RST, and the peer's kernel could discard our answer before the peer reads it.
+    public func closeAfterFlush(linger: Bool = false, lingerMilliseconds: Int = 2_000) {
         guard fd >= 0 else { return }
         closeWhenFlushed = true
+        lingerWhenFlushed = linger
+        self.lingerMilliseconds = lingerMilliseconds
         if queueHead >= queue.count {
-            close()
+            linger ? self.linger() : close()
         } else {
             scheduleFlush()
+        }
+    }
+
+    private var lingerMilliseconds = 2_000
+
+    private func linger() {
+        guard fd >= 0, lingerTimer == nil else { return }
+        shutdown(fd, Int32(SHUT_WR))
+        onRead = { _ in }
+        onPeerClosed = { [unowned self] in self.close() }
+        readingPaused = false
+        updateInterest()
+        lingerTimer = loop.schedule(afterMilliseconds: lingerMilliseconds) { [weak self] in
+            self?.lingerTimer = nil
+            self?.close()
         }
     }
 
@@ -226,6 +250,8 @@ public final class TCPConnection {
         guard fd >= 0 else { return }
         if let registration { loop.deregister(registration) }
         registration = nil
+        if let lingerTimer { loop.cancel(lingerTimer) }
+        lingerTimer = nil
         Glibc.close(fd)
         fd = -1
         queue.removeAll()

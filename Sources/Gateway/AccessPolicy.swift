@@ -89,6 +89,12 @@ public struct AccessPolicy: Sendable {
         return String(name)
     }
 
+    /// Whether a listen address only reaches this machine (127.0.0.0/8, ::1, localhost).
+    public static func isLoopbackAddress(_ address: String) -> Bool {
+        let name = address.lowercasedASCII()
+        return name == "::1" || isLoopbackName(name) || isLoopbackName("[\(name)]")
+    }
+
     static func isLoopbackName(_ name: String) -> Bool {
         if name == "localhost" || name.hasSuffix(".localhost") || name == "[::1]" { return true }
         let octets = name.split(separator: ".", omittingEmptySubsequences: false)

@@ -1,4 +1,5 @@
 import AgentCore
+import Foundation
 import EventLoop
 import HTTPCore
 
@@ -10,6 +11,14 @@ import HTTPCore
 public final class Gateway {
     public let manager: JobManager
     public var policy: AccessPolicy
+    /// Streams (SSE) are served by the hub; nil until the server wires one in.
+    public var hub: SubscriptionHub?
+    /// The dashboard's files (nil: not installed).
+    public var staticFiles: StaticFiles?
+    /// `/metrics` text, supplied by the server that knows its connections.
+    public var metrics: (() -> String)?
+    private var idempotency = IdempotencyCache()
+    private var refreshWaiters: [(HTTPServer.Response) -> Void] = []
 
     public init(manager: JobManager, policy: AccessPolicy) {
         self.manager = manager
@@ -27,24 +36,35 @@ public final class Gateway {
         if path == "/healthz" {
             return method == "GET" ? .json(200, Array("{\"status\":\"ok\"}".utf8)) : Self.methodNotAllowed("GET")
         }
-        guard path.hasPrefix("/api/") else { return .error(404, code: "not_found", "no route for \(path)") }
+        let isAPI = path.hasPrefix("/api/")
+        guard isAPI || path == "/metrics" else { return serveFile(path, method: method) }
+        if method != "GET" && method != "HEAD", !policy.isAllowedOrigin(headers["Origin"], host: headers["Host"]) {
+            return .error(403, code: "forbidden_origin", "Origin is not allowed to change state here")
+        }
+        if path == "/api/session" { return session(request) }
         guard policy.isAuthenticated(headers) else {
             // Said the same way for every route: no hint whether a job exists.
             return .error(401, code: "unauthorized", "missing or wrong token")
         }
-        if method != "GET" && method != "HEAD", !policy.isAllowedOrigin(headers["Origin"], host: headers["Host"]) {
-            return .error(403, code: "forbidden_origin", "Origin is not allowed to change state here")
+        if path == "/metrics" {
+            guard method == "GET" else { return Self.methodNotAllowed("GET") }
+            var textHeaders = HTTPHeaders()
+            textHeaders.add("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            return HTTPServer.Response(status: 200, headers: textHeaders, body: Array((metrics?() ?? "").utf8))
         }
         switch (method, Route(path: path)) {
         case ("GET", .capabilities):
             return .json(200, JSONWriter.serialize(manager.detector.current().json))
+        case ("POST", .capabilitiesRefresh):
+            return refreshCapabilities()
         case ("GET", .jobs):
-            let jobs = JSONValue.array(manager.jobs.map(\.json))
-            return .json(200, JSONWriter.serialize(.object(["jobs": jobs, "version": .int(manager.jobs.map(\.lastSeq).reduce(0, +))])))
+            return listJobs(request)
         case ("POST", .jobs):
             return launch(request)
         case ("DELETE", .jobs):
             return .json(200, JSONWriter.serialize(.object(["killed": .int(manager.killAll())])))
+        case ("GET", .jobsStream):
+            return allJobsStream(request)
         case ("GET", .job(let id)):
             guard let job = manager.job(id) else { return Self.unknownJob(id) }
             return .json(200, JSONWriter.serialize(.object(["job": job.json])))
@@ -74,23 +94,188 @@ public final class Gateway {
             }
             body += Array("]}".utf8)
             return .json(200, body)
+        case ("GET", .jobStream(let id)):
+            return jobStream(request, id: id)
         case (_, .jobs):
             return Self.methodNotAllowed("GET, POST, DELETE")
         case (_, .job):
             return Self.methodNotAllowed("GET, DELETE")
-        case (_, .capabilities), (_, .jobEvents):
+        case (_, .capabilitiesRefresh):
+            return Self.methodNotAllowed("POST")
+        case (_, .capabilities), (_, .jobEvents), (_, .jobsStream), (_, .jobStream):
             return Self.methodNotAllowed("GET")
         case (_, .unknown):
             return .error(404, code: "not_found", "no route for \(path)")
         }
     }
 
+    // MARK: jobs
+
+    /// `{jobs, version}`; `?since=<version>` answers 304 while nothing changed, so a poller
+    /// pays for a body only when there is news.
+    private func listJobs(_ request: HTTPRequest) -> HTTPServer.Response {
+        let query = Self.query(request.head.target)
+        guard let since = Self.nonNegative(query["since"], default: -1) else {
+            return .error(400, code: "invalid_query", "since must be a non-negative integer (a version from an earlier answer)")
+        }
+        var headers = HTTPHeaders()
+        headers.add("Cache-Control", "no-store")
+        if since == manager.version { return HTTPServer.Response(status: 304, headers: headers) }
+        let jobs = JSONValue.array(manager.jobs.map(\.json))
+        return .json(200, JSONWriter.serialize(.object(["jobs": jobs, "version": .int(manager.version)])), headers: headers)
+    }
+
+    private func launch(_ request: HTTPRequest) -> HTTPServer.Response {
+        let key = request.head.headers["Idempotency-Key"]
+        if let key {
+            guard IdempotencyCache.isValidKey(key) else {
+                return .error(400, code: "invalid_idempotency_key", "Idempotency-Key must be 1…255 visible ASCII characters")
+            }
+            switch idempotency.lookup(key, body: request.body, now: WallClock.milliseconds()) {
+            case .new:
+                break
+            case .replay(let jobId):
+                guard let job = manager.job(jobId) else { break }
+                var headers = HTTPHeaders()
+                headers.add("Idempotent-Replayed", "true")
+                return .json(201, JSONWriter.serialize(.object(["job": job.json])), headers: headers)
+            case .conflict:
+                return .error(422, code: "idempotency_key_reused", "this Idempotency-Key was used with a different body")
+            }
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(request.body)
+        } catch {
+            return .error(400, code: "invalid_json", "the body is not valid JSON: \(error)")
+        }
+        do {
+            let launch = try LaunchRequest(json: value)
+            let job = try manager.launch(launch)
+            if let key { idempotency.store(key, body: request.body, jobId: job.id, now: WallClock.milliseconds()) }
+            return .json(201, JSONWriter.serialize(.object(["job": job.json])))
+        } catch {
+            var body: [JSONValue.Member] = [.init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
+            if let field = error.field { body.append(.init("field", .string(field))) }
+            return .json(400, JSONWriter.serialize(.object(body)))
+        }
+    }
+
+    // MARK: capabilities
+
+    /// Probes off the loop (each `--version` may take up to its timeout) and answers when
+    /// done; concurrent refreshes share one probe.
+    private func refreshCapabilities() -> HTTPServer.Response {
+        .later { [self] complete in
+            refreshWaiters.append(complete)
+            guard refreshWaiters.count == 1 else { return }
+            let detector = manager.detector
+            let loop = manager.loop
+            let bound = LoopBound(self)
+            Thread.detachNewThread {
+                let capabilities = detector.refresh()
+                let body = JSONWriter.serialize(capabilities.json)
+                loop.execute {
+                    let waiters = bound.value.refreshWaiters
+                    bound.value.refreshWaiters.removeAll()
+                    for waiter in waiters { waiter(.json(200, body)) }
+                }
+            }
+        }
+    }
+
+    // MARK: streams
+
+    private func allJobsStream(_ request: HTTPRequest) -> HTTPServer.Response {
+        guard let hub else { return .error(404, code: "not_found", "streams are not served here") }
+        let query = Self.query(request.head.target)
+        let lastEventID = ServerSentEvents.lastEventID(request.head.headers)
+        let raw = query["events"] == "true"
+        return .stream(200, headers: Self.streamHeaders) { tcp in
+            hub.attachAllJobsStream(tcp, lastEventID: lastEventID, rawEvents: raw)
+        }
+    }
+
+    private func jobStream(_ request: HTTPRequest, id: String) -> HTTPServer.Response {
+        guard let hub else { return .error(404, code: "not_found", "streams are not served here") }
+        guard let job = manager.job(id) else { return Self.unknownJob(id) }
+        let query = Self.query(request.head.target)
+        guard let sinceQuery = Self.nonNegative(query["since"], default: 0) else {
+            return .error(400, code: "invalid_query", "since must be a non-negative integer")
+        }
+        let since = ServerSentEvents.lastEventID(request.head.headers) ?? sinceQuery
+        if hub.streamIsFinished(job: job, since: since) {
+            // Nothing more will come: 204 tells an EventSource to stop reconnecting.
+            return HTTPServer.Response(status: 204)
+        }
+        let raw = query["events"] == "true"
+        return .stream(200, headers: Self.streamHeaders) { tcp in
+            hub.attachJobStream(tcp, job: id, since: since, rawEvents: raw)
+        }
+    }
+
+    static var streamHeaders: HTTPHeaders {
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", "text/event-stream")
+        headers.add("Cache-Control", "no-store")
+        headers.add("X-Accel-Buffering", "no")
+        return headers
+    }
+
+    // MARK: browser session and files
+
+    /// `POST /api/session` with the token as Bearer: the browser gets it back as an
+    /// HttpOnly, SameSite=Strict cookie, so the page never keeps the token itself.
+    /// `DELETE` forgets the cookie.
+    private func session(_ request: HTTPRequest) -> HTTPServer.Response {
+        var headers = HTTPHeaders()
+        headers.add("Cache-Control", "no-store")
+        switch request.head.method {
+        case "POST":
+            guard let authorization = request.head.headers["Authorization"], authorization.hasPrefix("Bearer "),
+                policy.isAuthenticated(request.head.headers)
+            else {
+                return .error(401, code: "unauthorized", "missing or wrong token")
+            }
+            headers.add("Set-Cookie", "\(AccessPolicy.cookieName)=\(policy.token); Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000")
+            return HTTPServer.Response(status: 204, headers: headers)
+        case "DELETE":
+            headers.add("Set-Cookie", "\(AccessPolicy.cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+            return HTTPServer.Response(status: 204, headers: headers)
+        case "GET":
+            guard policy.isAuthenticated(request.head.headers) else { return .error(401, code: "unauthorized", "missing or wrong token") }
+            return .json(200, Array("{\"authenticated\":true}".utf8), headers: headers)
+        default:
+            return Self.methodNotAllowed("GET, POST, DELETE")
+        }
+    }
+
+    /// The dashboard: public files (the page must load to read its token), framed by no one.
+    private func serveFile(_ path: Substring, method: String) -> HTTPServer.Response {
+        guard method == "GET" || method == "HEAD" else { return Self.methodNotAllowed("GET") }
+        guard let staticFiles else { return .error(404, code: "not_found", "no route for \(path) (the dashboard is not installed)") }
+        guard let file = staticFiles.file(for: path) else { return .error(404, code: "not_found", "no file at \(path)") }
+        var headers = HTTPHeaders()
+        headers.add("Content-Type", file.contentType)
+        headers.add("Cache-Control", "no-cache")
+        headers.add("X-Content-Type-Options", "nosniff")
+        headers.add("X-Frame-Options", "DENY")
+        headers.add("Referrer-Policy", "no-referrer")
+        headers.add("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'")
+        var response = HTTPServer.Response(status: 200, headers: headers, body: method == "HEAD" ? [] : file.bytes)
+        if method == "HEAD" { response.headers.add("Content-Length", String(file.bytes.count)) }
+        return response
+    }
+
     /// The API's paths.
     enum Route: Equatable {
         case capabilities
+        case capabilitiesRefresh
         case jobs
+        case jobsStream
         case job(String)
         case jobEvents(String)
+        case jobStream(String)
         case unknown
 
         init(path: Substring) {
@@ -101,29 +286,14 @@ public final class Gateway {
             }
             switch (parts.count, parts[2]) {
             case (3, "capabilities"): self = .capabilities
+            case (4, "capabilities") where parts[3] == "refresh": self = .capabilitiesRefresh
             case (3, "jobs"): self = .jobs
+            case (4, "jobs") where parts[3] == "stream": self = .jobsStream
             case (4, "jobs"): self = .job(parts[3])
             case (5, "jobs") where parts[4] == "events": self = .jobEvents(parts[3])
+            case (5, "jobs") where parts[4] == "stream": self = .jobStream(parts[3])
             default: self = .unknown
             }
-        }
-    }
-
-    private func launch(_ request: HTTPRequest) -> HTTPServer.Response {
-        let value: JSONValue
-        do {
-            value = try JSONParser.parse(request.body)
-        } catch {
-            return .error(400, code: "invalid_json", "the body is not valid JSON: \(error)")
-        }
-        do {
-            let launch = try LaunchRequest(json: value)
-            let job = try manager.launch(launch)
-            return .json(201, JSONWriter.serialize(.object(["job": job.json])))
-        } catch {
-            var body: [JSONValue.Member] = [.init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
-            if let field = error.field { body.append(.init("field", .string(field))) }
-            return .json(400, JSONWriter.serialize(.object(body)))
         }
     }
 

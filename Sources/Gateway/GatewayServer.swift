@@ -18,7 +18,7 @@ public final class GatewayServer {
     ///   pauses and it is caught up from the store instead (1 MiB).
     public init(
         loop: EventLoop, manager: JobManager, policy: AccessPolicy, http configuration: HTTPServer.Configuration,
-        viewerQueueBytes: Int = 1 << 20
+        viewerQueueBytes: Int = 1 << 20, webRoot: String? = nil
     ) throws(SystemError) {
         http = try HTTPServer(loop: loop, configuration: configuration)
         var websocketConfiguration = WebSocketServer.Configuration()
@@ -32,8 +32,12 @@ public final class GatewayServer {
         websockets = try WebSocketServer(loop: loop, configuration: websocketConfiguration, listening: false)
         gateway = Gateway(manager: manager, policy: policy)
         hub = SubscriptionHub(manager: manager, websockets: websockets)
+        gateway.hub = hub
+        gateway.staticFiles = webRoot.map(StaticFiles.init(root:))
         let gateway = self.gateway
         http.handler = { gateway.handle($0) }
+        let http = self.http, websockets = self.websockets, hub = self.hub
+        gateway.metrics = { Self.metricsText(http: http, websockets: websockets, hub: hub, manager: manager) }
         http.websockets = websockets
         websockets.admit = { head in Self.admit(head, policy: gateway.policy) }
     }
@@ -45,6 +49,30 @@ public final class GatewayServer {
     public func stop() {
         http.stop()
         websockets.stop()
+    }
+
+    /// Prometheus text exposition format, version 0.0.4.
+    static func metricsText(http: HTTPServer, websockets: WebSocketServer, hub: SubscriptionHub, manager: JobManager) -> String {
+        var out = ""
+        func metric(_ name: String, _ type: String, _ help: String, _ samples: [(labels: String, value: Int)]) {
+            out += "# HELP agentgate_\(name) \(help)\n# TYPE agentgate_\(name) \(type)\n"
+            for sample in samples { out += "agentgate_\(name)\(sample.labels) \(sample.value)\n" }
+        }
+        metric("http_connections", "gauge", "Open TCP connections, WebSocket and SSE included.", [("", http.connectionCount)])
+        metric("connections_refused_total", "counter", "Connections refused at a connection limit.", [("", http.refusedConnections)])
+        metric("websocket_connections", "gauge", "Open WebSocket connections.", [("", websockets.sessions.count)])
+        metric("sse_streams", "gauge", "Open SSE streams.", [("", hub.streamViewerCount)])
+        metric("subscriptions", "gauge", "Job subscriptions held by viewers.", [("", hub.subscriptionCount)])
+        var byStatus: [JobStatus: Int] = [:]
+        for job in manager.jobs { byStatus[job.status, default: 0] += 1 }
+        metric("jobs", "gauge", "Jobs by status.", JobStatus.allCases.map { ("{status=\"\($0.rawValue)\"}", byStatus[$0, default: 0]) })
+        metric("job_events_total", "counter", "Events recorded, all jobs (the jobs version).", [("", manager.version)])
+        metric("events_sent_total", "counter", "Event messages queued to viewers.", [("", hub.eventsSent)])
+        metric("event_bytes_sent_total", "counter", "Bytes of event messages queued to viewers.", [("", hub.bytesSent)])
+        metric("slow_consumer_pauses_total", "counter", "Times a viewer's live delivery paused on a full queue.", [("", hub.pauses)])
+        metric("slow_consumer_closes_total", "counter", "Viewers closed as lagged.", [("", hub.laggedCloses)])
+        metric("queued_bytes", "gauge", "Bytes waiting in viewers' outbound queues.", [("", hub.queuedBytes)])
+        return out
     }
 
     /// WebSocket upgrades: known path, loopback Host, our Origin (always checked: browsers

@@ -4,15 +4,17 @@ import HTTPCore
 import WebSocketCore
 import WebSocketServer
 
-/// Job events to WebSocket viewers: many subscriptions per connection, many viewers per job,
-/// each able to resume after the last seq it saw.
+/// Job events to viewers: WebSocket connections with many subscriptions each, and SSE
+/// streams (one job, or every job). Many viewers per job, each able to resume after the last
+/// event it saw.
 ///
 /// ```
-///  JobManager emit ─▶ observer(event, bytes) ─▶ SharedMessage (framed once, compressed once)
-///                                                 └▶ every live subscription of that job (and "*" for lifecycle)
-///  subscribe {since: N} ─▶ replay seq > N from the event store ─▶ live (seq ≤ lastSent skipped)
+///  JobManager emit ─▶ observer(event, bytes) ─▶ encoded once per format (WebSocket frames
+///                                              framed and compressed once, SSE bytes once)
+///                                                 └▶ every live viewer of that job ("*": lifecycle; all-jobs SSE: all)
+///  subscribe {since: N} ─▶ replay seq > N from memory or the event store ─▶ live (seq ≤ lastSent skipped)
 ///  queue over its bound ─▶ pause live delivery ─▶ drained ─▶ catch up from the store ─▶ live
-///                         └─ still paused after `lagTimeout` ─▶ {"type":"lagged"} + close 4008
+///                         └─ still paused after `lagTimeout` ─▶ "lagged" + close (WebSocket 4008)
 /// ```
 ///
 /// Everything runs on the loop that runs the jobs, so replay and live delivery cannot
@@ -20,16 +22,24 @@ import WebSocketServer
 public final class SubscriptionHub {
     /// Close code for a viewer that stayed too far behind (resume with `since`).
     public static let laggedCloseCode = CloseCode(4008)
+    /// Subscriptions one WebSocket connection may hold (more get `too_many_subscriptions`).
+    public var maxSubscriptionsPerConnection = 1_000
     /// Events replayed per catch-up step, so one slow viewer never loads a whole history.
     static let replayBatch = 2_000
+    /// Events of all jobs kept for all-jobs SSE streams that reconnect (`Last-Event-ID`).
+    static let allJobsRingCapacity = 16_384
+    /// Comment lines on idle SSE streams, so proxies and clients keep them open (15 s).
+    public var heartbeatMilliseconds = 15_000
 
     public let manager: JobManager
     public let websockets: WebSocketServer
     /// How long a viewer may stay paused before it is told it lagged and closed (30 s).
     public var lagTimeoutMilliseconds = 30_000
-    private var viewers: [Int: Viewer] = [:]
+    private var viewers: [ObjectIdentifier: Viewer] = [:]
     private var recent: [String: RecentEvents] = [:]
+    private var recentAll = RecentEvents(capacity: SubscriptionHub.allJobsRingCapacity)
     private var compressor = SharedMessage.makeSharedCompressor()
+    private var heartbeat: EventLoop.TimerID?
 
     public init(manager: JobManager, websockets: WebSocketServer) {
         self.manager = manager
@@ -37,31 +47,43 @@ public final class SubscriptionHub {
         manager.addObserver { [unowned self] event, bytes in self.deliver(event, bytes) }
         websockets.onOpen = { [unowned self] session in self.opened(session) }
         websockets.onMessage = { [unowned self] session, message in self.received(session, message) }
-        websockets.onClose = { [unowned self] session in self.viewers[session.id] = nil }
-        websockets.onQueueOverBound = { [unowned self] session in
-            guard let viewer = self.viewers[session.id], !viewer.paused else { return }
-            self.pauses += 1
-            viewer.pause(self)
-        }
-        websockets.onDrained = { [unowned self] session in
-            guard let viewer = self.viewers[session.id] else { return }
-            viewer.resume()
-            self.catchUp(viewer)
-        }
+        websockets.onClose = { [unowned self] session in self.viewers[ObjectIdentifier(session.tcp)] = nil }
+        websockets.onQueueOverBound = { [unowned self] session in self.overBound(ObjectIdentifier(session.tcp)) }
+        websockets.onDrained = { [unowned self] session in self.drained(ObjectIdentifier(session.tcp)) }
     }
 
+    // MARK: figures (for /metrics)
+
     public var viewerCount: Int { viewers.count }
+    public var streamViewerCount: Int { viewers.values.count { $0.isStream } }
+    public var subscriptionCount: Int { viewers.values.reduce(0) { $0 + $1.subscriptions.count + ($1.allCursor == nil ? 0 : 1) } }
     /// Times a viewer's live delivery paused because its queue was full (a slow consumer).
     public private(set) var pauses = 0
     /// Viewers closed with `lagged` after staying paused too long.
     public private(set) var laggedCloses = 0
-    public var subscriptionCount: Int { viewers.values.reduce(0) { $0 + $1.subscriptions.count } }
+    /// Event messages queued to viewers, and their bytes on the wire.
+    public private(set) var eventsSent = 0
+    public private(set) var bytesSent = 0
+    /// Bytes waiting in viewers' outbound queues now.
+    public var queuedBytes: Int { viewers.values.reduce(0) { $0 + $1.tcp.queuedBytes } }
 
-    // MARK: connections
+    private func overBound(_ key: ObjectIdentifier) {
+        guard let viewer = viewers[key], !viewer.paused else { return }
+        pauses += 1
+        viewer.pause(self)
+    }
+
+    private func drained(_ key: ObjectIdentifier) {
+        guard let viewer = viewers[key] else { return }
+        viewer.resume()
+        catchUp(viewer)
+    }
+
+    // MARK: WebSocket connections
 
     private func opened(_ session: WebSocketSession) {
-        let viewer = Viewer(session: session)
-        viewers[session.id] = viewer
+        let viewer = Viewer(transport: .websocket(session))
+        viewers[ObjectIdentifier(session.tcp)] = viewer
         guard let request = session.request else { return }
         let path = request.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         let parts = path.split(separator: "/").map(String.init)
@@ -75,46 +97,119 @@ public final class SubscriptionHub {
     }
 
     private func received(_ session: WebSocketSession, _ message: WebSocketConnection.Message) {
-        guard let viewer = viewers[session.id] else { return }
+        guard let viewer = viewers[ObjectIdentifier(session.tcp)] else { return }
         guard message.isText, let value = try? JSONParser.parse(message.payload), case .object = value else {
-            return send(viewer, Self.error(nil, "invalid_message", "send one JSON object per text message"))
+            return sendControl(viewer, Self.error(nil, "invalid_message", "send one JSON object per text message"))
         }
         let request = value["req"]
         switch value["op"]?.stringValue {
         case "subscribe":
-            guard let job = value["job"]?.stringValue else { return send(viewer, Self.error(request, "invalid_message", "subscribe needs job")) }
+            guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "subscribe needs job")) }
             let since = value["since"]?.intValue ?? 0
-            guard since >= 0 else { return send(viewer, Self.error(request, "invalid_message", "since must be ≥ 0")) }
+            guard since >= 0 else { return sendControl(viewer, Self.error(request, "invalid_message", "since must be ≥ 0")) }
+            guard viewer.subscriptions[job] != nil || viewer.subscriptions.count < maxSubscriptionsPerConnection else {
+                return sendControl(viewer, Self.error(request, "too_many_subscriptions", "at most \(maxSubscriptionsPerConnection) subscriptions per connection"))
+            }
             subscribe(viewer, job: job, since: since, rawEvents: value["events"]?.boolValue ?? false, request: request)
         case "unsubscribe":
-            guard let job = value["job"]?.stringValue else { return send(viewer, Self.error(request, "invalid_message", "unsubscribe needs job")) }
+            guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "unsubscribe needs job")) }
             viewer.subscriptions[job] = nil
-            send(viewer, Self.ack(request, [.init("job", .string(job))]))
+            sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
         case "launch":
             do {
                 let job = try manager.launch(LaunchRequest(json: value))
-                send(viewer, Self.ack(request, [.init("job", job.json)]))
+                sendControl(viewer, Self.ack(request, [.init("job", job.json)]))
             } catch {
                 var members: [JSONValue.Member] = [.init("type", "error"), .init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
                 if let field = error.field { members.append(.init("field", .string(field))) }
                 if let request { members.append(.init("req", request)) }
-                send(viewer, JSONWriter.serialize(.object(members)))
+                sendControl(viewer, JSONWriter.serialize(.object(members)))
             }
         case "kill":
-            guard let job = value["job"]?.stringValue else { return send(viewer, Self.error(request, "invalid_message", "kill needs job")) }
-            if job == "*" { return send(viewer, Self.ack(request, [.init("killed", .int(manager.killAll()))])) }
+            guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "kill needs job")) }
+            if job == "*" { return sendControl(viewer, Self.ack(request, [.init("killed", .int(manager.killAll()))])) }
             do throws(JobManager.KillError) {
                 try manager.kill(job)
-                send(viewer, Self.ack(request, [.init("job", .string(job))]))
+                sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
             } catch {
                 switch error {
-                case .notFound: send(viewer, Self.error(request, "unknown_job", "no job \(job)"))
-                case .alreadyFinished(_, let status): send(viewer, Self.error(request, "already_finished", "job \(job) already finished (\(status.rawValue))"))
+                case .notFound: sendControl(viewer, Self.error(request, "unknown_job", "no job \(job)"))
+                case .alreadyFinished(_, let status): sendControl(viewer, Self.error(request, "already_finished", "job \(job) already finished (\(status.rawValue))"))
                 }
             }
         default:
-            send(viewer, Self.error(request, "unknown_op", "op must be subscribe, unsubscribe, launch or kill"))
+            sendControl(viewer, Self.error(request, "unknown_op", "op must be subscribe, unsubscribe, launch or kill"))
         }
+    }
+
+    // MARK: SSE streams
+
+    /// Serves one job's events as `text/event-stream` on a connection whose response head is
+    /// queued: events after `since` (the `Last-Event-ID`), then live, then the connection
+    /// closes after `job:completed`. The job must exist.
+    public func attachJobStream(_ tcp: TCPConnection, job: String, since: Int, rawEvents: Bool) {
+        let viewer = attachStream(tcp, format: .sse)
+        viewer.closesWhenJobEnds = true
+        subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: nil)
+    }
+
+    /// Serves every job's events: a snapshot, then each event with the manager's version as
+    /// its id. A client that reconnects with a `Last-Event-ID` still in memory resumes
+    /// exactly; an older one gets `reset` and a fresh snapshot.
+    public func attachAllJobsStream(_ tcp: TCPConnection, lastEventID: Int?, rawEvents: Bool) {
+        let viewer = attachStream(tcp, format: .sseAll)
+        viewer.allRawEvents = rawEvents
+        if let lastEventID, lastEventID <= manager.version, recentAll.after(lastEventID, limit: 0) != nil || lastEventID == manager.version {
+            viewer.allCursor = lastEventID
+            catchUpAll(viewer)
+        } else {
+            if lastEventID != nil { sendControl(viewer, JSONWriter.serialize(.object(["type": "reset", "version": .int(manager.version)]))) }
+            sendSnapshot(viewer)
+        }
+    }
+
+    /// Whether a job's stream would have nothing more to say to a client at `since` (the
+    /// job ended and it saw the end): such a reconnect is answered 204, which tells an
+    /// EventSource to stop reconnecting.
+    public func streamIsFinished(job: Job, since: Int) -> Bool {
+        job.status.isFinished && since >= job.lastSeq
+    }
+
+    private func attachStream(_ tcp: TCPConnection, format: Viewer.Format) -> Viewer {
+        let viewer = Viewer(transport: .sse(tcp))
+        viewer.format = format
+        let key = ObjectIdentifier(tcp)
+        viewers[key] = viewer
+        tcp.maxQueuedBytes = websockets.configuration.maxQueuedBytes
+        tcp.onRead = { _ in }  // a stream's client has nothing more to say
+        tcp.onPeerClosed = { [unowned tcp] in tcp.close() }
+        tcp.onClose = { [unowned self] in self.viewers[key] = nil }
+        tcp.onQueueOverBound = { [unowned self] in self.overBound(key) }
+        tcp.onDrained = { [unowned self] in self.drained(key) }
+        tcp.enqueue(ServerSentEvents.retry(milliseconds: 2_000))
+        scheduleHeartbeat()
+        return viewer
+    }
+
+    private func scheduleHeartbeat() {
+        guard heartbeat == nil else { return }
+        heartbeat = manager.loop.schedule(afterMilliseconds: heartbeatMilliseconds) { [weak self] in
+            guard let self else { return }
+            self.heartbeat = nil
+            let bytes = OutboundBuffer(ServerSentEvents.heartbeat())
+            var any = false
+            for viewer in self.viewers.values where viewer.isStream {
+                any = true
+                if !viewer.paused { viewer.tcp.enqueue(bytes) }
+            }
+            if any { self.scheduleHeartbeat() }
+        }
+    }
+
+    private func sendSnapshot(_ viewer: Viewer) {
+        let snapshot: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
+        viewer.allCursor = manager.version
+        sendControl(viewer, JSONWriter.serialize(snapshot), id: manager.version)
     }
 
     // MARK: subscriptions
@@ -122,26 +217,26 @@ public final class SubscriptionHub {
     private func subscribe(_ viewer: Viewer, job: String, since: Int, rawEvents: Bool, request: JSONValue?) {
         if job == "*" {
             viewer.subscriptions["*"] = Subscription(lastSent: 0, rawEvents: false)
-            let snapshot: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json))])
-            send(viewer, Self.ack(request, [.init("job", "*")]))
-            send(viewer, JSONWriter.serialize(snapshot))
+            let snapshot: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
+            sendControl(viewer, Self.ack(request, [.init("job", "*")]))
+            sendControl(viewer, JSONWriter.serialize(snapshot))
             return
         }
         guard let current = manager.job(job) else {
-            send(viewer, Self.error(request, "unknown_job", "no job \(job)"))
-            if viewer.closesWhenJobEnds { viewer.session.close(.policyViolation, reason: "unknown job") }
+            sendControl(viewer, Self.error(request, "unknown_job", "no job \(job)"))
+            if viewer.closesWhenJobEnds { viewer.close(.policyViolation, reason: "unknown job") }
             return
         }
         var start = since
         if since > current.lastSeq {
             // A cursor from the future (another server, a wiped store): say so, restart at the end.
             let reset: JSONValue = .object(["type": "reset", "job": .string(job), "seq": .int(current.lastSeq)])
-            send(viewer, JSONWriter.serialize(reset))
+            sendControl(viewer, JSONWriter.serialize(reset))
             start = current.lastSeq
         }
         viewer.subscriptions[job] = Subscription(lastSent: start, rawEvents: rawEvents)
         if viewer.format == .json, request != nil || !viewer.closesWhenJobEnds {
-            send(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(current.lastSeq))]))
+            sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(current.lastSeq))]))
         }
         catchUp(viewer, job: job)
     }
@@ -149,6 +244,7 @@ public final class SubscriptionHub {
     /// Replays stored events after each subscription's last sent seq, a batch at a time,
     /// until the viewer is current or its queue is full again.
     private func catchUp(_ viewer: Viewer) {
+        if viewer.allCursor != nil { catchUpAll(viewer) }
         for job in viewer.subscriptions.keys.sorted() where job != "*" {
             catchUp(viewer, job: job)
         }
@@ -160,62 +256,112 @@ public final class SubscriptionHub {
             guard !events.isEmpty else { return }
             for (event, bytes) in events {
                 guard !viewer.paused else { return }
-                send(viewer, event, encoded: bytes, shared: nil)
+                var cache = SharedEncodings()
+                send(viewer, event, encoded: bytes, version: nil, shared: &cache)
             }
             if events.count < Self.replayBatch { return }
         }
     }
 
+    /// An all-jobs stream after a pause: the missed events from memory, or a reset and a
+    /// new snapshot when they are no longer there.
+    private func catchUpAll(_ viewer: Viewer) {
+        while !viewer.paused, let cursor = viewer.allCursor, cursor < manager.version {
+            guard let events = recentAll.after(cursor, limit: Self.replayBatch) else {
+                sendControl(viewer, JSONWriter.serialize(.object(["type": "reset", "version": .int(manager.version)])))
+                sendSnapshot(viewer)
+                return
+            }
+            guard !events.isEmpty else { return }
+            for entry in events {
+                guard !viewer.paused else { return }
+                var cache = SharedEncodings()
+                send(viewer, entry.event, encoded: entry.bytes, version: entry.key, shared: &cache)
+            }
+        }
+    }
+
     /// Events after `since`: from memory when the ring reaches back that far, else the file.
     private func replay(_ job: String, since: Int) -> [(JobEvent, [UInt8])] {
-        if let events = recent[job]?.after(since, limit: Self.replayBatch) { return events }
+        if let events = recent[job]?.after(since, limit: Self.replayBatch) { return events.map { ($0.event, $0.bytes) } }
         return manager.encodedEvents(for: job, since: since, limit: Self.replayBatch).map { ($0.event, $0.line) }
     }
 
     // MARK: live delivery
 
     private func deliver(_ event: JobEvent, _ bytes: [UInt8]) {
-        recent[event.jobId, default: RecentEvents()].append(event, bytes)
+        let version = manager.version
+        recent[event.jobId, default: RecentEvents()].append(event, bytes, key: event.seq)
+        recentAll.append(event, bytes, key: version)
         if event.type == "job:completed" {
             // Finished jobs replay from the file; keep memory for running ones.
             let job = event.jobId
-            manager.loop.schedule(afterMilliseconds: 60_000) { [weak self] in self?.recent[job] = nil }
+            manager.loop.schedule(afterMilliseconds: 60_000) { [weak self] in
+                if self?.manager.job(job)?.status.isFinished == true { self?.recent[job] = nil }
+            }
         }
-        var shared: [Viewer.Format: SharedMessage] = [:]
+        var shared = SharedEncodings()
         let isLifecycle = event.type == "job:started" || event.type == "job:completed"
         for viewer in viewers.values where !viewer.paused {
+            if viewer.allCursor != nil {
+                send(viewer, event, encoded: bytes, version: version, shared: &shared)
+                continue
+            }
             let direct = viewer.subscriptions[event.jobId] != nil
             guard direct || (isLifecycle && viewer.subscriptions["*"] != nil) else { continue }
-            send(viewer, event, encoded: bytes, shared: &shared, direct: direct)
+            send(viewer, event, encoded: bytes, version: nil, shared: &shared, direct: direct)
         }
     }
 
-    private func send(_ viewer: Viewer, _ event: JobEvent, encoded: [UInt8], shared: [Viewer.Format: SharedMessage]?) {
-        var cache = shared ?? [:]
-        send(viewer, event, encoded: encoded, shared: &cache, direct: true)
-    }
-
-    private func send(_ viewer: Viewer, _ event: JobEvent, encoded: [UInt8], shared: inout [Viewer.Format: SharedMessage], direct: Bool) {
-        if direct {
+    /// One event to one viewer, encoded through `shared` so every viewer of the same format
+    /// gets the same bytes. `version` is the all-jobs cursor (all-jobs streams only).
+    private func send(_ viewer: Viewer, _ event: JobEvent, encoded: [UInt8], version: Int?, shared: inout SharedEncodings, direct: Bool = true) {
+        if let version, viewer.allCursor != nil {
+            guard version > viewer.allCursor! else { return }
+            viewer.allCursor = version
+            if event.type == "job:event" && !viewer.allRawEvents { return }
+        } else if direct {
             guard var subscription = viewer.subscriptions[event.jobId], event.seq > subscription.lastSent else { return }
             subscription.lastSent = event.seq
             viewer.subscriptions[event.jobId] = subscription
             if event.type == "job:event" && !subscription.rawEvents { return }
         }
-        switch viewer.format {
-        case .json:
-            let message = shared[.json] ?? SharedMessage(payload: encoded, isText: true, compressor: compressor)
-            shared[.json] = message
-            viewer.session.send(message)
-        case .text:
+        let sentBefore = viewer.tcp.queuedBytes
+        switch (viewer.format, viewer.transport) {
+        case (.json, .websocket(let session)):
+            let message = shared.json ?? SharedMessage(payload: encoded, isText: true, compressor: compressor)
+            shared.json = message
+            session.send(message)
+        case (.text, .websocket(let session)):
             guard let line = Self.textLine(event) else { break }
-            let message = shared[.text] ?? SharedMessage(payload: Array(line.utf8), isText: true, compressor: compressor)
-            shared[.text] = message
-            viewer.session.send(message)
+            let message = shared.text ?? SharedMessage(payload: Array(line.utf8), isText: true, compressor: compressor)
+            shared.text = message
+            session.send(message)
+        case (.sse, .sse(let tcp)):
+            let buffer = shared.sse ?? OutboundBuffer(Self.sseEvent(id: event.seq, type: event.type, data: encoded))
+            shared.sse = buffer
+            tcp.enqueue(buffer)
+        case (.sseAll, .sse(let tcp)):
+            let buffer = shared.sseAll ?? OutboundBuffer(Self.sseEvent(id: version ?? 0, type: event.type, data: encoded))
+            shared.sseAll = buffer
+            tcp.enqueue(buffer)
+        default:
+            break
         }
-        if viewer.closesWhenJobEnds, event.type == "job:completed" {
-            viewer.session.close(.normalClosure, reason: "job ended")
+        eventsSent += 1
+        bytesSent += max(0, viewer.tcp.queuedBytes - sentBefore)
+        if viewer.closesWhenJobEnds, event.type == "job:completed", viewer.subscriptions[event.jobId] != nil {
+            viewer.close(.normalClosure, reason: "job ended")
         }
+    }
+
+    /// `id: N\nevent: type\ndata: {json}\n\n` (the JSON has no raw newlines).
+    static func sseEvent(id: Int, type: String, data: [UInt8]) -> [UInt8] {
+        var bytes = Array("id: \(id)\nevent: \(type)\ndata: ".utf8)
+        bytes.reserveCapacity(bytes.count + data.count + 2)
+        bytes += data
+        bytes += [0x0A, 0x0A]
+        return bytes
     }
 
     /// The `format=text` form of an event: log lines as `exec` prints them, and a final status line.
@@ -239,8 +385,18 @@ public final class SubscriptionHub {
 
     // MARK: messages
 
-    private func send(_ viewer: Viewer, _ bytes: [UInt8]) {
-        viewer.session.send(bytes, isText: true)
+    /// A message that is not a job event (ack, error, snapshot, reset, lagged): a text
+    /// frame on a WebSocket, an event named by its `type` on an SSE stream.
+    private func sendControl(_ viewer: Viewer, _ bytes: [UInt8], id: Int? = nil) {
+        switch viewer.transport {
+        case .websocket(let session):
+            session.send(bytes, isText: true)
+        case .sse(let tcp):
+            let type = (try? JSONParser.parse(bytes))?["type"]?.stringValue ?? "message"
+            var event = id.map { Array("id: \($0)\n".utf8) } ?? []
+            event += Array("event: \(type)\ndata: ".utf8) + bytes + [0x0A, 0x0A]
+            tcp.enqueue(event)
+        }
     }
 
     static func ack(_ request: JSONValue?, _ members: [JSONValue.Member]) -> [UInt8] {
@@ -259,10 +415,21 @@ public final class SubscriptionHub {
         laggedCloses += 1
         for (job, subscription) in viewer.subscriptions.sorted(by: { $0.key < $1.key }) where job != "*" {
             let message: JSONValue = .object(["type": "lagged", "job": .string(job), "seq": .int(subscription.lastSent)])
-            viewer.session.send(JSONWriter.serialize(message), isText: true)
+            sendControl(viewer, JSONWriter.serialize(message))
         }
-        viewer.session.close(Self.laggedCloseCode, reason: "too far behind; resume with since")
+        if let cursor = viewer.allCursor {
+            sendControl(viewer, JSONWriter.serialize(.object(["type": "lagged", "version": .int(cursor)])))
+        }
+        viewer.close(Self.laggedCloseCode, reason: "too far behind; resume with since")
     }
+}
+
+/// A job event encoded once per viewer format, shared by every viewer of that format.
+struct SharedEncodings {
+    var json: SharedMessage?
+    var text: SharedMessage?
+    var sse: OutboundBuffer?
+    var sseAll: OutboundBuffer?
 }
 
 struct Subscription {
@@ -273,23 +440,55 @@ struct Subscription {
 }
 
 final class Viewer {
-    enum Format: Hashable { case json, text }
+    enum Format: Hashable {
+        /// WebSocket: JSON events, or `format=text` log lines.
+        case json, text
+        /// SSE: one job (ids are seqs), or every job (ids are the manager's version).
+        case sse, sseAll
+    }
 
-    let session: WebSocketSession
+    enum Transport {
+        case websocket(WebSocketSession)
+        case sse(TCPConnection)
+    }
+
+    let transport: Transport
     var subscriptions: [String: Subscription] = [:]
+    /// All-jobs streams: the last version sent (nil for every other viewer).
+    var allCursor: Int?
+    var allRawEvents = false
     var format = Format.json
     var closesWhenJobEnds = false
     private(set) var paused = false
     private var lagTimer: EventLoop.TimerID?
 
-    init(session: WebSocketSession) {
-        self.session = session
+    init(transport: Transport) {
+        self.transport = transport
+    }
+
+    var tcp: TCPConnection {
+        switch transport {
+        case .websocket(let session): session.tcp
+        case .sse(let tcp): tcp
+        }
+    }
+
+    var isStream: Bool {
+        if case .sse = transport { return true }
+        return false
+    }
+
+    func close(_ code: CloseCode, reason: String) {
+        switch transport {
+        case .websocket(let session): session.close(code, reason: reason)
+        case .sse(let tcp): paused ? tcp.close() : tcp.closeAfterFlush()
+        }
     }
 
     func pause(_ hub: SubscriptionHub) {
         guard !paused else { return }
         paused = true
-        lagTimer = session.tcp.loop.schedule(afterMilliseconds: hub.lagTimeoutMilliseconds) { [weak self, weak hub] in
+        lagTimer = tcp.loop.schedule(afterMilliseconds: hub.lagTimeoutMilliseconds) { [weak self, weak hub] in
             guard let self, let hub, self.paused else { return }
             hub.lagged(self)
         }
@@ -297,7 +496,7 @@ final class Viewer {
 
     func resume() {
         paused = false
-        if let lagTimer { session.tcp.loop.cancel(lagTimer) }
+        if let lagTimer { tcp.loop.cancel(lagTimer) }
         lagTimer = nil
     }
 }

@@ -14,6 +14,7 @@ public enum HTTPResponse {
         case 405: "Method Not Allowed"
         case 408: "Request Timeout"
         case 409: "Conflict"
+        case 422: "Unprocessable Content"
         case 413: "Content Too Large"
         case 414: "URI Too Long"
         case 426: "Upgrade Required"
@@ -33,6 +34,13 @@ public enum HTTPResponse {
         }
         head += "\r\n"
         return Array(head.utf8) + body
+    }
+
+    /// A head alone, for a body of unknown length that ends when the connection closes.
+    public static func encodeHead(status: Int, headers: HTTPHeaders) -> [UInt8] {
+        var head = "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n"
+        for field in headers.fields { head += "\(field.name): \(field.value)\r\n" }
+        return Array((head + "\r\n").utf8)
     }
 
     /// A JSON error body `{"error": "...", "code": "..."}` (the project's error shape).

@@ -10,11 +10,12 @@ import WebSocketServer
 struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the gateway: jobs over HTTP and WebSocket (SSE, metrics and the dashboard are being built).",
+        abstract: "Run the gateway: jobs over HTTP, WebSocket and SSE, metrics, and the dashboard.",
         discussion: """
             Listens on 127.0.0.1:7777 by default. Every /api/ request needs the token (created on
             first start in <data dir>/token, mode 0600), a loopback Host, and for POST/DELETE our
-            own Origin when a browser sends one.
+            own Origin when a browser sends one. Auth cannot be turned off; a non-loopback
+            address must also name the Host clients will use (--allow-host).
             """)
 
     @Option(help: "Address to listen on. Non-loopback addresses also need --allow-host for their name.")
@@ -32,7 +33,23 @@ struct ServeCommand: ParsableCommand {
     @Option(parsing: .singleValue, help: "Another Origin allowed to change state (repeatable).")
     var allowOrigin: [String] = []
 
+    @Option(help: "The dashboard's folder (default: web-client/ in the working directory or the checkout).")
+    var webRoot: String?
+
+    @Option(help: "Open connections allowed in all.")
+    var maxConnections = 16_384
+
+    @Option(help: "Open connections allowed from one client address.")
+    var maxConnectionsPerClient = 4_096
+
     @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        if !AccessPolicy.isLoopbackAddress(host) && allowHost.isEmpty {
+            throw ValidationError(
+                "\(host) is not a loopback address: name the Host clients will use with --allow-host (the token stays required)")
+        }
+    }
 
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
@@ -58,11 +75,14 @@ struct ServeCommand: ParsableCommand {
         var httpConfiguration = HTTPServer.Configuration()
         httpConfiguration.host = host
         httpConfiguration.port = port
+        httpConfiguration.maxConnections = maxConnections
+        httpConfiguration.maxConnectionsPerClient = maxConnectionsPerClient
+        let webRoot = self.webRoot ?? StaticFiles.locateDefaultRoot(executablePath: CommandLine.arguments[0])
         let server: GatewayServer
         do {
             server = try GatewayServer(
                 loop: loop, manager: manager, policy: AccessPolicy(token: token, extraHosts: allowHost, extraOrigins: allowOrigin),
-                http: httpConfiguration)
+                http: httpConfiguration, webRoot: webRoot)
             try server.start()
         } catch {
             printError("agentgate: cannot listen on \(host):\(port): \(error.message)")

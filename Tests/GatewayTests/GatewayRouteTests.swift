@@ -20,7 +20,8 @@ final class RunningGateway: @unchecked Sendable {
     private let thread: Thread
     private let manager: JobManager
 
-    init(viewerQueueBytes: Int = 1 << 20, configure: (GatewayServer) -> Void = { _ in }) throws {
+    init(viewerQueueBytes: Int = 1 << 20, http: HTTPServer.Configuration = HTTPServer.Configuration(), webRoot: String? = nil,
+         configure: (GatewayServer) -> Void = { _ in }) throws {
         loop = try EventLoop()
         let store = try JobStore(dataDirectory: data.path)
         let detector = AgentDetector(configuration: .init(path: agents.searchPath, environment: ["PATH=\(agents.searchPath)"]))
@@ -30,8 +31,8 @@ final class RunningGateway: @unchecked Sendable {
         configuration.killGraceMilliseconds = 300
         manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
         server = try GatewayServer(
-            loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), http: HTTPServer.Configuration(),
-            viewerQueueBytes: viewerQueueBytes)
+            loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), http: http,
+            viewerQueueBytes: viewerQueueBytes, webRoot: webRoot)
         configure(server)
         try server.start()
         port = server.port
@@ -60,12 +61,20 @@ final class RunningGateway: @unchecked Sendable {
     struct Reply {
         var status: Int
         var json: [String: Any]
+        /// The response head's lines after the status line.
+        var headers: [String]
+        var body: String
+
+        func header(_ name: String) -> String? {
+            headers.first { $0.lowercased().hasPrefix(name.lowercased() + ":") }.map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
+        }
     }
 
     /// One request with the token (unless `token` is nil); the JSON body of the answer.
     func request(_ method: String, _ path: String, body: String? = nil, token: String? = RunningGateway.token,
-                 host: String = "127.0.0.1", origin: String? = nil) throws -> Reply {
+                 host: String = "127.0.0.1", origin: String? = nil, headers extra: [(String, String)] = []) throws -> Reply {
         var text = "\(method) \(path) HTTP/1.1\r\nHost: \(host)\r\nConnection: close\r\n"
+        for (name, value) in extra { text += "\(name): \(value)\r\n" }
         if let token { text += "Authorization: Bearer \(token)\r\n" }
         if let origin { text += "Origin: \(origin)\r\n" }
         if let body { text += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
@@ -74,7 +83,8 @@ final class RunningGateway: @unchecked Sendable {
         let status = Int(response.dropFirst(9).prefix(3)) ?? 0
         let bodyText = response.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
         let json = (try? JSONSerialization.jsonObject(with: Data(bodyText.utf8))) as? [String: Any] ?? [:]
-        return Reply(status: status, json: json)
+        let head = response.components(separatedBy: "\r\n\r\n").first ?? ""
+        return Reply(status: status, json: json, headers: Array(head.components(separatedBy: "\r\n").dropFirst()), body: bodyText)
     }
 }
 

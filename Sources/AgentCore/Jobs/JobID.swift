@@ -13,8 +13,8 @@ enum JobID {
 }
 
 /// Wall-clock milliseconds since the Unix epoch, for timestamps people read.
-enum WallClock {
-    static func milliseconds() -> Int {
+public enum WallClock {
+    public static func milliseconds() -> Int {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int(ts.tv_sec) * 1000 + Int(ts.tv_nsec) / 1_000_000

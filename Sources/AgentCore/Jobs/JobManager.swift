@@ -68,6 +68,11 @@ public final class JobManager {
 
     public var runningCount: Int { running.count }
 
+    /// Grows by one with every event of any job: the sum of all jobs' last seqs. It changes
+    /// whenever any job does (every change is an event), survives restarts with the store,
+    /// and numbers the events of all jobs in one sequence (the all-jobs stream's cursor).
+    public private(set) var version = 0
+
     /// Like `events(for:since:limit:)`, with each event's stored bytes.
     public func encodedEvents(for id: String, since: Int = 0, limit: Int = .max) -> [(event: JobEvent, line: [UInt8])] {
         flushLogs()
@@ -110,6 +115,7 @@ public final class JobManager {
                     if identity.isAlive { Self.terminateOrphan(identity, graceMilliseconds: configuration.killGraceMilliseconds) }
                 }
                 job.lastSeq = store.lastSeq(for: job.id)
+                version += job.lastSeq
                 job.status = .interrupted
                 job.endedAt = WallClock.milliseconds()
                 if job.errorTail == nil { job.errorTail = "agentgate stopped while the job was running" }
@@ -120,6 +126,7 @@ public final class JobManager {
                 try store.save(job)
                 interrupted.append(job)
             } else {
+                version += job.lastSeq
                 jobsByID[job.id] = job
                 order.append(job.id)
             }
@@ -373,6 +380,7 @@ public final class JobManager {
     private func emit(_ id: String, _ payload: JobEvent.Payload) {
         guard var job = jobsByID[id] else { return }
         job.lastSeq += 1
+        version += 1
         jobsByID[id] = job
         let event = JobEvent(jobId: id, seq: job.lastSeq, time: WallClock.milliseconds(), payload: payload)
         let bytes = event.encoded()

@@ -1,0 +1,171 @@
+import AgentCore
+import EventLoop
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+@testable import Gateway
+
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+struct GatewayFeatureTests {
+    func waitUntilFinished(_ gateway: RunningGateway, _ id: String) throws {
+        for _ in 0..<300 {
+            let status = (try gateway.request("GET", "/api/agents/jobs/\(id)").json["job"] as? [String: Any])?["status"] as? String
+            if let status, ["done", "failed", "killed"].contains(status) { return }
+            usleep(20_000)
+        }
+    }
+
+    @Test func theJobListAnswers304WhileNothingChanged() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let empty = try gateway.request("GET", "/api/agents/jobs")
+        let version = try #require(empty.json["version"] as? Int)
+        #expect(try gateway.request("GET", "/api/agents/jobs?since=\(version)").status == 304)
+        let id = try launch(gateway, script: "echo hi")
+        try waitUntilFinished(gateway, id)
+        let changed = try gateway.request("GET", "/api/agents/jobs?since=\(version)")
+        #expect(changed.status == 200)
+        let newVersion = try #require(changed.json["version"] as? Int)
+        #expect(newVersion > version)
+        #expect(try gateway.request("GET", "/api/agents/jobs?since=\(newVersion)").status == 304)
+        #expect(try gateway.request("GET", "/api/agents/jobs?since=abc").status == 400)
+    }
+
+    @Test func anIdempotencyKeyMakesALaunchRetrySafe() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let body = #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"echo hi"}}"#
+        let key = [("Idempotency-Key", "launch-7f3a")]
+        let first = try gateway.request("POST", "/api/agents/jobs", body: body, headers: key)
+        let again = try gateway.request("POST", "/api/agents/jobs", body: body, headers: key)
+        #expect(first.status == 201)
+        #expect(again.status == 201)
+        let firstID = (first.json["job"] as? [String: Any])?["id"] as? String
+        #expect(firstID != nil)
+        #expect((again.json["job"] as? [String: Any])?["id"] as? String == firstID)
+        #expect(again.header("Idempotent-Replayed") == "true")
+        #expect(first.header("Idempotent-Replayed") == nil)
+        let other = try gateway.request("POST", "/api/agents/jobs", body: body.replacingOccurrences(of: "\"x\"", with: "\"y\""), headers: key)
+        #expect(other.status == 422)
+        #expect(other.json["code"] as? String == "idempotency_key_reused")
+        #expect(try gateway.request("POST", "/api/agents/jobs", body: body, headers: [("Idempotency-Key", String(repeating: "k", count: 300))]).status == 400)
+        #expect((try gateway.request("GET", "/api/agents/jobs").json["jobs"] as? [Any])?.count == 1)
+    }
+
+    @Test func refreshingCapabilitiesDoesNotBlockTheLoop() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        // A CLI whose --version takes a second: the refresh waits for it, nobody else does.
+        gateway.agents.installRaw("goose", "#!/bin/sh\nsleep 1\necho goose 9.9\n")
+        let refreshed = LoopResult<Date>()
+        let thread = Thread {
+            let reply = try? gateway.request("POST", "/api/agents/capabilities/refresh")
+            refreshed.value = Date()
+            #expect(reply?.status == 200)
+            let goose = (reply?.json["providers"] as? [[String: Any]])?.first { $0["id"] as? String == "goose" }
+            #expect(goose?["version"] as? String == "goose 9.9")
+        }
+        thread.start()
+        usleep(200_000)
+        #expect(try gateway.request("GET", "/healthz").status == 200)
+        let answered = Date()
+        while thread.isExecuting { usleep(10_000) }
+        #expect(try #require(refreshed.value) > answered)
+    }
+
+    @Test func metricsAreInPrometheusTextFormat() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let viewer = try Viewer(gateway)
+        let id = try launch(gateway, script: "echo one; echo two")
+        viewer.send(#"{"op":"subscribe","job":"\#(id)"}"#)
+        _ = viewer.seqsUntilCompleted(job: id)
+        let reply = try gateway.request("GET", "/metrics")
+        #expect(reply.status == 200)
+        #expect(reply.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+        let lines = reply.body.split(separator: "\n")
+        func value(_ name: String) -> Int? {
+            lines.first { $0.hasPrefix(name + " ") }.flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
+        #expect(value("agentgate_jobs{status=\"done\"}") == 1)
+        #expect(value("agentgate_websocket_connections") == 1)
+        #expect(value("agentgate_subscriptions") == 1)
+        #expect((value("agentgate_events_sent_total") ?? 0) >= 3)
+        #expect((value("agentgate_event_bytes_sent_total") ?? 0) > 100)
+        #expect(value("agentgate_slow_consumer_pauses_total") == 0)
+        #expect(lines.contains("# TYPE agentgate_jobs gauge"))
+        #expect(try gateway.request("GET", "/metrics", token: nil).status == 401)
+    }
+
+    @Test func theDashboardIsServedWithoutLettingAnyoneOutOfItsFolder() throws {
+        let web = TemporaryDirectory("agentgate-web")
+        try "<!doctype html><title>t</title>".write(toFile: web.path + "/index.html", atomically: true, encoding: .utf8)
+        try "export {}".write(toFile: web.path + "/app.js", atomically: true, encoding: .utf8)
+        try "secret".write(toFile: web.path + "/.env", atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: web.path + "/passwd", withDestinationPath: "/etc/passwd")
+        let gateway = try RunningGateway(webRoot: web.path)
+        defer { gateway.stop() }
+        let index = try gateway.request("GET", "/", token: nil)
+        #expect(index.status == 200)
+        #expect(index.header("Content-Type") == "text/html; charset=utf-8")
+        #expect(index.header("Content-Security-Policy")?.contains("frame-ancestors 'none'") == true)
+        #expect(index.body.contains("<title>t</title>"))
+        #expect(try gateway.request("GET", "/app.js", token: nil).header("Content-Type") == "text/javascript; charset=utf-8")
+        for path in ["/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/.env", "/passwd", "/nope.js", "/a/../index.html", "/%00"] {
+            #expect(try gateway.request("GET", path, token: nil).status == 404, "\(path)")
+        }
+        #expect(try gateway.request("POST", "/", token: nil).status == 405)
+        #expect(try gateway.request("GET", "/", token: nil, host: "evil.example").status == 403)
+    }
+
+    @Test func aBrowserTradesTheTokenOnceForAStrictHttpOnlyCookie() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let traded = try gateway.request("POST", "/api/session", origin: "http://127.0.0.1")
+        #expect(traded.status == 204)
+        let cookie = try #require(traded.header("Set-Cookie"))
+        #expect(cookie.contains("HttpOnly"))
+        #expect(cookie.contains("SameSite=Strict"))
+        let pair = String(cookie.split(separator: ";")[0])
+        let withCookie = try gateway.request("GET", "/api/agents/jobs", token: nil, headers: [("Cookie", pair)])
+        #expect(withCookie.status == 200)
+        #expect(try gateway.request("POST", "/api/session", token: "wrong").status == 401)
+        #expect(try gateway.request("POST", "/api/session", origin: "http://evil.example").status == 403)
+        #expect(try gateway.request("GET", "/api/session", token: nil).status == 401)
+    }
+
+    @Test func oneClientCannotHoldMoreConnectionsThanItsLimit() throws {
+        var http = HTTPServer.Configuration()
+        http.maxConnectionsPerClient = 3
+        let gateway = try RunningGateway(http: http)
+        defer { gateway.stop() }
+        let held = try (0..<3).map { _ in try connectLoopback(port: gateway.port) }
+        usleep(100_000)
+        let refused = try exchange(port: gateway.port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        #expect(refused.hasPrefix("HTTP/1.1 503"))
+        #expect(refused.contains("too_many_connections"))
+        close(held[0])
+        usleep(100_000)
+        #expect(try gateway.request("GET", "/healthz").status == 200)
+        held.dropFirst().forEach { close($0) }
+    }
+
+    @Test func aConnectionCannotHoldMoreSubscriptionsThanItsLimit() throws {
+        let gateway = try RunningGateway { $0.hub.maxSubscriptionsPerConnection = 2 }
+        defer { gateway.stop() }
+        let ids = try (0..<3).map { _ in try launch(gateway, script: "echo hi") }
+        let viewer = try Viewer(gateway)
+        for (index, id) in ids.enumerated() { viewer.send(#"{"op":"subscribe","job":"\#(id)","req":\#(index)}"#) }
+        var errors: [[String: Any]] = []
+        var acks = 0
+        while acks + errors.count < 3, let message = viewer.next() {
+            if message["type"] as? String == "ack" { acks += 1 }
+            if message["type"] as? String == "error" { errors.append(message) }
+        }
+        #expect(acks == 2)
+        #expect(errors.first?["code"] as? String == "too_many_subscriptions")
+        #expect(errors.first?["req"] as? Int == 2)
+    }
+}

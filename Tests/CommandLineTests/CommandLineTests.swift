@@ -44,6 +44,13 @@ struct CommandLineTests {
             stderr: String(decoding: stderrData, as: UTF8.self))
     }
 
+    @Test func serveRefusesANonLoopbackAddressThatNamesNoHost() throws {
+        let outcome = try run(["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", data.path])
+        #expect(outcome.status == 64)
+        #expect(outcome.stderr.contains("not a loopback address"))
+        #expect(outcome.stdout.isEmpty)  // it never started listening
+    }
+
     @Test func probeListsTheFakeAgents() throws {
         let outcome = try run(["probe"])
         #expect(outcome.status == 0)

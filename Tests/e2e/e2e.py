@@ -298,6 +298,85 @@ class GatewayEndToEnd(unittest.TestCase):
         self.assertEqual(len(names), 3002)
         everything.close()
 
+    def test_polling_idempotent_launches_and_the_rest_of_the_rest_api(self):
+        status, listing, _ = self.server.request("GET", "/api/agents/jobs")
+        version = listing["version"]
+        self.assertEqual(self.server.request("GET", f"/api/agents/jobs?since={version}")[0], 304)
+        body = {"provider": "codex", "prompt": "once", "env": {"FAKE_SCRIPT": "echo once"}}
+        key = {"Idempotency-Key": "e2e-retry-1"}
+        first = self.server.request("POST", "/api/agents/jobs", body, headers=key)
+        retry = self.server.request("POST", "/api/agents/jobs", body, headers=key)
+        self.assertEqual((first[0], retry[0]), (201, 201))
+        self.assertEqual(first[1]["job"]["id"], retry[1]["job"]["id"])
+        self.assertEqual(retry[2].getheader("Idempotent-Replayed"), "true")
+        self.assertEqual(self.server.request("POST", "/api/agents/jobs", {**body, "prompt": "twice"}, headers=key)[0], 422)
+        job_id = first[1]["job"]["id"]
+        self.server.wait_status(job_id, {"done"})
+        status, changed, _ = self.server.request("GET", f"/api/agents/jobs?since={version}")
+        self.assertEqual(status, 200)
+        self.assertEqual(changed["version"], version + self.server.job(job_id)["lastSeq"])
+        status, events, _ = self.server.request("GET", f"/api/agents/jobs/{job_id}/events?since=1&limit=1")
+        self.assertEqual([event["seq"] for event in events["events"]], [2])
+        status, capabilities, _ = self.server.request("POST", "/api/agents/capabilities/refresh")
+        self.assertEqual(status, 200)
+        self.assertEqual(sorted(capabilities["available"]), ["claude", "codex", "goose", "opencode"])
+        self.assertEqual(self.server.request("GET", "/api/agents/capabilities")[1]["probedAt"], capabilities["probedAt"])
+
+    def test_websocket_launch_unsubscribe_snapshot_and_json_stream(self):
+        async def scenario():
+            async with connect(self.server.ws_url("/ws"), additional_headers=AUTH) as ws:
+                await ws.send(json.dumps({"op": "subscribe", "job": "*", "req": "all"}))
+                ack = json.loads(await ws.recv())
+                snapshot = json.loads(await ws.recv())
+                await ws.send(json.dumps({"op": "launch", "provider": "claude", "prompt": "hi", "req": 1,
+                                          "env": {"FAKE_SCRIPT": "sleep 0.3; echo hello"}}))
+                messages = []
+                while True:
+                    message = json.loads(await ws.recv())
+                    messages.append(message)
+                    if message.get("type") == "job:completed":
+                        break
+                launched = next(m for m in messages if m.get("req") == 1)
+                job_id = launched["job"]["id"]
+                await ws.send(json.dumps({"op": "subscribe", "job": job_id, "events": True, "req": 2}))
+                replay = []
+                while not replay or replay[-1].get("type") != "job:completed":
+                    replay.append(json.loads(await ws.recv()))
+                await ws.send(json.dumps({"op": "unsubscribe", "job": job_id, "req": 3}))
+                unsubscribed = json.loads(await ws.recv())
+                bad_launch = {"op": "launch", "provider": "claude", "prompt": "x", "maxTurns": -1, "req": 4}
+                await ws.send(json.dumps(bad_launch))
+                refused = json.loads(await ws.recv())
+            async with connect(self.server.ws_url(f"/ws/jobs/{job_id}?format=json&since=1"), additional_headers=AUTH) as tail:
+                streamed = [json.loads(text) async for text in tail]
+            return ack, snapshot, messages, job_id, replay, unsubscribed, refused, streamed
+
+        ack, snapshot, messages, job_id, replay, unsubscribed, refused, streamed = asyncio.run(scenario())
+        self.assertEqual((ack["type"], ack["req"]), ("ack", "all"))
+        self.assertEqual(snapshot["type"], "snapshot")
+        self.assertIsInstance(snapshot["jobs"], list)
+        # "*" carries lifecycle events only.
+        self.assertEqual([m["type"] for m in messages if m.get("job") == job_id], ["job:started", "job:completed"])
+        self.assertEqual(replay[0]["type"], "ack")
+        self.assertIn("hello", [m.get("text") for m in replay])
+        self.assertEqual((unsubscribed["type"], unsubscribed["req"]), ("ack", 3))
+        self.assertEqual((refused["type"], refused["req"], refused["field"]), ("error", 4, "maxTurns"))
+        self.assertEqual([event["seq"] for event in streamed], list(range(2, streamed[-1]["seq"] + 1)))
+        self.assertEqual(streamed[-1]["type"], "job:completed")
+
+    def test_the_dashboard_is_served_and_trades_its_token_for_a_cookie(self):
+        status, page, response = self.server.request("GET", "/", token=False)
+        self.assertEqual(status, 200)
+        self.assertTrue(response.getheader("Content-Type").startswith("text/html"))
+        self.assertEqual(self.server.request("GET", "/../openapi.yaml", token=False)[0], 404)
+        status, _, response = self.server.request("POST", "/api/session")
+        self.assertEqual(status, 204)
+        cookie = response.getheader("Set-Cookie")
+        self.assertIn("HttpOnly", cookie)
+        self.assertIn("SameSite=Strict", cookie)
+        jar = {"Cookie": cookie.split(";")[0]}
+        self.assertEqual(self.server.request("GET", "/api/agents/jobs", headers=jar, token=False)[0], 200)
+
     def test_a_request_without_the_token_or_from_another_site_is_refused(self):
         self.assertEqual(self.server.request("GET", "/api/agents/jobs", token=False)[0], 401)
         self.assertEqual(self.server.request("GET", "/api/agents/jobs", headers={"Authorization": "Bearer nope"}, token=False)[0], 401)

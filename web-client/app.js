@@ -1,58 +1,446 @@
-// The first visit carries the token in the URL fragment (never sent to the server in a
-// URL): trade it once for an HttpOnly session cookie, then drop it from the address bar.
-async function signIn() {
-  const match = location.hash.match(/token=([0-9a-f]+)/);
-  if (match) {
-    const response = await fetch("/api/session", { method: "POST", headers: { Authorization: `Bearer ${match[1]}` } });
-    history.replaceState(null, "", location.pathname + location.search);
-    if (!response.ok) return false;
-  }
-  const check = await fetch("/api/session");
-  return check.ok;
+// The dashboard: agents, a launch form, the live job list and one job's log, over one
+// WebSocket (see connection.js) and a few REST calls (api.js).
+
+import { api, ApiError, signIn } from "./api.js";
+import { Connection } from "./connection.js";
+import { LogView } from "./log-view.js";
+
+const $ = (selector) => document.querySelector(selector);
+
+/// Which launch fields each provider understands (the server ignores the others, but the
+/// form should not offer them).
+const PROVIDER_FIELDS = {
+  claude: ["model", "effort"],
+  codex: ["model", "effort"],
+  opencode: ["model", "effort"],
+  goose: ["model"],
+};
+
+const state = {
+  jobs: new Map(),
+  capabilities: null,
+  selected: null,
+  filter: "",
+};
+
+let connection;
+let log;
+
+// MARK: formatting
+
+function elapsed(job) {
+  const start = job.startedAt ?? job.createdAt;
+  if (!start) return "";
+  const end = job.endedAt ?? (job.status === "running" || job.status === "starting" ? Date.now() : start);
+  const seconds = Math.max(0, Math.round((end - start) / 1000));
+  if (seconds < 60) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes}m ${String(seconds % 60).padStart(2, "0")}s`;
+  return `${Math.floor(minutes / 60)}h ${String(minutes % 60).padStart(2, "0")}m`;
 }
 
-const jobs = new Map();
+function cost(job) {
+  const value = job.result?.costUsd;
+  return typeof value === "number" ? `$${value.toFixed(value < 1 ? 4 : 2)}` : "";
+}
 
-function render() {
-  const body = document.querySelector("#jobs tbody");
-  body.replaceChildren(...[...jobs.values()].reverse().map((job) => {
-    const row = document.createElement("tr");
-    for (const value of [job.id, job.provider, job.label ?? "", job.status, job.lastSeq]) {
-      const cell = document.createElement("td");
-      cell.textContent = String(value ?? "");
-      row.append(cell);
+function exitText(job) {
+  if (job.exitCode !== null && job.exitCode !== undefined) return String(job.exitCode);
+  if (job.signal) return `sig ${job.signal}`;
+  return "";
+}
+
+function statusBadge(status) {
+  const badge = document.createElement("span");
+  badge.className = `status status-${status}`;
+  badge.textContent = status;
+  return badge;
+}
+
+// MARK: agents
+
+function renderAgents() {
+  const list = $("#agents");
+  const providers = state.capabilities?.providers ?? [];
+  list.replaceChildren(...providers.map((info) => {
+    const item = document.createElement("li");
+    item.className = info.available ? "agent available" : "agent missing";
+    const name = document.createElement("strong");
+    name.textContent = info.name;
+    const detail = document.createElement("span");
+    detail.className = "meta";
+    detail.textContent = info.available ? (info.version ?? "") : info.path ? "found, but --version failed" : "not found";
+    item.append(name, " ", detail);
+    if (info.acp) {
+      const acp = document.createElement("span");
+      acp.className = "tag";
+      acp.textContent = "ACP";
+      acp.title = "supports the Agent Client Protocol";
+      item.append(" ", acp);
     }
-    return row;
+    if (info.path) item.title = info.path;
+    return item;
   }));
+  const select = $("#launch-provider");
+  const previous = select.value;
+  select.replaceChildren(...providers.map((info) => {
+    const option = document.createElement("option");
+    option.value = info.id;
+    option.textContent = info.available ? info.name : `${info.name} (not installed)`;
+    option.disabled = !info.available;
+    return option;
+  }));
+  const firstAvailable = providers.find((info) => info.available)?.id;
+  select.value = providers.some((info) => info.id === previous && info.available) ? previous : firstAvailable ?? "";
+  updateProviderFields();
 }
 
-function follow() {
-  const status = document.querySelector("#connection");
-  const source = new EventSource("/api/agents/jobs/stream");
-  source.onopen = () => { status.textContent = "live"; };
-  source.onerror = () => { status.textContent = "reconnecting…"; };
-  source.addEventListener("snapshot", (event) => {
-    jobs.clear();
-    for (const job of JSON.parse(event.data).jobs) jobs.set(job.id, job);
-    render();
-  });
-  for (const type of ["job:started", "job:completed"]) {
-    source.addEventListener(type, (event) => {
-      const data = JSON.parse(event.data);
-      jobs.set(data.info.id, data.info);
-      render();
-    });
+async function refreshAgents() {
+  const button = $("#refresh-agents");
+  button.disabled = true;
+  button.textContent = "Refreshing…";
+  try {
+    state.capabilities = await api.refreshCapabilities();
+    renderAgents();
+  } catch (error) {
+    showFormError(`Could not refresh: ${error.message}`);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Refresh";
   }
-  source.addEventListener("job:log", (event) => {
-    const data = JSON.parse(event.data);
-    const job = jobs.get(data.job);
-    if (job) { job.lastSeq = data.seq; render(); }
+}
+
+function updateProviderFields() {
+  const fields = PROVIDER_FIELDS[$("#launch-provider").value] ?? [];
+  for (const element of document.querySelectorAll("[data-for]")) {
+    element.hidden = !fields.includes(element.dataset.for);
+  }
+}
+
+// MARK: launch
+
+function clearErrors() {
+  for (const element of document.querySelectorAll(".field-error")) element.textContent = "";
+  for (const element of document.querySelectorAll("[aria-invalid]")) element.removeAttribute("aria-invalid");
+  showFormError("");
+}
+
+function showFormError(message) {
+  $("#launch-error").textContent = message;
+}
+
+async function launch(event) {
+  event.preventDefault();
+  clearErrors();
+  const form = new FormData($("#launch"));
+  const provider = String(form.get("provider") ?? "");
+  const request = { provider, prompt: String(form.get("prompt") ?? "") };
+  for (const key of ["cwd", "label", ...(PROVIDER_FIELDS[provider] ?? [])]) {
+    const value = String(form.get(key) ?? "").trim();
+    if (value) request[key === "effort" && provider === "codex" ? "reasoningEffort" : key] = value;
+  }
+  const button = $("#launch-submit");
+  button.disabled = true;
+  try {
+    const { job } = await api.launch(request);
+    state.jobs.set(job.id, job);
+    renderJobs();
+    $("#launch-prompt").value = "";
+    location.hash = `job=${job.id}`;
+  } catch (error) {
+    const field = error instanceof ApiError && error.field === "reasoningEffort" ? "effort" : error.field;
+    const slot = field && document.querySelector(`.field-error[data-field="${CSS.escape(field)}"]`);
+    if (slot && !slot.closest("[hidden]")) {
+      slot.textContent = error.message;
+      document.getElementById(`launch-${field}`)?.setAttribute("aria-invalid", "true");
+      document.getElementById(`launch-${field}`)?.focus();
+    } else {
+      showFormError(error.message);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// MARK: jobs
+
+let jobsFrame = 0;
+function renderJobs() {
+  if (jobsFrame) return;
+  jobsFrame = requestAnimationFrame(() => {
+    jobsFrame = 0;
+    const jobs = [...state.jobs.values()].sort((a, b) => b.createdAt - a.createdAt);
+    const shown = jobs.filter((job) => !state.filter || job.status === state.filter);
+    $("#jobs tbody").replaceChildren(...shown.map(jobRow));
+    $("#jobs-empty").hidden = shown.length > 0;
+    $("#jobs-empty").textContent = jobs.length ? "No jobs with this status." : "No jobs yet. Launch one on the left.";
+    const running = jobs.filter((job) => job.status === "running" || job.status === "starting").length;
+    $("#kill-all").disabled = running === 0;
+    renderSelectedHeader();
   });
 }
 
-if (await signIn()) {
-  follow();
-} else {
-  document.querySelector("#signin").hidden = false;
-  document.querySelector("#connection").textContent = "signed out";
+function jobRow(job) {
+  const row = document.createElement("tr");
+  row.dataset.job = job.id;
+  row.dataset.status = job.status;
+  if (state.selected === job.id) row.classList.add("selected");
+  const status = document.createElement("td");
+  status.append(statusBadge(job.status));
+  const id = document.createElement("td");
+  const link = document.createElement("a");
+  link.href = `#job=${job.id}`;
+  link.textContent = job.id.slice(0, 8);
+  link.title = job.prompt;
+  link.className = "mono";
+  id.append(link);
+  const cells = [job.provider, job.label ?? "", elapsed(job), exitText(job), cost(job), job.result?.numTurns ?? ""].map((value, index) => {
+    const cell = document.createElement("td");
+    cell.textContent = String(value);
+    if (index === 2) cell.className = "elapsed";
+    return cell;
+  });
+  const actions = document.createElement("td");
+  if (job.status === "running" || job.status === "starting") {
+    const kill = document.createElement("button");
+    kill.type = "button";
+    kill.className = "danger small";
+    kill.textContent = "Kill";
+    kill.setAttribute("aria-label", `Kill job ${job.id}`);
+    kill.addEventListener("click", () => killJob(job.id));
+    actions.append(kill);
+  }
+  row.append(status, id, ...cells, actions);
+  return row;
 }
+
+function tick() {
+  for (const row of document.querySelectorAll("#jobs tbody tr")) {
+    const job = state.jobs.get(row.dataset.job);
+    if (job && (job.status === "running" || job.status === "starting")) row.querySelector(".elapsed").textContent = elapsed(job);
+  }
+  const job = state.jobs.get(state.selected);
+  if (job) $("#job-meta").textContent = jobMeta(job);
+}
+
+async function killJob(id) {
+  try {
+    await api.kill(id);
+  } catch (error) {
+    if (error.status !== 409) alert(`Could not kill ${id}: ${error.message}`);
+  }
+}
+
+async function confirmKillAll() {
+  const running = [...state.jobs.values()].filter((job) => job.status === "running" || job.status === "starting").length;
+  $("#confirm-text").textContent = `${running} running job${running === 1 ? "" : "s"} will get SIGTERM, then SIGKILL after the grace period.`;
+  const dialog = $("#confirm-kill-all");
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+// MARK: the selected job
+
+function jobMeta(job) {
+  const parts = [job.provider];
+  if (job.label) parts.push(job.label);
+  parts.push(elapsed(job));
+  const exit = exitText(job);
+  if (exit) parts.push(`exit ${exit}`);
+  if (cost(job)) parts.push(cost(job));
+  if (job.result?.numTurns) parts.push(`${job.result.numTurns} turns`);
+  return parts.join(" · ");
+}
+
+function renderSelectedHeader() {
+  const job = state.jobs.get(state.selected);
+  if (!job) return;
+  $("#job-title").textContent = `Job ${job.id}`;
+  $("#job-status").replaceChildren(statusBadge(job.status));
+  $("#job-meta").textContent = jobMeta(job);
+  $("#job-kill").hidden = !(job.status === "running" || job.status === "starting");
+  renderResult(job);
+}
+
+function renderResult(job) {
+  const finished = !["running", "starting"].includes(job.status);
+  const result = job.result;
+  $("#job-result").hidden = !finished || (!result && !job.errorTail && !job.hookError);
+  const text = [result?.text, job.status !== "done" ? job.errorTail : null, job.hookError ? `hook: ${job.hookError}` : null]
+    .filter(Boolean).join("\n\n");
+  $("#result-text").textContent = text || "(no result text)";
+  for (const [key, selector] of [["hook", "#result-hook"], ["output", "#result-output"]]) {
+    const value = result?.[key];
+    $(selector).hidden = value === undefined || value === null;
+    if (value !== undefined && value !== null) {
+      $(`${selector} pre`).textContent = typeof value === "string" ? value : JSON.stringify(value, null, 2);
+    }
+  }
+}
+
+function select(id) {
+  if (state.selected === id) return;
+  if (state.selected) connection.unsubscribe(state.selected);
+  state.selected = id;
+  log.clear();
+  $("#log-search").value = "";
+  log.search("");
+  $("#log-matches").textContent = "";
+  $("#job-view").hidden = !id;
+  document.body.classList.toggle("has-job", Boolean(id));
+  if (id) {
+    connection.subscribe(id, 0);
+    renderSelectedHeader();
+  }
+  renderJobs();
+}
+
+function routeFromHash() {
+  const match = location.hash.match(/job=([0-9a-f]{16})/);
+  select(match ? match[1] : null);
+}
+
+function logLine(event) {
+  switch (event.type) {
+    case "job:log":
+      return { text: event.text, stream: event.stream, kind: event.kind };
+    case "job:started":
+      return { text: `[agentgate] ${event.info.provider} started${event.info.pid ? ` (pid ${event.info.pid})` : ""}`, stream: "system", kind: "info" };
+    case "job:completed": {
+      let text = `[agentgate] job ${event.status}`;
+      if (event.exitCode !== null && event.exitCode !== undefined) text += ` (exit ${event.exitCode})`;
+      if (event.signal) text += ` (signal ${event.signal})`;
+      return { text, stream: "system", kind: event.status === "done" ? "result" : "error" };
+    }
+    default:
+      return null;
+  }
+}
+
+// MARK: messages from the server
+
+let pendingLines = [];
+let linesFrame = 0;
+
+function onMessage(message) {
+  switch (message.type) {
+    case "snapshot":
+      state.jobs = new Map(message.jobs.map((job) => [job.id, job]));
+      renderJobs();
+      return;
+    case "job:started":
+    case "job:completed":
+      state.jobs.set(message.info.id, message.info);
+      renderJobs();
+      break;
+    case "error":
+      if (message.code === "unknown_job" && state.selected) {
+        $("#job-meta").textContent = "This job does not exist on the server.";
+      }
+      return;
+    default:
+      break;
+  }
+  if (message.job === state.selected && message.type?.startsWith("job:")) {
+    const line = logLine(message);
+    if (line) {
+      pendingLines.push(line);
+      if (!linesFrame) {
+        linesFrame = requestAnimationFrame(() => {
+          linesFrame = 0;
+          log.append(pendingLines);
+          pendingLines = [];
+        });
+      }
+    }
+  }
+}
+
+function onState(connectionState, seconds) {
+  const badge = $("#connection");
+  badge.dataset.state = connectionState;
+  badge.textContent = connectionState === "live" ? "live"
+    : connectionState === "reconnecting" ? `disconnected · reconnecting${seconds ? ` in ${seconds}s` : ""}…`
+    : "connecting…";
+}
+
+// MARK: start
+
+function wire() {
+  $("#launch").addEventListener("submit", launch);
+  $("#launch-provider").addEventListener("change", updateProviderFields);
+  $("#refresh-agents").addEventListener("click", refreshAgents);
+  $("#status-filter").addEventListener("change", (event) => {
+    state.filter = event.target.value;
+    renderJobs();
+  });
+  $("#kill-all").addEventListener("click", confirmKillAll);
+  $("#confirm-kill-all").addEventListener("close", async () => {
+    if ($("#confirm-kill-all").returnValue === "kill") {
+      try { await api.killAll(); } catch (error) { alert(`Could not kill all: ${error.message}`); }
+    }
+  });
+  $("#job-kill").addEventListener("click", () => state.selected && killJob(state.selected));
+  $("#job-close").addEventListener("click", () => { history.pushState(null, "", location.pathname); routeFromHash(); });
+  $("#log-search").addEventListener("input", (event) => {
+    const count = log.search(event.target.value);
+    $("#log-matches").textContent = event.target.value ? `${count ? log.current + 1 : 0} of ${count}` : "";
+  });
+  $("#log-search").addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    log.next(event.shiftKey);
+    $("#log-matches").textContent = `${log.matches.length ? log.current + 1 : 0} of ${log.matches.length}`;
+  });
+  $("#log-copy").addEventListener("click", async () => {
+    const button = $("#log-copy");
+    try {
+      await navigator.clipboard.writeText(log.text);
+    } catch {
+      const area = document.createElement("textarea");
+      area.value = log.text;
+      document.body.append(area);
+      area.select();
+      document.execCommand("copy");
+      area.remove();
+    }
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = "Copy all"; }, 1500);
+  });
+  $("#log-download").addEventListener("click", () => {
+    const url = URL.createObjectURL(new Blob([log.text], { type: "text/plain" }));
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = `agentgate-job-${state.selected}.log`;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  });
+  window.addEventListener("hashchange", routeFromHash);
+  setInterval(tick, 1000);
+}
+
+async function main() {
+  if (!(await signIn())) {
+    $("#signin").hidden = false;
+    $("#connection").textContent = "signed out";
+    $("#connection").dataset.state = "offline";
+    return;
+  }
+  $("#app").hidden = false;
+  log = new LogView($("#log"), $("#log-follow"));
+  log.onChange = () => { $("#log-count").textContent = `${log.lines.length.toLocaleString("en-US")} lines`; };
+  window.dashboard = { log, state };  // for the browser tests and the console
+  wire();
+  connection = new Connection({ onMessage, onState });
+  connection.subscribe("*");
+  connection.open();
+  routeFromHash();
+  try {
+    state.capabilities = await api.capabilities();
+    renderAgents();
+  } catch (error) {
+    showFormError(`Could not load agents: ${error.message}`);
+  }
+}
+
+main();

@@ -1,0 +1,279 @@
+"""The dashboard in a real browser: Debian's chromium driven by selenium, against a live
+`agentgate serve` with fake agents on PATH. Screenshots of each step go to
+Tests/browser/screenshots/ (git-ignored). Run with `Tests/browser/run`.
+
+The fake `claude` reads its prompt from stdin and acts on it:
+  "slow [N]"     replays a real transcript slowly, then N numbered steps (default 20)
+  "lines N"      prints N lines at once
+  "hang"         runs until killed
+  anything else  replays the transcript at once
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import unittest
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
+from e2e import FIXTURES, TOKEN, Server  # noqa: E402
+
+SHOTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "screenshots")
+TRANSCRIPT = os.path.join(FIXTURES, "claude-stream-json-bash-ls-assembled.jsonl")
+
+FAKE_CLAUDE = f"""#!/bin/sh
+if [ "$1" = "--version" ]; then echo "2.1.12 (Claude Code)"; exit 0; fi
+if [ "$1" = "acp" ]; then exit 2; fi
+prompt=$(cat)
+case "$prompt" in
+  slow*)
+    steps=${{prompt#slow}}; steps=${{steps# }}; [ -n "$steps" ] || steps=20
+    while IFS= read -r line; do
+      case "$line" in *'"type":"result"'*) result="$line"; continue;; esac
+      printf '%s\\n' "$line"; sleep 0.1
+    done < '{TRANSCRIPT}'
+    i=1; while [ $i -le $steps ]; do
+      echo "step $i of $steps: still working"; [ $((i % 7)) -eq 0 ] && echo "warning: step $i took a while" >&2
+      sleep 0.1; i=$((i+1))
+    done
+    printf '%s\\n' "$result";;
+  lines*) seq 1 ${{prompt#lines }} | sed 's/^/output line /';;
+  hang*) exec sleep 300;;
+  *) cat '{TRANSCRIPT}';;
+esac
+"""
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DashboardServer(Server):
+    """A server on a fixed port (so a restart keeps the page's address)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fixed_port = free_port()
+        with open(os.path.join(self.bin_dir, "claude"), "w") as script:
+            script.write(FAKE_CLAUDE)
+
+    def start(self):
+        env = {"PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": self.temp, "AGENTGATE_TOKEN": TOKEN}
+        import subprocess
+        import re
+        self.process = subprocess.Popen(
+            [os.environ.get("AGENTGATE_BIN", os.path.join(os.path.dirname(SHOTS), "..", "..", ".build", "debug", "agentgate")),
+             "serve", "--port", str(self.fixed_port), "--data-dir", self.data_dir, "--kill-grace", "1"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = self.process.stdout.readline()
+        if not re.search(r"listening on", line):
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.port = self.fixed_port
+        return self
+
+
+class Dashboard(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        os.makedirs(SHOTS, exist_ok=True)
+        cls.server = DashboardServer().start()
+        options = webdriver.ChromeOptions()
+        options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,900",
+                         "--disable-gpu", "--force-color-profile=srgb"):
+            options.add_argument(argument)
+        cls.downloads = os.path.join(cls.server.temp, "downloads")
+        os.makedirs(cls.downloads)
+        options.add_experimental_option("prefs", {"download.default_directory": cls.downloads, "download.prompt_for_download": False})
+        cls.driver = webdriver.Chrome(service=Service(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")), options=options)
+        cls.driver.set_script_timeout(30)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.driver.quit()
+        cls.server.cleanup()
+
+    # helpers
+
+    def wait(self, condition, timeout=20, message=""):
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda driver: condition(), message)
+
+    def shot(self, name):
+        path = os.path.join(SHOTS, f"{name}.png")
+        self.driver.save_screenshot(path)
+        return path
+
+    def js(self, script, *args):
+        return self.driver.execute_script(script, *args)
+
+    def text(self, selector):
+        return self.driver.find_element(By.CSS_SELECTOR, selector).text
+
+    def selected_status(self):
+        return self.js("return document.querySelector('#job-status .status')?.textContent ?? ''")
+
+    def log_lines(self):
+        return self.js("return window.dashboard.log.lines.map((line) => line.text)")
+
+    def open_dashboard(self):
+        self.driver.get(f"http://127.0.0.1:{self.server.port}/#token={TOKEN}")
+        self.wait(lambda: self.text("#connection") == "live", message="the WebSocket never went live")
+
+    def launch(self, prompt, label=""):
+        prompt_box = self.driver.find_element(By.ID, "launch-prompt")
+        prompt_box.clear()
+        prompt_box.send_keys(prompt)
+        label_box = self.driver.find_element(By.ID, "launch-label")
+        label_box.clear()
+        label_box.send_keys(label)
+        before = self.driver.current_url
+        self.driver.find_element(By.ID, "launch-submit").click()
+        self.wait(lambda: "job=" in self.driver.current_url and self.driver.current_url != before,
+                  message="no job opened after launch")
+        return self.driver.current_url.split("job=")[1][:16]
+
+    def server_log_texts(self, job_id):
+        """The job's lines as the page should show them, from the REST history."""
+        status, reply, _ = self.server.request("GET", f"/api/agents/jobs/{job_id}/events?limit=10000")
+        return [event for event in reply["events"] if event["type"] != "job:event"]
+
+    # the story, in order
+
+    def test_the_dashboard_story(self):
+        driver = self.driver
+        self.open_dashboard()
+        self.assertNotIn("token", driver.current_url)  # traded for the cookie, gone from the address bar
+        self.wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#agents li.available")) == 4)
+        self.assertIn("2.1.12 (Claude Code)", self.text("#agents"))
+        self.shot("01-dashboard")
+
+        # The server's validation error appears beside the field it concerns.
+        driver.find_element(By.ID, "launch-cwd").send_keys("/no/such/dir")
+        driver.find_element(By.ID, "launch-prompt").send_keys("x")
+        driver.find_element(By.ID, "launch-submit").click()
+        self.wait(lambda: self.text("#error-cwd") != "")
+        self.assertEqual(driver.find_element(By.ID, "launch-cwd").get_attribute("aria-invalid"), "true")
+        self.shot("02-validation-error")
+        driver.find_element(By.ID, "launch-cwd").clear()
+
+        # Launch, watch lines stream, open a second window on the same job mid-stream.
+        job_id = self.launch("slow 40", label="list files")
+        self.wait(lambda: len(self.log_lines()) >= 4 and self.selected_status() == "running")
+        self.assertTrue(any(line.startswith("→ Bash:") for line in self.log_lines()))
+        self.shot("03-streaming")
+        first_window = driver.current_window_handle
+        driver.switch_to.new_window("window")
+        driver.get(f"http://127.0.0.1:{self.server.port}/#job={job_id}")
+        self.wait(lambda: self.selected_status() == "done", timeout=30)
+        second = self.log_lines()
+        self.shot("04-second-window-done")
+        driver.close()
+        driver.switch_to.window(first_window)
+        self.wait(lambda: self.selected_status() == "done")
+        self.assertEqual(self.log_lines(), second)
+        self.assertEqual(len(second), len(self.server_log_texts(job_id)))
+        self.assertTrue(driver.find_element(By.ID, "job-result").is_displayed())
+        self.assertIn("$", self.text("#job-meta"))  # cost from the agent's result
+        self.shot("05-done-with-result")
+
+        # Copy all and download: the whole log, as the server recorded it.
+        driver.find_element(By.ID, "log-copy").click()
+        self.wait(lambda: self.text("#log-copy") == "Copied")
+        driver.find_element(By.ID, "log-download").click()
+        downloaded = os.path.join(self.downloads, f"agentgate-job-{job_id}.log")
+        self.wait(lambda: os.path.exists(downloaded) and os.path.getsize(downloaded) > 0)
+        with open(downloaded) as file:
+            self.assertEqual(file.read().splitlines(), second)
+
+        # Search within the log.
+        search = driver.find_element(By.ID, "log-search")
+        search.send_keys("still working")
+        self.wait(lambda: self.text("#log-matches") == "1 of 40")
+        self.shot("06-search")
+        search.clear()
+        search.send_keys(" ")
+        search.clear()
+
+        # Kill a running job.
+        hung = self.launch("hang")
+        self.wait(lambda: self.selected_status() == "running")
+        driver.find_element(By.ID, "job-kill").click()
+        self.wait(lambda: self.selected_status() == "killed")
+        self.assertEqual(self.server.job(hung)["status"], "killed")
+        self.shot("07-killed")
+
+        # Stop the server mid-job (a crash), start it again: the page reconnects by itself,
+        # resumes from the last seq it saw, and shows the job interrupted; no line twice.
+        long_job = self.launch("slow 600", label="interrupted by a restart")
+        self.wait(lambda: len(self.log_lines()) >= 12)
+        self.server.stop(signal.SIGKILL)
+        self.wait(lambda: driver.find_element(By.ID, "connection").get_attribute("data-state") == "reconnecting")
+        self.shot("08-server-gone")
+        self.server.start()
+        self.wait(lambda: self.text("#connection") == "live", timeout=30)
+        self.wait(lambda: self.selected_status() == "interrupted")
+        lines = self.log_lines()
+        expected = self.server_log_texts(long_job)
+        self.assertEqual(len(lines), len(expected), (lines, expected))
+        self.assertEqual(lines[-1], "[agentgate] job interrupted")
+        self.shot("09-interrupted-after-restart")
+
+        # A job with 100,000 lines stays usable: only the rows in view are in the DOM.
+        big = self.launch("lines 100000", label="100k lines")
+        self.wait(lambda: self.selected_status() == "done" and len(self.log_lines()) == 100_002, timeout=60)
+        self.assertEqual(self.text("#log-count"), "100,002 lines")
+        rows = len(driver.find_elements(By.CSS_SELECTOR, "#log .line"))
+        self.assertLess(rows, 300)
+        self.js("document.querySelector('#log').scrollTop = 0")
+        self.wait(lambda: self.js("return document.querySelector('#log .line[data-index=\"2\"]')?.textContent") == "output line 1")
+        self.js("const log = document.querySelector('#log'); log.scrollTop = log.scrollHeight / 2")
+        self.wait(lambda: self.js("return document.querySelector('#log .line[data-index=\"50001\"]')?.textContent") == "output line 50000")
+        self.assertFalse(driver.find_element(By.ID, "log-follow").get_attribute("hidden"))  # scrolled up: not following
+        search = driver.find_element(By.ID, "log-search")
+        search.send_keys("output line 77777")
+        self.wait(lambda: self.text("#log-matches") == "1 of 1")
+        self.wait(lambda: self.js("return document.querySelector('#log .line.match-current')?.textContent") == "output line 77777")
+        self.shot("10-hundred-thousand-lines")
+        self.assertEqual(self.server.job(big)["status"], "done")
+
+        # Filter by status, then kill all behind a confirmation.
+        Select(driver.find_element(By.ID, "status-filter")).select_by_visible_text("killed")
+        self.wait(lambda: [row.get_attribute("data-status") for row in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")] == ["killed"])
+        Select(driver.find_element(By.ID, "status-filter")).select_by_visible_text("all")
+        others = [self.launch("hang", label=f"worker {n}") for n in range(2)]
+        self.wait(lambda: all(self.server.job(job)["status"] == "running" for job in others))
+        self.wait(lambda: driver.find_element(By.ID, "kill-all").is_enabled())
+        driver.find_element(By.ID, "kill-all").click()
+        self.wait(lambda: driver.find_element(By.ID, "confirm-kill-all").get_attribute("open") is not None)
+        self.assertIn("2 running jobs", self.text("#confirm-text"))
+        self.shot("11-kill-all-confirmation")
+        driver.find_element(By.ID, "confirm-kill").click()
+        self.wait(lambda: all(self.server.job(job)["status"] == "killed" for job in others))
+
+        # Keyboard: every control in the launch form is reachable and labelled.
+        for control in driver.find_elements(By.CSS_SELECTOR, "#launch input, #launch select, #launch textarea"):
+            self.assertTrue(driver.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']"))
+
+        # The overview the README shows: several jobs, one of them open with its result.
+        driver.get(f"http://127.0.0.1:{self.server.port}/#job={job_id}")
+        self.wait(lambda: self.selected_status() == "done" and len(self.log_lines()) == len(second))
+        self.shot("12-overview")
+
+        # Dark colour scheme.
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        driver.get(f"http://127.0.0.1:{self.server.port}/#job={job_id}")
+        self.wait(lambda: self.selected_status() == "done")
+        self.shot("13-dark")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

@@ -1,0 +1,74 @@
+// One WebSocket for every subscription. When it drops, it reconnects with backoff and
+// resubscribes each job from the last seq this page saw, so the server replays exactly what
+// was missed: no line lost, none twice.
+
+const MIN_DELAY = 500;
+const MAX_DELAY = 15_000;
+
+export class Connection {
+  /// onMessage(message) gets every server message; onState(state, detail) gets
+  /// "connecting" | "live" | "reconnecting" (detail: seconds until the next try).
+  constructor({ onMessage, onState }) {
+    this.onMessage = onMessage;
+    this.onState = onState;
+    /// job id → { since, events }: what to resubscribe after a reconnect.
+    this.subscriptions = new Map();
+    this.delay = MIN_DELAY;
+    this.socket = null;
+    this.nextRequest = 1;
+  }
+
+  open() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.onState("connecting");
+    const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.delay = MIN_DELAY;
+      this.onState("live");
+      for (const [job, subscription] of this.subscriptions) this.#sendSubscribe(job, subscription);
+    };
+    socket.onmessage = (event) => {
+      let message;
+      try { message = JSON.parse(event.data); } catch { return; }
+      const subscription = this.subscriptions.get(message.job);
+      if (subscription && typeof message.seq === "number" && message.type?.startsWith("job:")) {
+        if (message.seq <= subscription.since) return;  // never show a line twice
+        subscription.since = message.seq;
+      }
+      this.onMessage(message);
+    };
+    socket.onclose = () => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      const wait = this.delay;
+      this.delay = Math.min(MAX_DELAY, this.delay * 2);
+      this.onState("reconnecting", Math.round(wait / 1000));
+      setTimeout(() => this.open(), wait + Math.random() * 250);
+    };
+  }
+
+  /// Follows a job from `since` (0: its whole history). "*" is the job list's lifecycle feed.
+  subscribe(job, since = 0) {
+    const subscription = { since };
+    this.subscriptions.set(job, subscription);
+    if (this.socket?.readyState === WebSocket.OPEN) this.#sendSubscribe(job, subscription);
+  }
+
+  unsubscribe(job) {
+    this.subscriptions.delete(job);
+    this.send({ op: "unsubscribe", job });
+  }
+
+  send(message) {
+    if (this.socket?.readyState !== WebSocket.OPEN) return false;
+    this.socket.send(JSON.stringify({ ...message, req: this.nextRequest++ }));
+    return true;
+  }
+
+  #sendSubscribe(job, subscription) {
+    const message = { op: "subscribe", job };
+    if (job !== "*") message.since = subscription.since;
+    this.send(message);
+  }
+}

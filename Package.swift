@@ -37,7 +37,7 @@ let package = Package(
         .executableTarget(
             name: "agentgate",
             dependencies: [
-                "AgentCore", "EventLoop", "Gateway", "WebSocketServer",
+                "AgentCore", "CSystemShims", "EventLoop", "Gateway", "HTTPCore", "WebSocketCore", "WebSocketDeflate", "WebSocketServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

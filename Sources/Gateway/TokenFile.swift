@@ -27,6 +27,16 @@ public enum TokenFile {
         return token
     }
 
+    /// Replaces the data dir's token with a new random one: written to a temporary 0600
+    /// file, then renamed over the old one, so no reader ever sees half a token.
+    public static func rotate(dataDirectory: String) throws(Error) {
+        let file = path(dataDirectory: dataDirectory)
+        let temporary = file + ".new"
+        unlink(temporary)
+        try write(generate(), to: temporary)
+        guard rename(temporary, file) == 0 else { throw Error(description: "cannot replace \(file): \(String(cString: strerror(errno)))") }
+    }
+
     /// 32 random bytes as 64 lowercase hex digits.
     public static func generate() -> String {
         var generator = SystemRandomNumberGenerator()

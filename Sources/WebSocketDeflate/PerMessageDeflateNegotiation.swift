@@ -129,3 +129,41 @@ extension String {
         return String(slice)
     }
 }
+
+/// Client-side permessage-deflate (RFC 7692 §5): the offer a client sends, and the check of
+/// the server's answer, which may only narrow what was offered.
+public enum PerMessageDeflateClientOffer {
+    /// `permessage-deflate; client_max_window_bits`: any server answer we can decode.
+    public static let headerValue = "permessage-deflate; client_max_window_bits"
+
+    /// The parameters the server accepted; nil when it declined (no extension), and a
+    /// failure when its answer is not one a client may accept (§7.1: fail the connection).
+    public static func accept(responseValues: [String]) -> Result<DeflateParameters?, Handshake.Rejection> {
+        let elements = ExtensionHeader.parse(responseValues)
+        guard !elements.isEmpty else { return .success(nil) }
+        guard elements.count == 1, elements[0].name.lowercased() == "permessage-deflate" else {
+            return .failure(Handshake.Rejection(400, "the server answered an extension we did not offer"))
+        }
+        var parameters = DeflateParameters()
+        var seen = Set<String>()
+        for (rawName, value) in elements[0].parameters {
+            let name = rawName.lowercased()
+            guard seen.insert(name).inserted else { return .failure(Handshake.Rejection(400, "repeated \(name)")) }
+            switch name {
+            case "server_no_context_takeover" where value == nil: parameters.serverNoContextTakeover = true
+            case "client_no_context_takeover" where value == nil: parameters.clientNoContextTakeover = true
+            case "server_max_window_bits":
+                guard let bits = PerMessageDeflateNegotiation.windowBits(value) else { return .failure(Handshake.Rejection(400, "bad server_max_window_bits")) }
+                parameters.serverMaxWindowBits = bits
+            case "client_max_window_bits":
+                guard let bits = PerMessageDeflateNegotiation.windowBits(value), bits >= 9 else {
+                    return .failure(Handshake.Rejection(400, "bad client_max_window_bits"))
+                }
+                parameters.clientMaxWindowBits = bits
+            default:
+                return .failure(Handshake.Rejection(400, "unexpected parameter \(name)"))
+            }
+        }
+        return .success(parameters)
+    }
+}

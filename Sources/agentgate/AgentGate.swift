@@ -9,6 +9,9 @@ struct AgentGate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agentgate",
         abstract: "Runs coding-agent CLIs as background jobs and streams what they do.",
-        subcommands: [ServeCommand.self, Probe.self, Exec.self, EchoServerCommand.self]
+        subcommands: [
+            ServeCommand.self, RunCommand.self, JobsCommand.self, ShowCommand.self, TailCommand.self, KillCommand.self,
+            CapabilitiesCommand.self, TokenCommand.self, Probe.self, Exec.self, EchoServerCommand.self,
+        ]
     )
 }

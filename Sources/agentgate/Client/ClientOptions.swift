@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import Gateway
+
+/// How a client command finds the server and its token.
+struct ClientOptions: ParsableArguments {
+    @Option(help: "The server's URL (default: AGENTGATE_SERVER or http://127.0.0.1:7777).")
+    var server: String?
+
+    @Option(help: "Where the server keeps its token (default: ~/.agentgate); AGENTGATE_TOKEN wins.")
+    var dataDir: String?
+
+    var dataDirectory: String {
+        if let dataDir { return dataDir }
+        let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
+        return home + "/.agentgate"
+    }
+
+    func api() throws(ClientFailure) -> ServerAPI {
+        let environment = ProcessInfo.processInfo.environment
+        let address = try ServerAddress(server ?? environment["AGENTGATE_SERVER"] ?? "http://127.0.0.1:7777")
+        if let token = environment["AGENTGATE_TOKEN"]?.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty {
+            return ServerAPI(address: address, token: token)
+        }
+        let file = TokenFile.path(dataDirectory: dataDirectory)
+        guard let contents = FileManager.default.contents(atPath: file),
+            case let token = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty
+        else {
+            throw ClientFailure(message: "no token: set AGENTGATE_TOKEN, or run where the server keeps \(file)", exitCode: 4)
+        }
+        return ServerAPI(address: address, token: token)
+    }
+}
+
+/// Runs a client command body, turning its failure into one line and an exit code; a
+/// body that returns a non-zero status (a job's outcome) exits with it.
+func runClient(_ body: () throws(ClientFailure) -> Int32) throws {
+    let code: Int32
+    do {
+        code = try body()
+    } catch {
+        throw error.exit()
+    }
+    if code != 0 { throw ExitCode(code) }
+}

@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AgentCore
+import Synchronization
+
+/// Set by SIGINT while a client command follows a job.
+let clientInterrupted = Atomic<Bool>(false)
+
+/// Follows one job over `/ws` from a seq until it ends, printing each event once. With
+/// `reconnect`, a lost connection (a server restart) is retried with backoff and the job
+/// resumed after the last seq printed: nothing lost, nothing twice.
+struct JobFollower {
+    let api: ServerAPI
+    let output: JobOutput
+    var reconnect = false
+    /// Also receive `job:event` (the agent's raw JSON), for `--json`.
+    var rawEvents = false
+
+    enum Outcome {
+        case ended(Job)
+        /// Ctrl-C; the seq printed last.
+        case interrupted(lastSeq: Int)
+    }
+
+    /// Catches SIGINT in a flag the loop reads (the default would kill the client mid-line).
+    static func catchInterrupts() {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &signals, nil)
+        signal(SIGINT) { _ in clientInterrupted.store(true, ordering: .relaxed) }
+    }
+
+    func follow(job id: String, since: Int) throws(ClientFailure) -> Outcome {
+        var lastSeq = since
+        var delay: Int32 = 250
+        while true {
+            let socket: EventSocket
+            do {
+                socket = try EventSocket(api: api)
+            } catch {
+                guard reconnect, error.exitCode == 3 || error.exitCode == 6 else { throw error }
+                if clientInterrupted.load(ordering: .relaxed) { return .interrupted(lastSeq: lastSeq) }
+                output.note("agentgate: server unreachable; retrying in \(Double(delay) / 1000) s")
+                usleep(UInt32(delay) * 1000)
+                delay = min(delay * 2, 5_000)
+                continue
+            }
+            delay = 250
+            socket.send(.object(["op": "subscribe", "job": .string(id), "since": .int(lastSeq), "events": .bool(rawEvents)]))
+            connection: while true {
+                if clientInterrupted.load(ordering: .relaxed) {
+                    socket.close()
+                    return .interrupted(lastSeq: lastSeq)
+                }
+                switch socket.next(timeoutMilliseconds: 100) {
+                case .timedOut:
+                    output.tick()
+                case .closed:
+                    guard reconnect else { throw ClientFailure.serverGone }
+                    output.note("agentgate: connection lost; reconnecting from seq \(lastSeq)")
+                    break connection
+                case .message(let message):
+                    let type = message["type"]?.stringValue ?? ""
+                    if type == "error" {
+                        if message["code"]?.stringValue == "unknown_job" { throw ClientFailure(message: "no job \(id)", exitCode: 5) }
+                        throw ClientFailure(message: message["error"]?.stringValue ?? "server error", exitCode: 8)
+                    }
+                    guard type.hasPrefix("job:"), message["job"]?.stringValue == id, let seq = message["seq"]?.intValue, seq > lastSeq else {
+                        continue
+                    }
+                    lastSeq = seq
+                    output.event(message)
+                    if type == "job:completed", let info = message["info"], let job = Job(json: info) {
+                        socket.close()
+                        return .ended(job)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The exit code for a job's final status: 0 done, 1 failed or interrupted, 137 killed.
+    static func exitCode(for job: Job) -> Int32 {
+        switch job.status {
+        case .done: 0
+        case .killed: 137
+        default: 1
+        }
+    }
+}

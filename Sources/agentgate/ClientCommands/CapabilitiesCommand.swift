@@ -1,0 +1,38 @@
+import AgentCore
+import ArgumentParser
+
+/// `agentgate capabilities`: which agent CLIs the server found.
+struct CapabilitiesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "capabilities", abstract: "List the agent CLIs the server can run.")
+
+    @Flag(help: "Probe again (runs each CLI's --version on the server).")
+    var refresh = false
+
+    @Flag(help: "The JSON answer.")
+    var json = false
+
+    @OptionGroup var client: ClientOptions
+
+    func run() throws {
+        try runClient { () throws(ClientFailure) -> Int32 in
+            let api = try client.api()
+            let reply = refresh ? try api.call("POST", "/api/agents/capabilities/refresh") : try api.call("GET", "/api/agents/capabilities")
+            if json {
+                print(String(decoding: JSONWriter.serialize(reply), as: UTF8.self))
+                return 0
+            }
+            for provider in reply["providers"]?.arrayValue ?? [] {
+                let available = provider["available"]?.boolValue ?? false
+                var line = (available ? "✓ " : "✗ ") + JobTable.pad(provider["id"]?.stringValue ?? "?", 10)
+                line += provider["name"]?.stringValue ?? ""
+                if let version = provider["version"]?.stringValue { line += " — \(version)" }
+                if let path = provider["path"]?.stringValue { line += " (\(path))" }
+                if provider["acp"]?.boolValue == true { line += " · acp" }
+                print(line)
+            }
+            let available = (reply["available"]?.arrayValue ?? []).compactMap(\.stringValue)
+            print("available: " + (available.isEmpty ? "none" : available.joined(separator: ", ")))
+            return 0
+        }
+    }
+}

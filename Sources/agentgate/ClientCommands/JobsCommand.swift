@@ -1,0 +1,57 @@
+import AgentCore
+import ArgumentParser
+import Foundation
+
+/// `agentgate jobs`: the job list.
+struct JobsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "jobs", abstract: "List the server's jobs, newest first.")
+
+    @Option(help: "Only jobs with this status (starting, running, done, failed, killed, interrupted).")
+    var status: String?
+
+    @Flag(help: "One job's JSON per line.")
+    var json = false
+
+    @OptionGroup var client: ClientOptions
+
+    func run() throws {
+        try runClient { () throws(ClientFailure) -> Int32 in
+            if let status, JobStatus(rawValue: status) == nil {
+                throw ClientFailure(message: "unknown status \(status)", exitCode: 2)
+            }
+            let reply = try client.api().call("GET", "/api/agents/jobs")
+            let jobs = (reply["jobs"]?.arrayValue ?? []).reversed().filter { status == nil || $0["status"]?.stringValue == status }
+            if json {
+                for job in jobs { print(String(decoding: JSONWriter.serialize(job), as: UTF8.self)) }
+                return 0
+            }
+            guard !jobs.isEmpty else {
+                print(status.map { "no \($0) jobs" } ?? "no jobs")
+                return 0
+            }
+            print(JobTable.header)
+            for value in jobs { if let job = Job(json: value) { print(JobTable.row(job)) } }
+            return 0
+        }
+    }
+}
+
+/// Columns for `jobs`: fixed widths so a terminal lines them up.
+enum JobTable {
+    static let header = pad("ID", 17) + pad("STATUS", 12) + pad("PROVIDER", 10) + pad("ELAPSED", 9) + "LABEL"
+
+    static func row(_ job: Job) -> String {
+        pad(job.id, 17) + pad(job.status.rawValue, 12) + pad(job.provider, 10) + pad(elapsed(job), 9) + (job.label ?? "")
+    }
+
+    static func elapsed(_ job: Job) -> String {
+        guard let start = job.startedAt ?? Optional(job.createdAt) else { return "" }
+        let end = job.endedAt ?? (job.status.isFinished ? start : WallClock.milliseconds())
+        let seconds = max(0, (end - start) / 1000)
+        return seconds >= 60 ? "\(seconds / 60)m\(seconds % 60)s" : "\(seconds)s"
+    }
+
+    static func pad(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+    }
+}

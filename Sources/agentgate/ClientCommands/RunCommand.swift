@@ -1,0 +1,94 @@
+import AgentCore
+import ArgumentParser
+import Foundation
+
+/// `agentgate run`: launch on the server and stream the job until it ends.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Launch a job on the server and stream its log until it ends.",
+        discussion: """
+            Exit status: 0 done, 1 failed or interrupted, 137 killed, 130 detached by Ctrl-C (the
+            job keeps running; re-attach with `agentgate tail ID --follow`), 2 invalid request,
+            3 server unreachable, 4 token refused, 6 server gone mid-stream.
+            """)
+
+    @Argument(help: "claude, codex, opencode, goose (or custom, if the server allows it).")
+    var provider: String
+
+    @Argument(help: "The prompt, or - to read it from stdin.")
+    var prompt: String
+
+    @Option(help: "Working directory for the agent (on the server's machine).")
+    var cwd: String?
+
+    @Option(help: "Model name.")
+    var model: String?
+
+    @Option(help: "Effort (claude --effort, codex reasoning effort, opencode variant).")
+    var effort: String?
+
+    @Option(help: "A label for the job list.")
+    var label: String?
+
+    @Flag(help: "Print the job id and return at once.")
+    var detach = false
+
+    @Flag(help: "Ctrl-C kills the job instead of detaching from it.")
+    var killOnInterrupt = false
+
+    @Flag(help: "Print every event as one JSON object per line.")
+    var json = false
+
+    @OptionGroup var client: ClientOptions
+
+    func run() throws {
+        try runClient { () throws(ClientFailure) -> Int32 in
+            let api = try client.api()
+            var text = prompt
+            if prompt == "-" {
+                text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            }
+            var request: [JSONValue.Member] = [.init("provider", .string(provider)), .init("prompt", .string(text))]
+            for (key, value) in [("cwd", cwd), ("model", model), ("effort", effort), ("label", label)] {
+                if let value { request.append(.init(key, .string(value))) }
+            }
+            if let cwd, !cwd.hasPrefix("/") {
+                // The server resolves paths on its side: send an absolute one.
+                request[request.firstIndex { $0.key == "cwd" }!] = .init("cwd", .string(FileManager.default.currentDirectoryPath + "/" + cwd))
+            }
+            let reply = try api.call("POST", "/api/agents/jobs", body: .object(request))
+            guard let info = reply["job"], let job = Job(json: info) else {
+                throw ClientFailure(message: "the server's answer did not name a job", exitCode: 8)
+            }
+            if detach {
+                print(job.id)
+                return 0
+            }
+            JobFollower.catchInterrupts()
+            let output = JobOutput(json: json)
+            var follower = JobFollower(api: api, output: output)
+            follower.rawEvents = json
+            var outcome = try follower.follow(job: job.id, since: 0)
+            if case .interrupted = outcome, killOnInterrupt {
+                clientInterrupted.store(false, ordering: .relaxed)
+                _ = try? api.call("DELETE", "/api/agents/jobs/\(job.id)")
+                output.note("agentgate: killing job \(job.id)")
+                outcome = try follower.follow(job: job.id, since: lastSeq(outcome))
+            }
+            output.finish()
+            switch outcome {
+            case .ended(let final):
+                return JobFollower.exitCode(for: final)
+            case .interrupted:
+                printError("agentgate: detached; job \(job.id) keeps running. Re-attach: agentgate tail \(job.id) --follow")
+                return 130
+            }
+        }
+    }
+
+    private func lastSeq(_ outcome: JobFollower.Outcome) -> Int {
+        if case .interrupted(let seq) = outcome { return seq }
+        return 0
+    }
+}

@@ -1,0 +1,48 @@
+import AgentCore
+import ArgumentParser
+
+/// `agentgate show`: one job in full.
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show one job: status, command, result.")
+
+    @Argument(help: "The job id.")
+    var id: String
+
+    @Flag(help: "The job's JSON.")
+    var json = false
+
+    @OptionGroup var client: ClientOptions
+
+    func run() throws {
+        try runClient { () throws(ClientFailure) -> Int32 in
+            let reply = try client.api().call("GET", "/api/agents/jobs/\(id)")
+            guard let value = reply["job"], let job = Job(json: value) else {
+                throw ClientFailure(message: "the server's answer did not hold a job", exitCode: 8)
+            }
+            if json {
+                print(String(decoding: JSONWriter.serialize(value), as: UTF8.self))
+                return 0
+            }
+            var lines = [
+                "job       \(job.id)",
+                "status    \(job.status.rawValue)" + (job.exitCode.map { " (exit \($0))" } ?? "") + (job.signal.map { " (signal \($0))" } ?? ""),
+                "provider  \(job.provider)" + (job.model.map { " · model \($0)" } ?? ""),
+            ]
+            if let label = job.label { lines.append("label     \(label)") }
+            if let cwd = job.cwd { lines.append("cwd       \(cwd)") }
+            lines.append("elapsed   \(JobTable.elapsed(job))")
+            lines.append("command   \(job.command.joined(separator: " "))")
+            lines.append("events    \(job.lastSeq)")
+            if let result = job.result {
+                if let text = result["text"]?.stringValue { lines.append("result    \(text)") }
+                if let cost = result["costUsd"]?.doubleValue { lines.append("cost      $\(String(format: "%.4f", cost))") }
+                if let turns = result["numTurns"]?.intValue { lines.append("turns     \(turns)") }
+                if let hook = result["hook"] { lines.append("hook      \(String(decoding: JSONWriter.serialize(hook), as: UTF8.self))") }
+            }
+            if let error = job.errorTail, job.status != .done { lines.append("error     \(error)") }
+            if let hookError = job.hookError { lines.append("hookError \(hookError)") }
+            print(lines.joined(separator: "\n"))
+            return 0
+        }
+    }
+}

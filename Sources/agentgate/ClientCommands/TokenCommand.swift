@@ -1,0 +1,34 @@
+import ArgumentParser
+import Foundation
+import Gateway
+
+/// `agentgate token`: the token scripts use, read from (or rotated in) the data dir.
+struct TokenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token", abstract: "Print the server's token; --rotate replaces it (restart the server to use it).")
+
+    @Flag(help: "Write a new random token to the token file.")
+    var rotate = false
+
+    @Option(help: "Where the server keeps its token (default: ~/.agentgate).")
+    var dataDir: String?
+
+    func run() throws {
+        let directory = dataDir ?? ((ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()) + "/.agentgate")
+        let file = TokenFile.path(dataDirectory: directory)
+        if rotate {
+            do {
+                try TokenFile.rotate(dataDirectory: directory)
+            } catch {
+                throw ClientFailure(message: error.description, exitCode: 8).exit()
+            }
+            printError("agentgate: new token written to \(file); restart `agentgate serve` to use it")
+        }
+        guard let contents = FileManager.default.contents(atPath: file),
+            case let token = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty
+        else {
+            throw ClientFailure(message: "no token in \(file) (the server makes one on its first start)", exitCode: 4).exit()
+        }
+        print(token)
+    }
+}

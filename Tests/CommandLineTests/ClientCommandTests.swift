@@ -1,0 +1,297 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// `agentgate serve` as a child process on a fixed port, so a test can stop and restart it.
+final class ServerProcess {
+    let agents = FakeAgents()
+    let data = TemporaryDirectory("agentgate-client")
+    let port: Int
+    private var process: ChildProcess?
+
+    /// The fake agents act on the prompt they read from stdin.
+    static let script = """
+        prompt=$(cat); case "$prompt" in
+          fail*) echo 'it broke' >&2; exit 3;;
+          hang*) echo 'waiting'; exec sleep 300;;
+          slow*) i=1; while [ $i -le 40 ]; do echo "step $i"; sleep 0.1; i=$((i+1)); done;;
+          *) cat '\(Fixtures.transcript("claude-stream-json-bash-ls-assembled.jsonl"))';;
+        esac
+        """
+
+    init() throws {
+        let probe = try TCPProbe.freePort()
+        port = probe
+        try start()
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+    var token: String { data.read("token")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "" }
+
+    func start() throws {
+        process = try ChildProcess(
+            CommandLineTests.binary, ["serve", "--port", String(port), "--data-dir", data.path, "--kill-grace", "0.5"],
+            environment: ["PATH": agents.searchPath, "HOME": data.path, "FAKE_SCRIPT": Self.script],
+            stdout: data.file("serve.out"), stderr: data.file("serve.err"))
+        for _ in 0..<500 {
+            if (data.read("serve.out") ?? "").contains("listening on") { return }
+            usleep(10_000)
+        }
+        throw SocketError(step: "serve did not start", errno: 0)
+    }
+
+    /// SIGKILL: a crash, nobody stops the jobs.
+    func crash() {
+        process?.signal(SIGKILL)
+        process?.wait()
+    }
+
+    deinit {
+        // Stop the server and whatever jobs it left (their groups are their own sessions).
+        process?.signal(SIGTERM)
+        process?.wait()
+    }
+}
+
+enum TCPProbe {
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length)
+                return getsockname(fd, pointer, &length)
+            }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A client command running in the background (to interrupt, or to outlive a restart).
+final class ClientProcess {
+    let child: ChildProcess
+    let files = TemporaryDirectory("agentgate-client-run")
+
+    /// - Parameter direct: run this executable with `arguments` as they are, instead of agentgate.
+    init(_ arguments: [String], server: ServerProcess, environment: [String: String] = [:], direct: String? = nil) throws {
+        var all = arguments
+        if direct == nil {
+            if !arguments.contains("--server") && arguments.first != "token" { all += ["--server", server.url] }
+            all += ["--data-dir", server.data.path]
+        }
+        child = try ChildProcess(
+            direct ?? CommandLineTests.binary, all,
+            environment: ["PATH": "/usr/bin:/bin", "HOME": server.data.path].merging(environment) { $1 },
+            stdout: files.file("out"), stderr: files.file("err"))
+    }
+
+    var pid: pid_t { child.pid }
+
+    /// Waits for the exit; returns (status, stdout, stderr).
+    func finish() -> (Int32, String, String) {
+        let status = child.wait()
+        return (status, files.read("out") ?? "", files.read("err") ?? "")
+    }
+}
+
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
+struct ClientCommandTests {
+    let server: ServerProcess
+
+    init() throws {
+        server = try ServerProcess()
+    }
+
+    /// Runs a client command to its end.
+    func client(_ arguments: [String], environment: [String: String] = [:], server other: ServerProcess? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+        let (status, stdout, stderr) = try ClientProcess(arguments, server: other ?? server, environment: environment).finish()
+        return (status, stdout, stderr)
+    }
+
+    func jobID(status: String) throws -> String? {
+        let listed = try client(["jobs", "--status", status, "--json"])
+        return listed.stdout.split(separator: "\n").compactMap { line -> String? in
+            ((try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any])?["id"] as? String
+        }.first
+    }
+
+    func waitForJob(status: String) throws -> String {
+        for _ in 0..<200 {
+            if let id = try jobID(status: status) { return id }
+            usleep(25_000)
+        }
+        throw SocketError(step: "no \(status) job", errno: 0)
+    }
+
+    @Test func runStreamsTheLogAndExitsWithTheJobsOutcome() throws {
+        let done = try client(["run", "claude", "list the files"])
+        #expect(done.status == 0)
+        #expect(done.stdout.contains("→ Bash: ls -la"))
+        #expect(done.stdout.contains(" done (exit 0)"))
+        #expect(!done.stdout.contains("\u{1B}["))  // piped: plain lines, no colour
+
+        let failed = try client(["run", "claude", "fail"])
+        #expect(failed.status == 1)
+        #expect(failed.stdout.contains("[stderr] it broke"))
+
+        let json = try client(["run", "claude", "list", "--json"])
+        #expect(json.status == 0)
+        let events = json.stdout.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+        #expect(events.count == json.stdout.split(separator: "\n").count)
+        #expect(events.compactMap { $0["seq"] as? Int } == Array(1...events.count))
+        #expect(events.contains { $0["type"] as? String == "job:event" })
+        #expect(events.last?["type"] as? String == "job:completed")
+
+        let invalid = try client(["run", "claude", "x", "--cwd", "/no/such/dir"])
+        #expect(invalid.status == 2)
+        #expect(invalid.stderr.contains("cwd"))
+    }
+
+    /// On a terminal (a pty from util-linux `script`): colour and a status line on stderr.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script")))
+    func onATerminalTheLogIsColouredWithAStatusLine() throws {
+        let command = "'\(CommandLineTests.binary)' run claude slow --server \(server.url) --data-dir '\(server.data.path)'"
+        let terminal = try ClientProcess(["-qec", command, "/dev/null"], server: server, direct: "/usr/bin/script")
+        let (status, stdout, _) = terminal.finish()
+        #expect(status == 0)
+        #expect(stdout.contains("\u{1B}[2m[agentgate] job"))  // system lines dimmed
+        #expect(stdout.contains("⠋ running") || stdout.contains("⠙ running"))  // the spinner's status line
+        #expect(stdout.contains("\u{1B}[32m[agentgate] job"))  // done in green
+    }
+
+    @Test func aKilledJobExits137AndKillReportsUnknownAndFinishedJobs() throws {
+        let running = try ClientProcess(["run", "claude", "hang"], server: server)
+        let id = try waitForJob(status: "running")
+        let killed = try client(["kill", id])
+        #expect(killed.status == 0)
+        let (status, stdout, _) = running.finish()
+        #expect(status == 137)
+        #expect(stdout.contains(" killed"))
+        #expect(try client(["kill", id]).status == 7)
+        #expect(try client(["kill", "ffffffffffffffff"]).status == 5)
+        #expect(try client(["kill"]).status == 64)  // neither an id nor --all
+
+        _ = try ClientProcess(["run", "claude", "hang", "--detach"], server: server).finish()
+        _ = try ClientProcess(["run", "claude", "hang", "--detach"], server: server).finish()
+        let all = try client(["kill", "--all"])
+        #expect(all.status == 0)
+        #expect(all.stdout.contains("killed 2 job(s)"))
+    }
+
+    @Test func ctrlCDetachesOrKills() throws {
+        let detached = try ClientProcess(["run", "claude", "hang"], server: server)
+        let id = try waitForJob(status: "running")
+        kill(detached.pid, SIGINT)
+        let (status, _, stderr) = detached.finish()
+        #expect(status == 130)
+        #expect(stderr.contains("agentgate tail \(id) --follow"))
+        #expect(try jobID(status: "running") == id)  // it keeps running
+
+        _ = try client(["kill", "--all"])
+        let killing = try ClientProcess(["run", "claude", "hang", "--kill-on-interrupt"], server: server)
+        usleep(300_000)
+        _ = try waitForJob(status: "running")
+        kill(killing.pid, SIGINT)
+        #expect(killing.finish().0 == 137)
+    }
+
+    @Test func detachJobsShowTailCapabilitiesAndToken() throws {
+        let detached = try client(["run", "claude", "list", "--detach", "--label", "detached"])
+        #expect(detached.status == 0)
+        let id = detached.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(id.count == 16)
+        var shown = try client(["show", id])
+        for _ in 0..<100 where !shown.stdout.contains("status    done") {
+            usleep(30_000)
+            shown = try client(["show", id])
+        }
+        #expect(shown.status == 0)
+        #expect(shown.stdout.contains("status    done (exit 0)"))
+        #expect(shown.stdout.contains("label     detached"))
+        #expect(shown.stdout.contains("cost      $0.2472"))
+        #expect(try client(["show", "ffffffffffffffff"]).status == 5)
+
+        let jobs = try client(["jobs"])
+        #expect(jobs.status == 0)
+        #expect(jobs.stdout.contains(id))
+        #expect(jobs.stdout.hasPrefix("ID "))
+        #expect(try client(["jobs", "--status", "killed"]).stdout.contains("no killed jobs"))
+        #expect(try client(["jobs", "--status", "bogus"]).status == 2)
+
+        let tail = try client(["tail", id])
+        #expect(tail.status == 0)
+        #expect(tail.stdout.contains("→ Bash: ls -la"))
+        let later = try client(["tail", id, "--since", "3"])
+        #expect(!later.stdout.contains("running: claude"))
+        #expect(later.stdout.contains(" done (exit 0)"))
+        let followed = try client(["tail", id, "--follow"])
+        #expect(followed.status == 0)
+        #expect(followed.stdout == tail.stdout)
+        #expect(try client(["tail", "ffffffffffffffff", "--follow"]).status == 5)
+
+        let capabilities = try client(["capabilities", "--refresh"])
+        #expect(capabilities.status == 0)
+        #expect(capabilities.stdout.contains("available: claude, codex, opencode, goose"))
+
+        let token = try client(["token"])
+        #expect(token.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == server.token)
+        let rotated = try client(["token", "--rotate"])
+        let newToken = rotated.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(rotated.status == 0)
+        #expect(newToken.count == 64 && newToken != token.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(server.token == newToken)
+        // The running server still has the old one: the client now says so clearly.
+        #expect(try client(["jobs"]).status == 4)
+    }
+
+    @Test func errorsAreOneLineWithADistinctExitCode() throws {
+        let refused = try client(["jobs", "--server", "http://127.0.0.1:1"])
+        #expect(refused.status == 3)
+        #expect(refused.stderr.split(separator: "\n").count == 1)
+        #expect(refused.stderr.contains("cannot reach"))
+        let wrongToken = try client(["jobs"], environment: ["AGENTGATE_TOKEN": "wrong"])
+        #expect(wrongToken.status == 4)
+        #expect(wrongToken.stderr.split(separator: "\n").count == 1)
+        let unknown = try client(["tail", "ffffffffffffffff"])
+        #expect(unknown.status == 5)
+        #expect(unknown.stderr.split(separator: "\n").count == 1)
+
+        // The server dies while `run` streams: exit 6 and how to re-attach.
+        let running = try ClientProcess(["run", "claude", "hang"], server: server)
+        _ = try waitForJob(status: "running")
+        server.crash()
+        let (status, _, stderr) = running.finish()
+        #expect(status == 6)
+        #expect(stderr.contains("went away"))
+        #expect(!stderr.contains("Fatal error"))
+        try server.start()  // stops the job the crash orphaned (it comes back interrupted)
+        #expect(try jobID(status: "interrupted") != nil)
+    }
+
+    @Test func tailFollowSurvivesAServerRestartWithoutLosingOrRepeatingALine() throws {
+        let follower = try ClientProcess(["run", "claude", "slow", "--detach"], server: server)
+        let id = follower.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let tail = try ClientProcess(["tail", id, "--follow"], server: server)
+        usleep(1_200_000)  // some steps printed
+        server.crash()
+        usleep(300_000)
+        try server.start()  // the job is now interrupted; tail resumes and sees the end
+        let (status, stdout, stderr) = tail.finish()
+        #expect(status == 1)
+        #expect(stderr.contains("reconnecting") || stderr.contains("retrying"))
+        let steps = stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }.map(String.init)
+        #expect(!steps.isEmpty)
+        #expect(steps == (1...max(1, steps.count)).map { "step \($0)" })
+        #expect(Set(steps).count == steps.count)
+        #expect(stdout.contains(" interrupted"))
+        let history = try client(["tail", id])
+        #expect(history.stdout == stdout)
+    }
+}

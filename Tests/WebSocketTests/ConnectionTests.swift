@@ -244,3 +244,26 @@ struct DeflateTests {
 extension DeflateParameters: CustomTestStringConvertible {
     public var testDescription: String { responseHeaderValue }
 }
+
+/// The client role's side of RFC 7692: the server's answer may only narrow our offer.
+struct DeflateClientOfferTests {
+    @Test func acceptsWhatTheServerNarrowedAndNothingElse() throws {
+        #expect(try PerMessageDeflateClientOffer.accept(responseValues: []).get() == nil)
+        let accepted = try #require(try PerMessageDeflateClientOffer.accept(
+            responseValues: ["permessage-deflate; server_no_context_takeover; client_max_window_bits=12"]).get())
+        #expect(accepted.serverNoContextTakeover)
+        #expect(accepted.clientMaxWindowBits == 12)
+        #expect(accepted.serverMaxWindowBits == 15)
+        for bad in [
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",  // repeated
+            "permessage-deflate; mystery",  // not a parameter of the extension
+            "permessage-deflate; server_max_window_bits=16",  // out of range
+            "permessage-deflate; client_max_window_bits=8",  // zlib cannot honour 8
+            "permessage-deflate; client_max_window_bits",  // a server must give a value
+            "x-webkit-deflate-frame",  // never offered
+            "permessage-deflate, permessage-deflate",  // two answers to one offer
+        ] {
+            #expect(throws: Handshake.Rejection.self, "\(bad)") { try PerMessageDeflateClientOffer.accept(responseValues: [bad]).get() }
+        }
+    }
+}

@@ -45,6 +45,9 @@ struct ServerAPI {
     let address: ServerAddress
     let token: String
 
+    /// Answers larger than this are refused (the biggest, a job list or 10,000 events, is far smaller).
+    static let maxBodyBytes = 256 << 20
+
     struct Reply {
         var status: Int
         var headers: HTTPHeaders
@@ -92,6 +95,9 @@ struct ServerAPI {
                     }
                 } else {
                     received += bytes
+                }
+                guard received.count <= Self.maxBodyBytes else {
+                    throw ClientFailure(message: "the server's answer is larger than \(Self.maxBodyBytes >> 20) MiB", exitCode: 8)
                 }
                 if let response, let length = response.headers["Content-Length"].flatMap({ Int($0) }), received.count >= length {
                     return try Self.reply(response, Array(received.prefix(length)))

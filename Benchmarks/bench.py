@@ -1,0 +1,228 @@
+"""Fan-out benchmark: a real job through each server's API, N WebSocket viewers from a C
+load generator, figures from the load generator and from /proc of the server.
+
+Scenarios (issue 7):
+  S1  100 viewers, 20,000 lines at 5,000/s
+  S2  10 viewers, 200,000 lines as fast as the agent writes
+  S3  1,000 viewers, 2,000 lines at 200/s
+  S4  10,000 idle connections (server RSS per connection)
+  S5  S1 plus one viewer that never reads
+  S6  S1 with permessage-deflate negotiated by every viewer
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "Benchmarks")
+TOOLS = os.path.join(ROOT, ".build", "bench")
+TOKEN = "bench-token"
+TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+SCENARIOS = {
+    "S1": dict(viewers=100, lines=20_000, rate=5_000),
+    "S2": dict(viewers=10, lines=200_000, rate=0),
+    "S3": dict(viewers=1_000, lines=2_000, rate=200),
+    "S4": dict(viewers=10_000, idle=5),
+    "S5": dict(viewers=101, lines=20_000, rate=5_000, stall=1),
+    "S6": dict(viewers=100, lines=20_000, rate=5_000, deflate=True),
+}
+
+
+def sh(command, **options):
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, **options)
+
+
+def build(servers, swift=True):
+    os.makedirs(TOOLS, exist_ok=True)
+    sh(["gcc", "-O2", "-Wall", "-o", os.path.join(TOOLS, "fake_agent"), os.path.join(BENCH, "tools", "fake_agent.c")])
+    sh(["gcc", "-O2", "-Wall", "-o", os.path.join(TOOLS, "loadgen"), os.path.join(BENCH, "tools", "loadgen.c"), "-lz"])
+    if swift and "agentgate" in servers:
+        sh(["swift", "build", "-c", "release", "--product", "agentgate"], cwd=ROOT)
+    if swift and "hummingbird" in servers:
+        sh(["swift", "build", "-c", "release", "--package-path", os.path.join(BENCH, "hummingbird-peer")], cwd=ROOT)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def memory_kb(pid, field):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Server:
+    def __init__(self, kind, work):
+        self.kind = kind
+        self.port = free_port()
+        self.work = work
+        env = {"PATH": f"{work}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": work, "AGENTGATE_TOKEN": TOKEN, "PORT": str(self.port)}
+        if kind == "agentgate":
+            command = [os.path.join(ROOT, ".build", "release", "agentgate"), "serve", "--port", str(self.port),
+                       "--data-dir", os.path.join(work, "data"), "--max-connections", "40000", "--max-connections-per-client", "40000"]
+        else:
+            command = [os.path.join(BENCH, "hummingbird-peer", ".build", "release", "HummingbirdPeer")]
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        preexec_fn=raise_fd_limit)
+        line = self.process.stdout.readline()
+        if "listening" not in line:
+            raise RuntimeError(f"{kind} did not start: {line!r}")
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+    def launch(self, prompt):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/agents/jobs", method="POST",
+            data=json.dumps({"provider": "claude", "prompt": prompt}).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())["job"]["id"]
+
+    def path(self, job):
+        return f"/ws/jobs/{job}?format=json" if self.kind == "agentgate" else f"/ws/jobs/{job}"
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def run_scenario(name, kind, spec):
+    work = tempfile.mkdtemp(prefix=f"agentgate-bench-{kind}-")
+    os.makedirs(os.path.join(work, "bin"))
+    with open(os.path.join(work, "bin", "claude"), "w") as wrapper:
+        wrapper.write("#!/bin/sh\n"
+                      'if [ "$1" = "--version" ]; then echo "2.1.12 (Claude Code)"; exit 0; fi\n'
+                      f'set -- $(cat); exec {TOOLS}/fake_agent "$@"\n')
+    os.chmod(os.path.join(work, "bin", "claude"), 0o755)
+    server = Server(kind, work)
+    try:
+        pid = server.process.pid
+        ready = os.path.join(work, "ready")
+        go = os.path.join(work, "go")
+        base_rss = memory_kb(pid, "VmRSS")
+        command = [os.path.join(TOOLS, "loadgen"), "--port", str(server.port), "--token", TOKEN,
+                   "--conns", str(spec["viewers"]), "--ready-file", ready, "--timeout", "300"]
+        if "idle" in spec:
+            command += ["--path", "/ws" if kind == "agentgate" else "/ws/jobs/idle", "--idle", str(spec["idle"])]
+            loadgen = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=raise_fd_limit)
+            while not os.path.exists(ready) and loadgen.poll() is None:
+                time.sleep(0.05)
+            time.sleep(2)
+            idle_rss = memory_kb(pid, "VmRSS")
+            result = json.loads(loadgen.communicate(timeout=120)[0])
+            result.update(server_rss_mb=idle_rss / 1024, bytes_per_conn=(idle_rss - base_rss) * 1024 / spec["viewers"])
+            return result
+        job = server.launch(f"{spec['lines']} {spec['rate']} {go} 40")
+        command += ["--path", server.path(job), "--expect", str(spec["lines"])]
+        if spec.get("deflate"):
+            command.append("--deflate")
+        if spec.get("stall"):
+            command += ["--stall", str(spec["stall"])]
+        loadgen = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=raise_fd_limit)
+        while not os.path.exists(ready) and loadgen.poll() is None:
+            time.sleep(0.02)
+        cpu_before = cpu_seconds(pid)
+        open(go, "w").close()
+        output = loadgen.communicate(timeout=400)[0]
+        cpu = cpu_seconds(pid) - cpu_before
+        result = json.loads(output)
+        result.update(server_cpu_s=cpu, cpu_us_per_frame=cpu * 1e6 / max(1, result["frames"]),
+                      peak_rss_mb=memory_kb(pid, "VmHWM") / 1024, rss_growth_mb=(memory_kb(pid, "VmHWM") - base_rss) / 1024)
+        return result
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def table(results, servers):
+    rows = []
+    header = ["scenario", "server", "frames/s", "p50 ms", "p99 ms", "max ms", "CPU µs/frame", "peak RSS MB",
+              "complete", "gaps", "dups", "failed", "loadgen CPU s"]
+    for name, by_server in results.items():
+        for kind in servers:
+            r = by_server.get(kind)
+            if r is None:
+                continue
+            if "bytes_per_conn" in r:
+                rows.append([name, kind, "-", "-", "-", "-", "-", f"{r['server_rss_mb']:.1f} ({r['bytes_per_conn'] / 1024:.2f} KB/conn)",
+                             str(r["conns"] - r["failed"]), "-", "-", str(r["failed"]), f"{r['loadgen_cpu_s']:.2f}"])
+                continue
+            rows.append([name, kind, f"{r['frames_per_second']:,.0f}", f"{r['p50_us'] / 1000:.2f}", f"{r['p99_us'] / 1000:.2f}",
+                         f"{r['max_us'] / 1000:.1f}", f"{r['cpu_us_per_frame']:.2f}", f"{r['peak_rss_mb']:.1f}",
+                         f"{r['complete_viewers']}/{r['conns'] - SCENARIOS[name].get('stall', 0)}", str(r["gaps"]), str(r["dups"]),
+                         str(r["failed"]), f"{r['loadgen_cpu_s']:.2f}"])
+        a, h = by_server.get("agentgate"), by_server.get("hummingbird")
+        if a and h and "frames_per_second" in a and h.get("frames_per_second"):
+            rows.append([name, "ratio", f"{a['frames_per_second'] / h['frames_per_second']:.2f}×",
+                         f"{h['p50_us'] / max(1, a['p50_us']):.1f}× lower", f"{h['p99_us'] / max(1, a['p99_us']):.1f}× lower", "",
+                         f"{h['cpu_us_per_frame'] / max(1e-9, a['cpu_us_per_frame']):.1f}× less", "", "", "", "", "", ""])
+        elif a and h and "bytes_per_conn" in a:
+            rows.append([name, "ratio", "", "", "", "", "", f"{h['bytes_per_conn'] / max(1, a['bytes_per_conn']):.1f}× less", "", "", "", "", ""])
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--servers", default="agentgate,hummingbird")
+    parser.add_argument("--no-build", action="store_true", help="skip the Swift release builds (the C tools are always built)")
+    args = parser.parse_args()
+    servers = args.servers.split(",")
+    build(servers, swift=not args.no_build)
+    results = {}
+    for name in args.scenarios.split(","):
+        results[name] = {}
+        for kind in servers:  # alternating: each scenario runs on both before the next
+            print(f"== {name} on {kind}", flush=True)
+            results[name][kind] = run_scenario(name, kind, SCENARIOS[name])
+            print(json.dumps(results[name][kind]), flush=True)
+    print()
+    with open("/proc/cpuinfo") as cpuinfo:
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown CPU")
+    print(f"machine: {os.cpu_count()} cores, {model}; {time.strftime('%Y-%m-%d')}")
+    print(table(results, servers))
+
+
+if __name__ == "__main__":
+    main()

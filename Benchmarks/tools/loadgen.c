@@ -1,0 +1,347 @@
+// The fan-out benchmark's load generator: N WebSocket viewers of one job on 127.0.0.1, one
+// thread, epoll. Each text frame's "T=<CLOCK_MONOTONIC ns>" gives the latency from the
+// agent's write to this read, "seq=<n>" finds gaps and duplicates per viewer. It inflates
+// permessage-deflate frames when the server agreed to compress. It prints one JSON line,
+// including its own CPU time, so a run can show the load generator was not the bottleneck.
+//
+// usage: loadgen --port P --path PATH --token T --conns N [--deflate] [--stall K]
+//                [--idle SECONDS] [--timeout SECONDS] [--ready-file F] [--expect COUNT]
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+enum phase { CONNECTING, HANDSHAKE, OPEN, DONE };
+
+struct conn {
+    int fd;
+    enum phase phase;
+    int stalled;
+    int deflate;
+    z_stream inflater;
+    unsigned char *in;
+    size_t in_len, in_cap;
+    unsigned char *message;
+    size_t message_len, message_cap;
+    int message_compressed;
+    unsigned long long next_seq;
+    unsigned long long frames;
+};
+
+static int port, conns_wanted, stall_count, want_deflate, idle_seconds, timeout_seconds = 120;
+static const char *path = "/ws", *token = "", *ready_file;
+static unsigned long long expect_count;
+static struct conn *conns;
+static int epfd;
+static uint32_t *latencies;
+static size_t latency_len, latency_cap;
+static unsigned long long frames_total, gaps, dups, first_frame_ns, last_frame_ns, failed, done_count;
+static unsigned char *scratch;
+static size_t scratch_cap;
+
+static unsigned long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+static void grow(unsigned char **buffer, size_t *cap, size_t need) {
+    if (need <= *cap) return;
+    size_t next = *cap ? *cap : 4096;
+    while (next < need) next *= 2;
+    *buffer = realloc(*buffer, next);
+    *cap = next;
+}
+
+static void finish(struct conn *c) {
+    if (c->phase == DONE) return;
+    c->phase = DONE;
+    done_count++;
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+}
+
+static void send_all(int fd, const void *data, size_t length) {
+    const char *p = data;
+    while (length > 0) {
+        ssize_t n = send(fd, p, length, MSG_NOSIGNAL);
+        if (n < 0 && errno == EAGAIN) { usleep(100); continue; }
+        if (n <= 0) return;
+        p += n;
+        length -= (size_t)n;
+    }
+}
+
+static void send_control(struct conn *c, int opcode, const unsigned char *payload, size_t length) {
+    unsigned char frame[6 + 125];
+    if (length > 125) length = 125;
+    frame[0] = 0x80 | (unsigned char)opcode;
+    frame[1] = 0x80 | (unsigned char)length;
+    memset(frame + 2, 0, 4);  // a zero masking key: masked, and the payload unchanged
+    memcpy(frame + 6, payload, length);
+    send_all(c->fd, frame, 6 + length);
+}
+
+static unsigned long long number_after(const unsigned char *data, size_t length, const char *key, int *found) {
+    size_t key_length = strlen(key);
+    *found = 0;
+    for (size_t i = 0; i + key_length < length; i++) {
+        if (memcmp(data + i, key, key_length) == 0 && data[i + key_length] >= '0' && data[i + key_length] <= '9') {
+            unsigned long long value = 0;
+            for (size_t j = i + key_length; j < length && data[j] >= '0' && data[j] <= '9'; j++) value = value * 10 + (data[j] - '0');
+            *found = 1;
+            return value;
+        }
+    }
+    return 0;
+}
+
+static void on_message(struct conn *c, const unsigned char *data, size_t length) {
+    unsigned long long now = now_ns();
+    int has_time, has_seq;
+    unsigned long long stamp = number_after(data, length, "T=", &has_time);
+    unsigned long long seq = number_after(data, length, "seq=", &has_seq);
+    if (has_time && has_seq) {
+        c->frames++;
+        frames_total++;
+        if (!first_frame_ns) first_frame_ns = now;
+        last_frame_ns = now;
+        if (latency_len == latency_cap) {
+            latency_cap = latency_cap ? latency_cap * 2 : 1 << 20;
+            latencies = realloc(latencies, latency_cap * sizeof *latencies);
+        }
+        unsigned long long micros = now > stamp ? (now - stamp) / 1000 : 0;
+        latencies[latency_len++] = micros > 0xffffffffull ? 0xffffffffu : (uint32_t)micros;
+        if (seq > c->next_seq) gaps += seq - c->next_seq;
+        if (seq < c->next_seq) dups++;
+        if (seq >= c->next_seq) c->next_seq = seq + 1;
+    }
+    if (memmem(data, length, "job:completed", 13)) finish(c);
+}
+
+static int inflate_message(struct conn *c, const unsigned char *data, size_t length, size_t *out_length) {
+    static const unsigned char tail[4] = {0, 0, 0xff, 0xff};
+    grow(&scratch, &scratch_cap, length * 8 + 4096);
+    size_t produced = 0;
+    for (int part = 0; part < 2; part++) {
+        c->inflater.next_in = (unsigned char *)(part == 0 ? data : tail);
+        c->inflater.avail_in = (uInt)(part == 0 ? length : 4);
+        do {
+            if (scratch_cap - produced < 4096) grow(&scratch, &scratch_cap, scratch_cap * 2);
+            c->inflater.next_out = scratch + produced;
+            c->inflater.avail_out = (uInt)(scratch_cap - produced);
+            int rc = inflate(&c->inflater, Z_SYNC_FLUSH);
+            if (rc != Z_OK && rc != Z_BUF_ERROR) return -1;
+            produced = scratch_cap - c->inflater.avail_out;
+        } while (c->inflater.avail_in > 0 || c->inflater.avail_out == 0);
+    }
+    *out_length = produced;
+    return 0;
+}
+
+static void parse_frames(struct conn *c) {
+    size_t offset = 0;
+    while (c->in_len - offset >= 2) {
+        unsigned char *p = c->in + offset;
+        int fin = p[0] & 0x80, rsv1 = p[0] & 0x40, opcode = p[0] & 0x0f;
+        size_t header = 2;
+        unsigned long long length = p[1] & 0x7f;
+        if (length == 126) {
+            if (c->in_len - offset < 4) break;
+            length = ((unsigned long long)p[2] << 8) | p[3];
+            header = 4;
+        } else if (length == 127) {
+            if (c->in_len - offset < 10) break;
+            length = 0;
+            for (int i = 0; i < 8; i++) length = (length << 8) | p[2 + i];
+            header = 10;
+        }
+        if (c->in_len - offset < header + length) break;
+        unsigned char *payload = p + header;
+        if (opcode == 8) {
+            finish(c);
+            return;
+        } else if (opcode == 9) {
+            send_control(c, 10, payload, (size_t)length);
+        } else if (opcode == 1 || opcode == 2 || opcode == 0) {
+            if (opcode != 0) { c->message_len = 0; c->message_compressed = rsv1 != 0; }
+            grow(&c->message, &c->message_cap, c->message_len + length);
+            memcpy(c->message + c->message_len, payload, length);
+            c->message_len += length;
+            if (fin) {
+                if (c->message_compressed) {
+                    size_t produced;
+                    if (inflate_message(c, c->message, c->message_len, &produced) == 0) on_message(c, scratch, produced);
+                    else { failed++; finish(c); return; }
+                } else {
+                    on_message(c, c->message, c->message_len);
+                }
+                c->message_len = 0;
+            }
+        }
+        offset += header + length;
+        if (c->phase == DONE) return;
+    }
+    memmove(c->in, c->in + offset, c->in_len - offset);
+    c->in_len -= offset;
+}
+
+static void start_handshake(struct conn *c) {
+    char request[2048];
+    int length = snprintf(request, sizeof request,
+        "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Authorization: Bearer %s\r\n%s\r\n",
+        path, port, token, want_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
+    send_all(c->fd, request, (size_t)length);
+    c->phase = HANDSHAKE;
+}
+
+static void on_readable(struct conn *c) {
+    for (;;) {
+        grow(&c->in, &c->in_cap, c->in_len + 65536);
+        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+        if (n <= 0) {
+            if (c->phase != OPEN) failed++;
+            finish(c);
+            return;
+        }
+        c->in_len += (size_t)n;
+        if (c->phase == HANDSHAKE) {
+            unsigned char *end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
+            if (!end) continue;
+            if (c->in_len < 12 || memcmp(c->in + 9, "101", 3) != 0) {
+                failed++;
+                finish(c);
+                return;
+            }
+            c->deflate = memmem(c->in, (size_t)(end - c->in), "permessage-deflate", 18) != NULL;
+            if (c->deflate) inflateInit2(&c->inflater, -15);
+            size_t head = (size_t)(end - c->in) + 4;
+            memmove(c->in, c->in + head, c->in_len - head);
+            c->in_len -= head;
+            c->phase = OPEN;
+            if (c->stalled) {
+                epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);  // never read again
+                return;
+            }
+        }
+        if (c->phase == OPEN) parse_frames(c);
+        if (c->phase == DONE) return;
+    }
+}
+
+static int percentile_compare(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--port")) port = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--path")) path = argv[++i];
+        else if (!strcmp(argv[i], "--token")) token = argv[++i];
+        else if (!strcmp(argv[i], "--conns")) conns_wanted = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--stall")) stall_count = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--deflate")) want_deflate = 1;
+        else if (!strcmp(argv[i], "--idle")) idle_seconds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--timeout")) timeout_seconds = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--ready-file")) ready_file = argv[++i];
+        else if (!strcmp(argv[i], "--expect")) expect_count = strtoull(argv[++i], NULL, 10);
+    }
+    struct rlimit limit;
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    conns = calloc((size_t)conns_wanted, sizeof *conns);
+    struct sockaddr_in address = {0};
+    address.sin_family = AF_INET;
+    address.sin_port = htons((uint16_t)port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    // Connect in waves, so the server's accept backlog never overflows.
+    int opened = 0;
+    struct epoll_event events[1024];
+    unsigned long long deadline = now_ns() + (unsigned long long)timeout_seconds * 1000000000ull;
+    while (opened < conns_wanted || 1) {
+        int in_flight = 0;
+        for (int i = 0; i < opened; i++) in_flight += conns[i].phase == HANDSHAKE;
+        while (opened < conns_wanted && in_flight < 256) {
+            struct conn *c = &conns[opened];
+            c->stalled = opened < stall_count;
+            c->next_seq = 1;
+            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&address, sizeof address) != 0) {
+                failed++;
+                c->phase = DONE;
+                done_count++;
+                opened++;
+                continue;
+            }
+            int one = 1;
+            setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+            struct epoll_event event = { .events = EPOLLIN, .data.u32 = (uint32_t)opened };
+            epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &event);
+            start_handshake(c);
+            opened++;
+            in_flight++;
+        }
+        int handshaking = 0;
+        for (int i = 0; i < opened; i++) handshaking += conns[i].phase == HANDSHAKE;
+        if (opened == conns_wanted && handshaking == 0) break;
+        int count = epoll_wait(epfd, events, 1024, 100);
+        for (int i = 0; i < count; i++) on_readable(&conns[events[i].data.u32]);
+        if (now_ns() > deadline) break;
+    }
+    if (ready_file) {
+        FILE *ready = fopen(ready_file, "w");
+        if (ready) fclose(ready);
+    }
+    unsigned long long idle_until = idle_seconds ? now_ns() + (unsigned long long)idle_seconds * 1000000000ull : 0;
+    unsigned long long wanted_done = (unsigned long long)(conns_wanted - stall_count);
+    while (now_ns() < deadline) {
+        if (idle_until) {
+            if (now_ns() >= idle_until) break;
+        } else {
+            unsigned long long active_done = 0;
+            for (int i = stall_count; i < conns_wanted; i++) active_done += conns[i].phase == DONE;
+            if (active_done >= wanted_done) break;
+        }
+        int count = epoll_wait(epfd, events, 1024, 50);
+        for (int i = 0; i < count; i++) on_readable(&conns[events[i].data.u32]);
+    }
+    int complete = 0;
+    for (int i = stall_count; i < conns_wanted; i++) {
+        if (expect_count && conns[i].frames == expect_count && conns[i].next_seq == expect_count + 1) complete++;
+    }
+    qsort(latencies, latency_len, sizeof *latencies, percentile_compare);
+    uint32_t p50 = latency_len ? latencies[latency_len / 2] : 0;
+    uint32_t p99 = latency_len ? latencies[(size_t)((double)latency_len * 0.99)] : 0;
+    uint32_t max = latency_len ? latencies[latency_len - 1] : 0;
+    double seconds = last_frame_ns > first_frame_ns ? (double)(last_frame_ns - first_frame_ns) / 1e9 : 0;
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    double cpu = (double)usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
+    int deflated = 0;
+    for (int i = 0; i < conns_wanted; i++) deflated += conns[i].deflate;
+    printf("{\"conns\":%d,\"frames\":%llu,\"seconds\":%.3f,\"frames_per_second\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"max_us\":%u,"
+           "\"gaps\":%llu,\"dups\":%llu,\"failed\":%llu,\"complete_viewers\":%d,\"deflate_viewers\":%d,\"loadgen_cpu_s\":%.3f}\n",
+        conns_wanted, frames_total, seconds, seconds > 0 ? (double)frames_total / seconds : 0, p50, p99, max, gaps, dups, failed,
+        complete, deflated, cpu);
+    return 0;
+}

@@ -158,10 +158,20 @@ def run_scenario(name, kind, spec):
         loadgen = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=raise_fd_limit)
         while not os.path.exists(ready) and loadgen.poll() is None:
             time.sleep(0.02)
+        profiler = None
+        if os.environ.get("BENCH_PERF") and kind == "agentgate":
+            # A profile of the server during the run: perf's software clock works where
+            # hardware counters are not available.
+            profiler = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-p", str(pid),
+                                         "-o", os.environ["BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         cpu_before = cpu_seconds(pid)
         open(go, "w").close()
         output = loadgen.communicate(timeout=400)[0]
         cpu = cpu_seconds(pid) - cpu_before
+        if profiler:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=30)
         result = json.loads(output)
         result.update(server_cpu_s=cpu, cpu_us_per_frame=cpu * 1e6 / max(1, result["frames"]),
                       peak_rss_mb=memory_kb(pid, "VmHWM") / 1024, rss_growth_mb=(memory_kb(pid, "VmHWM") - base_rss) / 1024)

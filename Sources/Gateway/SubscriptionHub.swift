@@ -36,8 +36,18 @@ public final class SubscriptionHub {
     /// How long a viewer may stay paused before it is told it lagged and closed (30 s).
     public var lagTimeoutMilliseconds = 30_000
     private var viewers: [ObjectIdentifier: Viewer] = [:]
+    /// The live subscriptions of each job: an event touches only its job's viewers, with no
+    /// per-viewer dictionary work.
+    private var channels: [String: [Subscription]] = [:]
+    /// Viewers of every job's lifecycle (`"*"`), and all-jobs SSE streams.
+    private var lifecycleViewers: [ObjectIdentifier: Viewer] = [:]
+    private var allJobsViewers: [ObjectIdentifier: Viewer] = [:]
     private var recent: [String: RecentEvents] = [:]
     private var recentAll = RecentEvents(capacity: SubscriptionHub.allJobsRingCapacity)
+    /// Whether every job's events are kept for all-jobs streams: while one is attached, and
+    /// for a minute after the last one left (so it can reconnect and resume).
+    private var recordingAllJobs = false
+    private var stopRecordingTimer: EventLoop.TimerID?
     private var compressor = SharedMessage.makeSharedCompressor()
     private var heartbeat: EventLoop.TimerID?
 
@@ -47,7 +57,7 @@ public final class SubscriptionHub {
         manager.addObserver { [unowned self] event, bytes in self.deliver(event, bytes) }
         websockets.onOpen = { [unowned self] session in self.opened(session) }
         websockets.onMessage = { [unowned self] session, message in self.received(session, message) }
-        websockets.onClose = { [unowned self] session in self.viewers[ObjectIdentifier(session.tcp)] = nil }
+        websockets.onClose = { [unowned self] session in self.remove(ObjectIdentifier(session.tcp)) }
         websockets.onQueueOverBound = { [unowned self] session in self.overBound(ObjectIdentifier(session.tcp)) }
         websockets.onDrained = { [unowned self] session in self.drained(ObjectIdentifier(session.tcp)) }
     }
@@ -56,7 +66,9 @@ public final class SubscriptionHub {
 
     public var viewerCount: Int { viewers.count }
     public var streamViewerCount: Int { viewers.values.count { $0.isStream } }
-    public var subscriptionCount: Int { viewers.values.reduce(0) { $0 + $1.subscriptions.count + ($1.allCursor == nil ? 0 : 1) } }
+    public var subscriptionCount: Int {
+        channels.values.reduce(0) { $0 + $1.count } + lifecycleViewers.count + allJobsViewers.count
+    }
     /// Times a viewer's live delivery paused because its queue was full (a slow consumer).
     public private(set) var pauses = 0
     /// Viewers closed with `lagged` after staying paused too long.
@@ -66,6 +78,25 @@ public final class SubscriptionHub {
     public private(set) var bytesSent = 0
     /// Bytes waiting in viewers' outbound queues now.
     public var queuedBytes: Int { viewers.values.reduce(0) { $0 + $1.tcp.queuedBytes } }
+
+    private func remove(_ key: ObjectIdentifier) {
+        guard let viewer = viewers.removeValue(forKey: key) else { return }
+        for job in Array(viewer.subscriptions.keys) { detach(viewer, from: job) }
+        lifecycleViewers[key] = nil
+        if allJobsViewers.removeValue(forKey: key) != nil, allJobsViewers.isEmpty {
+            stopRecordingTimer = manager.loop.schedule(afterMilliseconds: 60_000) { [weak self] in
+                guard let self, self.allJobsViewers.isEmpty else { return }
+                self.recordingAllJobs = false
+            }
+        }
+    }
+
+    /// Takes a viewer's subscription to a job out of the job's channel.
+    private func detach(_ viewer: Viewer, from job: String) {
+        guard let subscription = viewer.subscriptions.removeValue(forKey: job) else { return }
+        channels[job]?.removeAll { $0 === subscription }
+        if channels[job]?.isEmpty == true { channels[job] = nil }
+    }
 
     private func overBound(_ key: ObjectIdentifier) {
         guard let viewer = viewers[key], !viewer.paused else { return }
@@ -113,7 +144,12 @@ public final class SubscriptionHub {
             subscribe(viewer, job: job, since: since, rawEvents: value["events"]?.boolValue ?? false, request: request)
         case "unsubscribe":
             guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "unsubscribe needs job")) }
-            viewer.subscriptions[job] = nil
+            if job == "*" {
+                viewer.wantsLifecycle = false
+                lifecycleViewers[ObjectIdentifier(viewer.tcp)] = nil
+            } else {
+                detach(viewer, from: job)
+            }
             sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
         case "launch":
             do {
@@ -159,6 +195,10 @@ public final class SubscriptionHub {
     public func attachAllJobsStream(_ tcp: TCPConnection, lastEventID: Int?, rawEvents: Bool) {
         let viewer = attachStream(tcp, format: .sseAll)
         viewer.allRawEvents = rawEvents
+        allJobsViewers[ObjectIdentifier(tcp)] = viewer
+        recordingAllJobs = true
+        if let stopRecordingTimer { manager.loop.cancel(stopRecordingTimer) }
+        stopRecordingTimer = nil
         if let lastEventID, lastEventID <= manager.version, recentAll.after(lastEventID, limit: 0) != nil || lastEventID == manager.version {
             viewer.allCursor = lastEventID
             catchUpAll(viewer)
@@ -183,7 +223,7 @@ public final class SubscriptionHub {
         tcp.maxQueuedBytes = websockets.configuration.maxQueuedBytes
         tcp.onRead = { _ in }  // a stream's client has nothing more to say
         tcp.onPeerClosed = { [unowned tcp] in tcp.close() }
-        tcp.onClose = { [unowned self] in self.viewers[key] = nil }
+        tcp.onClose = { [unowned self] in self.remove(key) }
         tcp.onQueueOverBound = { [unowned self] in self.overBound(key) }
         tcp.onDrained = { [unowned self] in self.drained(key) }
         tcp.enqueue(ServerSentEvents.retry(milliseconds: 2_000))
@@ -216,7 +256,8 @@ public final class SubscriptionHub {
 
     private func subscribe(_ viewer: Viewer, job: String, since: Int, rawEvents: Bool, request: JSONValue?) {
         if job == "*" {
-            viewer.subscriptions["*"] = Subscription(lastSent: 0, rawEvents: false)
+            viewer.wantsLifecycle = true
+            lifecycleViewers[ObjectIdentifier(viewer.tcp)] = viewer
             let snapshot: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
             sendControl(viewer, Self.ack(request, [.init("job", "*")]))
             sendControl(viewer, JSONWriter.serialize(snapshot))
@@ -234,7 +275,10 @@ public final class SubscriptionHub {
             sendControl(viewer, JSONWriter.serialize(reset))
             start = current.lastSeq
         }
-        viewer.subscriptions[job] = Subscription(lastSent: start, rawEvents: rawEvents)
+        detach(viewer, from: job)
+        let subscription = Subscription(job: job, lastSent: start, rawEvents: rawEvents, viewer: viewer)
+        viewer.subscriptions[job] = subscription
+        channels[job, default: []].append(subscription)
         if viewer.format == .json, request != nil || !viewer.closesWhenJobEnds {
             sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(current.lastSeq))]))
         }
@@ -245,7 +289,7 @@ public final class SubscriptionHub {
     /// until the viewer is current or its queue is full again.
     private func catchUp(_ viewer: Viewer) {
         if viewer.allCursor != nil { catchUpAll(viewer) }
-        for job in viewer.subscriptions.keys.sorted() where job != "*" {
+        for job in viewer.subscriptions.keys.sorted() {
             catchUp(viewer, job: job)
         }
     }
@@ -257,7 +301,7 @@ public final class SubscriptionHub {
             for (event, bytes) in events {
                 guard !viewer.paused else { return }
                 var cache = SharedEncodings()
-                send(viewer, event, encoded: bytes, version: nil, shared: &cache)
+                deliver(event, bytes, to: subscription, shared: &cache)
             }
             if events.count < Self.replayBatch { return }
         }
@@ -276,7 +320,7 @@ public final class SubscriptionHub {
             for entry in events {
                 guard !viewer.paused else { return }
                 var cache = SharedEncodings()
-                send(viewer, entry.event, encoded: entry.bytes, version: entry.key, shared: &cache)
+                deliverToAllJobsStream(viewer, entry.event, entry.bytes, version: entry.key, shared: &cache)
             }
         }
     }
@@ -292,7 +336,7 @@ public final class SubscriptionHub {
     private func deliver(_ event: JobEvent, _ bytes: [UInt8]) {
         let version = manager.version
         recent[event.jobId, default: RecentEvents()].append(event, bytes, key: event.seq)
-        recentAll.append(event, bytes, key: version)
+        if recordingAllJobs { recentAll.append(event, bytes, key: version) }
         if event.type == "job:completed" {
             // Finished jobs replay from the file; keep memory for running ones.
             let job = event.jobId
@@ -301,58 +345,74 @@ public final class SubscriptionHub {
             }
         }
         var shared = SharedEncodings()
-        let isLifecycle = event.type == "job:started" || event.type == "job:completed"
-        for viewer in viewers.values where !viewer.paused {
-            if viewer.allCursor != nil {
-                send(viewer, event, encoded: bytes, version: version, shared: &shared)
-                continue
+        if let subscriptions = channels[event.jobId] {
+            for subscription in subscriptions where !subscription.viewer.paused {
+                deliver(event, bytes, to: subscription, shared: &shared)
             }
-            let direct = viewer.subscriptions[event.jobId] != nil
-            guard direct || (isLifecycle && viewer.subscriptions["*"] != nil) else { continue }
-            send(viewer, event, encoded: bytes, version: nil, shared: &shared, direct: direct)
+        }
+        if case .started = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
+        if case .completed = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
+        for viewer in allJobsViewers.values where !viewer.paused {
+            deliverToAllJobsStream(viewer, event, bytes, version: version, shared: &shared)
         }
     }
 
-    /// One event to one viewer, encoded through `shared` so every viewer of the same format
-    /// gets the same bytes. `version` is the all-jobs cursor (all-jobs streams only).
-    private func send(_ viewer: Viewer, _ event: JobEvent, encoded: [UInt8], version: Int?, shared: inout SharedEncodings, direct: Bool = true) {
-        if let version, viewer.allCursor != nil {
-            guard version > viewer.allCursor! else { return }
-            viewer.allCursor = version
-            if event.type == "job:event" && !viewer.allRawEvents { return }
-        } else if direct {
-            guard var subscription = viewer.subscriptions[event.jobId], event.seq > subscription.lastSent else { return }
-            subscription.lastSent = event.seq
-            viewer.subscriptions[event.jobId] = subscription
-            if event.type == "job:event" && !subscription.rawEvents { return }
+    /// `"*"` viewers get every job's start and end (unless they follow that job anyway).
+    private func deliverLifecycle(_ event: JobEvent, _ bytes: [UInt8], shared: inout SharedEncodings) {
+        for viewer in lifecycleViewers.values where !viewer.paused && viewer.subscriptions[event.jobId] == nil {
+            write(event, bytes, version: nil, to: viewer, shared: &shared)
         }
-        let sentBefore = viewer.tcp.queuedBytes
+    }
+
+    /// One event of a subscribed job: sent once (seq above the last sent), raw agent JSON
+    /// only when asked for.
+    private func deliver(_ event: JobEvent, _ bytes: [UInt8], to subscription: Subscription, shared: inout SharedEncodings) {
+        guard event.seq > subscription.lastSent else { return }
+        subscription.lastSent = event.seq
+        if case .agentEvent = event.payload, !subscription.rawEvents { return }
+        let viewer = subscription.viewer
+        write(event, bytes, version: nil, to: viewer, shared: &shared)
+        if viewer.closesWhenJobEnds, case .completed = event.payload {
+            viewer.close(.normalClosure, reason: "job ended")
+        }
+    }
+
+    private func deliverToAllJobsStream(_ viewer: Viewer, _ event: JobEvent, _ bytes: [UInt8], version: Int, shared: inout SharedEncodings) {
+        guard let cursor = viewer.allCursor, version > cursor else { return }
+        viewer.allCursor = version
+        if case .agentEvent = event.payload, !viewer.allRawEvents { return }
+        write(event, bytes, version: version, to: viewer, shared: &shared)
+    }
+
+    /// Queues an event in the viewer's format, encoded through `shared` so every viewer of
+    /// the same format gets the same bytes. `version` is the all-jobs stream's event id.
+    private func write(_ event: JobEvent, _ encoded: [UInt8], version: Int?, to viewer: Viewer, shared: inout SharedEncodings) {
+        let sent: Int
         switch (viewer.format, viewer.transport) {
         case (.json, .websocket(let session)):
             let message = shared.json ?? SharedMessage(payload: encoded, isText: true, compressor: compressor)
             shared.json = message
-            session.send(message)
+            sent = session.send(message)
         case (.text, .websocket(let session)):
-            guard let line = Self.textLine(event) else { break }
+            guard let line = Self.textLine(event) else { return }
             let message = shared.text ?? SharedMessage(payload: Array(line.utf8), isText: true, compressor: compressor)
             shared.text = message
-            session.send(message)
+            sent = session.send(message)
         case (.sse, .sse(let tcp)):
             let buffer = shared.sse ?? OutboundBuffer(Self.sseEvent(id: event.seq, type: event.type, data: encoded))
             shared.sse = buffer
             tcp.enqueue(buffer)
+            sent = buffer.count
         case (.sseAll, .sse(let tcp)):
             let buffer = shared.sseAll ?? OutboundBuffer(Self.sseEvent(id: version ?? 0, type: event.type, data: encoded))
             shared.sseAll = buffer
             tcp.enqueue(buffer)
+            sent = buffer.count
         default:
-            break
+            return
         }
         eventsSent += 1
-        bytesSent += max(0, viewer.tcp.queuedBytes - sentBefore)
-        if viewer.closesWhenJobEnds, event.type == "job:completed", viewer.subscriptions[event.jobId] != nil {
-            viewer.close(.normalClosure, reason: "job ended")
-        }
+        bytesSent += sent
     }
 
     /// `id: N\nevent: type\ndata: {json}\n\n` (the JSON has no raw newlines).
@@ -413,7 +473,7 @@ public final class SubscriptionHub {
 
     fileprivate func lagged(_ viewer: Viewer) {
         laggedCloses += 1
-        for (job, subscription) in viewer.subscriptions.sorted(by: { $0.key < $1.key }) where job != "*" {
+        for (job, subscription) in viewer.subscriptions.sorted(by: { $0.key < $1.key }) {
             let message: JSONValue = .object(["type": "lagged", "job": .string(job), "seq": .int(subscription.lastSent)])
             sendControl(viewer, JSONWriter.serialize(message))
         }
@@ -432,11 +492,22 @@ struct SharedEncodings {
     var sseAll: OutboundBuffer?
 }
 
-struct Subscription {
+/// One viewer following one job. A class, so live delivery updates `lastSent` in place.
+final class Subscription {
+    let job: String
     /// The highest seq this viewer was sent (or told about) for the job.
     var lastSent: Int
     /// Whether `job:event` (the agent's raw JSON) is wanted.
-    var rawEvents: Bool
+    let rawEvents: Bool
+    /// Strong: the viewer's subscriptions are dropped when it closes, which breaks the cycle.
+    let viewer: Viewer
+
+    init(job: String, lastSent: Int, rawEvents: Bool, viewer: Viewer) {
+        self.job = job
+        self.lastSent = lastSent
+        self.rawEvents = rawEvents
+        self.viewer = viewer
+    }
 }
 
 final class Viewer {
@@ -454,6 +525,8 @@ final class Viewer {
 
     let transport: Transport
     var subscriptions: [String: Subscription] = [:]
+    /// Follows every job's lifecycle (`"*"`).
+    var wantsLifecycle = false
     /// All-jobs streams: the last version sent (nil for every other viewer).
     var allCursor: Int?
     var allRawEvents = false

@@ -12,24 +12,45 @@ import WebSocketDeflate
 ///
 /// Sessions that negotiated deflate with context takeover (or a smaller window) need their
 /// own compressor state, so they get a per-connection encoding instead.
-public struct SharedMessage {
+///
+/// Both forms are made on first use, so an event nobody reads compressed is never deflated
+/// (zlib costs more than everything else on the path), and one every viewer reads
+/// compressed is never framed plain. Loop-confined, like the sessions it is queued on.
+public final class SharedMessage {
     public let payload: [UInt8]
     public let isText: Bool
-    public let plainFrame: OutboundBuffer
-    public let compressedFrame: OutboundBuffer?
+    private let compressor: PerMessageDeflate?
+    private var plain: OutboundBuffer?
+    /// nil: not tried yet; .some(nil): compression failed or is not offered.
+    private var compressed: OutboundBuffer??
 
     /// - Parameter compressor: a server-role compressor with no context takeover, shared by
     ///   the caller across messages; nil to skip the compressed form.
     public init(payload: [UInt8], isText: Bool, compressor: PerMessageDeflate?) {
         self.payload = payload
         self.isText = isText
-        let opcode: Opcode = isText ? .text : .binary
-        plainFrame = OutboundBuffer(FrameEncoder.encode(opcode: opcode, payload: payload))
-        if let compressor, let compressed = try? compressor.compress(payload) {
-            compressedFrame = OutboundBuffer(FrameEncoder.encode(rsv1: true, opcode: opcode, payload: compressed))
-        } else {
-            compressedFrame = nil
+        self.compressor = compressor
+    }
+
+    private var opcode: Opcode { isText ? .text : .binary }
+
+    /// The message as one unmasked frame.
+    public var plainFrame: OutboundBuffer {
+        if let plain { return plain }
+        let frame = OutboundBuffer(FrameEncoder.encode(opcode: opcode, payload: payload))
+        plain = frame
+        return frame
+    }
+
+    /// The message deflated once and framed with RSV1 (nil without a compressor).
+    public var compressedFrame: OutboundBuffer? {
+        if let compressed { return compressed }
+        var frame: OutboundBuffer?
+        if let compressor, let bytes = try? compressor.compress(payload) {
+            frame = OutboundBuffer(FrameEncoder.encode(rsv1: true, opcode: opcode, payload: bytes))
         }
+        compressed = .some(frame)
+        return frame
     }
 
     /// A compressor whose output any client that negotiated server_no_context_takeover can
@@ -42,16 +63,20 @@ public struct SharedMessage {
 }
 
 extension WebSocketSession {
-    /// Queues a shared message: the same bytes as every other session of its kind.
-    public func send(_ message: SharedMessage) {
+    /// Queues a shared message: the same bytes as every other session of its kind. Returns
+    /// the bytes queued (about the payload's for a per-connection encoding).
+    @discardableResult
+    public func send(_ message: SharedMessage) -> Int {
         guard let parameters = deflateParameters else {
-            send(sharedFrame: message.plainFrame)
-            return
+            let frame = message.plainFrame
+            send(sharedFrame: frame)
+            return frame.count
         }
         if parameters.serverNoContextTakeover, parameters.serverMaxWindowBits == 15, let compressed = message.compressedFrame {
             send(sharedFrame: compressed)
-        } else {
-            send(message.payload, isText: message.isText)
+            return compressed.count
         }
+        send(message.payload, isText: message.isText)
+        return message.payload.count
     }
 }

@@ -298,10 +298,9 @@ public final class SubscriptionHub {
         while !viewer.paused, let subscription = viewer.subscriptions[job] {
             let events = replay(job, since: subscription.lastSent)
             guard !events.isEmpty else { return }
-            for (event, bytes) in events {
+            for entry in events {
                 guard !viewer.paused else { return }
-                var cache = SharedEncodings()
-                deliver(event, bytes, to: subscription, shared: &cache)
+                deliver(entry.event, entry.bytes, to: subscription, shared: &entry.encodings)
             }
             if events.count < Self.replayBatch { return }
         }
@@ -317,26 +316,27 @@ public final class SubscriptionHub {
                 return
             }
             guard !events.isEmpty else { return }
-            for entry in events {
+            for (key, entry) in events {
                 guard !viewer.paused else { return }
-                var cache = SharedEncodings()
-                deliverToAllJobsStream(viewer, entry.event, entry.bytes, version: entry.key, shared: &cache)
+                deliverToAllJobsStream(viewer, entry.event, entry.bytes, version: key, shared: &entry.encodings)
             }
         }
     }
 
-    /// Events after `since`: from memory when the ring reaches back that far, else the file.
-    private func replay(_ job: String, since: Int) -> [(JobEvent, [UInt8])] {
-        if let events = recent[job]?.after(since, limit: Self.replayBatch) { return events.map { ($0.event, $0.bytes) } }
-        return manager.encodedEvents(for: job, since: since, limit: Self.replayBatch).map { ($0.event, $0.line) }
+    /// Events after `since`: from memory when the ring reaches back that far (with the
+    /// encodings live delivery made), else from the file.
+    private func replay(_ job: String, since: Int) -> [RecentEntry] {
+        if let entries = recent[job]?.after(since, limit: Self.replayBatch) { return entries.map(\.entry) }
+        return manager.encodedEvents(for: job, since: since, limit: Self.replayBatch).map { RecentEntry($0.event, $0.line) }
     }
 
     // MARK: live delivery
 
     private func deliver(_ event: JobEvent, _ bytes: [UInt8]) {
         let version = manager.version
-        recent[event.jobId, default: RecentEvents()].append(event, bytes, key: event.seq)
-        if recordingAllJobs { recentAll.append(event, bytes, key: version) }
+        let entry = RecentEntry(event, bytes)
+        recent[event.jobId, default: RecentEvents()].append(entry, key: event.seq)
+        if recordingAllJobs { recentAll.append(entry, key: version) }
         if event.type == "job:completed" {
             // Finished jobs replay from the file; keep memory for running ones.
             let job = event.jobId
@@ -344,16 +344,15 @@ public final class SubscriptionHub {
                 if self?.manager.job(job)?.status.isFinished == true { self?.recent[job] = nil }
             }
         }
-        var shared = SharedEncodings()
         if let subscriptions = channels[event.jobId] {
             for subscription in subscriptions where !subscription.viewer.paused {
-                deliver(event, bytes, to: subscription, shared: &shared)
+                deliver(event, bytes, to: subscription, shared: &entry.encodings)
             }
         }
-        if case .started = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
-        if case .completed = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
+        if case .started = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
+        if case .completed = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
         for viewer in allJobsViewers.values where !viewer.paused {
-            deliverToAllJobsStream(viewer, event, bytes, version: version, shared: &shared)
+            deliverToAllJobsStream(viewer, event, bytes, version: version, shared: &entry.encodings)
         }
     }
 

@@ -62,14 +62,21 @@ struct SubscriptionTests {
     @Test func resumingAtRandomSeqsWhileTheJobWritesLosesAndRepeatsNothing() throws {
         let gateway = try RunningGateway()
         defer { gateway.stop() }
-        let id = try launch(gateway, script: fastJob)
+        // 3,000 lines over about half a second, so every viewer joins while it writes.
+        let id = try launch(gateway, script: "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); [ $((i % 150)) -eq 0 ] && sleep 0.03; done")
         var generator = SystemRandomNumberGenerator()
+        var joined: [(since: Int, viewer: Viewer)] = []
         for _ in 0..<8 {
-            let since = Int.random(in: 0...2500, using: &generator)
+            usleep(UInt32.random(in: 10_000...60_000, using: &generator))
+            // A cursor the server has reached: any seq up to the job's last one so far.
+            let lastSeq = (try gateway.request("GET", "/api/agents/jobs/\(id)").json["job"] as? [String: Any])?["lastSeq"] as? Int ?? 0
+            let since = Int.random(in: 0...lastSeq, using: &generator)
             let viewer = try Viewer(gateway)
             viewer.send(#"{"op":"subscribe","job":"\#(id)","since":\#(since)}"#)
-            let seqs = viewer.seqsUntilCompleted(job: id)
-            #expect(seqs == Array((since + 1)...3002), "resumed at \(since)")
+            joined.append((since, viewer))
+        }
+        for (since, viewer) in joined {
+            #expect(viewer.seqsUntilCompleted(job: id) == Array((since + 1)...3002), "resumed at \(since)")
         }
     }
 

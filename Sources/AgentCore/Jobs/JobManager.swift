@@ -378,14 +378,18 @@ public final class JobManager {
     }
 
     private func emit(_ id: String, _ payload: JobEvent.Payload) {
-        guard var job = jobsByID[id] else { return }
-        job.lastSeq += 1
+        // In place: copying the Job out and back would retain and release each of its fields.
+        guard let index = jobsByID.index(forKey: id) else { return }
+        jobsByID.values[index].lastSeq += 1
         version += 1
-        jobsByID[id] = job
-        let event = JobEvent(jobId: id, seq: job.lastSeq, time: WallClock.milliseconds(), payload: payload)
+        let event = JobEvent(jobId: id, seq: jobsByID.values[index].lastSeq, time: WallClock.milliseconds(), payload: payload)
         let bytes = event.encoded()
-        pendingLogBytes[id, default: []].append(contentsOf: bytes)
-        pendingLogBytes[id]!.append(0x0A)
+        if let pending = pendingLogBytes.index(forKey: id) {
+            pendingLogBytes.values[pending].append(contentsOf: bytes)
+            pendingLogBytes.values[pending].append(0x0A)
+        } else {
+            pendingLogBytes[id] = bytes + [0x0A]
+        }
         if !flushScheduled {
             flushScheduled = true
             loop.atEndOfTurn { [weak self] in self?.flushLogs() }

@@ -93,25 +93,33 @@ static void send_control(struct conn *c, int opcode, const unsigned char *payloa
     send_all(c->fd, frame, 6 + length);
 }
 
-static unsigned long long number_after(const unsigned char *data, size_t length, const char *key, int *found) {
+/// The number after the first `key` followed by a digit, searching from `*from`; on
+/// success `*from` moves past it (memmem: the load generator must stay cheap per frame).
+static unsigned long long number_after(const unsigned char *data, size_t length, const char *key, size_t *from, int *found) {
     size_t key_length = strlen(key);
     *found = 0;
-    for (size_t i = 0; i + key_length < length; i++) {
-        if (memcmp(data + i, key, key_length) == 0 && data[i + key_length] >= '0' && data[i + key_length] <= '9') {
+    while (*from < length) {
+        const unsigned char *hit = memmem(data + *from, length - *from, key, key_length);
+        if (!hit) return 0;
+        size_t i = (size_t)(hit - data) + key_length;
+        if (i < length && data[i] >= '0' && data[i] <= '9') {
             unsigned long long value = 0;
-            for (size_t j = i + key_length; j < length && data[j] >= '0' && data[j] <= '9'; j++) value = value * 10 + (data[j] - '0');
+            while (i < length && data[i] >= '0' && data[i] <= '9') value = value * 10 + (data[i++] - '0');
             *found = 1;
+            *from = i;
             return value;
         }
+        *from = i;
     }
     return 0;
 }
 
 static void on_message(struct conn *c, const unsigned char *data, size_t length) {
     unsigned long long now = now_ns();
-    int has_time, has_seq;
-    unsigned long long stamp = number_after(data, length, "T=", &has_time);
-    unsigned long long seq = number_after(data, length, "seq=", &has_seq);
+    int has_time, has_seq = 0;
+    size_t position = 0;
+    unsigned long long stamp = number_after(data, length, "T=", &position, &has_time);
+    unsigned long long seq = has_time ? number_after(data, length, "seq=", &position, &has_seq) : 0;
     if (has_time && has_seq) {
         c->frames++;
         frames_total++;
@@ -127,7 +135,7 @@ static void on_message(struct conn *c, const unsigned char *data, size_t length)
         if (seq < c->next_seq) dups++;
         if (seq >= c->next_seq) c->next_seq = seq + 1;
     }
-    if (memmem(data, length, "job:completed", 13)) finish(c);
+    else if (memmem(data, length, "job:completed", 13)) finish(c);  // the end carries no stamp
 }
 
 static int inflate_message(struct conn *c, const unsigned char *data, size_t length, size_t *out_length) {

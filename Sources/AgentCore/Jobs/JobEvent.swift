@@ -40,7 +40,7 @@ public struct JobEvent: Sendable, Equatable {
     ///     {"type":"job:completed","job":"…","seq":42,"time":…,"status":"done","exitCode":0,
     ///      "signal":null,"errorTail":null,"result":{…},"hookError":null,"info":{…job…}}
     public func encoded() -> [UInt8] {
-        var writer = JSONWriter(capacity: 128)
+        var writer = JSONWriter(capacity: Self.estimatedSize(payload))
         writer.raw("{\"type\":\"")
         writer.raw(Array(type.utf8))
         writer.raw("\",\"job\":")
@@ -83,6 +83,16 @@ public struct JobEvent: Sendable, Equatable {
         }
         writer.raw("}")
         return writer.bytes
+    }
+
+    /// Room for the encoded event, so the writer rarely grows: the text or raw line plus
+    /// the fixed fields (the job's JSON for lifecycle events).
+    private static func estimatedSize(_ payload: Payload) -> Int {
+        switch payload {
+        case .log(let line): line.text.utf8.count + 128
+        case .agentEvent(let raw): raw.utf8.count + 96
+        case .started, .completed: 1_024
+        }
     }
 
     /// Decodes a stored event line; nil for a line that is not one (e.g. a torn last line).

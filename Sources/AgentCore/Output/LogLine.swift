@@ -47,6 +47,8 @@ public struct LogLine: Sendable, Equatable {
 enum TextLines {
     /// Splits on LF and CRLF; a lone CR stays (terminals and agents use it for progress).
     static func split(_ text: String) -> [String] {
+        // Most agent text is one line: return it as it is, without copying byte by byte.
+        if !text.utf8.contains(0x0A) { return [text] }
         var lines: [String] = []
         var current: [UInt8] = []
         for byte in text.utf8 {

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import EventLoop
 import HTTPCore
 import WebSocketCore
@@ -24,6 +27,11 @@ public final class HTTPServer {
         /// Connections one client address may hold at once. Local clients all share
         /// 127.0.0.1, so this is generous; it stops one runaway script, not a crowd.
         public var maxConnectionsPerClient = 4_096
+        /// The kernel's send buffer per connection (nil: the kernel's autotuning, up to
+        /// several MiB). Kept small, a viewer that stops reading fills it quickly, and the
+        /// gateway's own per-viewer bound (pause, catch up from the store) takes over
+        /// instead of the kernel holding megabytes for it.
+        public var socketSendBufferBytes: Int? = 256 * 1024
 
         public init() {}
     }
@@ -118,6 +126,10 @@ public final class HTTPServer {
         }
         connectionCount += 1
         connectionsByClient[client] = perClient + 1
+        if let sendBuffer = configuration.socketSendBufferBytes {
+            var bytes = Int32(sendBuffer)
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
+        }
         let connection = HTTPConnection(server: self, tcp: tcp)
         tcp.onClose = { [unowned self] in
             self.connectionCount -= 1

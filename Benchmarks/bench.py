@@ -173,6 +173,12 @@ def run_scenario(name, kind, spec):
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=30)
         result = json.loads(output)
+        if kind == "agentgate":
+            request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                for line in response.read().decode().splitlines():
+                    if line.startswith("agentgate_slow_consumer_pauses_total "):
+                        result["slow_viewer_pauses"] = int(line.split()[1])
         result.update(server_cpu_s=cpu, cpu_us_per_frame=cpu * 1e6 / max(1, result["frames"]),
                       peak_rss_mb=memory_kb(pid, "VmHWM") / 1024, rss_growth_mb=(memory_kb(pid, "VmHWM") - base_rss) / 1024)
         return result
@@ -217,7 +223,7 @@ def main():
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--servers", default="agentgate,hummingbird")
     parser.add_argument("--no-build", action="store_true", help="skip the Swift release builds (the C tools are always built)")
-    parser.add_argument("--rounds", type=int, default=1,
+    parser.add_argument("--rounds", type=int, default=3,
                         help="run each scenario this many times per server (alternating) and keep the run with the median p99")
     args = parser.parse_args()
     servers = args.servers.split(",")
@@ -240,6 +246,10 @@ def main():
     print(f"machine: {os.cpu_count()} cores, {model}; {time.strftime('%Y-%m-%d')}; "
           f"{args.rounds} round(s) per scenario and server, the median run by p99 shown")
     print(table(results, servers))
+    stalled = results.get("S5", {}).get("agentgate")
+    if stalled and "slow_viewer_pauses" in stalled:
+        print(f"S5: agentgate paused live delivery to the viewer that never reads {stalled['slow_viewer_pauses']} time(s); "
+              f"peak RSS {stalled['peak_rss_mb']:.1f} MB against S1's {results.get('S1', {}).get('agentgate', {}).get('peak_rss_mb', 0):.1f} MB")
 
 
 if __name__ == "__main__":

@@ -156,20 +156,12 @@ final class LogPrinter {
     static func text(of event: JobEvent) -> String? {
         switch event.payload {
         case .log(let line):
-            switch line.stream {
-            case .stdout: return line.text
-            case .stderr: return "[stderr] " + line.text
-            case .system: return "[agentgate] " + line.text
-            }
+            return line.displayText
         case .agentEvent: return nil
         case .started(let job):
             return "[agentgate] job \(job.id) \(job.status.rawValue): \(job.provider)" + (job.pid.map { " (pid \($0))" } ?? "")
         case .completed(let job):
-            var text = "[agentgate] job \(job.id) \(job.status.rawValue)"
-            if let code = job.exitCode { text += " (exit \(code))" }
-            if let signal = job.signal { text += " (signal \(signal))" }
-            if let hookError = job.hookError { text += " · hook error: \(hookError)" }
-            return text
+            return job.statusLine + (job.hookError.map { " · hook error: \($0)" } ?? "")
         }
     }
 }

@@ -94,3 +94,13 @@ public struct Job: Sendable, Equatable {
         lastSeq = json["lastSeq"]?.intValue ?? 0
     }
 }
+
+extension Job {
+    /// `[agentgate] job ID status (exit N) (signal N)`: how plain-text viewers report a job's end.
+    public var statusLine: String {
+        var text = "[agentgate] job \(id) \(status.rawValue)"
+        if let exitCode { text += " (exit \(exitCode))" }
+        if let signal { text += " (signal \(signal))" }
+        return text
+    }
+}

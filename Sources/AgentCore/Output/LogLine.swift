@@ -33,6 +33,15 @@ public struct LogLine: Sendable, Equatable {
         self.text = text
     }
 
+    /// The line as plain-text viewers print it: stderr and agentgate's own lines marked.
+    public var displayText: String {
+        switch stream {
+        case .stdout: text
+        case .stderr: "[stderr] " + text
+        case .system: "[agentgate] " + text
+        }
+    }
+
     /// Splits multi-line text into one log line per text line (empty edge lines dropped).
     public static func lines(_ kind: Kind, _ text: String, stream: Stream = .stdout, prefix: String = "") -> [LogLine] {
         var parts = TextLines.split(text)

@@ -145,7 +145,6 @@ public final class SubscriptionHub {
         case "unsubscribe":
             guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "unsubscribe needs job")) }
             if job == "*" {
-                viewer.wantsLifecycle = false
                 lifecycleViewers[ObjectIdentifier(viewer.tcp)] = nil
             } else {
                 detach(viewer, from: job)
@@ -159,7 +158,7 @@ public final class SubscriptionHub {
                 var members: [JSONValue.Member] = [.init("type", "error"), .init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
                 if let field = error.field { members.append(.init("field", .string(field))) }
                 if let request { members.append(.init("req", request)) }
-                sendControl(viewer, JSONWriter.serialize(.object(members)))
+                sendControl(viewer, .object(members))
             }
         case "kill":
             guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "kill needs job")) }
@@ -203,7 +202,7 @@ public final class SubscriptionHub {
             viewer.allCursor = lastEventID
             catchUpAll(viewer)
         } else {
-            if lastEventID != nil { sendControl(viewer, JSONWriter.serialize(.object(["type": "reset", "version": .int(manager.version)]))) }
+            if lastEventID != nil { sendControl(viewer, .object(["type": "reset", "version": .int(manager.version)])) }
             sendSnapshot(viewer)
         }
     }
@@ -249,18 +248,17 @@ public final class SubscriptionHub {
     private func sendSnapshot(_ viewer: Viewer) {
         let snapshot: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
         viewer.allCursor = manager.version
-        sendControl(viewer, JSONWriter.serialize(snapshot), id: manager.version)
+        sendControl(viewer, snapshot, id: manager.version)
     }
 
     // MARK: subscriptions
 
     private func subscribe(_ viewer: Viewer, job: String, since: Int, rawEvents: Bool, request: JSONValue?) {
         if job == "*" {
-            viewer.wantsLifecycle = true
             lifecycleViewers[ObjectIdentifier(viewer.tcp)] = viewer
             let snapshot: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
             sendControl(viewer, Self.ack(request, [.init("job", "*")]))
-            sendControl(viewer, JSONWriter.serialize(snapshot))
+            sendControl(viewer, snapshot)
             return
         }
         guard let current = manager.job(job) else {
@@ -272,7 +270,7 @@ public final class SubscriptionHub {
         if since > current.lastSeq {
             // A cursor from the future (another server, a wiped store): say so, restart at the end.
             let reset: JSONValue = .object(["type": "reset", "job": .string(job), "seq": .int(current.lastSeq)])
-            sendControl(viewer, JSONWriter.serialize(reset))
+            sendControl(viewer, reset)
             start = current.lastSeq
         }
         detach(viewer, from: job)
@@ -311,7 +309,7 @@ public final class SubscriptionHub {
     private func catchUpAll(_ viewer: Viewer) {
         while !viewer.paused, let cursor = viewer.allCursor, cursor < manager.version {
             guard let events = recentAll.after(cursor, limit: Self.replayBatch) else {
-                sendControl(viewer, JSONWriter.serialize(.object(["type": "reset", "version": .int(manager.version)])))
+                sendControl(viewer, .object(["type": "reset", "version": .int(manager.version)]))
                 sendSnapshot(viewer)
                 return
             }
@@ -426,19 +424,9 @@ public final class SubscriptionHub {
     /// The `format=text` form of an event: log lines as `exec` prints them, and a final status line.
     static func textLine(_ event: JobEvent) -> String? {
         switch event.payload {
-        case .log(let line):
-            switch line.stream {
-            case .stdout: return line.text
-            case .stderr: return "[stderr] " + line.text
-            case .system: return "[agentgate] " + line.text
-            }
-        case .completed(let job):
-            var text = "[agentgate] job \(job.id) \(job.status.rawValue)"
-            if let code = job.exitCode { text += " (exit \(code))" }
-            if let signal = job.signal { text += " (signal \(signal))" }
-            return text
-        case .started, .agentEvent:
-            return nil
+        case .log(let line): line.displayText
+        case .completed(let job): job.statusLine
+        case .started, .agentEvent: nil
         }
     }
 
@@ -446,38 +434,38 @@ public final class SubscriptionHub {
 
     /// A message that is not a job event (ack, error, snapshot, reset, lagged): a text
     /// frame on a WebSocket, an event named by its `type` on an SSE stream.
-    private func sendControl(_ viewer: Viewer, _ bytes: [UInt8], id: Int? = nil) {
+    private func sendControl(_ viewer: Viewer, _ message: JSONValue, id: Int? = nil) {
+        let bytes = JSONWriter.serialize(message)
         switch viewer.transport {
         case .websocket(let session):
             session.send(bytes, isText: true)
         case .sse(let tcp):
-            let type = (try? JSONParser.parse(bytes))?["type"]?.stringValue ?? "message"
             var event = id.map { Array("id: \($0)\n".utf8) } ?? []
-            event += Array("event: \(type)\ndata: ".utf8) + bytes + [0x0A, 0x0A]
+            event += Array("event: \(message["type"]?.stringValue ?? "message")\ndata: ".utf8) + bytes + [0x0A, 0x0A]
             tcp.enqueue(event)
         }
     }
 
-    static func ack(_ request: JSONValue?, _ members: [JSONValue.Member]) -> [UInt8] {
+    static func ack(_ request: JSONValue?, _ members: [JSONValue.Member]) -> JSONValue {
         var all: [JSONValue.Member] = [.init("type", "ack")]
         if let request { all.append(.init("req", request)) }
-        return JSONWriter.serialize(.object(all + members))
+        return .object(all + members)
     }
 
-    static func error(_ request: JSONValue?, _ code: String, _ message: String) -> [UInt8] {
+    static func error(_ request: JSONValue?, _ code: String, _ message: String) -> JSONValue {
         var all: [JSONValue.Member] = [.init("type", "error"), .init("error", .string(message)), .init("code", .string(code))]
         if let request { all.append(.init("req", request)) }
-        return JSONWriter.serialize(.object(all))
+        return .object(all)
     }
 
     fileprivate func lagged(_ viewer: Viewer) {
         laggedCloses += 1
         for (job, subscription) in viewer.subscriptions.sorted(by: { $0.key < $1.key }) {
             let message: JSONValue = .object(["type": "lagged", "job": .string(job), "seq": .int(subscription.lastSent)])
-            sendControl(viewer, JSONWriter.serialize(message))
+            sendControl(viewer, message)
         }
         if let cursor = viewer.allCursor {
-            sendControl(viewer, JSONWriter.serialize(.object(["type": "lagged", "version": .int(cursor)])))
+            sendControl(viewer, .object(["type": "lagged", "version": .int(cursor)]))
         }
         viewer.close(Self.laggedCloseCode, reason: "too far behind; resume with since")
     }
@@ -524,8 +512,6 @@ final class Viewer {
 
     let transport: Transport
     var subscriptions: [String: Subscription] = [:]
-    /// Follows every job's lifecycle (`"*"`).
-    var wantsLifecycle = false
     /// All-jobs streams: the last version sent (nil for every other viewer).
     var allCursor: Int?
     var allRawEvents = false

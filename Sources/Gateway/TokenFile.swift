@@ -27,6 +27,12 @@ public enum TokenFile {
         return token
     }
 
+    /// The token in the data dir's file, if the server has made one (nil when missing or empty).
+    public static func existing(dataDirectory: String) -> String? {
+        guard let token = read(path(dataDirectory: dataDirectory)), !token.isEmpty else { return nil }
+        return token
+    }
+
     /// Replaces the data dir's token with a new random one: written to a temporary 0600
     /// file, then renamed over the old one, so no reader ever sees half a token.
     public static func rotate(dataDirectory: String) throws(Error) {

@@ -25,11 +25,7 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Seconds between SIGTERM and SIGKILL when a job is killed.")
     var killGrace: Double = 5
 
-    var resolvedDataDirectory: String {
-        if let dataDir { return dataDir }
-        let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
-        return home + "/.agentgate"
-    }
+    var resolvedDataDirectory: String { dataDir ?? defaultDataDirectory() }
 
     var detectorConfiguration: AgentDetector.Configuration {
         .fromProcessEnvironment(allowCustomCommands: allowCustomCommands)
@@ -47,6 +43,11 @@ struct EngineOptions: ParsableArguments {
         }
         return configuration
     }
+}
+
+/// `~/.agentgate`: where the server keeps jobs and its token unless told otherwise.
+func defaultDataDirectory() -> String {
+    (ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()) + "/.agentgate"
 }
 
 /// Prints one line to stderr.

@@ -10,11 +10,7 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Where the server keeps its token (default: ~/.agentgate); AGENTGATE_TOKEN wins.")
     var dataDir: String?
 
-    var dataDirectory: String {
-        if let dataDir { return dataDir }
-        let home = ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
-        return home + "/.agentgate"
-    }
+    var dataDirectory: String { dataDir ?? defaultDataDirectory() }
 
     func api() throws(ClientFailure) -> ServerAPI {
         let environment = ProcessInfo.processInfo.environment
@@ -22,10 +18,8 @@ struct ClientOptions: ParsableArguments {
         if let token = environment["AGENTGATE_TOKEN"]?.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty {
             return ServerAPI(address: address, token: token)
         }
-        let file = TokenFile.path(dataDirectory: dataDirectory)
-        guard let contents = FileManager.default.contents(atPath: file),
-            case let token = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty
-        else {
+        guard let token = TokenFile.existing(dataDirectory: dataDirectory) else {
+            let file = TokenFile.path(dataDirectory: dataDirectory)
             throw ClientFailure(message: "no token: set AGENTGATE_TOKEN, or run where the server keeps \(file)", exitCode: 4)
         }
         return ServerAPI(address: address, token: token)

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import Gateway
 
 /// `agentgate token`: the token scripts use, read from (or rotated in) the data dir.
@@ -14,7 +13,7 @@ struct TokenCommand: ParsableCommand {
     var dataDir: String?
 
     func run() throws {
-        let directory = dataDir ?? ((ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()) + "/.agentgate")
+        let directory = dataDir ?? defaultDataDirectory()
         let file = TokenFile.path(dataDirectory: directory)
         if rotate {
             do {
@@ -24,9 +23,7 @@ struct TokenCommand: ParsableCommand {
             }
             printError("agentgate: new token written to \(file); restart `agentgate serve` to use it")
         }
-        guard let contents = FileManager.default.contents(atPath: file),
-            case let token = String(decoding: contents, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty
-        else {
+        guard let token = TokenFile.existing(dataDirectory: directory) else {
             throw ClientFailure(message: "no token in \(file) (the server makes one on its first start)", exitCode: 4).exit()
         }
         print(token)

@@ -79,20 +79,10 @@ struct Exec: ParsableCommand {
         }
 
         // Ctrl-C kills the job's process group instead of orphaning it.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let bound = LoopBound(manager)
-        let signalSources = [SIGINT, SIGTERM].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                loop.execute {
-                    guard !bound.value.jobs.isEmpty else { return }
-                    interruptedFlag.withLock { $0 = true }
-                    bound.value.killAll()
-                }
-            }
-            source.resume()
-            return source
+        let signalSources = handleTerminationSignals(loop: loop, manager: manager) { manager in
+            guard !manager.jobs.isEmpty else { return }
+            interruptedFlag.withLock { $0 = true }
+            manager.killAll()
         }
         defer { signalSources.forEach { $0.cancel() } }
 

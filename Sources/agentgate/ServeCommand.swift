@@ -98,19 +98,9 @@ struct ServeCommand: ParsableCommand {
         sigaddset(&signalSet, SIGINT)
         sigaddset(&signalSet, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &signalSet, nil)
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        let bound = LoopBound(manager)
-        let sources = [SIGINT, SIGTERM].map { number in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                loop.execute {
-                    bound.value.killAll()
-                    loop.stop()
-                }
-            }
-            source.resume()
-            return source
+        let sources = handleTerminationSignals(loop: loop, manager: manager) { manager in
+            manager.killAll()
+            loop.stop()
         }
         defer { sources.forEach { $0.cancel() } }
 

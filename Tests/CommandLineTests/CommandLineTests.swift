@@ -273,20 +273,9 @@ struct ServeCommandTests {
         #expect(!banner.contains("?token"))
 
         func call(_ method: String, _ path: String, body: String = "", auth: Bool = true) throws -> String {
-            let fd = try connectLoopback(port: port)
-            defer { close(fd) }
             var text = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
             if auth { text += "Authorization: Bearer \(token)\r\n" }
-            text += "\r\n" + body
-            _ = Array(text.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            var received: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let count = recv(fd, &buffer, buffer.count, 0)
-                if count <= 0 { break }
-                received += buffer[0..<count]
-            }
-            return String(decoding: received, as: UTF8.self)
+            return try exchange(port: port, text + "\r\n" + body)
         }
         #expect(try call("GET", "/healthz", auth: false).hasPrefix("HTTP/1.1 200 OK"))
         #expect(try call("GET", "/api/agents/jobs", auth: false).hasPrefix("HTTP/1.1 401 "))

@@ -17,7 +17,7 @@ final class RunningGateway: @unchecked Sendable {
     let loop: EventLoop
     let server: GatewayServer
     let port: Int
-    private let thread: Thread
+    private let runner: LoopThread
     private let manager: JobManager
 
     init(viewerQueueBytes: Int = 1 << 20, http: HTTPServer.Configuration = HTTPServer.Configuration(), webRoot: String? = nil,
@@ -36,26 +36,16 @@ final class RunningGateway: @unchecked Sendable {
         configure(server)
         try server.start()
         port = server.port
-        let loop = self.loop
-        thread = Thread { loop.run() }
-        thread.start()
+        runner = LoopThread(loop)
     }
 
     /// Reads a value on the loop thread.
     func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
-        let box = LoopResult<T>()
-        let done = DispatchSemaphore(value: 0)
-        loop.execute {
-            box.value = body()
-            done.signal()
-        }
-        done.wait()
-        return box.value!
+        runner.onLoop(body)
     }
 
     func stop() {
-        loop.stop()
-        while thread.isExecuting { usleep(1000) }
+        runner.stop()
     }
 
     struct Reply {

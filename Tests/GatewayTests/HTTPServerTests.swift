@@ -14,7 +14,7 @@ final class RunningHTTPServer: @unchecked Sendable {
     let loop: EventLoop
     let server: HTTPServer
     let port: Int
-    private let thread: Thread
+    private let runner: LoopThread
 
     init(_ configure: (inout HTTPServer.Configuration) -> Void = { _ in }) throws {
         loop = try EventLoop()
@@ -31,32 +31,14 @@ final class RunningHTTPServer: @unchecked Sendable {
         server.websockets = try EchoServer.make(loop: loop, configuration: WebSocketServer.Configuration(), listening: false)
         try server.start()
         port = server.port
-        let loop = self.loop
-        thread = Thread { loop.run() }
-        thread.start()
+        runner = LoopThread(loop)
     }
 
     func stop() {
-        loop.stop()
-        while thread.isExecuting { usleep(1000) }
+        runner.stop()
     }
 }
 
-/// Sends raw bytes and reads until the server closes or goes quiet.
-func exchange(port: Int, _ request: String, waitForClose: Bool = true) throws -> String {
-    let fd = try connectLoopback(port: port, receiveTimeoutSeconds: waitForClose ? 5 : 1)
-    defer { close(fd) }
-    let bytes = Array(request.utf8)
-    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-    var received: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let count = recv(fd, &buffer, buffer.count, 0)
-        if count <= 0 { break }
-        received += buffer[0..<count]
-    }
-    return String(decoding: received, as: UTF8.self)
-}
 
 @Suite(.timeLimit(.minutes(1)))
 struct HTTPServerTests {

@@ -31,3 +31,19 @@ public func connectLoopback(port: Int, receiveTimeoutSeconds: Int = 5) throws ->
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     return fd
 }
+
+/// Sends raw bytes and reads until the server closes or goes quiet.
+public func exchange(port: Int, _ request: String, waitForClose: Bool = true) throws -> String {
+    let fd = try connectLoopback(port: port, receiveTimeoutSeconds: waitForClose ? 5 : 1)
+    defer { close(fd) }
+    let bytes = Array(request.utf8)
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        received += buffer[0..<count]
+    }
+    return String(decoding: received, as: UTF8.self)
+}

@@ -13,7 +13,7 @@ final class RunningServer: @unchecked Sendable {
     let loop: EventLoop
     let server: WebSocketServer
     let port: Int
-    private let thread: Thread
+    private let runner: LoopThread
     let overBoundCount = Atomic<Int>(0)
 
     init(_ configure: (inout WebSocketServer.Configuration) -> Void = { _ in }, setUp: (WebSocketServer) -> Void = { _ in }) throws {
@@ -24,21 +24,12 @@ final class RunningServer: @unchecked Sendable {
         setUp(server)
         try server.start()
         port = server.port
-        let loop = self.loop
-        thread = Thread { loop.run() }
-        thread.start()
+        runner = LoopThread(loop)
     }
 
     /// Runs `body` on the loop thread and waits for its result.
     func onLoop<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
-        let result = Mutex<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        loop.execute {
-            result.withLock { $0 = body() }
-            done.signal()
-        }
-        done.wait()
-        return result.withLock { $0! }
+        runner.onLoop(body)
     }
 
     var sessionCount: Int {
@@ -49,8 +40,7 @@ final class RunningServer: @unchecked Sendable {
     func stop() {
         let server = LoopBound(self.server)
         onLoop { server.value.stop() }
-        loop.stop()
-        while thread.isExecuting { usleep(1000) }
+        runner.stop()
     }
 }
 

@@ -164,6 +164,8 @@ async function launch(event) {
 
 // MARK: jobs
 
+/** One row per job id, updated in place when the job changes. */
+const jobRows = new Map();
 let jobsFrame = 0;
 function renderJobs() {
   if (jobsFrame) return;
@@ -171,7 +173,8 @@ function renderJobs() {
     jobsFrame = 0;
     const jobs = [...state.jobs.values()].sort((a, b) => b.createdAt - a.createdAt);
     const shown = jobs.filter((job) => !state.filter || job.status === state.filter);
-    $("#jobs tbody").replaceChildren(...shown.map(jobRow));
+    for (const id of jobRows.keys()) if (!state.jobs.has(id)) jobRows.delete(id);
+    placeRows($("#jobs tbody"), shown.map(jobRow));
     $("#jobs-empty").hidden = shown.length > 0;
     $("#jobs-empty").textContent = jobs.length ? "No jobs with this status." : "No jobs yet. Launch one on the left.";
     const running = jobs.filter((job) => job.status === "running" || job.status === "starting").length;
@@ -180,28 +183,45 @@ function renderJobs() {
   });
 }
 
-function jobRow(job) {
-  const row = document.createElement("tr");
-  row.dataset.job = job.id;
-  row.dataset.status = job.status;
-  if (state.selected === job.id) row.classList.add("selected");
-  const status = document.createElement("td");
-  status.append(statusBadge(job.status));
-  const id = document.createElement("td");
-  const link = document.createElement("a");
-  link.href = `#job=${job.id}`;
-  link.textContent = job.id.slice(0, 8);
-  link.title = job.prompt;
-  link.className = "mono";
-  id.append(link);
-  const cells = [job.provider, job.label ?? "", elapsed(job), exitText(job), cost(job), job.result?.numTurns ?? ""].map((value, index) => {
-    const cell = document.createElement("td");
-    cell.textContent = String(value);
-    if (index === 2) cell.className = "elapsed";
-    return cell;
+/** Puts `rows` into `body` in order, moving only rows that are out of place, so a row that
+ * stays keeps its elements (and a focused Kill button keeps the focus). */
+function placeRows(body, rows) {
+  rows.forEach((row, index) => {
+    const current = body.children[index];
+    if (current !== row) body.insertBefore(row, current ?? null);
   });
-  const actions = document.createElement("td");
-  if (job.status === "running" || job.status === "starting") {
+  while (body.children.length > rows.length) body.lastElementChild.remove();
+}
+
+function jobRow(job) {
+  let row = jobRows.get(job.id);
+  if (!row) {
+    row = document.createElement("tr");
+    row.dataset.job = job.id;
+    const id = document.createElement("td");
+    const link = document.createElement("a");
+    link.href = `#job=${job.id}`;
+    link.textContent = job.id.slice(0, 8);
+    link.title = job.prompt;
+    link.className = "mono";
+    id.append(link);
+    const cells = Array.from({ length: 7 }, () => document.createElement("td"));
+    cells[2].className = "elapsed";
+    row.append(document.createElement("td"), id, ...cells);
+    jobRows.set(job.id, row);
+  }
+  row.classList.toggle("selected", state.selected === job.id);
+  const [status, , provider, label, elapsedCell, exit, costCell, turns, actions] = row.children;
+  if (row.dataset.status !== job.status) {
+    row.dataset.status = job.status;
+    status.replaceChildren(statusBadge(job.status));
+  }
+  for (const [cell, value] of [[provider, job.provider], [label, job.label ?? ""], [elapsedCell, elapsed(job)],
+    [exit, exitText(job)], [costCell, cost(job)], [turns, job.result?.numTurns ?? ""]]) {
+    if (cell.textContent !== String(value)) cell.textContent = String(value);
+  }
+  const killable = job.status === "running" || job.status === "starting";
+  if (killable && !actions.firstChild) {
     const kill = document.createElement("button");
     kill.type = "button";
     kill.className = "danger small";
@@ -209,8 +229,9 @@ function jobRow(job) {
     kill.setAttribute("aria-label", `Kill job ${job.id}`);
     kill.addEventListener("click", () => killJob(job.id));
     actions.append(kill);
+  } else if (!killable && actions.firstChild) {
+    actions.replaceChildren();
   }
-  row.append(status, id, ...cells, actions);
   return row;
 }
 

@@ -18,6 +18,7 @@ import time
 import unittest
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -105,7 +106,9 @@ class Dashboard(unittest.TestCase):
     # helpers
 
     def wait(self, condition, timeout=20, message=""):
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(lambda driver: condition(), message)
+        # A condition that reads the DOM may hold an element the page has just replaced.
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+                             ).until(lambda driver: condition(), message)
 
     def shot(self, name):
         path = os.path.join(SHOTS, f"{name}.png")
@@ -249,15 +252,22 @@ class Dashboard(unittest.TestCase):
         Select(driver.find_element(By.ID, "status-filter")).select_by_visible_text("killed")
         self.wait(lambda: [row.get_attribute("data-status") for row in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")] == ["killed"])
         Select(driver.find_element(By.ID, "status-filter")).select_by_visible_text("all")
-        others = [self.launch("hang", label=f"worker {n}") for n in range(2)]
+        others = [self.launch("hang", label=f"worker {n}") for n in range(3)]
         self.wait(lambda: all(self.server.job(job)["status"] == "running" for job in others))
+        # A keyboard user's focus on one job's Kill button survives another job ending.
+        kill_first = f"#jobs button[aria-label='Kill job {others[0]}']"
+        self.wait(lambda: self.js(f"return document.querySelector(\"{kill_first}\") !== null"))
+        self.js(f"document.querySelector(\"{kill_first}\").focus()")
+        self.assertEqual(self.server.request("DELETE", f"/api/agents/jobs/{others[2]}")[0], 200)
+        self.wait(lambda: driver.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job='{others[2]}']").get_attribute("data-status") == "killed")
+        self.assertEqual(driver.switch_to.active_element.get_attribute("aria-label"), f"Kill job {others[0]}")
         self.wait(lambda: driver.find_element(By.ID, "kill-all").is_enabled())
         driver.find_element(By.ID, "kill-all").click()
         self.wait(lambda: driver.find_element(By.ID, "confirm-kill-all").get_attribute("open") is not None)
         self.assertIn("2 running jobs", self.text("#confirm-text"))
         self.shot("11-kill-all-confirmation")
         driver.find_element(By.ID, "confirm-kill").click()
-        self.wait(lambda: all(self.server.job(job)["status"] == "killed" for job in others))
+        self.wait(lambda: all(self.server.job(job)["status"] == "killed" for job in others[:2]))
 
         # Keyboard: every control in the launch form is reachable and labelled.
         for control in driver.find_elements(By.CSS_SELECTOR, "#launch input, #launch select, #launch textarea"):

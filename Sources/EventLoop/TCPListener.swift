@@ -6,21 +6,24 @@ import CSystemShims
 /// A listening socket served by the loop. Accepts until EAGAIN (at most `acceptBatch` per
 /// turn, so an accept storm cannot starve established connections). When the process runs
 /// out of fds (EMFILE/ENFILE) it stops accepting for `backoffMilliseconds`, keeps serving
-/// existing connections, and logs that once per episode.
+/// existing connections, and reports that at most once a minute (a storm against the limit
+/// ends and starts an episode with every accept that succeeds in between).
 public final class TCPListener {
     public let loop: EventLoop
     public private(set) var fd: Int32
     public let port: Int
     /// Called with each accepted, non-blocking, close-on-exec fd. The callee owns it.
     public var onAccept: ((Int32) -> Void)?
-    /// Called once per fd-exhaustion episode (until an accept succeeds again) with the error.
+    /// Called with the error when accepting pauses for lack of fds; at most once per
+    /// `reportIntervalNanoseconds`, however often it pauses in between.
     public var onAcceptError: ((SystemError) -> Void)?
+    public var reportIntervalNanoseconds: UInt64 = 60_000_000_000
 
     public var acceptBatch = 64
     public var backoffMilliseconds = 100
     private var registration: EventLoop.Registration?
     private var backingOff = false
-    private var exhaustionReported = false
+    private var lastReport: UInt64?
 
     public init(loop: EventLoop, host: String, port: Int, backlog: Int32 = 1024) throws(SystemError) {
         self.loop = loop
@@ -43,7 +46,6 @@ public final class TCPListener {
         for _ in 0..<acceptBatch {
             let client = ag_accept(fd)
             if client >= 0 {
-                exhaustionReported = false
                 onAccept?(client)
                 continue
             }
@@ -53,8 +55,9 @@ public final class TCPListener {
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                 let error = SystemError.last("accept")
                 pause()
-                if !exhaustionReported {
-                    exhaustionReported = true
+                let now = MonotonicClock.nanoseconds()
+                if lastReport.map({ now - $0 >= reportIntervalNanoseconds }) ?? true {
+                    lastReport = now
                     onAcceptError?(error)
                 }
                 return

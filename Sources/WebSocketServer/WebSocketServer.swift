@@ -45,7 +45,7 @@ public final class WebSocketServer {
     public var onQueueOverBound: ((WebSocketSession) -> Void)?
     /// A session's write queue, after passing `maxQueuedBytes`, was fully written again.
     public var onDrained: ((WebSocketSession) -> Void)?
-    /// Reported once per fd-exhaustion episode.
+    /// Accepting paused for lack of fds (at most once a minute).
     public var onAcceptError: ((SystemError) -> Void)?
 
     public private(set) var sessions: [Int: WebSocketSession] = [:]

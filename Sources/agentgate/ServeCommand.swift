@@ -83,6 +83,7 @@ struct ServeCommand: ParsableCommand {
             server = try GatewayServer(
                 loop: loop, manager: manager, policy: AccessPolicy(token: token, extraHosts: allowHost, extraOrigins: allowOrigin),
                 http: httpConfiguration, webRoot: webRoot)
+            server.http.listener.onAcceptError = { error in printError("agentgate: accept paused: \(error)") }
             try server.start()
         } catch {
             printError("agentgate: cannot listen on \(host):\(port): \(error.message)")

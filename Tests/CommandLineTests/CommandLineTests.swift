@@ -21,27 +21,15 @@ struct CommandLineTests {
     let data = TemporaryDirectory("agentgate-cli-data")
 
     func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:]) throws -> Outcome {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
         var env = ["PATH": agents.searchPath, "HOME": data.path]
         env.merge(environment) { $1 }
-        process.environment = env
-        let out = Pipe()
-        let err = Pipe()
-        let input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        let stdoutData = out.fileHandleForReading.readDataToEndOfFile()
-        let stderrData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Outcome(
-            status: process.terminationStatus, stdout: String(decoding: stdoutData, as: UTF8.self),
-            stderr: String(decoding: stderrData, as: UTF8.self))
+        let files = TemporaryDirectory("agentgate-cli-run")
+        if let stdin { files.write("stdin", stdin) }
+        let process = try ChildProcess(
+            Self.binary, arguments, environment: env, stdin: stdin == nil ? "/dev/null" : files.file("stdin"),
+            stdout: files.file("stdout"), stderr: files.file("stderr"))
+        let status = process.wait()
+        return Outcome(status: status, stdout: files.read("stdout") ?? "", stderr: files.read("stderr") ?? "")
     }
 
     @Test func serveRefusesANonLoopbackAddressThatNamesNoHost() throws {
@@ -128,27 +116,23 @@ struct CommandLineTests {
 
     @Test func ctrlCKillsTheJobsGroupAndExits130() throws {
         let pidFile = data.file("grandchild")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["exec", "claude", "--prompt", "hi", "--kill-grace", "0.3", "--data-dir", data.path]
-        process.environment = [
-            "PATH": agents.searchPath, "HOME": data.path,
-            "FAKE_SCRIPT": "trap '' TERM; sleep 300 & echo $! > '\(pidFile)'; echo working; wait",
-        ]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let output = TemporaryDirectory("agentgate-cli-run")
+        let process = try ChildProcess(
+            Self.binary, ["exec", "claude", "--prompt", "hi", "--kill-grace", "0.3", "--data-dir", data.path],
+            environment: [
+                "PATH": agents.searchPath, "HOME": data.path,
+                "FAKE_SCRIPT": "trap '' TERM; sleep 300 & echo $! > '\(pidFile)'; echo working; wait",
+            ],
+            stdout: output.file("stdout"), stderr: "/dev/null")
         var grandchild: Int32?
         for _ in 0..<500 where grandchild == nil {
             usleep(10_000)
             grandchild = (try? String(contentsOfFile: pidFile, encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         }
         let pid = try #require(grandchild)
-        kill(process.processIdentifier, SIGINT)
-        let printed = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 130)
+        process.signal(SIGINT)
+        #expect(process.wait() == 130)
+        let printed = output.read("stdout") ?? ""
         #expect(printed.contains("killed (signal 9)"))
         usleep(50_000)
         // Gone, or a zombie waiting for init to reap it: not running either way.
@@ -160,26 +144,37 @@ struct CommandLineTests {
 /// The echo server under a low fd limit: accepting pauses, existing connections live on.
 @Suite(.processExclusive, .timeLimit(.minutes(1)))
 struct FileDescriptorExhaustionTests {
-    @Test func emfilePausesAcceptingButExistingConnectionsKeepWorking() throws {
-        let files = TemporaryDirectory()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = [
-            "-c", "ulimit -n 24; exec '\(CommandLineTests.binary)' echo-server --port 0 > '\(files.file("out"))' 2> '\(files.file("err"))'",
-        ]
-        try process.run()
-        // SIGKILL: the test runner may hand its children a blocked SIGTERM.
-        defer {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+    /// `agentgate ARGUMENTS` under `ulimit -n FDS`, its output in `files`, and the port its
+    /// banner names.
+    static func start(_ arguments: String, fds: Int, in files: TemporaryDirectory, environment: [String: String] = [:]) throws -> (ChildProcess, Int) {
+        let process = try ChildProcess(
+            "/bin/sh", ["-c", "ulimit -n \(fds); exec '\(CommandLineTests.binary)' \(arguments)"],
+            environment: environment, stdout: files.file("out"), stderr: files.file("err"))
         var banner = ""
         for _ in 0..<500 where !banner.contains("\n") {
             usleep(10_000)
             banner = files.read("out") ?? ""
         }
-        let port = try #require(banner.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .init(charactersIn: "/\n"))) })
+        let address = banner.split(separator: "\n").first?.split(separator: " ").last ?? ""
+        guard let port = address.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .init(charactersIn: "/"))) }) else {
+            process.signal(SIGKILL)
+            throw SocketError(step: "no port in the banner: \(banner) \(files.read("err") ?? "")", errno: 0)
+        }
+        return (process, port)
+    }
 
+    /// The "accept paused" lines: one, however often accepting paused (at most one a minute).
+    static func pauses(_ files: TemporaryDirectory) -> [Substring] {
+        (files.read("err") ?? "").split(separator: "\n").filter { $0.contains("accept paused") }
+    }
+
+    @Test func emfilePausesAcceptingButExistingConnectionsKeepWorking() throws {
+        let files = TemporaryDirectory()
+        let (process, port) = try Self.start("echo-server --port 0", fds: 24, in: files)
+        defer {
+            process.signal(SIGKILL)
+            process.wait()
+        }
         let first = try SocketClient(port: port)
         #expect(first.echo("before the storm") == "before the storm")
         // More connections than the server has fds for.
@@ -191,10 +186,44 @@ struct FileDescriptorExhaustionTests {
         usleep(300_000)
         let after = try SocketClient(port: port)
         #expect(after.echo("after the storm") == "after the storm")
-        let log = files.read("err") ?? ""
-        let pauses = log.split(separator: "\n").filter { $0.contains("accept paused") }
-        // Logged once per episode, not once per failed accept.
-        #expect(pauses.count >= 1 && pauses.count <= 3, "\(log)")
+        let pauses = Self.pauses(files)
+        #expect(pauses.count == 1, "\(files.read("err") ?? "")")
+        #expect(pauses.first?.contains("Too many open files") == true)
+    }
+
+    @Test func serveUnderEMFILEKeepsAnsweringItsConnectionsAndSaysSoOnce() throws {
+        let files = TemporaryDirectory()
+        let agents = FakeAgents()
+        let (process, port) = try Self.start(
+            "serve --port 0 --data-dir '\(files.file("data"))'", fds: 48, in: files,
+            environment: ["PATH": agents.searchPath, "HOME": files.path, "AGENTGATE_TOKEN": "fd-test-token"])
+        defer {
+            process.signal(SIGKILL)
+            process.wait()
+        }
+        let existing = try connectLoopback(port: port)
+        defer { close(existing) }
+        func healthz(_ fd: Int32) -> String {
+            let request = Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n".utf8)
+            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = recv(fd, &buffer, buffer.count, 0)
+            return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
+        }
+        #expect(healthz(existing).hasPrefix("HTTP/1.1 200"))
+        var storm: [Int32] = []
+        defer { storm.forEach { close($0) } }
+        for _ in 0..<80 { storm.append(try connectLoopback(port: port)) }
+        usleep(300_000)
+        #expect(healthz(existing).hasPrefix("HTTP/1.1 200"))
+        storm.forEach { close($0) }
+        storm = []
+        usleep(300_000)
+        let after = try connectLoopback(port: port)
+        defer { close(after) }
+        #expect(healthz(after).hasPrefix("HTTP/1.1 200"))
+        let pauses = Self.pauses(files)
+        #expect(pauses.count == 1, "\(files.read("err") ?? "")")
         #expect(pauses.first?.contains("Too many open files") == true)
     }
 }
@@ -249,17 +278,12 @@ struct ServeCommandTests {
     @Test func serveAnswersWithTheTokenAndStopsItsJobsOnSIGTERM() throws {
         let agents = FakeAgents()
         let data = TemporaryDirectory("agentgate-serve")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-        process.arguments = ["serve", "--port", "0", "--data-dir", data.path, "--kill-grace", "0.3"]
-        process.environment = ["PATH": agents.searchPath, "HOME": data.path]
-        let output = data.file("out")
-        _ = FileManager.default.createFile(atPath: output, contents: nil)
-        process.standardOutput = FileHandle(forWritingAtPath: output)
-        try process.run()
+        let process = try ChildProcess(
+            CommandLineTests.binary, ["serve", "--port", "0", "--data-dir", data.path, "--kill-grace", "0.3"],
+            environment: ["PATH": agents.searchPath, "HOME": data.path], stdout: data.file("out"), stderr: "/dev/null")
         defer {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            process.signal(SIGKILL)
+            process.wait()
         }
         var banner = ""
         for _ in 0..<500 where !banner.contains("dashboard:") {
@@ -282,10 +306,11 @@ struct ServeCommandTests {
         let created = try call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"exec sleep 300"}}"#)
         #expect(created.hasPrefix("HTTP/1.1 201 Created"))
 
-        kill(process.processIdentifier, SIGTERM)
+        process.signal(SIGTERM)
         for _ in 0..<300 where process.isRunning { usleep(10_000) }
-        #expect(!process.isRunning)
-        #expect(process.terminationStatus == 0)
+        let stopped = !process.isRunning
+        #expect(stopped)
+        if stopped { #expect(process.wait() == 0) }
         // The job was killed on the way out, not left running or "interrupted".
         let events = try FileManager.default.contentsOfDirectory(atPath: data.file("jobs"))
         let log = data.read("jobs/\(events.first ?? "")/events.ndjson") ?? ""

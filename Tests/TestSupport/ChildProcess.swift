@@ -2,17 +2,19 @@ import Glibc
 
 /// A child process started with posix_spawn and reaped with waitpid, for tests that kill
 /// and restart processes. (Foundation's Process can miss an exit when two children end at
-/// once, leaving `waitUntilExit` waiting forever.) Output goes to files; stdin is
-/// /dev/null; signals start unblocked and at their defaults.
+/// once, leaving `waitUntilExit` waiting forever.) Input and output are files (stdin
+/// /dev/null unless given); signals start unblocked and at their defaults.
 public final class ChildProcess: @unchecked Sendable {
     public let pid: pid_t
     private var status: Int32?
 
-    public init(_ executable: String, _ arguments: [String], environment: [String: String], stdout: String, stderr: String) throws {
+    public init(
+        _ executable: String, _ arguments: [String], environment: [String: String], stdin: String = "/dev/null", stdout: String, stderr: String
+    ) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         var attributes = posix_spawnattr_t()

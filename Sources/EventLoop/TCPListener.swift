@@ -18,6 +18,8 @@ public final class TCPListener {
     /// `reportIntervalNanoseconds`, however often it pauses in between.
     public var onAcceptError: ((SystemError) -> Void)?
     public var reportIntervalNanoseconds: UInt64 = 60_000_000_000
+    /// Times accepting paused for lack of fds (every one, unlike the reports).
+    public private(set) var pauses = 0
 
     public var acceptBatch = 64
     public var backoffMilliseconds = 100
@@ -72,6 +74,7 @@ public final class TCPListener {
     private func pause() {
         guard !backingOff, let registration else { return }
         backingOff = true
+        pauses += 1
         loop.deregister(registration)
         self.registration = nil
         loop.schedule(afterMilliseconds: backoffMilliseconds) { [weak self] in

@@ -60,6 +60,7 @@ public final class GatewayServer {
         }
         metric("http_connections", "gauge", "Open TCP connections, WebSocket and SSE included.", [("", http.connectionCount)])
         metric("connections_refused_total", "counter", "Connections refused at a connection limit.", [("", http.refusedConnections)])
+        metric("accept_pauses_total", "counter", "Times accepting paused because the process ran out of fds.", [("", http.listener.pauses)])
         metric("websocket_connections", "gauge", "Open WebSocket connections.", [("", websockets.sessions.count)])
         metric("sse_streams", "gauge", "Open SSE streams.", [("", hub.streamViewerCount)])
         metric("subscriptions", "gauge", "Job subscriptions held by viewers.", [("", hub.subscriptionCount)])

@@ -203,28 +203,32 @@ struct FileDescriptorExhaustionTests {
         }
         let existing = try connectLoopback(port: port)
         defer { close(existing) }
-        func healthz(_ fd: Int32) -> String {
-            let request = Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n".utf8)
+        func get(_ path: String, on fd: Int32) -> String {
+            let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAuthorization: Bearer fd-test-token\r\n\r\n".utf8)
             _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             var buffer = [UInt8](repeating: 0, count: 4096)
             let count = recv(fd, &buffer, buffer.count, 0)
             return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
         }
-        #expect(healthz(existing).hasPrefix("HTTP/1.1 200"))
+        #expect(get("/healthz", on: existing).hasPrefix("HTTP/1.1 200"))
         var storm: [Int32] = []
         defer { storm.forEach { close($0) } }
         for _ in 0..<80 { storm.append(try connectLoopback(port: port)) }
         usleep(300_000)
-        #expect(healthz(existing).hasPrefix("HTTP/1.1 200"))
+        #expect(get("/healthz", on: existing).hasPrefix("HTTP/1.1 200"))
         storm.forEach { close($0) }
         storm = []
         usleep(300_000)
         let after = try connectLoopback(port: port)
         defer { close(after) }
-        #expect(healthz(after).hasPrefix("HTTP/1.1 200"))
+        #expect(get("/healthz", on: after).hasPrefix("HTTP/1.1 200"))
         let pauses = Self.pauses(files)
         #expect(pauses.count == 1, "\(files.read("err") ?? "")")
         #expect(pauses.first?.contains("Too many open files") == true)
+        // Every pause is counted for /metrics, however few are logged.
+        let metrics = get("/metrics", on: after)
+        let counted = metrics.split(separator: "\n").first { $0.hasPrefix("agentgate_accept_pauses_total ") }
+        #expect((counted?.split(separator: " ").last.flatMap { Int($0) } ?? 0) >= 1, "\(metrics)")
     }
 }
 

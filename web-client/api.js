@@ -1,5 +1,13 @@
 // The REST API, with the server's JSON errors turned into exceptions that keep their code
 // and field (so the launch form can show an error beside the field it concerns).
+//
+// Credentials: the page never keeps the master token. It trades the token from its URL
+// fragment once for a session credential of its own (POST /api/session), keeps that in
+// localStorage, which belongs to this origin alone (a cookie would go to every port of the
+// host), and sends it as `Authorization: Bearer` and as a WebSocket subprotocol. Signing out
+// revokes it on the server.
+
+const STORAGE_KEY = "agentgate.session";
 
 export class ApiError extends Error {
   constructor(status, body) {
@@ -10,8 +18,18 @@ export class ApiError extends Error {
   }
 }
 
+/// The session credential, or null when signed out.
+export function credential() {
+  try { return localStorage.getItem(STORAGE_KEY); } catch { return null; }
+}
+
+function authorization() {
+  const value = credential();
+  return value ? { Authorization: `Bearer ${value}` } : {};
+}
+
 async function call(method, path, body) {
-  const init = { method, headers: {} };
+  const init = { method, headers: authorization() };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -19,12 +37,13 @@ async function call(method, path, body) {
   const response = await fetch(path, init);
   const text = await response.text();
   const json = text ? JSON.parse(text) : null;
+  if (response.status === 401) window.dispatchEvent(new Event("agentgate:signed-out"));
   if (!response.ok) throw new ApiError(response.status, json);
   return json;
 }
 
-/// First visit: the token is in the URL fragment (never sent in a URL). Trade it once for
-/// an HttpOnly cookie, then take it out of the address bar and the history.
+/// First visit: the token is in the URL fragment (never sent in a URL). Take it out of the
+/// address bar and the history at once, trade it for a session, and forget it.
 export async function signIn() {
   const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
   if (match) {
@@ -32,9 +51,28 @@ export async function signIn() {
     history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
     const response = await fetch("/api/session", { method: "POST", headers: { Authorization: `Bearer ${decodeURIComponent(match[1])}` } });
     if (!response.ok) return false;
+    const { session } = await response.json();
+    localStorage.setItem(STORAGE_KEY, session);
   }
-  const check = await fetch("/api/session");
+  return isSignedIn();
+}
+
+/// Whether the stored credential is still live (it expires, and a token rotation or a sign-out
+/// elsewhere ends it).
+export async function isSignedIn() {
+  if (!credential()) return false;
+  const check = await fetch("/api/session", { headers: authorization() });
+  if (check.status === 401) localStorage.removeItem(STORAGE_KEY);
   return check.ok;
+}
+
+/// Revokes the session on the server and forgets it here.
+export async function signOut() {
+  try {
+    await fetch("/api/session", { method: "DELETE", headers: authorization() });
+  } finally {
+    localStorage.removeItem(STORAGE_KEY);
+  }
 }
 
 export const api = {

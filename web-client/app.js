@@ -1,20 +1,21 @@
 // The dashboard: agents, a launch form, the live job list and one job's log, over one
 // WebSocket (see connection.js) and a few REST calls (api.js).
 
-import { api, ApiError, signIn } from "./api.js";
+import { api, ApiError, signIn, signOut } from "./api.js";
 import { Connection } from "./connection.js";
 import { LogView } from "./log-view.js";
 
 const $ = (selector) => document.querySelector(selector);
 
-/// Which launch fields each provider understands (the server ignores the others, but the
-/// form should not offer them).
-const PROVIDER_FIELDS = {
-  claude: ["model", "effort"],
-  codex: ["model", "effort"],
-  opencode: ["model", "effort"],
-  goose: ["model"],
-};
+/// The launch fields the form has inputs for; which ones a provider takes, and the values
+/// it allows, come from the server (`fields` in /api/agents/capabilities).
+const FORM_FIELDS = ["model", "effort"];
+
+/// The selected provider's fields by name, from the capabilities.
+function providerFields(id) {
+  const info = state.capabilities?.providers?.find((provider) => provider.id === id);
+  return new Map((info?.fields ?? []).map((field) => [field.name, field]));
+}
 
 const state = {
   jobs: new Map(),
@@ -111,10 +112,17 @@ async function refreshAgents() {
 }
 
 function updateProviderFields() {
-  const fields = PROVIDER_FIELDS[$("#launch-provider").value] ?? [];
+  const fields = providerFields($("#launch-provider").value);
   for (const element of document.querySelectorAll("[data-for]")) {
-    element.hidden = !fields.includes(element.dataset.for);
+    element.hidden = !fields.has(element.dataset.for);
   }
+  // Effort levels differ per agent (claude low…high, codex none…xhigh, opencode minimal…max).
+  const effort = fields.get("effort");
+  const select = $("#launch-effort");
+  const previous = select.value;
+  const values = effort?.type === "choice" ? effort.values : [];
+  select.replaceChildren(new Option("default", ""), ...values.map((value) => new Option(value, value)));
+  select.value = values.includes(previous) ? previous : "";
 }
 
 // MARK: launch
@@ -135,9 +143,10 @@ async function launch(event) {
   const form = new FormData($("#launch"));
   const provider = String(form.get("provider") ?? "");
   const request = { provider, prompt: String(form.get("prompt") ?? "") };
-  for (const key of ["cwd", "label", ...(PROVIDER_FIELDS[provider] ?? [])]) {
+  const fields = providerFields(provider);
+  for (const key of ["cwd", "label", ...FORM_FIELDS.filter((name) => fields.has(name))]) {
     const value = String(form.get(key) ?? "").trim();
-    if (value) request[key === "effort" && provider === "codex" ? "reasoningEffort" : key] = value;
+    if (value) request[key] = value;
   }
   const button = $("#launch-submit");
   button.disabled = true;
@@ -148,7 +157,7 @@ async function launch(event) {
     $("#launch-prompt").value = "";
     location.hash = `job=${job.id}`;
   } catch (error) {
-    const field = error instanceof ApiError && error.field === "reasoningEffort" ? "effort" : error.field;
+    const field = error instanceof ApiError ? error.field : undefined;
     const slot = field && document.querySelector(`.field-error[data-field="${CSS.escape(field)}"]`);
     if (slot && !slot.closest("[hidden]")) {
       slot.textContent = error.message;
@@ -440,14 +449,27 @@ function wire() {
   setInterval(tick, 1000);
 }
 
+function showSignedOut() {
+  connection?.close();
+  $("#app").hidden = true;
+  $("#sign-out").hidden = true;
+  $("#signin").hidden = false;
+  $("#connection").textContent = "signed out";
+  $("#connection").dataset.state = "offline";
+}
+
 async function main() {
+  window.addEventListener("agentgate:signed-out", showSignedOut);
+  $("#sign-out").addEventListener("click", async () => {
+    await signOut();
+    showSignedOut();
+  });
   if (!(await signIn())) {
-    $("#signin").hidden = false;
-    $("#connection").textContent = "signed out";
-    $("#connection").dataset.state = "offline";
+    showSignedOut();
     return;
   }
   $("#app").hidden = false;
+  $("#sign-out").hidden = false;
   log = new LogView($("#log"), $("#log-follow"));
   log.onChange = () => { $("#log-count").textContent = `${log.lines.length.toLocaleString("en-US")} lines`; };
   window.dashboard = { log, state };  // for the browser tests and the console

@@ -1,3 +1,5 @@
+import { credential, isSignedIn } from "./api.js";
+
 // One WebSocket for every subscription. When it drops, it reconnects with backoff and
 // resubscribes each job from the last seq this page saw, so the server replays exactly what
 // was missed: no line lost, none twice.
@@ -21,7 +23,9 @@ export class Connection {
   open() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.onState("connecting");
-    const socket = new WebSocket(`${scheme}://${location.host}/ws`);
+    // Browsers cannot set headers on a WebSocket: the credential rides as a subprotocol
+    // beside agentgate.v1, which is the one the server echoes.
+    const socket = new WebSocket(`${scheme}://${location.host}/ws`, ["agentgate.v1", `agentgate.token.${credential()}`]);
     this.socket = socket;
     socket.onopen = () => {
       this.delay = MIN_DELAY;
@@ -38,14 +42,26 @@ export class Connection {
       }
       this.onMessage(message);
     };
-    socket.onclose = () => {
+    socket.onclose = async () => {
       if (this.socket !== socket) return;
       this.socket = null;
+      // A refused handshake looks like any close: ask whether the session is still live
+      // before trying again (it may have expired, been signed out or the token rotated).
+      if (this.closed || !(await isSignedIn().catch(() => true))) {
+        if (!this.closed) window.dispatchEvent(new Event("agentgate:signed-out"));
+        return;
+      }
       const wait = this.delay;
       this.delay = Math.min(MAX_DELAY, this.delay * 2);
       this.onState("reconnecting", Math.round(wait / 1000));
       setTimeout(() => this.open(), wait + Math.random() * 250);
     };
+  }
+
+  /// Stops for good (signed out).
+  close() {
+    this.closed = true;
+    this.socket?.close();
   }
 
   /// Follows a job from `since` (0: its whole history). "*" is the job list's lifecycle feed.

@@ -10,8 +10,9 @@ public struct AccessPolicy: Sendable {
     /// Origins accepted besides the server's own (`http://<its Host>`).
     public var extraOrigins: [String]
 
-    /// The cookie a browser gets after trading the token once.
-    public static let cookieName = "agentgate_session"
+    /// The cookie older dashboards were given (it held the token). Never read; a sign-in
+    /// tells the browser to drop it.
+    public static let legacyCookieName = "agentgate_session"
     /// WebSocket clients that cannot set headers offer `agentgate.token.<token>` as a subprotocol.
     public static let tokenSubprotocolPrefix = "agentgate.token."
 
@@ -39,27 +40,28 @@ public struct AccessPolicy: Sendable {
         return value == "http://" + own || value == "https://" + own
     }
 
-    /// The token from `Authorization: Bearer`, the session cookie, or the WebSocket
-    /// subprotocol, compared in constant time.
-    public func isAuthenticated(_ headers: HTTPHeaders) -> Bool {
+    /// The credentials a request presents: `Authorization: Bearer`, and WebSocket subprotocols
+    /// `agentgate.token.<credential>` (browsers cannot set headers on a WebSocket). Cookies
+    /// are never read: a cookie goes to every port of a host, so it could not be kept from
+    /// other local servers.
+    public static func presentedCredentials(_ headers: HTTPHeaders) -> [String] {
         var candidates: [String] = []
         if let authorization = headers["Authorization"] {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].caseInsensitiveEquals("Bearer") { candidates.append(parts[1].trimmingSpaces()) }
         }
-        for cookieHeader in headers.values("Cookie") {
-            for pair in cookieHeader.split(separator: ";") {
-                let parts = pair.split(separator: "=", maxSplits: 1)
-                if parts.count == 2, parts[0].trimmingSpaces() == Self.cookieName { candidates.append(parts[1].trimmingSpaces()) }
-            }
-        }
         for offered in headers.tokens("Sec-WebSocket-Protocol") where offered.hasPrefix(Self.tokenSubprotocolPrefix) {
             // tokens() lowercases; tokens are lowercase hex, so nothing is lost.
             candidates.append(String(offered.dropFirst(Self.tokenSubprotocolPrefix.count)))
         }
+        return candidates
+    }
+
+    /// Whether one of the presented credentials is the master token, compared in constant time.
+    public func presentsToken(_ headers: HTTPHeaders) -> Bool {
         // Check every candidate so timing does not reveal which one was close.
         var matched = false
-        for candidate in candidates where Self.constantTimeEquals(candidate, token) { matched = true }
+        for candidate in Self.presentedCredentials(headers) where Self.constantTimeEquals(candidate, token) { matched = true }
         return matched
     }
 

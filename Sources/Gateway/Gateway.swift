@@ -18,6 +18,10 @@ public final class Gateway {
     /// `/metrics` text, supplied by the server that knows its connections.
     public var metrics: (() -> String)?
     private var idempotency = IdempotencyCache()
+    /// Dashboard sessions (credentials traded for the token).
+    public var sessions = SessionStore()
+    /// Watches the token file, when the token came from one.
+    public var tokenWatcher: TokenWatcher?
     private var refreshWaiters: [(HTTPServer.Response) -> Void] = []
 
     public init(manager: JobManager, policy: AccessPolicy) {
@@ -41,8 +45,9 @@ public final class Gateway {
         if method != "GET" && method != "HEAD", !policy.isAllowedOrigin(headers["Origin"], host: headers["Host"]) {
             return .error(403, code: "forbidden_origin", "Origin is not allowed to change state here")
         }
+        if let failure = Self.mediaTypeFailure(request, route: Route(path: path)) { return failure }
         if path == "/api/session" { return session(request) }
-        guard policy.isAuthenticated(headers) else {
+        guard authenticate(headers) != nil else {
             // Said the same way for every route: no hint whether a job exists.
             return .error(401, code: "unauthorized", "missing or wrong token")
         }
@@ -224,30 +229,82 @@ public final class Gateway {
 
     // MARK: browser session and files
 
-    /// `POST /api/session` with the token as Bearer: the browser gets it back as an
-    /// HttpOnly, SameSite=Strict cookie, so the page never keeps the token itself.
-    /// `DELETE` forgets the cookie.
+    // MARK: authentication
+
+    /// Who a request is: the holder of the master token, or of a live session.
+    public enum Principal: Equatable {
+        case token
+        case session(String)
+    }
+
+    /// Checks the presented credentials against the token (picking up a rotated token file
+    /// first) and the live sessions.
+    public func authenticate(_ headers: HTTPHeaders) -> Principal? {
+        let now = Int(MonotonicClock.nanoseconds() / 1_000_000)
+        if let token = tokenWatcher?.changedToken(now: now), token != policy.token {
+            policy.token = token
+            sessions.revokeAll()
+        }
+        if policy.presentsToken(headers) { return .token }
+        for credential in AccessPolicy.presentedCredentials(headers) where sessions.use(credential, now: now) != nil {
+            return .session(credential)
+        }
+        return nil
+    }
+
+    /// `POST /api/session` with the master token as Bearer: a new session credential for a
+    /// dashboard, which keeps it in sessionStorage and sends it like the token. No cookie is
+    /// set (one left by an older version is removed). `GET` says whether the caller is
+    /// signed in; `DELETE` with a session credential signs it out, with the token signs every
+    /// session out.
     private func session(_ request: HTTPRequest) -> HTTPServer.Response {
         var headers = HTTPHeaders()
         headers.add("Cache-Control", "no-store")
+        let principal = authenticate(request.head.headers)
         switch request.head.method {
         case "POST":
-            guard let authorization = request.head.headers["Authorization"], authorization.hasPrefix("Bearer "),
-                policy.isAuthenticated(request.head.headers)
-            else {
-                return .error(401, code: "unauthorized", "missing or wrong token")
+            guard principal == .token else {
+                return .error(401, code: "unauthorized", "a session is made with the token (Authorization: Bearer <token>)")
             }
-            headers.add("Set-Cookie", "\(AccessPolicy.cookieName)=\(policy.token); Path=/; HttpOnly; SameSite=Strict; Max-Age=31536000")
-            return HTTPServer.Response(status: 204, headers: headers)
+            let now = Int(MonotonicClock.nanoseconds() / 1_000_000)
+            let (credential, session) = sessions.create(now: now)
+            headers.add("Set-Cookie", "\(AccessPolicy.legacyCookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+            let wallNow = WallClock.milliseconds()
+            let body = JSONValue.object([
+                "session": .string(credential), "expiresAt": .int(wallNow + (session.expiresAt - now)),
+                "idleSeconds": .int(sessions.limits.idleMilliseconds / 1000),
+            ])
+            return .json(201, JSONWriter.serialize(body), headers: headers)
         case "DELETE":
-            headers.add("Set-Cookie", "\(AccessPolicy.cookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+            switch principal {
+            case .session(let credential)?: sessions.revoke(credential)
+            case .token?: sessions.revokeAll()
+            case nil: return .error(401, code: "unauthorized", "missing or wrong token")
+            }
             return HTTPServer.Response(status: 204, headers: headers)
         case "GET":
-            guard policy.isAuthenticated(request.head.headers) else { return .error(401, code: "unauthorized", "missing or wrong token") }
-            return .json(200, Array("{\"authenticated\":true}".utf8), headers: headers)
+            guard let principal else { return .error(401, code: "unauthorized", "missing or wrong token") }
+            let kind = principal == .token ? "token" : "session"
+            return .json(200, Array("{\"authenticated\":true,\"kind\":\"\(kind)\"}".utf8), headers: headers)
         default:
             return Self.methodNotAllowed("GET, POST, DELETE")
         }
+    }
+
+    /// A body sent to the API must be declared JSON (415 otherwise): an HTML form can only
+    /// send the form and text types, so this closes the last door a cross-site form could use
+    /// even where the Origin check does not apply. A launch always has a body.
+    static func mediaTypeFailure(_ request: HTTPRequest, route: Route) -> HTTPServer.Response? {
+        let method = request.head.method
+        guard method != "GET", method != "HEAD" else { return nil }
+        let needsJSON = !request.body.isEmpty || (method == "POST" && route == .jobs)
+        guard needsJSON else { return nil }
+        let contentType = request.head.headers["Content-Type"] ?? ""
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercasedASCII() } ?? ""
+        guard mediaType == "application/json" else {
+            return .error(415, code: "unsupported_media_type", "send the body as Content-Type: application/json")
+        }
+        return nil
     }
 
     /// The dashboard: public files (the page must load to read its token), framed by no one.

@@ -24,8 +24,9 @@ public final class GatewayServer {
         var websocketConfiguration = WebSocketServer.Configuration()
         // One compressed frame per event for every viewer that negotiates deflate.
         websocketConfiguration.deflate = PerMessageDeflateNegotiation(preferServerNoContextTakeover: true)
-        // Browsers that cannot set headers send the token as a subprotocol, which must be echoed.
-        websocketConfiguration.subprotocols = ["agentgate.v1", AccessPolicy.tokenSubprotocolPrefix + policy.token]
+        // Browsers that cannot set headers send their credential as a subprotocol beside
+        // `agentgate.v1`, which is the one echoed (a credential is never sent back).
+        websocketConfiguration.subprotocols = ["agentgate.v1"]
         websocketConfiguration.pingIntervalMilliseconds = 30_000
         websocketConfiguration.pongTimeoutMilliseconds = 30_000
         websocketConfiguration.maxQueuedBytes = viewerQueueBytes
@@ -39,7 +40,7 @@ public final class GatewayServer {
         let http = self.http, websockets = self.websockets, hub = self.hub
         gateway.metrics = { Self.metricsText(http: http, websockets: websockets, hub: hub, manager: manager) }
         http.websockets = websockets
-        websockets.admit = { head in Self.admit(head, policy: gateway.policy) }
+        websockets.admit = { head in Self.admit(head, gateway: gateway) }
     }
 
     public func start() throws(SystemError) {
@@ -78,7 +79,8 @@ public final class GatewayServer {
 
     /// WebSocket upgrades: known path, loopback Host, our Origin (always checked: browsers
     /// send it on every upgrade), and the token.
-    static func admit(_ head: HTTPHead, policy: AccessPolicy) -> Handshake.Rejection? {
+    static func admit(_ head: HTTPHead, gateway: Gateway) -> Handshake.Rejection? {
+        let policy = gateway.policy
         let path = head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         let parts = path.split(separator: "/")
         guard path == "/ws" || (parts.count == 3 && parts[0] == "ws" && parts[1] == "jobs") else {
@@ -88,7 +90,7 @@ public final class GatewayServer {
         guard policy.isAllowedOrigin(head.headers["Origin"], host: head.headers["Host"]) else {
             return Handshake.Rejection(403, "Origin is not allowed")
         }
-        guard policy.isAuthenticated(head.headers) else { return Handshake.Rejection(401, "missing or wrong token") }
+        guard gateway.authenticate(head.headers) != nil else { return Handshake.Rejection(401, "missing or wrong token") }
         return nil
     }
 }

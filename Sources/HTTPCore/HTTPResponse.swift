@@ -16,6 +16,7 @@ public enum HTTPResponse {
         case 409: "Conflict"
         case 422: "Unprocessable Content"
         case 413: "Content Too Large"
+        case 415: "Unsupported Media Type"
         case 414: "URI Too Long"
         case 426: "Upgrade Required"
         case 431: "Request Header Fields Too Large"

@@ -25,17 +25,52 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Seconds between SIGTERM and SIGKILL when a job is killed.")
     var killGrace: Double = 5
 
+    @Option(
+        name: .customLong("pass-env"), parsing: .singleValue,
+        help: "An env key a launch request may set (repeatable; KEY* allows a prefix). None by default; loader, interpreter, PATH, proxy and agent keys are never allowed.")
+    var passEnv: [String] = []
+
+    @Option(
+        name: .customLong("workspace"), parsing: .singleValue,
+        help: "A directory jobs may run in, with everything below it (repeatable; serve's default: your home directory).")
+    var workspaces: [String] = []
+
     var resolvedDataDirectory: String { dataDir ?? defaultDataDirectory() }
 
     var detectorConfiguration: AgentDetector.Configuration {
         .fromProcessEnvironment(allowCustomCommands: allowCustomCommands)
     }
 
-    func managerConfiguration(environment: [String]) -> JobManager.Configuration {
+    /// Refuses `--pass-env` keys that no request may ever set, so the operator learns it at
+    /// start rather than from a refused launch.
+    func validatePassEnv() throws {
+        for key in passEnv {
+            let name = key.hasSuffix("*") ? String(key.dropLast()) : key
+            guard key == "*" || LaunchRequest.isValidEnvironmentKey(name) else {
+                throw ValidationError("--pass-env \(key): a key is letters, digits and _ (with an optional trailing *)")
+            }
+            if !key.hasSuffix("*"), EnvironmentPolicy.isForbidden(key) {
+                throw ValidationError("--pass-env \(key): \(key) can change what runs or where credentials go, so it is never passed")
+            }
+        }
+    }
+
+    /// - Parameter defaultWorkspaces: the workspaces when none were given (nil: anywhere).
+    func managerConfiguration(environment: [String], defaultWorkspaces: [String]? = nil) throws -> JobManager.Configuration {
         var configuration = JobManager.Configuration()
+        let roots = workspaces.isEmpty ? defaultWorkspaces : workspaces
+        var workspacePolicy: WorkspacePolicy?
+        if let roots {
+            do {
+                workspacePolicy = try WorkspacePolicy(roots: roots, dataDirectory: resolvedDataDirectory)
+            } catch {
+                throw ValidationError(error.message)
+            }
+        }
         configuration.policy = LaunchPolicy(
             claudePermissionMode: claudePermissionMode, codexSandbox: codexSandbox,
-            allowCustomCommands: allowCustomCommands)
+            allowCustomCommands: allowCustomCommands, environment: EnvironmentPolicy(allowed: passEnv),
+            workspaces: workspacePolicy)
         configuration.killGraceMilliseconds = Int(killGrace * 1000)
         configuration.baseEnvironment = environment
         if let onComplete {
@@ -47,7 +82,11 @@ struct EngineOptions: ParsableArguments {
 
 /// `~/.agentgate`: where the server keeps jobs and its token unless told otherwise.
 func defaultDataDirectory() -> String {
-    (ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()) + "/.agentgate"
+    homeDirectory() + "/.agentgate"
+}
+
+func homeDirectory() -> String {
+    ProcessInfo.processInfo.environment["HOME"] ?? NSHomeDirectory()
 }
 
 /// Prints one line to stderr.

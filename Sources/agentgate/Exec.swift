@@ -59,13 +59,22 @@ struct Exec: ParsableCommand {
             throw ExitCode(2)
         }
         let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }.sorted()
+        let configuration: JobManager.Configuration
+        do {
+            try engine.validatePassEnv()
+            configuration = try engine.managerConfiguration(environment: environment)
+        } catch {
+            printError("agentgate: \(error)")
+            throw ExitCode(2)
+        }
         let manager = JobManager(
             loop: loop, store: store, detector: AgentDetector(configuration: engine.detectorConfiguration),
-            configuration: engine.managerConfiguration(environment: environment))
+            configuration: configuration)
         try manager.recover()
 
         let request = LaunchRequest(
-            provider: provider, prompt: promptText, cwd: cwd, model: model, effort: effort, label: label,
+            provider: provider, prompt: promptText,
+            cwd: cwd.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }, model: model, effort: effort, label: label,
             command: command.isEmpty ? nil : command)
 
         var finished: Job?

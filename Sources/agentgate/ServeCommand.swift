@@ -42,9 +42,17 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Open connections allowed from one client address.")
     var maxConnectionsPerClient = 4_096
 
+    @Option(help: "Seconds a dashboard session may sit unused before it must sign in again.")
+    var sessionIdle = 12 * 3600
+
+    @Option(help: "Seconds a dashboard session lives at most, used or not.")
+    var sessionMax = 7 * 86400
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
+        try engine.validatePassEnv()
+        guard sessionIdle > 0, sessionMax > 0 else { throw ValidationError("--session-idle and --session-max must be positive") }
         if !AccessPolicy.isLoopbackAddress(host) && allowHost.isEmpty {
             throw ValidationError(
                 "\(host) is not a loopback address: name the Host clients will use with --allow-host (the token stays required)")
@@ -66,8 +74,15 @@ struct ServeCommand: ParsableCommand {
         }
         let detector = AgentDetector(configuration: engine.detectorConfiguration)
         _ = detector.refresh()
-        var managerConfiguration = engine.managerConfiguration(
-            environment: environment.filter { $0.key != "AGENTGATE_TOKEN" }.map { "\($0.key)=\($0.value)" }.sorted())
+        var managerConfiguration: JobManager.Configuration
+        do {
+            managerConfiguration = try engine.managerConfiguration(
+                environment: environment.filter { $0.key != "AGENTGATE_TOKEN" }.map { "\($0.key)=\($0.value)" }.sorted(),
+                defaultWorkspaces: [homeDirectory()])
+        } catch {
+            printError("agentgate: \(error)")
+            throw ExitCode(2)
+        }
         let urlHost = host.contains(":") ? "[\(host)]" : host
         let manager = JobManager(loop: loop, store: store, detector: detector, configuration: managerConfiguration)
         let interrupted = try manager.recover()
@@ -83,6 +98,13 @@ struct ServeCommand: ParsableCommand {
             server = try GatewayServer(
                 loop: loop, manager: manager, policy: AccessPolicy(token: token, extraHosts: allowHost, extraOrigins: allowOrigin),
                 http: httpConfiguration, webRoot: webRoot)
+            server.gateway.sessions.limits.idleMilliseconds = sessionIdle * 1000
+            server.gateway.sessions.limits.maxAgeMilliseconds = sessionMax * 1000
+            // A rotated token file takes effect at once and ends every session; a token from
+            // the environment cannot change.
+            if environment["AGENTGATE_TOKEN"]?.isEmpty ?? true {
+                server.gateway.tokenWatcher = TokenWatcher(path: tokenFile ?? TokenFile.path(dataDirectory: dataDirectory))
+            }
             server.http.listener.onAcceptError = { error in printError("agentgate: accept paused: \(error)") }
             try server.start()
         } catch {

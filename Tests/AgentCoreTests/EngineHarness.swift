@@ -25,6 +25,8 @@ final class EngineHarness {
         var configuration = JobManager.Configuration()
         configuration.baseEnvironment = ["PATH=\(agents.searchPath)", "HOME=\(scratch.path)"]
         configuration.killGraceMilliseconds = 300
+        // The fakes read their script from the request's env.
+        configuration.policy.environment = EnvironmentPolicy(allowed: ["FAKE_*", "EXTRA"])
         configure(&configuration)
         detectorConfiguration.allowCustomCommands = configuration.policy.allowCustomCommands
         manager = JobManager(

@@ -8,7 +8,7 @@ import Testing
 /// AGENTGATE_UPDATE_GOLDEN=1 to rewrite the golden files (then read the diff).
 struct FormatterGoldenTests {
     static func format(forTranscript name: String) -> OutputFormat {
-        Fixtures.provider(ofTranscript: name).flatMap(ProviderKind.init(rawValue:))?.outputFormat ?? .auto
+        Fixtures.provider(ofTranscript: name).flatMap(AgentProvider.named)?.outputFormat ?? .auto
     }
 
     /// The transcript as `agentgate exec` prints it: one line per log line.

@@ -31,7 +31,11 @@ final class ServerProcess {
 
     func start() throws {
         process = try ChildProcess(
-            CommandLineTests.binary, ["serve", "--port", String(port), "--data-dir", data.path, "--kill-grace", "0.5"],
+            CommandLineTests.binary, [
+                "serve", "--port", String(port), "--data-dir", data.path, "--kill-grace", "0.5",
+                // `run` sends the caller's directory (the package's); jobs may run anywhere here.
+                "--workspace", "/",
+            ],
             environment: ["PATH": agents.searchPath, "HOME": data.path, "FAKE_SCRIPT": Self.script],
             stdout: data.file("serve.out"), stderr: data.file("serve.err"))
         for _ in 0..<500 {

@@ -283,7 +283,7 @@ struct ServeCommandTests {
         let agents = FakeAgents()
         let data = TemporaryDirectory("agentgate-serve")
         let process = try ChildProcess(
-            CommandLineTests.binary, ["serve", "--port", "0", "--data-dir", data.path, "--kill-grace", "0.3"],
+            CommandLineTests.binary, ["serve", "--port", "0", "--data-dir", data.path, "--kill-grace", "0.3", "--pass-env", "FAKE_SCRIPT"],
             environment: ["PATH": agents.searchPath, "HOME": data.path], stdout: data.file("out"), stderr: "/dev/null")
         defer {
             process.signal(SIGKILL)
@@ -302,6 +302,7 @@ struct ServeCommandTests {
 
         func call(_ method: String, _ path: String, body: String = "", auth: Bool = true) throws -> String {
             var text = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
+            if !body.isEmpty { text += "Content-Type: application/json\r\n" }
             if auth { text += "Authorization: Bearer \(token)\r\n" }
             return try exchange(port: port, text + "\r\n" + body)
         }

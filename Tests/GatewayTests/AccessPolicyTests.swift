@@ -32,15 +32,15 @@ struct AccessPolicyTests {
         #expect(!policy.isAllowedOrigin("null", host: "127.0.0.1:7777"))
     }
 
-    @Test func theTokenComesFromBearerCookieOrSubprotocol() {
-        #expect(policy.isAuthenticated(HTTPHeaders([("Authorization", "Bearer 0123abcd")])))
-        #expect(policy.isAuthenticated(HTTPHeaders([("authorization", "bearer 0123abcd")])))
-        #expect(policy.isAuthenticated(HTTPHeaders([("Cookie", "a=b; agentgate_session=0123abcd")])))
-        #expect(policy.isAuthenticated(HTTPHeaders([("Sec-WebSocket-Protocol", "agentgate.v1, agentgate.token.0123abcd")])))
-        #expect(!policy.isAuthenticated(HTTPHeaders([("Authorization", "Bearer 0123abce")])))
-        #expect(!policy.isAuthenticated(HTTPHeaders([("Authorization", "Basic 0123abcd")])))
-        #expect(!policy.isAuthenticated(HTTPHeaders([("Authorization", "Bearer 0123abcd0")])))
-        #expect(!policy.isAuthenticated(HTTPHeaders()))
+    @Test func theTokenComesFromBearerOrSubprotocolNeverACookie() {
+        #expect(policy.presentsToken(HTTPHeaders([("Authorization", "Bearer 0123abcd")])))
+        #expect(policy.presentsToken(HTTPHeaders([("authorization", "bearer 0123abcd")])))
+        #expect(!policy.presentsToken(HTTPHeaders([("Cookie", "a=b; agentgate_session=0123abcd")])))
+        #expect(policy.presentsToken(HTTPHeaders([("Sec-WebSocket-Protocol", "agentgate.v1, agentgate.token.0123abcd")])))
+        #expect(!policy.presentsToken(HTTPHeaders([("Authorization", "Bearer 0123abce")])))
+        #expect(!policy.presentsToken(HTTPHeaders([("Authorization", "Basic 0123abcd")])))
+        #expect(!policy.presentsToken(HTTPHeaders([("Authorization", "Bearer 0123abcd0")])))
+        #expect(!policy.presentsToken(HTTPHeaders()))
     }
 
     @Test func constantTimeEqualsIsEquality() {
@@ -70,5 +70,55 @@ struct TokenFileTests {
         #expect(try TokenFile.resolve(environment: [:], tokenFile: dir.file("mine"), dataDirectory: dir.path) == "from-file")
         #expect(throws: TokenFile.Error.self) { try TokenFile.resolve(environment: [:], tokenFile: dir.file("missing"), dataDirectory: dir.path) }
         #expect(!FileManager.default.fileExists(atPath: TokenFile.path(dataDirectory: dir.path)))
+    }
+}
+
+/// Sessions and token rotation, on a fake clock.
+struct SessionStoreTests {
+    @Test func aSessionLivesUntilIdleOrAbsoluteExpiryOrRevocation() {
+        var limits = SessionStore.Limits()
+        limits.idleMilliseconds = 1_000
+        limits.maxAgeMilliseconds = 5_000
+        var store = SessionStore(limits: limits)
+        let (credential, _) = store.create(now: 0)
+        #expect(credential.count == 64)
+        let uses = [900, 1_800, 2_900].map { store.use(credential, now: $0) != nil }
+        // Each use restarts the idle clock; the third comes after 1.1 s idle.
+        #expect(uses == [true, true, false])
+        let (second, _) = store.create(now: 3_000)
+        let busy = stride(from: 3_500, through: 8_000, by: 500).map { store.use(second, now: $0) != nil }
+        #expect(busy == Array(repeating: true, count: 9) + [false])  // 5 s old, however busy
+        let (third, _) = store.create(now: 9_000)
+        let revoked = store.revoke(third)
+        let afterRevoke = store.use(third, now: 9_001)
+        let guessed = store.use(String(repeating: "0", count: 64), now: 9_001)
+        #expect(revoked && afterRevoke == nil && guessed == nil)
+    }
+
+    @Test func theOldestSessionIsForgottenAtTheCap() {
+        var limits = SessionStore.Limits()
+        limits.maxSessions = 2
+        var store = SessionStore(limits: limits)
+        let first = store.create(now: 0).credential
+        let second = store.create(now: 1).credential
+        _ = store.use(first, now: 2)
+        _ = store.create(now: 3)
+        let count = store.count
+        let secondLives = store.use(second, now: 4) != nil
+        let firstLives = store.use(first, now: 4) != nil
+        #expect(count == 2 && !secondLives && firstLives)
+    }
+
+    @Test func aRewrittenTokenFileIsNoticedAtMostOncePerInterval() throws {
+        let directory = TemporaryDirectory("agentgate-token")
+        try TokenFile.write("a" + String(repeating: "0", count: 63), to: directory.file("token"))
+        var watcher = TokenWatcher(path: directory.file("token"))
+        let unchanged = watcher.changedToken(now: 0)
+        try TokenFile.rotate(dataDirectory: directory.path)
+        let tooSoon = watcher.changedToken(now: 500)  // looked 500 ms ago
+        let rotated = watcher.changedToken(now: 1_000)
+        let settled = watcher.changedToken(now: 2_000)
+        #expect(unchanged == nil && tooSoon == nil && settled == nil)
+        #expect(rotated != nil && rotated == TokenFile.existing(dataDirectory: directory.path))
     }
 }

@@ -120,17 +120,26 @@ struct GatewayFeatureTests {
         #expect(try gateway.request("GET", "/", token: nil, host: "evil.example").status == 403)
     }
 
-    @Test func aBrowserTradesTheTokenOnceForAStrictHttpOnlyCookie() throws {
+    @Test func aBrowserTradesTheTokenForARevocableSessionAndNoCookieCarriesEither() throws {
         let gateway = try RunningGateway()
         defer { gateway.stop() }
         let traded = try gateway.request("POST", "/api/session", origin: "http://127.0.0.1")
-        #expect(traded.status == 204)
+        #expect(traded.status == 201)
+        let session = try #require(traded.json["session"] as? String)
+        #expect(session.count == 64 && session != RunningGateway.token)
+        // The only cookie said is the one that erases what older versions set.
         let cookie = try #require(traded.header("Set-Cookie"))
-        #expect(cookie.contains("HttpOnly"))
-        #expect(cookie.contains("SameSite=Strict"))
-        let pair = String(cookie.split(separator: ";")[0])
-        let withCookie = try gateway.request("GET", "/api/agents/jobs", token: nil, headers: [("Cookie", pair)])
-        #expect(withCookie.status == 200)
+        #expect(cookie.hasPrefix("agentgate_session=;") && cookie.contains("Max-Age=0"))
+        #expect(try gateway.request("GET", "/api/agents/jobs", token: session).status == 200)
+        #expect(try gateway.request("GET", "/api/session", token: session).json["kind"] as? String == "session")
+        // A cookie holding the token, or the session, is not a credential.
+        for value in [RunningGateway.token, session] {
+            #expect(try gateway.request("GET", "/api/agents/jobs", token: nil, headers: [("Cookie", "agentgate_session=\(value)")]).status == 401)
+        }
+        // A session cannot make sessions; signing out ends it.
+        #expect(try gateway.request("POST", "/api/session", token: session).status == 401)
+        #expect(try gateway.request("DELETE", "/api/session", token: session).status == 204)
+        #expect(try gateway.request("GET", "/api/agents/jobs", token: session).status == 401)
         #expect(try gateway.request("POST", "/api/session", token: "wrong").status == 401)
         #expect(try gateway.request("POST", "/api/session", origin: "http://evil.example").status == 403)
         #expect(try gateway.request("GET", "/api/session", token: nil).status == 401)

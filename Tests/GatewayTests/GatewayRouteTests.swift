@@ -29,6 +29,7 @@ final class RunningGateway: @unchecked Sendable {
         var configuration = JobManager.Configuration()
         configuration.baseEnvironment = ["PATH=\(agents.searchPath)"]
         configuration.killGraceMilliseconds = 300
+        configuration.policy.environment = EnvironmentPolicy(allowed: ["FAKE_*"])
         manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
         server = try GatewayServer(
             loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), http: http,

@@ -128,8 +128,13 @@ struct SubscriptionTests {
             try foreign.handshake(path: "/ws", headers: [("Authorization", "Bearer \(RunningGateway.token)"), ("Origin", "http://evil.example")])
         }
         let viaSubprotocol = try RawClient(port: gateway.port)
-        let head = try viaSubprotocol.handshake(path: "/ws", headers: [("Sec-WebSocket-Protocol", "agentgate.token.\(RunningGateway.token)")])
-        #expect(head.headers["Sec-WebSocket-Protocol"] == "agentgate.token.\(RunningGateway.token)")
+        let head = try viaSubprotocol.handshake(
+            path: "/ws", headers: [("Sec-WebSocket-Protocol", "agentgate.v1, agentgate.token.\(RunningGateway.token)")])
+        // The credential is accepted, and never echoed back.
+        #expect(head.headers["Sec-WebSocket-Protocol"] == "agentgate.v1")
+        let onlyCredential = try RawClient(port: gateway.port)
+        let bare = try onlyCredential.handshake(path: "/ws", headers: [("Sec-WebSocket-Protocol", "agentgate.token.\(RunningGateway.token)")])
+        #expect(bare.headers["Sec-WebSocket-Protocol"] == nil)
     }
 
     /// 20,000 lines of about 100 bytes: far more than a 64 KiB viewer queue.

@@ -74,7 +74,7 @@ class Server:
             "AGENTGATE_TOKEN": TOKEN,
         }
         self.process = subprocess.Popen(
-            [BINARY, "serve", "--port", "0", "--data-dir", self.data_dir, "--kill-grace", "1"],
+            [BINARY, "serve", "--port", "0", "--data-dir", self.data_dir, "--kill-grace", "1", "--pass-env", "FAKE_SCRIPT"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.process.stdout.readline()
         match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
@@ -364,18 +364,19 @@ class GatewayEndToEnd(unittest.TestCase):
         self.assertEqual([event["seq"] for event in streamed], list(range(2, streamed[-1]["seq"] + 1)))
         self.assertEqual(streamed[-1]["type"], "job:completed")
 
-    def test_the_dashboard_is_served_and_trades_its_token_for_a_cookie(self):
+    def test_the_dashboard_is_served_and_trades_its_token_for_a_session(self):
         status, page, response = self.server.request("GET", "/", token=False)
         self.assertEqual(status, 200)
         self.assertTrue(response.getheader("Content-Type").startswith("text/html"))
         self.assertEqual(self.server.request("GET", "/../openapi.yaml", token=False)[0], 404)
-        status, _, response = self.server.request("POST", "/api/session")
-        self.assertEqual(status, 204)
-        cookie = response.getheader("Set-Cookie")
-        self.assertIn("HttpOnly", cookie)
-        self.assertIn("SameSite=Strict", cookie)
-        jar = {"Cookie": cookie.split(";")[0]}
-        self.assertEqual(self.server.request("GET", "/api/agents/jobs", headers=jar, token=False)[0], 200)
+        status, reply, response = self.server.request("POST", "/api/session")
+        self.assertEqual(status, 201)
+        session = reply["session"]
+        self.assertNotIn(TOKEN, response.getheader("Set-Cookie") or "")
+        bearer = {"Authorization": f"Bearer {session}"}
+        self.assertEqual(self.server.request("GET", "/api/agents/jobs", headers=bearer, token=False)[0], 200)
+        self.assertEqual(self.server.request("DELETE", "/api/session", headers=bearer, token=False)[0], 204)
+        self.assertEqual(self.server.request("GET", "/api/agents/jobs", headers=bearer, token=False)[0], 401)
 
     def test_a_request_without_the_token_or_from_another_site_is_refused(self):
         self.assertEqual(self.server.request("GET", "/api/agents/jobs", token=False)[0], 401)
@@ -397,10 +398,11 @@ class GatewayEndToEnd(unittest.TestCase):
         self.assertEqual(asyncio.run(upgrade({**AUTH, "Origin": f"http://127.0.0.1:{self.server.port}"})), 101)
 
         async def by_subprotocol():
-            async with connect(self.server.ws_url("/ws"), subprotocols=[f"agentgate.token.{TOKEN}"]) as ws:
+            async with connect(self.server.ws_url("/ws"), subprotocols=["agentgate.v1", f"agentgate.token.{TOKEN}"]) as ws:
                 return ws.subprotocol
 
-        self.assertEqual(asyncio.run(by_subprotocol()), f"agentgate.token.{TOKEN}")
+        # The credential is accepted but never echoed back.
+        self.assertEqual(asyncio.run(by_subprotocol()), "agentgate.v1")
 
     def test_malformed_input_gets_the_right_error_and_the_server_keeps_serving(self):
         def raw(data):

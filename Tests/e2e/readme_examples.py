@@ -36,7 +36,7 @@ class Home:
         install_fake_agents(self.bin)
         self.env = {**os.environ, "HOME": self.path, "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
         self.server = subprocess.Popen(
-            [BINARY, "serve", "--data-dir", os.path.join(self.path, ".agentgate"), "--kill-grace", "1"],
+            [BINARY, "serve", "--data-dir", os.path.join(self.path, ".agentgate"), "--kill-grace", "1", "--pass-env", "FAKE_SCRIPT"],
             env={**self.env, "PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin"},
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.server.stdout.readline()

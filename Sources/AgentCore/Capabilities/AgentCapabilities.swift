@@ -13,6 +13,8 @@ public struct ProviderInfo: Sendable, Equatable {
             "id": .string(id), "name": .string(name), "available": .bool(available),
             "path": path.map(JSONValue.string) ?? .null, "version": version.map(JSONValue.string) ?? .null,
             "acp": acp.map(JSONValue.bool) ?? .null,
+            // The launch fields it takes besides provider, prompt, cwd, label and env.
+            "fields": AgentProvider.named(id)?.fieldsJSON ?? .array([]),
         ])
     }
 }

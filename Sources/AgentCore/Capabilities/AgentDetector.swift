@@ -44,7 +44,7 @@ public final class AgentDetector: Sendable {
     /// Probes again and replaces the cache.
     @discardableResult
     public func refresh() -> AgentCapabilities {
-        let kinds = ProviderKind.detectable
+        let kinds = AgentProvider.detectable
         let results = Mutex<[ProviderInfo?]>(Array(repeating: nil, count: kinds.count))
         DispatchQueue.concurrentPerform(iterations: kinds.count) { index in
             let info = probe(kinds[index])
@@ -52,7 +52,7 @@ public final class AgentDetector: Sendable {
         }
         let providers = results.withLock { $0.compactMap { $0 } }
         var available = providers.filter(\.available).map(\.id)
-        if configuration.allowCustomCommands { available.append(ProviderKind.custom.rawValue) }
+        if configuration.allowCustomCommands { available.append(AgentProvider.customID) }
         let capabilities = AgentCapabilities(
             mode: "local", providers: providers, available: available,
             probedAt: Int(Date().timeIntervalSince1970 * 1000))
@@ -60,9 +60,9 @@ public final class AgentDetector: Sendable {
         return capabilities
     }
 
-    private func probe(_ kind: ProviderKind) -> ProviderInfo {
-        var info = ProviderInfo(id: kind.rawValue, name: kind.displayName, available: false)
-        guard let path = ExecutableSearch.find(kind.executableName, path: configuration.path) else { return info }
+    private func probe(_ kind: AgentProvider) -> ProviderInfo {
+        var info = ProviderInfo(id: kind.id, name: kind.name, available: false)
+        guard let executable = kind.executableName, let path = ExecutableSearch.find(executable, path: configuration.path) else { return info }
         info.path = path
         let version = ProbeCommand.run(
             executable: path, arguments: ["--version"], environment: configuration.environment,

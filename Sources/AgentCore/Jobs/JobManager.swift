@@ -157,9 +157,9 @@ public final class JobManager {
             policy: configuration.policy, capabilities: detector.current(), searchPath: detector.configuration.path)
         let spec = try builder.build(request, outputFile: outputFile)
 
-        var job = Job(id: id, provider: spec.provider.rawValue, prompt: request.prompt, createdAt: WallClock.milliseconds())
+        var job = Job(id: id, provider: spec.provider, prompt: request.prompt, createdAt: WallClock.milliseconds())
         job.label = request.label
-        job.cwd = request.cwd
+        job.cwd = spec.workingDirectory ?? request.cwd
         job.model = request.model
         job.command = spec.arguments
         jobsByID[id] = job
@@ -172,15 +172,8 @@ public final class JobManager {
             return jobsByID[id]!
         }
 
-        var environment = configuration.baseEnvironment.filter {
-            !$0.hasPrefix("AGENTGATE_JOB_ID=") && !$0.hasPrefix("AGENTGATE_URL=") && !$0.hasPrefix("AGENTGATE_TOKEN=")
-        }
-        for (key, value) in spec.environment.sorted(by: { $0.key < $1.key }) {
-            environment.removeAll { $0.hasPrefix(key + "=") }
-            environment.append("\(key)=\(value)")
-        }
-        environment.append("AGENTGATE_JOB_ID=\(id)")
-        environment.append("AGENTGATE_URL=\(configuration.serverURL)")
+        let environment = EnvironmentPolicy.agentEnvironment(
+            base: configuration.baseEnvironment, request: spec.environment, jobID: id, serverURL: configuration.serverURL)
 
         let process: SupervisedProcess
         do {

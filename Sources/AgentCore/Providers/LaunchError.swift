@@ -10,6 +10,17 @@ public struct LaunchError: Error, Sendable, Equatable, CustomStringConvertible {
         case promptTooLarge = "prompt_too_large"
         case invalidWorkingDirectory = "invalid_cwd"
         case invalidEnvironment = "invalid_env"
+        /// A field the request's provider cannot honour.
+        case unsupportedField = "unsupported_field"
+        /// A field no provider has.
+        case unknownField = "unknown_field"
+        /// An env key the operator did not allow with `--pass-env`.
+        case environmentNotAllowed = "env_not_allowed"
+        /// An env key that can change what runs or where credentials go: never passed.
+        case environmentForbidden = "env_forbidden"
+        case cwdOutsideWorkspace = "cwd_outside_workspace"
+        /// Inside a workspace, but the data dir or a hidden directory at its top (`~/.ssh`).
+        case cwdForbidden = "cwd_forbidden"
     }
 
     public let code: Code

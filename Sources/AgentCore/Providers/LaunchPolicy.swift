@@ -8,10 +8,19 @@ public struct LaunchPolicy: Sendable {
     /// Lets clients run an explicit argv (`provider: "custom"`). Off by default: a server
     /// that runs any argv from any caller is a remote-code-execution hole.
     public var allowCustomCommands = false
+    /// Which env keys a request may set (none by default).
+    public var environment = EnvironmentPolicy()
+    /// Where jobs may run (nil: anywhere, for `exec`, which runs as its caller's own command).
+    public var workspaces: WorkspacePolicy?
 
-    public init(claudePermissionMode: String? = nil, codexSandbox: String? = nil, allowCustomCommands: Bool = false) {
+    public init(
+        claudePermissionMode: String? = nil, codexSandbox: String? = nil, allowCustomCommands: Bool = false,
+        environment: EnvironmentPolicy = EnvironmentPolicy(), workspaces: WorkspacePolicy? = nil
+    ) {
         self.claudePermissionMode = claudePermissionMode
         self.codexSandbox = codexSandbox
         self.allowCustomCommands = allowCustomCommands
+        self.environment = environment
+        self.workspaces = workspaces
     }
 }

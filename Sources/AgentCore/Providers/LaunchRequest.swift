@@ -1,5 +1,5 @@
-/// What a client asks for: `{provider, prompt, cwd?, model?, effort?, reasoningEffort?, label?,
-/// env?, resumeSession?, maxTurns?, command?}`. Permission and sandbox modes are deliberately
+/// What a client asks for: `{provider, prompt, cwd?, model?, effort?, label?, env?,
+/// resumeSession?, maxTurns?, command?}` (`reasoningEffort` is read as `effort`). Permission and sandbox modes are deliberately
 /// absent: they come from the operator's `LaunchPolicy`, never from a client.
 public struct LaunchRequest: Sendable, Equatable {
     public var provider: String
@@ -7,7 +7,6 @@ public struct LaunchRequest: Sendable, Equatable {
     public var cwd: String?
     public var model: String?
     public var effort: String?
-    public var reasoningEffort: String?
     public var label: String?
     public var env: [String: String]
     public var resumeSession: String?
@@ -23,7 +22,7 @@ public struct LaunchRequest: Sendable, Equatable {
 
     public init(
         provider: String, prompt: String, cwd: String? = nil, model: String? = nil, effort: String? = nil,
-        reasoningEffort: String? = nil, label: String? = nil, env: [String: String] = [:], resumeSession: String? = nil,
+        label: String? = nil, env: [String: String] = [:], resumeSession: String? = nil,
         maxTurns: Int? = nil, command: [String]? = nil
     ) {
         self.provider = provider
@@ -31,7 +30,6 @@ public struct LaunchRequest: Sendable, Equatable {
         self.cwd = cwd
         self.model = model
         self.effort = effort
-        self.reasoningEffort = reasoningEffort
         self.label = label
         self.env = env
         self.resumeSession = resumeSession
@@ -39,10 +37,26 @@ public struct LaunchRequest: Sendable, Equatable {
         self.command = command
     }
 
-    /// Decodes a JSON body, naming the first field of the wrong type. Unknown fields are
-    /// ignored so older servers accept newer clients.
+    /// Every field a request may carry. Anything else is refused (`unknown_field`): a typo
+    /// or a field from a newer API must not be silently dropped.
+    public static let knownFields: Set<String> = [
+        "provider", "prompt", "cwd", "model", "effort", "reasoningEffort", "label", "env", "resumeSession", "maxTurns", "command",
+    ]
+
+    /// Decodes a JSON body, naming the first unknown field or field of the wrong type.
+    /// `reasoningEffort` is the older name of `effort` and is read as it.
     public init(json: JSONValue) throws(LaunchError) {
-        guard case .object = json else { throw LaunchError(.invalidField, field: nil, "the body must be a JSON object") }
+        guard case .object(let members) = json else { throw LaunchError(.invalidField, field: nil, "the body must be a JSON object") }
+        var seen: Set<String> = []
+        for member in members {
+            guard Self.knownFields.contains(member.key) else {
+                let shown = member.key.utf8.count > 64 ? String(decoding: member.key.utf8.prefix(64), as: UTF8.self) + "…" : member.key
+                throw LaunchError(.unknownField, field: shown, "unknown field '\(shown)'; known fields: \(Self.knownFields.sorted().joined(separator: ", "))")
+            }
+            guard seen.insert(member.key).inserted else {
+                throw LaunchError(.invalidField, field: member.key, "\(member.key) appears twice")
+            }
+        }
         func string(_ key: String, required: Bool = false) throws(LaunchError) -> String? {
             switch json[key] {
             case nil, .null?:
@@ -57,7 +71,13 @@ public struct LaunchRequest: Sendable, Equatable {
         cwd = try string("cwd")
         model = try string("model")
         effort = try string("effort")
-        reasoningEffort = try string("reasoningEffort")
+        let reasoningEffort = try string("reasoningEffort")
+        if let reasoningEffort {
+            if let effort, effort != reasoningEffort {
+                throw LaunchError(.invalidField, field: "reasoningEffort", "reasoningEffort is another name for effort; give one of them")
+            }
+            effort = reasoningEffort
+        }
         label = try string("label")
         resumeSession = try string("resumeSession")
         switch json["maxTurns"] {
@@ -73,7 +93,9 @@ public struct LaunchRequest: Sendable, Equatable {
                 guard let value = member.value.stringValue else {
                     throw LaunchError(.invalidEnvironment, field: "env.\(member.key)", "env values must be strings")
                 }
-                env[member.key] = value
+                guard env.updateValue(value, forKey: member.key) == nil else {
+                    throw LaunchError(.invalidEnvironment, field: "env.\(member.key)", "env key \(member.key) appears twice")
+                }
             }
         default: throw LaunchError(.invalidField, field: "env", "env must be an object of strings")
         }
@@ -81,35 +103,47 @@ public struct LaunchRequest: Sendable, Equatable {
         case nil, .null?: command = nil
         case .array(let items)?:
             let strings = items.compactMap(\.stringValue)
-            guard strings.count == items.count, !strings.isEmpty else {
-                throw LaunchError(.invalidField, field: "command", "command must be a non-empty array of strings")
+            guard strings.count == items.count, !strings.isEmpty, strings.count <= 1_000 else {
+                throw LaunchError(.invalidField, field: "command", "command must be a non-empty array of at most 1000 strings")
             }
             command = strings
         default: throw LaunchError(.invalidField, field: "command", "command must be a non-empty array of strings")
         }
     }
 
-    /// Checks limits and shapes that need no knowledge of the machine.
+    /// The request's optional fields that are set, by name (for checking them against what a
+    /// provider accepts).
+    public var presentFields: [String] {
+        var names: [String] = []
+        if model != nil { names.append("model") }
+        if effort != nil { names.append("effort") }
+        if resumeSession != nil { names.append("resumeSession") }
+        if maxTurns != nil { names.append("maxTurns") }
+        if command != nil { names.append("command") }
+        return names
+    }
+
+    /// Checks limits and shapes that need no knowledge of the provider or the machine.
     public func validate() throws(LaunchError) {
         if prompt.utf8.count > Self.maxPromptBytes {
             throw LaunchError(.promptTooLarge, field: "prompt", "prompt is \(prompt.utf8.count) bytes; the limit is \(Self.maxPromptBytes)")
         }
-        if prompt.isEmpty && provider != ProviderKind.custom.rawValue {
+        if prompt.isEmpty && provider != AgentProvider.customID {
             throw LaunchError(.missingField, field: "prompt", "prompt is required")
         }
-        for (key, value) in [("model", model), ("effort", effort), ("reasoningEffort", reasoningEffort), ("label", label), ("resumeSession", resumeSession), ("cwd", cwd)] {
-            if let value, value.utf8.count > Self.maxShortFieldBytes {
+        // The prompt is text for a model: newlines and tabs are its own, other control
+        // characters (NUL, ESC…) only ever serve to fool a terminal or a parser.
+        if let bad = Self.firstControlCharacter(prompt, allowing: [0x09, 0x0A, 0x0D]) {
+            throw LaunchError(.invalidField, field: "prompt", "prompt contains control character \(bad)")
+        }
+        for (key, value) in [("provider", provider), ("model", model), ("effort", effort), ("label", label), ("resumeSession", resumeSession), ("cwd", cwd)] {
+            guard let value else { continue }
+            if value.utf8.count > Self.maxShortFieldBytes {
                 throw LaunchError(.invalidField, field: key, "\(key) is longer than \(Self.maxShortFieldBytes) bytes")
             }
-            if let value, value.contains("\0") {
-                throw LaunchError(.invalidField, field: key, "\(key) contains a NUL byte")
+            if let bad = Self.firstControlCharacter(value, allowing: []) {
+                throw LaunchError(.invalidField, field: key, "\(key) contains control character \(bad)")
             }
-        }
-        if let model, model.hasPrefix("-") {
-            throw LaunchError(.invalidField, field: "model", "model must not start with '-'")
-        }
-        if let resumeSession, resumeSession.hasPrefix("-") {
-            throw LaunchError(.invalidField, field: "resumeSession", "resumeSession must not start with '-'")
         }
         if env.count > Self.maxEnvironmentEntries {
             throw LaunchError(.invalidEnvironment, field: "env", "at most \(Self.maxEnvironmentEntries) env entries")
@@ -122,9 +156,22 @@ public struct LaunchRequest: Sendable, Equatable {
                 throw LaunchError(.invalidEnvironment, field: "env.\(key)", "env value for \(key) is too long or contains NUL")
             }
         }
-        if let command, command.contains(where: { $0.contains("\0") }) {
-            throw LaunchError(.invalidField, field: "command", "command contains a NUL byte")
+        if let command, command.contains(where: { $0.contains("\0") || $0.utf8.count > Self.maxEnvironmentValueBytes }) {
+            throw LaunchError(.invalidField, field: "command", "command contains a NUL byte or an argument over 32 KiB")
         }
+    }
+
+    /// The first C0 or C1 control character or DEL in `text` that is not in `allowing`, as
+    /// `U+001B` (nil when there is none).
+    static func firstControlCharacter(_ text: String, allowing: Set<UInt32>) -> String? {
+        for scalar in text.unicodeScalars {
+            let value = scalar.value
+            if (value < 0x20 || (value >= 0x7F && value <= 0x9F)), !allowing.contains(value) {
+                let hex = String(value, radix: 16, uppercase: true)
+                return "U+" + String(repeating: "0", count: 4 - hex.count) + hex
+            }
+        }
+        return nil
     }
 
     /// `^[A-Za-z_][A-Za-z0-9_]*$`

@@ -1,11 +1,12 @@
 /// A launch request turned into a concrete command line.
 public struct LaunchSpec: Sendable, Equatable {
-    public var provider: ProviderKind
+    /// The `AgentProvider` id.
+    public var provider: String
     /// Absolute path of the program.
     public var executable: String
     /// argv including argv[0].
     public var arguments: [String]
-    /// Entries added to the server's environment.
+    /// The request's env entries (already checked against the operator's `--pass-env`).
     public var environment: [String: String]
     public var workingDirectory: String?
     public var stdin: String

@@ -25,7 +25,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Model name.")
     var model: String?
 
-    @Option(help: "Effort (claude --effort, codex reasoning effort, opencode variant).")
+    @Option(help: "Effort: claude --effort, codex reasoning effort, opencode --variant (`agentgate capabilities` lists each one's values).")
     var effort: String?
 
     @Option(help: "A label for the job list.")
@@ -49,13 +49,15 @@ struct RunCommand: ParsableCommand {
             if prompt == "-" {
                 text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
             }
-            var request: [JSONValue.Member] = [.init("provider", .string(provider)), .init("prompt", .string(text))]
-            for (key, value) in [("cwd", cwd), ("model", model), ("effort", effort), ("label", label)] {
+            // The job runs where the caller is unless told otherwise, and the server resolves
+            // paths on its side: always send an absolute one.
+            let here = FileManager.default.currentDirectoryPath
+            let directory = cwd.map { $0.hasPrefix("/") ? $0 : here + "/" + $0 } ?? here
+            var request: [JSONValue.Member] = [
+                .init("provider", .string(provider)), .init("prompt", .string(text)), .init("cwd", .string(directory)),
+            ]
+            for (key, value) in [("model", model), ("effort", effort), ("label", label)] {
                 if let value { request.append(.init(key, .string(value))) }
-            }
-            if let cwd, !cwd.hasPrefix("/") {
-                // The server resolves paths on its side: send an absolute one.
-                request[request.firstIndex { $0.key == "cwd" }!] = .init("cwd", .string(FileManager.default.currentDirectoryPath + "/" + cwd))
             }
             let reply = try api.call("POST", "/api/agents/jobs", body: .object(request))
             guard let info = reply["job"], let job = Job(json: info) else {

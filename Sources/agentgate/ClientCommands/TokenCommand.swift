@@ -4,9 +4,9 @@ import Gateway
 /// `agentgate token`: the token scripts use, read from (or rotated in) the data dir.
 struct TokenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "token", abstract: "Print the server's token; --rotate replaces it (restart the server to use it).")
+        commandName: "token", abstract: "Print the server's token; --rotate replaces it and signs every dashboard session out.")
 
-    @Flag(help: "Write a new random token to the token file.")
+    @Flag(help: "Write a new random token to the token file; a running server takes it within a second and ends its sessions.")
     var rotate = false
 
     @Option(help: "Where the server keeps its token (default: ~/.agentgate).")
@@ -21,7 +21,7 @@ struct TokenCommand: ParsableCommand {
             } catch {
                 throw ClientFailure(message: error.description, exitCode: 8).exit()
             }
-            printError("agentgate: new token written to \(file); restart `agentgate serve` to use it")
+            printError("agentgate: new token written to \(file); a running server uses it from now on and every session made with the old one is signed out")
         }
         guard let token = TokenFile.existing(dataDirectory: directory) else {
             throw ClientFailure(message: "no token in \(file) (the server makes one on its first start)", exitCode: 4).exit()

@@ -1,0 +1,103 @@
+/// Which environment variables a launch request may set, and what every agent's environment
+/// is made of.
+///
+/// Deny by default: a request may set only keys the operator allowed (`--pass-env KEY`, a
+/// trailing `*` matching a prefix). Some keys are refused even then, because setting them
+/// decides what runs (`LD_PRELOAD`, `PATH`, `BASH_ENV`, `NODE_OPTIONS`…), where the
+/// operator's API keys are sent (`ANTHROPIC_BASE_URL`, proxies) or whether the agent asks
+/// before acting (`GOOSE_MODE`, `CLAUDE_CONFIG_DIR`, `CODEX_HOME`…).
+public struct EnvironmentPolicy: Sendable, Equatable {
+    /// Patterns the operator allowed: `KEY` exactly, or `PREFIX*`.
+    public var allowed: [String]
+
+    public init(allowed: [String] = []) {
+        self.allowed = allowed
+    }
+
+    public enum Verdict: Equatable, Sendable {
+        case allowed
+        case notAllowed
+        case forbidden
+    }
+
+    public func verdict(for key: String) -> Verdict {
+        if Self.isForbidden(key) { return .forbidden }
+        for pattern in allowed {
+            if pattern.hasSuffix("*") ? key.hasPrefix(pattern.dropLast()) : key == pattern { return .allowed }
+        }
+        return .notAllowed
+    }
+
+    /// Checks a request's env; throws naming the first key refused.
+    public func check(_ environment: [String: String]) throws(LaunchError) {
+        for key in environment.keys.sorted() {
+            switch verdict(for: key) {
+            case .allowed: continue
+            case .forbidden:
+                throw LaunchError(
+                    .environmentForbidden, field: "env.\(key)",
+                    "env \(key) can change what runs or where credentials go, so no request may set it")
+            case .notAllowed:
+                throw LaunchError(
+                    .environmentNotAllowed, field: "env.\(key)",
+                    "env \(key) is not allowed; the operator can allow it with --pass-env \(key)")
+            }
+        }
+    }
+
+    /// Exact names (compared upper-cased: `http_proxy` is read by curl as much as `HTTP_PROXY`).
+    static let forbiddenNames: Set<String> = [
+        // What runs: the search path, shell and interpreter start-up files.
+        "PATH", "BASH_ENV", "ENV", "SHELL", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "IFS", "CDPATH",
+        "GLIBC_TUNABLES", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "MALLOC_CHECK_",
+        "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "CLASSPATH", "EDITOR", "VISUAL", "PAGER", "BROWSER",
+        "TCLLIBPATH", "TERMINFO", "ZDOTDIR", "INPUTRC",
+        // Where configuration (and so permission settings) is read from.
+        "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_DIRS",
+        "XDG_DATA_DIRS", "IS_SANDBOX", "NO_COLOR",
+        // Where traffic and its trust go.
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSLKEYLOGFILE",
+    ]
+
+    static let forbiddenPrefixes: [String] = [
+        "LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "NODE_", "NPM_CONFIG_", "BUN_", "DENO_", "LUA_", "GIT_", "GEM_", "BUNDLE_",
+        // Every agent's own settings: base URLs, keys, config dirs, approval modes.
+        "ANTHROPIC_", "CLAUDE", "OPENAI_", "CODEX_", "OPENCODE", "GOOSE_", "AGENTGATE_",
+        "AWS_", "AZURE_", "GOOGLE_", "GEMINI_", "VERTEX", "OPENROUTER_", "GROQ_", "MISTRAL_", "DEEPSEEK_", "XAI_", "OLLAMA_",
+        "DATABRICKS_", "LITELLM_", "MCP_",
+    ]
+
+    static let forbiddenSuffixes: [String] = ["_PROXY", "_BASE_URL", "_API_BASE", "_API_KEY", "_API_HOST", "_ENDPOINT"]
+
+    public static func isForbidden(_ key: String) -> Bool {
+        let name = key.uppercased()
+        if forbiddenNames.contains(name) { return true }
+        if forbiddenPrefixes.contains(where: { name.hasPrefix($0) }) { return true }
+        return forbiddenSuffixes.contains(where: { name.hasSuffix($0) })
+    }
+
+    /// Markers of a Claude Code session: a server started from a Claude Code shell must not
+    /// hand them to the claude it launches, which would refuse to run nested.
+    static let nestingMarkers: Set<String> = ["CLAUDECODE", "CLAUDE_CODE_ENTRYPOINT"]
+
+    /// An agent's environment: the server's own without nesting markers and agentgate's
+    /// variables, then the request's allowed keys, then `NO_COLOR=1` and the job's
+    /// `AGENTGATE_JOB_ID`/`AGENTGATE_URL`, which nothing can override.
+    public static func agentEnvironment(
+        base: [String], request: [String: String], jobID: String, serverURL: String
+    ) -> [String] {
+        var environment: [String] = []
+        var overridden = Set(request.keys)
+        overridden.insert("NO_COLOR")
+        for entry in base {
+            let key = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? entry
+            if nestingMarkers.contains(key) || key.hasPrefix("AGENTGATE_") || overridden.contains(key) { continue }
+            environment.append(entry)
+        }
+        for (key, value) in request.sorted(by: { $0.key < $1.key }) { environment.append("\(key)=\(value)") }
+        environment.append("NO_COLOR=1")
+        environment.append("AGENTGATE_JOB_ID=\(jobID)")
+        environment.append("AGENTGATE_URL=\(serverURL)")
+        return environment
+    }
+}

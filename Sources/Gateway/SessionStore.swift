@@ -1,0 +1,86 @@
+import WebSocketCore
+
+/// Dashboard sessions: the page trades the master token once for a random credential of its
+/// own, which it keeps in origin-scoped storage and sends as `Authorization: Bearer` (or the
+/// WebSocket subprotocol). Nothing goes in a cookie: cookies ignore ports, so any other
+/// server on 127.0.0.1 the browser visits would be sent one.
+///
+/// A credential dies when it is signed out, when it sits unused past the idle limit, when it
+/// reaches its absolute age, or when the token rotates. Pure: time comes in as an argument.
+/// Credentials are kept by their SHA-1, so looking one up takes no time that depends on how
+/// much of a guess was right.
+public struct SessionStore: Sendable {
+    public struct Limits: Sendable, Equatable {
+        /// A session unused this long is gone (12 h).
+        public var idleMilliseconds = 12 * 3_600_000
+        /// A session is gone this long after it was made, used or not (7 days).
+        public var maxAgeMilliseconds = 7 * 86_400_000
+        /// Live sessions at most; making one more forgets the least recently used.
+        public var maxSessions = 1_000
+
+        public init() {}
+    }
+
+    public struct Session: Sendable, Equatable {
+        public var createdAt: Int
+        public var lastUsedAt: Int
+        public var expiresAt: Int
+    }
+
+    public var limits: Limits
+    private var sessions: [String: Session] = [:]
+
+    public init(limits: Limits = Limits()) {
+        self.limits = limits
+    }
+
+    public var count: Int { sessions.count }
+
+    /// A new credential (256 random bits as 64 hex digits) and its session.
+    public mutating func create(now: Int) -> (credential: String, session: Session) {
+        expire(now: now)
+        if sessions.count >= limits.maxSessions, let oldest = sessions.min(by: { $0.value.lastUsedAt < $1.value.lastUsedAt })?.key {
+            sessions[oldest] = nil
+        }
+        let credential = TokenFile.generate()
+        let session = Session(createdAt: now, lastUsedAt: now, expiresAt: now + limits.maxAgeMilliseconds)
+        sessions[Self.key(credential)] = session
+        return (credential, session)
+    }
+
+    /// The live session for `credential` (its idle clock restarts), or nil.
+    public mutating func use(_ credential: String, now: Int) -> Session? {
+        guard credential.utf8.count == 64 else { return nil }
+        let key = Self.key(credential)
+        guard var session = sessions[key] else { return nil }
+        guard now < session.expiresAt, now - session.lastUsedAt < limits.idleMilliseconds else {
+            sessions[key] = nil
+            return nil
+        }
+        session.lastUsedAt = now
+        sessions[key] = session
+        return session
+    }
+
+    /// Signs one session out; true if it was live.
+    @discardableResult
+    public mutating func revoke(_ credential: String) -> Bool {
+        sessions.removeValue(forKey: Self.key(credential)) != nil
+    }
+
+    /// Signs every session out (the token rotated, or the operator asked); returns how many.
+    @discardableResult
+    public mutating func revokeAll() -> Int {
+        defer { sessions.removeAll() }
+        return sessions.count
+    }
+
+    /// Forgets sessions past their limits.
+    public mutating func expire(now: Int) {
+        sessions = sessions.filter { now < $0.value.expiresAt && now - $0.value.lastUsedAt < limits.idleMilliseconds }
+    }
+
+    static func key(_ credential: String) -> String {
+        SHA1.hash(Array(credential.utf8)).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+    }
+}

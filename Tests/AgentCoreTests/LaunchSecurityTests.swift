@@ -1,0 +1,133 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+import TestSupport
+
+@testable import AgentCore
+
+/// What a launch request may and may not decide: the env it sets, every value that reaches
+/// argv, and where the job runs.
+struct LaunchSecurityTests {
+    func build(_ request: LaunchRequest, policy: LaunchPolicy = LaunchPolicy()) throws(LaunchError) -> LaunchSpec {
+        try CommandBuilder(policy: policy, capabilities: CommandBuilderTests.capabilities, searchPath: "/usr/bin:/bin")
+            .build(request, outputFile: "/tmp/out.txt")
+    }
+
+    func code(_ request: LaunchRequest, policy: LaunchPolicy = LaunchPolicy()) -> (LaunchError.Code, String?)? {
+        do {
+            _ = try build(request, policy: policy)
+            return nil
+        } catch {
+            return (error.code, error.field)
+        }
+    }
+
+    // MARK: environment
+
+    @Test func aRequestSetsOnlyKeysTheOperatorAllowed() throws {
+        let request = LaunchRequest(provider: "claude", prompt: "x", env: ["FOO": "bar"])
+        #expect(code(request)! == (.environmentNotAllowed, "env.FOO"))
+        let allowed = LaunchPolicy(environment: EnvironmentPolicy(allowed: ["FOO"]))
+        #expect(try build(request, policy: allowed).environment == ["FOO": "bar"])
+        let prefix = LaunchPolicy(environment: EnvironmentPolicy(allowed: ["FO*"]))
+        #expect(try build(request, policy: prefix).environment == ["FOO": "bar"])
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", env: ["FOOD": "x"]), policy: allowed)! == (.environmentNotAllowed, "env.FOOD"))
+    }
+
+    @Test(arguments: [
+        "LD_PRELOAD", "LD_LIBRARY_PATH", "PATH", "BASH_ENV", "ENV", "NODE_OPTIONS", "PYTHONPATH", "PYTHONSTARTUP", "PERL5OPT",
+        "RUBYOPT", "HTTPS_PROXY", "http_proxy", "ALL_PROXY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL",
+        "GOOSE_MODE", "OPENCODE_CONFIG_CONTENT", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "AGENTGATE_JOB_ID", "AGENTGATE_URL",
+        "HOME", "XDG_CONFIG_HOME", "GIT_SSH_COMMAND", "IS_SANDBOX", "GLIBC_TUNABLES", "ld_preload",
+    ])
+    func keysThatChangeWhatRunsAreRefusedEvenWhenEverythingIsAllowed(_ key: String) {
+        let everything = LaunchPolicy(environment: EnvironmentPolicy(allowed: ["*"]))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", env: [key: "v"]), policy: everything)! == (.environmentForbidden, "env.\(key)"))
+    }
+
+    @Test func theAgentsEnvironmentIsScrubbedAndItsJobVariablesCannotBeSpoofed() {
+        let environment = EnvironmentPolicy.agentEnvironment(
+            base: ["PATH=/usr/bin", "CLAUDECODE=1", "CLAUDE_CODE_ENTRYPOINT=cli", "AGENTGATE_TOKEN=secret", "NO_COLOR=0", "LANG=C"],
+            request: ["FOO": "bar"], jobID: "job1", serverURL: "http://127.0.0.1:7777")
+        #expect(environment == [
+            "PATH=/usr/bin", "LANG=C", "FOO=bar", "NO_COLOR=1", "AGENTGATE_JOB_ID=job1", "AGENTGATE_URL=http://127.0.0.1:7777",
+        ])
+    }
+
+    // MARK: argv
+
+    @Test(arguments: ["claude", "codex", "opencode", "goose"])
+    func noFieldOfAnyProviderCanBecomeAFlag(_ provider: String) {
+        let hostile = ["--auto", "-x", "--share", "--attach=http://evil.example", "a b", "a\nb", "x\u{1B}[31m", "", "a;b", "$(id)"]
+        for value in hostile {
+            for field in ["model", "effort", "resumeSession"] {
+                var request = LaunchRequest(provider: provider, prompt: "x")
+                switch field {
+                case "model": request.model = value
+                case "effort": request.effort = value
+                default: request.resumeSession = value
+                }
+                let failure = code(request)
+                #expect(failure != nil, "\(provider).\(field) = \(value.debugDescription) was accepted")
+                #expect(failure?.1 == field)
+                #expect([.invalidField, .unsupportedField].contains(failure?.0))
+            }
+        }
+    }
+
+    @Test func effortComesFromEachProvidersOwnList() throws {
+        #expect(try build(LaunchRequest(provider: "claude", prompt: "x", effort: "high")).arguments.contains("--effort=high"))
+        #expect(try build(LaunchRequest(provider: "codex", prompt: "x", effort: "xhigh")).arguments.contains("model_reasoning_effort=\"xhigh\""))
+        #expect(try build(LaunchRequest(provider: "opencode", prompt: "x", effort: "max")).arguments.contains("--variant=max"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", effort: "xhigh"))! == (.invalidField, "effort"))
+        #expect(code(LaunchRequest(provider: "opencode", prompt: "x", effort: "--auto"))! == (.invalidField, "effort"))
+        #expect(code(LaunchRequest(provider: "goose", prompt: "x", effort: "high"))! == (.unsupportedField, "effort"))
+    }
+
+    @Test func aFieldTheProviderCannotHonourIsRefusedNotDropped() {
+        #expect(code(LaunchRequest(provider: "codex", prompt: "x", maxTurns: 3))! == (.unsupportedField, "maxTurns"))
+        #expect(code(LaunchRequest(provider: "opencode", prompt: "x", maxTurns: 3))! == (.unsupportedField, "maxTurns"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", command: ["ls"]))! == (.unsupportedField, "command"))
+    }
+
+    @Test func realModelNamesAndSessionIdsPass() throws {
+        for model in ["opus", "sonnet[1m]", "claude-opus-4-5-20251101", "anthropic/claude-sonnet-4-5", "openrouter/meta-llama/llama-3:free", "gpt-5.1-codex"] {
+            #expect(try build(LaunchRequest(provider: "opencode", prompt: "x", model: model)).arguments.contains("--model=\(model)"))
+        }
+        for session in ["40e7b02d-c0f9-4876-9010-f514d4eb0603", "ses_abc123", "20250101_1"] {
+            #expect(throws: Never.self) { try build(LaunchRequest(provider: "goose", prompt: "x", resumeSession: session)) }
+        }
+    }
+
+    @Test func controlCharactersAreRefusedEverywhereButThePromptsNewlines() throws {
+        #expect(throws: Never.self) { try build(LaunchRequest(provider: "claude", prompt: "line one\nline\ttwo\r\n")) }
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x\u{1B}]52;c;ZXZpbA==\u{07}"))! == (.invalidField, "prompt"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "a\nb"))! == (.invalidField, "label"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "\u{9B}31m"))! == (.invalidField, "label"))
+    }
+
+    // MARK: working directory
+
+    @Test func theCwdMustResolveInsideAWorkspaceAndNotIntoHiddenOrDataDirectories() throws {
+        let root = TemporaryDirectory("agentgate-workspace")
+        let outside = TemporaryDirectory("agentgate-outside")
+        for directory in ["project/src", ".ssh", ".agentgate", "data"] {
+            try FileManager.default.createDirectory(atPath: root.path + "/" + directory, withIntermediateDirectories: true)
+        }
+        symlink(outside.path, root.path + "/escape")
+        let workspaces = try WorkspacePolicy(roots: [root.path], dataDirectory: root.path + "/data")
+        let policy = LaunchPolicy(workspaces: workspaces)
+        let resolvedRoot = workspaces.roots[0]
+        #expect(try build(LaunchRequest(provider: "claude", prompt: "x", cwd: root.path + "/project/src/../src"), policy: policy)
+            .workingDirectory == resolvedRoot + "/project/src")
+        #expect(try build(LaunchRequest(provider: "claude", prompt: "x"), policy: policy).workingDirectory == resolvedRoot)
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", cwd: outside.path), policy: policy)! == (.cwdOutsideWorkspace, "cwd"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", cwd: root.path + "/escape"), policy: policy)! == (.cwdOutsideWorkspace, "cwd"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", cwd: root.path + "/project/../../"), policy: policy)! == (.cwdOutsideWorkspace, "cwd"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", cwd: root.path + "/.ssh"), policy: policy)! == (.cwdForbidden, "cwd"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", cwd: root.path + "/data"), policy: policy)! == (.cwdForbidden, "cwd"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", cwd: "project"), policy: policy)! == (.invalidField, "cwd"))
+    }
+}

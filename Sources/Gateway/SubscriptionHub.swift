@@ -152,7 +152,10 @@ public final class SubscriptionHub {
             sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
         case "launch":
             do {
-                let job = try manager.launch(LaunchRequest(json: value))
+                // The launch fields sit beside op and req, which are the message's own.
+                guard case .object(let members) = value else { return }
+                let fields = JSONValue.object(members.filter { $0.key != "op" && $0.key != "req" })
+                let job = try manager.launch(LaunchRequest(json: fields))
                 sendControl(viewer, Self.ack(request, [.init("job", job.json)]))
             } catch {
                 var members: [JSONValue.Member] = [.init("type", "error"), .init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]

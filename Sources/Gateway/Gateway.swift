@@ -22,6 +22,8 @@ public final class Gateway {
     public var sessions = SessionStore()
     /// Watches the token file, when the token came from one.
     public var tokenWatcher: TokenWatcher?
+    /// Where sessions are saved so they outlive a restart (nil: memory only).
+    public var sessionFile: String?
     private var refreshWaiters: [(HTTPServer.Response) -> Void] = []
 
     public init(manager: JobManager, policy: AccessPolicy) {
@@ -240,8 +242,9 @@ public final class Gateway {
     /// Checks the presented credentials against the token (picking up a rotated token file
     /// first) and the live sessions.
     public func authenticate(_ headers: HTTPHeaders) -> Principal? {
-        let now = Int(MonotonicClock.nanoseconds() / 1_000_000)
-        if let token = tokenWatcher?.changedToken(now: now), token != policy.token {
+        defer { saveSessionsIfNeeded() }
+        let now = WallClock.milliseconds()
+        if let token = tokenWatcher?.changedToken(now: Int(MonotonicClock.nanoseconds() / 1_000_000)), token != policy.token {
             policy.token = token
             sessions.revokeAll()
         }
@@ -250,6 +253,23 @@ public final class Gateway {
             return .session(credential)
         }
         return nil
+    }
+
+    /// Reads back the sessions saved by an earlier run (those made under this token).
+    public func restoreSessions() {
+        guard let sessionFile else { return }
+        sessions.restore(SessionFile.load(path: sessionFile, token: policy.token), now: WallClock.milliseconds())
+    }
+
+    private func saveSessionsIfNeeded() {
+        guard sessions.needsSaving else { return }
+        sessions.saved()
+        guard let sessionFile else { return }
+        do {
+            try SessionFile.save(sessions.sessions, path: sessionFile, token: policy.token)
+        } catch {
+            FileHandle.standardError.write(Data("agentgate: cannot save sessions: \(error)\n".utf8))
+        }
     }
 
     /// `POST /api/session` with the master token as Bearer: a new session credential for a
@@ -266,12 +286,11 @@ public final class Gateway {
             guard principal == .token else {
                 return .error(401, code: "unauthorized", "a session is made with the token (Authorization: Bearer <token>)")
             }
-            let now = Int(MonotonicClock.nanoseconds() / 1_000_000)
-            let (credential, session) = sessions.create(now: now)
+            let (credential, session) = sessions.create(now: WallClock.milliseconds())
+            saveSessionsIfNeeded()
             headers.add("Set-Cookie", "\(AccessPolicy.legacyCookieName)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
-            let wallNow = WallClock.milliseconds()
             let body = JSONValue.object([
-                "session": .string(credential), "expiresAt": .int(wallNow + (session.expiresAt - now)),
+                "session": .string(credential), "expiresAt": .int(session.expiresAt),
                 "idleSeconds": .int(sessions.limits.idleMilliseconds / 1000),
             ])
             return .json(201, JSONWriter.serialize(body), headers: headers)
@@ -281,6 +300,7 @@ public final class Gateway {
             case .token?: sessions.revokeAll()
             case nil: return .error(401, code: "unauthorized", "missing or wrong token")
             }
+            saveSessionsIfNeeded()
             return HTTPServer.Response(status: 204, headers: headers)
         case "GET":
             guard let principal else { return .error(401, code: "unauthorized", "missing or wrong token") }

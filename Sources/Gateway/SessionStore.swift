@@ -6,7 +6,9 @@ import WebSocketCore
 /// server on 127.0.0.1 the browser visits would be sent one.
 ///
 /// A credential dies when it is signed out, when it sits unused past the idle limit, when it
-/// reaches its absolute age, or when the token rotates. Pure: time comes in as an argument.
+/// reaches its absolute age, or when the token rotates. Sessions outlive a server restart (the
+/// server saves them with `SessionFile`; `needsSaving` says when). Pure: time (wall-clock
+/// milliseconds) comes in as an argument.
 /// Credentials are kept by their SHA-1, so looking one up takes no time that depends on how
 /// much of a guess was right.
 public struct SessionStore: Sendable {
@@ -28,7 +30,14 @@ public struct SessionStore: Sendable {
     }
 
     public var limits: Limits
-    private var sessions: [String: Session] = [:]
+    /// Sessions by the SHA-1 of their credential (hex): what is kept, in memory and on disk.
+    public private(set) var sessions: [String: Session] = [:]
+    /// Set when sessions were made or ended, or a last use moved by more than a minute since
+    /// the last save; cleared by `saved()`.
+    public private(set) var needsSaving = false
+    /// A last use is saved at this resolution: often enough for idle expiry after a restart,
+    /// rarely enough that every request does not write a file.
+    static let lastUseResolutionMilliseconds = 60_000
 
     public init(limits: Limits = Limits()) {
         self.limits = limits
@@ -45,6 +54,7 @@ public struct SessionStore: Sendable {
         let credential = TokenFile.generate()
         let session = Session(createdAt: now, lastUsedAt: now, expiresAt: now + limits.maxAgeMilliseconds)
         sessions[Self.key(credential)] = session
+        needsSaving = true
         return (credential, session)
     }
 
@@ -55,8 +65,10 @@ public struct SessionStore: Sendable {
         guard var session = sessions[key] else { return nil }
         guard now < session.expiresAt, now - session.lastUsedAt < limits.idleMilliseconds else {
             sessions[key] = nil
+            needsSaving = true
             return nil
         }
+        if now - session.lastUsedAt > Self.lastUseResolutionMilliseconds { needsSaving = true }
         session.lastUsedAt = now
         sessions[key] = session
         return session
@@ -65,14 +77,28 @@ public struct SessionStore: Sendable {
     /// Signs one session out; true if it was live.
     @discardableResult
     public mutating func revoke(_ credential: String) -> Bool {
-        sessions.removeValue(forKey: Self.key(credential)) != nil
+        let revoked = sessions.removeValue(forKey: Self.key(credential)) != nil
+        needsSaving = needsSaving || revoked
+        return revoked
     }
 
     /// Signs every session out (the token rotated, or the operator asked); returns how many.
     @discardableResult
     public mutating func revokeAll() -> Int {
         defer { sessions.removeAll() }
+        needsSaving = true
         return sessions.count
+    }
+
+    /// Takes sessions read back from disk, keeping those still live.
+    public mutating func restore(_ saved: [String: Session], now: Int) {
+        sessions = saved
+        expire(now: now)
+        needsSaving = false
+    }
+
+    public mutating func saved() {
+        needsSaving = false
     }
 
     /// Forgets sessions past their limits.

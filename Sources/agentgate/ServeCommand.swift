@@ -100,6 +100,9 @@ struct ServeCommand: ParsableCommand {
                 http: httpConfiguration, webRoot: webRoot)
             server.gateway.sessions.limits.idleMilliseconds = sessionIdle * 1000
             server.gateway.sessions.limits.maxAgeMilliseconds = sessionMax * 1000
+            // Dashboard sessions outlive a restart (hashes only, 0600).
+            server.gateway.sessionFile = dataDirectory + "/sessions"
+            server.gateway.restoreSessions()
             // A rotated token file takes effect at once and ends every session; a token from
             // the environment cannot change.
             if environment["AGENTGATE_TOKEN"]?.isEmpty ?? true {

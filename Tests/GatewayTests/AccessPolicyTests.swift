@@ -109,6 +109,24 @@ struct SessionStoreTests {
         #expect(count == 2 && !secondLives && firstLives)
     }
 
+    @Test func sessionsOutliveARestartButNotARotatedToken() throws {
+        let directory = TemporaryDirectory("agentgate-sessions")
+        var store = SessionStore()
+        let (credential, _) = store.create(now: 1_000)
+        try SessionFile.save(store.sessions, path: directory.file("sessions"), token: "token-a")
+        let text = directory.read("sessions") ?? ""
+        #expect(!text.contains(credential))  // only hashes are kept
+        var info = stat()
+        #expect(stat(directory.file("sessions"), &info) == 0 && info.st_mode & 0o777 == 0o600)
+        var restarted = SessionStore()
+        restarted.restore(SessionFile.load(path: directory.file("sessions"), token: "token-a"), now: 2_000)
+        let lives = restarted.use(credential, now: 2_001) != nil
+        var rotated = SessionStore()
+        rotated.restore(SessionFile.load(path: directory.file("sessions"), token: "token-b"), now: 2_000)
+        let survivesRotation = rotated.use(credential, now: 2_001) != nil
+        #expect(lives && !survivesRotation)
+    }
+
     @Test func aRewrittenTokenFileIsNoticedAtMostOncePerInterval() throws {
         let directory = TemporaryDirectory("agentgate-token")
         try TokenFile.write("a" + String(repeating: "0", count: 63), to: directory.file("token"))

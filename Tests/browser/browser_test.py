@@ -154,7 +154,14 @@ class Dashboard(unittest.TestCase):
     def test_the_dashboard_story(self):
         driver = self.driver
         self.open_dashboard()
-        self.assertNotIn("token", driver.current_url)  # traded for the cookie, gone from the address bar
+        self.assertNotIn("token", driver.current_url)  # traded for a session, gone from the address bar
+        # No cookie carries a credential; the page keeps a session of its own, never the token.
+        session = self.js("return localStorage.getItem('agentgate.session')")
+        self.assertRegex(session, "^[0-9a-f]{64}$")
+        self.assertNotEqual(session, TOKEN)
+        cookies = driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
+        self.assertFalse([c for c in cookies if TOKEN in c["value"] or session in c["value"]], cookies)
+        self.assertNotIn(TOKEN, self.js("return JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})"))
         self.wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#agents li.available")) == 4)
         self.assertIn("2.1.12 (Claude Code)", self.text("#agents"))
         self.shot("01-dashboard")
@@ -283,6 +290,13 @@ class Dashboard(unittest.TestCase):
         driver.get(f"http://127.0.0.1:{self.server.port}/#job={job_id}")
         self.wait(lambda: self.selected_status() == "done")
         self.shot("13-dark")
+
+        # Sign out: the session is revoked on the server, not just forgotten by the page.
+        driver.find_element(By.ID, "sign-out").click()
+        self.wait(lambda: self.text("#connection") == "signed out")
+        self.assertIsNone(self.js("return localStorage.getItem('agentgate.session')"))
+        self.assertEqual(self.server.request("GET", "/api/agents/jobs", headers={"Authorization": f"Bearer {session}"}, token=False)[0], 401)
+        self.shot("14-signed-out")
 
 
 if __name__ == "__main__":

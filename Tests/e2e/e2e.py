@@ -418,8 +418,11 @@ class GatewayEndToEnd(unittest.TestCase):
         too_big = b"POST /api/agents/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000000\r\n\r\n"
         self.assertTrue(raw(too_big).startswith(b"HTTP/1.1 413"))
         invalid_json = raw(b"POST /api/agents/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-                           + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 5\r\n\r\n{{nope".encode())
+                           + f"Authorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n{{nope".encode())
         self.assertTrue(invalid_json.startswith(b"HTTP/1.1 400"))
+        not_json = raw(b"POST /api/agents/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                       + f"Authorization: Bearer {TOKEN}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{{}}".encode())
+        self.assertTrue(not_json.startswith(b"HTTP/1.1 415"), not_json[:80])
         self.assertIn(b'"code":"invalid_json"', invalid_json)
         bad_field = self.server.request("POST", "/api/agents/jobs", {"provider": "claude", "prompt": "x", "maxTurns": "many"})
         self.assertEqual((bad_field[0], bad_field[1]["field"]), (400, "maxTurns"))

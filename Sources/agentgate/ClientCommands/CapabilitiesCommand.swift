@@ -29,6 +29,14 @@ struct CapabilitiesCommand: ParsableCommand {
                 if let path = provider["path"]?.stringValue { line += " (\(path))" }
                 if provider["acp"]?.boolValue == true { line += " · acp" }
                 print(line)
+                // The launch fields it takes, as the server describes them (run's --model,
+                // --effort… are checked against these).
+                let fields = (provider["fields"]?.arrayValue ?? []).compactMap { field -> String? in
+                    guard let name = field["name"]?.stringValue else { return nil }
+                    let values = (field["values"]?.arrayValue ?? []).compactMap(\.stringValue)
+                    return values.isEmpty ? name : "\(name) (\(values.joined(separator: "|")))"
+                }
+                if !fields.isEmpty { print("  fields: " + fields.joined(separator: ", ")) }
             }
             let available = (reply["available"]?.arrayValue ?? []).compactMap(\.stringValue)
             print("available: " + (available.isEmpty ? "none" : available.joined(separator: ", ")))

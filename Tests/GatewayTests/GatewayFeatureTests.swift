@@ -120,6 +120,24 @@ struct GatewayFeatureTests {
         #expect(try gateway.request("GET", "/", token: nil, host: "evil.example").status == 403)
     }
 
+    @Test func aBodySentToTheAPIMustBeDeclaredJSON() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let body = #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"true"}}"#
+        func launch(contentType: String?) throws -> Int {
+            var text = "POST /api/agents/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            text += "Authorization: Bearer \(RunningGateway.token)\r\nContent-Length: \(body.utf8.count)\r\n"
+            if let contentType { text += "Content-Type: \(contentType)\r\n" }
+            let response = try exchange(port: gateway.port, text + "\r\n" + body)
+            return Int(response.dropFirst(9).prefix(3)) ?? 0
+        }
+        // What an HTML form can send without a preflight, and nothing at all, are refused.
+        for type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", nil] as [String?] {
+            #expect(try launch(contentType: type) == 415, "\(type ?? "none")")
+        }
+        #expect(try launch(contentType: "Application/JSON; charset=utf-8") == 201)
+    }
+
     @Test func aBrowserTradesTheTokenForARevocableSessionAndNoCookieCarriesEither() throws {
         let gateway = try RunningGateway()
         defer { gateway.stop() }

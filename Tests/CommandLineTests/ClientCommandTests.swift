@@ -251,8 +251,15 @@ struct ClientCommandTests {
         #expect(rotated.status == 0)
         #expect(newToken.count == 64 && newToken != token.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(server.token == newToken)
-        // The running server still has the old one: the client now says so clearly.
-        #expect(try client(["jobs"]).status == 4)
+        // The running server takes the new token within a second and refuses the old one.
+        var status: Int32 = -1
+        for _ in 0..<30 where status != 0 {
+            usleep(100_000)
+            status = try client(["jobs"]).status
+        }
+        #expect(status == 0)
+        let old = token.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try client(["jobs"], environment: ["AGENTGATE_TOKEN": old]).status == 4)
     }
 
     @Test func errorsAreOneLineWithADistinctExitCode() throws {

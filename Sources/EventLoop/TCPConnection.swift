@@ -124,11 +124,13 @@ public final class TCPConnection {
 
     /// Stops reading until `resumeReading()` (back-pressure on a fast sender).
     public func pauseReading() {
+        guard !readingPaused else { return }
         readingPaused = true
         updateInterest()
     }
 
     public func resumeReading() {
+        guard readingPaused else { return }
         readingPaused = false
         updateInterest()
     }

@@ -54,6 +54,19 @@ public final class HTTPServer {
         public var socketSendBufferBytes: Int? = 256 * 1024
 
         public init() {}
+
+        /// This configuration with its connection limits lowered to what `fileLimit`
+        /// descriptors allow once the jobs' reserve is kept back (`FileLimits`): the server
+        /// refuses a connection with 503 rather than fail to spawn an agent for lack of fds.
+        /// Limits already lower are kept.
+        public func limited(toFileLimit fileLimit: Int) -> Configuration {
+            var configuration = self
+            let budget = FileLimits.connectionBudget(limit: fileLimit)
+            configuration.maxConnections = min(maxConnections, budget)
+            configuration.maxConnectionsPerClient = min(maxConnectionsPerClient, configuration.maxConnections)
+            configuration.maxUnprovenConnections = min(maxUnprovenConnections, configuration.maxConnections)
+            return configuration
+        }
     }
 
     /// What a handler answers: a whole response, a stream that takes the connection over

@@ -152,6 +152,19 @@ struct HTTPServerTests {
         }
     }
 
+    @Test func connectionLimitsKeepAReserveOfTheFileLimitForJobs() {
+        var configuration = HTTPServer.Configuration()
+        #expect(configuration.limited(toFileLimit: 1 << 20).maxConnections == 16_384)
+        let small = configuration.limited(toFileLimit: 1024)
+        #expect(small.maxConnections == 768)
+        #expect(small.maxConnectionsPerClient == 768)
+        #expect(small.maxUnprovenConnections == 256)
+        #expect(configuration.limited(toFileLimit: 128).maxConnections == 64)
+        #expect(configuration.limited(toFileLimit: 48).maxConnections == 24)
+        configuration.maxConnections = 100
+        #expect(configuration.limited(toFileLimit: 1024).maxConnections == 100)
+    }
+
     @Test(arguments: [
         ("127.0.0.1", "loopback"), ("127.45.0.9", "loopback"), ("::1", "loopback"), ("::ffff:127.0.0.2", "loopback"),
         ("::FFFF:127.1.2.3", "loopback"), ("::ffff:10.0.0.1", "10.0.0.1"), ("10.0.0.1", "10.0.0.1"), ("fe80::1", "fe80::1"),
@@ -278,7 +291,6 @@ struct HTTPServerBoundsTests {
             if samples % 8 == 0 { peak = max(peak, residentMemoryBytes()) }
         }
         peak = max(peak, residentMemoryBytes())
-        print("FLOOD sent \(sent) bytes, RSS +\((peak - before) >> 10) KiB")
         #expect(sent > 1_000_000)
         #expect(peak - before < 32 << 20, "RSS grew by \((peak - before) >> 20) MiB after \(sent) bytes of requests")
         // Another client is answered meanwhile.

@@ -40,7 +40,6 @@ struct FloodTests {
             if samples % 16 == 0 { peak = max(peak, residentMemoryBytes()) }
         }
         peak = max(peak, residentMemoryBytes())
-        print("PINGFLOOD closes=\(ownerCloses) sent \(sent >> 10) KiB, RSS +\((peak - before) >> 10) KiB")
         #expect(sent < 64 << 20, "the server never stopped reading")
         #expect(peak - before < 32 << 20, "RSS grew by \((peak - before) >> 20) MiB after \(sent >> 20) MiB of pings")
         // The other client is served meanwhile.

@@ -13,7 +13,13 @@ import CSystemShims
 ///
 /// The queue has a byte bound; when a write takes it past the bound, `onQueueOverBound`
 /// fires once (the owner decides: pause and catch up later, or close), and `onDrained` fires
-/// when the queue empties again.
+/// when the queue empties again. While over the bound the connection itself reads nothing,
+/// whatever the owner does: a peer that sends requests (or pings) without reading the answers
+/// waits in its own socket buffer instead of growing ours.
+///
+/// Small writes (pongs, short frames, HTTP answers) are gathered into one buffer until the
+/// next shared buffer or flush, so a flood of tiny replies costs its bytes, not an allocation
+/// each: the bound counts bytes.
 public final class TCPConnection {
     public let loop: EventLoop
     public private(set) var fd: Int32
@@ -24,6 +30,8 @@ public final class TCPConnection {
     public var onClose: (() -> Void)?
     public var onQueueOverBound: (() -> Void)?
     public var onDrained: (() -> Void)?
+    /// Everything queued has been written (after a write that emptied the queue).
+    public var onFlushed: (() -> Void)?
 
     /// Bytes that may wait in the queue before `onQueueOverBound` fires.
     public var maxQueuedBytes: Int
@@ -39,7 +47,12 @@ public final class TCPConnection {
     private var lingerTimer: EventLoop.TimerID?
     private var overBound = false
     private var readingPaused = false
+    /// Small writes not yet in `queue` (see `enqueue(_: [UInt8])`).
+    private var tail: [UInt8] = []
     private static let maxIOVecs = 1024
+    /// Writes up to this size are gathered into `tail`, up to `maxTailBytes` at a time.
+    private static let maxGatheredWrite = 2048
+    private static let maxTailBytes = 64 * 1024
 
     /// Takes ownership of a connected, non-blocking fd.
     public init(loop: EventLoop, fd: Int32, maxQueuedBytes: Int = 4 << 20) {
@@ -55,6 +68,9 @@ public final class TCPConnection {
 
     public var isOpen: Bool { fd >= 0 }
 
+    /// More than `maxQueuedBytes` wait to be written; reading is paused until they are.
+    public var isOverBound: Bool { overBound }
+
     public func start() throws(SystemError) {
         registration = try loop.register(fd: fd, interest: .readable) { [unowned self] readiness in
             self.handle(readiness)
@@ -65,16 +81,20 @@ public final class TCPConnection {
         if readiness.isWritable { flushNow() }
         guard fd >= 0 else { return }
         if readiness.isReadable || readiness.isHangup || readiness.isError {
-            if readingPaused && !readiness.isError {
+            if (readingPaused || overBound) && !readiness.isError {
                 return
             }
-            readAvailable()
+            // An error is read even while paused: the read reports it and the socket closes.
+            readAvailable(once: readingPaused || overBound)
         }
     }
 
-    private func readAvailable() {
+    private func readAvailable(once: Bool = false) {
         let buffer = loop.readBuffer
-        while fd >= 0 {
+        var first = true
+        // The owner may pause in `onRead`, or its answers may take the queue over its bound.
+        while fd >= 0 && (first || (!once && !readingPaused && !overBound)) {
+            first = false
             let result = FileDescriptor.read(fd, into: buffer)
             switch result {
             case .bytes(let count):
@@ -104,11 +124,13 @@ public final class TCPConnection {
 
     /// Stops reading until `resumeReading()` (back-pressure on a fast sender).
     public func pauseReading() {
+        guard !readingPaused else { return }
         readingPaused = true
         updateInterest()
     }
 
     public func resumeReading() {
+        guard readingPaused else { return }
         readingPaused = false
         updateInterest()
     }
@@ -118,17 +140,34 @@ public final class TCPConnection {
     /// Queues shared bytes; written at the end of this loop turn.
     public func enqueue(_ buffer: OutboundBuffer) {
         guard fd >= 0, !closeWhenFlushed, buffer.count > 0 else { return }
+        sealTail()
         queue.append(buffer)
-        queuedBytes += buffer.count
+        queued(buffer.count)
+    }
+
+    public func enqueue(_ bytes: [UInt8]) {
+        guard fd >= 0, !closeWhenFlushed, !bytes.isEmpty else { return }
+        guard bytes.count <= Self.maxGatheredWrite else { return enqueue(OutboundBuffer(bytes)) }
+        if tail.count + bytes.count > Self.maxTailBytes { sealTail() }
+        tail += bytes
+        queued(bytes.count)
+    }
+
+    private func queued(_ count: Int) {
+        queuedBytes += count
         if !overBound, queuedBytes > maxQueuedBytes {
             overBound = true
+            updateInterest()
             onQueueOverBound?()
         }
         scheduleFlush()
     }
 
-    public func enqueue(_ bytes: [UInt8]) {
-        enqueue(OutboundBuffer(bytes))
+    /// Moves the gathered small writes into the queue, behind everything before them.
+    private func sealTail() {
+        guard !tail.isEmpty else { return }
+        queue.append(OutboundBuffer(tail))
+        tail = []
     }
 
     private func scheduleFlush() {
@@ -143,6 +182,8 @@ public final class TCPConnection {
 
     /// Writes as much of the queue as the socket takes, one writev per 1024 buffers.
     public func flushNow() {
+        sealTail()
+        let wroteSomething = queueHead < queue.count
         while fd >= 0 && queueHead < queue.count {
             let count = min(queue.count - queueHead, Self.maxIOVecs)
             var vectors = [iovec](repeating: iovec(), count: count)
@@ -171,9 +212,14 @@ public final class TCPConnection {
         setWantsWritable(false)
         if overBound {
             overBound = false
+            updateInterest()
             onDrained?()
         }
-        if closeWhenFlushed { lingerWhenFlushed ? linger() : close() }
+        if closeWhenFlushed {
+            lingerWhenFlushed ? linger() : close()
+        } else if wroteSomething, fd >= 0, queueHead >= queue.count, tail.isEmpty {
+            onFlushed?()
+        }
     }
 
     private func consume(_ written: Int) {
@@ -205,7 +251,7 @@ public final class TCPConnection {
     private func updateInterest() {
         guard let registration else { return }
         var interest: EventLoop.Interest = []
-        if !readingPaused { interest.insert(.readable) }
+        if !readingPaused && !overBound { interest.insert(.readable) }
         if wantsWritable { interest.insert(.writable) }
         try? loop.modify(registration, interest: interest)
     }
@@ -223,7 +269,7 @@ public final class TCPConnection {
         closeWhenFlushed = true
         lingerWhenFlushed = linger
         self.lingerMilliseconds = lingerMilliseconds
-        if queueHead >= queue.count {
+        if queueHead >= queue.count && tail.isEmpty {
             linger ? self.linger() : close()
         } else {
             scheduleFlush()
@@ -255,6 +301,7 @@ public final class TCPConnection {
         Glibc.close(fd)
         fd = -1
         queue.removeAll()
+        tail = []
         queueHead = 0
         queuedBytes = 0
         let callback = onClose
@@ -263,6 +310,7 @@ public final class TCPConnection {
         onPeerClosed = nil
         onQueueOverBound = nil
         onDrained = nil
+        onFlushed = nil
         callback?()
     }
 }

@@ -12,6 +12,12 @@ import WebSocketServer
 ///
 /// Handlers are synchronous and run on the loop; a response is queued before the next
 /// pipelined request is looked at, so order is kept without bookkeeping.
+///
+/// Bounded against slow and greedy clients: a connection takes on no more requests than it
+/// can queue answers for (reading pauses), a request must arrive whole within a deadline
+/// from its first byte, and connections that have not had a request succeed are few
+/// (`maxUnprovenConnections`) and short-lived (`firstRequestTimeoutMilliseconds`). Every
+/// loopback address counts as one client.
 public final class HTTPServer {
     public struct Configuration: Sendable {
         public var host = "127.0.0.1"
@@ -19,13 +25,27 @@ public final class HTTPServer {
         public var limits = HTTPHeadParser.Limits()
         /// 1 MiB: a launch request with its prompt.
         public var maxBodyBytes = 1 << 20
-        /// A request must arrive whole within this time once it has started (10 s).
+        /// A request must arrive whole within this time from its first byte (10 s): sending
+        /// more bytes does not extend it.
         public var requestTimeoutMilliseconds = 10_000
+        /// A connection must have a request succeed (status below 400, a stream or a
+        /// WebSocket upgrade) within this time of its accept, or it is closed (5 s). Requests
+        /// that fail authentication do not count: an unauthenticated client cannot hold a
+        /// connection longer than this, however it paces its requests.
+        public var firstRequestTimeoutMilliseconds = 5_000
+        /// Connections that have not yet had a request succeed; more are refused with 503
+        /// (256). With the deadline above, sockets opened and left silent (or trickled, or
+        /// used only for failing requests) cannot crowd out real clients for long.
+        public var maxUnprovenConnections = 256
+        /// Answers queued but not yet written before a connection takes on no more
+        /// pipelined requests (16). Reading pauses until they are written.
+        public var maxPipelinedResponses = 16
         /// An idle keep-alive connection is closed after this (60 s).
         public var idleTimeoutMilliseconds = 60_000
         public var maxConnections = 16_384
-        /// Connections one client address may hold at once. Local clients all share
-        /// 127.0.0.1, so this is generous; it stops one runaway script, not a crowd.
+        /// Connections one client address may hold at once. Every loopback address
+        /// (127.0.0.0/8, ::1) is one client, so this is generous; it stops one runaway
+        /// script, not a crowd.
         public var maxConnectionsPerClient = 4_096
         /// The kernel's send buffer per connection (nil: the kernel's autotuning, up to
         /// several MiB). Kept small, a viewer that stops reading fills it quickly, and the
@@ -34,6 +54,19 @@ public final class HTTPServer {
         public var socketSendBufferBytes: Int? = 256 * 1024
 
         public init() {}
+
+        /// This configuration with its connection limits lowered to what `fileLimit`
+        /// descriptors allow once the jobs' reserve is kept back (`FileLimits`): the server
+        /// refuses a connection with 503 rather than fail to spawn an agent for lack of fds.
+        /// Limits already lower are kept.
+        public func limited(toFileLimit fileLimit: Int) -> Configuration {
+            var configuration = self
+            let budget = FileLimits.connectionBudget(limit: fileLimit)
+            configuration.maxConnections = min(maxConnections, budget)
+            configuration.maxConnectionsPerClient = min(maxConnectionsPerClient, configuration.maxConnections)
+            configuration.maxUnprovenConnections = min(maxUnprovenConnections, configuration.maxConnections)
+            return configuration
+        }
     }
 
     /// What a handler answers: a whole response, a stream that takes the connection over
@@ -93,6 +126,8 @@ public final class HTTPServer {
     public private(set) var connectionCount = 0
     /// Connections refused because a limit was reached.
     public private(set) var refusedConnections = 0
+    /// Open connections that have not yet had a request succeed.
+    public private(set) var unprovenConnections = 0
     private var connectionsByClient: [String: Int] = [:]
 
     public init(loop: EventLoop, configuration: Configuration) throws(SystemError) {
@@ -112,19 +147,16 @@ public final class HTTPServer {
 
     private func accepted(_ fd: Int32) {
         let tcp = TCPConnection(loop: loop, fd: fd)
-        let client = PeerAddress.of(fd)
+        let client = PeerAddress.clientKey(fd)
         let perClient = connectionsByClient[client, default: 0]
         guard connectionCount < configuration.maxConnections, perClient < configuration.maxConnectionsPerClient else {
-            // Said once, without reading the request: the client learns why and backs off.
-            refusedConnections += 1
-            do { try tcp.start() } catch { return tcp.close() }
-            tcp.onClose = { withExtendedLifetime(tcp) {} }  // kept alive until it closes
-            tcp.pauseReading()
-            tcp.enqueue(HTTPResponse.jsonError(status: 503, code: "too_many_connections", message: "connection limit reached"))
-            tcp.closeAfterFlush(linger: true, lingerMilliseconds: 1_000)
-            return
+            return refuse(tcp, "connection limit reached")
+        }
+        guard unprovenConnections < configuration.maxUnprovenConnections else {
+            return refuse(tcp, "too many connections that have not made a request yet")
         }
         connectionCount += 1
+        unprovenConnections += 1
         connectionsByClient[client] = perClient + 1
         if let sendBuffer = configuration.socketSendBufferBytes {
             var bytes = Int32(sendBuffer)
@@ -133,6 +165,7 @@ public final class HTTPServer {
         let connection = HTTPConnection(server: self, tcp: tcp)
         tcp.onClose = { [unowned self] in
             self.connectionCount -= 1
+            if !connection.proven { self.unprovenConnections -= 1 }
             let left = self.connectionsByClient[client, default: 1] - 1
             self.connectionsByClient[client] = left > 0 ? left : nil
             connection.closed()
@@ -144,23 +177,51 @@ public final class HTTPServer {
             tcp.close()
         }
     }
+
+    /// Said once, without reading the request: the client learns why and backs off.
+    private func refuse(_ tcp: TCPConnection, _ message: String) {
+        refusedConnections += 1
+        do { try tcp.start() } catch { return tcp.close() }
+        tcp.onClose = { withExtendedLifetime(tcp) {} }  // kept alive until it closes
+        tcp.pauseReading()
+        tcp.enqueue(HTTPResponse.jsonError(status: 503, code: "too_many_connections", message: message))
+        tcp.closeAfterFlush(linger: true, lingerMilliseconds: 1_000)
+    }
+
+    func connectionProven() {
+        unprovenConnections -= 1
+    }
 }
 
 /// One keep-alive connection's state.
+///
+/// Requests are taken from the stream only while their answers can be queued: at most
+/// `maxPipelinedResponses` answers wait unwritten, and none while the connection's queue is
+/// over its bound. Until then reading pauses, so a client that pipelines without reading
+/// waits in its own socket buffer (the unparsed bytes here are at most one read).
 final class HTTPConnection {
     private unowned let server: HTTPServer
     private let tcp: TCPConnection
     private var stream: HTTPRequestStream
     private var timer: EventLoop.TimerID?
+    /// The request `timer` is the deadline of (1-based), or 0 when it is the idle timer.
+    private var timedRequest = 0
+    /// Requests taken from the stream so far.
+    private var requestsTaken = 0
+    private var provingTimer: EventLoop.TimerID?
+    /// A request on this connection succeeded (status below 400, or an upgrade or stream).
+    private(set) var proven = false
+    /// The proving deadline passed while an answer was coming later.
+    private var provingExpired = false
     private var handedOver = false
-    /// Requests parsed but not yet answered (pipelined behind one answered later).
-    private var waitingRequests: [HTTPRequest] = []
     /// Set while a response comes later; the requests behind it wait.
     private var answering = false
     /// The last response is queued; nothing after it is looked at.
     private var closing = false
-    /// A malformed request, answered after the good ones before it.
-    private var failed: HTTPRequestStream.Failure?
+    /// The peer sent EOF: answer the requests it sent, then close.
+    private var peerDone = false
+    /// Answers queued since the queue was last empty.
+    private var unflushed = 0
 
     init(server: HTTPServer, tcp: TCPConnection) {
         self.server = server
@@ -169,35 +230,77 @@ final class HTTPConnection {
     }
 
     func start() {
-        tcp.onRead = { [unowned self] bytes in self.received(Array(bytes)) }
+        tcp.onRead = { [unowned self] bytes in self.received(bytes) }
+        tcp.onFlushed = { [unowned self] in self.flushed() }
+        tcp.onPeerClosed = { [unowned self] in self.peerClosed() }
+        provingTimer = server.loop.schedule(afterMilliseconds: server.configuration.firstRequestTimeoutMilliseconds) {
+            [weak self] in
+            self?.provingTimer = nil
+            self?.provingDeadlinePassed()
+        }
         armTimer()
     }
 
     func closed() {
         if let timer { server.loop.cancel(timer) }
         timer = nil
+        if let provingTimer { server.loop.cancel(provingTimer) }
+        provingTimer = nil
     }
 
-    private func received(_ bytes: [UInt8]) {
+    private func received(_ bytes: UnsafeRawBufferPointer) {
         guard !handedOver, !closing else { return }
-        switch stream.feed(bytes) {
-        case .failure(let failure):
-            failed = failure
-        case .success(let requests):
-            waitingRequests += requests
+        stream.append(bytes)
+        takeRequests()
+    }
+
+    private func flushed() {
+        unflushed = 0
+        guard !handedOver, !closing else { return }
+        takeRequests()
+    }
+
+    private func peerClosed() {
+        peerDone = true
+        takeRequests()
+    }
+
+    private var outputBlocked: Bool {
+        unflushed >= server.configuration.maxPipelinedResponses || tcp.isOverBound
+    }
+
+    /// Answers the requests that arrived, in order, while answers can be queued; stops at one
+    /// whose answer comes later. A malformed request is answered after the good ones before it.
+    private func takeRequests() {
+        var needMore = false
+        taking: while !answering, !handedOver, !closing, tcp.isOpen, !outputBlocked {
+            switch stream.next() {
+            case .failure(let failure):
+                send(.error(failure.status, code: Self.code(for: failure.status), failure.message), keepAlive: false)
+            case .success(nil):
+                needMore = true
+                break taking
+            case .success(let request?):
+                requestsTaken += 1
+                handle(request)
+            }
         }
-        handleWaiting()
+        if needMore, peerDone, !answering, !handedOver, !closing {
+            // The client said all it will: its answers go out, then the connection closes.
+            closing = true
+            tcp.closeAfterFlush()
+        }
+        updateReading()
         armTimer()
     }
 
-    /// Answers the requests that arrived, in order, stopping at one whose answer comes later.
-    private func handleWaiting() {
-        while !answering, !handedOver, !closing, tcp.isOpen, !waitingRequests.isEmpty {
-            handle(waitingRequests.removeFirst())
-        }
-        if !answering, !handedOver, !closing, tcp.isOpen, waitingRequests.isEmpty, let failure = failed {
-            failed = nil
-            send(.error(failure.status, code: Self.code(for: failure.status), failure.message), keepAlive: false)
+    /// Reads while a request could be taken; TCPConnection itself pauses while over its bound.
+    private func updateReading() {
+        guard !handedOver, !closing, !peerDone, tcp.isOpen else { return }
+        if answering || outputBlocked {
+            tcp.pauseReading()
+        } else {
+            tcp.resumeReading()
         }
     }
 
@@ -206,6 +309,8 @@ final class HTTPConnection {
             guard let websockets = server.websockets else {
                 return send(.error(404, code: "not_found", "no WebSocket endpoint here"), keepAlive: false)
             }
+            // The WebSocket server checks the upgrade (auth included) and has its own timers.
+            prove()
             handOver()
             // The body decoder consumed nothing for a GET; frames that followed the request
             // in the same read are not expected before the 101 answer.
@@ -219,21 +324,20 @@ final class HTTPConnection {
     private func answer(_ response: HTTPServer.Response, keepAlive: Bool) {
         if let later = response.later {
             answering = true
-            tcp.pauseReading()
             var answered = false
             later { [weak self] response in
                 guard let self, !answered else { return }
                 answered = true
                 self.answering = false
                 guard self.tcp.isOpen else { return }
-                self.tcp.resumeReading()
-                self.answer(response, keepAlive: keepAlive)
-                self.handleWaiting()
-                self.armTimer()
+                let stillUnproven = self.provingExpired && response.status >= 400
+                self.answer(response, keepAlive: keepAlive && !stillUnproven)
+                self.takeRequests()
             }
             return
         }
         if let takeOver = response.takeOver {
+            prove()
             handOver()
             var headers = response.headers
             headers.add("Connection", "close")
@@ -244,20 +348,23 @@ final class HTTPConnection {
         send(response, keepAlive: keepAlive)
     }
 
+    /// The connection belongs to a stream or a WebSocket session from now on.
     private func handOver() {
         handedOver = true
-        waitingRequests.removeAll()
-        if let timer { server.loop.cancel(timer) }
-        timer = nil
+        closed()
+        tcp.onFlushed = nil
+        tcp.onPeerClosed = nil
+        tcp.resumeReading()
     }
 
     private func send(_ response: HTTPServer.Response, keepAlive: Bool) {
+        if response.status < 400 { prove() }
         var headers = response.headers
         if !keepAlive { headers.add("Connection", "close") }
         tcp.enqueue(HTTPResponse.encode(status: response.status, headers: headers, body: response.body))
+        unflushed += 1
         if !keepAlive {
             closing = true
-            waitingRequests.removeAll()
             tcp.pauseReading()
             // Bytes the client sent after this request are not read: linger, so they do
             // not turn our close into a reset that loses this answer.
@@ -265,18 +372,48 @@ final class HTTPConnection {
         }
     }
 
-    /// A started request must finish in time (408); an idle connection is closed quietly.
+    private func prove() {
+        guard !proven else { return }
+        proven = true
+        if let provingTimer { server.loop.cancel(provingTimer) }
+        provingTimer = nil
+        server.connectionProven()
+    }
+
+    /// A connection that has had no request succeed within `firstRequestTimeoutMilliseconds`
+    /// of its accept is closed (408 if a request is under way).
+    private func provingDeadlinePassed() {
+        guard !proven, !handedOver, !closing, tcp.isOpen else { return }
+        if answering {
+            provingExpired = true
+        } else if stream.hasPartialRequest && !outputBlocked {
+            send(.error(408, code: "request_timeout", "request not received in time"), keepAlive: false)
+            armTimer()
+        } else {
+            tcp.close()
+        }
+    }
+
+    /// A started request must finish in time, counted from its first byte (408); an idle
+    /// connection, or one whose client does not read its answers, is closed quietly.
     private func armTimer() {
+        guard !handedOver, !answering, tcp.isOpen else {
+            if let timer { server.loop.cancel(timer) }
+            timer = nil
+            return
+        }
+        let awaitingRequest = !closing && stream.hasPartialRequest && !outputBlocked
+        // More bytes of the same request do not move its deadline (slowloris).
+        if awaitingRequest && timer != nil && timedRequest == requestsTaken + 1 { return }
         if let timer { server.loop.cancel(timer) }
-        timer = nil
-        guard !handedOver, !answering, tcp.isOpen else { return }
-        let partial = stream.hasPartialRequest
-        let timeout = partial ? server.configuration.requestTimeoutMilliseconds : server.configuration.idleTimeoutMilliseconds
+        timedRequest = awaitingRequest ? requestsTaken + 1 : 0
+        let timeout = awaitingRequest ? server.configuration.requestTimeoutMilliseconds : server.configuration.idleTimeoutMilliseconds
         timer = server.loop.schedule(afterMilliseconds: timeout) { [weak self] in
             guard let self, !self.handedOver, !self.answering else { return }
             self.timer = nil
-            if self.stream.hasPartialRequest {
+            if self.timedRequest != 0 && !self.closing {
                 self.send(.error(408, code: "request_timeout", "request not received in time"), keepAlive: false)
+                self.armTimer()
             } else {
                 self.tcp.close()
             }

@@ -83,49 +83,76 @@ public struct HTTPBodyDecoder: Sendable {
     }
 
     public mutating func feed(_ bytes: [UInt8]) -> Result<Progress, Failure> {
+        bytes.withUnsafeBytes { buffer in
+            feedBody(buffer).map { taken in
+                taken.body.map { .complete(body: $0, rest: Array(bytes[taken.used...])) } ?? .needMore
+            }
+        }
+    }
+
+    /// Takes bytes up to the end of the body and no further: the body once it is whole (nil
+    /// until then) and how many bytes were used. What follows is the next request's.
+    public mutating func feedBody(_ bytes: UnsafeRawBufferPointer) -> Result<(body: [UInt8]?, used: Int), Failure> {
         var index = 0
         while true {
             switch state {
             case .done:
-                let complete = Progress.complete(body: body, rest: Array(bytes[index...]))
-                return .success(complete)
+                return .success((body, index))
             case .fixed(let remaining):
                 if remaining == 0 {
                     state = .done
                     continue
                 }
                 let take = min(remaining, bytes.count - index)
-                if take == 0 { return .success(.needMore) }
+                if take == 0 { return .success((nil, index)) }
                 body += bytes[index..<(index + take)]
                 index += take
                 state = .fixed(remaining: remaining - take)
             case .chunkSize:
-                guard let text = takeLine(bytes, &index) else { return lineOverflow() ?? .success(.needMore) }
-                let sizeText = text.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first?.trimmingSpaces() ?? ""
-                guard !sizeText.isEmpty, sizeText.count <= 15, let size = Int(sizeText, radix: 16), size >= 0 else {
-                    return .failure(.badRequest("invalid chunk size"))
-                }
-                guard body.count + size <= maxBodyBytes else { return .failure(.tooLarge) }
+                guard let text = takeLine(bytes, &index) else { return lineOverflow() ?? .success((nil, index)) }
+                let sizeText = text.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                guard let size = Self.chunkSize(sizeText) else { return .failure(.badRequest("invalid chunk size")) }
+                guard size <= maxBodyBytes - body.count else { return .failure(.tooLarge) }
                 state = size == 0 ? .trailers : .chunkData(remaining: size)
             case .chunkData(let remaining):
                 let take = min(remaining, bytes.count - index)
-                if take == 0 { return .success(.needMore) }
+                if take == 0 { return .success((nil, index)) }
                 body += bytes[index..<(index + take)]
                 index += take
                 state = remaining - take == 0 ? .chunkDataEnd : .chunkData(remaining: remaining - take)
             case .chunkDataEnd:
-                guard let text = takeLine(bytes, &index) else { return lineOverflow() ?? .success(.needMore) }
+                guard let text = takeLine(bytes, &index) else { return lineOverflow() ?? .success((nil, index)) }
                 guard text.isEmpty else { return .failure(.badRequest("chunk data longer than its size")) }
                 state = .chunkSize
             case .trailers:
-                guard let text = takeLine(bytes, &index) else { return lineOverflow() ?? .success(.needMore) }
+                guard let text = takeLine(bytes, &index) else { return lineOverflow() ?? .success((nil, index)) }
                 if text.isEmpty { state = .done }  // trailer fields are read and dropped
             }
         }
     }
 
+    /// RFC 9112 §7.1 `chunk-size = 1*HEXDIG`, and nothing else: no sign, no `0x`, no spaces
+    /// (not even the optional ones before `;`), at most 16 digits. `Int(_:radix:)` alone takes
+    /// "+5" and "-0"; a proxy in front that reads such a size differently from us could smuggle
+    /// a request past it, so anything but plain hex digits is a 400.
+    static func chunkSize(_ text: Substring) -> Int? {
+        guard !text.isEmpty, text.utf8.count <= 16 else { return nil }
+        var value: UInt64 = 0
+        for byte in text.utf8 {
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: return nil
+            }
+            value = value << 4 | UInt64(digit)
+        }
+        return value <= UInt64(Int.max) ? Int(value) : nil
+    }
+
     /// The next CRLF- (or LF-) terminated line, or nil when it is not complete yet.
-    private mutating func takeLine(_ bytes: [UInt8], _ index: inout Int) -> String? {
+    private mutating func takeLine(_ bytes: UnsafeRawBufferPointer, _ index: inout Int) -> String? {
         while index < bytes.count {
             let byte = bytes[index]
             index += 1
@@ -141,7 +168,7 @@ public struct HTTPBodyDecoder: Sendable {
         return nil
     }
 
-    private func lineOverflow() -> Result<Progress, Failure>? {
+    private func lineOverflow() -> Result<(body: [UInt8]?, used: Int), Failure>? {
         line.count > Self.maxLineBytes ? .failure(.badRequest("chunk line too long")) : nil
     }
 }

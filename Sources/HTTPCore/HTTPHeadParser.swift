@@ -78,7 +78,31 @@ public struct HTTPHeadParser: Sendable {
             remainder.append(contentsOf: bytes)
             return .success(nil)
         }
-        buffer.append(contentsOf: bytes)
+        let (result, used) = feedHead(bytes)
+        if case .success(.some) = result { remainder = Array(bytes[used...]) }
+        return result
+    }
+
+    /// Takes bytes up to the end of the head and no further: `used` says how many. The rest
+    /// is left where it is, so a connection with many pipelined requests in one read parses
+    /// each once instead of copying the tail of the read for every request.
+    public mutating func feedHead(_ bytes: UnsafeRawBufferPointer) -> (result: Result<HTTPHead?, HTTPHeadError>, used: Int) {
+        guard !done else { return (.success(nil), 0) }
+        var index = 0
+        while index < bytes.count {
+            // One line at a time (or all that is left): the head's end is never overshot.
+            var end = index
+            while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+            end = min(end + 1, bytes.count)
+            buffer.append(contentsOf: bytes[index..<end])
+            index = end
+            if let result = scan() { return (result, index) }
+        }
+        return (.success(nil), index)
+    }
+
+    /// Checks the bytes buffered since the last call: a failure, the head, or nil for more.
+    private mutating func scan() -> Result<HTTPHead?, HTTPHeadError>? {
         while scanned < buffer.count {
             let byte = buffer[scanned]
             scanned += 1
@@ -96,7 +120,6 @@ public struct HTTPHeadParser: Sendable {
             guard isBlank else { continue }
             if thisLineStart > 0 {
                 done = true
-                remainder = Array(buffer[scanned...])
                 let head = parseHead(Array(buffer[0..<thisLineStart]))
                 buffer = []
                 return head.map { Optional($0) }
@@ -106,7 +129,7 @@ public struct HTTPHeadParser: Sendable {
             scanned = 0
             lineStart = 0
         }
-        return .success(nil)
+        return nil
     }
 
     public mutating func feed(_ bytes: [UInt8]) -> Result<HTTPHead?, HTTPHeadError> {
@@ -146,6 +169,12 @@ public struct HTTPHeadParser: Sendable {
             }
             headers.add(String(decoding: name, as: UTF8.self), String(decoding: rawValue, as: UTF8.self).trimmingSpaces())
             if headers.count > limits.maxHeaders { return .failure(.headersTooLarge) }
+        }
+        // RFC 9110 §7.2: more than one Host (as two lines, or a list in one) is a 400. Two
+        // hosts let a proxy route by one and this server check the other.
+        if kind == .request {
+            let hosts = headers.values("Host")
+            guard hosts.count <= 1, hosts.first?.contains(",") != true else { return .failure(.badRequest("more than one Host header")) }
         }
         return .success(HTTPHead(method: parts[0], target: parts[1], version: parts[2], headers: headers))
     }

@@ -29,7 +29,7 @@ public enum HTTPResponse {
 
     public static func encode(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n"
-        for field in headers.fields { head += "\(field.name): \(field.value)\r\n" }
+        for field in withNoSniff(status, headers).fields { head += "\(field.name): \(field.value)\r\n" }
         if status != 101 && status != 204 && status != 304 && headers["Content-Length"] == nil {
             head += "Content-Length: \(body.count)\r\n"
         }
@@ -40,8 +40,17 @@ public enum HTTPResponse {
     /// A head alone, for a body of unknown length that ends when the connection closes.
     public static func encodeHead(status: Int, headers: HTTPHeaders) -> [UInt8] {
         var head = "HTTP/1.1 \(status) \(reasonPhrase(status))\r\n"
-        for field in headers.fields { head += "\(field.name): \(field.value)\r\n" }
+        for field in withNoSniff(status, headers).fields { head += "\(field.name): \(field.value)\r\n" }
         return Array((head + "\r\n").utf8)
+    }
+
+    /// Every response but a 101 says `X-Content-Type-Options: nosniff`: a browser must not
+    /// guess that a JSON error echoing request text is HTML or script.
+    static func withNoSniff(_ status: Int, _ headers: HTTPHeaders) -> HTTPHeaders {
+        guard status != 101, headers["X-Content-Type-Options"] == nil else { return headers }
+        var all = headers
+        all.add("X-Content-Type-Options", "nosniff")
+        return all
     }
 
     /// A JSON error body `{"error": "...", "code": "..."}` (the project's error shape).

@@ -92,6 +92,8 @@ struct ServeCommand: ParsableCommand {
         httpConfiguration.port = port
         httpConfiguration.maxConnections = maxConnections
         httpConfiguration.maxConnectionsPerClient = maxConnectionsPerClient
+        // Raise the fd limit, then keep a reserve of it for jobs (see FileLimits).
+        httpConfiguration = httpConfiguration.limited(toFileLimit: FileLimits.raiseSoftLimit())
         let webRoot = self.webRoot ?? StaticFiles.locateDefaultRoot(executablePath: CommandLine.arguments[0])
         let server: GatewayServer
         do {

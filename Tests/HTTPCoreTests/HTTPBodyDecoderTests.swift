@@ -65,4 +65,29 @@ struct HTTPBodyDecoderTests {
         }
         #expect(failure.status == 400)
     }
+
+    /// RFC 9112 §7.1 chunk-size is hex digits only. A sign, a `0x`, spaces or more than 16
+    /// digits are a 400 (a proxy that reads them differently could smuggle a request).
+    @Test(arguments: [
+        "+5\r\nhello\r\n0\r\n\r\n", "-0\r\n\r\n", "0x5\r\nhello\r\n0\r\n\r\n", " 5\r\nhello\r\n0\r\n\r\n",
+        "5 \r\nhello\r\n0\r\n\r\n", "5 ;ext\r\nhello\r\n0\r\n\r\n", "\t5\r\nhello\r\n0\r\n\r\n",
+        "00000000000000005\r\nhello\r\n0\r\n\r\n", "\r\nhello\r\n0\r\n\r\n", "5_\r\nhello\r\n0\r\n\r\n",
+    ])
+    func chunkSizesThatAreNotPlainHexAre400(_ wire: String) {
+        guard case .failure(let failure) = Self.decode([("Transfer-Encoding", "chunked")], Array(wire.utf8)) else {
+            Issue.record("accepted \(wire.debugDescription)")
+            return
+        }
+        #expect(failure == .badRequest("invalid chunk size"))
+    }
+
+    @Test func sixteenHexDigitsAndUppercaseAreFineAndHugeSizesAre413() {
+        #expect(Self.decode([("Transfer-Encoding", "chunked")], Array("0000000000000005\r\nhello\r\n0\r\n\r\n".utf8))
+            == .success(.complete(body: Array("hello".utf8), rest: [])))
+        #expect(Self.decode([("Transfer-Encoding", "chunked")], Array("A;x=y\r\n0123456789\r\n0\r\n\r\n".utf8))
+            == .success(.complete(body: Array("0123456789".utf8), rest: [])))
+        // Past Int.max: refused as a bad size, never wrapped around.
+        #expect(Self.decode([("Transfer-Encoding", "chunked")], Array("FFFFFFFFFFFFFFFF\r\n".utf8)) == .failure(.badRequest("invalid chunk size")))
+        #expect(Self.decode([("Transfer-Encoding", "chunked")], Array("7FFFFFFFFFFFFFFF\r\n".utf8)) == .failure(.tooLarge))
+    }
 }

@@ -51,5 +51,33 @@ struct HTTPHeadParserTests {
         let result10 = parser.feed(Array("GET / HTTP/2.0\r\n\r\n".utf8)) == .failure(.versionNotSupported)
         #expect(result10)
     }
-}
 
+    /// RFC 9110 §7.2: two Host lines (or a list in one) are a 400, never "the first one wins".
+    @Test(arguments: [
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a, b\r\n\r\n",
+    ])
+    func moreThanOneHostIs400(_ text: String) {
+        var parser = HTTPHeadParser()
+        guard case .failure(let error) = parser.feed(Array(text.utf8)) else {
+            Issue.record("accepted \(text)")
+            return
+        }
+        #expect(error == .badRequest("more than one Host header"))
+    }
+
+    @Test func oneHostOrNoneIsFineAndResponsesAreNotChecked() throws {
+        var one = HTTPHeadParser()
+        #expect(try one.feed(Array("GET / HTTP/1.1\r\nHost: a:1\r\n\r\n".utf8)).get()?.headers["Host"] == "a:1")
+        var none = HTTPHeadParser()
+        #expect(try none.feed(Array("GET / HTTP/1.0\r\n\r\n".utf8)).get() != nil)
+    }
+
+    @Test func feedHeadTakesNoByteBeyondTheHead() throws {
+        var parser = HTTPHeadParser()
+        let bytes = Array("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n\r\n".utf8)
+        let (result, used) = bytes.withUnsafeBytes { parser.feedHead($0) }
+        #expect(try result.get()?.target == "/")
+        #expect(used == "GET / HTTP/1.1\r\nHost: a\r\n\r\n".utf8.count)
+    }
+}

@@ -40,4 +40,27 @@ struct HTTPRequestStreamTests {
         let requests = try stream.feed(Array("GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".utf8)).get()
         #expect(requests.map(\.keepsAlive) == [false, true])
     }
+
+    /// `next()` parses one request at a time from what was appended: the connection takes on
+    /// only as many pipelined requests as it can answer now, the rest stay bytes.
+    @Test func nextTakesOneRequestAtATime() throws {
+        var stream = HTTPRequestStream()
+        let one = "GET /x HTTP/1.1\r\nHost: x\r\n\r\n"
+        let wire = Array(String(repeating: one, count: 1000).utf8)
+        wire.withUnsafeBytes { stream.append($0) }
+        #expect(try stream.next().get()?.path == "/x")
+        #expect(stream.bufferedBytes == wire.count - one.utf8.count)
+        var count = 1
+        while try stream.next().get() != nil { count += 1 }
+        #expect(count == 1000)
+        #expect(stream.bufferedBytes == 0)
+        #expect(!stream.hasPartialRequest)
+    }
+
+    @Test func aGoodRequestBeforeABadOneIsStillHandedOut() throws {
+        var stream = HTTPRequestStream()
+        Array("GET /ok HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".utf8).withUnsafeBytes { stream.append($0) }
+        #expect(try stream.next().get()?.path == "/ok")
+        #expect(stream.next() == .failure(.init(status: 400, message: "more than one Host header")))
+    }
 }

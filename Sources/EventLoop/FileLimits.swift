@@ -1,0 +1,55 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The process's descriptor limit (`RLIMIT_NOFILE`). Every connection and every job takes
+/// descriptors from it, so the server raises it once at start and sizes its connection
+/// limit from it, keeping a share back for the jobs it spawns.
+public enum FileLimits {
+    /// RLIM_INFINITY (all ones; the C macro does not import).
+    private static let unlimited = rlim_t.max
+
+    /// The soft and hard limits now.
+    public static func current() -> (soft: Int, hard: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (1024, 1024) }
+        return (clamp(limit.rlim_cur), clamp(limit.rlim_max))
+    }
+
+    /// Raises the soft limit to the hard one (the soft default, often 1024, is a relic of
+    /// select(2); epoll has no such ceiling). Returns the soft limit in force afterwards:
+    /// unchanged when raising is refused.
+    @discardableResult
+    public static func raiseSoftLimit() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return current().soft }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            // An unlimited hard limit cannot be the soft one: the kernel caps at fs.nr_open.
+            raised.rlim_cur = limit.rlim_max == Self.unlimited ? rlim_t(1 << 20) : limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) != 0 {
+                raised.rlim_cur = min(limit.rlim_max, rlim_t(1 << 20))
+                _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised)
+            }
+        }
+        return current().soft
+    }
+
+    /// Descriptors kept back from connections, out of `limit`: a quarter, at least 64 (the
+    /// store, the listener, the loop, logs), at most half. A job holds about 6 while it runs
+    /// (stdin, stdout and stderr pipes, a pidfd, its event and log files), so under the
+    /// common `ulimit -n 1024` the reserve of 256 leaves room for 40 jobs and 768
+    /// connections; at 1024 × 1024 the reserve is far beyond any job count.
+    public static func reserveForJobs(limit: Int) -> Int {
+        min(max(64, limit / 4), limit / 2)
+    }
+
+    /// The connections a server may hold under `limit` descriptors (at least 1).
+    public static func connectionBudget(limit: Int) -> Int {
+        max(1, limit - reserveForJobs(limit: limit))
+    }
+
+    private static func clamp(_ value: rlim_t) -> Int {
+        value == Self.unlimited || value > rlim_t(Int.max) ? Int.max : Int(value)
+    }
+}

@@ -31,8 +31,18 @@ public final class Gateway {
         self.policy = policy
     }
 
-    /// Routes one request.
+    /// Routes one request. Only an answer to a request with a valid credential lets its
+    /// connection outlive the HTTP server's short first-request deadline: loading the
+    /// dashboard's public files or failing to sign in keeps a connection "unproven".
     public func handle(_ request: HTTPRequest) -> HTTPServer.Response {
+        var response = route(request)
+        if response.later == nil {
+            response.proves = response.status < 400 && authenticate(request.head.headers) != nil
+        }
+        return response
+    }
+
+    private func route(_ request: HTTPRequest) -> HTTPServer.Response {
         let headers = request.head.headers
         guard policy.isAllowedHost(headers["Host"]) else {
             return .error(403, code: "forbidden_host", "Host is not a loopback name or a configured one")

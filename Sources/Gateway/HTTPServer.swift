@@ -81,6 +81,10 @@ public final class HTTPServer {
         /// Set for answers that come later: called with a completion to call on the loop,
         /// once. Later pipelined requests wait, so responses stay in order.
         public var later: ((@escaping (Response) -> Void) -> Void)?
+        /// Whether answering this proves the client is one of ours, so its connection may
+        /// live on (nil: any status below 400 does). The gateway says true only for requests
+        /// that carried a valid credential.
+        public var proves: Bool?
 
         public init(status: Int, headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
             self.status = status
@@ -330,7 +334,7 @@ final class HTTPConnection {
                 answered = true
                 self.answering = false
                 guard self.tcp.isOpen else { return }
-                let stillUnproven = self.provingExpired && response.status >= 400
+                let stillUnproven = self.provingExpired && !(response.proves ?? (response.status < 400))
                 self.answer(response, keepAlive: keepAlive && !stillUnproven)
                 self.takeRequests()
             }
@@ -358,7 +362,7 @@ final class HTTPConnection {
     }
 
     private func send(_ response: HTTPServer.Response, keepAlive: Bool) {
-        if response.status < 400 { prove() }
+        if response.proves ?? (response.status < 400) { prove() }
         var headers = response.headers
         if !keepAlive { headers.add("Connection", "close") }
         tcp.enqueue(HTTPResponse.encode(status: response.status, headers: headers, body: response.body))

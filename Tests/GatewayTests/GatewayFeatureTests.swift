@@ -120,6 +120,35 @@ struct GatewayFeatureTests {
         #expect(try gateway.request("GET", "/", token: nil, host: "evil.example").status == 403)
     }
 
+    /// Loading the dashboard's public files or being refused does not let a connection live on:
+    /// only a request with a valid credential does.
+    @Test func onlyAnAuthenticatedRequestProvesAConnection() throws {
+        var http = HTTPServer.Configuration()
+        http.firstRequestTimeoutMilliseconds = 600
+        let web = TemporaryDirectory("agentgate-web")
+        web.write("index.html", "<!doctype html><title>agentgate</title>")
+        let gateway = try RunningGateway(http: http, webRoot: web.path)
+        defer { gateway.stop() }
+        func ask(_ fd: Int32, _ path: String, token: Bool) -> String {
+            let auth = token ? "Authorization: Bearer \(RunningGateway.token)\r\n" : ""
+            let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(auth)\r\n".utf8)
+            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            var buffer = [UInt8](repeating: 0, count: 8192)
+            let count = recv(fd, &buffer, buffer.count, 0)
+            return String(decoding: buffer[0..<max(0, count)], as: UTF8.self)
+        }
+        let anonymous = try connectLoopback(port: gateway.port, receiveTimeoutSeconds: 3)
+        defer { close(anonymous) }
+        let member = try connectLoopback(port: gateway.port, receiveTimeoutSeconds: 3)
+        defer { close(member) }
+        #expect(ask(anonymous, "/", token: false).hasPrefix("HTTP/1.1 200"))
+        #expect(ask(anonymous, "/healthz", token: false).hasPrefix("HTTP/1.1 200"))
+        #expect(ask(member, "/api/agents/jobs", token: true).hasPrefix("HTTP/1.1 200"))
+        usleep(900_000)
+        #expect(ask(anonymous, "/healthz", token: false).isEmpty)  // closed at its deadline
+        #expect(ask(member, "/api/agents/jobs", token: true).hasPrefix("HTTP/1.1 200"))
+    }
+
     @Test func aBodySentToTheAPIMustBeDeclaredJSON() throws {
         let gateway = try RunningGateway()
         defer { gateway.stop() }

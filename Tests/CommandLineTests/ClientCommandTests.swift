@@ -256,7 +256,7 @@ struct ClientCommandTests {
         #expect(refused.status == 3)
         #expect(refused.stderr.split(separator: "\n").count == 1)
         #expect(refused.stderr.contains("cannot reach"))
-        let wrongToken = try client(["jobs"], environment: ["AGENTGATE_TOKEN": "wrong"])
+        let wrongToken = try client(["jobs"], environment: ["AGENTGATE_TOKEN": String(repeating: "0", count: 64)])
         #expect(wrongToken.status == 4)
         #expect(wrongToken.stderr.split(separator: "\n").count == 1)
         let unknown = try client(["tail", "ffffffffffffffff"])

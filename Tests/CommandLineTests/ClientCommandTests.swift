@@ -16,6 +16,7 @@ final class ServerProcess {
           fail*) echo 'it broke' >&2; exit 3;;
           hang*) echo 'waiting'; exec sleep 300;;
           slow*) i=1; while [ $i -le 40 ]; do echo "step $i"; sleep 0.1; i=$((i+1)); done;;
+          escapes*) cat "$HOME/escapes.jsonl";;
           *) cat '\(Fixtures.transcript("claude-stream-json-bash-ls-assembled.jsonl"))';;
         esac
         """

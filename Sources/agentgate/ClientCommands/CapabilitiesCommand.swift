@@ -28,7 +28,7 @@ struct CapabilitiesCommand: ParsableCommand {
                 if let version = provider["version"]?.stringValue { line += " — \(version)" }
                 if let path = provider["path"]?.stringValue { line += " (\(path))" }
                 if provider["acp"]?.boolValue == true { line += " · acp" }
-                print(line)
+                print(TerminalText.escaped(line))
             }
             let available = (reply["available"]?.arrayValue ?? []).compactMap(\.stringValue)
             print("available: " + (available.isEmpty ? "none" : available.joined(separator: ", ")))

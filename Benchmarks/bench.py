@@ -26,7 +26,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "Benchmarks")
 TOOLS = os.path.join(ROOT, ".build", "bench")
-TOKEN = "bench-token"
+TOKEN = "bench-token-0123456789abcdef0123456789"  # at least 32 characters, or serve refuses it
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

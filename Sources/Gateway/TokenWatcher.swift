@@ -21,13 +21,15 @@ public struct TokenWatcher: Sendable {
     }
 
     /// The file's token when it changed since the last look (nil otherwise, or when it
-    /// cannot be read: a half-written or missing file keeps the token in use).
+    /// cannot be read or is not safe: a missing or refused file keeps the token in use).
     public mutating func changedToken(now: Int) -> String? {
         if let lastCheck, now >= lastCheck, now - lastCheck < intervalMilliseconds { return nil }
         lastCheck = now
         let current = Self.signature(path)
         guard current != signature, current != nil else { return nil }
-        guard let token = TokenFile.read(path), !token.isEmpty else { return nil }
+        // A file that is now unsafe (loose mode, symlink, too short) is not taken: the
+        // token in use stays, and the next change is looked at again.
+        guard let token = try? TokenFile.read(path) else { return nil }
         signature = current
         return token
     }

@@ -34,6 +34,9 @@ struct Exec: ParsableCommand {
     @Flag(help: "Print the events as NDJSON instead of log lines.")
     var json = false
 
+    @Flag(help: "Print agent output as it is, control characters included (by default they are shown escaped: ESC as \\x1b).")
+    var raw = false
+
     @OptionGroup var engine: EngineOptions
 
     @Argument(parsing: .postTerminator, help: "argv for provider 'custom'.")
@@ -79,7 +82,7 @@ struct Exec: ParsableCommand {
 
         var finished: Job?
         var interrupted = false
-        let printer = LogPrinter(json: json)
+        let printer = LogPrinter(json: json, raw: raw)
         var jobID: String?
         manager.addObserver { event, bytes in
             guard event.jobId == jobID else { return }
@@ -124,13 +127,16 @@ struct Exec: ParsableCommand {
 import Synchronization
 let interruptedFlag = Mutex(false)
 
-/// Prints a job's events as log lines (or NDJSON) to stdout.
+/// Prints a job's events as log lines (or NDJSON) to stdout; control characters in the
+/// lines are shown escaped unless `raw` (see `TerminalText`).
 final class LogPrinter {
     let json: Bool
+    let raw: Bool
     private var buffer: [UInt8] = []
 
-    init(json: Bool) {
+    init(json: Bool, raw: Bool = false) {
         self.json = json
+        self.raw = raw
     }
 
     func print(_ event: JobEvent, _ bytes: [UInt8]) {
@@ -138,7 +144,7 @@ final class LogPrinter {
             buffer += bytes
             buffer.append(0x0A)
         } else if let line = Self.text(of: event) {
-            buffer += Array(line.utf8)
+            buffer += Array((raw ? line : TerminalText.escaped(line)).utf8)
             buffer.append(0x0A)
         }
         if buffer.count > 16 * 1024 { flush() }

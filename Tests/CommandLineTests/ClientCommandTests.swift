@@ -16,6 +16,7 @@ final class ServerProcess {
           fail*) echo 'it broke' >&2; exit 3;;
           hang*) echo 'waiting'; exec sleep 300;;
           slow*) i=1; while [ $i -le 40 ]; do echo "step $i"; sleep 0.1; i=$((i+1)); done;;
+          escapes*) cat "$HOME/escapes.jsonl";;
           *) cat '\(Fixtures.transcript("claude-stream-json-bash-ls-assembled.jsonl"))';;
         esac
         """
@@ -267,7 +268,7 @@ struct ClientCommandTests {
         #expect(refused.status == 3)
         #expect(refused.stderr.split(separator: "\n").count == 1)
         #expect(refused.stderr.contains("cannot reach"))
-        let wrongToken = try client(["jobs"], environment: ["AGENTGATE_TOKEN": "wrong"])
+        let wrongToken = try client(["jobs"], environment: ["AGENTGATE_TOKEN": String(repeating: "0", count: 64)])
         #expect(wrongToken.status == 4)
         #expect(wrongToken.stderr.split(separator: "\n").count == 1)
         let unknown = try client(["tail", "ffffffffffffffff"])

@@ -196,7 +196,7 @@ struct FileDescriptorExhaustionTests {
         let agents = FakeAgents()
         let (process, port) = try Self.start(
             "serve --port 0 --data-dir '\(files.file("data"))'", fds: 48, in: files,
-            environment: ["PATH": agents.searchPath, "HOME": files.path, "AGENTGATE_TOKEN": "fd-test-token"])
+            environment: ["PATH": agents.searchPath, "HOME": files.path, "AGENTGATE_TOKEN": "fd-test-token-0123456789abcdef0123"])
         defer {
             process.signal(SIGKILL)
             process.wait()
@@ -204,7 +204,7 @@ struct FileDescriptorExhaustionTests {
         let existing = try connectLoopback(port: port)
         defer { close(existing) }
         func get(_ path: String, on fd: Int32) -> String {
-            let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAuthorization: Bearer fd-test-token\r\n\r\n".utf8)
+            let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAuthorization: Bearer fd-test-token-0123456789abcdef0123\r\n\r\n".utf8)
             _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             var buffer = [UInt8](repeating: 0, count: 4096)
             let count = recv(fd, &buffer, buffer.count, 0)

@@ -65,9 +65,11 @@ struct TokenFileTests {
 
     @Test func theOperatorCanSupplyTheToken() throws {
         let dir = TemporaryDirectory()
-        #expect(try TokenFile.resolve(environment: ["AGENTGATE_TOKEN": "from-env\n"], tokenFile: nil, dataDirectory: dir.path) == "from-env")
-        dir.write("mine", "from-file\n", mode: 0o600)
-        #expect(try TokenFile.resolve(environment: [:], tokenFile: dir.file("mine"), dataDirectory: dir.path) == "from-file")
+        let fromEnvironment = "from-env-" + String(repeating: "e", count: 32)
+        #expect(try TokenFile.resolve(environment: ["AGENTGATE_TOKEN": fromEnvironment + "\n"], tokenFile: nil, dataDirectory: dir.path) == fromEnvironment)
+        let fromFile = "from-file-" + String(repeating: "f", count: 32)
+        dir.write("mine", fromFile + "\n", mode: 0o600)
+        #expect(try TokenFile.resolve(environment: [:], tokenFile: dir.file("mine"), dataDirectory: dir.path) == fromFile)
         #expect(throws: TokenFile.Error.self) { try TokenFile.resolve(environment: [:], tokenFile: dir.file("missing"), dataDirectory: dir.path) }
         #expect(!FileManager.default.fileExists(atPath: TokenFile.path(dataDirectory: dir.path)))
     }
@@ -137,6 +139,7 @@ struct SessionStoreTests {
         let rotated = watcher.changedToken(now: 1_000)
         let settled = watcher.changedToken(now: 2_000)
         #expect(unchanged == nil && tooSoon == nil && settled == nil)
-        #expect(rotated != nil && rotated == TokenFile.existing(dataDirectory: directory.path))
+        let current = try TokenFile.existing(dataDirectory: directory.path)
+        #expect(rotated != nil && rotated == current)
     }
 }

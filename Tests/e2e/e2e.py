@@ -27,7 +27,7 @@ from websockets.asyncio.client import connect
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(os.path.dirname(ROOT), "shared", "fixtures", "agents")
 BINARY = os.environ.get("AGENTGATE_BIN", os.path.join(ROOT, ".build", "debug", "agentgate"))
-TOKEN = "e2e0123456789abcdef"
+TOKEN = "e2e0123456789abcdef0123456789abcdef"  # at least 32 characters, or serve refuses it
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 # What each fake CLI replays when the job sets no FAKE_SCRIPT.

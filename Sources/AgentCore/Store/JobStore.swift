@@ -18,6 +18,11 @@ public final class JobStore {
         self.dataDirectory = dataDirectory
         do {
             try Self.makeDirectory(dataDirectory)
+        } catch {
+            throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
+        }
+        try Self.makePrivate(dataDirectory)
+        do {
             try Self.makeDirectory(dataDirectory + "/jobs")
         } catch {
             throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
@@ -51,6 +56,25 @@ public final class JobStore {
         for component in path.split(separator: "/") {
             prefix += "/" + component
             if mkdir(prefix, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(prefix)") }
+        }
+    }
+
+    /// The data dir holds the token, prompts and agent output: one that already existed is
+    /// made 0700 when it is ours, and refused when another user owns it (they could read
+    /// everything, or swap files under us).
+    static func makePrivate(_ path: String) throws(Error) {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw Error(description: "cannot use data directory \(path): \(String(cString: strerror(errno)))")
+        }
+        guard info.st_mode & S_IFMT == S_IFDIR else { throw Error(description: "data directory \(path) is not a directory") }
+        let user = geteuid()
+        guard info.st_uid == user else {
+            throw Error(description: "data directory \(path) is owned by uid \(info.st_uid), not by you (uid \(user)); refusing it (use --data-dir with a directory of your own)")
+        }
+        guard info.st_mode & 0o077 != 0 else { return }
+        guard chmod(path, info.st_mode & 0o700) == 0 else {
+            throw Error(description: "cannot make data directory \(path) private (chmod 700 \(path)): \(String(cString: strerror(errno)))")
         }
     }
 

@@ -9,7 +9,7 @@ import ArgumentParser
 /// | 1 | the job failed or was interrupted |
 /// | 2 | the request was refused as invalid (400) or the command line was wrong |
 /// | 3 | cannot reach the server (connection refused, bad address) |
-/// | 4 | the token was refused (401) or the Host/Origin (403) |
+/// | 4 | the token was refused (401) or the Host/Origin (403); no token, a token shorter than 32 characters, or an unsafe token file |
 /// | 5 | no such job (404) |
 /// | 6 | the server went away mid-stream |
 /// | 7 | the job had already finished (409) |
@@ -43,7 +43,7 @@ struct ClientFailure: Error {
 extension ClientFailure {
     /// Prints the line and exits with the code.
     func exit() -> ExitCode {
-        printError("agentgate: \(message)")
+        printError("agentgate: " + TerminalText.escaped(message))
         return ExitCode(exitCode)
     }
 }

@@ -15,10 +15,18 @@ struct ClientOptions: ParsableArguments {
     func api() throws(ClientFailure) -> ServerAPI {
         let environment = ProcessInfo.processInfo.environment
         let address = try ServerAddress(server ?? environment["AGENTGATE_SERVER"] ?? "http://127.0.0.1:7777")
-        if let token = environment["AGENTGATE_TOKEN"]?.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty {
-            return ServerAPI(address: address, token: token)
+        let supplied: String?
+        do {
+            // An unsafe token file or a short token is refused here as the server refuses it.
+            if let token = try TokenFile.fromEnvironment(environment) {
+                supplied = token
+            } else {
+                supplied = try TokenFile.existing(dataDirectory: dataDirectory)
+            }
+        } catch {
+            throw ClientFailure(message: error.description, exitCode: 4)
         }
-        guard let token = TokenFile.existing(dataDirectory: dataDirectory) else {
+        guard let token = supplied else {
             let file = TokenFile.path(dataDirectory: dataDirectory)
             throw ClientFailure(message: "no token: set AGENTGATE_TOKEN, or run where the server keeps \(file)", exitCode: 4)
         }

@@ -6,11 +6,13 @@ import EventLoop
 
 /// How a followed job is printed: on a terminal with colour, a spinner while it starts and
 /// a status line with the elapsed time; through a pipe as plain lines; with `--json` as
-/// NDJSON events for other programs.
+/// NDJSON events for other programs. Control characters from the agent are shown escaped
+/// (see `TerminalText`) unless `raw`.
 final class JobOutput {
     enum Mode { case terminal, plain, json }
 
     let mode: Mode
+    let raw: Bool
     /// Whether the status line is drawn (stderr is a terminal and stdout shows lines).
     private let drawsStatus: Bool
     private var statusShown = false
@@ -19,7 +21,8 @@ final class JobOutput {
     private var startedAt: Int?
     private static let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"]
 
-    init(json: Bool) {
+    init(json: Bool, raw: Bool = false) {
+        self.raw = raw
         mode = json ? .json : (isatty(1) == 1 ? .terminal : .plain)
         drawsStatus = mode == .terminal && isatty(2) == 1
     }
@@ -38,7 +41,8 @@ final class JobOutput {
         default:
             break
         }
-        guard let text = LogPrinter.text(of: event) else { return }
+        guard let line = LogPrinter.text(of: event) else { return }
+        let text = raw ? line : TerminalText.escaped(line)
         clearStatus()
         write(1, Array((mode == .terminal ? Self.colour(event, text) : text).utf8) + [0x0A])
         drawStatus()

@@ -28,7 +28,7 @@ struct CapabilitiesCommand: ParsableCommand {
                 if let version = provider["version"]?.stringValue { line += " — \(version)" }
                 if let path = provider["path"]?.stringValue { line += " (\(path))" }
                 if provider["acp"]?.boolValue == true { line += " · acp" }
-                print(line)
+                print(TerminalText.escaped(line))
                 // The launch fields it takes, as the server describes them (run's --model,
                 // --effort… are checked against these).
                 let fields = (provider["fields"]?.arrayValue ?? []).compactMap { field -> String? in
@@ -36,7 +36,7 @@ struct CapabilitiesCommand: ParsableCommand {
                     let values = (field["values"]?.arrayValue ?? []).compactMap(\.stringValue)
                     return values.isEmpty ? name : "\(name) (\(values.joined(separator: "|")))"
                 }
-                if !fields.isEmpty { print("  fields: " + fields.joined(separator: ", ")) }
+                if !fields.isEmpty { print(TerminalText.escaped("  fields: " + fields.joined(separator: ", "))) }
             }
             let available = (reply["available"]?.arrayValue ?? []).compactMap(\.stringValue)
             print("available: " + (available.isEmpty ? "none" : available.joined(separator: ", ")))

@@ -30,7 +30,7 @@ struct JobsCommand: ParsableCommand {
                 return 0
             }
             print(JobTable.header)
-            for value in jobs { if let job = Job(json: value) { print(JobTable.row(job)) } }
+            for value in jobs { if let job = Job(json: value) { print(TerminalText.escaped(JobTable.row(job))) } }
             return 0
         }
     }

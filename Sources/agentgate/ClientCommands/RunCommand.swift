@@ -40,6 +40,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print every event as one JSON object per line.")
     var json = false
 
+    @Flag(help: "Print agent output as it is, control characters included (by default they are shown escaped: ESC as \\x1b).")
+    var raw = false
+
     @OptionGroup var client: ClientOptions
 
     func run() throws {
@@ -68,7 +71,7 @@ struct RunCommand: ParsableCommand {
                 return 0
             }
             JobFollower.catchInterrupts()
-            let output = JobOutput(json: json)
+            let output = JobOutput(json: json, raw: raw)
             var follower = JobFollower(api: api, output: output)
             follower.rawEvents = json
             var outcome = try follower.follow(job: job.id, since: 0)

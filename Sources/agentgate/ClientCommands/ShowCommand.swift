@@ -41,7 +41,7 @@ struct ShowCommand: ParsableCommand {
             }
             if let error = job.errorTail, job.status != .done { lines.append("error     \(error)") }
             if let hookError = job.hookError { lines.append("hookError \(hookError)") }
-            print(lines.joined(separator: "\n"))
+            print(TerminalText.escaped(lines.joined(separator: "\n")))
             return 0
         }
     }

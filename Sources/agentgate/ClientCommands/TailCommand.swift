@@ -24,12 +24,15 @@ struct TailCommand: ParsableCommand {
     @Flag(help: "Print every event as one JSON object per line.")
     var json = false
 
+    @Flag(help: "Print agent output as it is, control characters included (by default they are shown escaped: ESC as \\x1b).")
+    var raw = false
+
     @OptionGroup var client: ClientOptions
 
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
             let api = try client.api()
-            let output = JobOutput(json: json)
+            let output = JobOutput(json: json, raw: raw)
             guard follow else {
                 // History, a page at a time.
                 var cursor = since

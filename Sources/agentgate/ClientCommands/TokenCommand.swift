@@ -23,7 +23,13 @@ struct TokenCommand: ParsableCommand {
             }
             printError("agentgate: new token written to \(file); a running server uses it from now on and every session made with the old one is signed out")
         }
-        guard let token = TokenFile.existing(dataDirectory: directory) else {
+        let existing: String?
+        do {
+            existing = try TokenFile.existing(dataDirectory: directory)
+        } catch {
+            throw ClientFailure(message: error.description, exitCode: 4).exit()
+        }
+        guard let token = existing else {
             throw ClientFailure(message: "no token in \(file) (the server makes one on its first start)", exitCode: 4).exit()
         }
         print(token)

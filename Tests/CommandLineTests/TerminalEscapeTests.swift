@@ -1,0 +1,89 @@
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+/// Agent text that would drive the terminal: an OSC 52 clipboard write, a title change, a
+/// carriage return that overwrites the line with a fake one, a C1 CSI (U+009B), backspace
+/// and DEL. The CLI shows them escaped; `--raw` passes them through.
+enum HostileTranscript {
+    static let text = "copy \u{1B}]52;c;ZXZpbA==\u{07} title \u{1B}]0;pwned\u{07} over\rfake line csi \u{9B}31m red\u{08}\u{7F} tab\tend"
+    static let result = "result \u{1B}]0;pwned\u{07}"
+
+    /// Claude stream-json: one assistant message with the text, then the result.
+    static var jsonl: String {
+        func json(_ value: [String: Any]) -> String {
+            String(decoding: try! JSONSerialization.data(withJSONObject: value), as: UTF8.self)
+        }
+        let assistant = json(["type": "assistant", "message": ["role": "assistant", "content": [["type": "text", "text": text]]]])
+        let result = json(["type": "result", "subtype": "success", "is_error": false, "num_turns": 1, "result": result, "session_id": "s1"])
+        return assistant + "\n" + result + "\n"
+    }
+
+    /// The escaped forms the CLI prints.
+    static let escaped = ["\\x1b]52;c;ZXZpbA==\\x07", "\\x1b]0;pwned\\x07", "over\\x0dfake line", "csi \\x9b31m", "red\\x08\\x7f tab\tend"]
+    static let rawForms = ["\u{1B}]52;c;ZXZpbA==\u{07}", "\u{1B}]0;pwned\u{07}", "over\rfake line", "csi \u{9B}31m", "red\u{08}\u{7F}"]
+
+    /// Control characters a terminal acts on (all C0 but tab and newline, DEL, C1).
+    static func controls(in text: String) -> [UInt32] {
+        text.unicodeScalars.map(\.value).filter { ($0 < 0x20 && $0 != 0x09 && $0 != 0x0A) || (0x7F...0x9F).contains($0) }
+    }
+}
+
+extension CommandLineTests {
+    @Test func execShowsControlCharactersEscapedAndRawPassesThem() throws {
+        data.write("escapes.jsonl", HostileTranscript.jsonl)
+        let script = "cat '\(data.file("escapes.jsonl"))'"
+        let shown = try run(["exec", "claude", "--prompt", "hi", "--data-dir", data.path], environment: ["FAKE_SCRIPT": script])
+        #expect(shown.status == 0)
+        #expect(HostileTranscript.controls(in: shown.stdout).isEmpty, "\(HostileTranscript.controls(in: shown.stdout))")
+        for form in HostileTranscript.escaped { #expect(shown.stdout.contains(form), "missing \(form) in \(shown.stdout)") }
+
+        let raw = try run(["exec", "claude", "--prompt", "hi", "--raw", "--data-dir", data.path], environment: ["FAKE_SCRIPT": script])
+        #expect(raw.status == 0)
+        for form in HostileTranscript.rawForms { #expect(raw.stdout.contains(form)) }
+
+        // --json is JSON: its escapes are JSON's, as before.
+        let json = try run(["exec", "claude", "--prompt", "hi", "--json", "--data-dir", data.path], environment: ["FAKE_SCRIPT": script])
+        #expect(json.stdout.contains(#"\u001b]52;c;ZXZpbA==\u0007"#))
+    }
+}
+
+extension ClientCommandTests {
+    @Test func runTailAndShowPrintControlCharactersEscaped() throws {
+        server.data.write("escapes.jsonl", HostileTranscript.jsonl)
+        let run = try client(["run", "claude", "escapes"])
+        #expect(run.status == 0)
+        #expect(HostileTranscript.controls(in: run.stdout).isEmpty, "\(HostileTranscript.controls(in: run.stdout))")
+        for form in HostileTranscript.escaped { #expect(run.stdout.contains(form), "missing \(form) in \(run.stdout)") }
+
+        let id = try #require(try jobID(status: "done"))
+        let tail = try client(["tail", id])
+        #expect(HostileTranscript.controls(in: tail.stdout).isEmpty)
+        #expect(tail.stdout.contains(HostileTranscript.escaped[0]))
+        let followed = try client(["tail", id, "--follow"])
+        #expect(HostileTranscript.controls(in: followed.stdout).isEmpty)
+        let show = try client(["show", id])
+        #expect(HostileTranscript.controls(in: show.stdout).isEmpty)
+        #expect(show.stdout.contains("result    result \\x1b]0;pwned\\x07"))
+
+        for command in [["run", "claude", "escapes", "--raw"], ["tail", id, "--raw"], ["tail", id, "--follow", "--raw"]] {
+            let raw = try client(command)
+            for form in HostileTranscript.rawForms { #expect(raw.stdout.contains(form), "\(command): no raw \(form.debugDescription)") }
+        }
+    }
+
+    /// On a terminal too: our own colour codes, never the agent's sequences.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script")))
+    func onATerminalAgentControlCharactersAreEscaped() throws {
+        server.data.write("escapes.jsonl", HostileTranscript.jsonl)
+        let command = "'\(CommandLineTests.binary)' run claude escapes --server \(server.url) --data-dir '\(server.data.path)'"
+        let terminal = try ClientProcess(["-qec", command, "/dev/null"], server: server, direct: "/usr/bin/script")
+        let (status, stdout, _) = terminal.finish()
+        #expect(status == 0)
+        #expect(stdout.contains("\u{1B}[32m[agentgate] job"))  // our colour
+        #expect(!stdout.contains("\u{1B}]"))  // no OSC from the agent
+        #expect(!stdout.contains("\u{9B}"))
+        #expect(stdout.contains(HostileTranscript.escaped[0]))
+    }
+}

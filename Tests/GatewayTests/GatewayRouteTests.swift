@@ -20,16 +20,19 @@ final class RunningGateway: @unchecked Sendable {
     private let runner: LoopThread
     private let manager: JobManager
 
+    /// - Parameter jobs: finished jobs put in the store before the server starts.
     init(viewerQueueBytes: Int = 1 << 20, http: HTTPServer.Configuration = HTTPServer.Configuration(), webRoot: String? = nil,
-         configure: (GatewayServer) -> Void = { _ in }) throws {
+         jobs: [Job] = [], configure: (GatewayServer) -> Void = { _ in }) throws {
         loop = try EventLoop()
         let store = try JobStore(dataDirectory: data.path)
+        for job in jobs { try store.save(job) }
         let detector = AgentDetector(configuration: .init(path: agents.searchPath, environment: ["PATH=\(agents.searchPath)"]))
         _ = detector.refresh()
         var configuration = JobManager.Configuration()
         configuration.baseEnvironment = ["PATH=\(agents.searchPath)"]
         configuration.killGraceMilliseconds = 300
         manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
+        if !jobs.isEmpty { try manager.recover() }
         server = try GatewayServer(
             loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), http: http,
             viewerQueueBytes: viewerQueueBytes, webRoot: webRoot)

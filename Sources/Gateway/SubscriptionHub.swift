@@ -13,6 +13,7 @@ import WebSocketServer
 ///                                              framed and compressed once, SSE bytes once)
 ///                                                 └▶ every live viewer of that job ("*": lifecycle; all-jobs SSE: all)
 ///  subscribe {since: N} ─▶ replay seq > N from memory or the event store ─▶ live (seq ≤ lastSent skipped)
+///  subscribe "*" ─▶ ack ─▶ snapshot (built once per version, shared; ≤ 1 per `snapshotInterval` per connection)
 ///  queue over its bound ─▶ pause live delivery ─▶ drained ─▶ catch up from the store ─▶ live
 ///                         └─ still paused after `lagTimeout` ─▶ "lagged" + close (WebSocket 4008)
 /// ```
@@ -30,6 +31,10 @@ public final class SubscriptionHub {
     static let allJobsRingCapacity = 16_384
     /// Comment lines on idle SSE streams, so proxies and clients keep them open (15 s).
     public var heartbeatMilliseconds = 15_000
+    /// Least time between two `"*"` snapshots to one connection (250 ms). A client that
+    /// repeats subscribe "*" gets every ack at once and one snapshot for all the requests
+    /// of an interval: a flood of them costs the loop acks, not snapshots of every job.
+    public var snapshotIntervalMilliseconds = 250
 
     public let manager: JobManager
     public let websockets: WebSocketServer
@@ -50,6 +55,9 @@ public final class SubscriptionHub {
     private var stopRecordingTimer: EventLoop.TimerID?
     private var compressor = SharedMessage.makeSharedCompressor()
     private var heartbeat: EventLoop.TimerID?
+    /// The snapshot of every job at `manager.version`, encoded once for every viewer that
+    /// asks before the next event (dropped by that event).
+    private var snapshotCache: SharedMessage?
 
     public init(manager: JobManager, websockets: WebSocketServer) {
         self.manager = manager
@@ -82,6 +90,7 @@ public final class SubscriptionHub {
     private func remove(_ key: ObjectIdentifier) {
         guard let viewer = viewers.removeValue(forKey: key) else { return }
         for job in Array(viewer.subscriptions.keys) { detach(viewer, from: job) }
+        if let timer = viewer.snapshotTimer { manager.loop.cancel(timer) }
         lifecycleViewers[key] = nil
         if allJobsViewers.removeValue(forKey: key) != nil, allJobsViewers.isEmpty {
             stopRecordingTimer = manager.loop.schedule(afterMilliseconds: 60_000) { [weak self] in
@@ -108,6 +117,7 @@ public final class SubscriptionHub {
         guard let viewer = viewers[key] else { return }
         viewer.resume()
         catchUp(viewer)
+        sendWantedSnapshot(viewer)
     }
 
     // MARK: WebSocket connections
@@ -146,6 +156,7 @@ public final class SubscriptionHub {
             guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "unsubscribe needs job")) }
             if job == "*" {
                 lifecycleViewers[ObjectIdentifier(viewer.tcp)] = nil
+                viewer.snapshotWanted = false
             } else {
                 detach(viewer, from: job)
             }
@@ -248,10 +259,52 @@ public final class SubscriptionHub {
         }
     }
 
+    /// An all-jobs stream's snapshot, with the version as its event id.
     private func sendSnapshot(_ viewer: Viewer) {
-        let snapshot: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
         viewer.allCursor = manager.version
-        sendControl(viewer, snapshot, id: manager.version)
+        sendSnapshotNow(viewer)
+    }
+
+    /// `{"type":"snapshot","jobs":[…],"version":N}`, built once per version.
+    private var snapshot: SharedMessage {
+        if let snapshotCache { return snapshotCache }
+        let value: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
+        let message = SharedMessage(payload: JSONWriter.serialize(value), isText: true, compressor: compressor)
+        snapshotCache = message
+        return message
+    }
+
+    /// Queues the current snapshot: a text message on a WebSocket, an event with the version
+    /// as its id on an SSE stream.
+    private func sendSnapshotNow(_ viewer: Viewer) {
+        let message = snapshot
+        switch viewer.transport {
+        case .websocket(let session):
+            _ = session.send(message)
+        case .sse(let tcp):
+            tcp.enqueue(Self.sseEvent(id: manager.version, type: "snapshot", data: message.payload))
+        }
+    }
+
+    /// Sends a `"*"` viewer the snapshot it asked for, unless it got one less than
+    /// `snapshotIntervalMilliseconds` ago: then one timer sends it when the interval ends,
+    /// newer than every request it answers. Nothing is queued while the viewer is paused
+    /// (its queue is full); `drained` calls this again.
+    private func sendWantedSnapshot(_ viewer: Viewer) {
+        guard viewer.snapshotWanted, viewer.snapshotTimer == nil, !viewer.paused else { return }
+        let now = Int(MonotonicClock.nanoseconds() / 1_000_000)
+        if let last = viewer.snapshotSentAt, now - last < snapshotIntervalMilliseconds {
+            viewer.snapshotTimer = manager.loop.schedule(afterMilliseconds: last + snapshotIntervalMilliseconds - now) {
+                [weak self, weak viewer] in
+                guard let self, let viewer else { return }
+                viewer.snapshotTimer = nil
+                self.sendWantedSnapshot(viewer)
+            }
+            return
+        }
+        viewer.snapshotWanted = false
+        viewer.snapshotSentAt = now
+        sendSnapshotNow(viewer)
     }
 
     // MARK: subscriptions
@@ -259,9 +312,9 @@ public final class SubscriptionHub {
     private func subscribe(_ viewer: Viewer, job: String, since: Int, rawEvents: Bool, request: JSONValue?) {
         if job == "*" {
             lifecycleViewers[ObjectIdentifier(viewer.tcp)] = viewer
-            let snapshot: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
             sendControl(viewer, Self.ack(request, [.init("job", "*")]))
-            sendControl(viewer, snapshot)
+            viewer.snapshotWanted = true
+            sendWantedSnapshot(viewer)
             return
         }
         guard let current = manager.job(job) else {
@@ -335,6 +388,7 @@ public final class SubscriptionHub {
 
     private func deliver(_ event: JobEvent, _ bytes: [UInt8]) {
         let version = manager.version
+        snapshotCache = nil
         let entry = RecentEntry(event, bytes)
         recent[event.jobId, default: RecentEvents()].append(entry, key: event.seq)
         if recordingAllJobs { recentAll.append(entry, key: version) }
@@ -435,17 +489,16 @@ public final class SubscriptionHub {
 
     // MARK: messages
 
-    /// A message that is not a job event (ack, error, snapshot, reset, lagged): a text
-    /// frame on a WebSocket, an event named by its `type` on an SSE stream.
-    private func sendControl(_ viewer: Viewer, _ message: JSONValue, id: Int? = nil) {
+    /// A message that is not a job event (ack, error, reset, lagged): a text frame on a
+    /// WebSocket, an event named by its `type` on an SSE stream. (Snapshots are shared:
+    /// `sendSnapshotNow`.)
+    private func sendControl(_ viewer: Viewer, _ message: JSONValue) {
         let bytes = JSONWriter.serialize(message)
         switch viewer.transport {
         case .websocket(let session):
             session.send(bytes, isText: true)
         case .sse(let tcp):
-            var event = id.map { Array("id: \($0)\n".utf8) } ?? []
-            event += Array("event: \(message["type"]?.stringValue ?? "message")\ndata: ".utf8) + bytes + [0x0A, 0x0A]
-            tcp.enqueue(event)
+            tcp.enqueue(Array("event: \(message["type"]?.stringValue ?? "message")\ndata: ".utf8) + bytes + [0x0A, 0x0A])
         }
     }
 
@@ -520,6 +573,11 @@ final class Viewer {
     var allRawEvents = false
     var format = Format.json
     var closesWhenJobEnds = false
+    /// `"*"` snapshots: one was asked for and not sent yet; when the last one was sent
+    /// (monotonic ms); the timer that sends the next when the interval allows.
+    var snapshotWanted = false
+    var snapshotSentAt: Int?
+    var snapshotTimer: EventLoop.TimerID?
     private(set) var paused = false
     private var lagTimer: EventLoop.TimerID?
 

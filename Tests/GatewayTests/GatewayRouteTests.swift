@@ -20,10 +20,12 @@ final class RunningGateway: @unchecked Sendable {
     private let runner: LoopThread
     private let manager: JobManager
 
+    /// - Parameter jobs: finished jobs put in the store before the server starts.
     init(viewerQueueBytes: Int = 1 << 20, http: HTTPServer.Configuration = HTTPServer.Configuration(), webRoot: String? = nil,
-         configure: (GatewayServer) -> Void = { _ in }) throws {
+         jobs: [Job] = [], configure: (GatewayServer) -> Void = { _ in }) throws {
         loop = try EventLoop()
         let store = try JobStore(dataDirectory: data.path)
+        for job in jobs { try store.save(job) }
         let detector = AgentDetector(configuration: .init(path: agents.searchPath, environment: ["PATH=\(agents.searchPath)"]))
         _ = detector.refresh()
         var configuration = JobManager.Configuration()
@@ -31,6 +33,7 @@ final class RunningGateway: @unchecked Sendable {
         configuration.killGraceMilliseconds = 300
         configuration.policy.environment = EnvironmentPolicy(allowed: ["FAKE_*"])
         manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
+        if !jobs.isEmpty { try manager.recover() }
         server = try GatewayServer(
             loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), http: http,
             viewerQueueBytes: viewerQueueBytes, webRoot: webRoot)

@@ -38,6 +38,7 @@ struct EngineOptions: ParsableArguments {
             allowCustomCommands: allowCustomCommands)
         configuration.killGraceMilliseconds = Int(killGrace * 1000)
         configuration.baseEnvironment = environment
+        configuration.useCgroups = ProcessInfo.processInfo.environment["AGENTGATE_NO_CGROUP"] != "1"
         if let onComplete {
             configuration.onComplete = ExternalHook.Configuration(command: onComplete, timeoutMilliseconds: hookTimeout * 1000)
         }

@@ -21,7 +21,7 @@ final class CgroupTree: Sendable {
     }
 
     /// This process's tree, set up on first use (one per server process: every engine in it
-    /// shares it). It stays when the server exits and is removed by the next one.
+    /// shares it).
     static let shared: CgroupTree? = make()
 
     private static func make() -> CgroupTree? {
@@ -38,6 +38,11 @@ final class CgroupTree: Sendable {
         guard usable else {
             rmdir(root)
             return nil
+        }
+        // On a normal exit the (by then empty) tree goes with us; after a crash the next
+        // server removes it.
+        atexit {
+            if let root = CgroupTree.shared?.root { rmdir(root) }
         }
         return CgroupTree(root: root)
     }

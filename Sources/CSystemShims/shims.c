@@ -10,6 +10,10 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <pthread.h>
+#include <sys/prctl.h>
+#include <linux/sched.h>
+#include <linux/close_range.h>
 
 #ifdef __linux__
 int ag_has_epoll(void) { return 1; }
@@ -54,8 +58,130 @@ int ag_epoll_wait(int epfd, uint32_t *events, uint64_t *datas, int max, int time
 int ag_pidfd_open(pid_t pid) { errno = ENOSYS; return -1; }
 #endif
 
+/* Marks every descriptor >= 3 close-on-exec (or closes it, keeping `keep`), in a child between
+   clone and exec: only raw syscalls, nothing that allocates. */
+static void ag_child_close_inherited(int keep) {
+#if defined(SYS_close_range) && defined(CLOSE_RANGE_CLOEXEC)
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 1 << 20) max = 1 << 20;
+    for (int fd = 3; fd < max; fd++) {
+        if (fd != keep) close(fd);
+    }
+}
+
+/* The child side of ag_spawn's clone3 path. Runs in a copy of a multi-threaded process, so it
+   uses only async-signal-safe calls; every signal is blocked on entry. Never returns. */
+static void ag_child_exec(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                          int stdin_fd, int stdout_fd, int stderr_fd, int report_fd) {
+    int fds[3] = { stdin_fd, stdout_fd, stderr_fd };
+    if (setsid() < 0) goto fail;
+    /* Move the sources above 2 first, so dup2 onto 0-2 cannot overwrite one still needed. */
+    for (int i = 0; i < 3; i++) {
+        if (fds[i] < 3) {
+            fds[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+            if (fds[i] < 0) goto fail;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        if (dup2(fds[i], i) < 0) goto fail;  /* dup2 clears FD_CLOEXEC on the target */
+    }
+    ag_child_close_inherited(report_fd);
+    if (cwd != NULL && chdir(cwd) < 0) goto fail;
+    /* Default dispositions (SIGPIPE is ignored in the server; ignored signals survive exec),
+       then an empty mask, as posix_spawn's SETSIGDEF | SETSIGMASK do. */
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &action, NULL);
+    }
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    execve(path, argv, envp);
+fail:;
+    int error = errno;
+    while (write(report_fd, &error, sizeof error) < 0 && errno == EINTR) {}
+    _exit(127);
+}
+
+/* posix_spawn cannot place a child in a cgroup, so this path forks with clone3: the child is
+   born inside the cgroup (CLONE_INTO_CGROUP), never running a single instruction outside it.
+   Exec failures come back through a close-on-exec pipe, as posix_spawn reports them. */
+static int ag_spawn_into_cgroup(const char *path, char *const argv[], char *const envp[], const char *cwd,
+                                int stdin_fd, int stdout_fd, int stderr_fd, int cgroup_fd, pid_t *pid) {
+#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return errno;
+    sigset_t all, previous;
+    sigfillset(&all);
+    /* No handler of ours may run in the child before exec. */
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (uint64_t)cgroup_fd;
+    long child = syscall(SYS_clone3, &args, sizeof args);
+    if (child == 0) {
+        ag_child_exec(path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, report[1]);
+    }
+    int clone_error = errno;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    close(report[1]);
+    if (child < 0) {
+        close(report[0]);
+        return clone_error;
+    }
+    int child_error = 0;
+    ssize_t count;
+    do { count = read(report[0], &child_error, sizeof child_error); } while (count < 0 && errno == EINTR);
+    close(report[0]);
+    if (count == (ssize_t)sizeof child_error) {
+        int status;
+        while (waitpid((pid_t)child, &status, 0) < 0 && errno == EINTR) {}
+        return child_error;
+    }
+    *pid = (pid_t)child;
+    return 0;
+#else
+    (void)path; (void)argv; (void)envp; (void)cwd; (void)stdin_fd; (void)stdout_fd; (void)stderr_fd;
+    (void)cgroup_fd; (void)pid;
+    return ENOSYS;
+#endif
+}
+
+int ag_cgroup_probe(int cgroup_fd) {
+#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (uint64_t)cgroup_fd;
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    long child = syscall(SYS_clone3, &args, sizeof args);
+    if (child == 0) _exit(0);
+    int error = errno;
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
+    if (child < 0) return error;
+    int status;
+    while (waitpid((pid_t)child, &status, 0) < 0 && errno == EINTR) {}
+    return 0;
+#else
+    (void)cgroup_fd;
+    return ENOSYS;
+#endif
+}
+
 int ag_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-             int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid) {
+             int stdin_fd, int stdout_fd, int stderr_fd, int cgroup_fd, pid_t *pid) {
+    if (cgroup_fd >= 0) {
+        return ag_spawn_into_cgroup(path, argv, envp, cwd, stdin_fd, stdout_fd, stderr_fd, cgroup_fd, pid);
+    }
     posix_spawn_file_actions_t actions;
     posix_spawnattr_t attr;
     int rc = posix_spawn_file_actions_init(&actions);
@@ -67,6 +193,13 @@ int ag_spawn(const char *path, char *const argv[], char *const envp[], const cha
     posix_spawn_file_actions_adddup2(&actions, stdin_fd, 0);
     posix_spawn_file_actions_adddup2(&actions, stdout_fd, 1);
     posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
+    /* ...and nothing else, not even a descriptor the server itself inherited without
+       FD_CLOEXEC (a socket of whoever started it, a file a library opened). */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+#else
+#error "posix_spawn_file_actions_addclosefrom_np (glibc 2.34) is needed to close inherited descriptors"
+#endif
     if (cwd != NULL) {
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
         posix_spawn_file_actions_addchdir_np(&actions, cwd);
@@ -101,6 +234,14 @@ int ag_spawn(const char *path, char *const argv[], char *const envp[], const cha
 }
 
 void ag_ignore_sigpipe(void) { signal(SIGPIPE, SIG_IGN); }
+
+int ag_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+int ag_is_child_subreaper(void) {
+    int value = 0;
+    if (prctl(PR_GET_CHILD_SUBREAPER, &value, 0, 0, 0) != 0) return 0;
+    return value != 0;
+}
 
 int ag_wifexited(int status) { return WIFEXITED(status); }
 int ag_wexitstatus(int status) { return WEXITSTATUS(status); }

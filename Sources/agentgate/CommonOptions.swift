@@ -73,6 +73,7 @@ struct EngineOptions: ParsableArguments {
             workspaces: workspacePolicy)
         configuration.killGraceMilliseconds = Int(killGrace * 1000)
         configuration.baseEnvironment = environment
+        configuration.useCgroups = ProcessInfo.processInfo.environment["AGENTGATE_NO_CGROUP"] != "1"
         if let onComplete {
             configuration.onComplete = ExternalHook.Configuration(command: onComplete, timeoutMilliseconds: hookTimeout * 1000)
         }

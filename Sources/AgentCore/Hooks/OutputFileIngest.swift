@@ -4,7 +4,8 @@ import Glibc
 
 /// Reads the result file a provider's command line named (codex `-o FILE`): JSON when it
 /// parses as JSON (codex with `--output-schema`), otherwise its text. Capped, so an agent
-/// cannot make the server read a huge file into memory.
+/// cannot make the server read a huge file into memory; and only a regular file, so it
+/// cannot make the server block on a FIFO or read through a symlink.
 public enum OutputFileIngest {
     /// 1 MiB, the same bound as a prompt or an output line.
     public static let defaultMaxBytes = 1 << 20
@@ -16,9 +17,12 @@ public enum OutputFileIngest {
     }
 
     public static func ingest(path: String, maxBytes: Int = defaultMaxBytes) -> Outcome {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else {
-            return errno == ENOENT ? .missing : .failed("cannot open output file: \(String(cString: strerror(errno)))")
+        let fd: Int32
+        switch AgentWrittenFile.open(path) {
+        case .opened(let opened): fd = opened
+        case .missing: return .missing
+        case .notRegular: return .failed("output file is not a regular file")
+        case .failed(let code): return .failed("cannot open output file: \(String(cString: strerror(code)))")
         }
         defer { close(fd) }
         var bytes: [UInt8] = []

@@ -27,6 +27,9 @@ public final class JobManager {
         /// stderr lines are emitted at most this often (200 ms).
         public var stderrCoalesceMilliseconds = 200
         public var maxOutputFileBytes = OutputFileIngest.defaultMaxBytes
+        /// A cgroup v2 group per job where the machine allows it; false forces the subreaper
+        /// fallback (`serve --no-cgroup`, AGENTGATE_NO_CGROUP=1).
+        public var useCgroups = true
 
         public init() {}
     }
@@ -51,6 +54,8 @@ public final class JobManager {
     private var dirtyLogs: Set<String> = []
     private var flushScheduled = false
     private var pendingLogBytes: [String: [UInt8]] = [:]
+    /// Chosen on first use, so `configuration.useCgroups` may be set after init.
+    public private(set) lazy var containment = JobContainment(useCgroups: configuration.useCgroups)
 
     public init(loop: EventLoop, store: JobStore, detector: AgentDetector, configuration: Configuration) {
         self.loop = loop
@@ -108,12 +113,16 @@ public final class JobManager {
     @discardableResult
     public func recover() throws(SQLiteDatabase.Error) -> [Job] {
         var interrupted: [Job] = []
-        for var job in try store.loadJobs() {
+        let stored = try store.loadJobs()
+        Self.terminateOrphans(
+            stored.filter { !$0.status.isFinished }.compactMap { job in
+                (job.pgid ?? job.pid).map { ProcessIdentity(pid: $0, startTime: job.processStartTime) }
+            }.filter(\.isAlive),
+            graceMilliseconds: configuration.killGraceMilliseconds)
+        // Sets up containment now, which also kills what escaped those groups (cgroup path).
+        _ = containment
+        for var job in stored {
             if !job.status.isFinished {
-                if let pid = job.pgid ?? job.pid {
-                    let identity = ProcessIdentity(pid: pid, startTime: job.processStartTime)
-                    if identity.isAlive { Self.terminateOrphan(identity, graceMilliseconds: configuration.killGraceMilliseconds) }
-                }
                 job.lastSeq = store.lastSeq(for: job.id)
                 version += job.lastSeq
                 job.status = .interrupted
@@ -136,14 +145,17 @@ public final class JobManager {
         return interrupted
     }
 
-    /// SIGTERM, a bounded wait, then SIGKILL for a group left over from a previous server.
-    static func terminateOrphan(_ identity: ProcessIdentity, graceMilliseconds: Int) {
-        Glibc.kill(-identity.pid, SIGTERM)
-        let deadline = MonotonicClock.nanoseconds() + UInt64(graceMilliseconds) * 1_000_000
-        while identity.groupIsAlive, MonotonicClock.nanoseconds() < deadline {
+    /// Groups left over from a previous server: SIGTERM to all of them at once, one shared
+    /// grace period, then SIGKILL to the survivors. Start-up takes one grace period however
+    /// many jobs were running, not one per job.
+    static func terminateOrphans(_ groups: [ProcessIdentity], graceMilliseconds: Int) {
+        guard !groups.isEmpty else { return }
+        for group in groups { Glibc.kill(-group.pid, SIGTERM) }
+        let deadline = MonotonicClock.nanoseconds() + UInt64(max(0, graceMilliseconds)) * 1_000_000
+        while groups.contains(where: \.groupIsAlive), MonotonicClock.nanoseconds() < deadline {
             usleep(20_000)
         }
-        if identity.groupIsAlive { Glibc.kill(-identity.pid, SIGKILL) }
+        for group in groups where group.groupIsAlive { Glibc.kill(-group.pid, SIGKILL) }
     }
 
     // MARK: launch
@@ -181,7 +193,8 @@ public final class JobManager {
                 loop: loop,
                 spec: .init(
                     executable: spec.executable, arguments: spec.arguments, environment: environment,
-                    workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8)))
+                    workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8)),
+                container: containment.container(forJob: id))
         } catch {
             fail(id, reason: "\(spec.executable): \(error.message)")
             return jobsByID[id]!

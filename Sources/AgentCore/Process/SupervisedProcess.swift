@@ -15,7 +15,9 @@ import EventLoop
 /// ```
 ///
 /// When the leader exits, the rest of its group is killed: an agent's stray grandchildren
-/// must not keep running unobserved, nor hold our pipes open.
+/// must not keep running unobserved, nor hold our pipes open. With a `JobContainer`, so is
+/// everything that left the group (setsid): the container's cgroup or subreaper sweep.
+/// The child inherits no descriptor but its three pipes.
 public final class SupervisedProcess {
     public struct Spec: Sendable {
         /// Absolute path of the program.
@@ -46,6 +48,7 @@ public final class SupervisedProcess {
     public var onExit: ((ExitStatus) -> Void)?
 
     private let loop: EventLoop
+    private let container: JobContainer?
     private let stdoutSource: PipeByteSource
     private let stderrSource: PipeByteSource
     private var stdinFD: Int32
@@ -66,9 +69,11 @@ public final class SupervisedProcess {
     /// (a process that escaped the group with setsid may still hold them).
     public static let drainTimeoutMilliseconds = 2_000
 
-    /// Spawns the child. Throws the spawn's errno (ENOENT, EACCES, ENOTDIR for a bad cwd, E2BIG…).
-    public init(loop: EventLoop, spec: Spec) throws(SystemError) {
+    /// Spawns the child (inside `container`'s cgroup when it has one). Throws the spawn's
+    /// errno (ENOENT, EACCES, ENOTDIR for a bad cwd, E2BIG…).
+    public init(loop: EventLoop, spec: Spec, container: JobContainer? = nil) throws(SystemError) {
         self.loop = loop
+        self.container = container
         let stdinPipe = try FileDescriptor.pipe(nonBlockingRead: false, nonBlockingWrite: true)
         let stdoutPipe: (read: Int32, write: Int32)
         let stderrPipe: (read: Int32, write: Int32)
@@ -85,12 +90,20 @@ public final class SupervisedProcess {
             throw error
         }
 
-        var pid: pid_t = 0
-        let rc = Self.withCStrings(spec.arguments) { argv in
-            Self.withCStrings(spec.environment) { envp in
-                ag_spawn(spec.executable, argv, envp, spec.workingDirectory, stdinPipe.read, stdoutPipe.write, stderrPipe.write, &pid)
+        var rc: Int32 = 0
+        let cgroupFD = container?.cgroupDirectoryFD ?? -1
+        let pid = TrackedChildren.spawn { () -> pid_t in
+            var pid: pid_t = 0
+            rc = Self.withCStrings(spec.arguments) { argv in
+                Self.withCStrings(spec.environment) { envp in
+                    ag_spawn(
+                        spec.executable, argv, envp, spec.workingDirectory, stdinPipe.read, stdoutPipe.write,
+                        stderrPipe.write, cgroupFD, &pid)
+                }
             }
+            return rc == 0 ? pid : -1
         }
+        container?.spawned()
         // The child has its own copies now (or failed to start).
         close(stdinPipe.read)
         close(stdoutPipe.write)
@@ -111,7 +124,11 @@ public final class SupervisedProcess {
             // Never leave a process behind, even if the owner forgot us.
             kill(-identity.pid, SIGKILL)
             var status: Int32 = 0
-            waitpid(identity.pid, &status, 0)
+            if exitStatus == nil {
+                waitpid(identity.pid, &status, 0)
+                TrackedChildren.forget(identity.pid)
+            }
+            container?.release(on: loop)
         }
         closeAll()
     }
@@ -146,7 +163,9 @@ public final class SupervisedProcess {
             guard let self, self.exitStatus == nil else { return }
             var status: Int32 = 0
             if waitpid(self.identity.pid, &status, WNOHANG) == self.identity.pid {
+                TrackedChildren.forget(self.identity.pid)
                 kill(-self.identity.pid, SIGKILL)
+                self.container?.release(on: self.loop)
                 self.recordExit(ExitStatus(waitStatus: status))
             } else {
                 self.pollForExit()
@@ -185,6 +204,9 @@ public final class SupervisedProcess {
         var status: Int32 = 0
         var rc: pid_t
         repeat { rc = waitpid(identity.pid, &status, 0) } while rc < 0 && errno == EINTR
+        TrackedChildren.forget(identity.pid)
+        // Whatever left the group (setsid) dies too, and the cgroup is removed once empty.
+        container?.release(on: loop)
         if let pidRegistration { loop.deregister(pidRegistration) }
         pidRegistration = nil
         if pidFD >= 0 { close(pidFD) }
@@ -224,10 +246,12 @@ public final class SupervisedProcess {
     /// True once the leader exited (output may still be draining).
     public var hasExited: Bool { exitStatus != nil }
 
-    /// SIGTERM to the whole group, then SIGKILL after `graceMilliseconds` if the leader lives.
+    /// SIGTERM to the whole group (and to the members of the job's cgroup that left it),
+    /// then SIGKILL after `graceMilliseconds` if the leader lives.
     public func terminate(graceMilliseconds: Int) {
         guard exitStatus == nil else { return }
         kill(-identity.pid, SIGTERM)
+        container?.signalEscaped(SIGTERM)
         guard killTimer == nil else { return }
         killTimer = loop.schedule(afterMilliseconds: graceMilliseconds) { [weak self] in
             guard let self, self.exitStatus == nil else { return }
@@ -236,10 +260,11 @@ public final class SupervisedProcess {
         }
     }
 
-    /// SIGKILL to the whole group now.
+    /// SIGKILL to the whole group, and to everything in the job's container, now.
     public func killNow() {
         guard exitStatus == nil else { return }
         kill(-identity.pid, SIGKILL)
+        container?.killAll()
     }
 
     private func closeAll() {

@@ -20,8 +20,12 @@ public final class EventLog {
     /// Appends already-encoded lines (each ending in "\n") in one write.
     public func append(_ bytes: [UInt8]) throws(SystemError) {
         if fd < 0 {
-            fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw SystemError.last("open \(path)") }
+            switch AgentWrittenFile.open(path, flags: O_RDWR | O_CREAT | O_APPEND, mode: 0o600) {
+            case .opened(let opened): fd = opened
+            case .missing: throw SystemError("open \(path)", errno: ENOENT)
+            case .notRegular: throw SystemError("open \(path) (not a regular file)", errno: EINVAL)
+            case .failed(let code): throw SystemError("open \(path)", errno: code)
+            }
             try terminateTornLine()
         }
         let failure = bytes.withUnsafeBytes { buffer -> SystemError? in
@@ -113,10 +117,11 @@ public final class EventLog {
         return nil
     }
 
-    /// Calls `body` for each complete line; stops when it returns false.
+    /// Calls `body` for each complete line; stops when it returns false. The job's agent can
+    /// write to its job directory, so anything but a regular file there (a FIFO that would
+    /// block the loop, a symlink to elsewhere) reads as no events.
     private static func forEachLine(path: String, _ body: ([UInt8]) -> Bool) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return }
+        guard case .opened(let fd) = AgentWrittenFile.open(path) else { return }
         defer { Glibc.close(fd) }
         var pending: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 256 * 1024)

@@ -26,10 +26,24 @@ int ag_eventfd(void);
 int ag_pidfd_open(pid_t pid);
 
 /// Spawns `path` in a new session (so its process group id equals its pid), with the given
-/// fds as stdin/stdout/stderr and `cwd` as its working directory (NULL keeps ours).
-/// Returns 0 and sets *pid, or an errno value. Never forks a copy of the Swift runtime.
+/// fds as stdin/stdout/stderr, no other descriptor, default signal dispositions and an empty
+/// mask, and `cwd` as its working directory (NULL keeps ours). With `cgroup_fd` >= 0 (an
+/// O_DIRECTORY fd of a cgroup v2 directory) the child is created inside that cgroup by
+/// clone3(CLONE_INTO_CGROUP); otherwise posix_spawn (vfork-like) is used.
+/// Returns 0 and sets *pid, or an errno value (the exec's own, such as ENOENT).
 int ag_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd,
-             int stdin_fd, int stdout_fd, int stderr_fd, pid_t *pid);
+             int stdin_fd, int stdout_fd, int stderr_fd, int cgroup_fd, pid_t *pid);
+
+/// Creates a child inside the cgroup `cgroup_fd` that exits at once: 0 when this machine lets
+/// us start processes there (kernel >= 5.7, cgroup v2, delegated to us), else the errno.
+int ag_cgroup_probe(int cgroup_fd);
+
+/// prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants are re-parented to us, not to init,
+/// so a job's escaped grandchildren stay findable. 0 or -1 with errno.
+int ag_set_child_subreaper(void);
+
+/// 1 when this process is a child subreaper.
+int ag_is_child_subreaper(void);
 
 /// pipe2(O_CLOEXEC): Glibc hides pipe2 from Swift without _GNU_SOURCE.
 int ag_pipe_cloexec(int fds[2]);

@@ -30,6 +30,9 @@ struct EngineOptions: ParsableArguments {
         help: "An env key a launch request may set (repeatable; KEY* allows a prefix). None by default; loader, interpreter, PATH, proxy and agent keys are never allowed.")
     var passEnv: [String] = []
 
+    @Flag(help: "Contain jobs with a subreaper instead of a cgroup v2 group per job (also AGENTGATE_NO_CGROUP=1).")
+    var noCgroup = false
+
     @Option(
         name: .customLong("workspace"), parsing: .singleValue,
         help: "A directory jobs may run in, with everything below it (repeatable; serve's default: your home directory).")
@@ -73,7 +76,7 @@ struct EngineOptions: ParsableArguments {
             workspaces: workspacePolicy)
         configuration.killGraceMilliseconds = Int(killGrace * 1000)
         configuration.baseEnvironment = environment
-        configuration.useCgroups = ProcessInfo.processInfo.environment["AGENTGATE_NO_CGROUP"] != "1"
+        configuration.useCgroups = !noCgroup && ProcessInfo.processInfo.environment["AGENTGATE_NO_CGROUP"] != "1"
         if let onComplete {
             configuration.onComplete = ExternalHook.Configuration(command: onComplete, timeoutMilliseconds: hookTimeout * 1000)
         }

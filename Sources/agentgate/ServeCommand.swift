@@ -135,6 +135,9 @@ struct ServeCommand: ParsableCommand {
         var banner = "agentgate listening on \(serverURL)\n"
         banner += "dashboard: \(serverURL)/#token=\(token)\n"
         if !interrupted.isEmpty { banner += "\(interrupted.count) job(s) were running at the last stop and are now interrupted\n" }
+        // How a job's stray processes are kept from outliving it (README "What a job does").
+        banner += manager.containment.mode == .cgroup
+            ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
         loop.run()
         // Give killed jobs their grace period to finish writing their events.

@@ -139,8 +139,8 @@ struct ProcessHygieneTests {
         let harness = try EngineHarness()
         let secret = harness.scratch.file("secret")
         try "operator's secret".write(toFile: secret, atomically: false, encoding: .utf8)
-        let script = #"while [ $# -gt 0 ]; do if [ "$1" = "-o" ]; then ln -sf "$SECRET" "$2"; fi; shift; done"#
-        let job = try harness.launch("codex", script: script, env: ["SECRET": secret])
+        let script = #"while [ $# -gt 0 ]; do if [ "$1" = "-o" ]; then ln -sf "$FAKE_SECRET" "$2"; fi; shift; done"#
+        let job = try harness.launch("codex", script: script, env: ["FAKE_SECRET": secret])
         let done = try #require(harness.waitForCompletion(job.id))
         #expect(done.status == .done)
         #expect(done.hookError == "output file is not a regular file")
@@ -150,7 +150,9 @@ struct ProcessHygieneTests {
     @Test func aFIFOInPlaceOfTheEventFileReadsAsNoEvents() throws {
         let harness = try EngineHarness()
         let eventFile = harness.data.path + "/jobs/$AGENTGATE_JOB_ID/events.ndjson"
-        let job = try harness.launch(script: "rm -f \"\(eventFile)\"; mkfifo \"\(eventFile)\"; echo planted")
+        // The server may write the file again between rm and mkfifo: retry until the FIFO is in.
+        let job = try harness.launch(
+            script: "until mkfifo \"\(eventFile)\" 2>/dev/null; do rm -f \"\(eventFile)\"; done; echo planted")
         let done = try #require(harness.waitForCompletion(job.id))
         #expect(done.status == .done)
         let path = harness.store.jobDirectory(job.id) + "/events.ndjson"

@@ -1102,13 +1102,13 @@ case "$(cat "$rec.stdin")" in hang*) exec sleep 300 </dev/null >/dev/null 2>&1;;
 
 def setsid_grandchild(*options, env=None):
     problems = Problems()
-    if not os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-        note("no cgroup v2 hierarchy here: the server can only use its fallback (subreaper)")
     server = Server(*options, env=env)
     marks = os.path.join(server.temp, "marks")
     os.makedirs(marks)
     server.extra("claude", GRANDCHILD.format(marks=marks))
     server.start()
+    time.sleep(0.1)
+    note(next((line.strip() for line in server.output if "contained" in line), "the server did not say how it contains jobs"))
     for prompt, how in (("exit", "its job ended"), ("hang", "its job was killed")):
         reply = server.launch({"provider": "claude", "prompt": prompt})
         job_id = reply.body["job"]["id"]

@@ -89,12 +89,18 @@ public final class TCPConnection {
         }
     }
 
+    /// Bytes one connection reads per loop turn. The loop is level-triggered, so what is left
+    /// is read next turn, after every other ready connection had its turn: a client that
+    /// floods (10,000 pings fit in 64 KiB) cannot hold the loop while others wait.
+    static let maxReadsPerTurn = 1
+    static let maxReadBytes = 64 * 1024
+
     private func readAvailable(once: Bool = false) {
-        let buffer = loop.readBuffer
-        var first = true
+        let buffer = UnsafeMutableRawBufferPointer(rebasing: loop.readBuffer[0..<min(loop.readBuffer.count, Self.maxReadBytes)])
+        var reads = 0
         // The owner may pause in `onRead`, or its answers may take the queue over its bound.
-        while fd >= 0 && (first || (!once && !readingPaused && !overBound)) {
-            first = false
+        while fd >= 0 && (reads == 0 || (!once && !readingPaused && !overBound && reads < Self.maxReadsPerTurn)) {
+            reads += 1
             let result = FileDescriptor.read(fd, into: buffer)
             switch result {
             case .bytes(let count):

@@ -42,4 +42,14 @@ struct JSONTests {
         #expect(text == #"{"t":"tab\tnl\nnul\u0000bell\u0007quote\"back\\","n":12,"d":0.25}"#)
         #expect(try JSONParser.parse(text) == value)
     }
+
+    /// Output shown on a terminal (`websocat`, `--json`) must not carry a raw DEL or C1
+    /// control: U+009B alone starts a control sequence on many terminals.
+    @Test func writerEscapesDELAndC1ControlsButNotOtherNonASCII() throws {
+        let value: JSONValue = .string("a\u{7F}b\u{9B}31m\u{80}é\u{A0}😀\u{9F}")
+        let text = JSONWriter.string(value)
+        #expect(text == "\"a\\u007fb\\u009b31m\\u0080é\u{A0}😀\\u009f\"")
+        #expect(!text.unicodeScalars.contains { $0.value == 0x7F || (0x80...0x9F).contains($0.value) })
+        #expect(try JSONParser.parse(text) == value)
+    }
 }

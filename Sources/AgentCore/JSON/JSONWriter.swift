@@ -14,30 +14,44 @@ public struct JSONWriter {
         bytes.append(contentsOf: other)
     }
 
+    /// A JSON string. Besides what JSON requires, DEL and the C1 controls (U+0080–U+009F) are
+    /// written as `\u` escapes: the output is often shown on a terminal (`websocat`, `--json`),
+    /// where a raw U+009B would start a control sequence.
     public mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
         var copy = value
         copy.withUTF8 { utf8 in
             var runStart = 0
-            for (offset, byte) in utf8.enumerated() {
+            var offset = 0
+            while offset < utf8.count {
+                let byte = utf8[offset]
                 let escape: StaticString?
+                var code = byte
+                var width = 1
                 switch byte {
                 case 0x22: escape = "\\\""
                 case 0x5C: escape = "\\\\"
                 case 0x0A: escape = "\\n"
                 case 0x0D: escape = "\\r"
                 case 0x09: escape = "\\t"
-                case 0x00..<0x20: escape = nil
-                default: continue
+                case 0x00..<0x20, 0x7F: escape = nil
+                case 0xC2 where offset + 1 < utf8.count && (0x80...0x9F).contains(utf8[offset + 1]):
+                    escape = nil
+                    code = utf8[offset + 1]
+                    width = 2
+                default:
+                    offset += 1
+                    continue
                 }
                 bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<offset]))
                 if let escape {
                     raw(escape)
                 } else {
                     let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                    bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                    bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(code >> 4)], hex[Int(code & 0xF)]])
                 }
-                runStart = offset + 1
+                offset += width
+                runStart = offset
             }
             bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...]))
         }

@@ -1,4 +1,5 @@
 import AgentCore
+import Dispatch
 import HTTPCore
 import WebSocketCore
 import WebSocketDeflate
@@ -34,8 +35,13 @@ final class EventSocket {
             throw ClientFailure.unreachable(api.address.url, error.message)
         }
         var parser = HTTPHeadParser(kind: .response)
+        // A signal (Ctrl-C) interrupts the wait as a time-out: keep waiting until the deadline,
+        // so only a closed socket or a silent server reads as the server being gone.
+        let deadline = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
         while true {
-            guard case .bytes(let bytes) = socket.receive(timeoutMilliseconds: 10_000) else { throw ClientFailure.serverGone }
+            let received = socket.receive(timeoutMilliseconds: 1_000)
+            if case .timedOut = received, DispatchTime.now().uptimeNanoseconds < deadline { continue }
+            guard case .bytes(let bytes) = received else { throw ClientFailure.serverGone }
             guard case .success(let parsed) = parser.feed(bytes) else {
                 throw ClientFailure(message: "the server did not answer the WebSocket handshake in HTTP", exitCode: 8)
             }

@@ -40,8 +40,9 @@ struct JobFollower {
             do {
                 socket = try EventSocket(api: api)
             } catch {
-                guard reconnect, error.exitCode == 3 || error.exitCode == 6 else { throw error }
+                // Ctrl-C while connecting is a detach, not a failure.
                 if clientInterrupted.load(ordering: .relaxed) { return .interrupted(lastSeq: lastSeq) }
+                guard reconnect, error.exitCode == 3 || error.exitCode == 6 else { throw error }
                 output.note("agentgate: server unreachable; retrying in \(Double(delay) / 1000) s")
                 usleep(UInt32(delay) * 1000)
                 delay = min(delay * 2, 5_000)

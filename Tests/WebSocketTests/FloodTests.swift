@@ -41,7 +41,10 @@ struct FloodTests {
         }
         peak = max(peak, residentMemoryBytes())
         #expect(sent < 64 << 20, "the server never stopped reading")
-        #expect(peak - before < 32 << 20, "RSS grew by \((peak - before) >> 20) MiB after \(sent >> 20) MiB of pings")
+        // RSS is the whole test process's, and other suites run beside this one (54 MiB of
+        // growth was seen in CI from them), so the bound here is loose; the code before the
+        // fix grew by 956 MiB. The security suite measures a real server's RSS (+32 MiB).
+        #expect(peak - before < 128 << 20, "RSS grew by \((peak - before) >> 20) MiB after \(sent >> 20) MiB of pings")
         // The other client is served meanwhile.
         for index in 0..<5 {
             healthy.sendMessage("still here \(index)")

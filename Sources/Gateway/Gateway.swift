@@ -35,14 +35,16 @@ public final class Gateway {
     /// connection outlive the HTTP server's short first-request deadline: loading the
     /// dashboard's public files or failing to sign in keeps a connection "unproven".
     public func handle(_ request: HTTPRequest) -> HTTPServer.Response {
-        var response = route(request)
-        if response.later == nil {
-            response.proves = response.status < 400 && authenticate(request.head.headers) != nil
+        // Checked once: the credential check looks up a session and may look at the token file.
+        let principal = authenticate(request.head.headers)
+        var response = route(request, principal: principal)
+        if response.later == nil, response.proves == nil {
+            response.proves = response.status < 400 && principal != nil
         }
         return response
     }
 
-    private func route(_ request: HTTPRequest) -> HTTPServer.Response {
+    private func route(_ request: HTTPRequest, principal: Principal?) -> HTTPServer.Response {
         let headers = request.head.headers
         guard policy.isAllowedHost(headers["Host"]) else {
             return .error(403, code: "forbidden_host", "Host is not a loopback name or a configured one")
@@ -58,8 +60,8 @@ public final class Gateway {
             return .error(403, code: "forbidden_origin", "Origin is not allowed to change state here")
         }
         if let failure = Self.mediaTypeFailure(request, route: Route(path: path)) { return failure }
-        if path == "/api/session" { return session(request) }
-        guard authenticate(headers) != nil else {
+        if path == "/api/session" { return session(request, principal: principal) }
+        guard principal != nil else {
             // Said the same way for every route: no hint whether a job exists.
             return .error(401, code: "unauthorized", "missing or wrong token")
         }
@@ -283,14 +285,13 @@ public final class Gateway {
     }
 
     /// `POST /api/session` with the master token as Bearer: a new session credential for a
-    /// dashboard, which keeps it in sessionStorage and sends it like the token. No cookie is
+    /// dashboard, which keeps it in localStorage and sends it like the token. No cookie is
     /// set (one left by an older version is removed). `GET` says whether the caller is
     /// signed in; `DELETE` with a session credential signs it out, with the token signs every
     /// session out.
-    private func session(_ request: HTTPRequest) -> HTTPServer.Response {
+    private func session(_ request: HTTPRequest, principal: Principal?) -> HTTPServer.Response {
         var headers = HTTPHeaders()
         headers.add("Cache-Control", "no-store")
-        let principal = authenticate(request.head.headers)
         switch request.head.method {
         case "POST":
             guard principal == .token else {
@@ -311,7 +312,10 @@ public final class Gateway {
             case nil: return .error(401, code: "unauthorized", "missing or wrong token")
             }
             saveSessionsIfNeeded()
-            return HTTPServer.Response(status: 204, headers: headers)
+            // Signed out: this connection is no longer one of ours.
+            var response = HTTPServer.Response(status: 204, headers: headers)
+            response.proves = false
+            return response
         case "GET":
             guard let principal else { return .error(401, code: "unauthorized", "missing or wrong token") }
             let kind = principal == .token ? "token" : "session"

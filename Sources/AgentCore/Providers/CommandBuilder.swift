@@ -58,7 +58,7 @@ public struct CommandBuilder: Sendable {
 
     /// Every optional field must be one the provider has, with a value it allows.
     private func checkFields(_ request: LaunchRequest, for provider: AgentProvider) throws(LaunchError) {
-        for name in request.presentFields {
+        for (name, value) in request.providerFields {
             guard let field = provider.field(name) else {
                 let takers = AgentProvider.all.filter { $0.field(name) != nil }.map(\.id)
                 throw LaunchError(
@@ -66,25 +66,26 @@ public struct CommandBuilder: Sendable {
                     "provider '\(provider.id)' does not take \(name)"
                         + (takers.isEmpty ? "" : " (\(takers.joined(separator: ", ")) do)"))
             }
-            switch field.kind {
-            case .choice(let values):
-                guard let value = request.effort, values.contains(value) else {
-                    throw LaunchError(
-                        .invalidField, field: name, "\(name) for \(provider.id) must be one of \(values.joined(separator: ", "))")
-                }
-            case .identifier:
-                let value = name == "model" ? request.model : request.resumeSession
-                guard let value, LaunchField.isIdentifier(value) else {
-                    throw LaunchError(
-                        .invalidField, field: name,
-                        "\(name) must be letters, digits and ._:/@+[]- starting with a letter or digit (at most 200)")
-                }
-            case .integer(let range):
-                guard let value = request.maxTurns, range.contains(value) else {
-                    throw LaunchError(.invalidField, field: name, "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
-                }
-            case .argv:
+            switch (field.kind, value) {
+            case (.choice(let values), .text(let text)) where values.contains(text):
                 break
+            case (.argv, .argv):
+                break
+            case (.choice(let values), _):
+                throw LaunchError(
+                    .invalidField, field: name, "\(name) for \(provider.id) must be one of \(values.joined(separator: ", "))")
+            case (.identifier, .text(let text)) where LaunchField.isIdentifier(text):
+                break
+            case (.identifier, _):
+                throw LaunchError(
+                    .invalidField, field: name,
+                    "\(name) must be letters, digits and ._:/@+[]- starting with a letter or digit (at most 200)")
+            case (.integer(let range), .integer(let number)) where range.contains(number):
+                break
+            case (.integer(let range), _):
+                throw LaunchError(.invalidField, field: name, "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            case (.argv, _):
+                throw LaunchError(.invalidField, field: name, "\(name) must be a non-empty array of strings")
             }
         }
         if provider.id == AgentProvider.customID, request.command == nil {

@@ -111,16 +111,23 @@ public struct LaunchRequest: Sendable, Equatable {
         }
     }
 
-    /// The request's optional fields that are set, by name (for checking them against what a
-    /// provider accepts).
-    public var presentFields: [String] {
-        var names: [String] = []
-        if model != nil { names.append("model") }
-        if effort != nil { names.append("effort") }
-        if resumeSession != nil { names.append("resumeSession") }
-        if maxTurns != nil { names.append("maxTurns") }
-        if command != nil { names.append("command") }
-        return names
+    /// A provider field's value as the request gave it.
+    public enum FieldValue: Sendable, Equatable {
+        case text(String)
+        case integer(Int)
+        case argv([String])
+    }
+
+    /// The provider fields the request sets, by name, with their values: what is checked
+    /// against the fields the provider accepts.
+    public var providerFields: [(name: String, value: FieldValue)] {
+        var fields: [(name: String, value: FieldValue)] = []
+        if let model { fields.append(("model", .text(model))) }
+        if let effort { fields.append(("effort", .text(effort))) }
+        if let resumeSession { fields.append(("resumeSession", .text(resumeSession))) }
+        if let maxTurns { fields.append(("maxTurns", .integer(maxTurns))) }
+        if let command { fields.append(("command", .argv(command))) }
+        return fields
     }
 
     /// Checks limits and shapes that need no knowledge of the provider or the machine.

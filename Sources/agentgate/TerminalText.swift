@@ -1,3 +1,5 @@
+import AgentCore
+
 /// Text from agents and from the server made safe to print. A terminal acts on control
 /// characters: an agent (or a prompt-injected web page it read) could write an OSC 52
 /// clipboard write, change the window title, or use CR and backspace to overwrite a log
@@ -21,10 +23,6 @@ enum TerminalText {
     }
 
     static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
-        switch scalar.value {
-        case 0x09, 0x0A: false
-        case 0x00...0x1F, 0x7F...0x9F: true
-        default: false
-        }
+        scalar.isControlCharacter && scalar != "\t" && scalar != "\n"
     }
 }

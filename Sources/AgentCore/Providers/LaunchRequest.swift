@@ -172,9 +172,8 @@ public struct LaunchRequest: Sendable, Equatable {
     /// `U+001B` (nil when there is none).
     static func firstControlCharacter(_ text: String, allowing: Set<UInt32>) -> String? {
         for scalar in text.unicodeScalars {
-            let value = scalar.value
-            if (value < 0x20 || (value >= 0x7F && value <= 0x9F)), !allowing.contains(value) {
-                let hex = String(value, radix: 16, uppercase: true)
+            if scalar.isControlCharacter, !allowing.contains(scalar.value) {
+                let hex = String(scalar.value, radix: 16, uppercase: true)
                 return "U+" + String(repeating: "0", count: 4 - hex.count) + hex
             }
         }

@@ -204,11 +204,7 @@ struct FileDescriptorExhaustionTests {
         let existing = try connectLoopback(port: port)
         defer { close(existing) }
         func get(_ path: String, on fd: Int32) -> String {
-            let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAuthorization: Bearer fd-test-token-0123456789abcdef0123\r\n\r\n".utf8)
-            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = recv(fd, &buffer, buffer.count, 0)
-            return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
+            sendAndReceive(fd, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAuthorization: Bearer fd-test-token-0123456789abcdef0123\r\n\r\n")
         }
         #expect(get("/healthz", on: existing).hasPrefix("HTTP/1.1 200"))
         var storm: [Int32] = []

@@ -57,11 +57,7 @@ struct FileLimitTests {
             process.wait()
         }
         func get(_ fd: Int32) -> String {
-            let request = Array("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n".utf8)
-            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = recv(fd, &buffer, buffer.count, 0)
-            return count > 0 ? String(decoding: buffer[0..<count], as: UTF8.self) : ""
+            sendAndReceive(fd, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n")
         }
         let first = try connectLoopback(port: port)
         defer { close(first) }

@@ -131,11 +131,7 @@ struct GatewayFeatureTests {
         defer { gateway.stop() }
         func ask(_ fd: Int32, _ path: String, token: Bool) -> String {
             let auth = token ? "Authorization: Bearer \(RunningGateway.token)\r\n" : ""
-            let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(auth)\r\n".utf8)
-            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            var buffer = [UInt8](repeating: 0, count: 8192)
-            let count = recv(fd, &buffer, buffer.count, 0)
-            return String(decoding: buffer[0..<max(0, count)], as: UTF8.self)
+            return sendAndReceive(fd, "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(auth)\r\n")
         }
         let anonymous = try connectLoopback(port: gateway.port, receiveTimeoutSeconds: 3)
         defer { close(anonymous) }

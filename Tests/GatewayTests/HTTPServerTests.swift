@@ -112,16 +112,9 @@ struct HTTPServerTests {
         defer { server.stop() }
         let fd = try connectLoopback(port: server.port)
         defer { close(fd) }
-        let requests = Array(String(repeating: "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", count: 100).utf8)
-        _ = requests.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        sendText(fd, String(repeating: "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", count: 100))
         shutdown(fd, Int32(SHUT_WR))
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = recv(fd, &buffer, buffer.count, 0)
-            if count <= 0 { break }
-            received += buffer[0..<count]
-        }
+        let received = readUntilClosed(fd)
         #expect(String(decoding: received, as: UTF8.self).components(separatedBy: "HTTP/1.1 200 OK").count == 101)
     }
 
@@ -142,11 +135,7 @@ struct HTTPServerTests {
         for source in ["127.0.0.4", "127.0.0.1"] {
             let fd = try connectLoopback(port: server.port, from: source)
             defer { close(fd) }
-            let request = Array("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
-            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = recv(fd, &buffer, buffer.count, 0)
-            let answer = String(decoding: buffer[0..<max(0, count)], as: UTF8.self)
+            let answer = sendAndReceive(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(answer.hasPrefix("HTTP/1.1 503"), "from \(source): \(answer.prefix(40))")
             #expect(answer.contains("too_many_connections"))
         }
@@ -233,11 +222,7 @@ struct HTTPServerBoundsTests {
         let proven = try connectLoopback(port: server.port, receiveTimeoutSeconds: 3)
         defer { close(proven) }
         func ask(_ fd: Int32, _ path: String) -> String {
-            let request = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
-            _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let count = recv(fd, &buffer, buffer.count, 0)
-            return String(decoding: buffer[0..<max(0, count)], as: UTF8.self)
+            sendAndReceive(fd, "GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n")
         }
         let start = Date()
         #expect(ask(proven, "/hello").hasPrefix("HTTP/1.1 200"))

@@ -36,8 +36,26 @@ public func connectLoopback(port: Int, receiveTimeoutSeconds: Int = 5) throws ->
 public func exchange(port: Int, _ request: String, waitForClose: Bool = true) throws -> String {
     let fd = try connectLoopback(port: port, receiveTimeoutSeconds: waitForClose ? 5 : 1)
     defer { close(fd) }
-    let bytes = Array(request.utf8)
-    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    sendText(fd, request)
+    return String(decoding: readUntilClosed(fd), as: UTF8.self)
+}
+
+/// Sends `text` on a connected socket (no SIGPIPE if the peer is gone).
+public func sendText(_ fd: Int32, _ text: String) {
+    _ = Array(text.utf8).withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+}
+
+/// Sends `text` and returns what one read brings back: "" when the peer closed or said
+/// nothing within the socket's receive timeout.
+public func sendAndReceive(_ fd: Int32, _ text: String) -> String {
+    sendText(fd, text)
+    var buffer = [UInt8](repeating: 0, count: 8192)
+    let count = recv(fd, &buffer, buffer.count, 0)
+    return String(decoding: buffer[0..<max(0, count)], as: UTF8.self)
+}
+
+/// Everything the peer sends until it closes (or the receive timeout passes).
+public func readUntilClosed(_ fd: Int32) -> [UInt8] {
     var received: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
     while true {
@@ -45,5 +63,5 @@ public func exchange(port: Int, _ request: String, waitForClose: Bool = true) th
         if count <= 0 { break }
         received += buffer[0..<count]
     }
-    return String(decoding: received, as: UTF8.self)
+    return received
 }

@@ -332,6 +332,16 @@ class Problems:
             raise AssertionError("\n      ".join(shown))
 
 
+def expect_refused(problems, server, body, codes, fields, message):
+    """Launches `body` and expects a 400 whose code is one of `codes` naming one of `fields`;
+    a job that was launched anyway is waited for, so it cannot outlive the test."""
+    reply = server.launch(body)
+    problems.expect(reply.status == 400 and reply.code in codes and reply.field in fields, message(reply))
+    if reply.status == 201:
+        server.wait_job(reply.body["job"]["id"])
+    return reply
+
+
 class Skip(Exception):
     pass
 
@@ -485,11 +495,8 @@ def env_pass_env_allows_only_what_the_operator_named():
                         f"the agent did not see FOO=bar, BAR_X=1: {runs[0]['env'] if runs else 'no run'}")
     for key, codes in (("OTHER", {"env_not_allowed"}), ("FOOBAR", {"env_not_allowed"}),
                        ("LD_PRELOAD", {"env_not_allowed", "env_forbidden"})):
-        reply = server.launch({"provider": "claude", "prompt": "hello", "env": {key: "1"}})
-        problems.expect(reply.status == 400 and reply.code in codes and reply.field == f"env.{key}",
-                        f"env {key} (not allowed) answered {reply}")
-        if reply.status == 201:
-            server.wait_job(reply.body["job"]["id"])
+        expect_refused(problems, server, {"provider": "claude", "prompt": "hello", "env": {key: "1"}}, codes, {f"env.{key}"},
+                       lambda reply: f"env {key} (not allowed) answered {reply}")
     problems.done()
 
 
@@ -499,11 +506,8 @@ def env_agent_environment_is_scrubbed_and_job_id_cannot_be_spoofed():
     server = Server("--pass-env", "*", env={"CLAUDECODE": "1", "CLAUDE_CODE_ENTRYPOINT": "cli"}).start()
     spoofed = "ffffffffffffffff"
     for key, value in (("AGENTGATE_JOB_ID", spoofed), ("AGENTGATE_URL", "http://evil.example")):
-        reply = server.launch({"provider": "claude", "prompt": "hello", "env": {key: value}})
-        problems.expect(reply.status == 400 and reply.code == "env_forbidden" and reply.field == f"env.{key}",
-                        f"env {key} answered {reply} (want 400 env_forbidden)")
-        if reply.status == 201:
-            server.wait_job(reply.body["job"]["id"])
+        expect_refused(problems, server, {"provider": "claude", "prompt": "hello", "env": {key: value}},
+                       {"env_forbidden"}, {f"env.{key}"}, lambda reply: f"env {key} answered {reply} (want 400 env_forbidden)")
     reply = server.launch({"provider": "claude", "prompt": "hello"})
     job_id = reply.body["job"]["id"]
     server.wait_job(job_id)
@@ -586,11 +590,8 @@ def argv_unknown_fields_are_refused():
     server = Server().start()
     for field, value in (("permissionMode", "bypassPermissions"), ("dangerouslySkipPermissions", True),
                          ("sandbox", "danger-full-access"), ("args", ["--yolo"])):
-        reply = server.launch({"provider": "claude", "prompt": "hello", field: value})
-        problems.expect(reply.status == 400 and reply.code == "unknown_field" and reply.field == field,
-                        f"unknown field {field} answered {reply} (want 400 unknown_field)")
-        if reply.status == 201:
-            server.wait_job(reply.body["job"]["id"])
+        expect_refused(problems, server, {"provider": "claude", "prompt": "hello", field: value}, {"unknown_field"}, {field},
+                       lambda reply: f"unknown field {field} answered {reply} (want 400 unknown_field)")
     problems.done()
 
 
@@ -617,12 +618,8 @@ def cwd_is_confined_to_the_workspace():
         (os.path.join(home, ".agentgate"), {"cwd_forbidden"}),
     ]
     for cwd, codes in cases:
-        reply = server.launch({"provider": "claude", "prompt": "hello", "cwd": cwd})
-        problems.expect(reply.status == 400 and reply.code in codes and reply.field == "cwd",
-                        f"cwd {cwd} answered {reply} (want 400 {'/'.join(codes)})")
-        if reply.status == 201:
-            job_id = reply.body["job"]["id"]
-            server.wait_job(job_id)
+        expect_refused(problems, server, {"provider": "claude", "prompt": "hello", "cwd": cwd}, codes, {"cwd"},
+                       lambda reply: f"cwd {cwd} answered {reply} (want 400 {'/'.join(codes)})")
     reply = server.launch({"provider": "claude", "prompt": "hello", "cwd": project})
     if problems.expect(reply.status == 201, f"cwd inside the workspace answered {reply}"):
         job_id = reply.body["job"]["id"]

@@ -42,12 +42,13 @@ export class Connection {
       }
       this.onMessage(message);
     };
-    socket.onclose = async () => {
+    socket.onclose = async (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
-      // A refused handshake looks like any close: ask whether the session is still live
-      // before trying again (it may have expired, been signed out or the token rotated).
-      if (this.closed || !(await isSignedIn().catch(() => true))) {
+      // 4401: the server ended this session (signed out elsewhere, expired, token rotated).
+      // A refused handshake looks like any other close: ask whether the session is still
+      // live before trying again.
+      if (this.closed || event.code === 4401 || !(await isSignedIn().catch(() => true))) {
         if (!this.closed) window.dispatchEvent(new Event("agentgate:signed-out"));
         return;
       }

@@ -61,7 +61,7 @@ public final class Gateway {
         }
         if let failure = Self.mediaTypeFailure(request, route: Route(path: path)) { return failure }
         if path == "/api/session" { return session(request, principal: principal) }
-        guard principal != nil else {
+        guard let principal else {
             // Said the same way for every route: no hint whether a job exists.
             return .error(401, code: "unauthorized", "missing or wrong token")
         }
@@ -83,7 +83,7 @@ public final class Gateway {
         case ("DELETE", .jobs):
             return .json(200, JSONWriter.serialize(.object(["killed": .int(manager.killAll())])))
         case ("GET", .jobsStream):
-            return allJobsStream(request)
+            return allJobsStream(request, principal: principal)
         case ("GET", .job(let id)):
             guard let job = manager.job(id) else { return Self.unknownJob(id) }
             return .json(200, JSONWriter.serialize(.object(["job": job.json])))
@@ -114,7 +114,7 @@ public final class Gateway {
             body += Array("]}".utf8)
             return .json(200, body)
         case ("GET", .jobStream(let id)):
-            return jobStream(request, id: id)
+            return jobStream(request, id: id, principal: principal)
         case (_, .jobs):
             return Self.methodNotAllowed("GET, POST, DELETE")
         case (_, .job):
@@ -205,17 +205,17 @@ public final class Gateway {
 
     // MARK: streams
 
-    private func allJobsStream(_ request: HTTPRequest) -> HTTPServer.Response {
+    private func allJobsStream(_ request: HTTPRequest, principal: Principal) -> HTTPServer.Response {
         guard let hub else { return .error(404, code: "not_found", "streams are not served here") }
         let query = Self.query(request.head.target)
         let lastEventID = ServerSentEvents.lastEventID(request.head.headers)
         let raw = query["events"] == "true"
         return .stream(200, headers: Self.streamHeaders) { tcp in
-            hub.attachAllJobsStream(tcp, lastEventID: lastEventID, rawEvents: raw)
+            hub.attachAllJobsStream(tcp, lastEventID: lastEventID, rawEvents: raw, principal: principal)
         }
     }
 
-    private func jobStream(_ request: HTTPRequest, id: String) -> HTTPServer.Response {
+    private func jobStream(_ request: HTTPRequest, id: String, principal: Principal) -> HTTPServer.Response {
         guard let hub else { return .error(404, code: "not_found", "streams are not served here") }
         guard let job = manager.job(id) else { return Self.unknownJob(id) }
         let query = Self.query(request.head.target)
@@ -229,7 +229,7 @@ public final class Gateway {
         }
         let raw = query["events"] == "true"
         return .stream(200, headers: Self.streamHeaders) { tcp in
-            hub.attachJobStream(tcp, job: id, since: since, rawEvents: raw)
+            hub.attachJobStream(tcp, job: id, since: since, rawEvents: raw, principal: principal)
         }
     }
 
@@ -245,10 +245,12 @@ public final class Gateway {
 
     // MARK: authentication
 
-    /// Who a request is: the holder of the master token, or of a live session.
-    public enum Principal: Equatable {
+    /// Who a request is: the holder of the master token, or of a live session (kept by its
+    /// key, the SHA-1 of its credential). Streams and WebSockets keep theirs, so they end
+    /// when it does.
+    public enum Principal: Hashable, Sendable {
         case token
-        case session(String)
+        case session(key: String)
     }
 
     /// Checks the presented credentials against the token (picking up a rotated token file
@@ -256,15 +258,42 @@ public final class Gateway {
     public func authenticate(_ headers: HTTPHeaders) -> Principal? {
         defer { saveSessionsIfNeeded() }
         let now = WallClock.milliseconds()
-        if let token = tokenWatcher?.changedToken(now: Int(MonotonicClock.nanoseconds() / 1_000_000)), token != policy.token {
-            policy.token = token
-            sessions.revokeAll()
-        }
+        pickUpRotatedToken()
         if policy.presentsToken(headers) { return .token }
-        for credential in AccessPolicy.presentedCredentials(headers) where sessions.use(credential, now: now) != nil {
-            return .session(credential)
+        for credential in AccessPolicy.presentedCredentials(headers) {
+            if let key = sessions.use(credential, now: now) { return .session(key: key) }
         }
         return nil
+    }
+
+    /// A new token in the token file ends everything made with the old one: every session,
+    /// and every stream and WebSocket, whatever credential opened it.
+    private func pickUpRotatedToken() {
+        guard let token = tokenWatcher?.changedToken(now: Int(MonotonicClock.nanoseconds() / 1_000_000)), token != policy.token else {
+            return
+        }
+        policy.token = token
+        sessions.revokeAll()
+        hub?.endConnections(reason: "the token was rotated; sign in again") { _ in true }
+    }
+
+    /// Run about once a second (and at once after a sign-out): picks up a rotated token even
+    /// when no request comes, and ends the streams and WebSockets whose session ended (signed
+    /// out, expired, forgotten at the cap). A session that an open connection holds counts as
+    /// in use, so a dashboard left watching is not signed out as idle; its absolute age
+    /// still ends it.
+    public func checkCredentials(now: Int) {
+        defer { saveSessionsIfNeeded() }
+        pickUpRotatedToken()
+        guard let hub else { return }
+        var ended = Set<String>()
+        for key in hub.sessionKeysInUse() where !sessions.touch(key, now: now) { ended.insert(key) }
+        sessions.expire(now: now)
+        guard !ended.isEmpty else { return }
+        hub.endConnections(reason: "the session ended (signed out or expired); sign in again") { principal in
+            if case .session(let key) = principal { return ended.contains(key) }
+            return false
+        }
     }
 
     /// Reads back the sessions saved by an earlier run (those made under this token).
@@ -307,11 +336,12 @@ public final class Gateway {
             return .json(201, JSONWriter.serialize(body), headers: headers)
         case "DELETE":
             switch principal {
-            case .session(let credential)?: sessions.revoke(credential)
+            case .session(let key)?: sessions.revoke(key: key)
             case .token?: sessions.revokeAll()
             case nil: return .error(401, code: "unauthorized", "missing or wrong token")
             }
-            saveSessionsIfNeeded()
+            // Its streams and WebSockets end now, not at the next check.
+            checkCredentials(now: WallClock.milliseconds())
             // Signed out: this connection is no longer one of ours.
             var response = HTTPServer.Response(status: 204, headers: headers)
             response.proves = false

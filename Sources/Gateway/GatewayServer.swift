@@ -40,16 +40,32 @@ public final class GatewayServer {
         let http = self.http, websockets = self.websockets, hub = self.hub
         gateway.metrics = { Self.metricsText(http: http, websockets: websockets, hub: hub, manager: manager) }
         http.websockets = websockets
-        websockets.admit = { head in Self.admit(head, gateway: gateway) }
+        websockets.admit = { session, head in Self.admit(session, head, gateway: gateway) }
     }
 
     public func start() throws(SystemError) {
         try http.start()
+        scheduleCredentialCheck()
     }
 
     public func stop() {
+        if let credentialCheck { http.loop.cancel(credentialCheck) }
+        credentialCheck = nil
         http.stop()
         websockets.stop()
+    }
+
+    /// How often open streams and WebSockets are checked against the token file and the
+    /// sessions (1 s): a rotation or an expiry ends them within this time.
+    public var credentialCheckMilliseconds = 1_000
+    private var credentialCheck: EventLoop.TimerID?
+
+    private func scheduleCredentialCheck() {
+        credentialCheck = http.loop.schedule(afterMilliseconds: credentialCheckMilliseconds) { [weak self] in
+            guard let self, self.credentialCheck != nil else { return }
+            self.gateway.checkCredentials(now: WallClock.milliseconds())
+            self.scheduleCredentialCheck()
+        }
     }
 
     /// Prometheus text exposition format, version 0.0.4.
@@ -79,7 +95,7 @@ public final class GatewayServer {
 
     /// WebSocket upgrades: known path, loopback Host, our Origin (always checked: browsers
     /// send it on every upgrade), and the token.
-    static func admit(_ head: HTTPHead, gateway: Gateway) -> Handshake.Rejection? {
+    static func admit(_ session: WebSocketSession, _ head: HTTPHead, gateway: Gateway) -> Handshake.Rejection? {
         let policy = gateway.policy
         let path = head.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         let parts = path.split(separator: "/")
@@ -90,7 +106,8 @@ public final class GatewayServer {
         guard policy.isAllowedOrigin(head.headers["Origin"], host: head.headers["Host"]) else {
             return Handshake.Rejection(403, "Origin is not allowed")
         }
-        guard gateway.authenticate(head.headers) != nil else { return Handshake.Rejection(401, "missing or wrong token") }
+        guard let principal = gateway.authenticate(head.headers) else { return Handshake.Rejection(401, "missing or wrong token") }
+        session.userInfo = AdmittedPrincipal(principal)
         return nil
     }
 }

@@ -58,26 +58,34 @@ public struct SessionStore: Sendable {
         return (credential, session)
     }
 
-    /// The live session for `credential` (its idle clock restarts), or nil.
-    public mutating func use(_ credential: String, now: Int) -> Session? {
+    /// The key (SHA-1 hex) of the live session for `credential`, whose idle clock restarts;
+    /// nil when there is none.
+    public mutating func use(_ credential: String, now: Int) -> String? {
         guard credential.utf8.count == 64 else { return nil }
         let key = Self.key(credential)
-        guard var session = sessions[key] else { return nil }
+        return touch(key, now: now) ? key : nil
+    }
+
+    /// Restarts the idle clock of the session kept under `key`; false when it is gone
+    /// (ended now if past a limit).
+    @discardableResult
+    public mutating func touch(_ key: String, now: Int) -> Bool {
+        guard var session = sessions[key] else { return false }
         guard now < session.expiresAt, now - session.lastUsedAt < limits.idleMilliseconds else {
             sessions[key] = nil
             needsSaving = true
-            return nil
+            return false
         }
         if now - session.lastUsedAt > Self.lastUseResolutionMilliseconds { needsSaving = true }
         session.lastUsedAt = now
         sessions[key] = session
-        return session
+        return true
     }
 
-    /// Signs one session out; true if it was live.
+    /// Signs one session out by its key; true if it was live.
     @discardableResult
-    public mutating func revoke(_ credential: String) -> Bool {
-        let revoked = sessions.removeValue(forKey: Self.key(credential)) != nil
+    public mutating func revoke(key: String) -> Bool {
+        let revoked = sessions.removeValue(forKey: key) != nil
         needsSaving = needsSaving || revoked
         return revoked
     }
@@ -103,7 +111,9 @@ public struct SessionStore: Sendable {
 
     /// Forgets sessions past their limits.
     public mutating func expire(now: Int) {
+        let before = sessions.count
         sessions = sessions.filter { now < $0.value.expiresAt && now - $0.value.lastUsedAt < limits.idleMilliseconds }
+        needsSaving = needsSaving || sessions.count != before
     }
 
     static func key(_ credential: String) -> String {

@@ -4,6 +4,16 @@ import HTTPCore
 import WebSocketCore
 import WebSocketServer
 
+/// The credential a WebSocket upgrade was admitted with, hung on its session
+/// (`WebSocketSession.userInfo`) for the hub to keep.
+final class AdmittedPrincipal {
+    let principal: Gateway.Principal
+
+    init(_ principal: Gateway.Principal) {
+        self.principal = principal
+    }
+}
+
 /// Job events to viewers: WebSocket connections with many subscriptions each, and SSE
 /// streams (one job, or every job). Many viewers per job, each able to resume after the last
 /// event it saw.
@@ -23,6 +33,9 @@ import WebSocketServer
 public final class SubscriptionHub {
     /// Close code for a viewer that stayed too far behind (resume with `since`).
     public static let laggedCloseCode = CloseCode(4008)
+    /// Close code for a connection whose credential ended: signed out, expired, or the token
+    /// rotated. Reconnecting needs a new one.
+    public static let credentialEndedCloseCode = CloseCode(4401)
     /// Subscriptions one WebSocket connection may hold (more get `too_many_subscriptions`).
     public var maxSubscriptionsPerConnection = 1_000
     /// Events replayed per catch-up step, so one slow viewer never loads a whole history.
@@ -120,10 +133,33 @@ public final class SubscriptionHub {
         sendWantedSnapshot(viewer)
     }
 
+    // MARK: credentials
+
+    /// The sessions that open streams and WebSockets were opened with (their keys).
+    public func sessionKeysInUse() -> Set<String> {
+        var keys = Set<String>()
+        for viewer in viewers.values {
+            if case .session(let key) = viewer.principal { keys.insert(key) }
+        }
+        return keys
+    }
+
+    /// Ends the streams and WebSockets opened with a credential that no longer holds
+    /// (WebSocket close 4401 with `reason`; an SSE stream closes, and its reconnect gets 401).
+    public func endConnections(reason: String, where ended: (Gateway.Principal) -> Bool) {
+        for viewer in Array(viewers.values) where ended(viewer.principal) {
+            viewer.close(Self.credentialEndedCloseCode, reason: reason)
+        }
+    }
+
     // MARK: WebSocket connections
 
     private func opened(_ session: WebSocketSession) {
-        let viewer = Viewer(transport: .websocket(session))
+        // Set by the gateway when it admitted the upgrade; a session without one is closed.
+        guard let admitted = session.userInfo as? AdmittedPrincipal else {
+            return session.close(Self.credentialEndedCloseCode, reason: "not authenticated")
+        }
+        let viewer = Viewer(transport: .websocket(session), principal: admitted.principal)
         viewers[ObjectIdentifier(session.tcp)] = viewer
         guard let request = session.request else { return }
         let path = request.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
@@ -196,8 +232,8 @@ public final class SubscriptionHub {
     /// Serves one job's events as `text/event-stream` on a connection whose response head is
     /// queued: events after `since` (the `Last-Event-ID`), then live, then the connection
     /// closes after `job:completed`. The job must exist.
-    public func attachJobStream(_ tcp: TCPConnection, job: String, since: Int, rawEvents: Bool) {
-        let viewer = attachStream(tcp, format: .sse)
+    public func attachJobStream(_ tcp: TCPConnection, job: String, since: Int, rawEvents: Bool, principal: Gateway.Principal) {
+        let viewer = attachStream(tcp, format: .sse, principal: principal)
         viewer.closesWhenJobEnds = true
         subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: nil)
     }
@@ -205,8 +241,8 @@ public final class SubscriptionHub {
     /// Serves every job's events: a snapshot, then each event with the manager's version as
     /// its id. A client that reconnects with a `Last-Event-ID` still in memory resumes
     /// exactly; an older one gets `reset` and a fresh snapshot.
-    public func attachAllJobsStream(_ tcp: TCPConnection, lastEventID: Int?, rawEvents: Bool) {
-        let viewer = attachStream(tcp, format: .sseAll)
+    public func attachAllJobsStream(_ tcp: TCPConnection, lastEventID: Int?, rawEvents: Bool, principal: Gateway.Principal) {
+        let viewer = attachStream(tcp, format: .sseAll, principal: principal)
         viewer.allRawEvents = rawEvents
         allJobsViewers[ObjectIdentifier(tcp)] = viewer
         recordingAllJobs = true
@@ -228,8 +264,8 @@ public final class SubscriptionHub {
         job.status.isFinished && since >= job.lastSeq
     }
 
-    private func attachStream(_ tcp: TCPConnection, format: Viewer.Format) -> Viewer {
-        let viewer = Viewer(transport: .sse(tcp))
+    private func attachStream(_ tcp: TCPConnection, format: Viewer.Format, principal: Gateway.Principal) -> Viewer {
+        let viewer = Viewer(transport: .sse(tcp), principal: principal)
         viewer.format = format
         let key = ObjectIdentifier(tcp)
         viewers[key] = viewer
@@ -567,6 +603,8 @@ final class Viewer {
     }
 
     let transport: Transport
+    /// What opened this connection: it ends when that credential does.
+    let principal: Gateway.Principal
     var subscriptions: [String: Subscription] = [:]
     /// All-jobs streams: the last version sent (nil for every other viewer).
     var allCursor: Int?
@@ -581,8 +619,9 @@ final class Viewer {
     private(set) var paused = false
     private var lagTimer: EventLoop.TimerID?
 
-    init(transport: Transport) {
+    init(transport: Transport, principal: Gateway.Principal) {
         self.transport = transport
+        self.principal = principal
     }
 
     var tcp: TCPConnection {

@@ -37,7 +37,8 @@ public final class WebSocketServer {
     public var port: Int { listener?.port ?? 0 }
 
     /// Checks an upgrade request beyond the protocol (auth, Origin); a rejection refuses it.
-    public var admit: ((HTTPHead) -> Handshake.Rejection?)?
+    /// May hang what it learned (who the client is) on the session's `userInfo`.
+    public var admit: ((WebSocketSession, HTTPHead) -> Handshake.Rejection?)?
     public var onOpen: ((WebSocketSession) -> Void)?
     public var onMessage: ((WebSocketSession, WebSocketConnection.Message) -> Void)?
     public var onClose: ((WebSocketSession) -> Void)?

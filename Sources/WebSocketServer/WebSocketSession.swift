@@ -102,7 +102,7 @@ public final class WebSocketSession {
         case .failure(let rejection): return reject(rejection)
         case .success(let value): key = value
         }
-        if let rejection = server.admit?(head) { return reject(rejection) }
+        if let rejection = server.admit?(self, head) { return reject(rejection) }
 
         subprotocol = Handshake.selectSubprotocol(head, supported: server.configuration.subprotocols)
         var compressor: MessageCompressor?

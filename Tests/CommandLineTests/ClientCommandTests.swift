@@ -247,6 +247,8 @@ struct ClientCommandTests {
 
         let token = try client(["token"])
         #expect(token.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == server.token)
+        let following = try ClientProcess(["run", "claude", "hang"], server: server)
+        _ = try waitForJob(status: "running")
         let rotated = try client(["token", "--rotate"])
         let newToken = rotated.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(rotated.status == 0)
@@ -259,6 +261,10 @@ struct ClientCommandTests {
             status = try client(["jobs"]).status
         }
         #expect(status == 0)
+        // A client that was following a job with the old token is told, not left attached.
+        let (followStatus, _, followError) = following.finish()
+        #expect(followStatus == 4)
+        #expect(followError.contains("the token was rotated"))
         let old = token.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try client(["jobs"], environment: ["AGENTGATE_TOKEN": old]).status == 4)
     }

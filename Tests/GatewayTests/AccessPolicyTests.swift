@@ -91,10 +91,28 @@ struct SessionStoreTests {
         let busy = stride(from: 3_500, through: 8_000, by: 500).map { store.use(second, now: $0) != nil }
         #expect(busy == Array(repeating: true, count: 9) + [false])  // 5 s old, however busy
         let (third, _) = store.create(now: 9_000)
-        let revoked = store.revoke(third)
+        let revoked = store.revoke(key: SessionStore.key(third))
         let afterRevoke = store.use(third, now: 9_001)
         let guessed = store.use(String(repeating: "0", count: 64), now: 9_001)
         #expect(revoked && afterRevoke == nil && guessed == nil)
+    }
+
+    /// What the gateway's credential check does each second for a session an open socket
+    /// holds: touching keeps it past the idle limit, not past its age or a sign-out.
+    @Test func aSessionHeldOpenIsTouchedUntilItsAgeOrRevocation() {
+        var limits = SessionStore.Limits()
+        limits.idleMilliseconds = 1_000
+        limits.maxAgeMilliseconds = 10_000
+        var store = SessionStore(limits: limits)
+        let held = SessionStore.key(store.create(now: 0).credential)
+        let idle = SessionStore.key(store.create(now: 0).credential)
+        let touches = stride(from: 900, through: 10_800, by: 900).map { store.touch(held, now: $0) }
+        #expect(touches == Array(repeating: true, count: 11) + [false])  // the 12th is at 10.8 s, past its age
+        let idleLives = store.touch(idle, now: 10_800)
+        let revoked = SessionStore.key(store.create(now: 20_000).credential)
+        store.revoke(key: revoked)
+        let revokedLives = store.touch(revoked, now: 20_001)
+        #expect(!idleLives && !revokedLives && store.count == 0)
     }
 
     @Test func theOldestSessionIsForgottenAtTheCap() {

@@ -188,6 +188,56 @@ struct GatewayFeatureTests {
         #expect(try gateway.request("GET", "/api/session", token: nil).status == 401)
     }
 
+    /// A WebSocket or stream opened with a credential ends when the credential does: signed
+    /// out, past its age, or the token rotated. Before, an open socket kept its rights.
+    @Test func aSocketOrStreamEndsWhenTheCredentialThatOpenedItEnds() throws {
+        let files = TemporaryDirectory("agentgate-rotation")
+        let token = String(repeating: "ab", count: 32)
+        try TokenFile.write(token, to: files.file("token"))
+        let gateway = try RunningGateway { server in
+            server.gateway.policy.token = token
+            server.gateway.tokenWatcher = TokenWatcher(path: files.file("token"))
+            server.credentialCheckMilliseconds = 100
+        }
+        defer { gateway.stop() }
+        func newSession() throws -> String {
+            try #require(try gateway.request("POST", "/api/session", token: token).json["session"] as? String)
+        }
+        func closeCode(_ viewer: Viewer) -> UInt16? {
+            while let action = viewer.client.nextAction() {
+                if case .peerClosed(let code, _) = action { return code?.rawValue }
+            }
+            return nil
+        }
+        func stream(_ credential: String) throws -> RawClient {
+            let client = try RawClient(port: gateway.port)
+            client.send(Array("GET /api/agents/jobs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(credential)\r\n\r\n".utf8))
+            #expect(String(decoding: client.readSome() ?? [], as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            return client
+        }
+        // Signing out ends that session's socket and stream, and nobody else's.
+        let signedOut = try newSession()
+        let server = LoopBound(gateway.server)
+        gateway.onLoop { server.value.gateway.sessions.limits.maxAgeMilliseconds = 3_000 }
+        let other = try newSession()
+        let socket = try Viewer(gateway, token: signedOut), stream = try stream(signedOut)
+        let otherSocket = try Viewer(gateway, token: other), tokenSocket = try Viewer(gateway, token: token)
+        #expect(try gateway.request("DELETE", "/api/session", token: signedOut).status == 204)
+        #expect(closeCode(socket) == 4401)
+        #expect(stream.readUntilClosed())
+        for viewer in [otherSocket, tokenSocket] {
+            viewer.send(#"{"op":"subscribe","job":"*","req":7}"#)
+            #expect(viewer.next()?["type"] as? String == "ack")
+        }
+        // A session past its absolute age ends with its socket, however busy the socket is.
+        #expect(closeCode(otherSocket) == 4401)
+        // A rotated token file ends every socket, the token's own included, with no request.
+        try TokenFile.write(String(repeating: "cd", count: 32), to: files.file("token.new"))
+        #expect(rename(files.file("token.new"), files.file("token")) == 0)
+        #expect(closeCode(tokenSocket) == 4401)
+        #expect(try gateway.request("GET", "/api/agents/jobs", token: token).status == 401)
+    }
+
     @Test func oneClientCannotHoldMoreConnectionsThanItsLimit() throws {
         var http = HTTPServer.Configuration()
         http.maxConnectionsPerClient = 3

@@ -18,6 +18,8 @@ final class EventSocket {
     private var connection: WebSocketConnection
     private var pending: [JSONValue] = []
     private var isClosed = false
+    /// The server's close code and reason, once it closed the connection.
+    private(set) var closedBy: (code: CloseCode?, reason: String)?
 
     init(api: ServerAPI) throws(ClientFailure) {
         do {
@@ -96,7 +98,10 @@ final class EventSocket {
                 if message.isText, let value = try? JSONParser.parse(message.payload) { pending.append(value) }
             case .send(let bytes):
                 try? socket.send(bytes)
-            case .peerClosed, .closeTransport:
+            case .peerClosed(let code, let reason):
+                closedBy = (code, reason)
+                isClosed = true
+            case .closeTransport:
                 isClosed = true
             case .pongReceived, .startCloseTimer:
                 break

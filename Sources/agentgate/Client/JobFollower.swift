@@ -59,6 +59,10 @@ struct JobFollower {
                 case .timedOut:
                     output.tick()
                 case .closed:
+                    if let closedBy = socket.closedBy, closedBy.code?.rawValue == 4401 {
+                        // Signed out or the token rotated: reconnecting would be refused.
+                        throw ClientFailure(message: "the server ended the connection: \(closedBy.reason)", exitCode: 4)
+                    }
                     guard reconnect else { throw ClientFailure.serverGone }
                     output.note("agentgate: connection lost; reconnecting from seq \(lastSeq)")
                     break connection

@@ -77,6 +77,9 @@ public final class GatewayServer {
         }
         metric("http_connections", "gauge", "Open TCP connections, WebSocket and SSE included.", [("", http.connectionCount)])
         metric("connections_refused_total", "counter", "Connections refused at a connection limit.", [("", http.refusedConnections)])
+        metric(
+            "connections_evicted_total", "counter", "Connections with no successful request closed to make room for a new one.",
+            [("", http.evictedConnections)])
         metric("accept_pauses_total", "counter", "Times accepting paused because the process ran out of fds.", [("", http.listener.pauses)])
         metric("websocket_connections", "gauge", "Open WebSocket connections.", [("", websockets.sessions.count)])
         metric("sse_streams", "gauge", "Open SSE streams.", [("", hub.streamViewerCount)])

@@ -33,9 +33,10 @@ public final class HTTPServer {
         /// that fail authentication do not count: an unauthenticated client cannot hold a
         /// connection longer than this, however it paces its requests.
         public var firstRequestTimeoutMilliseconds = 5_000
-        /// Connections that have not yet had a request succeed; more are refused with 503
-        /// (256). With the deadline above, sockets opened and left silent (or trickled, or
-        /// used only for failing requests) cannot crowd out real clients for long.
+        /// Connections that have not yet had a request succeed (256). A new connection past
+        /// this closes the oldest of them that is not being answered (the rest get 503): an
+        /// unauthenticated client that keeps reopening silent or trickling sockets only
+        /// evicts its own, while a real client's request is answered as soon as it arrives.
         public var maxUnprovenConnections = 256
         /// Answers queued but not yet written before a connection takes on no more
         /// pipelined requests (16). Reading pauses until they are written.
@@ -131,8 +132,13 @@ public final class HTTPServer {
     /// Connections refused because a limit was reached.
     public private(set) var refusedConnections = 0
     /// Open connections that have not yet had a request succeed.
-    public private(set) var unprovenConnections = 0
+    public var unprovenConnections: Int { unproven.count }
+    /// Unproven connections closed to make room for a new one.
+    public private(set) var evictedConnections = 0
     private var connectionsByClient: [String: Int] = [:]
+    /// Connections with no successful request yet, by their accept order (oldest is lowest).
+    private var unproven: [ObjectIdentifier: (order: Int, connection: HTTPConnection)] = [:]
+    private var accepts = 0
 
     public init(loop: EventLoop, configuration: Configuration) throws(SystemError) {
         self.loop = loop
@@ -156,20 +162,21 @@ public final class HTTPServer {
         guard connectionCount < configuration.maxConnections, perClient < configuration.maxConnectionsPerClient else {
             return refuse(tcp, "connection limit reached")
         }
-        guard unprovenConnections < configuration.maxUnprovenConnections else {
+        guard unproven.count < configuration.maxUnprovenConnections || evictOldestUnproven() else {
             return refuse(tcp, "too many connections that have not made a request yet")
         }
         connectionCount += 1
-        unprovenConnections += 1
         connectionsByClient[client] = perClient + 1
         if let sendBuffer = configuration.socketSendBufferBytes {
             var bytes = Int32(sendBuffer)
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
         }
         let connection = HTTPConnection(server: self, tcp: tcp)
+        accepts += 1
+        unproven[ObjectIdentifier(connection)] = (accepts, connection)
         tcp.onClose = { [unowned self] in
             self.connectionCount -= 1
-            if !connection.proven { self.unprovenConnections -= 1 }
+            self.unproven[ObjectIdentifier(connection)] = nil
             let left = self.connectionsByClient[client, default: 1] - 1
             self.connectionsByClient[client] = left > 0 ? left : nil
             connection.closed()
@@ -192,8 +199,19 @@ public final class HTTPServer {
         tcp.closeAfterFlush(linger: true, lingerMilliseconds: 1_000)
     }
 
-    func connectionProven() {
-        unprovenConnections -= 1
+    func connectionProven(_ connection: HTTPConnection) {
+        unproven[ObjectIdentifier(connection)] = nil
+    }
+
+    /// Closes the oldest unproven connection whose request is not being answered; false if
+    /// every one is.
+    private func evictOldestUnproven() -> Bool {
+        guard let oldest = unproven.values.filter({ !$0.connection.isAnswering }).min(by: { $0.order < $1.order }) else {
+            return false
+        }
+        evictedConnections += 1
+        oldest.connection.evict()
+        return true
     }
 }
 
@@ -220,6 +238,7 @@ final class HTTPConnection {
     private var handedOver = false
     /// Set while a response comes later; the requests behind it wait.
     private var answering = false
+    var isAnswering: Bool { answering }
     /// The last response is queued; nothing after it is looked at.
     private var closing = false
     /// The peer sent EOF: answer the requests it sent, then close.
@@ -381,7 +400,12 @@ final class HTTPConnection {
         proven = true
         if let provingTimer { server.loop.cancel(provingTimer) }
         provingTimer = nil
-        server.connectionProven()
+        server.connectionProven(self)
+    }
+
+    /// Closed to make room for a newer connection (it had no request succeed).
+    func evict() {
+        tcp.close()
     }
 
     /// A connection that has had no request succeed within `firstRequestTimeoutMilliseconds`

@@ -26,6 +26,7 @@ final class RunningHTTPServer: @unchecked Sendable {
             case ("GET", "/hello"): .json(200, Array("{\"hello\":true}".utf8))
             case ("GET", "/kib"): .json(200, Array("[\"\(String(repeating: "k", count: 1020))\"]".utf8))
             case ("POST", "/echo"): .json(200, request.body)
+            case ("GET", "/never"): .later { _ in }  // an answer that never comes
             default: .error(404, code: "not_found", "no route for \(request.path)")
             }
         }
@@ -239,23 +240,35 @@ struct HTTPServerBoundsTests {
         #expect(counts.unproven == 0 && counts.open == 1, "\(counts)")
     }
 
-    /// Beyond `maxUnprovenConnections` silent connections, new ones get 503; a connection
-    /// whose request succeeded no longer counts.
-    @Test func connectionsWithoutASuccessfulRequestAreFew() throws {
+    /// Beyond `maxUnprovenConnections`, a new connection closes the oldest unproven one that
+    /// is not being answered, so silent sockets cannot lock real clients out (they used to get
+    /// 503 until the sockets' deadline); only when every one is being answered is it 503. A
+    /// connection whose request succeeded no longer counts.
+    @Test func connectionsWithoutASuccessfulRequestAreFewAndTheOldestMakesRoom() throws {
         let server = try RunningHTTPServer { $0.maxUnprovenConnections = 2 }
         defer { server.stop() }
-        let first = try connectLoopback(port: server.port)
-        defer { close(first) }
-        let second = try connectLoopback(port: server.port)
-        defer { close(second) }
-        usleep(100_000)
-        #expect(try exchange(port: server.port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 503"))
-        let request = Array("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(first, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        #expect(recv(first, &buffer, buffer.count, 0) > 0)
+        let proven = try connectLoopback(port: server.port)
+        defer { close(proven) }
+        #expect(sendAndReceive(proven, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+        let waiting = try connectLoopback(port: server.port)
+        defer { close(waiting) }
+        sendText(waiting, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n")
         usleep(50_000)
-        #expect(try exchange(port: server.port, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+        let silent = try connectLoopback(port: server.port)
+        defer { close(silent) }
+        usleep(50_000)
+        #expect(try exchange(port: server.port, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        #expect(recv(silent, &buffer, buffer.count, 0) == 0)  // the oldest one not being answered
+        // Both unproven connections are being answered: a newcomer is refused.
+        let alsoWaiting = try connectLoopback(port: server.port)
+        defer { close(alsoWaiting) }
+        sendText(alsoWaiting, "GET /never HTTP/1.1\r\nHost: x\r\n\r\n")
+        usleep(50_000)
+        #expect(try exchange(port: server.port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 503"))
+        #expect(server.counts() == (open: 3, unproven: 2))
+        // The proven connection was never counted nor evicted.
+        #expect(sendAndReceive(proven, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 200"))
     }
 
     /// 200,000 pipelined requests for 1 KiB answers, never read: the server used to answer

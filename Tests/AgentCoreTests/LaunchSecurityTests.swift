@@ -41,10 +41,23 @@ struct LaunchSecurityTests {
         "RUBYOPT", "HTTPS_PROXY", "http_proxy", "ALL_PROXY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "OPENAI_BASE_URL",
         "GOOSE_MODE", "OPENCODE_CONFIG_CONTENT", "CLAUDE_CONFIG_DIR", "CODEX_HOME", "AGENTGATE_JOB_ID", "AGENTGATE_URL",
         "HOME", "XDG_CONFIG_HOME", "GIT_SSH_COMMAND", "IS_SANDBOX", "GLIBC_TUNABLES", "ld_preload",
+        // Found by the attacker trial with --pass-env '*': each loads code or redirects credentials.
+        "OPENSSL_CONF", "OPENSSL_MODULES", "CC", "CXX", "CFLAGS", "LDFLAGS", "CGO_LDFLAGS", "GOFLAGS", "GOPROXY",
+        "RUSTC_WRAPPER", "RUSTFLAGS", "CARGO_HOME", "PIP_INDEX_URL", "UV_INDEX_URL", "DOTNET_STARTUP_HOOKS",
+        "CORECLR_PROFILER_PATH", "SSH_AUTH_SOCK", "SUDO_ASKPASS", "KUBECONFIG", "DOCKER_HOST", "GNUPGHOME", "KRB5_CONFIG",
+        "NETRC", "CURL_HOME", "WGETRC", "LESSOPEN", "MANPAGER", "VIMINIT", "EXINIT", "TMPDIR", "LOCALDOMAIN",
+        "RES_OPTIONS", "GIO_MODULE_DIR", "GTK_PATH", "QT_PLUGIN_PATH", "MAKEFLAGS", "PKG_CONFIG_PATH", "JAVA_HOME",
+        "MAVEN_OPTS", "NODE_EXTRA_CA_CERTS", "PHPRC", "NPMRC", "SOME_TOOL_CONFIG", "PLUGIN_DIR",
     ])
     func keysThatChangeWhatRunsAreRefusedEvenWhenEverythingIsAllowed(_ key: String) {
         let everything = LaunchPolicy(environment: EnvironmentPolicy(allowed: ["*"]))
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", env: [key: "v"]), policy: everything)! == (.environmentForbidden, "env.\(key)"))
+    }
+
+    @Test(arguments: ["FOO", "LANG", "TZ", "TERM", "DEBUG", "LOG_LEVEL", "RUST_LOG", "GITHUB_TOKEN", "CI", "MY_FEATURE_FLAG"])
+    func ordinaryKeysPassWhenEverythingIsAllowed(_ key: String) throws {
+        let everything = LaunchPolicy(environment: EnvironmentPolicy(allowed: ["*"]))
+        #expect(try build(LaunchRequest(provider: "claude", prompt: "x", env: [key: "v"]), policy: everything).environment == [key: "v"])
     }
 
     @Test func theAgentsEnvironmentIsScrubbedAndItsJobVariablesCannotBeSpoofed() {

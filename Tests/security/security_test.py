@@ -387,7 +387,7 @@ def read_pid(path, timeout=5):
 
 # ---------------------------------------------------------------------------- §1 environment
 
-def env_attack(key, value, marker, prompt="hello", shebang=None, agent_file=None):
+def env_attack(key, value, marker, prompt="hello", shebang=None, agent_file=None, extra=None):
     """Launches claude with env {key: value} on a default server and on one started with
     `--pass-env '*'`: both must answer 400 naming the key, and no marker may appear."""
     problems = Problems()
@@ -398,6 +398,8 @@ def env_attack(key, value, marker, prompt="hello", shebang=None, agent_file=None
             server.write_agent("claude", shebang)
         if agent_file:
             shutil.copy(agent_file, os.path.join(server.bin, "claude"))
+        if extra:
+            server.extra("claude", extra)
         server.start()
         reply = server.launch({"provider": "claude", "prompt": prompt, "env": {key: value}})
         if reply.status == 201:
@@ -479,6 +481,30 @@ process.stdin.on('end', () => {{ console.log({json.dumps(CLAUDE_OUTPUT)}); }});
 """)
     assert_attack_works_by_hand([agent, "--version"], {"NODE_OPTIONS": f"--require={evil}", "PATH": BASE_PATH}, marker)
     env_attack("NODE_OPTIONS", f"--require={evil}", marker, agent_file=agent)
+
+
+@test
+def env_openssl_conf_loads_no_library():
+    """Found by the attacker trial once the first deny list was in: OPENSSL_CONF names a
+    config that loads a provider, whose constructor runs in anything linked to OpenSSL the
+    agent starts (curl, node, git over https) — accepted then with `--pass-env '*'`."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise Skip("openssl is not installed")
+    marker = marker_path("openssl-conf")
+    library = gcc(f"""
+        #include <fcntl.h>
+        #include <unistd.h>
+        __attribute__((constructor)) static void pwn(void) {{
+            int fd = open("{marker}", O_WRONLY | O_CREAT | O_APPEND, 0644);
+            if (fd >= 0) {{ write(fd, "openssl\\n", 8); close(fd); }}
+        }}""", os.path.join(WORK, "evil-provider.so"), "-shared", "-fPIC")
+    config = os.path.join(WORK, "evil-openssl.cnf")
+    with open(config, "w") as file:
+        file.write("openssl_conf = init\n[init]\nproviders = providers\n[providers]\nevil = evil\n"
+                   f"[evil]\nmodule = {library}\nactivate = 1\n")
+    assert_attack_works_by_hand([openssl, "version"], {"OPENSSL_CONF": config, "PATH": BASE_PATH}, marker)
+    env_attack("OPENSSL_CONF", config, marker, extra=f"{openssl} version >/dev/null 2>&1\n")
 
 
 @test

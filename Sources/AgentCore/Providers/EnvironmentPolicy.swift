@@ -46,28 +46,50 @@ public struct EnvironmentPolicy: Sendable, Equatable {
     }
 
     /// Exact names (compared upper-cased: `http_proxy` is read by curl as much as `HTTP_PROXY`).
+    /// A deny list cannot know every program's variables, which is why nothing passes unless
+    /// the operator named it; these are refused even then.
     static let forbiddenNames: Set<String> = [
         // What runs: the search path, shell and interpreter start-up files.
         "PATH", "BASH_ENV", "ENV", "SHELL", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "IFS", "CDPATH",
         "GLIBC_TUNABLES", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "MALLOC_CHECK_",
+        "LOCALDOMAIN", "RES_OPTIONS", "TZDIR",
         "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "CLASSPATH", "EDITOR", "VISUAL", "PAGER", "BROWSER",
-        "TCLLIBPATH", "TERMINFO", "ZDOTDIR", "INPUTRC",
+        "TCLLIBPATH", "TERMINFO", "ZDOTDIR", "INPUTRC", "MANPAGER", "MANOPT", "VIMINIT", "EXINIT", "MYVIMRC", "GVIMINIT",
+        "VIMRUNTIME", "EMACSLOADPATH",
+        // Build tools a coding agent runs: compilers, their flags and wrappers.
+        "CC", "CXX", "CPP", "LD", "AR", "AS", "NM", "RANLIB", "STRIP", "OBJCOPY", "OBJDUMP", "FC", "MAKE", "MAKEFLAGS",
+        "MFLAGS", "GNUMAKEFLAGS", "MAKEFILES", "LDLIBS", "LEX", "YACC", "SWIFT_EXEC", "SDKROOT", "GCCGO", "RUSTC", "RUSTDOC",
+        "RUSTUP_TOOLCHAIN",
         // Where configuration (and so permission settings) is read from.
         "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_DIRS",
-        "XDG_DATA_DIRS", "IS_SANDBOX", "NO_COLOR",
+        "XDG_DATA_DIRS", "IS_SANDBOX", "NO_COLOR", "TMPDIR", "TMP", "TEMP", "KUBECONFIG", "GNUPGHOME", "NETRC", "WGETRC",
+        "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "VIRTUAL_ENV", "CONDA_PREFIX", "JAVA_HOME",
         // Where traffic and its trust go.
-        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSLKEYLOGFILE",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSLKEYLOGFILE", "NODE_EXTRA_CA_CERTS",
     ]
 
     static let forbiddenPrefixes: [String] = [
+        // Loaders, interpreters, package managers and build systems that load code from a path.
         "LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "NODE_", "NPM_CONFIG_", "BUN_", "DENO_", "LUA_", "GIT_", "GEM_", "BUNDLE_",
+        "BASH_", "OPENSSL_", "GO", "CGO_", "CARGO_", "PIP_", "PIPX_", "UV_", "POETRY_", "CONDA_", "DOTNET_",
+        "CORECLR_", "COMPLUS_", "CMAKE_", "PKG_CONFIG", "MAVEN_", "GRADLE_", "JAVA_", "PHP", "COMPOSER_", "R_", "JULIA_",
+        // Desktop plug-in loaders (a GTK, Qt or GIO program loads modules from these).
+        "GIO_", "GTK_", "GDK_", "QT_", "GST_", "LIBGL_", "VK_", "__EGL_", "DBUS_",
+        // Credentials and the tools that use them.
+        "SSH_", "DOCKER_", "PODMAN_", "CONTAINER_", "KRB5", "SUDO_", "GPG_", "CURL_", "LESS", "TF_", "HELM_", "KUBE",
         // Every agent's own settings: base URLs, keys, config dirs, approval modes.
         "ANTHROPIC_", "CLAUDE", "OPENAI_", "CODEX_", "OPENCODE", "GOOSE_", "AGENTGATE_",
         "AWS_", "AZURE_", "GOOGLE_", "GEMINI_", "VERTEX", "OPENROUTER_", "GROQ_", "MISTRAL_", "DEEPSEEK_", "XAI_", "OLLAMA_",
         "DATABRICKS_", "LITELLM_", "MCP_",
     ]
 
-    static let forbiddenSuffixes: [String] = ["_PROXY", "_BASE_URL", "_API_BASE", "_API_KEY", "_API_HOST", "_ENDPOINT"]
+    /// Name endings that mean a search path, a config file or directory, a plug-in, a wrapper
+    /// or a program's options, whatever the program.
+    static let forbiddenSuffixes: [String] = [
+        "PATH", "_HOME", "HOME", "_DIR", "_DIRS", "_CONF", "_CONFIG", "_CONFIG_FILE", "_CONFIG_DIR", "RC", "_OPTS",
+        "_OPTIONS", "FLAGS", "_PRELOAD", "_WRAPPER", "_ASKPASS", "_PLUGINS", "_PLUGIN", "_MODULES", "_LIBRARY",
+        "_PROXY", "_BASE_URL", "_API_BASE", "_API_KEY", "_API_HOST", "_ENDPOINT", "_SOCK", "_SOCKET",
+    ]
 
     public static func isForbidden(_ key: String) -> Bool {
         let name = key.uppercased()

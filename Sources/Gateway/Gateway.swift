@@ -399,9 +399,11 @@ public final class Gateway {
         case jobStream(String)
         case unknown
 
+        /// Exact paths only: an empty segment (`/api/agents/jobs/`, `//`) names no route, so a
+        /// job id that is empty or a lone `?` cannot turn a request for one job into one for all.
         init(path: Substring) {
-            let parts = path.split(separator: "/").map(String.init)
-            guard parts.count >= 3, parts[0] == "api", parts[1] == "agents" else {
+            let parts = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard path.hasPrefix("/"), !parts.contains(""), parts.count >= 3, parts[0] == "api", parts[1] == "agents" else {
                 self = .unknown
                 return
             }

@@ -182,6 +182,13 @@ struct ClientCommandTests {
         #expect(try client(["kill", id]).status == 7)
         #expect(try client(["kill", "ffffffffffffffff"]).status == 5)
         #expect(try client(["kill"]).status == 64)  // neither an id nor --all
+        // What is not an id is refused before any request (`kill '?'` once killed every job).
+        for bad in ["?", "", "../jobs", "a/b", "x y"] {
+            let refused = try client(["kill", bad])
+            #expect(refused.status == 64 && refused.stderr.contains("not a job id"), "\(bad): \(refused)")
+            #expect(try client(["show", bad]).status == 64)
+            #expect(try client(["tail", bad]).status == 64)
+        }
 
         _ = try ClientProcess(["run", "claude", "hang", "--detach"], server: server).finish()
         _ = try ClientProcess(["run", "claude", "hang", "--detach"], server: server).finish()

@@ -118,6 +118,10 @@ struct GatewayRouteTests {
         let ids = try (0..<2).map { _ in
             try #require((try gateway.request("POST", "/api/agents/jobs", body: body).json["job"] as? [String: Any])?["id"] as? String)
         }
+        // An empty or query-only id names no route: it once reached "kill every job".
+        for path in ["/api/agents/jobs/", "/api/agents/jobs/?", "/api/agents/jobs//", "//api/agents/jobs"] {
+            #expect(try gateway.request("DELETE", path).status >= 400, "\(path)")
+        }
         #expect(try gateway.request("DELETE", "/api/agents/jobs/\(ids[0])").status == 200)
         #expect(try gateway.request("DELETE", "/api/agents/jobs").json["killed"] as? Int == 1)
         for id in ids {

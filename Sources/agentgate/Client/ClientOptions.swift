@@ -45,3 +45,15 @@ func runClient(_ body: () throws(ClientFailure) -> Int32) throws {
     }
     if code != 0 { throw ExitCode(code) }
 }
+
+/// Refuses what cannot be a job id (the server's are 16 hex digits; letters, digits, `-` and
+/// `_`, 1–64, are taken): an id goes into the request's path, where an empty one, `?`, `/`
+/// or `..` names another route (`agentgate kill '?'` once killed every job).
+func validateJobID(_ id: String) throws {
+    let allowed = id.utf8.allSatisfy { byte in
+        (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || byte == 0x2D || byte == 0x5F
+    }
+    guard !id.isEmpty, id.utf8.count <= 64, allowed else {
+        throw ValidationError("not a job id: \(TerminalText.escaped(id)) (ids are like 3c95f544f24390f5; see `agentgate jobs`)")
+    }
+}

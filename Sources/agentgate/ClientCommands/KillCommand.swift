@@ -16,6 +16,7 @@ struct KillCommand: ParsableCommand {
 
     func validate() throws {
         guard (id != nil) != all else { throw ValidationError("name one job id, or --all") }
+        if let id { try validateJobID(id) }
     }
 
     func run() throws {

@@ -13,6 +13,10 @@ struct ShowCommand: ParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
+    func validate() throws {
+        try validateJobID(id)
+    }
+
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
             let reply = try client.api().call("GET", "/api/agents/jobs/\(id)")

@@ -29,6 +29,10 @@ struct TailCommand: ParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
+    func validate() throws {
+        try validateJobID(id)
+    }
+
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
             let api = try client.api()

@@ -50,9 +50,11 @@ public struct AccessPolicy: Sendable {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].caseInsensitiveEquals("Bearer") { candidates.append(parts[1].trimmingSpaces()) }
         }
-        for offered in headers.tokens("Sec-WebSocket-Protocol") where offered.hasPrefix(Self.tokenSubprotocolPrefix) {
-            // tokens() lowercases; tokens are lowercase hex, so nothing is lost.
-            candidates.append(String(offered.dropFirst(Self.tokenSubprotocolPrefix.count)))
+        // Read as sent, not through tokens(), which lowercases: an operator's token
+        // (AGENTGATE_TOKEN) may be mixed-case.
+        let offered = headers.values("Sec-WebSocket-Protocol").flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces() }
+        for protocolName in offered where protocolName.hasPrefix(Self.tokenSubprotocolPrefix) {
+            candidates.append(String(protocolName.dropFirst(Self.tokenSubprotocolPrefix.count)))
         }
         return candidates
     }

@@ -5,16 +5,20 @@ import AgentCore
 /// clipboard write, change the window title, or use CR and backspace to overwrite a log
 /// line with a fake one. So every C0 control but tab and newline, DEL, and every C1
 /// control (U+0080–U+009F, which some terminals treat like ESC [ for U+009B) is shown as
-/// `\xHH`, its code point in hex: ESC is `\x1b`, CR `\x0d`, BEL `\x07`, CSI `\x9b`. A
+/// `\xHH`, its code point in hex: ESC is `\x1b`, CR `\x0d`, BEL `\x07`, CSI `\x9b`; a bidi
+/// override or isolate, which would reorder what follows it on the line, is `\u202e`. A
 /// backslash already in the text is left as it is; `--raw` prints the text unchanged.
 enum TerminalText {
     static func escaped(_ text: String) -> String {
-        guard text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 }) else { return text }
+        // C1 controls start with 0xC2 in UTF-8, bidi controls with 0xE2.
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 || $0 == 0xE2 }) else { return text }
         var result = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             if needsEscape(scalar) {
                 let hex = String(scalar.value, radix: 16)
                 result.append(contentsOf: ("\\x" + (hex.count < 2 ? "0" : "") + hex).unicodeScalars)
+            } else if scalar.isBidiControl {
+                result.append(contentsOf: ("\\u" + String(scalar.value, radix: 16)).unicodeScalars)
             } else {
                 result.append(scalar)
             }

@@ -119,6 +119,11 @@ struct LaunchSecurityTests {
         #expect(code(LaunchRequest(provider: "claude", prompt: "x\u{1B}]52;c;ZXZpbA==\u{07}"))! == (.invalidField, "prompt"))
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "a\nb"))! == (.invalidField, "label"))
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "\u{9B}31m"))! == (.invalidField, "label"))
+        // A bidi override would show a label reversed from what it holds.
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "fix \u{202E}gnp.exe"))! == (.invalidField, "label"))
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", model: "m\u{2067}"))! == (.invalidField, "model"))
+        // A prompt is text for a model: CRLF line endings, and right-to-left text, are its own.
+        #expect(code(LaunchRequest(provider: "claude", prompt: "one\r\ntwo \u{2067}שלום\u{2069}")) == nil)
     }
 
     // MARK: working directory

@@ -41,6 +41,10 @@ struct AccessPolicyTests {
         #expect(!policy.presentsToken(HTTPHeaders([("Authorization", "Basic 0123abcd")])))
         #expect(!policy.presentsToken(HTTPHeaders([("Authorization", "Bearer 0123abcd0")])))
         #expect(!policy.presentsToken(HTTPHeaders()))
+        // A mixed-case operator token works as a subprotocol too (it was lowercased).
+        let mixed = AccessPolicy(token: "MiXeD-Token_0123456789abcdefGHIJKL")
+        #expect(mixed.presentsToken(HTTPHeaders([("Sec-WebSocket-Protocol", "agentgate.v1, agentgate.token.MiXeD-Token_0123456789abcdefGHIJKL")])))
+        #expect(!mixed.presentsToken(HTTPHeaders([("Sec-WebSocket-Protocol", "agentgate.token.mixed-token_0123456789abcdefghijkl")])))
     }
 
     @Test func constantTimeEqualsIsEquality() {

@@ -718,6 +718,133 @@ def session_api_mints_revocable_credentials_and_rotation_ends_them():
     problems.done()
 
 
+def reads_to_end(sock):
+    """Whether the peer closes before a read times out."""
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+async def socket_rights_after(port, credential, end_credential, wait=1.5):
+    """Opens /ws with `credential`, runs `end_credential()` (a sign-out or a rotation), waits,
+    then asks the socket to launch a job: what happened ("closed 4401", or what it answered)."""
+    import websockets
+    from websockets.asyncio.client import connect
+    async with connect(f"ws://127.0.0.1:{port}/ws", subprotocols=["agentgate.v1", f"agentgate.token.{credential}"],
+                       open_timeout=5) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "job": "*", "req": 1}))
+        await asyncio.wait_for(ws.recv(), 5)
+        await asyncio.get_running_loop().run_in_executor(None, end_credential)
+        await asyncio.sleep(wait)
+        try:
+            await ws.send(json.dumps({"op": "launch", "req": 2, "provider": "claude", "prompt": "after the credential ended"}))
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 3))
+                if message.get("req") == 2:
+                    return f"answered the launch: {message.get('type')} {message.get('code') or message.get('job', {}).get('id', '')}"
+        except websockets.ConnectionClosed as closed:
+            code = closed.rcvd.code if closed.rcvd else None
+            return f"closed {code}"
+        except asyncio.TimeoutError:
+            return "silent"
+
+
+@test
+def an_open_socket_loses_its_rights_when_its_credential_ends():
+    """Found by the attacker trial: a WebSocket opened before a sign-out or a token rotation
+    kept launching and killing jobs. Now it is closed with 4401 within a second, and so is an
+    SSE stream opened with the signed-out session."""
+    problems = Problems()
+    server = Server(token=None).start()
+    master = server.master_token()
+    session = server.request("POST", "/api/session").body["session"]
+    stream = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    stream.sendall(f"GET /api/agents/jobs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {session}\r\n\r\n".encode())
+    problems.expect(stream.recv(65536).startswith(b"HTTP/1.1 200"), "the SSE stream did not open")
+    outcome = asyncio.run(socket_rights_after(server.port, session, lambda: server.request("DELETE", "/api/session", auth=session)))
+    problems.expect(outcome == "closed 4401", f"a WebSocket of a signed-out session {outcome} 1.5 s later (want closed 4401)")
+    stream.settimeout(3)
+    problems.expect(reads_to_end(stream), "an SSE stream of a signed-out session was still open 3 s later")
+    stream.close()
+
+    def rotate():
+        subprocess.run([BINARY, "token", "--rotate", "--data-dir", server.data_dir], env=server.environment() | {"AGENTGATE_TOKEN": ""},
+                       capture_output=True, timeout=20)
+    outcome = asyncio.run(socket_rights_after(server.port, master, rotate, wait=2))
+    problems.expect(outcome == "closed 4401", f"a WebSocket opened with the old token {outcome} 2 s after rotation (want closed 4401)")
+    jobs = server.request("GET", "/api/agents/jobs", auth=server.master_token()).body["jobs"]
+    problems.expect(not jobs, f"{len(jobs)} job(s) were launched over sockets whose credential had ended")
+    problems.done()
+
+
+@test
+def silent_sockets_reopened_cannot_lock_clients_out():
+    """Found by the attacker trial: 256 bare connections, reopened as the 5 s deadline closed
+    them, got every new client 503. Now a new connection makes room by closing the oldest
+    one that has not made a request."""
+    problems = Problems()
+    server = Server().start()
+    stop = threading.Event()
+    held = []
+
+    def attacker():
+        while not stop.is_set():
+            try:
+                held.append(socket.create_connection(("127.0.0.1", server.port), timeout=2))
+            except OSError:
+                time.sleep(0.01)
+            while len(held) > 300:
+                held.pop(0).close()
+            time.sleep(0.002)
+    thread = threading.Thread(target=attacker, daemon=True)
+    thread.start()
+    time.sleep(1)
+    statuses = []
+    deadline = time.time() + 7  # past the 5 s deadline, when the old code's lock-out began again
+    while time.time() < deadline:
+        try:
+            statuses.append(server.request("GET", "/api/agents/jobs", timeout=5).status)
+        except OSError as error:
+            statuses.append(str(error))
+        time.sleep(0.1)
+    stop.set()
+    thread.join(timeout=5)
+    for sock in held:
+        sock.close()
+    refused = [status for status in statuses if status != 200]
+    note(f"{len(statuses)} requests while silent sockets were reopened: {len(refused)} not answered 200")
+    problems.expect(not refused, f"{len(refused)} of {len(statuses)} requests were not answered 200: {sorted(set(map(str, refused)))}")
+    problems.done()
+
+
+@test
+def cli_kill_of_a_non_id_kills_nothing():
+    """Found by the attacker trial: `agentgate kill '?'` (or `''`) sent DELETE
+    /api/agents/jobs/? — the route that kills every job."""
+    problems = Problems()
+    server = Server()
+    server.extra("claude", 'case "$(cat "$rec.stdin")" in hang*) exec sleep 300 </dev/null >/dev/null 2>&1;; esac\n')
+    server.start()
+    ids = [server.launch({"provider": "claude", "prompt": "hang"}).body["job"]["id"] for _ in range(2)]
+    for job_id in ids:
+        server.wait_job(job_id, {"running"})
+    env = {"PATH": BASE_PATH, "HOME": server.home, "AGENTGATE_TOKEN": TOKEN}
+    for bad in ("?", "", "#", "./"):
+        result = subprocess.run([BINARY, "kill", bad, "--server", server.url], env=env, capture_output=True, text=True, timeout=20)
+        note(f"kill {bad!r}: exit {result.returncode}: {(result.stdout + result.stderr).strip()[:100]}")
+    for path in ("/api/agents/jobs/", "/api/agents/jobs/?", "/api/agents/jobs//"):
+        reply = server.request("DELETE", path)
+        problems.expect(reply.status >= 400, f"DELETE {path} answered {reply.status}")
+    time.sleep(0.5)
+    statuses = [server.job(job_id)["status"] for job_id in ids]
+    problems.expect(statuses == ["running", "running"], f"after `kill '?'` and friends the jobs are {statuses}")
+    server.cleanup()
+    problems.done()
+
+
 class CookieCatcher(http.server.BaseHTTPRequestHandler):
     """Another server on 127.0.0.1 (another port): what would a browser send it?"""
     received = []

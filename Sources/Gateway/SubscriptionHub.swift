@@ -515,10 +515,12 @@ public final class SubscriptionHub {
     }
 
     /// The `format=text` form of an event: log lines as `exec` prints them, and a final status line.
+    /// Escaped as the CLI escapes (`TerminalText`): these frames are read on terminals
+    /// (websocat), where an agent's ESC or U+009B would act instead of showing.
     static func textLine(_ event: JobEvent) -> String? {
         switch event.payload {
-        case .log(let line): line.displayText
-        case .completed(let job): job.statusLine
+        case .log(let line): TerminalText.escaped(line.displayText)
+        case .completed(let job): TerminalText.escaped(job.statusLine)
         case .started, .agentEvent: nil
         }
     }

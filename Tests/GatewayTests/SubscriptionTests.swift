@@ -39,7 +39,7 @@ final class Viewer {
 }
 
 func launch(_ gateway: RunningGateway, script: String) throws -> String {
-    let escaped = script.replacingOccurrences(of: "\"", with: "\\\"")
+    let escaped = script.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
     let reply = try gateway.request("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"\#(escaped)"}}"#)
     return try #require((reply.json["job"] as? [String: Any])?["id"] as? String)
 }
@@ -83,7 +83,7 @@ struct SubscriptionTests {
     @Test func theTextStreamIsTailDashFThatExitsWithTheJob() throws {
         let gateway = try RunningGateway()
         defer { gateway.stop() }
-        let id = try launch(gateway, script: "echo one; echo two >&2; echo three")
+        let id = try launch(gateway, script: "echo one; echo two >&2; echo three; printf 'title \\033]0;pwned\\007 csi \\302\\23331m\\n'")
         let viewer = try Viewer(gateway, path: "/ws/jobs/\(id)?format=text&since=0")
         var lines: [String] = []
         var closeCode: CloseCode?
@@ -95,6 +95,8 @@ struct SubscriptionTests {
             }
         }
         #expect(lines.contains("one") && lines.contains("three") && lines.contains("[stderr] two"))
+        // Read on terminals (websocat): an agent's escape sequences arrive escaped, as the CLI shows them.
+        #expect(lines.contains(#"title \x1b]0;pwned\x07 csi \x9b31m"#), "\(lines)")
         #expect(lines.last?.hasPrefix("[agentgate] job \(id) done") == true)
         #expect(closeCode == .normalClosure)
     }

@@ -1,3 +1,4 @@
+import AgentCore
 import ArgumentParser
 
 /// Why a client command could not do its job: one line on stderr and an exit code per

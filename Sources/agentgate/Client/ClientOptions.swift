@@ -1,3 +1,4 @@
+import AgentCore
 import ArgumentParser
 import Foundation
 import Gateway

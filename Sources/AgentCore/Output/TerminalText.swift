@@ -1,5 +1,3 @@
-import AgentCore
-
 /// Text from agents and from the server made safe to print. A terminal acts on control
 /// characters: an agent (or a prompt-injected web page it read) could write an OSC 52
 /// clipboard write, change the window title, or use CR and backspace to overwrite a log
@@ -7,9 +5,10 @@ import AgentCore
 /// control (U+0080–U+009F, which some terminals treat like ESC [ for U+009B) is shown as
 /// `\xHH`, its code point in hex: ESC is `\x1b`, CR `\x0d`, BEL `\x07`, CSI `\x9b`; a bidi
 /// override or isolate, which would reorder what follows it on the line, is `\u202e`. A
-/// backslash already in the text is left as it is; `--raw` prints the text unchanged.
-enum TerminalText {
-    static func escaped(_ text: String) -> String {
+/// backslash already in the text is left as it is. The CLI prints through it (`--raw` does
+/// not), and so does the `format=text` WebSocket stream, which websocat shows on a terminal.
+public enum TerminalText {
+    public static func escaped(_ text: String) -> String {
         // C1 controls start with 0xC2 in UTF-8, bidi controls with 0xE2.
         guard text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 || $0 == 0xE2 }) else { return text }
         var result = String.UnicodeScalarView()
@@ -26,7 +25,7 @@ enum TerminalText {
         return String(result)
     }
 
-    static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+    public static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
         scalar.isControlCharacter && scalar != "\t" && scalar != "\n"
     }
 }

@@ -26,8 +26,13 @@ public final class TCPConnection {
     public var onRead: ((UnsafeRawBufferPointer) -> Void)?
     /// The peer closed its side (EOF). Writing may still be possible (half-close).
     public var onPeerClosed: (() -> Void)?
-    /// Called once when the connection is closed, for any reason.
+    /// Called once when the connection is closed, for any reason. Belongs to whoever owns the
+    /// connection now (an HTTP exchange, then a WebSocket session or a stream).
     public var onClose: (() -> Void)?
+    /// Called once after `onClose`, whoever owns the connection by then: for bookkeeping
+    /// that must outlive a hand-over (the server's connection counts), which a new owner's
+    /// `onClose` would otherwise replace.
+    public var onFinalClose: (() -> Void)?
     public var onQueueOverBound: (() -> Void)?
     public var onDrained: (() -> Void)?
     /// Everything queued has been written (after a write that emptied the queue).
@@ -311,12 +316,15 @@ public final class TCPConnection {
         queueHead = 0
         queuedBytes = 0
         let callback = onClose
+        let finalCallback = onFinalClose
         onClose = nil
+        onFinalClose = nil
         onRead = nil
         onPeerClosed = nil
         onQueueOverBound = nil
         onDrained = nil
         onFlushed = nil
         callback?()
+        finalCallback?()
     }
 }

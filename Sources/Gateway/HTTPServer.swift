@@ -174,7 +174,9 @@ public final class HTTPServer {
         let connection = HTTPConnection(server: self, tcp: tcp)
         accepts += 1
         unproven[ObjectIdentifier(connection)] = (accepts, connection)
-        tcp.onClose = { [unowned self] in
+        // onFinalClose: a WebSocket session or a stream that takes the connection over sets
+        // its own onClose, and the count must still go down when it closes.
+        tcp.onFinalClose = { [unowned self] in
             self.connectionCount -= 1
             self.unproven[ObjectIdentifier(connection)] = nil
             let left = self.connectionsByClient[client, default: 1] - 1
@@ -332,12 +334,20 @@ final class HTTPConnection {
             guard let websockets = server.websockets else {
                 return send(.error(404, code: "not_found", "no WebSocket endpoint here"), keepAlive: false)
             }
-            // The WebSocket server checks the upgrade (auth included) and has its own timers.
-            prove()
+            // Behind answers the client has not read, the session's answer would wait with
+            // them, and no HTTP timer watches a handed-over connection: no client needs this.
+            guard unflushed == 0, tcp.queuedBytes == 0 else {
+                return send(
+                    .error(400, code: "bad_request", "a WebSocket upgrade must not follow requests whose answers are unread"),
+                    keepAlive: false)
+            }
             handOver()
+            // The WebSocket server checks the upgrade (auth included) and has its own timers.
+            // Only an admitted upgrade proves the connection: a refused one stays unproven,
+            // so the first-request deadline and eviction still apply to it.
             // The body decoder consumed nothing for a GET; frames that followed the request
             // in the same read are not expected before the 101 answer.
-            websockets.adopt(tcp, request: request.head, remainder: [])
+            websockets.adopt(tcp, request: request.head, remainder: []) { [weak self] in self?.prove() }
             return
         }
         let response = server.handler?(request) ?? .error(404, code: "not_found", "no route for \(request.path)")
@@ -371,10 +381,12 @@ final class HTTPConnection {
         send(response, keepAlive: keepAlive)
     }
 
-    /// The connection belongs to a stream or a WebSocket session from now on.
+    /// The connection belongs to a stream or a WebSocket session from now on. The proving
+    /// deadline still runs for one that is not proven yet.
     private func handOver() {
         handedOver = true
-        closed()
+        if let timer { server.loop.cancel(timer) }
+        timer = nil
         tcp.onFlushed = nil
         tcp.onPeerClosed = nil
         tcp.resumeReading()
@@ -411,8 +423,11 @@ final class HTTPConnection {
     /// A connection that has had no request succeed within `firstRequestTimeoutMilliseconds`
     /// of its accept is closed (408 if a request is under way).
     private func provingDeadlinePassed() {
-        guard !proven, !handedOver, !closing, tcp.isOpen else { return }
-        if answering {
+        guard !proven, tcp.isOpen else { return }
+        if handedOver || closing {
+            // A refused upgrade, or an answer the client has had time to read.
+            tcp.close()
+        } else if answering {
             provingExpired = true
         } else if stream.hasPartialRequest && !outputBlocked {
             send(.error(408, code: "request_timeout", "request not received in time"), keepAlive: false)

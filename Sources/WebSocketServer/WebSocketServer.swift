@@ -89,11 +89,14 @@ public final class WebSocketServer {
 
     /// Takes over a running connection whose upgrade request an HTTP server parsed; the
     /// session answers the handshake (or refuses it) as if it had read the request itself.
+    /// `admitted` is called if the upgrade is accepted, before the session opens.
     @discardableResult
-    public func adopt(_ tcp: TCPConnection, request: HTTPHead, remainder: [UInt8]) -> WebSocketSession {
+    public func adopt(
+        _ tcp: TCPConnection, request: HTTPHead, remainder: [UInt8], admitted: @escaping () -> Void = {}
+    ) -> WebSocketSession {
         tcp.maxQueuedBytes = configuration.maxQueuedBytes
         let session = makeSession(tcp)
-        session.adopt(request: request, remainder: remainder)
+        session.adopt(request: request, remainder: remainder, admitted: admitted)
         return session
     }
 

@@ -50,11 +50,11 @@ public final class WebSocketSession {
     }
 
     /// Continues on a connection that is already running (see `WebSocketServer.adopt`).
-    func adopt(request: HTTPHead, remainder: [UInt8]) {
+    func adopt(request: HTTPHead, remainder: [UInt8], admitted: @escaping () -> Void) {
         tcp.onRead = { [unowned self] bytes in self.received(bytes) }
         tcp.onClose = { [unowned self] in self.transportClosed() }
         tcp.resumeReading()
-        upgrade(request, remainder: remainder)
+        upgrade(request, remainder: remainder, admitted: admitted)
     }
 
     public var isOpen: Bool {
@@ -91,9 +91,13 @@ public final class WebSocketSession {
         tcp.pauseReading()
         tcp.enqueue(rejection.response)
         tcp.closeAfterFlush()
+        // A client that never reads its refusal does not keep the connection.
+        closeTimer = server.loop.schedule(afterMilliseconds: server.configuration.closeTimeoutMilliseconds) { [weak self] in
+            self?.tcp.close()
+        }
     }
 
-    private func upgrade(_ head: HTTPHead, remainder: [UInt8]) {
+    private func upgrade(_ head: HTTPHead, remainder: [UInt8], admitted: () -> Void = {}) {
         if let handshakeTimer { server.loop.cancel(handshakeTimer) }
         handshakeTimer = nil
         request = head
@@ -103,6 +107,7 @@ public final class WebSocketSession {
         case .success(let value): key = value
         }
         if let rejection = server.admit?(self, head) { return reject(rejection) }
+        admitted()
 
         subprotocol = Handshake.selectSubprotocol(head, supported: server.configuration.subprotocols)
         var compressor: MessageCompressor?

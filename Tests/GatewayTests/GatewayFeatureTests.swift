@@ -238,6 +238,60 @@ struct GatewayFeatureTests {
         #expect(try gateway.request("GET", "/api/agents/jobs", token: token).status == 401)
     }
 
+    /// Found by the second attacker trial: a WebSocket session or an SSE stream took the
+    /// connection's close callback over, so the connection count never went down and 4,096
+    /// refused upgrades (no token needed) locked every local client out until a restart.
+    @Test func closedSocketsAndStreamsGiveTheirConnectionSlotsBack() throws {
+        var http = HTTPServer.Configuration()
+        http.maxConnectionsPerClient = 20
+        let gateway = try RunningGateway(http: http)
+        defer { gateway.stop() }
+        let server = LoopBound(gateway.server)
+        for round in 0..<30 {
+            _ = try? Viewer(gateway, token: round % 2 == 0 ? nil : RunningGateway.token)  // refused (401) or admitted
+            let stream = try RawClient(port: gateway.port)
+            stream.send(Array("GET /api/agents/jobs/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(RunningGateway.token)\r\n\r\n".utf8))
+            _ = stream.readSome()
+        }
+        var open = -1
+        for _ in 0..<100 where open != 0 {
+            usleep(20_000)
+            open = gateway.onLoop { server.value.http.connectionCount }
+        }
+        #expect(open == 0)
+        #expect(try gateway.request("GET", "/api/agents/jobs").status == 200)
+    }
+
+    /// Found by the second attacker trial: answers queued unread, then an upgrade without a
+    /// token. The upgrade proved the connection before it was refused and the refusal waited
+    /// for a flush that never came: each such socket pinned ~2 MB forever. Now the upgrade is
+    /// refused outright, and a connection no request proved closes at its deadline, read or not.
+    @Test func anUpgradeBehindUnreadAnswersIsRefusedAndTheConnectionClosesAtItsDeadline() throws {
+        let web = TemporaryDirectory("agentgate-web")
+        try String(repeating: "x", count: 200_000).write(toFile: web.path + "/big.js", atomically: true, encoding: .utf8)
+        var http = HTTPServer.Configuration()
+        http.firstRequestTimeoutMilliseconds = 800
+        let gateway = try RunningGateway(http: http, webRoot: web.path)
+        defer { gateway.stop() }
+        let fd = try connectLoopback(port: gateway.port, receiveTimeoutSeconds: 5)
+        defer { close(fd) }
+        var small: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        var pipelined = String(repeating: "GET /big.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", count: 10)
+        pipelined += "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        pipelined += "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        sendText(fd, pipelined)
+        let server = LoopBound(gateway.server)
+        var open = -1
+        let started = Date()
+        for _ in 0..<150 where open != 0 {
+            usleep(20_000)
+            open = gateway.onLoop { server.value.http.connectionCount }
+        }
+        #expect(open == 0, "still open after \(Date().timeIntervalSince(started)) s")
+        #expect(Date().timeIntervalSince(started) < 2)
+    }
+
     @Test func oneClientCannotHoldMoreConnectionsThanItsLimit() throws {
         var http = HTTPServer.Configuration()
         http.maxConnectionsPerClient = 3

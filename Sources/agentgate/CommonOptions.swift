@@ -27,7 +27,7 @@ struct EngineOptions: ParsableArguments {
 
     @Option(
         name: .customLong("pass-env"), parsing: .singleValue,
-        help: "An env key a launch request may set (repeatable; KEY* allows a prefix). None by default; loader, interpreter, PATH, proxy and agent keys are never allowed.")
+        help: "An env key a launch request may set (repeatable; NAMESPACE_* allows a namespace of your own). None by default; loader, interpreter, build-tool, PATH, proxy and agent keys are never allowed.")
     var passEnv: [String] = []
 
     @Flag(help: "Contain jobs with a subreaper instead of a cgroup v2 group per job (also AGENTGATE_NO_CGROUP=1).")
@@ -54,6 +54,11 @@ struct EngineOptions: ParsableArguments {
             }
             if !key.hasSuffix("*"), EnvironmentPolicy.isForbidden(key) {
                 throw ValidationError("--pass-env \(key): \(key) can change what runs or where credentials go, so it is never passed")
+            }
+            if key.hasSuffix("*"), !EnvironmentPolicy.isAcceptablePattern(key) {
+                throw ValidationError(
+                    "--pass-env \(key): name the keys jobs need, or a namespace of your own such as MYAPP_*; no list knows every "
+                        + "variable that makes a program run code (make's RM, gcc's GCC_EXEC_PREFIX, npm's PREFIX…), so * and bare prefixes are not taken")
             }
         }
     }

@@ -139,11 +139,6 @@ struct ServeCommand: ParsableCommand {
         banner += manager.containment.mode == .cgroup
             ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
-        if engine.passEnv.contains(where: { $0 == "*" || ($0.hasSuffix("*") && $0.count <= 2) }) {
-            printError(
-                "agentgate: warning: --pass-env \(engine.passEnv.filter { $0.hasSuffix("*") }.joined(separator: " ")) lets a launch request set almost any variable; "
-                    + "keys known to change what runs are refused, but no list knows every program's: prefer naming the keys jobs need")
-        }
         loop.run()
         // Give killed jobs their grace period to finish writing their events.
         loop.run(untilMilliseconds: managerConfiguration.killGraceMilliseconds + 1_000) { manager.runningCount == 0 }

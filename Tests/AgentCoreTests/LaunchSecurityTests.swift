@@ -48,10 +48,23 @@ struct LaunchSecurityTests {
         "NETRC", "CURL_HOME", "WGETRC", "LESSOPEN", "MANPAGER", "VIMINIT", "EXINIT", "TMPDIR", "LOCALDOMAIN",
         "RES_OPTIONS", "GIO_MODULE_DIR", "GTK_PATH", "QT_PLUGIN_PATH", "MAKEFLAGS", "PKG_CONFIG_PATH", "JAVA_HOME",
         "MAVEN_OPTS", "NODE_EXTRA_CA_CERTS", "PHPRC", "NPMRC", "SOME_TOOL_CONFIG", "PLUGIN_DIR",
+        // Found by the second attacker trial: make, gcc, npm, setuptools, zip, autoconf, rsync, cargo's cc.
+        "RM", "TARGET_ARCH", "LOADLIBES", "GCC_EXEC_PREFIX", "PREFIX", "LDSHARED", "ZIPOPT", "_PYTHON_SYSCONFIGDATA_NAME",
+        "CONFIG_SITE", "CONFIG_SHELL", "RSYNC_RSH", "TARGET_CC", "HOST_CC", "CC_x86_64_unknown_linux_gnu", "CXXCPP", "M4",
+        "LINK", "COREPACK_NPM_REGISTRY", "RUSTUP_DIST_SERVER", "CLOUD_ML_REGION", "GNUTLS_KEYLOGFILE",
     ])
     func keysThatChangeWhatRunsAreRefusedEvenWhenEverythingIsAllowed(_ key: String) {
         let everything = LaunchPolicy(environment: EnvironmentPolicy(allowed: ["*"]))
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", env: [key: "v"]), policy: everything)! == (.environmentForbidden, "env.\(key)"))
+    }
+
+    /// `serve` takes named keys and namespaces of the operator's own, never `*` or a bare
+    /// prefix: no deny list keeps up with every program's variables.
+    @Test func passEnvTakesNamedKeysAndOwnNamespacesOnly() {
+        for pattern in ["FOO", "MYAPP_*", "FAKE_*", "AB_*"] { #expect(EnvironmentPolicy.isAcceptablePattern(pattern), "\(pattern)") }
+        for pattern in ["*", "C*", "MYAPP*", "A_*", "GIT_*", "LD_*", "CC_*", "RM", "PATH"] {
+            #expect(!EnvironmentPolicy.isAcceptablePattern(pattern), "\(pattern)")
+        }
     }
 
     @Test(arguments: ["FOO", "LANG", "TZ", "TERM", "DEBUG", "LOG_LEVEL", "RUST_LOG", "GITHUB_TOKEN", "CI", "MY_FEATURE_FLAG"])

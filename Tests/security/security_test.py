@@ -389,7 +389,8 @@ def read_pid(path, timeout=5):
 
 def env_attack(key, value, marker, prompt="hello", shebang=None, agent_file=None, extra=None):
     """Launches claude with env {key: value} on a default server and on one started with
-    `--pass-env '*'`: both must answer 400 naming the key, and no marker may appear."""
+    `--pass-env '*'`: both must answer 400 naming the key, and no marker may appear. (A
+    server that refuses to start with `--pass-env '*'`, saying so, refuses the attack too.)"""
     problems = Problems()
     for options, codes, label in (((), {"env_not_allowed", "env_forbidden"}, "default"),
                                   (("--pass-env", "*"), {"env_forbidden"}, "--pass-env '*'")):
@@ -400,7 +401,14 @@ def env_attack(key, value, marker, prompt="hello", shebang=None, agent_file=None
             shutil.copy(agent_file, os.path.join(server.bin, "claude"))
         if extra:
             server.extra("claude", extra)
-        server.start()
+        try:
+            server.start()
+        except AssertionError:
+            if options and "--pass-env" in "".join(server.output):
+                note(f"{label}: serve refuses to start ({''.join(server.output).strip()[:120]}…)")
+                server.cleanup()
+                continue
+            raise
         reply = server.launch({"provider": "claude", "prompt": prompt, "env": {key: value}})
         if reply.status == 201:
             job = server.wait_job(reply.body["job"]["id"])
@@ -527,9 +535,27 @@ def env_pass_env_allows_only_what_the_operator_named():
 
 
 @test
+def env_pass_env_takes_named_keys_not_a_wildcard():
+    """Found by the second attacker trial: with `--pass-env '*'`, keys no deny list had (make's
+    RM and TARGET_ARCH, gcc's GCC_EXEC_PREFIX, npm's PREFIX, setuptools' LDSHARED) ran the
+    attacker's code in the agent's build commands. `*` and bare prefixes are now refused at
+    start, as is naming any of those keys; a namespace of the operator's own still works."""
+    problems = Problems()
+    env = {"PATH": BASE_PATH, "HOME": WORK, "AGENTGATE_TOKEN": TOKEN}
+    data = tempfile.mkdtemp(prefix="passenv-", dir=WORK)
+    for pattern in ("*", "C*", "A*", "RM", "GCC_EXEC_PREFIX", "PREFIX", "LDSHARED", "TARGET_ARCH", "CC_*", "GIT_*"):
+        outcome, output = serve_outcome(["--data-dir", data, "--pass-env", pattern], env)
+        problems.expect(outcome not in ("listening", "hung") and "--pass-env" in output,
+                        f"serve --pass-env {pattern!r}: {outcome} ({output.strip()[-160:]!r})")
+    outcome, output = serve_outcome(["--data-dir", data, "--pass-env", "MYAPP_*"], env)
+    problems.expect(outcome == "listening", f"serve --pass-env MYAPP_*: {outcome} ({output.strip()[-160:]!r})")
+    problems.done()
+
+
+@test
 def env_agent_environment_is_scrubbed_and_job_id_cannot_be_spoofed():
     problems = Problems()
-    server = Server("--pass-env", "*", env={"CLAUDECODE": "1", "CLAUDE_CODE_ENTRYPOINT": "cli"}).start()
+    server = Server(env={"CLAUDECODE": "1", "CLAUDE_CODE_ENTRYPOINT": "cli"}).start()
     spoofed = "ffffffffffffffff"
     for key, value in (("AGENTGATE_JOB_ID", spoofed), ("AGENTGATE_URL", "http://evil.example")):
         expect_refused(problems, server, {"provider": "claude", "prompt": "hello", "env": {key: value}},

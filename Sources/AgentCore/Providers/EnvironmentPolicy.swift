@@ -1,8 +1,9 @@
 /// Which environment variables a launch request may set, and what every agent's environment
 /// is made of.
 ///
-/// Deny by default: a request may set only keys the operator allowed (`--pass-env KEY`, a
-/// trailing `*` matching a prefix). Some keys are refused even then, because setting them
+/// Deny by default: a request may set only keys the operator allowed (`--pass-env KEY`, or
+/// `NAMESPACE_*` for a namespace of the operator's own; `serve` refuses `*` and other bare
+/// prefixes, see `isAcceptablePattern`). Some keys are refused even then, because setting them
 /// decides what runs (`LD_PRELOAD`, `PATH`, `BASH_ENV`, `NODE_OPTIONS`…), where the
 /// operator's API keys are sent (`ANTHROPIC_BASE_URL`, proxies) or whether the agent asks
 /// before acting (`GOOSE_MODE`, `CLAUDE_CONFIG_DIR`, `CODEX_HOME`…).
@@ -59,7 +60,10 @@ public struct EnvironmentPolicy: Sendable, Equatable {
         // Build tools a coding agent runs: compilers, their flags and wrappers.
         "CC", "CXX", "CPP", "LD", "AR", "AS", "NM", "RANLIB", "STRIP", "OBJCOPY", "OBJDUMP", "FC", "MAKE", "MAKEFLAGS",
         "MFLAGS", "GNUMAKEFLAGS", "MAKEFILES", "LDLIBS", "LEX", "YACC", "SWIFT_EXEC", "SDKROOT", "GCCGO", "RUSTC", "RUSTDOC",
-        "RUSTUP_TOOLCHAIN",
+        "RUSTUP_TOOLCHAIN", "RM", "TARGET_ARCH", "TARGET_MACH", "LOADLIBES", "OUTPUT_OPTION", "GCC_EXEC_PREFIX", "PREFIX",
+        "LDSHARED", "LDCXXSHARED", "CXXCPP", "M4", "LINK", "CO", "GET", "LINT", "MAKEINFO", "TEX", "TEXI2DVI", "WEAVE", "CWEAVE",
+        "TANGLE", "CTANGLE", "PC", "M2C", "MAKESHELL", "INSTALL", "MKDIR_P", "SED", "GREP", "AWK", "JAVAC", "JAR", "NODE", "NPM",
+        "YARN", "PNPM", "DESTDIR",
         // Where configuration (and so permission settings) is read from.
         "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_DIRS",
         "XDG_DATA_DIRS", "IS_SANDBOX", "NO_COLOR", "TMPDIR", "TMP", "TEMP", "KUBECONFIG", "GNUPGHOME", "NETRC", "WGETRC",
@@ -71,7 +75,8 @@ public struct EnvironmentPolicy: Sendable, Equatable {
     static let forbiddenPrefixes: [String] = [
         // Loaders, interpreters, package managers and build systems that load code from a path.
         "LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "NODE_", "NPM_CONFIG_", "BUN_", "DENO_", "LUA_", "GIT_", "GEM_", "BUNDLE_",
-        "BASH_", "OPENSSL_", "GO", "CGO_", "CARGO_", "PIP_", "PIPX_", "UV_", "POETRY_", "CONDA_", "DOTNET_",
+        "BASH_", "OPENSSL_", "GO", "CGO_", "CARGO_", "RUSTUP_", "CC_", "CXX_", "_PYTHON", "CONFIG_", "RSYNC_", "COREPACK_",
+        "CLOUD_", "YARN_", "PNPM_", "PIP_", "PIPX_", "UV_", "POETRY_", "CONDA_", "DOTNET_",
         "CORECLR_", "COMPLUS_", "CMAKE_", "PKG_CONFIG", "MAVEN_", "GRADLE_", "JAVA_", "PHP", "COMPOSER_", "R_", "JULIA_",
         // Desktop plug-in loaders (a GTK, Qt or GIO program loads modules from these).
         "GIO_", "GTK_", "GDK_", "QT_", "GST_", "LIBGL_", "VK_", "__EGL_", "DBUS_",
@@ -88,8 +93,20 @@ public struct EnvironmentPolicy: Sendable, Equatable {
     static let forbiddenSuffixes: [String] = [
         "PATH", "_HOME", "HOME", "_DIR", "_DIRS", "_CONF", "_CONFIG", "_CONFIG_FILE", "_CONFIG_DIR", "RC", "_OPTS",
         "_OPTIONS", "FLAGS", "_PRELOAD", "_WRAPPER", "_ASKPASS", "_PLUGINS", "_PLUGIN", "_MODULES", "_LIBRARY",
-        "_PROXY", "_BASE_URL", "_API_BASE", "_API_KEY", "_API_HOST", "_ENDPOINT", "_SOCK", "_SOCKET",
+        "_PROXY", "_BASE_URL", "_API_BASE", "_API_KEY", "_API_HOST", "_ENDPOINT", "_SOCK", "_SOCKET", "_CC", "_CXX", "OPT",
+        "KEYLOGFILE", "_SHELL", "_RSH",
     ]
+
+    /// Whether `serve` takes `pattern` for `--pass-env`: a key no request is refused, or a
+    /// namespace of at least two characters and `_*` (`MYAPP_*`) that is not itself one the
+    /// deny list covers. Not `*` or a bare prefix like `C*`: no deny list knows every variable
+    /// that makes a program run code (make's `RM`, gcc's `GCC_EXEC_PREFIX`, npm's `PREFIX`…),
+    /// so the operator names what jobs need.
+    public static func isAcceptablePattern(_ pattern: String) -> Bool {
+        guard pattern.hasSuffix("*") else { return !isForbidden(pattern) }
+        let namespace = String(pattern.dropLast())
+        return namespace.utf8.count >= 3 && namespace.hasSuffix("_") && !isForbidden(namespace + "X")
+    }
 
     public static func isForbidden(_ key: String) -> Bool {
         let name = key.uppercased()

@@ -135,6 +135,11 @@ struct LaunchSecurityTests {
         // A bidi override would show a label reversed from what it holds.
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "fix \u{202E}gnp.exe"))! == (.invalidField, "label"))
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", model: "m\u{2067}"))! == (.invalidField, "model"))
+        // So would the marks, separators and BOM the second attacker trial used; emoji joiners are fine.
+        for hidden in ["\u{200F}", "\u{061C}", "\u{2028}", "\u{FEFF}", "\u{200B}"] {
+            #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "lab\(hidden)el"))! == (.invalidField, "label"))
+        }
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "family 👨\u{200D}👩\u{200D}👧")) == nil)
         // A prompt is text for a model: CRLF line endings, and right-to-left text, are its own.
         #expect(code(LaunchRequest(provider: "claude", prompt: "one\r\ntwo \u{2067}שלום\u{2069}")) == nil)
     }

@@ -8,11 +8,16 @@ extension Unicode.Scalar {
 }
 
 extension Unicode.Scalar {
-    /// A bidirectional embedding, override or isolate (U+202A–U+202E, U+2066–U+2069): it
-    /// reorders the text shown after it, so a label or a log line can read differently from
-    /// what it holds ("Trojan Source"). Short launch fields refuse them and the CLI shows them
-    /// escaped.
-    public var isBidiControl: Bool {
-        (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)
+    /// An invisible character that changes how the text around it is shown: a bidi embedding,
+    /// override, isolate or mark (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C),
+    /// which reorders what follows ("Trojan Source"); a line or paragraph separator (U+2028,
+    /// U+2029), which some viewers break lines at; a zero-width space or BOM (U+200B, U+FEFF).
+    /// Short launch fields refuse them and the CLI shows them escaped. (Zero-width joiners
+    /// are left alone: emoji and several scripts need them.)
+    public var isLayoutControl: Bool {
+        switch value {
+        case 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C, 0x2028, 0x2029, 0x200B, 0xFEFF: true
+        default: false
+        }
     }
 }

@@ -148,7 +148,7 @@ public struct LaunchRequest: Sendable, Equatable {
             if value.utf8.count > Self.maxShortFieldBytes {
                 throw LaunchError(.invalidField, field: key, "\(key) is longer than \(Self.maxShortFieldBytes) bytes")
             }
-            if let bad = Self.firstControlCharacter(value, allowing: [], refusingBidi: true) {
+            if let bad = Self.firstControlCharacter(value, allowing: [], refusingLayout: true) {
                 throw LaunchError(.invalidField, field: key, "\(key) contains control character \(bad)")
             }
         }
@@ -169,10 +169,11 @@ public struct LaunchRequest: Sendable, Equatable {
     }
 
     /// The first C0 or C1 control character or DEL in `text` that is not in `allowing` (and,
-    /// with `refusingBidi`, the first bidi control), as `U+001B` (nil when there is none).
-    static func firstControlCharacter(_ text: String, allowing: Set<UInt32>, refusingBidi: Bool = false) -> String? {
+    /// with `refusingLayout`, the first layout control: bidi, separators, BOM), as `U+001B`
+    /// (nil when there is none).
+    static func firstControlCharacter(_ text: String, allowing: Set<UInt32>, refusingLayout: Bool = false) -> String? {
         for scalar in text.unicodeScalars {
-            if (scalar.isControlCharacter && !allowing.contains(scalar.value)) || (refusingBidi && scalar.isBidiControl) {
+            if (scalar.isControlCharacter && !allowing.contains(scalar.value)) || (refusingLayout && scalar.isLayoutControl) {
                 let hex = String(scalar.value, radix: 16, uppercase: true)
                 return "U+" + String(repeating: "0", count: 4 - hex.count) + hex
             }

@@ -166,7 +166,8 @@ public final class HTTPServer {
             return refuse(tcp, "too many connections that have not made a request yet")
         }
         connectionCount += 1
-        connectionsByClient[client] = perClient + 1
+        // Read again: an eviction just above closed a connection of this client, maybe.
+        connectionsByClient[client, default: 0] += 1
         if let sendBuffer = configuration.socketSendBufferBytes {
             var bytes = Int32(sendBuffer)
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))

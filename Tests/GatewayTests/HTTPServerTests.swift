@@ -271,6 +271,27 @@ struct HTTPServerBoundsTests {
         #expect(sendAndReceive(proven, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").hasPrefix("HTTP/1.1 200"))
     }
 
+    /// Found by the second attacker trial's flood: each eviction leaked one in the client's
+    /// connection count (the count read before the eviction was written back after it), so
+    /// after `maxConnectionsPerClient − maxUnprovenConnections` evictions every new connection
+    /// of that client got 503, with only the unproven few open.
+    @Test func evictionsGiveTheClientsConnectionSlotsBack() throws {
+        let server = try RunningHTTPServer {
+            $0.maxUnprovenConnections = 2
+            $0.maxConnectionsPerClient = 4
+        }
+        defer { server.stop() }
+        var held: [Int32] = []
+        defer { held.forEach { close($0) } }
+        for _ in 0..<20 {
+            held.append(try connectLoopback(port: server.port))
+            usleep(5_000)
+        }
+        usleep(50_000)
+        #expect(server.counts() == (open: 2, unproven: 2))
+        #expect(try exchange(port: server.port, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+    }
+
     /// 200,000 pipelined requests for 1 KiB answers, never read: the server used to answer
     /// every one it read into its queue (70 KB of requests grew it by 187 MiB). Now it takes
     /// on requests only while it can queue their answers; meanwhile others are answered.

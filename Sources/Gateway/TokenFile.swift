@@ -47,10 +47,19 @@ public enum TokenFile {
         try read(path(dataDirectory: dataDirectory))
     }
 
+    /// The token in `file` (nil when missing); throws when the file is unsafe or unusable.
+    public static func existing(file: String) throws(Error) -> String? {
+        try read(file)
+    }
+
     /// Replaces the data dir's token with a new random one: written to a temporary 0600
     /// file, then renamed over the old one, so no reader ever sees half a token.
     public static func rotate(dataDirectory: String) throws(Error) {
-        let file = path(dataDirectory: dataDirectory)
+        try rotate(file: path(dataDirectory: dataDirectory))
+    }
+
+    /// Replaces the token in `file` (a server's `--token-file`) the same way.
+    public static func rotate(file: String) throws(Error) {
         let temporary = file + ".new"
         unlink(temporary)
         try write(generate(), to: temporary)

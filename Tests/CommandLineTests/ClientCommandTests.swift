@@ -21,9 +21,13 @@ final class ServerProcess {
         esac
         """
 
-    init() throws {
+    /// Options `serve` gets besides the usual ones.
+    let extra: [String]
+
+    init(extra: [String] = []) throws {
         let probe = try TCPProbe.freePort()
         port = probe
+        self.extra = extra
         try start()
     }
 
@@ -36,7 +40,7 @@ final class ServerProcess {
                 "serve", "--port", String(port), "--data-dir", data.path, "--kill-grace", "0.5",
                 // `run` sends the caller's directory (the package's); jobs may run anywhere here.
                 "--workspace", "/",
-            ],
+            ] + extra,
             environment: ["PATH": agents.searchPath, "HOME": data.path, "FAKE_SCRIPT": Self.script],
             stdout: data.file("serve.out"), stderr: data.file("serve.err"))
         for _ in 0..<500 {
@@ -274,6 +278,31 @@ struct ClientCommandTests {
         #expect(followError.contains("the token was rotated"))
         let old = token.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try client(["jobs"], environment: ["AGENTGATE_TOKEN": old]).status == 4)
+    }
+
+    /// Found by the newcomer trial: a server started with `--token-file` could not be reached
+    /// by the client commands, and `token --rotate` rotated the data dir's file instead,
+    /// saying the server would use it.
+    @Test func aServerWithATokenFileIsReachedAndRotatedThroughIt() throws {
+        let files = TemporaryDirectory("agentgate-token-file")
+        let file = files.file("token")
+        let first = String(repeating: "7a", count: 32)
+        files.write("token", first + "\n", mode: 0o600)
+        let other = try ServerProcess(extra: ["--token-file", file])
+        let withoutFile = try client(["jobs"], server: other)
+        #expect(withoutFile.status == 4 && withoutFile.stderr.contains("--token-file"))
+        #expect(try client(["jobs", "--token-file", file], server: other).status == 0)
+        let rotated = try client(["token", "--rotate", "--token-file", file], server: other)
+        #expect(rotated.status == 0)
+        let second = rotated.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(second.count == 64 && second != first && files.read("token")?.hasPrefix(second) == true)
+        var refused: Int32 = 0
+        for _ in 0..<30 where refused != 4 {
+            usleep(100_000)
+            refused = try client(["jobs"], environment: ["AGENTGATE_TOKEN": first], server: other).status
+        }
+        #expect(refused == 4)  // the running server took the rotated file
+        #expect(try client(["jobs", "--token-file", file], server: other).status == 0)
     }
 
     @Test func errorsAreOneLineWithADistinctExitCode() throws {

@@ -11,7 +11,13 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "Where the server keeps its token (default: ~/.agentgate); AGENTGATE_TOKEN wins.")
     var dataDir: String?
 
+    @Option(help: "Read the token from this file, as `serve --token-file` does (instead of the data dir's).")
+    var tokenFile: String?
+
     var dataDirectory: String { dataDir ?? defaultDataDirectory() }
+
+    /// The file the token is read from: `--token-file`, or the data dir's.
+    var tokenPath: String { tokenFile ?? TokenFile.path(dataDirectory: dataDirectory) }
 
     func api() throws(ClientFailure) -> ServerAPI {
         let environment = ProcessInfo.processInfo.environment
@@ -22,14 +28,14 @@ struct ClientOptions: ParsableArguments {
             if let token = try TokenFile.fromEnvironment(environment) {
                 supplied = token
             } else {
-                supplied = try TokenFile.existing(dataDirectory: dataDirectory)
+                supplied = try TokenFile.existing(file: tokenPath)
             }
         } catch {
             throw ClientFailure(message: error.description, exitCode: 4)
         }
         guard let token = supplied else {
-            let file = TokenFile.path(dataDirectory: dataDirectory)
-            throw ClientFailure(message: "no token: set AGENTGATE_TOKEN, or run where the server keeps \(file)", exitCode: 4)
+            throw ClientFailure(
+                message: "no token in \(tokenPath): set AGENTGATE_TOKEN, or pass the server's --data-dir (or --token-file)", exitCode: 4)
         }
         return ServerAPI(address: address, token: token)
     }

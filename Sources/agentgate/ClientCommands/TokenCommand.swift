@@ -12,12 +12,14 @@ struct TokenCommand: ParsableCommand {
     @Option(help: "Where the server keeps its token (default: ~/.agentgate).")
     var dataDir: String?
 
+    @Option(help: "The server's --token-file, when it was started with one (instead of the data dir's).")
+    var tokenFile: String?
+
     func run() throws {
-        let directory = dataDir ?? defaultDataDirectory()
-        let file = TokenFile.path(dataDirectory: directory)
+        let file = tokenFile ?? TokenFile.path(dataDirectory: dataDir ?? defaultDataDirectory())
         if rotate {
             do {
-                try TokenFile.rotate(dataDirectory: directory)
+                try TokenFile.rotate(file: file)
             } catch {
                 throw ClientFailure(message: error.description, exitCode: 8).exit()
             }
@@ -25,7 +27,7 @@ struct TokenCommand: ParsableCommand {
         }
         let existing: String?
         do {
-            existing = try TokenFile.existing(dataDirectory: directory)
+            existing = try TokenFile.existing(file: file)
         } catch {
             throw ClientFailure(message: error.description, exitCode: 4).exit()
         }

@@ -42,19 +42,25 @@ async function call(method, path, body) {
   return json;
 }
 
+/// Whether the address carries a token to sign in with.
+export function hasTokenInAddress() {
+  return /(?:^#|&)token=/.test(location.hash);
+}
+
 /// First visit: the token is in the URL fragment (never sent in a URL). Take it out of the
-/// address bar and the history at once, trade it for a session, and forget it.
+/// address bar and the history at once, trade it for a session, and forget it. Answers
+/// "signed-in", "refused" (a token that is wrong or was rotated) or "signed-out".
 export async function signIn() {
   const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
   if (match) {
     const rest = location.hash.replace(/(?:^#|&)token=[^&]+/, "").replace(/^&/, "");
     history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
     const response = await fetch("/api/session", { method: "POST", headers: { Authorization: `Bearer ${decodeURIComponent(match[1])}` } });
-    if (!response.ok) return false;
+    if (!response.ok) return "refused";
     const { session } = await response.json();
     localStorage.setItem(STORAGE_KEY, session);
   }
-  return isSignedIn();
+  return (await isSignedIn()) ? "signed-in" : "signed-out";
 }
 
 /// Whether the stored credential is still live (it expires, and a token rotation or a sign-out

@@ -1,7 +1,7 @@
 // The dashboard: agents, a launch form, the live job list and one job's log, over one
 // WebSocket (see connection.js) and a few REST calls (api.js).
 
-import { api, ApiError, signIn, signOut } from "./api.js";
+import { api, ApiError, hasTokenInAddress, signIn, signOut } from "./api.js";
 import { Connection } from "./connection.js";
 import { LogView } from "./log-view.js";
 
@@ -449,8 +449,11 @@ function wire() {
   setInterval(tick, 1000);
 }
 
-function showSignedOut() {
+function showSignedOut(reason) {
   connection?.close();
+  const message = $("#signin-reason");
+  message.textContent = typeof reason === "string" ? reason : "";
+  message.hidden = typeof reason !== "string";
   $("#app").hidden = true;
   $("#sign-out").hidden = true;
   $("#signin").hidden = false;
@@ -459,13 +462,18 @@ function showSignedOut() {
 }
 
 async function main() {
-  window.addEventListener("agentgate:signed-out", showSignedOut);
+  window.addEventListener("agentgate:signed-out", () => showSignedOut());
+  // A dashboard URL pasted into this tab changes only the fragment: sign in with it anew.
+  window.addEventListener("hashchange", () => { if (hasTokenInAddress()) location.reload(); });
   $("#sign-out").addEventListener("click", async () => {
     await signOut();
     showSignedOut();
   });
-  if (!(await signIn())) {
-    showSignedOut();
+  const outcome = await signIn();
+  if (outcome !== "signed-in") {
+    showSignedOut(outcome === "refused"
+      ? "That token was refused: it is wrong, or it was rotated. Run “agentgate token” for the current one."
+      : undefined);
     return;
   }
   $("#app").hidden = false;

@@ -298,6 +298,17 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(self.server.request("GET", "/api/agents/jobs", headers={"Authorization": f"Bearer {session}"}, token=False)[0], 401)
         self.shot("14-signed-out")
 
+        # Signing in again in the same tab (only the fragment changes): a wrong token is said
+        # to be refused, the right one signs in (found by the newcomer trial: nothing happened).
+        base = f"http://127.0.0.1:{self.server.port}/"
+        driver.get(base + "#token=" + "0" * 64)
+        self.wait(lambda: "refused" in self.text("#signin-reason"), message="a wrong token was not said to be refused")
+        self.assertNotIn("token", driver.current_url)
+        self.shot("15-token-refused")
+        driver.get(base + f"#token={TOKEN}")
+        self.wait(lambda: self.text("#connection") == "live", message="pasting the token URL into the same tab did not sign in")
+        self.assertNotIn("token", driver.current_url)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -17,6 +17,7 @@ final class ServerProcess {
           hang*) echo 'waiting'; exec sleep 300;;
           slow*) i=1; while [ $i -le 40 ]; do echo "step $i"; sleep 0.1; i=$((i+1)); done;;
           escapes*) cat "$HOME/escapes.jsonl";;
+          env*) echo "note=$MYAPP_NOTE args=$*";;
           *) cat '\(Fixtures.transcript("claude-stream-json-bash-ls-assembled.jsonl"))';;
         esac
         """
@@ -303,6 +304,18 @@ struct ClientCommandTests {
         }
         #expect(refused == 4)  // the running server took the rotated file
         #expect(try client(["jobs", "--token-file", file], server: other).status == 0)
+    }
+
+    /// Found by the newcomer trial: `run` had no way to set maxTurns, resumeSession or env.
+    @Test func runSetsEnvMaxTurnsAndResume() throws {
+        let other = try ServerProcess(extra: ["--pass-env", "MYAPP_NOTE"])
+        let run = try client(["run", "claude", "env", "--env", "MYAPP_NOTE=hello=world", "--max-turns", "3", "--resume", "abc-123"], server: other)
+        #expect(run.status == 0)
+        #expect(run.stdout.contains("note=hello=world"), "\(run.stdout)")
+        #expect(run.stdout.contains("--max-turns=3") && run.stdout.contains("--resume=abc-123"), "\(run.stdout)")
+        let refused = try client(["run", "claude", "env", "--env", "OTHER=1"], server: other)
+        #expect(refused.status == 2 && refused.stderr.contains("OTHER"))
+        #expect(try client(["run", "claude", "env", "--env", "NOEQUALS"], server: other).status == 64)
     }
 
     @Test func errorsAreOneLineWithADistinctExitCode() throws {

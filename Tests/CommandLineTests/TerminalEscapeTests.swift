@@ -92,5 +92,11 @@ extension ClientCommandTests {
         #expect(!stdout.contains("\u{1B}]"))  // no OSC from the agent
         #expect(!stdout.contains("\u{9B}"))
         #expect(stdout.contains(HostileTranscript.escaped[0]))
+        // The history of a finished job draws no "running" status line (newcomer trial).
+        let id = try #require(try jobID(status: "done"))
+        let history = "'\(CommandLineTests.binary)' tail \(id) --server \(server.url) --data-dir '\(server.data.path)'"
+        let tail = try ClientProcess(["-qec", history, "/dev/null"], server: server, direct: "/usr/bin/script").finish()
+        #expect(tail.0 == 0 && tail.1.contains("[agentgate] job"))
+        #expect(!tail.1.contains("running ·") && !tail.1.contains("⠋"), "\(tail.1)")
     }
 }

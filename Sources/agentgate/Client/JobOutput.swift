@@ -19,12 +19,15 @@ final class JobOutput {
     private var frame = 0
     private var status = "starting"
     private var startedAt: Int?
+    private var endedAt: Int?
     private static let spinner = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"]
 
-    init(json: Bool, raw: Bool = false) {
+    /// - Parameter live: whether the job is followed as it runs; printing its history
+    ///   draws no status line.
+    init(json: Bool, raw: Bool = false, live: Bool = true) {
         self.raw = raw
         mode = json ? .json : (isatty(1) == 1 ? .terminal : .plain)
-        drawsStatus = mode == .terminal && isatty(2) == 1
+        drawsStatus = live && mode == .terminal && isatty(2) == 1
     }
 
     /// Prints one event from the server.
@@ -38,6 +41,7 @@ final class JobOutput {
         case .started(let job), .completed(let job):
             status = job.status.rawValue
             startedAt = job.startedAt ?? job.createdAt
+            endedAt = job.endedAt
         default:
             break
         }
@@ -74,7 +78,7 @@ final class JobOutput {
             line += status
         }
         if let startedAt {
-            let seconds = max(0, (WallClock.milliseconds() - startedAt) / 1000)
+            let seconds = max(0, ((endedAt ?? WallClock.milliseconds()) - startedAt) / 1000)
             line += " · \(seconds / 60 > 0 ? "\(seconds / 60)m " : "")\(seconds % 60)s"
         }
         line += "\u{1B}[0m"

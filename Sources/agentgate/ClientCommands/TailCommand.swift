@@ -36,7 +36,7 @@ struct TailCommand: ParsableCommand {
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
             let api = try client.api()
-            let output = JobOutput(json: json, raw: raw)
+            let output = JobOutput(json: json, raw: raw, live: follow)
             guard follow else {
                 // History, a page at a time.
                 var cursor = since

@@ -9,7 +9,7 @@ struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run one job in this process and print its log.",
         discussion: """
-            Exit status: 0 when the job is done, 1 when it failed, 130 when interrupted by Ctrl-C
+            Exit status: 0 when the job is done, 1 when it failed, 130 when interrupted by Ctrl-C \
             (which kills the job's process group). For provider 'custom', put the argv after '--'.
             """)
 

@@ -12,9 +12,9 @@ struct ServeCommand: ParsableCommand {
         commandName: "serve",
         abstract: "Run the gateway: jobs over HTTP, WebSocket and SSE, metrics, and the dashboard.",
         discussion: """
-            Listens on 127.0.0.1:7777 by default. Every /api/ request needs the token (created on
-            first start in <data dir>/token, mode 0600), a loopback Host, and for POST/DELETE our
-            own Origin when a browser sends one. Auth cannot be turned off; a non-loopback
+            Listens on 127.0.0.1:7777 by default. Every /api/ request needs the token (created on \
+            first start in <data dir>/token, mode 0600), a loopback Host, and for POST/DELETE our \
+            own Origin when a browser sends one. Auth cannot be turned off; a non-loopback \
             address must also name the Host clients will use (--allow-host).
             """)
 
@@ -135,6 +135,9 @@ struct ServeCommand: ParsableCommand {
         var banner = "agentgate listening on \(serverURL)\n"
         banner += "dashboard: \(serverURL)/#token=\(token)\n"
         if !interrupted.isEmpty { banner += "\(interrupted.count) job(s) were running at the last stop and are now interrupted\n" }
+        if let roots = managerConfiguration.policy.workspaces?.roots {
+            banner += "jobs may run in: \(roots.joined(separator: ", ")) (--workspace adds more)\n"
+        }
         // How a job's stray processes are kept from outliving it (README "What a job does").
         banner += manager.containment.mode == .cgroup
             ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"

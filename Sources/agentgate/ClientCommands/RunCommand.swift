@@ -8,8 +8,8 @@ struct RunCommand: ParsableCommand {
         commandName: "run",
         abstract: "Launch a job on the server and stream its log until it ends.",
         discussion: """
-            Exit status: 0 done, 1 failed or interrupted, 137 killed, 130 detached by Ctrl-C (the
-            job keeps running; re-attach with `agentgate tail ID --follow`), 2 invalid request,
+            Exit status: 0 done, 1 failed or interrupted, 137 killed, 130 detached by Ctrl-C (the \
+            job keeps running; re-attach with `agentgate tail ID --follow`), 2 invalid request, \
             3 server unreachable, 4 token refused, 6 server gone mid-stream.
             """)
 

@@ -7,8 +7,8 @@ struct TailCommand: ParsableCommand {
         commandName: "tail",
         abstract: "Print a job's log; with --follow, keep printing until it ends.",
         discussion: """
-            With --follow the exit status is the job's (0 done, 1 failed or interrupted, 137
-            killed); a server restart is survived by reconnecting and resuming after the last
+            With --follow the exit status is the job's (0 done, 1 failed or interrupted, 137 \
+            killed); a server restart is survived by reconnecting and resuming after the last \
             seq printed. 5 when there is no such job.
             """)
 

@@ -148,7 +148,13 @@ public final class SubscriptionHub {
     /// (WebSocket close 4401 with `reason`; an SSE stream closes, and its reconnect gets 401).
     public func endConnections(reason: String, where ended: (Gateway.Principal) -> Bool) {
         for viewer in Array(viewers.values) where ended(viewer.principal) {
-            viewer.close(Self.credentialEndedCloseCode, reason: reason)
+            // Not one more event, even to a client that reads slowly: its subscriptions go
+            // now, and a stream's unsent bytes are dropped.
+            remove(ObjectIdentifier(viewer.tcp))
+            switch viewer.transport {
+            case .websocket(let session): session.close(Self.credentialEndedCloseCode, reason: reason)
+            case .sse(let tcp): tcp.close()
+            }
         }
     }
 

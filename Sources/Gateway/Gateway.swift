@@ -140,7 +140,7 @@ public final class Gateway {
         var headers = HTTPHeaders()
         headers.add("Cache-Control", "no-store")
         if since == manager.version { return HTTPServer.Response(status: 304, headers: headers) }
-        let jobs = JSONValue.array(manager.jobs.map(\.json))
+        let jobs = JSONValue.array(manager.jobs.map(\.summaryJSON))
         return .json(200, JSONWriter.serialize(.object(["jobs": jobs, "version": .int(manager.version)])), headers: headers)
     }
 
@@ -157,7 +157,7 @@ public final class Gateway {
                 guard let job = manager.job(jobId) else { break }
                 var headers = HTTPHeaders()
                 headers.add("Idempotent-Replayed", "true")
-                return .json(201, JSONWriter.serialize(.object(["job": job.json])), headers: headers)
+                return .json(201, JSONWriter.serialize(.object(["job": job.summaryJSON])), headers: headers)
             case .conflict:
                 return .error(422, code: "idempotency_key_reused", "this Idempotency-Key was used with a different body")
             }
@@ -172,7 +172,7 @@ public final class Gateway {
             let launch = try LaunchRequest(json: value)
             let job = try manager.launch(launch)
             if let key { idempotency.store(key, body: request.body, jobId: job.id, now: WallClock.milliseconds()) }
-            return .json(201, JSONWriter.serialize(.object(["job": job.json])))
+            return .json(201, JSONWriter.serialize(.object(["job": job.summaryJSON])))
         } catch {
             var body: [JSONValue.Member] = [.init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
             if let field = error.field { body.append(.init("field", .string(field))) }

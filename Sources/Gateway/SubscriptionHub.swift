@@ -209,7 +209,7 @@ public final class SubscriptionHub {
                 guard case .object(let members) = value else { return }
                 let fields = JSONValue.object(members.filter { $0.key != "op" && $0.key != "req" })
                 let job = try manager.launch(LaunchRequest(json: fields))
-                sendControl(viewer, Self.ack(request, [.init("job", job.json)]))
+                sendControl(viewer, Self.ack(request, [.init("job", job.summaryJSON)]))
             } catch {
                 var members: [JSONValue.Member] = [.init("type", "error"), .init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
                 if let field = error.field { members.append(.init("field", .string(field))) }
@@ -310,7 +310,7 @@ public final class SubscriptionHub {
     /// `{"type":"snapshot","jobs":[…],"version":N}`, built once per version.
     private var snapshot: SharedMessage {
         if let snapshotCache { return snapshotCache }
-        let value: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.json)), "version": .int(manager.version)])
+        let value: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.summaryJSON)), "version": .int(manager.version)])
         let message = SharedMessage(payload: JSONWriter.serialize(value), isText: true, compressor: compressor)
         snapshotCache = message
         return message

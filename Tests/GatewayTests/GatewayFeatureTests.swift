@@ -292,6 +292,32 @@ struct GatewayFeatureTests {
         #expect(Date().timeIntervalSince(started) < 2)
     }
 
+    /// Found by the third attacker trial: 78 jobs with 1 MiB prompts made every job list and
+    /// snapshot 80 MB, and a few viewers that did not read took the server to gigabytes.
+    /// Lists, snapshots and launch replies carry the first 2,000 characters; the job itself
+    /// has the whole prompt.
+    @Test func listsAndSnapshotsCarryAPromptsBeginningNotAllOfIt() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let prompt = String(repeating: "é", count: 5_000)  // 10,000 bytes
+        let launched = try gateway.request(
+            "POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"\#(prompt)","env":{"FAKE_SCRIPT":"echo hi"}}"#)
+        let reply = try #require(launched.json["job"] as? [String: Any])
+        let id = try #require(reply["id"] as? String)
+        #expect((reply["prompt"] as? String)?.count == 2_000 && reply["promptTruncated"] as? Bool == true)
+        let listed = (try gateway.request("GET", "/api/agents/jobs").json["jobs"] as? [[String: Any]])?.first
+        #expect((listed?["prompt"] as? String)?.count == 2_000 && listed?["promptTruncated"] as? Bool == true)
+        let whole = try gateway.request("GET", "/api/agents/jobs/\(id)").json["job"] as? [String: Any]
+        #expect(whole?["prompt"] as? String == prompt && whole?["promptTruncated"] == nil)
+        let viewer = try Viewer(gateway)
+        viewer.send(#"{"op":"subscribe","job":"*","req":1}"#)
+        var snapshot: [String: Any]?
+        while snapshot == nil, let message = viewer.next(), message["type"] as? String != "error" {
+            if message["type"] as? String == "snapshot" { snapshot = (message["jobs"] as? [[String: Any]])?.first }
+        }
+        #expect((snapshot?["prompt"] as? String)?.count == 2_000)
+    }
+
     @Test func oneClientCannotHoldMoreConnectionsThanItsLimit() throws {
         var http = HTTPServer.Configuration()
         http.maxConnectionsPerClient = 3

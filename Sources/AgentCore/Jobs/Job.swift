@@ -40,7 +40,19 @@ public struct Job: Sendable, Equatable {
         self.lastSeq = 0
     }
 
-    public var json: JSONValue {
+    /// Everything, the whole prompt included: for the store and `GET /api/agents/jobs/{id}`.
+    public var json: JSONValue { json(promptLimit: nil) }
+
+    /// Characters of the prompt kept in `summaryJSON`.
+    public static let summaryPromptCharacters = 2_000
+
+    /// The job with its prompt cut to `summaryPromptCharacters` (and `promptTruncated: true`
+    /// when cut): for the job list, snapshots and launch replies, which carry every job or go
+    /// to every viewer. A prompt may be 1 MiB; a list of such jobs sent to each viewer cost
+    /// the server gigabytes (third attacker trial).
+    public var summaryJSON: JSONValue { json(promptLimit: Self.summaryPromptCharacters) }
+
+    private func json(promptLimit: Int?) -> JSONValue {
         func int32(_ value: Int32?) -> JSONValue { value.map { .int(Int($0)) } ?? .null }
         func text(_ value: String?) -> JSONValue { value.map(JSONValue.string) ?? .null }
         var members: [JSONValue.Member] = []
@@ -48,7 +60,12 @@ public struct Job: Sendable, Equatable {
         members.append(.init("provider", .string(provider)))
         members.append(.init("status", .string(status.rawValue)))
         members.append(.init("label", text(label)))
-        members.append(.init("prompt", .string(prompt)))
+        if let promptLimit, prompt.utf8.count > promptLimit, case let cut = prompt.prefix(promptLimit), cut.endIndex < prompt.endIndex {
+            members.append(.init("prompt", .string(String(cut))))
+            members.append(.init("promptTruncated", .bool(true)))
+        } else {
+            members.append(.init("prompt", .string(prompt)))
+        }
         members.append(.init("cwd", text(cwd)))
         members.append(.init("model", text(model)))
         members.append(.init("command", .array(command.map(JSONValue.string))))

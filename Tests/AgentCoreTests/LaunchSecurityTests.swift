@@ -52,6 +52,10 @@ struct LaunchSecurityTests {
         "RM", "TARGET_ARCH", "LOADLIBES", "GCC_EXEC_PREFIX", "PREFIX", "LDSHARED", "ZIPOPT", "_PYTHON_SYSCONFIGDATA_NAME",
         "CONFIG_SITE", "CONFIG_SHELL", "RSYNC_RSH", "TARGET_CC", "HOST_CC", "CC_x86_64_unknown_linux_gnu", "CXXCPP", "M4",
         "LINK", "COREPACK_NPM_REGISTRY", "RUSTUP_DIST_SERVER", "CLOUD_ML_REGION", "GNUTLS_KEYLOGFILE",
+        // Found by the third: gcloud, ccache, gh, distcc, ansible, vault, nix, systemd, pytest.
+        "CLOUDSDK_PYTHON", "CLOUDSDK_PYTHON_ARGS", "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE", "CCACHE_PREFIX", "GH_PAGER",
+        "GH_EDITOR", "DISTCC_SSH", "ANSIBLE_SSH_ARGS", "VAULT_ADDR", "NIX_SSHOPTS", "SYSTEMD_PAGER", "PYTEST_ADDOPTS",
+        "MYTOOL_COMMAND", "MYTOOL_PYTHON",
     ])
     func keysThatChangeWhatRunsAreRefusedEvenWhenEverythingIsAllowed(_ key: String) {
         let everything = LaunchPolicy(environment: EnvironmentPolicy(allowed: ["*"]))
@@ -62,12 +66,15 @@ struct LaunchSecurityTests {
     /// prefix: no deny list keeps up with every program's variables.
     @Test func passEnvTakesNamedKeysAndOwnNamespacesOnly() {
         for pattern in ["FOO", "MYAPP_*", "FAKE_*", "AB_*"] { #expect(EnvironmentPolicy.isAcceptablePattern(pattern), "\(pattern)") }
-        for pattern in ["*", "C*", "MYAPP*", "A_*", "GIT_*", "LD_*", "CC_*", "RM", "PATH"] {
+        for pattern in ["*", "C*", "MYAPP*", "A_*", "GIT_*", "LD_*", "CC_*", "RM", "PATH", "CLOUDSDK_*", "GH_*", "VAULT_*", "ANSIBLE_*"] {
             #expect(!EnvironmentPolicy.isAcceptablePattern(pattern), "\(pattern)")
         }
     }
 
-    @Test(arguments: ["FOO", "LANG", "TZ", "TERM", "DEBUG", "LOG_LEVEL", "RUST_LOG", "GITHUB_TOKEN", "CI", "MY_FEATURE_FLAG"])
+    @Test(arguments: [
+        "FOO", "LANG", "TZ", "TERM", "DEBUG", "LOG_LEVEL", "RUST_LOG", "GITHUB_TOKEN", "CI", "MY_FEATURE_FLAG", "DATABASE_URL",
+        "DB_HOST", "FAKE_SCRIPT", "MYAPP_MODE",
+    ])
     func ordinaryKeysPassWhenEverythingIsAllowed(_ key: String) throws {
         let everything = LaunchPolicy(environment: EnvironmentPolicy(allowed: ["*"]))
         #expect(try build(LaunchRequest(provider: "claude", prompt: "x", env: [key: "v"]), policy: everything).environment == [key: "v"])

@@ -76,7 +76,9 @@ public struct EnvironmentPolicy: Sendable, Equatable {
         // Loaders, interpreters, package managers and build systems that load code from a path.
         "LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "NODE_", "NPM_CONFIG_", "BUN_", "DENO_", "LUA_", "GIT_", "GEM_", "BUNDLE_",
         "BASH_", "OPENSSL_", "GO", "CGO_", "CARGO_", "RUSTUP_", "CC_", "CXX_", "_PYTHON", "CONFIG_", "RSYNC_", "COREPACK_",
-        "CLOUD_", "YARN_", "PNPM_", "PIP_", "PIPX_", "UV_", "POETRY_", "CONDA_", "DOTNET_",
+        "CLOUD_", "YARN_", "PNPM_", "CLOUDSDK_", "GCLOUD", "CCACHE_", "DISTCC_", "GH_", "GITHUB_CLI", "ANSIBLE_", "VAULT_", "NIX_",
+        "SYSTEMD_", "TERRAFORM_", "PULUMI_", "CONSUL_", "NOMAD_", "HG", "SVN_", "BZR_", "PYTEST_", "TOX_", "NOX_", "HATCH_",
+        "PDM_", "PIPENV_", "NVM_", "VOLTA_", "ASDF_", "MISE_", "RBENV_", "PYENV_", "SDKMAN_", "JENV_", "GOENV_", "PIP_", "PIPX_", "UV_", "POETRY_", "CONDA_", "DOTNET_",
         "CORECLR_", "COMPLUS_", "CMAKE_", "PKG_CONFIG", "MAVEN_", "GRADLE_", "JAVA_", "PHP", "COMPOSER_", "R_", "JULIA_",
         // Desktop plug-in loaders (a GTK, Qt or GIO program loads modules from these).
         "GIO_", "GTK_", "GDK_", "QT_", "GST_", "LIBGL_", "VK_", "__EGL_", "DBUS_",
@@ -94,12 +96,16 @@ public struct EnvironmentPolicy: Sendable, Equatable {
         "PATH", "_HOME", "HOME", "_DIR", "_DIRS", "_CONF", "_CONFIG", "_CONFIG_FILE", "_CONFIG_DIR", "RC", "_OPTS",
         "_OPTIONS", "FLAGS", "_PRELOAD", "_WRAPPER", "_ASKPASS", "_PLUGINS", "_PLUGIN", "_MODULES", "_LIBRARY",
         "_PROXY", "_BASE_URL", "_API_BASE", "_API_KEY", "_API_HOST", "_ENDPOINT", "_SOCK", "_SOCKET", "_CC", "_CXX", "OPT",
-        "KEYLOGFILE", "_SHELL", "_RSH",
+        // A program to run, its arguments, or where it fetches code and trusts certificates.
+        "OPTS", "KEYLOGFILE", "_SHELL", "_RSH", "_PYTHON", "_ARGS", "PAGER", "EDITOR", "BROWSER", "_SSH", "_EXE", "_COMMAND",
+        "_CMD", "_PREFIX", "_REGISTRY", "_MIRROR", "_BIN", "_BINARY", "_PROGRAM", "_HOOK", "_HOOKS", "_EXEC", "_LOADER",
+        "_INIT", "_STARTUP", "_CERT", "_CERTS", "_CA_FILE", "_CAFILE", "_INSECURE",
     ]
 
     /// Whether `serve` takes `pattern` for `--pass-env`: a key no request is refused, or a
     /// namespace of at least two characters and `_*` (`MYAPP_*`) that is not itself one the
-    /// deny list covers. Not `*` or a bare prefix like `C*`: no deny list knows every variable
+    /// deny list covers. A namespace gives away every key in it, the ones a tool reads to
+    /// decide what to run included, so it should be the operator's own, not a tool's. Not `*` or a bare prefix like `C*`: no deny list knows every variable
     /// that makes a program run code (make's `RM`, gcc's `GCC_EXEC_PREFIX`, npm's `PREFIX`…),
     /// so the operator names what jobs need.
     public static func isAcceptablePattern(_ pattern: String) -> Bool {

@@ -132,6 +132,10 @@ struct LaunchSecurityTests {
         for session in ["40e7b02d-c0f9-4876-9010-f514d4eb0603", "ses_abc123", "20250101_1"] {
             #expect(throws: Never.self) { try build(LaunchRequest(provider: "goose", prompt: "x", resumeSession: session)) }
         }
+        // A session id is never a path (third attacker trial: `a/../../tmp/x` reached every agent).
+        for session in ["a/../../tmp/x", "abc/def", "a[1]"] {
+            #expect(code(LaunchRequest(provider: "claude", prompt: "x", resumeSession: session))! == (.invalidField, "resumeSession"))
+        }
     }
 
     @Test func controlCharactersAreRefusedEverywhereButThePromptsNewlines() throws {
@@ -143,10 +147,10 @@ struct LaunchSecurityTests {
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "fix \u{202E}gnp.exe"))! == (.invalidField, "label"))
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", model: "m\u{2067}"))! == (.invalidField, "model"))
         // So would the marks, separators and BOM the second attacker trial used; emoji joiners are fine.
-        for hidden in ["\u{200F}", "\u{061C}", "\u{2028}", "\u{FEFF}", "\u{200B}"] {
+        for hidden in ["\u{200F}", "\u{061C}", "\u{2028}", "\u{FEFF}", "\u{200B}", "\u{E0041}", "\u{2060}", "\u{3164}", "\u{00AD}", "\u{180E}"] {
             #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "lab\(hidden)el"))! == (.invalidField, "label"))
         }
-        #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "family 👨\u{200D}👩\u{200D}👧")) == nil)
+        #expect(code(LaunchRequest(provider: "claude", prompt: "x", label: "family 👨\u{200D}👩\u{200D}👧 ❤\u{FE0F} Größe")) == nil)
         // A prompt is text for a model: CRLF line endings, and right-to-left text, are its own.
         #expect(code(LaunchRequest(provider: "claude", prompt: "one\r\ntwo \u{2067}שלום\u{2069}")) == nil)
     }

@@ -7,7 +7,7 @@ import Testing
 /// carriage return that overwrites the line with a fake one, a C1 CSI (U+009B), backspace
 /// and DEL. The CLI shows them escaped; `--raw` passes them through.
 enum HostileTranscript {
-    static let text = "copy \u{1B}]52;c;ZXZpbA==\u{07} title \u{1B}]0;pwned\u{07} over\rfake line csi \u{9B}31m red\u{08}\u{7F} tab\tend bidi \u{202E}txt.exe\u{2066} mark\u{200F}sep\u{2028}bom\u{FEFF}"
+    static let text = "copy \u{1B}]52;c;ZXZpbA==\u{07} title \u{1B}]0;pwned\u{07} over\rfake line csi \u{9B}31m red\u{08}\u{7F} tab\tend bidi \u{202E}txt.exe\u{2066} mark\u{200F}sep\u{2028}bom\u{FEFF}tag\u{E0041}wj\u{2060} ❤\u{FE0F} ok"
     static let result = "result \u{1B}]0;pwned\u{07}"
 
     /// Claude stream-json: one assistant message with the text, then the result.
@@ -23,7 +23,7 @@ enum HostileTranscript {
     /// The escaped forms the CLI prints.
     static let escaped = [
         "\\x1b]52;c;ZXZpbA==\\x07", "\\x1b]0;pwned\\x07", "over\\x0dfake line", "csi \\x9b31m", "red\\x08\\x7f tab\tend",
-        "bidi \\u202etxt.exe\\u2066 mark\\u200fsep\\u2028bom\\ufeff",
+        "bidi \\u202etxt.exe\\u2066 mark\\u200fsep\\u2028bom\\ufefftag\\ue0041wj\\u2060 ❤\u{FE0F} ok",
     ]
     static let rawForms = ["\u{1B}]52;c;ZXZpbA==\u{07}", "\u{1B}]0;pwned\u{07}", "over\rfake line", "csi \u{9B}31m", "red\u{08}\u{7F}"]
 
@@ -32,7 +32,8 @@ enum HostileTranscript {
     static func controls(in text: String) -> [UInt32] {
         text.unicodeScalars.map(\.value).filter {
             ($0 < 0x20 && $0 != 0x09 && $0 != 0x0A) || (0x7F...0x9F).contains($0) || (0x202A...0x202E).contains($0)
-                || (0x2066...0x2069).contains($0) || [0x200B, 0x200E, 0x200F, 0x061C, 0x2028, 0x2029, 0xFEFF].contains($0)
+                || (0x2066...0x2069).contains($0) || [0x200B, 0x200E, 0x200F, 0x061C, 0x2028, 0x2029, 0xFEFF, 0x2060].contains($0)
+                || (0xE0000...0xE007F).contains($0)
         }
     }
 }

@@ -8,16 +8,18 @@ extension Unicode.Scalar {
 }
 
 extension Unicode.Scalar {
-    /// An invisible character that changes how the text around it is shown: a bidi embedding,
-    /// override, isolate or mark (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C),
-    /// which reorders what follows ("Trojan Source"); a line or paragraph separator (U+2028,
-    /// U+2029), which some viewers break lines at; a zero-width space or BOM (U+200B, U+FEFF).
-    /// Short launch fields refuse them and the CLI shows them escaped. (Zero-width joiners
-    /// are left alone: emoji and several scripts need them.)
+    /// An invisible character that changes how the text around it is shown or compared: a
+    /// format character (Unicode category Cf — bidi embeddings, overrides, isolates and marks,
+    /// which reorder what follows, "Trojan Source"; zero-width spaces and joiners; the BOM;
+    /// soft hyphens; tag characters, used to smuggle text past a reader), a line or paragraph
+    /// separator (U+2028, U+2029), or a Hangul filler (blank yet a letter). Short launch fields
+    /// refuse them and the CLI shows them escaped. ZWJ and ZWNJ are left alone: emoji and
+    /// several scripts need them.
     public var isLayoutControl: Bool {
         switch value {
-        case 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C, 0x2028, 0x2029, 0x200B, 0xFEFF: true
-        default: false
+        case 0x200C, 0x200D: return false
+        case 0x2028, 0x2029, 0x115F, 0x1160, 0x3164, 0xFFA0: return true
+        default: return properties.generalCategory == .format
         }
     }
 }

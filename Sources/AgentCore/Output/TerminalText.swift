@@ -5,15 +5,13 @@
 /// control (U+0080–U+009F, which some terminals treat like ESC [ for U+009B) is shown as
 /// `\xHH`, its code point in hex: ESC is `\x1b`, CR `\x0d`, BEL `\x07`, CSI `\x9b`; an
 /// invisible layout control (a bidi override that would reorder the rest of the line, a line
-/// separator, a BOM…) is `\u202e`. A
+/// separator, a BOM, a tag character…) is `\u202e`. A
 /// backslash already in the text is left as it is. The CLI prints through it (`--raw` does
 /// not), and so does the `format=text` WebSocket stream, which websocat shows on a terminal.
 public enum TerminalText {
     public static func escaped(_ text: String) -> String {
-        // In UTF-8, C1 controls start with 0xC2, layout controls with 0xD8 (U+061C), 0xE2 or 0xEF.
-        guard text.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == 0xC2 || $0 == 0xD8 || $0 == 0xE2 || $0 == 0xEF }) else {
-            return text
-        }
+        // Plain ASCII without controls is the common case; anything else is looked at.
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 >= 0x7F }) else { return text }
         var result = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             if needsEscape(scalar) {

@@ -51,7 +51,7 @@ public struct AgentProvider: Sendable {
     // MARK: the agents (flags and where each was seen: ../shared/fixtures/agents/FORMATS.md)
 
     static let model = LaunchField("model", .identifier, "model name or alias")
-    static let resumeSession = LaunchField("resumeSession", .identifier, "session id to resume")
+    static let resumeSession = LaunchField("resumeSession", .sessionID, "session id to resume")
     static let maxTurns = LaunchField("maxTurns", .integer(1...10_000), "stop after this many turns")
 
     /// `claude -p --output-format stream-json --verbose`, prompt on stdin. Values go as

@@ -80,6 +80,11 @@ public struct CommandBuilder: Sendable {
                 throw LaunchError(
                     .invalidField, field: name,
                     "\(name) must be letters, digits and ._:/@+[]- starting with a letter or digit (at most 200)")
+            case (.sessionID, .text(let text)) where LaunchField.isSessionID(text):
+                break
+            case (.sessionID, _):
+                throw LaunchError(
+                    .invalidField, field: name, "\(name) must be letters, digits and ._:@+- starting with a letter or digit (at most 200)")
             case (.integer(let range), .integer(let number)) where range.contains(number):
                 break
             case (.integer(let range), _):

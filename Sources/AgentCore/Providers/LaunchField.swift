@@ -5,8 +5,11 @@ public struct LaunchField: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         /// One of a fixed list (effort levels).
         case choice([String])
-        /// A model name or session id: `LaunchField.identifierPattern`, never a flag.
+        /// A model name: `LaunchField.identifierPattern`, never a flag.
         case identifier
+        /// A session id: `LaunchField.sessionIDPattern`, never a flag and never a path (an
+        /// agent may look it up as a file name).
+        case sessionID
         /// An integer in a range (max turns).
         case integer(ClosedRange<Int>)
         /// A custom command's argv.
@@ -29,10 +32,24 @@ public struct LaunchField: Sendable, Equatable {
     /// starts with a letter or digit, so it can never be read as a flag, at most 200 characters.
     public static let identifierPattern = "^[A-Za-z0-9][A-Za-z0-9._:/@+\\[\\]-]{0,199}$"
 
+    /// Session ids (UUIDs, `ses_…`, `20250101_1`): the identifier pattern without `/` and
+    /// brackets, so no id reaches out of the directory an agent keeps its sessions in.
+    public static let sessionIDPattern = "^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$"
+
     public static func isIdentifier(_ value: String) -> Bool {
+        matches(value, also: "._:/@+[]-")
+    }
+
+    public static func isSessionID(_ value: String) -> Bool {
+        matches(value, also: "._:@+-")
+    }
+
+    /// Starts with a letter or digit, at most 200 bytes, each a letter, digit or one of `also`.
+    private static func matches(_ value: String, also: String) -> Bool {
         let bytes = Array(value.utf8)
+        let allowed = Array(also.utf8)
         guard let first = bytes.first, bytes.count <= 200, isAlphanumeric(first) else { return false }
-        return bytes.allSatisfy { isAlphanumeric($0) || Array("._:/@+[]-".utf8).contains($0) }
+        return bytes.allSatisfy { isAlphanumeric($0) || allowed.contains($0) }
     }
 
     private static func isAlphanumeric(_ c: UInt8) -> Bool {
@@ -48,6 +65,9 @@ public struct LaunchField: Sendable, Equatable {
         case .identifier:
             members.append(.init("type", .string("identifier")))
             members.append(.init("pattern", .string(Self.identifierPattern)))
+        case .sessionID:
+            members.append(.init("type", .string("identifier")))
+            members.append(.init("pattern", .string(Self.sessionIDPattern)))
         case .integer(let range):
             members.append(.init("type", .string("integer")))
             members.append(.init("minimum", .int(range.lowerBound)))

@@ -175,7 +175,7 @@ public struct LaunchRequest: Sendable, Equatable {
         for scalar in text.unicodeScalars {
             if (scalar.isControlCharacter && !allowing.contains(scalar.value)) || (refusingLayout && scalar.isLayoutControl) {
                 let hex = String(scalar.value, radix: 16, uppercase: true)
-                return "U+" + String(repeating: "0", count: 4 - hex.count) + hex
+                return "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
             }
         }
         return nil

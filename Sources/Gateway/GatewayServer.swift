@@ -80,6 +80,9 @@ public final class GatewayServer {
         metric(
             "connections_evicted_total", "counter", "Connections with no successful request closed to make room for a new one.",
             [("", http.evictedConnections)])
+        metric(
+            "unproven_queued_bytes", "gauge", "Bytes queued to connections that have had no successful request.",
+            [("", http.unprovenQueuedBytes)])
         metric("accept_pauses_total", "counter", "Times accepting paused because the process ran out of fds.", [("", http.listener.pauses)])
         metric("websocket_connections", "gauge", "Open WebSocket connections.", [("", websockets.sessions.count)])
         metric("sse_streams", "gauge", "Open SSE streams.", [("", hub.streamViewerCount)])

@@ -135,6 +135,9 @@ public final class HTTPServer {
     public var unprovenConnections: Int { unproven.count }
     /// Unproven connections closed to make room for a new one.
     public private(set) var evictedConnections = 0
+    /// Bytes queued to connections that have not had a request succeed (each takes one
+    /// request at a time, so this stays near one answer per connection).
+    public var unprovenQueuedBytes: Int { unproven.values.reduce(0) { $0 + $1.connection.queuedBytes } }
     private var connectionsByClient: [String: Int] = [:]
     /// Connections with no successful request yet, by their accept order (oldest is lowest).
     private var unproven: [ObjectIdentifier: (order: Int, connection: HTTPConnection)] = [:]
@@ -291,9 +294,15 @@ final class HTTPConnection {
         takeRequests()
     }
 
+    /// A connection no request proved waits for each answer to be written before the next
+    /// request is taken: 256 of them pipelining public files, never read, held half a GB
+    /// (third attacker trial); one answer each is what a browser loading the page needs.
     private var outputBlocked: Bool {
-        unflushed >= server.configuration.maxPipelinedResponses || tcp.isOverBound
+        unflushed >= (proven ? server.configuration.maxPipelinedResponses : 1) || tcp.isOverBound
     }
+
+    /// Bytes queued to this connection and not yet written.
+    var queuedBytes: Int { tcp.queuedBytes }
 
     /// Answers the requests that arrived, in order, while answers can be queued; stops at one
     /// whose answer comes later. A malformed request is answered after the good ones before it.

@@ -318,6 +318,25 @@ struct GatewayFeatureTests {
         #expect((snapshot?["prompt"] as? String)?.count == 2_000)
     }
 
+    /// Found by the third attacker trial: 256 unauthenticated connections, each pipelining 16
+    /// public files and reading nothing, held ~550 MB for as long as they were reopened. A
+    /// connection no request proved now takes one request at a time.
+    @Test func anUnprovenConnectionHasOneAnswerQueuedAtMost() throws {
+        let web = TemporaryDirectory("agentgate-web")
+        try String(repeating: "x", count: 1 << 20).write(toFile: web.path + "/big.js", atomically: true, encoding: .utf8)
+        let gateway = try RunningGateway(webRoot: web.path)
+        defer { gateway.stop() }
+        let fd = try connectLoopback(port: gateway.port, receiveTimeoutSeconds: 5)
+        defer { close(fd) }
+        var small: Int32 = 4096
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
+        sendText(fd, String(repeating: "GET /big.js HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", count: 16))
+        usleep(300_000)
+        let server = LoopBound(gateway.server)
+        let queued = gateway.onLoop { server.value.http.unprovenQueuedBytes }
+        #expect(queued > 0 && queued <= (1 << 20) + 4096, "\(queued) bytes queued")
+    }
+
     @Test func oneClientCannotHoldMoreConnectionsThanItsLimit() throws {
         var http = HTTPServer.Configuration()
         http.maxConnectionsPerClient = 3

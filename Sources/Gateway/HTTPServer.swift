@@ -137,10 +137,11 @@ public final class HTTPServer {
     public private(set) var evictedConnections = 0
     /// Bytes queued to connections that have not had a request succeed (each takes one
     /// request at a time, so this stays near one answer per connection).
-    public var unprovenQueuedBytes: Int { unproven.values.reduce(0) { $0 + $1.connection.queuedBytes } }
+    public var unprovenQueuedBytes: Int { unproven.values.reduce(0) { $0 + $1.queuedBytes } }
     private var connectionsByClient: [String: Int] = [:]
-    /// Connections with no successful request yet, by their accept order (oldest is lowest).
-    private var unproven: [ObjectIdentifier: (order: Int, connection: HTTPConnection)] = [:]
+    /// Connections with no successful request yet, by their accept number (oldest is lowest;
+    /// never reused, unlike an object's address).
+    private var unproven: [Int: HTTPConnection] = [:]
     private var accepts = 0
 
     public init(loop: EventLoop, configuration: Configuration) throws(SystemError) {
@@ -175,17 +176,21 @@ public final class HTTPServer {
             var bytes = Int32(sendBuffer)
             setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
         }
-        let connection = HTTPConnection(server: self, tcp: tcp)
         accepts += 1
-        unproven[ObjectIdentifier(connection)] = (accepts, connection)
-        // onFinalClose: a WebSocket session or a stream that takes the connection over sets
-        // its own onClose, and the count must still go down when it closes.
-        tcp.onFinalClose = { [unowned self] in
+        let serial = accepts
+        let connection = HTTPConnection(server: self, tcp: tcp, serial: serial)
+        unproven[serial] = connection
+        // onClose holds the HTTP exchange while the connection speaks HTTP; a WebSocket
+        // session or a stream that takes the connection over sets its own, and the exchange
+        // is let go (one not proven yet stays in `unproven` until it is, or closes).
+        tcp.onClose = { connection.closed() }
+        // onFinalClose survives the hand-over: the counts must go down whoever owns it then.
+        tcp.onFinalClose = { [unowned self, weak connection] in
             self.connectionCount -= 1
-            self.unproven[ObjectIdentifier(connection)] = nil
+            self.unproven[serial] = nil
             let left = self.connectionsByClient[client, default: 1] - 1
             self.connectionsByClient[client] = left > 0 ? left : nil
-            connection.closed()
+            connection?.closed()
         }
         do {
             try tcp.start()
@@ -206,17 +211,17 @@ public final class HTTPServer {
     }
 
     func connectionProven(_ connection: HTTPConnection) {
-        unproven[ObjectIdentifier(connection)] = nil
+        unproven[connection.serial] = nil
     }
 
     /// Closes the oldest unproven connection whose request is not being answered; false if
     /// every one is.
     private func evictOldestUnproven() -> Bool {
-        guard let oldest = unproven.values.filter({ !$0.connection.isAnswering }).min(by: { $0.order < $1.order }) else {
+        guard let oldest = unproven.filter({ !$0.value.isAnswering }).min(by: { $0.key < $1.key })?.value else {
             return false
         }
         evictedConnections += 1
-        oldest.connection.evict()
+        oldest.evict()
         return true
     }
 }
@@ -252,9 +257,13 @@ final class HTTPConnection {
     /// Answers queued since the queue was last empty.
     private var unflushed = 0
 
-    init(server: HTTPServer, tcp: TCPConnection) {
+    /// The server's accept number for this connection.
+    let serial: Int
+
+    init(server: HTTPServer, tcp: TCPConnection, serial: Int) {
         self.server = server
         self.tcp = tcp
+        self.serial = serial
         stream = HTTPRequestStream(limits: server.configuration.limits, maxBodyBytes: server.configuration.maxBodyBytes)
     }
 

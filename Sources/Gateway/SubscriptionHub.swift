@@ -165,6 +165,7 @@ public final class SubscriptionHub {
         guard let admitted = session.userInfo as? AdmittedPrincipal else {
             return session.close(Self.credentialEndedCloseCode, reason: "not authenticated")
         }
+        session.userInfo = nil  // the viewer keeps it from here
         let viewer = Viewer(transport: .websocket(session), principal: admitted.principal)
         viewers[ObjectIdentifier(session.tcp)] = viewer
         guard let request = session.request else { return }

@@ -50,10 +50,8 @@ public struct AccessPolicy: Sendable {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].caseInsensitiveEquals("Bearer") { candidates.append(parts[1].trimmingSpaces()) }
         }
-        // Read as sent, not through tokens(), which lowercases: an operator's token
-        // (AGENTGATE_TOKEN) may be mixed-case.
-        let offered = headers.values("Sec-WebSocket-Protocol").flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces() }
-        for protocolName in offered where protocolName.hasPrefix(Self.tokenSubprotocolPrefix) {
+        // As sent, not through tokens(), which lowercases: an operator's token may be mixed-case.
+        for protocolName in headers.elements("Sec-WebSocket-Protocol") where protocolName.hasPrefix(Self.tokenSubprotocolPrefix) {
             candidates.append(String(protocolName.dropFirst(Self.tokenSubprotocolPrefix.count)))
         }
         return candidates

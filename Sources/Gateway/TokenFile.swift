@@ -44,7 +44,7 @@ public enum TokenFile {
     /// The token in the data dir's file, if the server has made one (nil when missing).
     /// Throws when the file is unsafe or holds no usable token.
     public static func existing(dataDirectory: String) throws(Error) -> String? {
-        try read(path(dataDirectory: dataDirectory))
+        try existing(file: path(dataDirectory: dataDirectory))
     }
 
     /// The token in `file` (nil when missing); throws when the file is unsafe or unusable.

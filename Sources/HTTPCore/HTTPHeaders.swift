@@ -26,10 +26,16 @@ public struct HTTPHeaders: Sendable, Equatable {
         fields.filter { $0.name.caseInsensitiveEquals(name) }.map(\.value)
     }
 
-    /// Comma-separated tokens of every `name` header, lowercased and trimmed
+    /// The comma-separated elements of every `name` header, trimmed, as sent
+    /// (`Sec-WebSocket-Protocol: agentgate.v1, agentgate.token.AbC` → ["agentgate.v1", "agentgate.token.AbC"]).
+    public func elements(_ name: String) -> [String] {
+        values(name).flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+    }
+
+    /// `elements(name)` lowercased, for tokens compared without case
     /// (`Connection: keep-alive, Upgrade` → ["keep-alive", "upgrade"]).
     public func tokens(_ name: String) -> [String] {
-        values(name).flatMap { $0.split(separator: ",") }.map { $0.trimmingSpaces().lowercasedASCII() }.filter { !$0.isEmpty }
+        elements(name).map { $0.lowercasedASCII() }
     }
 }
 

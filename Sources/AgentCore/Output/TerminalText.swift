@@ -26,7 +26,7 @@ public enum TerminalText {
         return String(result)
     }
 
-    public static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+    static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
         scalar.isControlCharacter && scalar != "\t" && scalar != "\n"
     }
 }

@@ -53,61 +53,64 @@ public struct EnvironmentPolicy: Sendable, Equatable {
         // What runs: the search path, shell and interpreter start-up files.
         "PATH", "BASH_ENV", "ENV", "SHELL", "SHELLOPTS", "BASHOPTS", "PS4", "PROMPT_COMMAND", "IFS", "CDPATH",
         "GLIBC_TUNABLES", "GCONV_PATH", "LOCPATH", "NLSPATH", "HOSTALIASES", "RESOLV_HOST_CONF", "MALLOC_CHECK_",
-        "LOCALDOMAIN", "RES_OPTIONS", "TZDIR",
-        "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "CLASSPATH", "EDITOR", "VISUAL", "PAGER", "BROWSER",
-        "TCLLIBPATH", "TERMINFO", "ZDOTDIR", "INPUTRC", "MANPAGER", "MANOPT", "VIMINIT", "EXINIT", "MYVIMRC", "GVIMINIT",
-        "VIMRUNTIME", "EMACSLOADPATH",
+        "LOCALDOMAIN", "RES_OPTIONS", "TZDIR", "JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "CLASSPATH",
+        "EDITOR", "VISUAL", "PAGER", "BROWSER", "TCLLIBPATH", "TERMINFO", "ZDOTDIR", "INPUTRC", "MANPAGER", "MANOPT",
+        "VIMINIT", "EXINIT", "MYVIMRC", "GVIMINIT", "VIMRUNTIME", "EMACSLOADPATH",
         // Build tools a coding agent runs: compilers, their flags and wrappers.
         "CC", "CXX", "CPP", "LD", "AR", "AS", "NM", "RANLIB", "STRIP", "OBJCOPY", "OBJDUMP", "FC", "MAKE", "MAKEFLAGS",
-        "MFLAGS", "GNUMAKEFLAGS", "MAKEFILES", "LDLIBS", "LEX", "YACC", "SWIFT_EXEC", "SDKROOT", "GCCGO", "RUSTC", "RUSTDOC",
-        "RUSTUP_TOOLCHAIN", "RM", "TARGET_ARCH", "TARGET_MACH", "LOADLIBES", "OUTPUT_OPTION", "GCC_EXEC_PREFIX", "PREFIX",
-        "LDSHARED", "LDCXXSHARED", "CXXCPP", "M4", "LINK", "CO", "GET", "LINT", "MAKEINFO", "TEX", "TEXI2DVI", "WEAVE", "CWEAVE",
-        "TANGLE", "CTANGLE", "PC", "M2C", "MAKESHELL", "INSTALL", "MKDIR_P", "SED", "GREP", "AWK", "JAVAC", "JAR", "NODE", "NPM",
-        "YARN", "PNPM", "DESTDIR",
+        "MFLAGS", "GNUMAKEFLAGS", "MAKEFILES", "LDLIBS", "LEX", "YACC", "SWIFT_EXEC", "SDKROOT", "GCCGO", "RUSTC",
+        "RUSTDOC", "RUSTUP_TOOLCHAIN", "RM", "TARGET_ARCH", "TARGET_MACH", "LOADLIBES", "OUTPUT_OPTION",
+        "GCC_EXEC_PREFIX", "PREFIX", "LDSHARED", "LDCXXSHARED", "CXXCPP", "M4", "LINK", "CO", "GET", "LINT", "MAKEINFO",
+        "TEX", "TEXI2DVI", "WEAVE", "CWEAVE", "TANGLE", "CTANGLE", "PC", "M2C", "MAKESHELL", "INSTALL", "MKDIR_P",
+        "SED", "GREP", "AWK", "JAVAC", "JAR", "NODE", "NPM", "YARN", "PNPM", "DESTDIR",
         // Where configuration (and so permission settings) is read from.
-        "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "XDG_CONFIG_DIRS",
-        "XDG_DATA_DIRS", "IS_SANDBOX", "NO_COLOR", "TMPDIR", "TMP", "TEMP", "KUBECONFIG", "GNUPGHOME", "NETRC", "WGETRC",
-        "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "VIRTUAL_ENV", "CONDA_PREFIX", "JAVA_HOME",
+        "HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR",
+        "XDG_CONFIG_DIRS", "XDG_DATA_DIRS", "IS_SANDBOX", "NO_COLOR", "TMPDIR", "TMP", "TEMP", "KUBECONFIG",
+        "GNUPGHOME", "NETRC", "WGETRC", "DISPLAY", "WAYLAND_DISPLAY", "XAUTHORITY", "VIRTUAL_ENV", "CONDA_PREFIX",
+        "JAVA_HOME",
         // Where traffic and its trust go.
         "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSLKEYLOGFILE", "NODE_EXTRA_CA_CERTS",
     ]
 
     static let forbiddenPrefixes: [String] = [
         // Loaders, interpreters, package managers and build systems that load code from a path.
-        "LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "NODE_", "NPM_CONFIG_", "BUN_", "DENO_", "LUA_", "GIT_", "GEM_", "BUNDLE_",
-        "BASH_", "OPENSSL_", "GO", "CGO_", "CARGO_", "RUSTUP_", "CC_", "CXX_", "_PYTHON", "CONFIG_", "RSYNC_", "COREPACK_",
-        "CLOUD_", "YARN_", "PNPM_", "CLOUDSDK_", "GCLOUD", "CCACHE_", "DISTCC_", "GH_", "GITHUB_CLI", "ANSIBLE_", "VAULT_", "NIX_",
-        "SYSTEMD_", "TERRAFORM_", "PULUMI_", "CONSUL_", "NOMAD_", "HG", "SVN_", "BZR_", "PYTEST_", "TOX_", "NOX_", "HATCH_",
-        "PDM_", "PIPENV_", "NVM_", "VOLTA_", "ASDF_", "MISE_", "RBENV_", "PYENV_", "SDKMAN_", "JENV_", "GOENV_", "PIP_", "PIPX_", "UV_", "POETRY_", "CONDA_", "DOTNET_",
-        "CORECLR_", "COMPLUS_", "CMAKE_", "PKG_CONFIG", "MAVEN_", "GRADLE_", "JAVA_", "PHP", "COMPOSER_", "R_", "JULIA_",
+        "LD_", "DYLD_", "PYTHON", "PERL", "RUBY", "NODE_", "NPM_CONFIG_", "BUN_", "DENO_", "LUA_", "GIT_", "GEM_",
+        "BUNDLE_", "BASH_", "OPENSSL_", "GO", "CGO_", "CARGO_", "RUSTUP_", "CC_", "CXX_", "_PYTHON", "CONFIG_",
+        "RSYNC_", "COREPACK_", "CLOUD_", "YARN_", "PNPM_", "CLOUDSDK_", "GCLOUD", "CCACHE_", "DISTCC_", "GH_",
+        "GITHUB_CLI", "ANSIBLE_", "VAULT_", "NIX_", "SYSTEMD_", "TERRAFORM_", "PULUMI_", "CONSUL_", "NOMAD_", "HG",
+        "SVN_", "BZR_", "PYTEST_", "TOX_", "NOX_", "HATCH_", "PDM_", "PIPENV_", "NVM_", "VOLTA_", "ASDF_", "MISE_",
+        "RBENV_", "PYENV_", "SDKMAN_", "JENV_", "PIP_", "PIPX_", "UV_", "POETRY_", "CONDA_", "DOTNET_", "CORECLR_",
+        "COMPLUS_", "CMAKE_", "PKG_CONFIG", "MAVEN_", "GRADLE_", "JAVA_", "PHP", "COMPOSER_", "R_", "JULIA_",
         // Desktop plug-in loaders (a GTK, Qt or GIO program loads modules from these).
         "GIO_", "GTK_", "GDK_", "QT_", "GST_", "LIBGL_", "VK_", "__EGL_", "DBUS_",
         // Credentials and the tools that use them.
         "SSH_", "DOCKER_", "PODMAN_", "CONTAINER_", "KRB5", "SUDO_", "GPG_", "CURL_", "LESS", "TF_", "HELM_", "KUBE",
         // Every agent's own settings: base URLs, keys, config dirs, approval modes.
-        "ANTHROPIC_", "CLAUDE", "OPENAI_", "CODEX_", "OPENCODE", "GOOSE_", "AGENTGATE_",
-        "AWS_", "AZURE_", "GOOGLE_", "GEMINI_", "VERTEX", "OPENROUTER_", "GROQ_", "MISTRAL_", "DEEPSEEK_", "XAI_", "OLLAMA_",
-        "DATABRICKS_", "LITELLM_", "MCP_",
+        "ANTHROPIC_", "CLAUDE", "OPENAI_", "CODEX_", "OPENCODE", "GOOSE_", "AGENTGATE_", "AWS_", "AZURE_", "GOOGLE_",
+        "GEMINI_", "VERTEX", "OPENROUTER_", "GROQ_", "MISTRAL_", "DEEPSEEK_", "XAI_", "OLLAMA_", "DATABRICKS_",
+        "LITELLM_", "MCP_",
     ]
 
     /// Name endings that mean a search path, a config file or directory, a plug-in, a wrapper
-    /// or a program's options, whatever the program.
+    /// or a program's options, whatever the program. (`HOME` covers `_HOME`, `_DIR` covers
+    /// `_CONFIG_DIR`, `OPTS` covers `_OPTS`.)
     static let forbiddenSuffixes: [String] = [
-        "PATH", "_HOME", "HOME", "_DIR", "_DIRS", "_CONF", "_CONFIG", "_CONFIG_FILE", "_CONFIG_DIR", "RC", "_OPTS",
-        "_OPTIONS", "FLAGS", "_PRELOAD", "_WRAPPER", "_ASKPASS", "_PLUGINS", "_PLUGIN", "_MODULES", "_LIBRARY",
-        "_PROXY", "_BASE_URL", "_API_BASE", "_API_KEY", "_API_HOST", "_ENDPOINT", "_SOCK", "_SOCKET", "_CC", "_CXX", "OPT",
+        "PATH", "HOME", "_DIR", "_DIRS", "_CONF", "_CONFIG", "_CONFIG_FILE", "RC", "_OPTIONS", "FLAGS", "_PRELOAD",
+        "_WRAPPER", "_ASKPASS", "_PLUGINS", "_PLUGIN", "_MODULES", "_LIBRARY", "_PROXY", "_BASE_URL", "_API_BASE",
+        "_API_KEY", "_API_HOST", "_ENDPOINT", "_SOCK", "_SOCKET", "_CC", "_CXX", "OPT",
         // A program to run, its arguments, or where it fetches code and trusts certificates.
-        "OPTS", "KEYLOGFILE", "_SHELL", "_RSH", "_PYTHON", "_ARGS", "PAGER", "EDITOR", "BROWSER", "_SSH", "_EXE", "_COMMAND",
-        "_CMD", "_PREFIX", "_REGISTRY", "_MIRROR", "_BIN", "_BINARY", "_PROGRAM", "_HOOK", "_HOOKS", "_EXEC", "_LOADER",
-        "_INIT", "_STARTUP", "_CERT", "_CERTS", "_CA_FILE", "_CAFILE", "_INSECURE",
+        "OPTS", "KEYLOGFILE", "_SHELL", "_RSH", "_PYTHON", "_ARGS", "PAGER", "EDITOR", "BROWSER", "_SSH", "_EXE",
+        "_COMMAND", "_CMD", "_PREFIX", "_REGISTRY", "_MIRROR", "_BIN", "_BINARY", "_PROGRAM", "_HOOK", "_HOOKS",
+        "_EXEC", "_LOADER", "_INIT", "_STARTUP", "_CERT", "_CERTS", "_CA_FILE", "_CAFILE", "_INSECURE",
     ]
 
     /// Whether `serve` takes `pattern` for `--pass-env`: a key no request is refused, or a
     /// namespace of at least two characters and `_*` (`MYAPP_*`) that is not itself one the
     /// deny list covers. A namespace gives away every key in it, the ones a tool reads to
-    /// decide what to run included, so it should be the operator's own, not a tool's. Not `*` or a bare prefix like `C*`: no deny list knows every variable
-    /// that makes a program run code (make's `RM`, gcc's `GCC_EXEC_PREFIX`, npm's `PREFIX`…),
-    /// so the operator names what jobs need.
+    /// decide what to run included, so it should be the operator's own, not a tool's. Not `*`
+    /// or a bare prefix like `C*`: no deny list knows every variable that makes a program run
+    /// code (make's `RM`, gcc's `GCC_EXEC_PREFIX`, npm's `PREFIX`…), so the operator names
+    /// what jobs need.
     public static func isAcceptablePattern(_ pattern: String) -> Bool {
         guard pattern.hasSuffix("*") else { return !isForbidden(pattern) }
         let namespace = String(pattern.dropLast())

@@ -48,6 +48,18 @@ final class RunningGateway: @unchecked Sendable {
         runner.onLoop(body)
     }
 
+    /// The server's open connections once they reach none, or after `seconds` (what is left).
+    func openConnectionsAfterClosing(within seconds: Double) -> Int {
+        let http = LoopBound(server.http)
+        let deadline = Date().addingTimeInterval(seconds)
+        var open = onLoop { http.value.connectionCount }
+        while open != 0 && Date() < deadline {
+            usleep(20_000)
+            open = onLoop { http.value.connectionCount }
+        }
+        return open
+    }
+
     func stop() {
         runner.stop()
     }

@@ -36,7 +36,8 @@ export class Connection {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
       const subscription = this.subscriptions.get(message.job);
-      if (subscription && typeof message.seq === "number" && message.type?.startsWith("job:")) {
+      // A job:partial is not a stored event: it names the seq it follows, and moves no cursor.
+      if (subscription && typeof message.seq === "number" && message.type?.startsWith("job:") && message.type !== "job:partial") {
         if (message.seq <= subscription.since) return;  // never show a line twice
         subscription.since = message.seq;
       }

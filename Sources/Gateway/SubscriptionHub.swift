@@ -76,6 +76,7 @@ public final class SubscriptionHub {
         self.manager = manager
         self.websockets = websockets
         manager.addObserver { [unowned self] event, bytes in self.deliver(event, bytes) }
+        manager.addPartialObserver { [unowned self] job, bytes in self.deliverPartial(job, bytes) }
         websockets.onOpen = { [unowned self] session in self.opened(session) }
         websockets.onMessage = { [unowned self] session, message in self.received(session, message) }
         websockets.onClose = { [unowned self] session in self.remove(ObjectIdentifier(session.tcp)) }
@@ -394,12 +395,17 @@ public final class SubscriptionHub {
     private func catchUp(_ viewer: Viewer, job: String) {
         while !viewer.paused, let subscription = viewer.subscriptions[job] {
             let events = replay(job, since: subscription.lastSent)
-            guard !events.isEmpty else { return }
+            guard !events.isEmpty else { break }
             for entry in events {
                 guard !viewer.paused else { return }
                 deliver(entry.event, entry.bytes, to: subscription, shared: &entry.encodings)
             }
-            if events.count < Self.replayBatch { return }
+            if events.count < Self.replayBatch { break }
+        }
+        // Current now: the line being streamed, if any, so a late viewer sees it too.
+        if !viewer.paused, let subscription = viewer.subscriptions[job], let bytes = manager.encodedPartial(of: job) {
+            var shared = SharedEncodings()
+            writePartial(bytes, to: subscription, shared: &shared)
         }
     }
 
@@ -448,9 +454,38 @@ public final class SubscriptionHub {
             }
         }
         if case .started = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
+        if case .status = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
         if case .completed = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
         for viewer in allJobsViewers.values where !viewer.paused {
             deliverToAllJobsStream(viewer, event, bytes, version: version, shared: &entry.encodings)
+        }
+    }
+
+    /// A job's in-progress line (`job:partial`, live only) to its current viewers: encoded
+    /// once per format like events; viewers catching up or paused skip it (they get the next
+    /// one, or the stored line that replaces it), and `format=text` has no in-progress line.
+    private func deliverPartial(_ job: String, _ bytes: [UInt8]) {
+        guard let subscriptions = channels[job], let lastSeq = manager.job(job)?.lastSeq else { return }
+        var shared = SharedEncodings()
+        for subscription in subscriptions where !subscription.viewer.paused && subscription.lastSent == lastSeq {
+            writePartial(bytes, to: subscription, shared: &shared)
+        }
+    }
+
+    private func writePartial(_ bytes: [UInt8], to subscription: Subscription, shared: inout SharedEncodings) {
+        switch (subscription.viewer.format, subscription.viewer.transport) {
+        case (.json, .websocket(let session)):
+            let message = shared.json ?? SharedMessage(payload: bytes, isText: true, compressor: compressor)
+            shared.json = message
+            bytesSent += session.send(message)
+        case (.sse, .sse(let tcp)):
+            // No `id:`: a reconnecting client resumes after the last stored event.
+            let buffer = shared.sse ?? OutboundBuffer(Array("event: job:partial\ndata: ".utf8) + bytes + [0x0A, 0x0A])
+            shared.sse = buffer
+            tcp.enqueue(buffer)
+            bytesSent += buffer.count
+        default:
+            break
         }
     }
 
@@ -524,12 +559,16 @@ public final class SubscriptionHub {
     /// The `format=text` form of an event: log lines as `exec` prints them, and a final status line.
     /// Escaped as the CLI escapes (`TerminalText`): these frames are read on terminals
     /// (websocat), where an agent's ESC or U+009B would act instead of showing.
+    /// A blank line (a paragraph break in an answer) goes out as one space: websocat and
+    /// other line-oriented clients take a zero-length message for the end of the stream.
     static func textLine(_ event: JobEvent) -> String? {
+        let text: String
         switch event.payload {
-        case .log(let line): TerminalText.escaped(line.displayText)
-        case .completed(let job): TerminalText.escaped(job.statusLine)
-        case .started, .agentEvent: nil
+        case .log(let line): text = TerminalText.escaped(line.displayText)
+        case .completed(let job): text = TerminalText.escaped(job.statusLine)
+        case .started, .status, .agentEvent: return nil
         }
+        return text.isEmpty ? " " : text
     }
 
     // MARK: messages

@@ -19,7 +19,7 @@ struct CommandBuilderTests {
 
     @Test func claudeRunsStreamJSONWithThePromptOnStdin() throws {
         let spec = try build(LaunchRequest(provider: "claude", prompt: "fix it", model: "opus", resumeSession: "abc", maxTurns: 3))
-        #expect(spec.arguments == ["/bin/claude", "-p", "--output-format", "stream-json", "--verbose", "--model=opus", "--resume=abc", "--max-turns=3"])
+        #expect(spec.arguments == ["/bin/claude", "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages", "--model=opus", "--resume=abc", "--max-turns=3"])
         #expect(spec.stdin == "fix it")
         #expect(spec.outputFormat == .claudeStreamJSON)
     }

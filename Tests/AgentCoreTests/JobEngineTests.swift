@@ -275,3 +275,41 @@ struct JobEngineTests {
         #expect(harness.events(of: job.id).filter { $0.type == "job:completed" }.count == 1)
     }
 }
+
+/// What a user sees of a kill, and of a streamed answer, through the real engine.
+struct JobEngineLiveTests {
+    @Test func aKilledJobShowsStoppingThenEndsKilledWithAnErrorResult() throws {
+        let harness = try EngineHarness { $0.killGraceMilliseconds = 10_000 }
+        let job = try harness.launch(script: "echo up; exec sleep 300")
+        #expect(harness.spin(until: { harness.logLines(of: job.id).contains { $0.text == "up" } }))
+        try harness.manager.kill(job.id)
+        #expect(harness.manager.job(job.id)?.status == .stopping)
+        #expect(harness.events(of: job.id).contains { if case .status(let j) = $0.payload { j.status == .stopping } else { false } })
+        let done = try #require(harness.waitForCompletion(job.id, timeoutMilliseconds: 5_000))
+        #expect(done.status == .killed)
+        #expect(done.statusLine.hasSuffix("killed (SIGTERM)"))
+        #expect(done.result?["isError"]?.boolValue == true)
+        #expect(done.result?["endReason"]?.stringValue == "killed")
+        #expect(done.result?["errors"]?[0]?.stringValue == "killed on request (SIGTERM)")
+    }
+
+    @Test func streamedTextReachesPartialObserversAndTheStoreKeepsOnlyLines() throws {
+        let harness = try EngineHarness()
+        var partials: [String] = []
+        harness.manager.addPartialObserver { _, bytes in
+            partials.append((try? JSONParser.parse(bytes))?["text"]?.stringValue ?? "?")
+        }
+        // A claude-shaped stream: a block start, two deltas a moment apart, the assistant line.
+        let start = #"{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}}"#
+        let delta = { (text: String) in #"{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\#(text)"}}}"# }
+        let assistant = #"{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"Hello world"}]}}"#
+        let script = "echo '\(start)'; echo '\(delta("Hello "))'; sleep 0.3; echo '\(delta("world"))'; sleep 0.3; echo '\(assistant)'"
+        let job = try harness.launch(script: script)
+        let done = try #require(harness.waitForCompletion(job.id))
+        #expect(partials.contains("Hello "))
+        #expect(partials.contains("Hello world"))
+        #expect(harness.logLines(of: done.id).map(\.text) == ["Hello world"])
+        let stored = harness.manager.events(for: done.id)
+        #expect(!stored.contains { if case .agentEvent(let raw) = $0.payload { raw.contains("stream_event") } else { false } })
+    }
+}

@@ -124,3 +124,34 @@ struct PersistenceTests {
         }
     }
 }
+
+/// One process owns a data directory: a second one learns who has it, and a lock dies with
+/// its holder.
+struct DataDirectoryLockTests {
+    @Test func aSecondOwnerIsToldWhoHoldsTheDirectory() throws {
+        let data = TemporaryDirectory("agentgate-lock")
+        guard case .acquired(let first) = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "test one") else {
+            Issue.record("the first lock was refused")
+            return
+        }
+        first.describe("pid 1, agentgate serve on http://127.0.0.1:7777")
+        guard case .held(let holder) = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "test two") else {
+            Issue.record("a second lock was granted")
+            return
+        }
+        #expect(holder == "pid 1, agentgate serve on http://127.0.0.1:7777")
+        withExtendedLifetime(first) {}
+    }
+
+    @Test func theLockIsFreeOnceItsHolderIsGone() throws {
+        let data = TemporaryDirectory("agentgate-lock")
+        do {
+            let outcome = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "gone")
+            guard case .acquired = outcome else { Issue.record("refused"); return }
+        }
+        guard case .acquired = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "next") else {
+            Issue.record("the lock outlived its holder")
+            return
+        }
+    }
+}

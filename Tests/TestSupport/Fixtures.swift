@@ -14,12 +14,20 @@ public enum Fixtures {
         URL(fileURLWithPath: packageRoot).deletingLastPathComponent().appendingPathComponent("shared/fixtures/agents").path
     }()
 
-    public static func transcript(_ name: String) -> String { agentTranscripts + "/" + name }
+    /// Raw stream-json of the real Claude Code CLI, recorded by `Tests/claude/claude_test.py
+    /// --record` (the CLI run against the fake Messages API on each scripted scenario).
+    public static let realClaudeTranscripts = packageRoot + "/Tests/claude/fixtures"
 
-    /// Every recorded agent stdout transcript (JSONL and the goose banner capture).
+    public static func transcript(_ name: String) -> String {
+        (name.hasPrefix("claude-real-") ? realClaudeTranscripts : agentTranscripts) + "/" + name
+    }
+
+    /// Every recorded agent stdout transcript (JSONL and the goose banner capture), shared
+    /// and recorded here.
     public static var transcriptNames: [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: agentTranscripts)) ?? []
-        return names.filter { ($0.hasSuffix(".jsonl") || $0.hasPrefix("goose-run-stdout")) }.sorted()
+        let shared = (try? FileManager.default.contentsOfDirectory(atPath: agentTranscripts)) ?? []
+        let real = (try? FileManager.default.contentsOfDirectory(atPath: realClaudeTranscripts)) ?? []
+        return (shared.filter { ($0.hasSuffix(".jsonl") || $0.hasPrefix("goose-run-stdout")) } + real.filter { $0.hasSuffix(".jsonl") }).sorted()
     }
 
     /// The provider whose output a transcript holds, from its file name.

@@ -77,6 +77,7 @@ public struct Job: Sendable, Equatable {
         members.append(.init("processStartTime", processStartTime.map { .int(Int($0)) } ?? .null))
         members.append(.init("exitCode", int32(exitCode)))
         members.append(.init("signal", int32(signal)))
+        members.append(.init("signalName", signal.map { .string(ExitStatus.signalName($0)) } ?? .null))
         members.append(.init("errorTail", text(errorTail)))
         members.append(.init("result", result ?? .null))
         members.append(.init("sessionId", text(sessionId)))
@@ -117,7 +118,7 @@ extension Job {
     public var statusLine: String {
         var text = "[agentgate] job \(id) \(status.rawValue)"
         if let exitCode { text += " (exit \(exitCode))" }
-        if let signal { text += " (signal \(signal))" }
+        if let signal { text += " (\(ExitStatus.signalName(signal)))" }
         return text
     }
 }

@@ -4,6 +4,8 @@ public struct JobEvent: Sendable, Equatable {
     public enum Payload: Sendable, Equatable {
         /// The job is running (or failed to start: `job:completed` follows at once).
         case started(Job)
+        /// The job's status changed while it runs (`stopping` during a kill's grace period).
+        case status(Job)
         case log(LogLine)
         /// One raw JSON line of the agent's stdout, verbatim, for clients that want structure.
         case agentEvent(String)
@@ -26,6 +28,7 @@ public struct JobEvent: Sendable, Equatable {
     public var type: String {
         switch payload {
         case .started: "job:started"
+        case .status: "job:status"
         case .log: "job:log"
         case .agentEvent: "job:event"
         case .completed: "job:completed"
@@ -51,16 +54,11 @@ public struct JobEvent: Sendable, Equatable {
         writer.int(time)
         switch payload {
         case .log(let line):
-            writer.raw(",\"stream\":\"")
-            writer.raw(Array(line.stream.rawValue.utf8))
-            writer.raw("\",\"kind\":\"")
-            writer.raw(Array(line.kind.rawValue.utf8))
-            writer.raw("\",\"text\":")
-            writer.string(line.text)
+            Self.writeFields(of: line, to: &writer)
         case .agentEvent(let raw):
             writer.raw(",\"event\":")
             writer.raw(Array(raw.utf8))
-        case .started(let job):
+        case .started(let job), .status(let job):
             writer.raw(",\"status\":")
             writer.string(job.status.rawValue)
             writer.raw(",\"info\":")
@@ -85,13 +83,39 @@ public struct JobEvent: Sendable, Equatable {
         return writer.bytes
     }
 
+    /// A job's in-progress line, live only: `{"type":"job:partial","job":…,"seq":N,"stream":
+    /// "stdout","kind":"text","text":"Hello wor"}`. It follows stored event `seq` and is never
+    /// stored or replayed; a viewer shows it until the next `job:partial` of the job or any
+    /// stored event of the job replaces it. An empty `text` means there is none now.
+    public static func encodedPartial(jobId: String, seq: Int, line: LogLine?) -> [UInt8] {
+        let line = line ?? LogLine(.stdout, .text, "")
+        var writer = JSONWriter(capacity: line.text.utf8.count + 128)
+        writer.raw("{\"type\":\"job:partial\",\"job\":")
+        writer.string(jobId)
+        writer.raw(",\"seq\":")
+        writer.int(seq)
+        writeFields(of: line, to: &writer)
+        writer.raw("}")
+        return writer.bytes
+    }
+
+    /// `,"stream":…,"kind":…,"text":…`: a log line's fields, the same in `job:log` and `job:partial`.
+    private static func writeFields(of line: LogLine, to writer: inout JSONWriter) {
+        writer.raw(",\"stream\":\"")
+        writer.raw(Array(line.stream.rawValue.utf8))
+        writer.raw("\",\"kind\":\"")
+        writer.raw(Array(line.kind.rawValue.utf8))
+        writer.raw("\",\"text\":")
+        writer.string(line.text)
+    }
+
     /// Room for the encoded event, so the writer rarely grows: the text or raw line plus
     /// the fixed fields (the job's JSON for lifecycle events).
     private static func estimatedSize(_ payload: Payload) -> Int {
         switch payload {
         case .log(let line): line.text.utf8.count + 128
         case .agentEvent(let raw): raw.utf8.count + 96
-        case .started, .completed: 1_024
+        case .started, .status, .completed: 1_024
         }
     }
 
@@ -116,6 +140,9 @@ public struct JobEvent: Sendable, Equatable {
         case "job:started":
             guard let job = json["info"].flatMap(Job.init(json:)) else { return nil }
             payload = .started(job)
+        case "job:status":
+            guard let job = json["info"].flatMap(Job.init(json:)) else { return nil }
+            payload = .status(job)
         case "job:completed":
             guard let job = json["info"].flatMap(Job.init(json:)) else { return nil }
             payload = .completed(job)

@@ -40,6 +40,8 @@ public final class JobManager {
     }
 
     public typealias Observer = (JobEvent, [UInt8]) -> Void
+    /// A job's in-progress line changed: its id and the encoded `job:partial` message.
+    public typealias PartialObserver = (String, [UInt8]) -> Void
 
     public let loop: EventLoop
     public let store: JobStore
@@ -50,6 +52,7 @@ public final class JobManager {
     private var order: [String] = []
     private var running: [String: RunningJob] = [:]
     private var observers: [Int: Observer] = [:]
+    private var partialObservers: [Int: PartialObserver] = [:]
     private var nextObserverID = 0
     private var dirtyLogs: Set<String> = []
     private var flushScheduled = false
@@ -102,6 +105,23 @@ public final class JobManager {
 
     public func removeObserver(_ id: Int) {
         observers[id] = nil
+        partialObservers[id] = nil
+    }
+
+    /// Live-only updates of a job's in-progress line (see `JobEvent.encodedPartial`): not
+    /// stored, not numbered; the next stored event of the job replaces the line.
+    @discardableResult
+    public func addPartialObserver(_ observer: @escaping PartialObserver) -> Int {
+        nextObserverID += 1
+        partialObservers[nextObserverID] = observer
+        return nextObserverID
+    }
+
+    /// The `job:partial` message of a running job's in-progress line, for a viewer that
+    /// becomes current while one is shown; nil when there is none.
+    public func encodedPartial(of id: String) -> [UInt8]? {
+        guard let runner = running[id], let line = runner.shownPartial, let job = jobsByID[id] else { return nil }
+        return JobEvent.encodedPartial(jobId: id, seq: job.lastSeq, line: line)
     }
 
     // MARK: restart
@@ -243,9 +263,28 @@ public final class JobManager {
 
     private func stdout(_ id: String, _ bytes: UnsafeRawBufferPointer) {
         guard let runner = running[id] else { return }
+        let seqBefore = jobsByID[id]?.lastSeq ?? 0
         for line in runner.splitter.feed(bytes) {
             interpret(id, runner, line)
         }
+        publishPartial(id, runner, eventsEmitted: jobsByID[id]?.lastSeq != seqBefore)
+    }
+
+    /// Once per read of stdout (so thousands of deltas in one read make one message): the
+    /// in-progress line when it changed, or when stored events went out after it (a viewer
+    /// drops the line on any stored event). A line that ended by a stored event needs no
+    /// message of its own.
+    private func publishPartial(_ id: String, _ runner: RunningJob, eventsEmitted: Bool) {
+        let line = runner.interpreter.partialLine
+        defer { runner.shownPartial = line }
+        if eventsEmitted {
+            guard line != nil else { return }
+        } else if line == runner.shownPartial {
+            return
+        }
+        guard !partialObservers.isEmpty, let seq = jobsByID[id]?.lastSeq else { return }
+        let bytes = JobEvent.encodedPartial(jobId: id, seq: seq, line: line)
+        for observer in partialObservers.values { observer(id, bytes) }
     }
 
     private func interpret(_ id: String, _ runner: RunningJob, _ line: LineSplitter.Line) {
@@ -282,12 +321,19 @@ public final class JobManager {
         if let timer = runner.stderrTimer { loop.cancel(timer) }
         runner.stderrTimer = nil
         if let last = runner.splitter.finish() { interpret(id, runner, last) }
+        // A job stopped mid-answer keeps what it had said: the unfinished line is stored.
         for line in runner.interpreter.finish() { emit(id, .log(line)) }
+        runner.shownPartial = nil
         for line in runner.stderr.finish() { emit(id, .log(line)) }
         if let startError = runner.startError { emit(id, .log(LogLine(.system, .error, startError))) }
 
-        // Hook (a): the agent's own final result.
-        let report = runner.interpreter.report
+        // Hook (a): the agent's own final result. A killed run failed, whatever it said.
+        var report = runner.interpreter.report
+        if runner.killRequested {
+            report.isError = true
+            report.endReason = "killed"
+            report.errors.insert("killed on request (\(status.signal.map(ExitStatus.signalName) ?? "exit \(status.exitCode ?? 0)"))", at: 0)
+        }
         update(id) {
             $0.exitCode = status.exitCode
             $0.signal = status.signal
@@ -357,6 +403,9 @@ public final class JobManager {
         guard let runner = running[id] else { throw .alreadyFinished(id, job.status) }
         if runner.killRequested { return }
         runner.killRequested = true
+        update(id) { $0.status = .stopping }
+        emit(id, .status(jobsByID[id]!))
+        persist(id)
         if let hook = runner.hook {
             hook.cancel(reason: "job was killed while its completion hook ran")
         } else {
@@ -433,6 +482,8 @@ final class RunningJob {
     let process: SupervisedProcess
     var splitter = LineSplitter()
     var interpreter: StdoutInterpreter
+    /// The in-progress line viewers were last sent.
+    var shownPartial: LogLine?
     var stderr = StderrCollector()
     var stderrTimer: EventLoop.TimerID?
     var exitStatus: ExitStatus?

@@ -9,10 +9,18 @@ public protocol AgentOutputFormatter: Sendable {
     /// Lines held back for context (goose streams text in chunks) at the end of the stream.
     mutating func finish() -> [LogLine]
     var report: AgentReport { get }
+    /// The line being streamed now (assistant text not yet ended by a newline): viewers show
+    /// it live, and the log line that completes it replaces it. It is never stored.
+    var partialLine: LogLine? { get }
+    /// Whether a JSON event is kept as `job:event`. Streaming deltas are not: their text
+    /// reaches the log as lines, and thousands of them would bloat the stored history.
+    func keepsRawEvent(_ event: JSONValue) -> Bool
 }
 
 extension AgentOutputFormatter {
     public mutating func finish() -> [LogLine] { [] }
+    public var partialLine: LogLine? { nil }
+    public func keepsRawEvent(_ event: JSONValue) -> Bool { true }
 }
 
 /// The formatters agentgate knows, by the output format a provider's command line asks for.
@@ -52,12 +60,16 @@ public struct StdoutInterpreter: Sendable {
 
     public var report: AgentReport { formatter.report }
 
+    /// See `AgentOutputFormatter.partialLine`.
+    public var partialLine: LogLine? { formatter.partialLine }
+
     public mutating func interpret(_ line: LineSplitter.Line) -> Output {
         var text = line.text
         if line.droppedBytes == 0, text.utf8.first == UInt8(ascii: "{"),
             let event = try? JSONParser.parse(text), case .object = event
         {
-            return Output(lines: formatter.format(event: event), rawEvent: text)
+            let lines = formatter.format(event: event)
+            return Output(lines: lines, rawEvent: formatter.keepsRawEvent(event) ? text : nil)
         }
         if line.droppedBytes > 0 {
             text += " … [truncated \(line.droppedBytes) bytes]"
@@ -76,6 +88,8 @@ struct DetectingFormatter: AgentOutputFormatter {
     private var inner: (any AgentOutputFormatter)?
 
     var report: AgentReport { inner?.report ?? AgentReport() }
+    var partialLine: LogLine? { inner?.partialLine }
+    func keepsRawEvent(_ event: JSONValue) -> Bool { inner?.keepsRawEvent(event) ?? true }
 
     mutating func format(event: JSONValue) -> [LogLine] {
         if inner == nil {

@@ -13,6 +13,17 @@ public struct AgentReport: Sendable, Equatable {
     public var numTurns: Int?
     public var durationMs: Int?
     public var usage: JSONValue?
+    /// Why the run ended, as the agent said (Claude `terminal_reason`: completed, max_turns,
+    /// api_error, prompt_too_long…) or as agentgate knows (`killed`).
+    public var endReason: String?
+    /// The model's last stop reason (end_turn, tool_use, max_tokens…).
+    public var stopReason: String?
+    /// The HTTP status of the model API error that ended the run.
+    public var apiErrorStatus: Int?
+    /// Tool calls the permission mode refused: `{tool, toolUseId}`.
+    public var permissionDenials: [JSONValue] = []
+    /// How many `result` events the run reported (a background subagent adds one).
+    public var resultCount = 0
 
     public init() {}
 
@@ -32,6 +43,10 @@ public struct AgentReport: Sendable, Equatable {
             "sessionId": sessionId.map(JSONValue.string),
             "model": model.map(JSONValue.string),
             "usage": usage,
+            "endReason": endReason.map(JSONValue.string),
+            "stopReason": stopReason.map(JSONValue.string),
+            "apiErrorStatus": apiErrorStatus.map(JSONValue.int),
+            "permissionDenials": permissionDenials.isEmpty ? nil : .array(permissionDenials),
         ])
     }
 }

@@ -1,8 +1,50 @@
-/// Claude Code `-p --output-format stream-json --verbose` (FORMATS.md §1).
+import Foundation
+
+/// Claude Code `-p --output-format stream-json --verbose --include-partial-messages`
+/// (FORMATS.md §1), as the real CLI writes it (fixtures recorded from it in
+/// `Tests/claude/fixtures`).
+///
+/// What a user must see, and where it comes from:
+/// - assistant text live, line by line, from `stream_event` text deltas (`StreamingTextLines`);
+///   the complete `assistant` line that follows adds only what the deltas had not;
+/// - retries while the API is overloaded (`system/api_retry`), as they happen;
+/// - tool results in the order of their calls, matched by `tool_use_id` (parallel calls finish
+///   in any order), a failed command's first error line, permission denials as such;
+/// - one summary line for the whole run, even when a background subagent makes the CLI
+///   report a second `result`, and an API error that ended the run once, with its status.
 public struct ClaudeStreamFormatter: AgentOutputFormatter {
     public private(set) var report = AgentReport()
 
+    /// Streamed text blocks whose complete `assistant` line has not arrived yet, oldest first.
+    private var streams: [(messageID: String, text: StreamingTextLines)] = []
+    /// The stream whose unfinished line is shown as `partialLine`.
+    private var liveStream: String?
+    private var currentMessageID = ""
+
+    private var calls = ToolCallOrder()
+    private var deniedToolUseIDs: Set<String> = []
+    /// Background subagents started and not yet reported done, by task id.
+    private var backgroundTasks: [String: String] = [:]
+    private var turnsStarted = 0
+    private var summaryOwed = false
+    /// The text of an API error the CLI reported as a synthetic assistant message: shown once,
+    /// in the summary line, not as prose.
+    private var apiErrorText: String?
+
     public init() {}
+
+    public var partialLine: LogLine? {
+        guard let liveStream else { return nil }
+        return streams.last { $0.messageID == liveStream }?.text.partial
+    }
+
+    public func keepsRawEvent(_ event: JSONValue) -> Bool {
+        switch event["type"]?.stringValue {
+        case "stream_event": false
+        case "system": event["subtype"]?.stringValue != "thinking_tokens"
+        default: true
+        }
+    }
 
     public mutating func format(event: JSONValue) -> [LogLine] {
         if let sessionId = event["session_id"]?.stringValue, report.sessionId == nil {
@@ -10,21 +52,47 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         }
         switch event["type"]?.stringValue {
         case "system": return system(event)
+        case "stream_event": return streamEvent(event)
         case "assistant": return assistant(event)
         case "user": return user(event)
         case "result": return result(event)
         case "rate_limit_event":
             let status = event["rate_limit_info"]?["status"]?.stringValue ?? "unknown"
             return status == "allowed" ? [] : [LogLine(.stdout, .info, "rate limit: \(status)")]
-        // stream_event deltas are followed by the complete assistant line: printing both
-        // would show the text twice.
         default: return []
         }
     }
 
+    public mutating func finish() -> [LogLine] {
+        var lines: [LogLine] = []
+        for index in streams.indices { lines += streams[index].text.finish() }
+        streams.removeAll()
+        liveStream = nil
+        lines += calls.flushAll()
+        if summaryOwed || (report.resultCount == 0 && apiErrorText != nil) {
+            if report.resultCount == 0, let apiErrorText {
+                report.isError = true
+                report.resultText = apiErrorText
+            }
+            lines.append(summaryLine())
+            summaryOwed = false
+        }
+        return lines
+    }
+
+    private static func prefix(_ event: JSONValue) -> String {
+        event["parent_tool_use_id"]?.stringValue != nil ? "  ⋮ " : ""
+    }
+
+    // MARK: system
+
     private mutating func system(_ event: JSONValue) -> [LogLine] {
         switch event["subtype"]?.stringValue {
         case "init":
+            turnsStarted += 1
+            // A background subagent's notification starts a second turn in the same session:
+            // it is the same run, so its session line is not repeated.
+            if turnsStarted > 1, event["session_id"]?.stringValue == report.sessionId { return [] }
             if let id = event["session_id"]?.stringValue { report.sessionId = id }
             if let model = event["model"]?.stringValue { report.model = model }
             var parts: [String] = []
@@ -32,6 +100,29 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
             if let model = report.model { parts.append("model \(model)") }
             if let mode = event["permissionMode"]?.stringValue { parts.append("permissions \(mode)") }
             return [LogLine(.stdout, .info, parts.joined(separator: " · "))]
+        case "api_retry":
+            return [LogLine(.stdout, .error, Self.retryLine(event))]
+        case "permission_denied":
+            let tool = event["tool_name"]?.stringValue ?? "tool"
+            var released: [LogLine] = []
+            if let id = event["tool_use_id"]?.stringValue {
+                deniedToolUseIDs.insert(id)
+                released = calls.skip(id)
+            }
+            let message = event["message"]?.stringValue.map { ": " + Summary.firstLine($0) } ?? ""
+            return [LogLine(.stdout, .error, Self.prefix(event) + "⊘ \(tool) denied\(message)")] + released
+        case "task_started":
+            if event["is_backgrounded"]?.boolValue == true, let task = event["task_id"]?.stringValue {
+                backgroundTasks[task] = event["description"]?.stringValue ?? "subagent"
+            }
+            return []
+        case "task_notification":
+            let task = event["task_id"]?.stringValue ?? ""
+            let description = backgroundTasks.removeValue(forKey: task) ?? event["description"]?.stringValue ?? "subagent"
+            let status = event["status"]?.stringValue ?? "done"
+            let summary = event["summary"]?.stringValue.map { ": " + Summary.firstLine($0) } ?? ""
+            let kind: LogLine.Kind = status == "completed" ? .toolResult : .error
+            return [LogLine(.stdout, kind, "  ⋮ ← subagent \(description) \(status)\(summary)")]
         case "hook_response":
             let name = event["hook_name"]?.stringValue ?? "hook"
             let outcome = event["outcome"]?.stringValue ?? event["exit_code"].map { "exit \(JSONWriter.string($0))" } ?? "done"
@@ -43,16 +134,80 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         }
     }
 
+    /// "API overloaded (529), retry 2 of 10 in 4 s".
+    static func retryLine(_ event: JSONValue) -> String {
+        let status = event["error_status"]?.intValue
+        let what: String
+        switch status {
+        case 529?: what = "API overloaded (529)"
+        case 429?: what = "API rate limit (429)"
+        case let code?: what = "API error (\(code))"
+        case nil: what = "API unreachable" + (event["error"]?.stringValue.map { " (\($0))" } ?? "")
+        }
+        var line = what
+        if let attempt = event["attempt"]?.intValue {
+            line += ", retry \(attempt)"
+            if let total = event["max_retries"]?.intValue { line += " of \(total)" }
+        }
+        if let delay = event["retry_delay_ms"]?.intValue { line += " in " + seconds(delay) }
+        return line
+    }
+
+    // MARK: streamed text
+
+    private mutating func streamEvent(_ event: JSONValue) -> [LogLine] {
+        guard let inner = event["event"] else { return [] }
+        switch inner["type"]?.stringValue {
+        case "message_start":
+            currentMessageID = inner["message"]?["id"]?.stringValue ?? ""
+        case "content_block_start" where inner["content_block"]?["type"]?.stringValue == "text":
+            let id = event["api_message_id"]?.stringValue ?? currentMessageID
+            streams.append((id, StreamingTextLines(prefix: Self.prefix(event))))
+            // Bounded: a stream whose assistant line never came is ended by the next ones.
+            if streams.count > 8 { streams.removeFirst() }
+            liveStream = id
+        case "content_block_delta" where inner["delta"]?["type"]?.stringValue == "text_delta":
+            let id = event["api_message_id"]?.stringValue ?? currentMessageID
+            guard let index = streams.lastIndex(where: { $0.messageID == id }) else { return [] }
+            liveStream = id
+            return streams[index].text.append(inner["delta"]?["text"]?.stringValue ?? "")
+        default:
+            break
+        }
+        return []
+    }
+
+    // MARK: assistant
+
     private mutating func assistant(_ event: JSONValue) -> [LogLine] {
-        if let model = event["message"]?["model"]?.stringValue, report.model == nil { report.model = model }
-        let prefix = (event["parent_tool_use_id"]?.stringValue != nil) ? "  ⋮ " : ""
+        let message = event["message"]
+        if let model = message?["model"]?.stringValue, report.model == nil, model != "<synthetic>" { report.model = model }
+        if event["is_api_error_message"]?.boolValue == true || event["error"] != nil && message?["model"]?.stringValue == "<synthetic>" {
+            apiErrorText = (message?["content"]?.arrayValue ?? []).compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
+            report.apiErrorStatus = event["api_error_status"]?.intValue ?? report.apiErrorStatus
+            return []
+        }
+        let prefix = Self.prefix(event)
+        let messageID = message?["id"]?.stringValue ?? ""
         var lines: [LogLine] = []
-        for block in event["message"]?["content"]?.arrayValue ?? [] {
+        for block in message?["content"]?.arrayValue ?? [] {
             switch block["type"]?.stringValue {
             case "text":
-                lines += LogLine.lines(.text, block["text"]?.stringValue ?? "", prefix: prefix)
+                let text = block["text"]?.stringValue ?? ""
+                // The stream of this block: by message id, or (a transcript whose deltas name no
+                // message) the oldest one of the same agent.
+                if let index = streams.firstIndex(where: { $0.messageID == messageID })
+                    ?? streams.firstIndex(where: { $0.text.prefix == prefix })
+                {
+                    lines += streams[index].text.complete(with: text)
+                    streams.remove(at: index)
+                    if liveStream == messageID, !streams.contains(where: { $0.messageID == messageID }) { liveStream = nil }
+                } else {
+                    lines += LogLine.lines(.text, text, prefix: prefix)
+                }
             case "tool_use":
                 let name = block["name"]?.stringValue ?? "tool"
+                if let id = block["id"]?.stringValue { lines += calls.call(id, name: name, message: messageID) }
                 lines.append(LogLine(.stdout, .tool, prefix + ToolCallSummary.line(name: name, input: block["input"])))
             case "thinking", "redacted_thinking":
                 let thought = block["thinking"]?.stringValue ?? ""
@@ -64,8 +219,10 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         return lines
     }
 
-    private func user(_ event: JSONValue) -> [LogLine] {
-        let prefix = (event["parent_tool_use_id"]?.stringValue != nil) ? "  ⋮ " : ""
+    // MARK: user (tool results)
+
+    private mutating func user(_ event: JSONValue) -> [LogLine] {
+        let prefix = Self.prefix(event)
         let content = event["message"]?["content"]
         if let text = content?.stringValue {
             return LogLine.lines(.info, text, prefix: prefix + "» ")
@@ -74,12 +231,10 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         for block in content?.arrayValue ?? [] {
             switch block["type"]?.stringValue {
             case "tool_result":
-                let text = Self.toolResultText(block["content"])
-                if block["is_error"]?.boolValue == true {
-                    lines.append(LogLine(.stdout, .error, prefix + "← error: " + Summary.firstLine(text)))
-                } else {
-                    lines.append(LogLine(.stdout, .toolResult, prefix + "← " + (text.isEmpty ? "(no output)" : Summary.firstLine(text))))
-                }
+                let id = block["tool_use_id"]?.stringValue ?? ""
+                if deniedToolUseIDs.contains(id) { continue }
+                let line = Self.toolResultLine(block, meta: event["tool_use_result"], prefix: prefix)
+                lines += calls.result(id, line)
             case "text":
                 lines += LogLine.lines(.info, block["text"]?.stringValue ?? "", prefix: prefix + "» ")
             default:
@@ -89,40 +244,134 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         return lines
     }
 
+    static func toolResultLine(_ block: JSONValue, meta: JSONValue?, prefix: String) -> LogLine {
+        let text = stripToolUseError(toolResultText(block["content"]))
+        if meta?["status"]?.stringValue == "async_launched" || text.hasPrefix("Async agent launched successfully") {
+            return LogLine(.stdout, .toolResult, prefix + "← subagent started in the background")
+        }
+        guard block["is_error"]?.boolValue == true else {
+            return LogLine(.stdout, .toolResult, prefix + "← " + (text.isEmpty ? "(no output)" : Summary.firstLine(text)))
+        }
+        // A failed command: "Exit code 2\n<its output>": the status, then its first error line.
+        var lines = TextLines.split(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        if let first = lines.first, first.hasPrefix("Exit code "), lines.count > 1 {
+            lines.removeFirst()
+            let status = "exit code " + first.dropFirst("Exit code ".count)
+            return LogLine(.stdout, .error, prefix + "← error (\(status)): " + Summary.firstLine(lines.joined(separator: "\n")))
+        }
+        return LogLine(.stdout, .error, prefix + "← error: " + Summary.firstLine(text))
+    }
+
     /// `tool_result.content` is a string or a list of `{type: text, text}` blocks.
     static func toolResultText(_ content: JSONValue?) -> String {
         if let text = content?.stringValue { return text }
         return (content?.arrayValue ?? []).compactMap { $0["text"]?.stringValue }.joined(separator: "\n")
     }
 
+    /// Claude wraps tool errors in `<tool_use_error>…</tool_use_error>`, markup meant for the model.
+    static func stripToolUseError(_ text: String) -> String {
+        var text = text
+        for tag in ["<tool_use_error>", "</tool_use_error>"] { text = text.replacingOccurrences(of: tag, with: "") }
+        return text
+    }
+
+    // MARK: result
+
     private mutating func result(_ event: JSONValue) -> [LogLine] {
+        report.resultCount += 1
         let subtype = event["subtype"]?.stringValue
         // is_error is authoritative: a bad model reports subtype "success" with is_error true.
         let isError = event["is_error"]?.boolValue ?? (subtype.map { $0 != "success" } ?? false)
-        report.isError = isError
-        report.subtype = subtype
-        report.resultText = event["result"]?.stringValue
-        report.errors = (event["errors"]?.arrayValue ?? []).compactMap(\.stringValue)
+        // One run, one report: a later result (a background subagent's turn) adds to it, and
+        // an error stays the run's outcome.
+        if isError || !report.isError {
+            report.isError = isError
+            report.subtype = subtype
+            report.errors = (event["errors"]?.arrayValue ?? []).compactMap(\.stringValue)
+            report.endReason = event["terminal_reason"]?.stringValue ?? report.endReason
+            report.stopReason = event["stop_reason"]?.stringValue ?? report.stopReason
+            report.apiErrorStatus = event["api_error_status"]?.intValue ?? report.apiErrorStatus
+            if let text = event["result"]?.stringValue, !text.isEmpty || report.resultText == nil { report.resultText = text }
+        }
         report.costUSD = event["total_cost_usd"]?.doubleValue ?? event["cost_usd"]?.doubleValue ?? report.costUSD
-        report.numTurns = event["num_turns"]?.intValue ?? report.numTurns
-        report.durationMs = event["duration_ms"]?.intValue ?? report.durationMs
-        report.usage = event["usage"] ?? report.usage
+        if let turns = event["num_turns"]?.intValue { report.numTurns = (report.numTurns ?? 0) + turns }
+        if let ms = event["duration_ms"]?.intValue { report.durationMs = (report.durationMs ?? 0) + ms }
+        report.usage = Self.adding(report.usage, event["usage"])
+        for denial in event["permission_denials"]?.arrayValue ?? [] {
+            guard let id = denial["tool_use_id"]?.stringValue,
+                !report.permissionDenials.contains(where: { $0["toolUseId"]?.stringValue == id })
+            else { continue }
+            report.permissionDenials.append(.object(["tool": denial["tool_name"], "toolUseId": .string(id)]))
+        }
+        // The summary waits while the run goes on: a turn started by a background subagent's
+        // notification, or a subagent still running, reports a result of its own later.
+        if report.resultCount < turnsStarted || !backgroundTasks.isEmpty {
+            summaryOwed = true
+            return []
+        }
+        summaryOwed = false
+        return calls.flushAll() + [summaryLine()]
+    }
 
+    /// Sums the numbers of two `usage` objects (each result reports its own turn's usage).
+    static func adding(_ total: JSONValue?, _ usage: JSONValue?) -> JSONValue? {
+        guard case .object(let new)? = usage else { return total }
+        guard case .object(let old)? = total else { return usage }
+        var members = old
+        for member in new {
+            if let index = members.firstIndex(where: { $0.key == member.key }) {
+                if let a = members[index].value.intValue, let b = member.value.intValue {
+                    members[index].value = .int(a + b)
+                }
+            } else {
+                members.append(member)
+            }
+        }
+        return .object(members)
+    }
+
+    /// The run's one summary line: `✓ done`, `⚠ done` when tool calls were denied, or `✗`
+    /// with why the run failed.
+    private func summaryLine() -> LogLine {
         var facts: [String] = []
         if let ms = report.durationMs { facts.append(Self.seconds(ms)) }
         if let turns = report.numTurns { facts.append("\(turns) turn\(turns == 1 ? "" : "s")") }
         if let cost = report.costUSD { facts.append(Self.dollars(cost)) }
         let tail = facts.isEmpty ? "" : " · " + facts.joined(separator: " · ")
-        if isError {
-            var reason = report.errors.first ?? report.resultText ?? subtype ?? "error"
-            if let status = event["api_error_status"]?.intValue { reason += " (API status \(status))" }
-            return [LogLine(.stdout, .result, "✗ \(subtype ?? "error"): \(Summary.firstLine(reason))\(tail)")]
+        if report.isError {
+            return LogLine(.stdout, .result, "✗ " + failure() + tail)
         }
-        return [LogLine(.stdout, .result, "✓ done\(tail)")]
+        let denied = report.permissionDenials.count
+        if denied > 0 {
+            return LogLine(.stdout, .result, "⚠ done, \(denied) tool call\(denied == 1 ? "" : "s") denied\(tail)")
+        }
+        return LogLine(.stdout, .result, "✓ done\(tail)")
+    }
+
+    private func failure() -> String {
+        if let status = report.apiErrorStatus {
+            var message = apiErrorText ?? report.resultText ?? report.errors.first ?? ""
+            // "API Error: 500 Internal server error…": the status is said once.
+            if message.hasPrefix("API Error: ") {
+                message = String(message.dropFirst("API Error: ".count))
+                if message.hasPrefix("\(status) ") { message = String(message.dropFirst("\(status) ".count)) }
+            }
+            return "API error \(status): " + Summary.firstLine(message, limit: 400)
+        }
+        let reason = report.errors.first ?? report.resultText ?? ""
+        var name = report.endReason.flatMap { $0 == "completed" ? nil : $0 } ?? report.subtype.flatMap { $0 == "success" ? nil : $0 } ?? "error"
+        switch name {
+        case "error_max_turns", "max_turns": name = "max turns"
+        case "error_max_budget_usd": name = "budget"
+        default: name = name.replacingOccurrences(of: "_", with: " ")
+        }
+        return reason.isEmpty ? name : name + ": " + Summary.firstLine(reason)
     }
 
     static func seconds(_ ms: Int) -> String {
-        ms < 1000 ? "\(ms) ms" : String(format: "%.1f s", Double(ms) / 1000)
+        if ms < 1000 { return "\(ms) ms" }
+        if ms % 1000 == 0 { return "\(ms / 1000) s" }
+        return String(format: "%.1f s", Double(ms) / 1000)
     }
 
     static func dollars(_ cost: Double) -> String {
@@ -130,4 +379,91 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
     }
 }
 
-import Foundation
+/// Tool results in the order of their calls. Claude runs the calls of one message in parallel
+/// and reports each result when it finishes; a result is matched to its call by `tool_use_id`
+/// and held until the results of the calls before it (in the same message) are out. With
+/// several calls in a message, a result names its call ("← Bash #2: …"). A subagent's calls
+/// are messages of their own, so they interleave with the main agent's freely.
+struct ToolCallOrder: Sendable {
+    private struct Call: Sendable {
+        var id: String
+        var name: String
+        var result: LogLine?
+        var done = false
+    }
+
+    private struct Batch: Sendable {
+        var message: String
+        var calls: [Call] = []
+        var next = 0
+    }
+
+    /// The messages whose calls still wait for results, oldest first (a few at a time).
+    private var batches: [Batch] = []
+    static let maxBatches = 16
+
+    mutating func call(_ id: String, name: String, message: String) -> [LogLine] {
+        var flushed: [LogLine] = []
+        if let index = batches.firstIndex(where: { $0.message == message }) {
+            batches[index].calls.append(Call(id: id, name: name))
+            return []
+        }
+        if batches.count >= Self.maxBatches { flushed = Self.flush(&batches[0]); batches.removeFirst() }
+        batches.append(Batch(message: message, calls: [Call(id: id, name: name)]))
+        return flushed
+    }
+
+    /// The result of call `id`: the lines that can be given out now.
+    mutating func result(_ id: String, _ line: LogLine) -> [LogLine] {
+        guard let (b, c) = find(id) else { return [line] }
+        var line = line
+        if batches[b].calls.count > 1, let arrow = line.text.range(of: "← ") {
+            line.text.replaceSubrange(arrow, with: "← \(batches[b].calls[c].name) #\(c + 1): ")
+        }
+        batches[b].calls[c].result = line
+        batches[b].calls[c].done = true
+        return ready(b)
+    }
+
+    /// A call that will have no result line (its permission was denied): the lines that can
+    /// be given out now.
+    mutating func skip(_ id: String) -> [LogLine] {
+        guard let (b, c) = find(id) else { return [] }
+        batches[b].calls[c].done = true
+        return ready(b)
+    }
+
+    /// Every held result, in call order (the run ended).
+    mutating func flushAll() -> [LogLine] {
+        var lines: [LogLine] = []
+        for index in batches.indices { lines += Self.flush(&batches[index]) }
+        batches.removeAll()
+        return lines
+    }
+
+    private func find(_ id: String) -> (Int, Int)? {
+        for (b, batch) in batches.enumerated() {
+            if let c = batch.calls.firstIndex(where: { $0.id == id }) { return (b, c) }
+        }
+        return nil
+    }
+
+    private mutating func ready(_ b: Int) -> [LogLine] {
+        var lines: [LogLine] = []
+        while batches[b].next < batches[b].calls.count, batches[b].calls[batches[b].next].done {
+            if let line = batches[b].calls[batches[b].next].result { lines.append(line) }
+            batches[b].next += 1
+        }
+        if batches[b].next == batches[b].calls.count { batches.remove(at: b) }
+        return lines
+    }
+
+    private static func flush(_ batch: inout Batch) -> [LogLine] {
+        var lines: [LogLine] = []
+        while batch.next < batch.calls.count {
+            if let line = batch.calls[batch.next].result { lines.append(line) }
+            batch.next += 1
+        }
+        return lines
+    }
+}

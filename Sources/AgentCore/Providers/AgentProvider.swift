@@ -54,14 +54,15 @@ public struct AgentProvider: Sendable {
     static let resumeSession = LaunchField("resumeSession", .sessionID, "session id to resume")
     static let maxTurns = LaunchField("maxTurns", .integer(1...10_000), "stop after this many turns")
 
-    /// `claude -p --output-format stream-json --verbose`, prompt on stdin. Values go as
-    /// `--flag=value`, so none can be taken for a flag of its own.
+    /// `claude -p --output-format stream-json --verbose --include-partial-messages`, prompt on
+    /// stdin. Partial messages let viewers see text while it streams (`job:partial`). Values go
+    /// as `--flag=value`, so none can be taken for a flag of its own.
     public static let claude = AgentProvider(
         id: "claude", name: "Claude Code", executableName: "claude", outputFormat: .claudeStreamJSON, hasACPMode: false,
         fields: [model, LaunchField("effort", .choice(["low", "medium", "high"]), "claude --effort"), resumeSession, maxTurns]
     ) { context in
         let request = context.request
-        var arguments = [context.executable, "-p", "--output-format", "stream-json", "--verbose"]
+        var arguments = [context.executable, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
         if let model = request.model { arguments.append("--model=\(model)") }
         if let effort = request.effort { arguments.append("--effort=\(effort)") }
         if let session = request.resumeSession { arguments.append("--resume=\(session)") }

@@ -8,6 +8,10 @@ import EventLoop
 public final class JobStore {
     public struct Error: Swift.Error, CustomStringConvertible {
         public let description: String
+
+        public init(description: String) {
+            self.description = description
+        }
     }
 
     public let dataDirectory: String

@@ -1,0 +1,119 @@
+import Foundation
+import TestSupport
+import Testing
+
+@testable import AgentCore
+
+/// Assistant text as it streams: complete lines at once, the unfinished one as a partial
+/// line, and the same stored lines whether or not the text was streamed.
+struct StreamingTextLinesTests {
+    @Test func linesComeOutAsTheirNewlineArrivesAndTheRestIsPartial() {
+        var text = StreamingTextLines()
+        #expect(text.append("Hel").isEmpty)
+        #expect(text.partial?.text == "Hel")
+        #expect(text.append("lo\nWor").map(\.text) == ["Hello"])
+        #expect(text.partial?.text == "Wor")
+        #expect(text.complete(with: "Hello\nWorld.").map(\.text) == ["World."])
+        #expect(text.partial == nil)
+    }
+
+    @Test(arguments: [
+        "One.\n\nTwo.", "\n\nLeading blanks.\nEnd.\n\n", "a\r\nb\r\n", "no newline at all", "x\n\n\ny", "",
+    ])
+    func streamedLinesEqualTheLinesOfTheWholeText(_ whole: String) {
+        // Every split of the text into two pieces, and one character at a time.
+        let characters = Array(whole)
+        var splits = (0...characters.count).map { [String(characters[..<$0]), String(characters[$0...])] }
+        splits.append(characters.map { String($0) })
+        for pieces in splits {
+            var text = StreamingTextLines()
+            var lines: [LogLine] = []
+            for piece in pieces { lines += text.append(piece) }
+            lines += text.complete(with: whole)
+            #expect(lines == LogLine.lines(.text, whole), "pieces \(pieces)")
+        }
+    }
+
+    @Test func aLineWithoutNewlinesIsGivenOutInBoundedPieces() {
+        var text = StreamingTextLines()
+        var lines: [LogLine] = []
+        for _ in 0..<5_000 { lines += text.append("abcd") }
+        #expect(!lines.isEmpty)
+        #expect(lines.allSatisfy { $0.text.utf8.count <= StreamingTextLines.maxLineBytes + 4 })
+        #expect((text.partial?.text.utf8.count ?? 0) <= StreamingTextLines.maxLineBytes)
+    }
+
+    @Test func anAnswerCutShortKeepsItsUnfinishedLine() {
+        var text = StreamingTextLines(prefix: "  ⋮ ")
+        _ = text.append("First.\nSecond, unfin")
+        #expect(text.finish().map(\.text) == ["  ⋮ Second, unfin"])
+    }
+}
+
+/// The Claude formatter on events shaped like the real CLI's (see Tests/claude/fixtures).
+struct ClaudeLiveOutputTests {
+    static func event(_ json: String) -> JSONValue { try! JSONParser.parse(json) }
+
+    static func delta(_ text: String, message: String = "m1") -> JSONValue {
+        .object([
+            "type": .string("stream_event"), "api_message_id": .string(message),
+            "event": .object(["type": .string("content_block_delta"), "index": .int(0),
+                              "delta": .object(["type": .string("text_delta"), "text": .string(text)])]),
+        ])
+    }
+
+    static let blockStart = event(#"{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}}"#)
+
+    @Test func deltasShowLiveAndTheAssistantLineAddsOnlyTheRest() {
+        var formatter = ClaudeStreamFormatter()
+        #expect(formatter.format(event: Self.blockStart).isEmpty)
+        #expect(formatter.format(event: Self.delta("Para one.\n\nPara")).map(\.text) == ["Para one."])
+        #expect(formatter.partialLine?.text == "Para")
+        #expect(!formatter.keepsRawEvent(Self.delta("x")))
+        let assistant = Self.event(#"{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"Para one.\n\nPara two."}]}}"#)
+        #expect(formatter.format(event: assistant).map(\.text) == ["", "Para two."])
+        #expect(formatter.partialLine == nil)
+    }
+
+    @Test func aKilledAnswerKeepsItsPartialLine() {
+        var formatter = ClaudeStreamFormatter()
+        _ = formatter.format(event: Self.blockStart)
+        _ = formatter.format(event: Self.delta("Half a sen"))
+        #expect(formatter.finish().map(\.text) == ["Half a sen"])
+    }
+
+    @Test func parallelResultsComeInCallOrderNamingTheirCall() {
+        var formatter = ClaudeStreamFormatter()
+        let calls = [
+            #"{"type":"assistant","message":{"id":"m1","content":[{"type":"tool_use","id":"a","name":"Bash","input":{"command":"sleep 1; echo first"}}]}}"#,
+            #"{"type":"assistant","message":{"id":"m1","content":[{"type":"tool_use","id":"b","name":"Read","input":{"file_path":"x"}}]}}"#,
+        ]
+        for call in calls { _ = formatter.format(event: Self.event(call)) }
+        let second = Self.event(#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"b","content":"file x"}]}}"#)
+        let first = Self.event(#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"a","content":"first"}]}}"#)
+        #expect(formatter.format(event: second).isEmpty)  // held until call 1's result
+        #expect(formatter.format(event: first).map(\.text) == ["← Bash #1: first", "← Read #2: file x"])
+    }
+
+    @Test func toolUseErrorMarkupIsStrippedAndAFailedCommandShowsItsError() {
+        let markup = Self.event(#"{"type":"tool_result","tool_use_id":"x","is_error":true,"content":"<tool_use_error>File does not exist.</tool_use_error>"}"#)
+        #expect(ClaudeStreamFormatter.toolResultLine(markup, meta: nil, prefix: "").text == "← error: File does not exist.")
+        let failed = Self.event(#"{"type":"tool_result","tool_use_id":"x","is_error":true,"content":"Exit code 2\nls: nope"}"#)
+        #expect(ClaudeStreamFormatter.toolResultLine(failed, meta: nil, prefix: "").text == "← error (exit code 2): ls: nope")
+    }
+
+    @Test func retriesReadAsTheyHappen() {
+        let retry = Self.event(#"{"type":"system","subtype":"api_retry","attempt":2,"max_retries":10,"retry_delay_ms":4000,"error_status":529}"#)
+        #expect(ClaudeStreamFormatter.retryLine(retry) == "API overloaded (529), retry 2 of 10 in 4 s")
+        let unreachable = Self.event(#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":1200,"error":"connection refused"}"#)
+        #expect(ClaudeStreamFormatter.retryLine(unreachable) == "API unreachable (connection refused), retry 1 of 10 in 1.2 s")
+    }
+}
+
+extension StreamingTextLinesTests {
+    @Test func theCompleteTextWinsWhenItDoesNotGoOnFromThePieces() {
+        var text = StreamingTextLines()
+        #expect(text.append("One.\nTwo, trimmed ").map(\.text) == ["One."])
+        #expect(text.complete(with: "One.\nTwo, trimmed").map(\.text) == ["Two, trimmed"])
+    }
+}

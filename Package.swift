@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // Linux syscalls that Glibc does not export to Swift (epoll, eventfd, pidfd) and a
@@ -39,6 +40,7 @@ let package = Package(
             dependencies: [
                 "AgentCore", "CSystemShims", "EventLoop", "Gateway", "HTTPCore", "WebSocketCore", "WebSocketDeflate", "WebSocketServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Temporary directories, fake agents on a temporary PATH, fixture paths.

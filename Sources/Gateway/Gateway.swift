@@ -34,6 +34,10 @@ public final class Gateway {
     /// Routes one request. Only an answer to a request with a valid credential lets its
     /// connection outlive the HTTP server's short first-request deadline: loading the
     /// dashboard's public files or failing to sign in keeps a connection "unproven".
+    /// Called with each request refused for its credential, Host or Origin (401, 403), for
+    /// the operator's log.
+    public var onRefused: ((HTTPRequest, Int) -> Void)?
+
     public func handle(_ request: HTTPRequest) -> HTTPServer.Response {
         // Checked once: the credential check looks up a session and may look at the token file.
         let principal = authenticate(request.head.headers)
@@ -41,6 +45,7 @@ public final class Gateway {
         if response.later == nil, response.proves == nil {
             response.proves = response.status < 400 && principal != nil
         }
+        if response.status == 401 || response.status == 403 { onRefused?(request, response.status) }
         return response
     }
 

@@ -134,6 +134,9 @@ public final class HTTPServer {
     /// Open connections that have not yet had a request succeed.
     public var unprovenConnections: Int { unproven.count }
     /// Unproven connections closed to make room for a new one.
+    /// Called with each connection refused at accept (503 `too_many_connections`), for the
+    /// operator's log.
+    public var onConnectionRefused: ((String) -> Void)?
     public private(set) var evictedConnections = 0
     /// Bytes queued to connections that have not had a request succeed (each takes one
     /// request at a time, so this stays near one answer per connection).
@@ -203,6 +206,7 @@ public final class HTTPServer {
     /// Said once, without reading the request: the client learns why and backs off.
     private func refuse(_ tcp: TCPConnection, _ message: String) {
         refusedConnections += 1
+        onConnectionRefused?(message)
         do { try tcp.start() } catch { return tcp.close() }
         tcp.onClose = { withExtendedLifetime(tcp) {} }  // kept alive until it closes
         tcp.pauseReading()

@@ -61,7 +61,8 @@ public struct StaticFiles: Sendable {
     }
 
     /// Finds `web-client/` in the working directory or above the executable (a build in
-    /// `.build/<triple>/debug/` of a checkout).
+    /// `.build/<triple>/debug/` of a checkout), or in `share/agentgate/` beside the `bin/`
+    /// the executable is installed in (README "Install").
     public static func locateDefaultRoot(executablePath: String) -> String? {
         var candidates = [FileManager.default.currentDirectoryPath]
         var directory = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent()
@@ -69,10 +70,21 @@ public struct StaticFiles: Sendable {
             candidates.append(directory.path)
             directory = directory.deletingLastPathComponent()
         }
-        for candidate in candidates {
+        let installed = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("share/agentgate").path
+        for candidate in candidates + [installed] {
             let root = candidate + "/web-client"
             if FileManager.default.fileExists(atPath: root + "/index.html") { return root }
         }
         return nil
+    }
+
+    /// This process's executable (`/proc/self/exe`): `argv[0]` is only a name when the
+    /// binary was found on PATH.
+    public static func executablePath(argumentZero: String) -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard count > 0 else { return argumentZero }
+        return String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

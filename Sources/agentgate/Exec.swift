@@ -10,7 +10,9 @@ struct Exec: ParsableCommand {
         abstract: "Run one job in this process and print its log.",
         discussion: """
             Exit status: 0 when the job is done, 1 when it failed, 130 when interrupted by Ctrl-C \
-            (which kills the job's process group). For provider 'custom', put the argv after '--'.
+            (which kills the job's process group). For provider 'custom', put the argv after '--'. \
+            While a server owns the data dir, exec leaves its jobs alone and keeps this job's \
+            record in a private temporary directory instead (removed when exec ends).
             """)
 
     @Argument(help: "claude, codex, opencode, goose, or custom.")
@@ -31,6 +33,15 @@ struct Exec: ParsableCommand {
     @Option(help: "A label for the job.")
     var label: String?
 
+    @Option(help: "Stop after this many agent turns (claude, goose).")
+    var maxTurns: Int?
+
+    @Option(name: [.customLong("resume"), .customLong("session")], help: "Continue this agent session (claude, codex, opencode, goose).")
+    var resume: String?
+
+    @Option(parsing: .singleValue, help: "KEY=VALUE for the agent's environment (repeatable; only keys allowed with --pass-env).")
+    var env: [String] = []
+
     @Flag(help: "Print the events as NDJSON instead of log lines.")
     var json = false
 
@@ -41,6 +52,12 @@ struct Exec: ParsableCommand {
 
     @Argument(parsing: .postTerminator, help: "argv for provider 'custom'.")
     var command: [String] = []
+
+    func validate() throws {
+        for entry in env where !entry.contains("=") {
+            throw ValidationError("--env \(entry): write KEY=VALUE")
+        }
+    }
 
     func run() throws {
         ag_ignore_sigpipe()
@@ -55,11 +72,17 @@ struct Exec: ParsableCommand {
 
         let loop = try EventLoop()
         let store: JobStore
+        let lock: DataDirectoryLock
+        var privateDirectory: String?
         do {
-            store = try JobStore(dataDirectory: engine.resolvedDataDirectory)
+            (store, lock, privateDirectory) = try Self.openStore(engine.resolvedDataDirectory)
         } catch {
             printError("agentgate: \(error)")
             throw ExitCode(2)
+        }
+        defer {
+            withExtendedLifetime(lock) {}
+            if let privateDirectory { try? FileManager.default.removeItem(atPath: privateDirectory) }
         }
         let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }.sorted()
         let configuration: JobManager.Configuration
@@ -78,16 +101,34 @@ struct Exec: ParsableCommand {
         let request = LaunchRequest(
             provider: provider, prompt: promptText,
             cwd: cwd.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }, model: model, effort: effort, label: label,
+            env: Dictionary(env.map { entry in
+                let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                return (String(parts[0]), String(parts[1]))
+            }, uniquingKeysWith: { $1 }),
+            resumeSession: resume, maxTurns: maxTurns,
             command: command.isEmpty ? nil : command)
 
         var finished: Job?
         var interrupted = false
-        let printer = LogPrinter(json: json, raw: raw)
+        let printer = LogPrinter(json: json, raw: raw, showsPartialLines: !json && isatty(1) == 1)
         var jobID: String?
+        // Lines go out as they come: written once per turn of the loop, not when the job ends.
+        var flushScheduled = false
         manager.addObserver { event, bytes in
             guard event.jobId == jobID else { return }
             printer.print(event, bytes)
             if case .completed(let job) = event.payload { finished = job }
+            if !flushScheduled {
+                flushScheduled = true
+                loop.atEndOfTurn {
+                    flushScheduled = false
+                    printer.flush()
+                }
+            }
+        }
+        manager.addPartialObserver { job, bytes in
+            guard job == jobID, let value = try? JSONParser.parse(bytes), let text = value["text"]?.stringValue else { return }
+            printer.showPartial(text)
         }
 
         // Ctrl-C kills the job's process group instead of orphaning it.
@@ -124,6 +165,32 @@ struct Exec: ParsableCommand {
     }
 }
 
+extension Exec {
+    /// The data dir's store, locked; or, while another process (a server) owns it, a store in
+    /// a private temporary directory, so this job never touches that process's jobs.
+    static func openStore(_ dataDirectory: String) throws -> (JobStore, DataDirectoryLock, String?) {
+        let shared = try JobStore(dataDirectory: dataDirectory)
+        switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate exec") {
+        case .acquired(let lock):
+            return (shared, lock, nil)
+        case .held(let holder):
+            var template = Array((NSTemporaryDirectory() + "/agentgate-exec-XXXXXX").utf8CString)
+            guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+                throw JobStore.Error(description: "\(dataDirectory) is in use (\(holder)), and no private directory could be made")
+            }
+            let directory = String(cString: made)
+            printError(
+                "agentgate: \(dataDirectory) is in use (\(TerminalText.escaped(holder))); its jobs are left alone, "
+                    + "and this job's record is kept in \(directory) until exec ends")
+            let store = try JobStore(dataDirectory: directory)
+            guard case .acquired(let lock) = try DataDirectoryLock.acquire(dataDirectory: directory, owner: "agentgate exec") else {
+                throw JobStore.Error(description: "cannot lock \(directory)")
+            }
+            return (store, lock, directory)
+        }
+    }
+}
+
 import Synchronization
 let interruptedFlag = Mutex(false)
 
@@ -132,14 +199,41 @@ let interruptedFlag = Mutex(false)
 final class LogPrinter {
     let json: Bool
     let raw: Bool
+    /// On a terminal, the line being streamed is drawn in place (`job:partial`) and replaced
+    /// by the finished line; through a pipe only finished lines are written.
+    let showsPartialLines: Bool
     private var buffer: [UInt8] = []
+    private var partialShown = false
 
-    init(json: Bool, raw: Bool = false) {
+    init(json: Bool, raw: Bool = false, showsPartialLines: Bool = false) {
         self.json = json
         self.raw = raw
+        self.showsPartialLines = showsPartialLines
+    }
+
+    /// Draws the in-progress line over the previous one (empty: erases it).
+    func showPartial(_ text: String) {
+        guard showsPartialLines else { return }
+        buffer += Array("\r\u{1B}[K".utf8)
+        partialShown = !text.isEmpty
+        // One terminal row: a longer line would scroll and could not be redrawn in place.
+        let columns = Self.terminalColumns()
+        var shown = TerminalText.escaped(text)
+        if shown.count >= columns { shown = "…" + shown.suffix(max(1, columns - 2)) }
+        buffer += Array(shown.utf8)
+        flush()
+    }
+
+    private static func terminalColumns() -> Int {
+        var size = winsize()
+        return ioctl(1, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
     }
 
     func print(_ event: JobEvent, _ bytes: [UInt8]) {
+        if partialShown {
+            buffer += Array("\r\u{1B}[K".utf8)
+            partialShown = false
+        }
         if json {
             buffer += bytes
             buffer.append(0x0A)
@@ -162,7 +256,7 @@ final class LogPrinter {
         switch event.payload {
         case .log(let line):
             return line.displayText
-        case .agentEvent: return nil
+        case .agentEvent, .status: return nil
         case .started(let job):
             return "[agentgate] job \(job.id) \(job.status.rawValue): \(job.provider)" + (job.pid.map { " (pid \($0))" } ?? "")
         case .completed(let job):

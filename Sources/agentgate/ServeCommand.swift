@@ -5,6 +5,7 @@ import Dispatch
 import EventLoop
 import Foundation
 import Gateway
+import Logging
 import WebSocketServer
 
 struct ServeCommand: ParsableCommand {
@@ -48,10 +49,16 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Seconds a dashboard session lives at most, used or not.")
     var sessionMax = 7 * 86400
 
+    @Option(help: "What the server logs on stderr: trace, debug, info (start, launches, kills, exits), notice, warning (failures, refusals), error, critical.")
+    var logLevel = "info"
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
         try engine.validatePassEnv()
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level \(logLevel): one of \(OperatorLog.levels.joined(separator: ", "))")
+        }
         guard sessionIdle > 0, sessionMax > 0 else { throw ValidationError("--session-idle and --session-max must be positive") }
         if !AccessPolicy.isLoopbackAddress(host) && allowHost.isEmpty {
             throw ValidationError(
@@ -65,13 +72,26 @@ struct ServeCommand: ParsableCommand {
         let loop = try EventLoop()
         let store: JobStore
         let token: String
+        let lock: DataDirectoryLock
         do {
             store = try JobStore(dataDirectory: dataDirectory)
+            // One owner per data dir: a second server would interrupt and kill this one's jobs.
+            switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate serve") {
+            case .acquired(let acquired): lock = acquired
+            case .held(let holder):
+                printError(
+                    "agentgate: \(dataDirectory) is in use by another agentgate (\(TerminalText.escaped(holder))); "
+                        + "stop it first, or give this server its own --data-dir")
+                throw ExitCode(2)
+            }
             token = try TokenFile.resolve(environment: environment, tokenFile: tokenFile, dataDirectory: dataDirectory)
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             printError("agentgate: \(error)")
             throw ExitCode(2)
         }
+        defer { withExtendedLifetime(lock) {} }
         let detector = AgentDetector(configuration: engine.detectorConfiguration)
         _ = detector.refresh()
         var managerConfiguration: JobManager.Configuration
@@ -86,6 +106,8 @@ struct ServeCommand: ParsableCommand {
         let urlHost = host.contains(":") ? "[\(host)]" : host
         let manager = JobManager(loop: loop, store: store, detector: detector, configuration: managerConfiguration)
         let interrupted = try manager.recover()
+        let log = OperatorLog(logger: OperatorLog.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info))
+        log.watch(manager)
 
         var httpConfiguration = HTTPServer.Configuration()
         httpConfiguration.host = host
@@ -94,7 +116,7 @@ struct ServeCommand: ParsableCommand {
         httpConfiguration.maxConnectionsPerClient = maxConnectionsPerClient
         // Raise the fd limit, then keep a reserve of it for jobs (see FileLimits).
         httpConfiguration = httpConfiguration.limited(toFileLimit: FileLimits.raiseSoftLimit())
-        let webRoot = self.webRoot ?? StaticFiles.locateDefaultRoot(executablePath: CommandLine.arguments[0])
+        let webRoot = self.webRoot ?? StaticFiles.locateDefaultRoot(executablePath: StaticFiles.executablePath(argumentZero: CommandLine.arguments[0]))
         let server: GatewayServer
         do {
             server = try GatewayServer(
@@ -110,13 +132,16 @@ struct ServeCommand: ParsableCommand {
             if environment["AGENTGATE_TOKEN"]?.isEmpty ?? true {
                 server.gateway.tokenWatcher = TokenWatcher(path: tokenFile ?? TokenFile.path(dataDirectory: dataDirectory))
             }
-            server.http.listener.onAcceptError = { error in printError("agentgate: accept paused: \(error)") }
+            server.http.listener.onAcceptError = { error in log.logger.error("accept paused: \(error)") }
+            server.gateway.onRefused = { request, status in log.refused(request, status: status) }
+            server.http.onConnectionRefused = { message in log.connectionRefused(message) }
             try server.start()
         } catch {
             printError("agentgate: cannot listen on \(host):\(port): \(error.message)")
             throw ExitCode(2)
         }
         let serverURL = "http://\(urlHost):\(server.port)"
+        lock.describe("pid \(getpid()), agentgate serve on \(serverURL)")
         managerConfiguration.serverURL = serverURL
         manager.configuration = managerConfiguration
 
@@ -142,7 +167,10 @@ struct ServeCommand: ParsableCommand {
         banner += manager.containment.mode == .cgroup
             ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
+        log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.containment.mode == .cgroup ? "cgroup" : "subreaper") containment")
+        if !interrupted.isEmpty { log.logger.notice("\(interrupted.count) job(s) were running at the last stop and are now interrupted") }
         loop.run()
+        log.logger.info("stopping: \(manager.runningCount) running job(s) get SIGTERM")
         // Give killed jobs their grace period to finish writing their events.
         loop.run(untilMilliseconds: managerConfiguration.killGraceMilliseconds + 1_000) { manager.runningCount == 0 }
         manager.flushLogs()

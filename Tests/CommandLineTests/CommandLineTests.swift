@@ -133,7 +133,7 @@ struct CommandLineTests {
         process.signal(SIGINT)
         #expect(process.wait() == 130)
         let printed = output.read("stdout") ?? ""
-        #expect(printed.contains("killed (signal 9)"))
+        #expect(printed.contains("killed (SIGKILL)"))
         usleep(50_000)
         // Gone, or a zombie waiting for init to reap it: not running either way.
         let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
@@ -275,37 +275,56 @@ final class SocketClient {
 /// `agentgate serve`: the README's start command.
 @Suite(.processExclusive, .timeLimit(.minutes(1)))
 struct ServeCommandTests {
-    @Test func serveAnswersWithTheTokenAndStopsItsJobsOnSIGTERM() throws {
-        let agents = FakeAgents()
-        let data = TemporaryDirectory("agentgate-serve")
-        let process = try ChildProcess(
-            CommandLineTests.binary, ["serve", "--port", "0", "--data-dir", data.path, "--kill-grace", "0.3", "--pass-env", "FAKE_SCRIPT"],
-            environment: ["PATH": agents.searchPath, "HOME": data.path], stdout: data.file("out"), stderr: "/dev/null")
-        defer {
-            process.signal(SIGKILL)
-            process.wait()
-        }
-        var banner = ""
-        for _ in 0..<500 where !banner.contains("dashboard:") {
+    @Test func serveLogsStartLaunchesKillsExitsAndRefusalsOnStderr() throws {
+        let server = try ServedGateway()
+        let (data, url) = (server.data, server.url)
+        #expect(try server.call("GET", "/api/agents/jobs", auth: false).hasPrefix("HTTP/1.1 401"))
+        let quick = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"echo hi"}}"#)
+        let slow = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"exec sleep 300"}}"#)
+        let quickID = try #require(quick.firstMatch(of: /"id":"([0-9a-f]{16})"/)?.1)
+        let slowID = try #require(slow.firstMatch(of: /"id":"([0-9a-f]{16})"/)?.1)
+        usleep(300_000)
+        #expect(try server.call("DELETE", "/api/agents/jobs/\(slowID)").hasPrefix("HTTP/1.1 200"))
+        var log = ""
+        for _ in 0..<300 where !log.contains("job \(slowID) killed") {
             usleep(10_000)
-            banner = data.read("out") ?? ""
+            log = data.read("err") ?? ""
         }
-        let url = try #require(banner.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
-        let port = try #require(url.split(separator: ":").last.flatMap { Int($0) })
-        let token = try #require(data.read("token")?.trimmingCharacters(in: .whitespacesAndNewlines))
-        #expect(banner.contains("/#token=\(token)"))  // in the fragment, never a query string
-        #expect(!banner.contains("?token"))
+        #expect(log.contains("info agentgate: [agentgate] listening on \(url)"))
+        #expect(log.contains("job \(quickID) started: claude pid "))
+        #expect(log.contains("job \(quickID) done (exit 0)"))
+        #expect(log.contains("job \(slowID) stopping: kill requested"))
+        #expect(log.contains("job \(slowID) killed (SIGTERM)"))
+        #expect(log.contains("warning agentgate: [agentgate] refused GET /api/agents/jobs: 401 missing or wrong token"))
+    }
 
-        func call(_ method: String, _ path: String, body: String = "", auth: Bool = true) throws -> String {
-            var text = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
-            if !body.isEmpty { text += "Content-Type: application/json\r\n" }
-            if auth { text += "Authorization: Bearer \(token)\r\n" }
-            return try exchange(port: port, text + "\r\n" + body)
-        }
-        #expect(try call("GET", "/healthz", auth: false).hasPrefix("HTTP/1.1 200 OK"))
-        #expect(try call("GET", "/api/agents/jobs", auth: false).hasPrefix("HTTP/1.1 401 "))
-        let created = try call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"exec sleep 300"}}"#)
+    @Test func anUnknownLogLevelIsRefused() throws {
+        let outcome = try CommandLineTests().run(["serve", "--port", "0", "--log-level", "loud"])
+        #expect(outcome.status == 64)
+        #expect(outcome.stderr.contains("--log-level loud: one of trace, debug, info, notice, warning, error, critical"))
+    }
+
+    @Test func serveAnswersWithTheTokenAndStopsItsJobsOnSIGTERM() throws {
+        let server = try ServedGateway()
+        let (data, process, url) = (server.data, server.process, server.url)
+        #expect(try server.call("GET", "/healthz", auth: false).hasPrefix("HTTP/1.1 200 OK"))
+        #expect(try server.call("GET", "/api/agents/jobs", auth: false).hasPrefix("HTTP/1.1 401 "))
+        let created = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"exec sleep 300"}}"#)
         #expect(created.hasPrefix("HTTP/1.1 201 Created"))
+
+        // One owner per data dir: a second server refuses it and names the first; exec runs
+        // its job in a private dir and leaves the server's running job alone.
+        let tool = CommandLineTests()
+        let second = try tool.run(["serve", "--port", "0", "--data-dir", data.path])
+        #expect(second.status == 2)
+        #expect(second.stderr.contains("is in use by another agentgate (pid \(process.pid), agentgate serve on \(url))"))
+        let exec = try tool.run(["exec", "claude", "--prompt", "hi", "--data-dir", data.path], environment: ["FAKE_SCRIPT": "echo private"])
+        #expect(exec.status == 0)
+        #expect(exec.stdout.contains("private"))
+        #expect(exec.stderr.contains("its jobs are left alone"))
+        let list = try server.call("GET", "/api/agents/jobs")
+        #expect(list.contains("\"status\":\"running\""))
+        #expect(!list.contains("interrupted"))
 
         process.signal(SIGTERM)
         for _ in 0..<300 where process.isRunning { usleep(10_000) }
@@ -317,5 +336,43 @@ struct ServeCommandTests {
         let log = data.read("jobs/\(events.first ?? "")/events.ndjson") ?? ""
         #expect(log.contains("\"type\":\"job:completed\",\"job\""))
         #expect(log.contains("\"status\":\"killed\""))
+    }
+}
+
+/// An `agentgate serve` on a free port with fake agents, stderr kept, and raw HTTP calls.
+final class ServedGateway {
+    let agents = FakeAgents()
+    let data = TemporaryDirectory("agentgate-serve")
+    let process: ChildProcess
+    let url: String
+    let port: Int
+    let token: String
+
+    init(_ extra: [String] = []) throws {
+        process = try ChildProcess(
+            CommandLineTests.binary, ["serve", "--port", "0", "--data-dir", data.path, "--kill-grace", "0.3", "--pass-env", "FAKE_SCRIPT"] + extra,
+            environment: ["PATH": agents.searchPath, "HOME": data.path], stdout: data.file("out"), stderr: data.file("err"))
+        var banner = ""
+        for _ in 0..<500 where !banner.contains("dashboard:") {
+            usleep(10_000)
+            banner = data.read("out") ?? ""
+        }
+        url = try #require(banner.split(separator: "\n").first?.split(separator: " ").last.map(String.init))
+        port = try #require(url.split(separator: ":").last.flatMap { Int($0) })
+        token = try #require(data.read("token")?.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(banner.contains("/#token=\(token)"))  // in the fragment, never a query string
+        #expect(!banner.contains("?token"))
+    }
+
+    deinit {
+        process.signal(SIGKILL)
+        process.wait()
+    }
+
+    func call(_ method: String, _ path: String, body: String = "", auth: Bool = true) throws -> String {
+        var text = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
+        if !body.isEmpty { text += "Content-Type: application/json\r\n" }
+        if auth { text += "Authorization: Bearer \(token)\r\n" }
+        return try exchange(port: port, text + "\r\n" + body)
     }
 }

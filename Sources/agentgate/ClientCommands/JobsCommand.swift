@@ -6,7 +6,7 @@ import Foundation
 struct JobsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "jobs", abstract: "List the server's jobs, newest first.")
 
-    @Option(help: "Only jobs with this status (starting, running, done, failed, killed, interrupted).")
+    @Option(help: "Only jobs with this status (starting, running, stopping, done, failed, killed, interrupted).")
     var status: String?
 
     @Flag(help: "One job's JSON per line.")
@@ -38,10 +38,31 @@ struct JobsCommand: ParsableCommand {
 
 /// Columns for `jobs`: fixed widths so a terminal lines them up.
 enum JobTable {
-    static let header = pad("ID", 17) + pad("STATUS", 12) + pad("PROVIDER", 10) + pad("ELAPSED", 9) + "LABEL"
+    static let header = pad("ID", 17) + pad("STATUS", 12) + pad("PROVIDER", 10) + pad("STARTED", 13) + pad("ELAPSED", 9) + "PROMPT"
 
+    /// One line per job: its label (in brackets) and the first line of its prompt last.
     static func row(_ job: Job) -> String {
-        pad(job.id, 17) + pad(job.status.rawValue, 12) + pad(job.provider, 10) + pad(elapsed(job), 9) + (job.label ?? "")
+        pad(job.id, 17) + pad(job.status.rawValue, 12) + pad(job.provider, 10) + pad(startTime(job), 13) + pad(elapsed(job), 9)
+            + (job.label.map { "[\($0)] " } ?? "") + promptLine(job.prompt)
+    }
+
+    static func promptLine(_ prompt: String, limit: Int = 60) -> String {
+        let first = prompt.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? ""
+        let more = first.count < prompt.trimmingCharacters(in: .whitespacesAndNewlines).count
+        return first.count > limit ? String(first.prefix(limit)) + "…" : first + (more ? " …" : "")
+    }
+
+    /// "14:05:09" for today, "Dec 03 14:05" before (local time); `full`: date and time.
+    static func startTime(_ job: Job, full: Bool = false) -> String {
+        let date = Date(timeIntervalSince1970: Double(job.startedAt ?? job.createdAt) / 1000)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        if full {
+            formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        } else {
+            formatter.dateFormat = Calendar.current.isDateInToday(date) ? "HH:mm:ss" : "MMM dd HH:mm"
+        }
+        return formatter.string(from: date)
     }
 
     static func elapsed(_ job: Job) -> String {

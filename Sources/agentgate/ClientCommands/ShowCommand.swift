@@ -29,18 +29,27 @@ struct ShowCommand: ParsableCommand {
             }
             var lines = [
                 "job       \(job.id)",
-                "status    \(job.status.rawValue)" + (job.exitCode.map { " (exit \($0))" } ?? "") + (job.signal.map { " (signal \($0))" } ?? ""),
+                "status    \(job.status.rawValue)" + (job.exitCode.map { " (exit \($0))" } ?? "")
+                    + (job.signal.map { " (\(ExitStatus.signalName($0)))" } ?? ""),
                 "provider  \(job.provider)" + (job.model.map { " · model \($0)" } ?? ""),
             ]
             if let label = job.label { lines.append("label     \(label)") }
             if let cwd = job.cwd { lines.append("cwd       \(cwd)") }
+            lines.append("started   \(JobTable.startTime(job, full: true))")
             lines.append("elapsed   \(JobTable.elapsed(job))")
             lines.append("command   \(job.command.joined(separator: " "))")
             lines.append("events    \(job.lastSeq)")
+            // The whole prompt, each of its lines indented under the first.
+            lines.append("prompt    " + job.prompt.split(separator: "\n", omittingEmptySubsequences: false).joined(separator: "\n          "))
             if let result = job.result {
                 if let text = result["text"]?.stringValue { lines.append("result    \(text)") }
                 if let cost = result["costUsd"]?.doubleValue { lines.append("cost      $\(String(format: "%.4f", cost))") }
                 if let turns = result["numTurns"]?.intValue { lines.append("turns     \(turns)") }
+                if let reason = result["endReason"]?.stringValue { lines.append("ended     \(reason)") }
+                for error in result["errors"]?.arrayValue ?? [] { lines.append("error     \(error.stringValue ?? "")") }
+                if let denied = result["permissionDenials"]?.arrayValue, !denied.isEmpty {
+                    lines.append("denied    " + denied.compactMap { $0["tool"]?.stringValue }.joined(separator: ", "))
+                }
                 if let hook = result["hook"] { lines.append("hook      \(String(decoding: JSONWriter.serialize(hook), as: UTF8.self))") }
             }
             if let error = job.errorTail, job.status != .done { lines.append("error     \(error)") }

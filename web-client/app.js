@@ -32,7 +32,7 @@ let log;
 function elapsed(job) {
   const start = job.startedAt ?? job.createdAt;
   if (!start) return "";
-  const end = job.endedAt ?? (job.status === "running" || job.status === "starting" ? Date.now() : start);
+  const end = job.endedAt ?? (isActive(job) ? Date.now() : start);
   const seconds = Math.max(0, Math.round((end - start) / 1000));
   if (seconds < 60) return `${seconds}s`;
   const minutes = Math.floor(seconds / 60);
@@ -47,8 +47,27 @@ function cost(job) {
 
 function exitText(job) {
   if (job.exitCode !== null && job.exitCode !== undefined) return String(job.exitCode);
-  if (job.signal) return `sig ${job.signal}`;
+  if (job.signal) return job.signalName ?? `signal ${job.signal}`;
   return "";
+}
+
+/** A job that is still running (or being stopped), so it has a Kill button and a clock. */
+function isActive(job) {
+  return job.status === "running" || job.status === "starting" || job.status === "stopping";
+}
+
+/** "14:05:09" today, "Dec 3 14:05" before: when the job was launched. */
+function startTime(job) {
+  const at = new Date(job.startedAt ?? job.createdAt);
+  const today = new Date().toDateString() === at.toDateString();
+  return today ? at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : at.toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+/** The prompt's first line, for the job list. */
+function promptLine(job) {
+  const first = (job.prompt ?? "").trim().split("\n")[0];
+  return first.length > 120 ? `${first.slice(0, 120)}…` : first;
 }
 
 function statusBadge(status) {
@@ -214,18 +233,21 @@ function jobRow(job) {
     link.title = job.prompt;
     link.className = "mono";
     id.append(link);
-    const cells = Array.from({ length: 7 }, () => document.createElement("td"));
-    cells[2].className = "elapsed";
+    const cells = Array.from({ length: 9 }, () => document.createElement("td"));
+    cells[0].className = "prompt";
+    cells[1].className = "started";
+    cells[4].className = "elapsed";
     row.append(document.createElement("td"), id, ...cells);
     jobRows.set(job.id, row);
   }
   row.classList.toggle("selected", state.selected === job.id);
-  const [status, , provider, label, elapsedCell, exit, costCell, turns, actions] = row.children;
+  const [status, , promptCell, started, provider, label, elapsedCell, exit, costCell, turns, actions] = row.children;
   if (row.dataset.status !== job.status) {
     row.dataset.status = job.status;
     status.replaceChildren(statusBadge(job.status));
   }
-  for (const [cell, value] of [[provider, job.provider], [label, job.label ?? ""], [elapsedCell, elapsed(job)],
+  promptCell.title = job.prompt ?? "";
+  for (const [cell, value] of [[promptCell, promptLine(job)], [started, startTime(job)], [provider, job.provider], [label, job.label ?? ""], [elapsedCell, elapsed(job)],
     [exit, exitText(job)], [costCell, cost(job)], [turns, job.result?.numTurns ?? ""]]) {
     if (cell.textContent !== String(value)) cell.textContent = String(value);
   }
@@ -247,7 +269,7 @@ function jobRow(job) {
 function tick() {
   for (const row of document.querySelectorAll("#jobs tbody tr")) {
     const job = state.jobs.get(row.dataset.job);
-    if (job && (job.status === "running" || job.status === "starting")) row.querySelector(".elapsed").textContent = elapsed(job);
+    if (job && isActive(job)) row.querySelector(".elapsed").textContent = elapsed(job);
   }
   const job = state.jobs.get(state.selected);
   if (job) $("#job-meta").textContent = jobMeta(job);
@@ -274,6 +296,7 @@ async function confirmKillAll() {
 function jobMeta(job) {
   const parts = [job.provider];
   if (job.label) parts.push(job.label);
+  parts.push(`started ${startTime(job)}`);
   parts.push(elapsed(job));
   const exit = exitText(job);
   if (exit) parts.push(`exit ${exit}`);
@@ -288,12 +311,14 @@ function renderSelectedHeader() {
   $("#job-title").textContent = `Job ${job.id}`;
   $("#job-status").replaceChildren(statusBadge(job.status));
   $("#job-meta").textContent = jobMeta(job);
+  const prompt = $("#job-prompt");
+  if (prompt.textContent !== job.prompt) prompt.textContent = job.prompt ?? "";
   $("#job-kill").hidden = !(job.status === "running" || job.status === "starting");
   renderResult(job);
 }
 
 function renderResult(job) {
-  const finished = !["running", "starting"].includes(job.status);
+  const finished = !isActive(job);
   const result = job.result;
   $("#job-result").hidden = !finished || (!result && !job.errorTail && !job.hookError);
   const text = [result?.text, job.status !== "done" ? job.errorTail : null, job.hookError ? `hook: ${job.hookError}` : null]
@@ -313,6 +338,7 @@ function select(id) {
   if (state.selected) connection.unsubscribe(state.selected);
   state.selected = id;
   log.clear();
+  showPartial(null);
   $("#log-search").value = "";
   log.search("");
   $("#log-matches").textContent = "";
@@ -339,7 +365,7 @@ function logLine(event) {
     case "job:completed": {
       let text = `[agentgate] job ${event.status}`;
       if (event.exitCode !== null && event.exitCode !== undefined) text += ` (exit ${event.exitCode})`;
-      if (event.signal) text += ` (signal ${event.signal})`;
+      if (event.signal) text += ` (${event.info?.signalName ?? `signal ${event.signal}`})`;
       return { text, stream: "system", kind: event.status === "done" ? "result" : "error" };
     }
     default:
@@ -352,13 +378,29 @@ function logLine(event) {
 let pendingLines = [];
 let linesFrame = 0;
 
+/** The selected job's in-progress line (`job:partial`), under its log; null hides it. */
+function showPartial(message) {
+  const element = $("#log-partial");
+  const text = message?.text ?? "";
+  element.hidden = !text;
+  element.textContent = text;
+  element.className = `log-partial kind-${message?.kind ?? "text"}`;
+}
+
 function onMessage(message) {
+  if (message.type === "job:partial") {
+    if (message.job === state.selected) showPartial(message);
+    return;
+  }
+  // Any stored event of the job replaces its in-progress line.
+  if (message.job === state.selected && message.type?.startsWith("job:")) showPartial(null);
   switch (message.type) {
     case "snapshot":
       state.jobs = new Map(message.jobs.map((job) => [job.id, job]));
       renderJobs();
       return;
     case "job:started":
+    case "job:status":
     case "job:completed":
       state.jobs.set(message.info.id, message.info);
       renderJobs();

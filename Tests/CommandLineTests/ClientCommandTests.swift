@@ -240,12 +240,18 @@ struct ClientCommandTests {
         #expect(shown.stdout.contains("status    done (exit 0)"))
         #expect(shown.stdout.contains("label     detached"))
         #expect(shown.stdout.contains("cost      $0.2472"))
+        #expect(shown.stdout.contains("prompt    list"))
+        #expect(shown.stdout.firstMatch(of: /started   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d/) != nil)
         #expect(try client(["show", "ffffffffffffffff"]).status == 5)
 
         let jobs = try client(["jobs"])
         #expect(jobs.status == 0)
         #expect(jobs.stdout.contains(id))
         #expect(jobs.stdout.hasPrefix("ID "))
+        // Each row: its start time, then the label and the prompt's first line.
+        let row = try #require(jobs.stdout.split(separator: "\n").first { $0.hasPrefix(id) })
+        #expect(row.firstMatch(of: /\d\d:\d\d:\d\d/) != nil, "\(row)")
+        #expect(row.hasSuffix("[detached] list"), "\(row)")
         #expect(try client(["jobs", "--status", "killed"]).stdout.contains("no killed jobs"))
         #expect(try client(["jobs", "--status", "bogus"]).status == 2)
 
@@ -320,6 +326,8 @@ struct ClientCommandTests {
         #expect(run.status == 0)
         #expect(run.stdout.contains("note=hello=world"), "\(run.stdout)")
         #expect(run.stdout.contains("--max-turns=3") && run.stdout.contains("--resume=abc-123"), "\(run.stdout)")
+        let session = try client(["run", "claude", "env", "--session", "def-456"], server: other)
+        #expect(session.stdout.contains("--resume=def-456"), "\(session.stdout)")
         let refused = try client(["run", "claude", "env", "--env", "OTHER=1"], server: other)
         #expect(refused.status == 2 && refused.stderr.contains("OTHER"))
         #expect(try client(["run", "claude", "env", "--env", "NOEQUALS"], server: other).status == 64)

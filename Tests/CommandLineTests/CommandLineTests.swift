@@ -32,6 +32,34 @@ struct CommandLineTests {
         return Outcome(status: status, stdout: files.read("stdout") ?? "", stderr: files.read("stderr") ?? "")
     }
 
+    @Test func versionIsPrinted() throws {
+        let outcome = try run(["--version"])
+        #expect(outcome.status == 0)
+        #expect(outcome.stdout == "0.2.0\n")
+    }
+
+    /// Lines go out as they come, through a pipe too: the first one long before the job ends.
+    @Test func execPrintsLinesAsTheyArriveAndTakesTheLaunchOptions() throws {
+        let files = TemporaryDirectory("agentgate-exec-live")
+        let process = try ChildProcess(
+            Self.binary, [
+                "exec", "claude", "--prompt", "hi", "--data-dir", data.path, "--max-turns", "3", "--resume", "abc-123",
+                "--env", "MYAPP_NOTE=hello", "--pass-env", "MYAPP_NOTE",
+            ],
+            environment: ["PATH": agents.searchPath, "HOME": data.path, "FAKE_SCRIPT": #"echo "args=$* note=$MYAPP_NOTE"; sleep 3; echo second"#],
+            stdout: files.file("out"), stderr: files.file("err"))
+        var printed = ""
+        for _ in 0..<200 where !printed.contains("args=") {
+            usleep(10_000)
+            printed = files.read("out") ?? ""
+        }
+        #expect(process.isRunning, "the first line came only when the job ended")
+        #expect(printed.contains("args=-p --output-format stream-json --verbose --include-partial-messages --resume=abc-123 --max-turns=3 note=hello"), "\(printed)")
+        #expect(!printed.contains("second"))
+        #expect(process.wait() == 0)
+        #expect(files.read("out")?.contains("second") == true)
+    }
+
     @Test func serveRefusesANonLoopbackAddressThatNamesNoHost() throws {
         let outcome = try run(["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", data.path])
         #expect(outcome.status == 64)

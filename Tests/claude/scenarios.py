@@ -61,29 +61,51 @@ SCENARIOS = [
     ],
     *[
         {
-            "name": f"write-denied-{mode}",
+            "name": f"write-edit-denied-{mode}",
             "mode": mode,
+            "setup": {"notes.txt": "one\ntwo\n"},
             "script": [
-                {"blocks": [{"tool": "Write", "input": {"file_path": "notes.txt", "content": "one\n"}}]},
-                {"text": "I could not write it."},
+                {"blocks": [{"tool": "Write", "input": {"file_path": "new.txt", "content": "one\n"}}]},
+                {"blocks": [{"tool": "Edit", "input": {"file_path": "notes.txt", "old_string": "two", "new_string": "TWO"}}]},
+                {"text": "I could not change anything."},
             ],
             "expect": [
                 f"session S · model claude-opus-5-5 · permissions {mode}",
-                "→ Write: notes.txt",
-                denial,
-                "I could not write it.",
-                "⚠ done, 1 tool call denied · T · 2 turns · $C",
+                "→ Write: new.txt",
+                "⊘ Write denied: " + denial("Write", "new.txt"),
+                "→ Edit: notes.txt",
+                "⊘ Edit denied: " + denial("Edit", "notes.txt"),
+                "I could not change anything.",
+                "⚠ done, 2 tool calls denied · T · 3 turns · $C",
             ],
-            "files": {"notes.txt": None},
+            "files": {"new.txt": None, "notes.txt": "one\ntwo\n"},
             "status": "done",
-            "result": {"permissionDenials": [{"tool": "Write", "toolUseId": "toolu_001_00"}]},
+            "result": {"permissionDenials": [{"tool": "Write", "toolUseId": "toolu_001_00"}, {"tool": "Edit", "toolUseId": "toolu_002_00"}]},
         }
         for mode, denial in [
-            ("default", "⊘ Write denied: Claude requested permissions to write to CWD/notes.txt, but you haven't granted it yet."),
-            ("plan", "⊘ Write denied: Cannot write to CWD/notes.txt while in plan mode."),
-            ("dontAsk", "⊘ Write denied: Permission to use Write has been denied because Claude Code is running in don't ask mode. IMPORTANT: You *may* attempt to accomplish this action using other too…"),
+            ("default", lambda tool, path: f"Claude requested permissions to write to CWD/{path}, but you haven't granted it yet."),
+            ("plan", lambda tool, path: f"Cannot write to CWD/{path} while in plan mode."),
+            ("dontAsk", lambda tool, path: (f"Permission to use {tool} has been denied because Claude Code is running in don't ask mode. "
+                                            "IMPORTANT: You *may* attempt to accomplish this action using other tools that might")[:160] + "…"),
         ]
     ],
+    {
+        "name": "edit-missing-file",
+        "mode": "acceptEdits",
+        "script": [
+            {"blocks": [{"tool": "Edit", "input": {"file_path": "missing.txt", "old_string": "a", "new_string": "b"}}]},
+            {"text": "There is no such file."},
+        ],
+        "expect": [
+            "session S · model claude-opus-5-5 · permissions acceptEdits",
+            "→ Edit: missing.txt",
+            # Claude's <tool_use_error> markup is for the model, not the user.
+            "← error: File does not exist. Note: your current working directory is CWD.",
+            "There is no such file.",
+            "✓ done · T · 2 turns · $C",
+        ],
+        "status": "done",
+    },
     {
         "name": "command-fails",
         "mode": "bypassPermissions",

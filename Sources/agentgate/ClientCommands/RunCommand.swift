@@ -34,7 +34,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Stop after this many agent turns (claude, goose).")
     var maxTurns: Int?
 
-    @Option(help: "Continue this agent session (claude, codex, opencode, goose).")
+    @Option(name: [.customLong("resume"), .customLong("session")], help: "Continue this agent session (claude, codex, opencode, goose).")
     var resume: String?
 
     @Option(parsing: .singleValue, help: "KEY=VALUE for the agent's environment (repeatable; only keys the server allows with --pass-env).")

@@ -27,12 +27,13 @@ final class OperatorLog {
         self.clock = clock
     }
 
+    /// The lines' way to stderr (a thread of its own: see `QueuedStderrLogHandler`).
+    static let stderr = StderrLineWriter()
+
     /// The process's logging, to stderr at `level` (one call per process).
     static func bootstrap(level: Logger.Level) -> Logger {
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            QueuedStderrLogHandler(logLevel: level, label: label, writer: stderr)
         }
         var logger = Logger(label: "agentgate")
         logger.logLevel = level

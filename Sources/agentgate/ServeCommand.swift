@@ -174,5 +174,6 @@ struct ServeCommand: ParsableCommand {
         // Give killed jobs their grace period to finish writing their events.
         loop.run(untilMilliseconds: managerConfiguration.killGraceMilliseconds + 1_000) { manager.runningCount == 0 }
         manager.flushLogs()
+        OperatorLog.stderr.drain()
     }
 }

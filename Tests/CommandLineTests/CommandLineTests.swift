@@ -318,12 +318,12 @@ struct ServeCommandTests {
             usleep(10_000)
             log = data.read("err") ?? ""
         }
-        #expect(log.contains("info agentgate: [agentgate] listening on \(url)"))
+        #expect(log.contains("info agentgate: listening on \(url)"))
         #expect(log.contains("job \(quickID) started: claude pid "))
         #expect(log.contains("job \(quickID) done (exit 0)"))
         #expect(log.contains("job \(slowID) stopping: kill requested"))
         #expect(log.contains("job \(slowID) killed (SIGTERM)"))
-        #expect(log.contains("warning agentgate: [agentgate] refused GET /api/agents/jobs: 401 missing or wrong token"))
+        #expect(log.contains("warning agentgate: refused GET /api/agents/jobs: 401 missing or wrong token"))
     }
 
     /// README "Installing on PATH": the binary in <prefix>/bin, the dashboard in
@@ -352,6 +352,27 @@ struct ServeCommandTests {
         let page = try exchange(port: port, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n")
         #expect(page.hasPrefix("HTTP/1.1 200 OK"))
         #expect(page.contains("<title>agentgate</title>"))
+    }
+
+    /// A stderr nobody reads (a full pipe) costs log lines, never the server: the loop does
+    /// not wait on it.
+    @Test func aStderrNobodyReadsDoesNotStallTheServer() throws {
+        let fifo = TemporaryDirectory("agentgate-stderr")
+        let path = fifo.file("stderr")
+        #expect(mkfifo(path, 0o600) == 0)
+        let reader = open(path, O_RDONLY | O_NONBLOCK)  // held open, never read
+        defer { close(reader) }
+        // debug logs every event: 20,000 lines of output fill the 64 KiB pipe many times over.
+        let server = try ServedGateway(["--log-level", "debug"], stderr: path)
+        let created = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"seq 1 20000"}}"#)
+        let id = try #require(created.firstMatch(of: /"id":"([0-9a-f]{16})"/)?.1)
+        var job = ""
+        for _ in 0..<500 where !job.contains("\"status\":\"done\"") {
+            usleep(20_000)
+            job = try server.call("GET", "/api/agents/jobs/\(id)")
+        }
+        #expect(job.contains("\"status\":\"done\""), "the job did not finish while stderr was full")
+        #expect(try server.call("GET", "/healthz", auth: false).hasPrefix("HTTP/1.1 200 OK"))
     }
 
     @Test func anUnknownLogLevelIsRefused() throws {
@@ -404,10 +425,10 @@ final class ServedGateway {
     let port: Int
     let token: String
 
-    init(_ extra: [String] = []) throws {
+    init(_ extra: [String] = [], stderr: String? = nil) throws {
         process = try ChildProcess(
             CommandLineTests.binary, ["serve", "--port", "0", "--data-dir", data.path, "--kill-grace", "0.3", "--pass-env", "FAKE_SCRIPT"] + extra,
-            environment: ["PATH": agents.searchPath, "HOME": data.path], stdout: data.file("out"), stderr: data.file("err"))
+            environment: ["PATH": agents.searchPath, "HOME": data.path], stdout: data.file("out"), stderr: stderr ?? data.file("err"))
         var banner = ""
         for _ in 0..<500 where !banner.contains("dashboard:") {
             usleep(10_000)

@@ -403,7 +403,9 @@ public final class SubscriptionHub {
             if events.count < Self.replayBatch { break }
         }
         // Current now: the line being streamed, if any, so a late viewer sees it too.
-        if !viewer.paused, let subscription = viewer.subscriptions[job], let bytes = manager.encodedPartial(of: job) {
+        if !viewer.paused, let subscription = viewer.subscriptions[job], subscription.lastSent == manager.job(job)?.lastSeq,
+            let bytes = manager.encodedPartial(of: job)
+        {
             var shared = SharedEncodings()
             writePartial(bytes, to: subscription, shared: &shared)
         }

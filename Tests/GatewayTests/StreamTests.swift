@@ -113,6 +113,34 @@ struct StreamTests {
         #expect(try EventStreamClient(port: gateway.port, path: "/api/agents/jobs/\(id)/stream", token: nil).status == 401)
     }
 
+    /// The line an agent is still writing reaches a job's SSE viewers as `job:partial`
+    /// without an `id:` (a reconnect resumes after the last stored event), a viewer that joins
+    /// mid-line gets it once it has caught up, and the stored line replaces it.
+    @Test func theLineBeingWrittenStreamsAsAPartialWithoutAnID() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let start = #"{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}}"#
+        let delta = { (text: String) in #"{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\#(text)"}}}"# }
+        let assistant = #"{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"Half a line, then the rest"}]}}"#
+        let script = "echo '\(start)'; echo '\(delta("Half a line, "))'; sleep 1; echo '\(delta("then the rest"))'; sleep 0.5; echo '\(assistant)'"
+        let id = try launch(gateway, script: script)
+        let early = try EventStreamClient(port: gateway.port, path: "/api/agents/jobs/\(id)/stream")
+        usleep(400_000)
+        let late = try EventStreamClient(port: gateway.port, path: "/api/agents/jobs/\(id)/stream")
+        for stream in [early, late] {
+            let events = stream.events(until: "job:completed")
+            let partials = events.filter { $0.name == "job:partial" }
+            #expect(partials.first?.json["text"] as? String == "Half a line, ", "\(events.map(\.name))")
+            #expect(partials.contains { $0.json["text"] as? String == "Half a line, then the rest" })
+            #expect(partials.allSatisfy { $0.id == nil })
+            let lines = events.filter { $0.name == "job:log" }.compactMap { $0.json["text"] as? String }
+            #expect(lines == ["Half a line, then the rest"])
+            // Stored events keep their seqs as ids, in order (raw job:event seqs are skipped).
+            let ids = events.compactMap(\.id).compactMap { Int($0) }
+            #expect(ids == ids.sorted() && Set(ids).count == ids.count && ids.first == 1)
+        }
+    }
+
     @Test func theAllJobsStreamStartsWithASnapshotAndResumesByVersion() throws {
         let gateway = try RunningGateway()
         defer { gateway.stop() }

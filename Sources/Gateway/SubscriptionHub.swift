@@ -480,12 +480,14 @@ public final class SubscriptionHub {
             let message = shared.json ?? SharedMessage(payload: bytes, isText: true, compressor: compressor)
             shared.json = message
             bytesSent += session.send(message)
+            eventsSent += 1
         case (.sse, .sse(let tcp)):
             // No `id:`: a reconnecting client resumes after the last stored event.
             let buffer = shared.sse ?? OutboundBuffer(Array("event: job:partial\ndata: ".utf8) + bytes + [0x0A, 0x0A])
             shared.sse = buffer
             tcp.enqueue(buffer)
             bytesSent += buffer.count
+            eventsSent += 1
         default:
             break
         }

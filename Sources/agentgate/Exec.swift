@@ -167,18 +167,16 @@ struct Exec: ParsableCommand {
 
 extension Exec {
     /// The data dir's store, locked; or, while another process (a server) owns it, a store in
-    /// a private temporary directory, so this job never touches that process's jobs.
+    /// a private directory `<data>/exec/run-XXXXXX` (locked too, removed at the end), so this
+    /// job never touches that process's jobs.
     static func openStore(_ dataDirectory: String) throws -> (JobStore, DataDirectoryLock, String?) {
         let shared = try JobStore(dataDirectory: dataDirectory)
+        PrivateRuns.sweep(dataDirectory: dataDirectory)
         switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate exec") {
         case .acquired(let lock):
             return (shared, lock, nil)
         case .held(let holder):
-            var template = Array((NSTemporaryDirectory() + "/agentgate-exec-XXXXXX").utf8CString)
-            guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
-                throw JobStore.Error(description: "\(dataDirectory) is in use (\(holder)), and no private directory could be made")
-            }
-            let directory = String(cString: made)
+            let directory = try PrivateRuns.make(dataDirectory: dataDirectory, holder: holder)
             printError(
                 "agentgate: \(dataDirectory) is in use (\(TerminalText.escaped(holder))); its jobs are left alone, "
                     + "and this job's record is kept in \(directory) until exec ends")
@@ -187,6 +185,42 @@ extension Exec {
                 throw JobStore.Error(description: "cannot lock \(directory)")
             }
             return (store, lock, directory)
+        }
+    }
+}
+
+/// The private directories of `exec` runs made while a server owned the data dir. One whose
+/// exec died without removing it (SIGKILL) is found by the next exec or serve: its lock is
+/// free, so its agent, if still running, is stopped and the directory removed (attacker trial:
+/// a killed exec left its directory and its agent behind).
+enum PrivateRuns {
+    static func make(dataDirectory: String, holder: String) throws -> String {
+        let parent = dataDirectory + "/exec"
+        if mkdir(parent, 0o700) != 0 && errno != EEXIST {
+            throw JobStore.Error(description: "\(dataDirectory) is in use (\(holder)), and \(parent) cannot be made")
+        }
+        var template = Array((parent + "/run-XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw JobStore.Error(description: "\(dataDirectory) is in use (\(holder)), and no private directory could be made in \(parent)")
+        }
+        return String(cString: made)
+    }
+
+    static func sweep(dataDirectory: String, graceMilliseconds: Int = 2_000) {
+        let parent = dataDirectory + "/exec"
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []
+        for name in names where name.hasPrefix("run-") {
+            let directory = parent + "/" + name
+            // A directory made a moment ago may not be locked by its exec yet.
+            var info = stat()
+            guard stat(directory, &info) == 0, time(nil) - info.st_mtim.tv_sec > 10 else { continue }
+            guard case .acquired(let lock)? = try? DataDirectoryLock.acquire(dataDirectory: directory, owner: "agentgate sweep"),
+                let store = try? JobStore(dataDirectory: directory)
+            else { continue }
+            let stopped = JobManager.stopLeftovers(in: store, graceMilliseconds: graceMilliseconds)
+            if stopped > 0 { printError("agentgate: stopped \(stopped) job(s) left running by an exec that died (\(directory))") }
+            try? FileManager.default.removeItem(atPath: directory)
+            withExtendedLifetime(lock) {}
         }
     }
 }
@@ -216,12 +250,41 @@ final class LogPrinter {
         guard showsPartialLines else { return }
         buffer += Array("\r\u{1B}[K".utf8)
         partialShown = !text.isEmpty
-        // One terminal row: a longer line would scroll and could not be redrawn in place.
-        let columns = Self.terminalColumns()
-        var shown = TerminalText.escaped(text)
-        if shown.count >= columns { shown = "…" + shown.suffix(max(1, columns - 2)) }
-        buffer += Array(shown.utf8)
+        buffer += Array(Self.oneRow(text, columns: Self.terminalColumns()).utf8)
         flush()
+    }
+
+    /// `text` escaped and cut (from the start, with "…") to fit one terminal row: a line that
+    /// wraps cannot be redrawn in place, since `\r` and erase-line reach only the last row.
+    /// Widths are counted as terminals draw them: East Asian wide characters and emoji take
+    /// two columns, combining marks none; a tab becomes a space.
+    static func oneRow(_ text: String, columns: Int) -> String {
+        let escaped = TerminalText.escaped(text).replacingOccurrences(of: "\t", with: " ")
+        // The last column stays free: some terminals wrap as soon as it is written.
+        let room = max(2, columns - 1)
+        if escaped.reduce(0, { $0 + cellWidth($1) }) <= room { return escaped }
+        var width = 1  // the "…"
+        var kept: [Character] = []
+        for character in escaped.reversed() {
+            let cells = cellWidth(character)
+            if width + cells > room { break }
+            width += cells
+            kept.append(character)
+        }
+        return "…" + String(kept.reversed())
+    }
+
+    /// Terminal cells of one character (wcwidth, for the ranges agents write).
+    static func cellWidth(_ character: Character) -> Int {
+        guard let scalar = character.unicodeScalars.first else { return 0 }
+        let value = scalar.value
+        if scalar.properties.generalCategory == .nonspacingMark || scalar.properties.generalCategory == .enclosingMark { return 0 }
+        let wide: [ClosedRange<UInt32>] = [
+            0x1100...0x115F, 0x2E80...0x303E, 0x3041...0x33FF, 0x3400...0x4DBF, 0x4E00...0x9FFF, 0xA000...0xA4CF,
+            0xAC00...0xD7A3, 0xF900...0xFAFF, 0xFE30...0xFE4F, 0xFF00...0xFF60, 0xFFE0...0xFFE6, 0x1F300...0x1F64F,
+            0x1F900...0x1F9FF, 0x20000...0x3FFFD,
+        ]
+        return wide.contains { $0.contains(value) } ? 2 : 1
     }
 
     static func terminalColumns() -> Int {

@@ -9,8 +9,9 @@ import Logging
 /// (`debug` adds every event's type; `warning` keeps only failures and refusals).
 ///
 /// Refusals are what an attacker controls, so they are rate-limited: the first few of each
-/// 10 s window are logged, the rest counted and summed up in the next window. Everything
-/// that came from a client or an agent is escaped (`TerminalText`) before it is logged.
+/// 10 s window are logged, the rest counted and summed up when the window ends. Everything
+/// that came from a client or an agent is logged as one escaped line (`oneLine`): an agent's
+/// stderr must not be able to write log lines of its own (attacker trial).
 final class OperatorLog {
     static let levels = Logger.Level.allCases.map(\.rawValue)
 
@@ -22,9 +23,17 @@ final class OperatorLog {
     static let windowMilliseconds = 10_000
     static let refusalsPerWindow = 10
 
-    init(logger: Logger, clock: @escaping () -> Int = { Int(MonotonicClock.nanoseconds() / 1_000_000) }) {
+    /// Runs a closure after a delay in milliseconds (the event loop's timer): the count of
+    /// refusals not logged one by one goes out when their window ends.
+    private let schedule: (Int, @escaping () -> Void) -> Void
+
+    init(
+        logger: Logger, clock: @escaping () -> Int = { Int(MonotonicClock.nanoseconds() / 1_000_000) },
+        schedule: @escaping (Int, @escaping () -> Void) -> Void
+    ) {
         self.logger = logger
         self.clock = clock
+        self.schedule = schedule
     }
 
     /// The lines' way to stderr (a thread of its own: see `QueuedStderrLogHandler`).
@@ -48,10 +57,10 @@ final class OperatorLog {
     func jobEvent(_ event: JobEvent, killGraceMilliseconds: Int) {
         switch event.payload {
         case .started(let job) where job.status == .failed:
-            logger.warning("job \(job.id) could not start: \(TerminalText.escaped(job.errorTail ?? "unknown reason"))")
+            logger.warning("job \(job.id) could not start: \(Self.oneLine(job.errorTail ?? "unknown reason"))")
         case .started(let job):
             let pid = job.pid.map { " pid \($0)" } ?? ""
-            logger.info("job \(job.id) started: \(job.provider)\(pid) in \(TerminalText.escaped(job.cwd ?? "?"))")
+            logger.info("job \(job.id) started: \(job.provider)\(pid) in \(Self.oneLine(job.cwd ?? "?"))")
         case .status(let job) where job.status == .stopping:
             logger.notice("job \(job.id) stopping: kill requested (SIGTERM, SIGKILL after \(Double(killGraceMilliseconds) / 1000) s)")
         case .completed(let job):
@@ -60,7 +69,7 @@ final class OperatorLog {
             if let signal = job.signal { text += " (\(ExitStatus.signalName(signal)))" }
             if let start = job.startedAt, let end = job.endedAt { text += " after \(Double(end - start) / 1000) s" }
             if let reason = job.result?["errors"]?[0]?.stringValue ?? (job.status == .done ? nil : job.errorTail) {
-                text += ": " + TerminalText.escaped(String(reason.prefix(300)))
+                text += ": " + Self.oneLine(reason)
             }
             switch job.status {
             case .done: logger.info("\(text)")
@@ -74,8 +83,8 @@ final class OperatorLog {
 
     /// A request refused for its credential, Host or Origin.
     func refused(_ request: HTTPRequest, status: Int) {
-        let target = TerminalText.escaped(String(request.head.target.prefix(200)))
-        refusal("refused \(TerminalText.escaped(request.head.method)) \(target): \(status) \(status == 401 ? "missing or wrong token" : "Host or Origin not allowed")")
+        let target = Self.oneLine(String(request.head.target), limit: 200)
+        refusal("refused \(Self.oneLine(request.head.method, limit: 20)) \(target): \(status) \(status == 401 ? "missing or wrong token" : "Host or Origin not allowed")")
     }
 
     /// A connection refused at accept (a connection limit).
@@ -83,21 +92,35 @@ final class OperatorLog {
         refusal("refused a connection: \(message)")
     }
 
+    /// Text from a client or an agent as one log line: control characters escaped
+    /// (`TerminalText`), and newlines and tabs too, cut to `limit` characters.
+    static func oneLine(_ text: String, limit: Int = 300) -> String {
+        var escaped = TerminalText.escaped(text).replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\t", with: "\\t")
+        if escaped.count > limit { escaped = String(escaped.prefix(limit)) + "…" }
+        return escaped
+    }
+
     private func refusal(_ message: String) {
         let now = clock()
         if now - windowStart >= Self.windowMilliseconds {
-            if unlogged > 0 {
-                logger.warning("\(unlogged) more refusals in the last \(Self.windowMilliseconds / 1000) s were not logged one by one")
-            }
+            logUnlogged()
             windowStart = now
             refusalsInWindow = 0
-            unlogged = 0
         }
         refusalsInWindow += 1
         if refusalsInWindow <= Self.refusalsPerWindow {
             logger.warning("\(message)")
-        } else {
-            unlogged += 1
+            return
         }
+        unlogged += 1
+        if unlogged == 1 {
+            schedule(max(0, windowStart + Self.windowMilliseconds - now)) { [weak self] in self?.logUnlogged() }
+        }
+    }
+
+    private func logUnlogged() {
+        guard unlogged > 0 else { return }
+        logger.warning("\(unlogged) more refusals in the last \(Self.windowMilliseconds / 1000) s were not logged one by one")
+        unlogged = 0
     }
 }

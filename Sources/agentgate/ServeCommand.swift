@@ -77,7 +77,9 @@ struct ServeCommand: ParsableCommand {
             store = try JobStore(dataDirectory: dataDirectory)
             // One owner per data dir: a second server would interrupt and kill this one's jobs.
             switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate serve") {
-            case .acquired(let acquired): lock = acquired
+            case .acquired(let acquired):
+                lock = acquired
+                PrivateRuns.sweep(dataDirectory: dataDirectory)
             case .held(let holder):
                 printError(
                     "agentgate: \(dataDirectory) is in use by another agentgate (\(TerminalText.escaped(holder))); "
@@ -106,7 +108,9 @@ struct ServeCommand: ParsableCommand {
         let urlHost = host.contains(":") ? "[\(host)]" : host
         let manager = JobManager(loop: loop, store: store, detector: detector, configuration: managerConfiguration)
         let interrupted = try manager.recover()
-        let log = OperatorLog(logger: OperatorLog.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info))
+        let log = OperatorLog(logger: OperatorLog.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info)) { delay, action in
+            loop.schedule(afterMilliseconds: delay, action)
+        }
         log.watch(manager)
 
         var httpConfiguration = HTTPServer.Configuration()

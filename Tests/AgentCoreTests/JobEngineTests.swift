@@ -313,3 +313,36 @@ struct JobEngineLiveTests {
         #expect(!stored.contains { if case .agentEvent(let raw) = $0.payload { raw.contains("stream_event") } else { false } })
     }
 }
+
+/// The in-progress line through the engine: rate-bounded, and sent again after any stored
+/// event (viewers drop it then), stderr included.
+struct PartialPublishingTests {
+    static let start = #"{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}}"#
+    static func delta(_ text: String) -> String {
+        #"{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\#(text)"}}}"#
+    }
+
+    @Test func aLineTypedOneCharacterAtATimeCostsABoundedNumberOfMessages() throws {
+        let harness = try EngineHarness()
+        var partials: [String] = []
+        harness.manager.addPartialObserver { _, bytes in partials.append((try? JSONParser.parse(bytes))?["text"]?.stringValue ?? "?") }
+        // 150 one-character deltas, 10 ms apart: one read each.
+        let script = "echo '\(Self.start)'; i=0; while [ $i -lt 150 ]; do echo '\(Self.delta("x"))'; sleep 0.01; i=$((i+1)); done; sleep 0.3"
+        let job = try harness.launch(script: script)
+        _ = try #require(harness.waitForCompletion(job.id))
+        // At most one per 50 ms (the run takes about 1.5 to 3 s here), and the last state sent.
+        #expect(partials.count < 75, "\(partials.count) partial messages")
+        #expect(partials.last == String(repeating: "x", count: 150))
+    }
+
+    @Test func aStoredEventAfterTheLineMakesItGoOutAgain() throws {
+        let harness = try EngineHarness { $0.stderrCoalesceMilliseconds = 10 }
+        var messages: [String] = []
+        harness.manager.addPartialObserver { _, bytes in messages.append("partial:" + ((try? JSONParser.parse(bytes))?["text"]?.stringValue ?? "?")) }
+        harness.manager.addObserver { event, _ in if case .log(let line) = event.payload, line.stream == .stderr { messages.append("stderr") } }
+        let script = "echo '\(Self.start)'; echo '\(Self.delta("hello wor"))'; sleep 0.3; echo oops >&2; sleep 0.5"
+        let job = try harness.launch(script: script)
+        _ = try #require(harness.waitForCompletion(job.id))
+        #expect(messages.prefix(3) == ["partial:hello wor", "stderr", "partial:hello wor"], "\(messages)")
+    }
+}

@@ -117,3 +117,47 @@ extension StreamingTextLinesTests {
         #expect(text.complete(with: "One.\nTwo, trimmed").map(\.text) == ["Two, trimmed"])
     }
 }
+
+/// Bounds found by the attacker trial of issue 12.
+struct ClaudeOutputBoundsTests {
+    static func event(_ json: String) -> JSONValue { try! JSONParser.parse(json) }
+
+    @Test func aPartialLineStaysWithinItsBoundWhateverThePieces() {
+        var text = StreamingTextLines()
+        let lines = text.append("first\n" + String(repeating: "y", count: 500_000))
+        #expect(lines.first?.text == "first")
+        #expect((text.partial?.text.utf8.count ?? 0) <= StreamingTextLines.maxLineBytes)
+    }
+
+    @Test func oneCallThatNeverAnswersHoldsNoMoreThanABoundOfResults() {
+        var order = ToolCallOrder()
+        for index in 0..<200 { _ = order.call("c\(index)", name: "Bash", message: "m") }
+        var out: [String] = []
+        for index in 1..<200 { out += order.result("c\(index)", LogLine(.stdout, .toolResult, "← r\(index)")).map(\.text) }
+        // Everything but the missing call's result is out long before the run ends.
+        #expect(out.count == 199)
+        #expect(out.first == "← Bash #2: r1")
+        #expect(out == out.sorted { Int($0.split(separator: "r").last!)! < Int($1.split(separator: "r").last!)! })
+        // The late one still comes, when it comes.
+        #expect(order.result("c0", LogLine(.stdout, .toolResult, "← r0")).map(\.text) == ["← Bash #1: r0"])
+    }
+
+    @Test func manyOpenStreamsKeepEachMessagesTextOnceAndInItsOwnMessage() {
+        var formatter = ClaudeStreamFormatter()
+        var lines: [String] = []
+        let count = ClaudeStreamFormatter.maxOpenStreams + 8
+        for index in 0..<count {
+            let start = #"{"type":"stream_event","api_message_id":"m\#(index)","event":{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}}"#
+            let delta = #"{"type":"stream_event","api_message_id":"m\#(index)","event":{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"S\#(index) first\nS\#(index) tail"}}}"#
+            lines += formatter.format(event: Self.event(start)).map(\.text)
+            lines += formatter.format(event: Self.event(delta)).map(\.text)
+        }
+        for index in 0..<count {
+            let assistant = #"{"type":"assistant","message":{"id":"m\#(index)","content":[{"type":"text","text":"S\#(index) first\nS\#(index) tail"}]}}"#
+            lines += formatter.format(event: Self.event(assistant)).map(\.text)
+        }
+        lines += formatter.finish().map(\.text)
+        let expected = (0..<count).flatMap { ["S\($0) first", "S\($0) tail"] }
+        #expect(lines.sorted() == expected.sorted(), "\(lines)")
+    }
+}

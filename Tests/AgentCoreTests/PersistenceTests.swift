@@ -143,6 +143,22 @@ struct DataDirectoryLockTests {
         withExtendedLifetime(first) {}
     }
 
+    /// The lock is the directory's: deleting `<data>/lock` (it looks stale) lets no second
+    /// owner in (attacker trial: a second server then killed the first one's jobs).
+    @Test func deletingTheLockFileLetsNoSecondOwnerIn() throws {
+        let data = TemporaryDirectory("agentgate-lock")
+        guard case .acquired(let first) = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "first") else {
+            Issue.record("the first lock was refused")
+            return
+        }
+        #expect(unlink(data.file("lock")) == 0)
+        guard case .held = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "second") else {
+            Issue.record("a second owner got the directory after the lock file was deleted")
+            return
+        }
+        withExtendedLifetime(first) {}
+    }
+
     @Test func theLockIsFreeOnceItsHolderIsGone() throws {
         let data = TemporaryDirectory("agentgate-lock")
         do {

@@ -307,6 +307,12 @@ struct ServeCommandTests {
         let server = try ServedGateway()
         let (data, url) = (server.data, server.url)
         #expect(try server.call("GET", "/api/agents/jobs", auth: false).hasPrefix("HTTP/1.1 401"))
+        // An agent's stderr cannot write log lines of its own (attacker trial).
+        let forging = #"printf 'boom\\n2026-01-01T00:00:00+0000 critical agentgate: FORGED\\n' >&2; exit 3"#
+        _ = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"\#(forging)"}}"#)
+        for _ in 0..<20 {
+            _ = try server.call("GET", "/api/agents/jobs", auth: false)
+        }
         let quick = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"echo hi"}}"#)
         let slow = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"exec sleep 300"}}"#)
         let quickID = try #require(quick.firstMatch(of: /"id":"([0-9a-f]{16})"/)?.1)
@@ -324,6 +330,15 @@ struct ServeCommandTests {
         #expect(log.contains("job \(slowID) stopping: kill requested"))
         #expect(log.contains("job \(slowID) killed (SIGTERM)"))
         #expect(log.contains("warning agentgate: refused GET /api/agents/jobs: 401 missing or wrong token"))
+        #expect(log.contains("failed (exit 3)") && log.contains(": boom\\n2026-01-01T00:00:00+0000 critical agentgate: FORGED"), "\(log)")
+        #expect(!log.split(separator: "\n").contains { $0.hasPrefix("2026-01-01") })
+        // 21 refusals: 10 logged one by one, the other 11 counted when their 10 s window ends.
+        #expect(log.components(separatedBy: "refused GET").count - 1 == 10)
+        for _ in 0..<1_200 where !log.contains("11 more refusals") {
+            usleep(10_000)
+            log = data.read("err") ?? ""
+        }
+        #expect(log.contains("warning agentgate: 11 more refusals in the last 10 s were not logged one by one"))
     }
 
     /// README "Installing on PATH": the binary in <prefix>/bin, the dashboard in
@@ -402,6 +417,42 @@ struct ServeCommandTests {
         let list = try server.call("GET", "/api/agents/jobs")
         #expect(list.contains("\"status\":\"running\""))
         #expect(!list.contains("interrupted"))
+        // Deleting the lock file (it looks stale) lets no second owner in.
+        #expect(unlink(data.file("lock")) == 0)
+        #expect(try tool.run(["serve", "--port", "0", "--data-dir", data.path]).status == 2)
+
+        // An exec killed with SIGKILL leaves its private directory and its agent: the next
+        // exec finds both (the directory's lock is free), stops the agent, removes the directory.
+        let pidFile = data.file("orphan.pid")
+        let killed = try ChildProcess(
+            CommandLineTests.binary, ["exec", "claude", "--prompt", "hi", "--data-dir", data.path],
+            environment: ["PATH": tool.agents.searchPath, "HOME": data.path, "FAKE_SCRIPT": "echo $$ > '\(pidFile)'; exec sleep 300"],
+            stdout: "/dev/null", stderr: "/dev/null")
+        var orphan: Int32?
+        for _ in 0..<300 where orphan == nil {
+            usleep(10_000)
+            orphan = data.read("orphan.pid").flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        killed.signal(SIGKILL)
+        killed.wait()
+        let runs = try FileManager.default.contentsOfDirectory(atPath: data.file("exec"))
+        #expect(runs.count == 1)
+        let orphanPID = try #require(orphan)
+        #expect(kill(orphanPID, 0) == 0)
+        // Older than the 10 s a new directory is left alone for (its exec may not have locked it yet).
+        var old = [timespec(tv_sec: time(nil) - 60, tv_nsec: 0), timespec(tv_sec: time(nil) - 60, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, data.file("exec/" + runs[0]), &old, 0) == 0)
+        let next = try tool.run(["exec", "claude", "--prompt", "hi", "--data-dir", data.path], environment: ["FAKE_SCRIPT": "echo ok"])
+        #expect(next.status == 0)
+        #expect(next.stderr.contains("stopped 1 job(s) left running by an exec that died"), "\(next.stderr)")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: data.file("exec")))?.isEmpty == true)
+        var gone = false
+        for _ in 0..<300 where !gone {
+            usleep(10_000)
+            let stat = (try? String(contentsOfFile: "/proc/\(orphanPID)/stat", encoding: .utf8)) ?? ""
+            gone = stat.isEmpty || stat.contains(") Z ")
+        }
+        #expect(gone, "the dead exec's agent still runs")
 
         process.signal(SIGTERM)
         for _ in 0..<300 where process.isRunning { usleep(10_000) }

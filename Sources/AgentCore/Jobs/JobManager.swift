@@ -26,6 +26,8 @@ public final class JobManager {
         public var baseEnvironment: [String] = []
         /// stderr lines are emitted at most this often (200 ms).
         public var stderrCoalesceMilliseconds = 200
+        /// A job's in-progress line (`job:partial`) goes out at most this often (50 ms).
+        public var partialIntervalMilliseconds = 50
         public var maxOutputFileBytes = OutputFileIngest.defaultMaxBytes
         /// A cgroup v2 group per job where the machine allows it; false forces the subreaper
         /// fallback (`serve --no-cgroup`, AGENTGATE_NO_CGROUP=1).
@@ -165,6 +167,19 @@ public final class JobManager {
         return interrupted
     }
 
+    /// Stops the process groups of `store`'s unfinished jobs (a process that owned that store
+    /// died without stopping them) and returns how many there were. For stores nobody will
+    /// open again, such as a killed `exec`'s private directory.
+    @discardableResult
+    public static func stopLeftovers(in store: JobStore, graceMilliseconds: Int) -> Int {
+        let stored = (try? store.loadJobs()) ?? []
+        let groups = stored.filter { !$0.status.isFinished }.compactMap { job in
+            (job.pgid ?? job.pid).map { ProcessIdentity(pid: $0, startTime: job.processStartTime) }
+        }.filter(\.isAlive)
+        terminateOrphans(groups, graceMilliseconds: graceMilliseconds)
+        return groups.count
+    }
+
     /// Groups left over from a previous server: SIGTERM to all of them at once, one shared
     /// grace period, then SIGKILL to the survivors. Start-up takes one grace period however
     /// many jobs were running, not one per job.
@@ -263,25 +278,43 @@ public final class JobManager {
 
     private func stdout(_ id: String, _ bytes: UnsafeRawBufferPointer) {
         guard let runner = running[id] else { return }
-        let seqBefore = jobsByID[id]?.lastSeq ?? 0
         for line in runner.splitter.feed(bytes) {
             interpret(id, runner, line)
         }
-        publishPartial(id, runner, eventsEmitted: jobsByID[id]?.lastSeq != seqBefore)
+        if runner.interpreter.partialLine != runner.shownPartial { schedulePartial(id, runner) }
     }
 
-    /// Once per read of stdout (so thousands of deltas in one read make one message): the
-    /// in-progress line when it changed, or when stored events went out after it (a viewer
-    /// drops the line on any stored event). A line that ended by a stored event needs no
-    /// message of its own.
-    private func publishPartial(_ id: String, _ runner: RunningJob, eventsEmitted: Bool) {
+    /// The in-progress line goes out at most once per `partialIntervalMilliseconds` per job:
+    /// each message carries the whole line, so a line typed one character per delta would
+    /// otherwise cost every viewer the square of its length (attacker trial: 32 MB for one
+    /// 8,000-character line). The last state always goes out, at the end of the interval.
+    private func schedulePartial(_ id: String, _ runner: RunningJob) {
+        guard runner.partialTimer == nil else { return }
+        let wait = max(0, runner.partialSentAt + configuration.partialIntervalMilliseconds - Int(MonotonicClock.nanoseconds() / 1_000_000))
+        runner.partialTimer = loop.schedule(afterMilliseconds: wait) { [weak self, weak runner] in
+            guard let self, let runner, self.running[id] === runner else { return }
+            runner.partialTimer = nil
+            self.publishPartial(id, runner)
+        }
+    }
+
+    /// Sends the in-progress line when it changed, or again when stored events went out after
+    /// it (a viewer drops the line on any stored event of the job, stderr and status included).
+    /// A line that ended in a stored line needs no message of its own.
+    private func publishPartial(_ id: String, _ runner: RunningJob) {
         let line = runner.interpreter.partialLine
-        defer { runner.shownPartial = line }
-        if eventsEmitted {
+        let resend = runner.partialResend
+        runner.partialResend = false
+        if resend {
+            runner.shownPartial = nil
+        if let timer = runner.partialTimer { loop.cancel(timer) }
+        runner.partialTimer = nil
             guard line != nil else { return }
         } else if line == runner.shownPartial {
             return
         }
+        runner.shownPartial = line
+        runner.partialSentAt = Int(MonotonicClock.nanoseconds() / 1_000_000)
         guard !partialObservers.isEmpty, let seq = jobsByID[id]?.lastSeq else { return }
         let bytes = JobEvent.encodedPartial(jobId: id, seq: seq, line: line)
         for observer in partialObservers.values { observer(id, bytes) }
@@ -408,10 +441,11 @@ public final class JobManager {
         persist(id)
         if let hook = runner.hook {
             hook.cancel(reason: "job was killed while its completion hook ran")
+            emit(id, .log(LogLine(.system, .info, "kill requested: the agent had exited; its completion hook is stopped")))
         } else {
             runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
+            emit(id, .log(LogLine(.system, .info, "kill requested: SIGTERM sent to process group \(job.pgid ?? 0)")))
         }
-        emit(id, .log(LogLine(.system, .info, "kill requested: SIGTERM sent to process group \(job.pgid ?? 0)")))
     }
 
     /// Kills every running job; returns how many were asked to stop.
@@ -450,6 +484,11 @@ public final class JobManager {
             loop.atEndOfTurn { [weak self] in self?.flushLogs() }
         }
         for observer in observers.values { observer(event, bytes) }
+        // Viewers drop the in-progress line on any stored event of the job: send it again.
+        if let runner = running[id], runner.shownPartial != nil || runner.partialTimer != nil {
+            runner.partialResend = true
+            schedulePartial(id, runner)
+        }
     }
 
     /// Writes each job's pending events with one write per job.
@@ -482,8 +521,12 @@ final class RunningJob {
     let process: SupervisedProcess
     var splitter = LineSplitter()
     var interpreter: StdoutInterpreter
-    /// The in-progress line viewers were last sent.
+    /// The in-progress line viewers were last sent, when, and what is due.
     var shownPartial: LogLine?
+    var partialSentAt = 0
+    var partialTimer: EventLoop.TimerID?
+    /// A stored event went out after the line was sent: viewers dropped it.
+    var partialResend = false
     var stderr = StderrCollector()
     var stderrTimer: EventLoop.TimerID?
     var exitStatus: ExitStatus?

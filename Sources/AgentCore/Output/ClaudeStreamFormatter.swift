@@ -17,6 +17,10 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
 
     /// Streamed text blocks whose complete `assistant` line has not arrived yet, oldest first.
     private var streams: [(messageID: String, text: StreamingTextLines)] = []
+    /// Streams ended to make room, by message id, for their assistant line to complete.
+    private var ended: [String: StreamingTextLines] = [:]
+    private var endedOrder: [String] = []
+    static let maxOpenStreams = 32
     /// The stream whose unfinished line is shown as `partialLine`.
     private var liveStream: String?
     private var currentMessageID = ""
@@ -163,9 +167,17 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         case "content_block_start" where inner["content_block"]?["type"]?.stringValue == "text":
             let id = event["api_message_id"]?.stringValue ?? currentMessageID
             streams.append((id, StreamingTextLines(prefix: Self.prefix(event))))
-            // Bounded: a stream whose assistant line never came is ended by the next ones.
-            if streams.count > 8 { streams.removeFirst() }
             liveStream = id
+            // Bounded: a stream whose assistant line never came is ended (its text so far
+            // stored) to make room, and its assistant line, if it comes, is matched by id.
+            if streams.count > Self.maxOpenStreams {
+                var oldest = streams.removeFirst()
+                let lines = oldest.text.finish()
+                ended[oldest.messageID] = oldest.text
+                endedOrder.append(oldest.messageID)
+                if endedOrder.count > Self.maxOpenStreams { ended[endedOrder.removeFirst()] = nil }
+                return lines
+            }
         case "content_block_delta" where inner["delta"]?["type"]?.stringValue == "text_delta":
             let id = event["api_message_id"]?.stringValue ?? currentMessageID
             guard let index = streams.lastIndex(where: { $0.messageID == id }) else { return [] }
@@ -194,14 +206,17 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
             switch block["type"]?.stringValue {
             case "text":
                 let text = block["text"]?.stringValue ?? ""
-                // The stream of this block: by message id, or (a transcript whose deltas name no
-                // message) the oldest one of the same agent.
-                if let index = streams.firstIndex(where: { $0.messageID == messageID })
-                    ?? streams.firstIndex(where: { $0.text.prefix == prefix })
-                {
+                // The stream of this block: by message id, or (a transcript whose deltas name
+                // another message) the only open one of the same agent.
+                let sameAgent = streams.indices.filter { streams[$0].text.prefix == prefix }
+                if let index = streams.firstIndex(where: { $0.messageID == messageID }) ?? (sameAgent.count == 1 ? sameAgent.first : nil) {
                     lines += streams[index].text.complete(with: text)
+                    let id = streams[index].messageID
                     streams.remove(at: index)
-                    if liveStream == messageID, !streams.contains(where: { $0.messageID == messageID }) { liveStream = nil }
+                    if liveStream == id, !streams.contains(where: { $0.messageID == id }) { liveStream = nil }
+                } else if var stream = ended.removeValue(forKey: messageID) {
+                    endedOrder.removeAll { $0 == messageID }
+                    lines += stream.complete(with: text)
                 } else {
                     lines += LogLine.lines(.text, text, prefix: prefix)
                 }
@@ -384,86 +399,108 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
 /// and held until the results of the calls before it (in the same message) are out. With
 /// several calls in a message, a result names its call ("← Bash #2: …"). A subagent's calls
 /// are messages of their own, so they interleave with the main agent's freely.
+///
+/// Bounded (attacker trial: one call that never answered held every later result, and each
+/// lookup scanned every call): calls are found by id in a dictionary; a message holds at most
+/// `maxHeld` results behind a missing one, then gives them out and lets the missing one come
+/// when it comes; at most `maxCalls` calls are tracked, the oldest messages dropped first.
 struct ToolCallOrder: Sendable {
-    private struct Call: Sendable {
-        var id: String
-        var name: String
-        var result: LogLine?
-        var done = false
-    }
-
     private struct Batch: Sendable {
-        var message: String
-        var calls: [Call] = []
+        var calls: [(id: String, name: String)] = []
+        var results: [Int: LogLine] = [:]
+        /// Calls whose result needs no holding: given out, denied, or skipped over.
+        var done: Set<Int> = []
         var next = 0
     }
 
-    /// The messages whose calls still wait for results, oldest first (a few at a time).
-    private var batches: [Batch] = []
-    static let maxBatches = 16
+    static let maxHeld = 16
+    static let maxCalls = 1_024
+
+    private var batches: [String: Batch] = [:]
+    /// Messages in the order of their first call, to drop the oldest.
+    private var order: [String] = []
+    private var callsByID: [String: (message: String, index: Int)] = [:]
 
     mutating func call(_ id: String, name: String, message: String) -> [LogLine] {
         var flushed: [LogLine] = []
-        if let index = batches.firstIndex(where: { $0.message == message }) {
-            batches[index].calls.append(Call(id: id, name: name))
-            return []
+        while callsByID.count >= Self.maxCalls, let oldest = order.first {
+            flushed += flush(oldest)
         }
-        if batches.count >= Self.maxBatches { flushed = Self.flush(&batches[0]); batches.removeFirst() }
-        batches.append(Batch(message: message, calls: [Call(id: id, name: name)]))
+        if batches[message] == nil {
+            batches[message] = Batch()
+            order.append(message)
+        }
+        callsByID[id] = (message, batches[message]!.calls.count)
+        batches[message]!.calls.append((id, name))
         return flushed
     }
 
     /// The result of call `id`: the lines that can be given out now.
     mutating func result(_ id: String, _ line: LogLine) -> [LogLine] {
-        guard let (b, c) = find(id) else { return [line] }
+        guard let (message, index) = callsByID[id], var batch = batches[message] else { return [line] }
         var line = line
-        if batches[b].calls.count > 1, let arrow = line.text.range(of: "← ") {
-            line.text.replaceSubrange(arrow, with: "← \(batches[b].calls[c].name) #\(c + 1): ")
+        if batch.calls.count > 1, let arrow = line.text.range(of: "← ") {
+            line.text.replaceSubrange(arrow, with: "← \(batch.calls[index].name) #\(index + 1): ")
         }
-        batches[b].calls[c].result = line
-        batches[b].calls[c].done = true
-        return ready(b)
+        // A call skipped over earlier: its result goes out as it comes.
+        if index < batch.next {
+            batch.done.insert(index)
+            batches[message] = batch
+            if batch.done.count == batch.calls.count { remove(message) }
+            return [line]
+        }
+        batch.results[index] = line
+        batch.done.insert(index)
+        batches[message] = batch
+        return ready(message)
     }
 
     /// A call that will have no result line (its permission was denied): the lines that can
     /// be given out now.
     mutating func skip(_ id: String) -> [LogLine] {
-        guard let (b, c) = find(id) else { return [] }
-        batches[b].calls[c].done = true
-        return ready(b)
+        guard let (message, index) = callsByID[id], batches[message] != nil else { return [] }
+        batches[message]!.done.insert(index)
+        return ready(message)
     }
 
     /// Every held result, in call order (the run ended).
     mutating func flushAll() -> [LogLine] {
         var lines: [LogLine] = []
-        for index in batches.indices { lines += Self.flush(&batches[index]) }
-        batches.removeAll()
+        for message in order { lines += flush(message) }
         return lines
     }
 
-    private func find(_ id: String) -> (Int, Int)? {
-        for (b, batch) in batches.enumerated() {
-            if let c = batch.calls.firstIndex(where: { $0.id == id }) { return (b, c) }
-        }
-        return nil
-    }
-
-    private mutating func ready(_ b: Int) -> [LogLine] {
+    private mutating func ready(_ message: String) -> [LogLine] {
+        guard var batch = batches[message] else { return [] }
         var lines: [LogLine] = []
-        while batches[b].next < batches[b].calls.count, batches[b].calls[batches[b].next].done {
-            if let line = batches[b].calls[batches[b].next].result { lines.append(line) }
-            batches[b].next += 1
+        // Too much held behind a missing result: stop waiting for it.
+        if batch.results.count > Self.maxHeld {
+            while batch.next < batch.calls.count, !batch.done.contains(batch.next) { batch.next += 1 }
         }
-        if batches[b].next == batches[b].calls.count { batches.remove(at: b) }
-        return lines
-    }
-
-    private static func flush(_ batch: inout Batch) -> [LogLine] {
-        var lines: [LogLine] = []
-        while batch.next < batch.calls.count {
-            if let line = batch.calls[batch.next].result { lines.append(line) }
+        while batch.next < batch.calls.count, batch.done.contains(batch.next) {
+            if let line = batch.results.removeValue(forKey: batch.next) { lines.append(line) }
             batch.next += 1
+            if batch.results.count > Self.maxHeld {
+                while batch.next < batch.calls.count, !batch.done.contains(batch.next) { batch.next += 1 }
+            }
         }
+        batches[message] = batch
+        // Kept while a call skipped over may still answer (bounded by `maxCalls`).
+        if batch.next == batch.calls.count, batch.done.count == batch.calls.count { remove(message) }
         return lines
+    }
+
+    /// Gives out a message's held results in call order and forgets it.
+    private mutating func flush(_ message: String) -> [LogLine] {
+        guard let batch = batches[message] else { return [] }
+        let lines = batch.results.keys.sorted().compactMap { batch.results[$0] }
+        remove(message)
+        return lines
+    }
+
+    private mutating func remove(_ message: String) {
+        guard let batch = batches.removeValue(forKey: message) else { return }
+        for call in batch.calls where callsByID[call.id]?.message == message { callsByID[call.id] = nil }
+        order.removeAll { $0 == message }
     }
 }

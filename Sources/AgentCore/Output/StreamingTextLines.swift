@@ -44,6 +44,7 @@ struct StreamingTextLines: Sendable {
         let parts = TextLines.split(pending + piece)
         for part in parts.dropLast() { lines += line(part) }
         pending = parts.last ?? ""
+        if pending.utf8.count > Self.maxLineBytes { lines += line(take(&pending)) }
         return lines
     }
 

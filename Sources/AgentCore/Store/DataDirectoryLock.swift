@@ -3,11 +3,14 @@ import Glibc
 #endif
 import EventLoop
 
-/// One process owns a data directory at a time: the one holding an exclusive `flock` on
-/// `<data>/lock`. The owner recovers the directory's jobs at start (marking running ones
+/// One process owns a data directory at a time: the one holding an exclusive `flock` on the
+/// directory itself. The owner recovers the directory's jobs at start (marking running ones
 /// interrupted and stopping their orphans), so a second owner would kill the first one's
 /// live jobs. The kernel drops the lock when its process dies, however it dies, so a crash
-/// never leaves a stale lock behind. The file names its holder for the message others get.
+/// never leaves a stale lock behind. The lock is on the directory, not on a file in it: a
+/// file that looks stale can be deleted, and a second owner would then lock a new file
+/// beside the first (attacker trial). `<data>/lock` only names the holder for the message
+/// others get.
 public final class DataDirectoryLock {
     public enum Outcome {
         case acquired(DataDirectoryLock)
@@ -16,33 +19,49 @@ public final class DataDirectoryLock {
     }
 
     public let path: String
+    /// The directory, locked.
+    private let directory: Int32
+    /// `<data>/lock`, which says who holds it.
     private let descriptor: Int32
 
-    private init(path: String, descriptor: Int32) {
+    private init(path: String, directory: Int32, descriptor: Int32) {
         self.path = path
+        self.directory = directory
         self.descriptor = descriptor
     }
 
-    deinit { close(descriptor) }
+    deinit {
+        close(descriptor)
+        close(directory)
+    }
 
     /// Takes the lock of `dataDirectory` (which must exist) without waiting. `owner` says what
     /// this process is ("agentgate serve on http://127.0.0.1:7777").
     public static func acquire(dataDirectory: String, owner: String) throws(JobStore.Error) -> Outcome {
         let path = dataDirectory + "/lock"
         // Close-on-exec: an agent must not inherit the lock and keep it after we exit.
+        let directory = open(dataDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else {
+            throw JobStore.Error(description: "cannot open \(dataDirectory): \(SystemError("open", errno: errno).message)")
+        }
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else {
-            throw JobStore.Error(description: "cannot open \(path): \(SystemError("open", errno: errno).message)")
-        }
-        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
             let error = errno
-            defer { close(descriptor) }
+            close(directory)
+            throw JobStore.Error(description: "cannot open \(path): \(SystemError("open", errno: error).message)")
+        }
+        if flock(directory, LOCK_EX | LOCK_NB) != 0 {
+            let error = errno
+            defer {
+                close(descriptor)
+                close(directory)
+            }
             guard error == EWOULDBLOCK else {
-                throw JobStore.Error(description: "cannot lock \(path): \(SystemError("flock", errno: error).message)")
+                throw JobStore.Error(description: "cannot lock \(dataDirectory): \(SystemError("flock", errno: error).message)")
             }
             return .held(by: holder(descriptor))
         }
-        let lock = DataDirectoryLock(path: path, descriptor: descriptor)
+        let lock = DataDirectoryLock(path: path, directory: directory, descriptor: descriptor)
         lock.describe("pid \(getpid()), \(owner)")
         return .acquired(lock)
     }

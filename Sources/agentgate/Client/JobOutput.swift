@@ -62,10 +62,7 @@ final class JobOutput {
         clearStatus()
         clearPartial()
         guard !text.isEmpty else { return drawStatus() }
-        var shown = TerminalText.escaped(text)
-        let columns = LogPrinter.terminalColumns()
-        if shown.count >= columns { shown = "…" + shown.suffix(max(1, columns - 2)) }
-        write(1, Array(shown.utf8))
+        write(1, Array(LogPrinter.oneRow(text, columns: LogPrinter.terminalColumns()).utf8))
         partialShown = true
     }
 

@@ -238,6 +238,10 @@ function jobRow(job) {
     cells[1].className = "started";
     cells[4].className = "elapsed";
     row.append(document.createElement("td"), id, ...cells);
+    // The whole row opens the job (on a phone the id column is hidden).
+    row.addEventListener("click", (event) => {
+      if (!event.target.closest("button, a")) location.hash = `#job=${job.id}`;
+    });
     jobRows.set(job.id, row);
   }
   row.classList.toggle("selected", state.selected === job.id);
@@ -301,7 +305,7 @@ function jobMeta(job) {
   const exit = exitText(job);
   if (exit) parts.push(`exit ${exit}`);
   if (cost(job)) parts.push(cost(job));
-  if (job.result?.numTurns) parts.push(`${job.result.numTurns} turns`);
+  if (job.result?.numTurns) parts.push(`${job.result.numTurns} turn${job.result.numTurns === 1 ? "" : "s"}`);
   return parts.join(" · ");
 }
 
@@ -321,7 +325,9 @@ function renderResult(job) {
   const finished = !isActive(job);
   const result = job.result;
   $("#job-result").hidden = !finished || (!result && !job.errorTail && !job.hookError);
-  const text = [result?.text, job.status !== "done" ? job.errorTail : null, job.hookError ? `hook: ${job.hookError}` : null]
+  // Why a run failed (an API error, max turns, a kill) comes first.
+  const errors = job.status !== "done" ? (result?.errors ?? []).join("\n") : null;
+  const text = [errors, result?.text, job.status !== "done" ? job.errorTail : null, job.hookError ? `hook: ${job.hookError}` : null]
     .filter(Boolean).join("\n\n");
   $("#result-text").textContent = text || "(no result text)";
   for (const [key, selector] of [["hook", "#result-hook"], ["output", "#result-output"]]) {

@@ -34,9 +34,9 @@ public final class Gateway {
     /// Routes one request. Only an answer to a request with a valid credential lets its
     /// connection outlive the HTTP server's short first-request deadline: loading the
     /// dashboard's public files or failing to sign in keeps a connection "unproven".
-    /// Called with each request refused for its credential, Host or Origin (401, 403), for
-    /// the operator's log.
-    public var onRefused: ((HTTPRequest, Int) -> Void)?
+    /// Called with each request refused for its credential, Host or Origin (401, 403), and
+    /// each launch or kill refused (4xx), with the error code, for the operator's log.
+    public var onRefused: ((HTTPRequest, Int, String) -> Void)?
 
     public func handle(_ request: HTTPRequest) -> HTTPServer.Response {
         // Checked once: the credential check looks up a session and may look at the token file.
@@ -45,7 +45,12 @@ public final class Gateway {
         if response.later == nil, response.proves == nil {
             response.proves = response.status < 400 && principal != nil
         }
-        if response.status == 401 || response.status == 403 { onRefused?(request, response.status) }
+        // Refused for the credential, Host or Origin, or a change (launch, kill) refused.
+        let method = request.head.method
+        if response.status == 401 || response.status == 403 || (400..<500).contains(response.status) && method != "GET" && method != "HEAD" {
+            let code = (try? JSONParser.parse(response.body))?["code"]?.stringValue ?? ""
+            onRefused?(request, response.status, code)
+        }
         return response
     }
 

@@ -60,11 +60,11 @@ public struct StaticFiles: Sendable {
         }
     }
 
-    /// Finds `web-client/` in the working directory or above the executable (a build in
-    /// `.build/<triple>/debug/` of a checkout), or in `share/agentgate/` beside the `bin/`
-    /// the executable is installed in (README "Install").
+    /// Finds `web-client/` above the executable (a build in `.build/<triple>/debug/` of a
+    /// checkout), in `share/agentgate/` beside the `bin/` the executable is installed in
+    /// (README "Installing on PATH"), or else in the working directory.
     public static func locateDefaultRoot(executablePath: String) -> String? {
-        var candidates = [FileManager.default.currentDirectoryPath]
+        var candidates: [String] = []
         var directory = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent()
         for _ in 0..<5 {
             candidates.append(directory.path)
@@ -72,7 +72,7 @@ public struct StaticFiles: Sendable {
         }
         let installed = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("share/agentgate").path
-        for candidate in candidates + [installed] {
+        for candidate in candidates + [installed, FileManager.default.currentDirectoryPath] {
             let root = candidate + "/web-client"
             if FileManager.default.fileExists(atPath: root + "/index.html") { return root }
         }

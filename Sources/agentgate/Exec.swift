@@ -135,7 +135,7 @@ struct Exec: ParsableCommand {
         let signalSources = handleTerminationSignals(loop: loop, manager: manager) { manager in
             guard !manager.jobs.isEmpty else { return }
             interruptedFlag.withLock { $0 = true }
-            manager.killAll()
+            manager.killAll(reason: .interrupted)
         }
         defer { signalSources.forEach { $0.cancel() } }
 

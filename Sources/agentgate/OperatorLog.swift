@@ -81,10 +81,11 @@ final class OperatorLog {
         }
     }
 
-    /// A request refused for its credential, Host or Origin.
-    func refused(_ request: HTTPRequest, status: Int) {
+    /// A request refused: for its credential, Host or Origin, or a launch or kill refused.
+    func refused(_ request: HTTPRequest, status: Int, code: String) {
         let target = Self.oneLine(String(request.head.target), limit: 200)
-        refusal("refused \(Self.oneLine(request.head.method, limit: 20)) \(target): \(status) \(status == 401 ? "missing or wrong token" : "Host or Origin not allowed")")
+        let why = status == 401 ? "missing or wrong token" : code == "forbidden_host" || code == "forbidden_origin" ? "Host or Origin not allowed" : Self.oneLine(code, limit: 60)
+        refusal("refused \(Self.oneLine(request.head.method, limit: 20)) \(target): \(status) \(why)")
     }
 
     /// A connection refused at accept (a connection limit).

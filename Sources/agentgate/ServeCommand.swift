@@ -34,7 +34,7 @@ struct ServeCommand: ParsableCommand {
     @Option(parsing: .singleValue, help: "Another Origin allowed to change state (repeatable).")
     var allowOrigin: [String] = []
 
-    @Option(help: "The dashboard's folder (default: web-client/ in the working directory or the checkout).")
+    @Option(help: "The dashboard's folder (default: web-client/ of the checkout the binary was built in, or <prefix>/share/agentgate/web-client beside <prefix>/bin, or web-client/ in the working directory).")
     var webRoot: String?
 
     @Option(help: "Open connections allowed in all.")
@@ -137,7 +137,7 @@ struct ServeCommand: ParsableCommand {
                 server.gateway.tokenWatcher = TokenWatcher(path: tokenFile ?? TokenFile.path(dataDirectory: dataDirectory))
             }
             server.http.listener.onAcceptError = { error in log.logger.error("accept paused: \(error)") }
-            server.gateway.onRefused = { request, status in log.refused(request, status: status) }
+            server.gateway.onRefused = { request, status, code in log.refused(request, status: status, code: code) }
             server.http.onConnectionRefused = { message in log.connectionRefused(message) }
             try server.start()
         } catch {
@@ -156,13 +156,16 @@ struct ServeCommand: ParsableCommand {
         sigaddset(&signalSet, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &signalSet, nil)
         let sources = handleTerminationSignals(loop: loop, manager: manager) { manager in
-            manager.killAll()
+            manager.killAll(reason: .serverStopping)
             loop.stop()
         }
         defer { sources.forEach { $0.cancel() } }
 
         var banner = "agentgate listening on \(serverURL)\n"
         banner += "dashboard: \(serverURL)/#token=\(token)\n"
+        if webRoot == nil {
+            banner += "the dashboard's files were not found: copy web-client/ to <prefix>/share/agentgate/ beside <prefix>/bin (README \"Installing on PATH\") or pass --web-root\n"
+        }
         if !interrupted.isEmpty { banner += "\(interrupted.count) job(s) were running at the last stop and are now interrupted\n" }
         if let roots = managerConfiguration.policy.workspaces?.roots {
             banner += "jobs may run in: \(roots.joined(separator: ", ")) (--workspace adds more)\n"
@@ -172,6 +175,7 @@ struct ServeCommand: ParsableCommand {
             ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
         log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.containment.mode == .cgroup ? "cgroup" : "subreaper") containment")
+        if webRoot == nil { log.logger.warning("the dashboard's files were not found (--web-root, or README \"Installing on PATH\")") }
         if !interrupted.isEmpty { log.logger.notice("\(interrupted.count) job(s) were running at the last stop and are now interrupted") }
         loop.run()
         log.logger.info("stopping: \(manager.runningCount) running job(s) get SIGTERM")

@@ -293,6 +293,16 @@ struct JobEngineLiveTests {
         #expect(done.result?["errors"]?[0]?.stringValue == "killed on request (SIGTERM)")
     }
 
+    @Test func aKillSaysHowTheAgentEnded() throws {
+        let harness = try EngineHarness { $0.killGraceMilliseconds = 10_000 }
+        let job = try harness.launch(script: "trap 'exit 143' TERM; echo up; sleep 300 & wait")
+        #expect(harness.spin(until: { harness.logLines(of: job.id).contains { $0.text == "up" } }))
+        try harness.manager.kill(job.id, reason: .serverStopping)
+        let done = try #require(harness.waitForCompletion(job.id, timeoutMilliseconds: 5_000))
+        #expect(done.result?["errors"]?[0]?.stringValue == "killed because the server stopped (SIGTERM; exit 143)")
+        #expect(harness.logLines(of: job.id).contains { $0.text.hasPrefix("the server is stopping: SIGTERM sent") })
+    }
+
     @Test func streamedTextReachesPartialObserversAndTheStoreKeepsOnlyLines() throws {
         let harness = try EngineHarness()
         var partials: [String] = []

@@ -51,7 +51,7 @@ struct LineSplitterTests {
 
     @Test func multiLineTextSplitsOnLFAndCRLF() {
         #expect(LogLine.lines(.text, "\none\r\ntwo\n\nthree\n").map(\.text) == ["one", "two", "", "three"])
-        #expect(Summary.firstLine("first\r\nsecond") == "first (+1 lines)")
+        #expect(Summary.firstLine("first\r\nsecond") == "first (+1 line)")
         #expect(Summary.oneLine("a\r\nb") == "a ⏎ b")
     }
 

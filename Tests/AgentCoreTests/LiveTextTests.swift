@@ -67,12 +67,24 @@ struct ClaudeLiveOutputTests {
     @Test func deltasShowLiveAndTheAssistantLineAddsOnlyTheRest() {
         var formatter = ClaudeStreamFormatter()
         #expect(formatter.format(event: Self.blockStart).isEmpty)
-        #expect(formatter.format(event: Self.delta("Para one.\n\nPara")).map(\.text) == ["Para one."])
+        // The paragraph break goes out as soon as the next paragraph has begun.
+        #expect(formatter.format(event: Self.delta("Para one.\n\nPara")).map(\.text) == ["Para one.", ""])
         #expect(formatter.partialLine?.text == "Para")
         #expect(!formatter.keepsRawEvent(Self.delta("x")))
         let assistant = Self.event(#"{"type":"assistant","message":{"id":"m1","content":[{"type":"text","text":"Para one.\n\nPara two."}]}}"#)
-        #expect(formatter.format(event: assistant).map(\.text) == ["", "Para two."])
+        #expect(formatter.format(event: assistant).map(\.text) == ["Para two."])
         #expect(formatter.partialLine == nil)
+    }
+
+    /// Newcomer trial: an answer cut off by an API error showed its last words after the
+    /// run's summary line.
+    @Test func textCutOffByAnErrorComesBeforeTheSummary() {
+        var formatter = ClaudeStreamFormatter()
+        _ = formatter.format(event: Self.blockStart)
+        _ = formatter.format(event: Self.delta("Row 4 of a "))
+        let result = Self.event(#"{"type":"result","subtype":"success","is_error":true,"terminal_reason":"api_error","result":"API Error: Connection refused (ECONNREFUSED)","num_turns":1}"#)
+        #expect(formatter.format(event: result).map(\.text) == ["Row 4 of a ", "✗ API error: Connection refused (ECONNREFUSED) · 1 turn"])
+        #expect(formatter.finish().isEmpty)
     }
 
     @Test func aKilledAnswerKeepsItsPartialLine() {

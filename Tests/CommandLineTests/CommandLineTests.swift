@@ -307,6 +307,7 @@ struct ServeCommandTests {
         let server = try ServedGateway()
         let (data, url) = (server.data, server.url)
         #expect(try server.call("GET", "/api/agents/jobs", auth: false).hasPrefix("HTTP/1.1 401"))
+        _ = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","cwd":"/no/such/dir"}"#)
         // An agent's stderr cannot write log lines of its own (attacker trial).
         let forging = #"printf 'boom\\n2026-01-01T00:00:00+0000 critical agentgate: FORGED\\n' >&2; exit 3"#
         _ = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"\#(forging)"}}"#)
@@ -330,15 +331,19 @@ struct ServeCommandTests {
         #expect(log.contains("job \(slowID) stopping: kill requested"))
         #expect(log.contains("job \(slowID) killed (SIGTERM)"))
         #expect(log.contains("warning agentgate: refused GET /api/agents/jobs: 401 missing or wrong token"))
+        #expect(log.contains("refused POST /api/agents/jobs: 400 invalid_cwd"), "\(log)")
+        // Client commands reach a server on another port with --port.
+        let jobs = try CommandLineTests().run(["jobs", "--port", String(server.port), "--data-dir", data.path])
+        #expect(jobs.status == 0 && jobs.stdout.contains(quickID), "\(jobs.stderr)")
         #expect(log.contains("failed (exit 3)") && log.contains(": boom\\n2026-01-01T00:00:00+0000 critical agentgate: FORGED"), "\(log)")
         #expect(!log.split(separator: "\n").contains { $0.hasPrefix("2026-01-01") })
-        // 21 refusals: 10 logged one by one, the other 11 counted when their 10 s window ends.
-        #expect(log.components(separatedBy: "refused GET").count - 1 == 10)
-        for _ in 0..<1_200 where !log.contains("11 more refusals") {
+        // 22 refusals: 10 logged one by one, the other 12 counted when their 10 s window ends.
+        #expect(log.components(separatedBy: "refused ").count - 1 == 10)
+        for _ in 0..<1_200 where !log.contains("12 more refusals") {
             usleep(10_000)
             log = data.read("err") ?? ""
         }
-        #expect(log.contains("warning agentgate: 11 more refusals in the last 10 s were not logged one by one"))
+        #expect(log.contains("warning agentgate: 12 more refusals in the last 10 s were not logged one by one"))
     }
 
     /// README "Installing on PATH": the binary in <prefix>/bin, the dashboard in
@@ -351,22 +356,27 @@ struct ServeCommandTests {
         try files.createDirectory(atPath: prefix.file("share/agentgate"), withIntermediateDirectories: true)
         try files.copyItem(atPath: CommandLineTests.binary, toPath: prefix.file("bin/agentgate"))
         try files.copyItem(atPath: Fixtures.packageRoot + "/web-client", toPath: prefix.file("share/agentgate/web-client"))
-        let process = try ChildProcess(
-            "/bin/sh", ["-c", "cd '\(elsewhere.path)' && exec agentgate serve --port 0 --data-dir '\(elsewhere.file("data"))'"],
-            environment: ["PATH": prefix.file("bin") + ":/usr/bin:/bin", "HOME": elsewhere.path], stdout: elsewhere.file("out"), stderr: "/dev/null")
+        let (process, banner) = try Self.serveByName(bin: prefix.file("bin"), in: elsewhere.path, data: elsewhere.file("data"), output: elsewhere.file("out"))
         defer {
             process.signal(SIGKILL)
             process.wait()
-        }
-        var banner = ""
-        for _ in 0..<500 where !banner.contains("dashboard:") {
-            usleep(10_000)
-            banner = elsewhere.read("out") ?? ""
         }
         let port = try #require(banner.split(separator: "\n").first?.split(separator: ":").last.flatMap { Int($0) })
         let page = try exchange(port: port, "GET / HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n")
         #expect(page.hasPrefix("HTTP/1.1 200 OK"))
         #expect(page.contains("<title>agentgate</title>"))
+        #expect(!banner.contains("were not found"))
+
+        // Without the dashboard's files the server says so at start.
+        let bare = TemporaryDirectory("agentgate-bare")
+        try files.createDirectory(atPath: bare.file("bin"), withIntermediateDirectories: true)
+        try files.copyItem(atPath: CommandLineTests.binary, toPath: bare.file("bin/agentgate"))
+        let (alone, warned) = try Self.serveByName(bin: bare.file("bin"), in: elsewhere.path, data: bare.file("data"), output: bare.file("out"))
+        defer {
+            alone.signal(SIGKILL)
+            alone.wait()
+        }
+        #expect(warned.contains("the dashboard's files were not found"), "\(warned)")
     }
 
     /// A stderr nobody reads (a full pipe) costs log lines, never the server: the loop does
@@ -388,6 +398,20 @@ struct ServeCommandTests {
         }
         #expect(job.contains("\"status\":\"done\""), "the job did not finish while stderr was full")
         #expect(try server.call("GET", "/healthz", auth: false).hasPrefix("HTTP/1.1 200 OK"))
+    }
+
+    /// `agentgate serve` found on PATH by name (argv[0] is then no path) and started in `directory`;
+    /// returns the process and its banner.
+    static func serveByName(bin: String, in directory: String, data: String, output: String) throws -> (ChildProcess, String) {
+        let process = try ChildProcess(
+            "/bin/sh", ["-c", "cd '\(directory)' && exec agentgate serve --port 0 --data-dir '\(data)'"],
+            environment: ["PATH": bin + ":/usr/bin:/bin", "HOME": directory], stdout: output, stderr: "/dev/null")
+        var banner = ""
+        for _ in 0..<500 where !banner.contains("contained") {
+            usleep(10_000)
+            banner = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        }
+        return (process, banner)
     }
 
     @Test func anUnknownLogLevelIsRefused() throws {
@@ -464,6 +488,7 @@ struct ServeCommandTests {
         let log = data.read("jobs/\(events.first ?? "")/events.ndjson") ?? ""
         #expect(log.contains("\"type\":\"job:completed\",\"job\""))
         #expect(log.contains("\"status\":\"killed\""))
+        #expect(log.contains("killed because the server stopped"))
     }
 }
 

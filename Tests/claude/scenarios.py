@@ -116,7 +116,7 @@ SCENARIOS = [
         "expect": [
             "session S · model claude-opus-5-5 · permissions bypassPermissions",
             "→ Bash: ls /no-such-dir-here; echo second-line >&2; exit 2",
-            "← error (exit code 2): ls: cannot access '/no-such-dir-here': No such file or directory (+1 lines)",
+            "← error (exit code 2): ls: cannot access '/no-such-dir-here': No such file or directory (+1 line)",
             "It failed.",
             "✓ done · T · 2 turns · $C",
         ],
@@ -213,7 +213,7 @@ SCENARIOS = [
         "script": [{"blocks": [{"thinking": "The user wants an answer.\nI will give one."}, {"text": "Here is the answer."}]}],
         "expect": [
             "session S · model claude-opus-5-5 · permissions default",
-            "(thinking) The user wants an answer. (+1 lines)",
+            "(thinking) The user wants an answer. (+1 line)",
             "Here is the answer.",
             "✓ done · T · 1 turn · $C",
         ],

@@ -36,6 +36,24 @@ public final class JobManager {
         public init() {}
     }
 
+    /// Why a job is killed: said in its log and its result.
+    public enum KillReason: Sendable {
+        /// A client asked (API, WebSocket, `agentgate kill`).
+        case request
+        /// The server is stopping (SIGINT/SIGTERM to `serve`).
+        case serverStopping
+        /// Ctrl-C at the `exec` that runs it.
+        case interrupted
+
+        var text: String {
+            switch self {
+            case .request: "killed on request"
+            case .serverStopping: "killed because the server stopped"
+            case .interrupted: "killed by Ctrl-C"
+            }
+        }
+    }
+
     public enum KillError: Error, Equatable, Sendable {
         case notFound(String)
         case alreadyFinished(String, JobStatus)
@@ -362,10 +380,18 @@ public final class JobManager {
 
         // Hook (a): the agent's own final result. A killed run failed, whatever it said.
         var report = runner.interpreter.report
-        if runner.killRequested {
+        if let reason = runner.killReason {
             report.isError = true
             report.endReason = "killed"
-            report.errors.insert("killed on request (\(status.signal.map(ExitStatus.signalName) ?? "exit \(status.exitCode ?? 0)"))", at: 0)
+            // What was sent, and how the agent ended: "killed on request (SIGTERM; exit 143)".
+            let ending: String
+            switch (status.signal, status.exitCode) {
+            case (SIGKILL?, _): ending = "SIGKILL after the grace period"
+            case (SIGTERM?, _): ending = "SIGTERM"
+            case (let signal?, _): ending = "SIGTERM; ended by \(ExitStatus.signalName(signal))"
+            case (nil, let code): ending = "SIGTERM; exit \(code ?? 0)"
+            }
+            report.errors.insert("\(reason.text) (\(ending))", at: 0)
         }
         update(id) {
             $0.exitCode = status.exitCode
@@ -406,7 +432,7 @@ public final class JobManager {
     }
 
     private func finalStatus(_ runner: RunningJob) -> JobStatus {
-        if runner.killRequested { return .killed }
+        if runner.killReason != nil { return .killed }
         if runner.startError == nil, runner.exitStatus == .exited(0), !runner.interpreter.report.isError { return .done }
         return .failed
     }
@@ -431,11 +457,11 @@ public final class JobManager {
     /// SIGTERM to the job's group, SIGKILL after the grace period. Killing twice is harmless;
     /// killing a finished job is an error that says so. A job whose completion hook is
     /// running is marked killed and its hook stopped; it still completes exactly once.
-    public func kill(_ id: String) throws(KillError) {
+    public func kill(_ id: String, reason: KillReason = .request) throws(KillError) {
         guard let job = jobsByID[id] else { throw .notFound(id) }
         guard let runner = running[id] else { throw .alreadyFinished(id, job.status) }
-        if runner.killRequested { return }
-        runner.killRequested = true
+        if runner.killReason != nil { return }
+        runner.killReason = reason
         update(id) { $0.status = .stopping }
         emit(id, .status(jobsByID[id]!))
         persist(id)
@@ -444,16 +470,17 @@ public final class JobManager {
             emit(id, .log(LogLine(.system, .info, "kill requested: the agent had exited; its completion hook is stopped")))
         } else {
             runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
-            emit(id, .log(LogLine(.system, .info, "kill requested: SIGTERM sent to process group \(job.pgid ?? 0)")))
+            let why = reason == .request ? "kill requested" : reason == .serverStopping ? "the server is stopping" : "interrupted"
+            emit(id, .log(LogLine(.system, .info, "\(why): SIGTERM sent to process group \(job.pgid ?? 0)")))
         }
     }
 
     /// Kills every running job; returns how many were asked to stop.
     @discardableResult
-    public func killAll() -> Int {
+    public func killAll(reason: KillReason = .request) -> Int {
         var count = 0
-        for id in running.keys.sorted() where running[id]?.killRequested == false {
-            if (try? kill(id)) != nil { count += 1 }
+        for id in running.keys.sorted() where running[id]?.killReason == nil {
+            if (try? kill(id, reason: reason)) != nil { count += 1 }
         }
         return count
     }
@@ -530,7 +557,8 @@ final class RunningJob {
     var stderr = StderrCollector()
     var stderrTimer: EventLoop.TimerID?
     var exitStatus: ExitStatus?
-    var killRequested = false
+    /// Set when the job is being killed, with why.
+    var killReason: JobManager.KillReason?
     var startError: String?
     var hook: ExternalHook?
 

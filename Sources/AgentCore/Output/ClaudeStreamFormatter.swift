@@ -67,11 +67,17 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         }
     }
 
-    public mutating func finish() -> [LogLine] {
+    /// Ends every open text stream: their unfinished lines, as lines.
+    private mutating func finishStreams() -> [LogLine] {
         var lines: [LogLine] = []
         for index in streams.indices { lines += streams[index].text.finish() }
         streams.removeAll()
         liveStream = nil
+        return lines
+    }
+
+    public mutating func finish() -> [LogLine] {
+        var lines = finishStreams()
         lines += calls.flushAll()
         if summaryOwed || (report.resultCount == 0 && apiErrorText != nil) {
             if report.resultCount == 0, let apiErrorText {
@@ -325,7 +331,8 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
             return []
         }
         summaryOwed = false
-        return calls.flushAll() + [summaryLine()]
+        // The summary is the run's last line: text cut off mid-line goes before it.
+        return finishStreams() + calls.flushAll() + [summaryLine()]
     }
 
     /// Sums the numbers of two `usage` objects (each result reports its own turn's usage).
@@ -364,14 +371,16 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
     }
 
     private func failure() -> String {
-        if let status = report.apiErrorStatus {
+        // An API error that ended the run, with its status when it had one (a connection
+        // that failed has none): "API error 500: Internal server error…", said once.
+        if report.apiErrorStatus != nil || report.endReason == "api_error" {
+            let status = report.apiErrorStatus.map { " \($0)" } ?? ""
             var message = apiErrorText ?? report.resultText ?? report.errors.first ?? ""
-            // "API Error: 500 Internal server error…": the status is said once.
             if message.hasPrefix("API Error: ") {
                 message = String(message.dropFirst("API Error: ".count))
-                if message.hasPrefix("\(status) ") { message = String(message.dropFirst("\(status) ".count)) }
+                if let code = report.apiErrorStatus, message.hasPrefix("\(code) ") { message = String(message.dropFirst("\(code) ".count)) }
             }
-            return "API error \(status): " + Summary.firstLine(message, limit: 400)
+            return "API error\(status): " + Summary.firstLine(message, limit: 400)
         }
         let reason = report.errors.first ?? report.resultText ?? ""
         var name = report.endReason.flatMap { $0 == "completed" ? nil : $0 } ?? report.subtype.flatMap { $0 == "success" ? nil : $0 } ?? "error"

@@ -86,7 +86,7 @@ enum Summary {
             first = String(first.prefix(limit)) + "…"
         }
         if lines.count > 1 {
-            suffix = " (+\(lines.count - 1) lines)"
+            suffix = " (+\(lines.count - 1) line\(lines.count == 2 ? "" : "s"))"
         }
         return first + suffix
     }

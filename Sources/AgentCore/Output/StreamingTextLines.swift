@@ -38,14 +38,14 @@ struct StreamingTextLines: Sendable {
         receivedBytes += piece.utf8.count
         guard piece.utf8.contains(0x0A) else {
             pending += piece
-            return pending.utf8.count > Self.maxLineBytes ? line(take(&pending)) : []
+            return pending.utf8.count > Self.maxLineBytes ? line(take(&pending)) : releaseBlankLines()
         }
         var lines: [LogLine] = []
         let parts = TextLines.split(pending + piece)
         for part in parts.dropLast() { lines += line(part) }
         pending = parts.last ?? ""
         if pending.utf8.count > Self.maxLineBytes { lines += line(take(&pending)) }
-        return lines
+        return lines + releaseBlankLines()
     }
 
     /// The complete text is known: the lines of it not given out yet. The complete text is
@@ -67,6 +67,17 @@ struct StreamingTextLines: Sendable {
         pending = ""
         let lines = rest.isEmpty ? [] : line(rest)
         heldBlankLines = 0
+        return lines
+    }
+
+    /// Blank lines held back go out as soon as the next line has begun: they are inside the
+    /// text then, and a viewer must see the paragraph break before the new paragraph's
+    /// in-progress line (newcomer trial: the break came only with the next finished line).
+    private mutating func releaseBlankLines() -> [LogLine] {
+        guard heldBlankLines > 0, !pending.isEmpty else { return [] }
+        let lines = Array(repeating: LogLine(.stdout, kind, prefix), count: heldBlankLines)
+        heldBlankLines = 0
+        givenLines += lines.count
         return lines
     }
 

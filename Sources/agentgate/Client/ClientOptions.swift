@@ -8,6 +8,9 @@ struct ClientOptions: ParsableArguments {
     @Option(help: "The server's URL (default: AGENTGATE_SERVER or http://127.0.0.1:7777).")
     var server: String?
 
+    @Option(help: "Short for --server http://127.0.0.1:PORT (a server started with serve --port PORT).")
+    var port: Int?
+
     @Option(help: "Where the server keeps its token (default: ~/.agentgate); AGENTGATE_TOKEN wins.")
     var dataDir: String?
 
@@ -21,7 +24,7 @@ struct ClientOptions: ParsableArguments {
 
     func api() throws(ClientFailure) -> ServerAPI {
         let environment = ProcessInfo.processInfo.environment
-        let address = try ServerAddress(server ?? environment["AGENTGATE_SERVER"] ?? "http://127.0.0.1:7777")
+        let address = try ServerAddress(server ?? port.map { "http://127.0.0.1:\($0)" } ?? environment["AGENTGATE_SERVER"] ?? "http://127.0.0.1:7777")
         let supplied: String?
         do {
             // An unsafe token file or a short token is refused here as the server refuses it.

@@ -68,7 +68,8 @@ enum JobTable {
     static func elapsed(_ job: Job) -> String {
         guard let start = job.startedAt ?? Optional(job.createdAt) else { return "" }
         let end = job.endedAt ?? (job.status.isFinished ? start : WallClock.milliseconds())
-        let seconds = max(0, (end - start) / 1000)
+        // Rounded, as the dashboard shows it.
+        let seconds = max(0, (end - start + 500) / 1000)
         return seconds >= 60 ? "\(seconds / 60)m\(seconds % 60)s" : "\(seconds)s"
     }
 

@@ -47,6 +47,7 @@ case "$prompt" in
     printf '%s\\n' "$result";;
   lines*) seq 1 ${{prompt#lines }} | sed 's/^/output line /';;
   hang*) exec sleep 300;;
+  stubborn*) trap '' TERM; echo 'ignoring SIGTERM'; sleep 300 & wait;;
   stream*)
     printf '%s\\n' '{{"type":"stream_event","api_message_id":"m1","event":{{"type":"content_block_start","index":0,"content_block":{{"type":"text","text":""}}}}}}'
     for word in Writing the answer slowly; do
@@ -237,12 +238,16 @@ class Dashboard(unittest.TestCase):
         self.wait(lambda: "Writing the answer slowly" in self.log_lines())
         self.assertTrue(self.js("return document.querySelector('#log-partial').hidden"))
 
-        # Kill a running job.
-        hung = self.launch("hang")
-        self.wait(lambda: self.selected_status() == "running")
+        # Kill a running job that ignores SIGTERM: it shows `stopping` for the grace period
+        # (1 s here), then `killed (SIGKILL)`, with the reason in its result.
+        hung = self.launch("stubborn")
+        self.wait(lambda: self.selected_status() == "running" and "ignoring SIGTERM" in self.log_lines())
         driver.find_element(By.ID, "job-kill").click()
+        self.wait(lambda: self.selected_status() == "stopping", timeout=5)
         self.wait(lambda: self.selected_status() == "killed")
         self.assertEqual(self.server.job(hung)["status"], "killed")
+        self.assertIn("[agentgate] job killed (SIGKILL)", self.log_lines())
+        self.assertIn("killed on request (SIGKILL after the grace period)", self.text("#result-text"))
         self.shot("07-killed")
 
         # Stop the server mid-job (a crash), start it again: the page reconnects by itself,

@@ -11,4 +11,9 @@ public enum MonotonicClock {
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
+
+    /// The same clock in whole milliseconds, the unit timers and deadlines use.
+    public static func milliseconds() -> Int {
+        Int(nanoseconds() / 1_000_000)
+    }
 }

@@ -279,7 +279,7 @@ public final class Gateway {
     /// A new token in the token file ends everything made with the old one: every session,
     /// and every stream and WebSocket, whatever credential opened it.
     private func pickUpRotatedToken() {
-        guard let token = tokenWatcher?.changedToken(now: Int(MonotonicClock.nanoseconds() / 1_000_000)), token != policy.token else {
+        guard let token = tokenWatcher?.changedToken(now: MonotonicClock.milliseconds()), token != policy.token else {
             return
         }
         policy.token = token

@@ -336,7 +336,7 @@ public final class SubscriptionHub {
     /// (its queue is full); `drained` calls this again.
     private func sendWantedSnapshot(_ viewer: Viewer) {
         guard viewer.snapshotWanted, viewer.snapshotTimer == nil, !viewer.paused else { return }
-        let now = Int(MonotonicClock.nanoseconds() / 1_000_000)
+        let now = MonotonicClock.milliseconds()
         if let last = viewer.snapshotSentAt, now - last < snapshotIntervalMilliseconds {
             viewer.snapshotTimer = manager.loop.schedule(afterMilliseconds: last + snapshotIntervalMilliseconds - now) {
                 [weak self, weak viewer] in

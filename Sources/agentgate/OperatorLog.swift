@@ -28,7 +28,7 @@ final class OperatorLog {
     private let schedule: (Int, @escaping () -> Void) -> Void
 
     init(
-        logger: Logger, clock: @escaping () -> Int = { Int(MonotonicClock.nanoseconds() / 1_000_000) },
+        logger: Logger, clock: @escaping () -> Int = { MonotonicClock.milliseconds() },
         schedule: @escaping (Int, @escaping () -> Void) -> Void
     ) {
         self.logger = logger

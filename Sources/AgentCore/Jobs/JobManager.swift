@@ -308,7 +308,7 @@ public final class JobManager {
     /// 8,000-character line). The last state always goes out, at the end of the interval.
     private func schedulePartial(_ id: String, _ runner: RunningJob) {
         guard runner.partialTimer == nil else { return }
-        let wait = max(0, runner.partialSentAt + configuration.partialIntervalMilliseconds - Int(MonotonicClock.nanoseconds() / 1_000_000))
+        let wait = max(0, runner.partialSentAt + configuration.partialIntervalMilliseconds - MonotonicClock.milliseconds())
         runner.partialTimer = loop.schedule(afterMilliseconds: wait) { [weak self, weak runner] in
             guard let self, let runner, self.running[id] === runner else { return }
             runner.partialTimer = nil
@@ -332,7 +332,7 @@ public final class JobManager {
             return
         }
         runner.shownPartial = line
-        runner.partialSentAt = Int(MonotonicClock.nanoseconds() / 1_000_000)
+        runner.partialSentAt = MonotonicClock.milliseconds()
         guard !partialObservers.isEmpty, let seq = jobsByID[id]?.lastSeq else { return }
         let bytes = JobEvent.encodedPartial(jobId: id, seq: seq, line: line)
         for observer in partialObservers.values { observer(id, bytes) }

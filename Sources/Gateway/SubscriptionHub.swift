@@ -76,7 +76,7 @@ public final class SubscriptionHub {
         self.manager = manager
         self.websockets = websockets
         manager.addObserver { [unowned self] event, bytes in self.deliver(event, bytes) }
-        manager.addPartialObserver { [unowned self] job, bytes in self.deliverPartial(job, bytes) }
+        manager.addPartialObserver { [unowned self] job, _, bytes in self.deliverPartial(job, bytes) }
         websockets.onOpen = { [unowned self] session in self.opened(session) }
         websockets.onMessage = { [unowned self] session, message in self.received(session, message) }
         websockets.onClose = { [unowned self] session in self.remove(ObjectIdentifier(session.tcp)) }

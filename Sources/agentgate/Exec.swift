@@ -126,9 +126,9 @@ struct Exec: ParsableCommand {
                 }
             }
         }
-        manager.addPartialObserver { job, bytes in
-            guard job == jobID, let value = try? JSONParser.parse(bytes), let text = value["text"]?.stringValue else { return }
-            printer.showPartial(text)
+        manager.addPartialObserver { job, line, _ in
+            guard job == jobID else { return }
+            printer.showPartial(line?.text ?? "")
         }
 
         // Ctrl-C kills the job's process group instead of orphaning it.

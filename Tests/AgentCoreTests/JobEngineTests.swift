@@ -306,7 +306,7 @@ struct JobEngineLiveTests {
     @Test func streamedTextReachesPartialObserversAndTheStoreKeepsOnlyLines() throws {
         let harness = try EngineHarness()
         var partials: [String] = []
-        harness.manager.addPartialObserver { _, bytes in
+        harness.manager.addPartialObserver { _, _, bytes in
             partials.append((try? JSONParser.parse(bytes))?["text"]?.stringValue ?? "?")
         }
         // A claude-shaped stream: a block start, two deltas a moment apart, the assistant line.
@@ -335,7 +335,7 @@ struct PartialPublishingTests {
     @Test func aLineTypedOneCharacterAtATimeCostsABoundedNumberOfMessages() throws {
         let harness = try EngineHarness()
         var partials: [String] = []
-        harness.manager.addPartialObserver { _, bytes in partials.append((try? JSONParser.parse(bytes))?["text"]?.stringValue ?? "?") }
+        harness.manager.addPartialObserver { _, _, bytes in partials.append((try? JSONParser.parse(bytes))?["text"]?.stringValue ?? "?") }
         // 150 one-character deltas, 10 ms apart: one read each.
         let script = "echo '\(Self.start)'; i=0; while [ $i -lt 150 ]; do echo '\(Self.delta("x"))'; sleep 0.01; i=$((i+1)); done; sleep 0.3"
         let job = try harness.launch(script: script)
@@ -348,7 +348,7 @@ struct PartialPublishingTests {
     @Test func aStoredEventAfterTheLineMakesItGoOutAgain() throws {
         let harness = try EngineHarness { $0.stderrCoalesceMilliseconds = 10 }
         var messages: [String] = []
-        harness.manager.addPartialObserver { _, bytes in messages.append("partial:" + ((try? JSONParser.parse(bytes))?["text"]?.stringValue ?? "?")) }
+        harness.manager.addPartialObserver { _, _, bytes in messages.append("partial:" + ((try? JSONParser.parse(bytes))?["text"]?.stringValue ?? "?")) }
         harness.manager.addObserver { event, _ in if case .log(let line) = event.payload, line.stream == .stderr { messages.append("stderr") } }
         let script = "echo '\(Self.start)'; echo '\(Self.delta("hello wor"))'; sleep 0.3; echo oops >&2; sleep 0.5"
         let job = try harness.launch(script: script)

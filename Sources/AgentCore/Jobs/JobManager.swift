@@ -60,8 +60,9 @@ public final class JobManager {
     }
 
     public typealias Observer = (JobEvent, [UInt8]) -> Void
-    /// A job's in-progress line changed: its id and the encoded `job:partial` message.
-    public typealias PartialObserver = (String, [UInt8]) -> Void
+    /// A job's in-progress line changed: its id, the line (nil: none now) and the encoded
+    /// `job:partial` message.
+    public typealias PartialObserver = (String, LogLine?, [UInt8]) -> Void
 
     public let loop: EventLoop
     public let store: JobStore
@@ -335,7 +336,7 @@ public final class JobManager {
         runner.partialSentAt = MonotonicClock.milliseconds()
         guard !partialObservers.isEmpty, let seq = jobsByID[id]?.lastSeq else { return }
         let bytes = JobEvent.encodedPartial(jobId: id, seq: seq, line: line)
-        for observer in partialObservers.values { observer(id, bytes) }
+        for observer in partialObservers.values { observer(id, line, bytes) }
     }
 
     private func interpret(_ id: String, _ runner: RunningJob, _ line: LineSplitter.Line) {

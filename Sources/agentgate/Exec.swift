@@ -33,14 +33,7 @@ struct Exec: ParsableCommand {
     @Option(help: "A label for the job.")
     var label: String?
 
-    @Option(help: "Stop after this many agent turns (claude, goose).")
-    var maxTurns: Int?
-
-    @Option(name: [.customLong("resume"), .customLong("session")], help: "Continue this agent session (claude, codex, opencode, goose).")
-    var resume: String?
-
-    @Option(parsing: .singleValue, help: "KEY=VALUE for the agent's environment (repeatable; only keys allowed with --pass-env).")
-    var env: [String] = []
+    @OptionGroup var session: AgentSessionOptions
 
     @Flag(help: "Print the events as NDJSON instead of log lines.")
     var json = false
@@ -52,12 +45,6 @@ struct Exec: ParsableCommand {
 
     @Argument(parsing: .postTerminator, help: "argv for provider 'custom'.")
     var command: [String] = []
-
-    func validate() throws {
-        for entry in env where !entry.contains("=") {
-            throw ValidationError("--env \(entry): write KEY=VALUE")
-        }
-    }
 
     func run() throws {
         ag_ignore_sigpipe()
@@ -101,11 +88,8 @@ struct Exec: ParsableCommand {
         let request = LaunchRequest(
             provider: provider, prompt: promptText,
             cwd: cwd.map { $0.hasPrefix("/") ? $0 : FileManager.default.currentDirectoryPath + "/" + $0 }, model: model, effort: effort, label: label,
-            env: Dictionary(env.map { entry in
-                let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                return (String(parts[0]), String(parts[1]))
-            }, uniquingKeysWith: { $1 }),
-            resumeSession: resume, maxTurns: maxTurns,
+            env: Dictionary(session.environment.map { ($0.key, $0.value) }, uniquingKeysWith: { $1 }),
+            resumeSession: session.resume, maxTurns: session.maxTurns,
             command: command.isEmpty ? nil : command)
 
         var finished: Job?

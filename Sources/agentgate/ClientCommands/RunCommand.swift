@@ -31,20 +31,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "A label for the job list.")
     var label: String?
 
-    @Option(help: "Stop after this many agent turns (claude, goose).")
-    var maxTurns: Int?
-
-    @Option(name: [.customLong("resume"), .customLong("session")], help: "Continue this agent session (claude, codex, opencode, goose).")
-    var resume: String?
-
-    @Option(parsing: .singleValue, help: "KEY=VALUE for the agent's environment (repeatable; only keys the server allows with --pass-env).")
-    var env: [String] = []
-
-    func validate() throws {
-        for entry in env where !entry.contains("=") {
-            throw ValidationError("--env \(entry): write KEY=VALUE")
-        }
-    }
+    @OptionGroup var session: AgentSessionOptions
 
     @Flag(help: "Print the job id and return at once.")
     var detach = false
@@ -74,16 +61,12 @@ struct RunCommand: ParsableCommand {
             var request: [JSONValue.Member] = [
                 .init("provider", .string(provider)), .init("prompt", .string(text)), .init("cwd", .string(directory)),
             ]
-            for (key, value) in [("model", model), ("effort", effort), ("label", label), ("resumeSession", resume)] {
+            for (key, value) in [("model", model), ("effort", effort), ("label", label), ("resumeSession", session.resume)] {
                 if let value { request.append(.init(key, .string(value))) }
             }
-            if let maxTurns { request.append(.init("maxTurns", .int(maxTurns))) }
-            if !env.isEmpty {
-                let pairs = env.map { entry -> JSONValue.Member in
-                    let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                    return .init(String(parts[0]), .string(parts.count > 1 ? String(parts[1]) : ""))
-                }
-                request.append(.init("env", .object(pairs)))
+            if let maxTurns = session.maxTurns { request.append(.init("maxTurns", .int(maxTurns))) }
+            if !session.env.isEmpty {
+                request.append(.init("env", .object(session.environment.map { .init($0.key, .string($0.value)) })))
             }
             let reply = try api.call("POST", "/api/agents/jobs", body: .object(request))
             guard let info = reply["job"], let job = Job(json: info) else {

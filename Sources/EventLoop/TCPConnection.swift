@@ -226,6 +226,11 @@ public final class TCPConnection {
             updateInterest()
             onDrained?()
         }
+        if !flushWaiters.isEmpty {
+            let waiters = flushWaiters
+            flushWaiters = []
+            for waiter in waiters { waiter() }
+        }
         if closeWhenFlushed {
             lingerWhenFlushed ? linger() : close()
         } else if wroteSomething, fd >= 0, queueHead >= queue.count, tail.isEmpty {
@@ -266,6 +271,36 @@ public final class TCPConnection {
         if wantsWritable { interest.insert(.writable) }
         try? loop.modify(registration, interest: interest)
     }
+
+    /// Drops what is queued and not yet being written: every buffer behind the one a partial
+    /// write has started (that one is finished, so the peer never sees half a message).
+    /// For a viewer that fell too far behind: what it is told next goes out right after the
+    /// bytes already on their way. Returns the bytes dropped.
+    @discardableResult
+    public func dropUnsent() -> Int {
+        guard fd >= 0 else { return 0 }
+        var dropped = tail.count
+        tail = []
+        let keep = headOffset > 0 ? queueHead + 1 : queueHead
+        if keep < queue.count {
+            for index in keep..<queue.count { dropped += queue[index].count }
+            queue.removeSubrange(keep...)
+        }
+        queuedBytes -= dropped
+        return dropped
+    }
+
+    /// Runs `body` once everything queued now has been written (at once when nothing is
+    /// queued); dropped if the connection closes first.
+    public func whenFlushed(_ body: @escaping () -> Void) {
+        if queueHead >= queue.count && tail.isEmpty {
+            body()
+        } else {
+            flushWaiters.append(body)
+        }
+    }
+
+    private var flushWaiters: [() -> Void] = []
 
     // MARK: closing
 
@@ -315,6 +350,7 @@ public final class TCPConnection {
         tail = []
         queueHead = 0
         queuedBytes = 0
+        flushWaiters = []
         let callback = onClose
         let finalCallback = onFinalClose
         onClose = nil

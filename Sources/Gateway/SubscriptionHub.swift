@@ -21,15 +21,18 @@ final class AdmittedPrincipal {
 /// ```
 ///  JobManager emit ─▶ observer(event, bytes) ─▶ encoded once per format (WebSocket frames
 ///                                              framed and compressed once, SSE bytes once)
-///                                                 └▶ every live viewer of that job ("*": lifecycle; all-jobs SSE: all)
-///  subscribe {since: N} ─▶ replay seq > N from memory or the event store ─▶ live (seq ≤ lastSent skipped)
-///  subscribe "*" ─▶ ack ─▶ snapshot (built once per version, shared; ≤ 1 per `snapshotInterval` per connection)
-///  queue over its bound ─▶ pause live delivery ─▶ drained ─▶ catch up from the store ─▶ live
-///                         └─ still paused after `lagTimeout` ─▶ "lagged" + close (WebSocket 4008)
+///                                                 └▶ every current viewer of that job ("*": lifecycle; all-jobs SSE: all)
+///  subscribe {since: N} ─▶ JobCursor behind ─▶ HistoryReader (its own thread): a slice of the
+///                          event file from the index, framed for the viewer ─▶ queued ─▶ … ─▶ current: live
+///  queue over its bound ─▶ ViewerPacing paused ─▶ drained ─▶ caught up from the file ─▶ live
+///                          └─ still paused after its lag timeout ─▶ unsent dropped, "lagged" + close 4008
+///  the job's last event queued (streams that end with their job) ─▶ normal close once it is read
 /// ```
 ///
-/// Everything runs on the loop that runs the jobs, so replay and live delivery cannot
-/// interleave: nothing is lost or sent twice.
+/// The decisions are made by two small state machines with no I/O, `JobCursor` (what a viewer
+/// of a job is sent next) and `ViewerPacing` (pause, lag and the deadlines of a connection);
+/// this class carries them out on the loop that runs the jobs. Replay and live delivery of a
+/// job never interleave for one viewer: nothing is lost or sent twice.
 public final class SubscriptionHub {
     /// Close code for a viewer that stayed too far behind (resume with `since`).
     public static let laggedCloseCode = CloseCode(4008)
@@ -38,29 +41,44 @@ public final class SubscriptionHub {
     public static let credentialEndedCloseCode = CloseCode(4401)
     /// Subscriptions one WebSocket connection may hold (more get `too_many_subscriptions`).
     public var maxSubscriptionsPerConnection = 1_000
-    /// Events replayed per catch-up step, so one slow viewer never loads a whole history.
-    static let replayBatch = 2_000
     /// Events of all jobs kept for all-jobs SSE streams that reconnect (`Last-Event-ID`).
     static let allJobsRingCapacity = 16_384
+    /// Events replayed per catch-up step of an all-jobs stream (from memory).
+    static let allJobsReplayBatch = 2_000
+    /// Bytes of stored events read and framed per replay step (128 KiB): a viewer that
+    /// catches up holds at most one such slice beyond its queue, and the loop queues a slice
+    /// in one append.
+    public var replaySliceBytes = 128 * 1024
     /// Comment lines on idle SSE streams, so proxies and clients keep them open (15 s).
     public var heartbeatMilliseconds = 15_000
     /// Least time between two `"*"` snapshots to one connection (250 ms). A client that
     /// repeats subscribe "*" gets every ack at once and one snapshot for all the requests
     /// of an interval: a flood of them costs the loop acks, not snapshots of every job.
     public var snapshotIntervalMilliseconds = 250
+    /// How long a viewer may stay paused, or leave the end of its stream unread, before it
+    /// is told it lagged; and how long it then has to read that before it is cut.
+    var timeouts = ViewerPacing.Timeouts()
+    /// A paused viewer's time to read again before it is told it lagged (30 s).
+    public var lagTimeoutMilliseconds: Int {
+        get { timeouts.lagMilliseconds }
+        set { timeouts.lagMilliseconds = newValue }
+    }
+    /// A finished stream's time to be read before the viewer is told it lagged (30 s).
+    public var finishTimeoutMilliseconds: Int {
+        get { timeouts.finishMilliseconds }
+        set { timeouts.finishMilliseconds = newValue }
+    }
 
     public let manager: JobManager
     public let websockets: WebSocketServer
-    /// How long a viewer may stay paused before it is told it lagged and closed (30 s).
-    public var lagTimeoutMilliseconds = 30_000
+    private let history = HistoryReader()
     private var viewers: [ObjectIdentifier: Viewer] = [:]
-    /// The live subscriptions of each job: an event touches only its job's viewers, with no
+    /// The subscriptions of each job: an event touches only its job's viewers, with no
     /// per-viewer dictionary work.
     private var channels: [String: [Subscription]] = [:]
     /// Viewers of every job's lifecycle (`"*"`), and all-jobs SSE streams.
     private var lifecycleViewers: [ObjectIdentifier: Viewer] = [:]
     private var allJobsViewers: [ObjectIdentifier: Viewer] = [:]
-    private var recent: [String: RecentEvents] = [:]
     private var recentAll = RecentEvents(capacity: SubscriptionHub.allJobsRingCapacity)
     /// Whether every job's events are kept for all-jobs streams: while one is attached, and
     /// for a minute after the last one left (so it can reconnect and resume).
@@ -103,8 +121,10 @@ public final class SubscriptionHub {
 
     private func remove(_ key: ObjectIdentifier) {
         guard let viewer = viewers.removeValue(forKey: key) else { return }
+        viewer.pacing.closed()
         for job in Array(viewer.subscriptions.keys) { detach(viewer, from: job) }
         if let timer = viewer.snapshotTimer { manager.loop.cancel(timer) }
+        if let timer = viewer.wakeTimer { manager.loop.cancel(timer) }
         lifecycleViewers[key] = nil
         if allJobsViewers.removeValue(forKey: key) != nil, allJobsViewers.isEmpty {
             stopRecordingTimer = manager.loop.schedule(afterMilliseconds: 60_000) { [weak self] in
@@ -121,17 +141,84 @@ public final class SubscriptionHub {
         if channels[job]?.isEmpty == true { channels[job] = nil }
     }
 
+    // MARK: pace
+
     private func overBound(_ key: ObjectIdentifier) {
-        guard let viewer = viewers[key], !viewer.paused else { return }
+        guard let viewer = viewers[key], viewer.pacing.isFlowing else { return }
         pauses += 1
-        viewer.pause(self)
+        viewer.pacing.overBound(now: MonotonicClock.milliseconds())
+        scheduleWake(viewer)
     }
 
     private func drained(_ key: ObjectIdentifier) {
         guard let viewer = viewers[key] else { return }
-        viewer.resume()
+        viewer.pacing.drained()
+        scheduleWake(viewer)
         catchUp(viewer)
         sendWantedSnapshot(viewer)
+    }
+
+    /// Arms the timer for the pacing's next deadline.
+    private func scheduleWake(_ viewer: Viewer) {
+        let at = viewer.pacing.wakeAt
+        guard at != viewer.wakeAt else { return }
+        if let timer = viewer.wakeTimer { manager.loop.cancel(timer) }
+        viewer.wakeTimer = nil
+        viewer.wakeAt = at
+        guard let at else { return }
+        viewer.wakeTimer = manager.loop.schedule(afterMilliseconds: max(0, at - MonotonicClock.milliseconds())) {
+            [weak self, weak viewer] in
+            guard let self, let viewer else { return }
+            viewer.wakeTimer = nil
+            viewer.wakeAt = nil
+            self.tick(viewer)
+        }
+    }
+
+    private func tick(_ viewer: Viewer) {
+        switch viewer.pacing.tick(now: MonotonicClock.milliseconds()) {
+        case .none: break
+        case .lag: lag(viewer)
+        case .cut: viewer.tcp.close()
+        }
+        scheduleWake(viewer)
+    }
+
+    /// The end of a stream that ends with its job: closed normally once what is queued has
+    /// been read (however slowly, up to the pacing's deadline).
+    private func end(_ viewer: Viewer) {
+        viewer.pacing.ending(now: MonotonicClock.milliseconds())
+        scheduleWake(viewer)
+        viewer.tcp.whenFlushed { [weak viewer] in
+            guard let viewer, case .ending = viewer.pacing.phase else { return }
+            switch viewer.transport {
+            case .websocket(let session): session.close(.normalClosure, reason: "job ended", afterQueued: true)
+            case .sse(let tcp): tcp.closeAfterFlush()
+            }
+        }
+    }
+
+    /// Too far behind: what is queued and unsent is dropped (whole messages: the one being
+    /// written is finished), and the viewer is told where each of its cursors stands, so it
+    /// can resume with `since`; then a 4008 close. It goes out right behind the bytes already
+    /// in flight, so even a viewer that reads again much later sees it before anything else.
+    private func lag(_ viewer: Viewer) {
+        laggedCloses += 1
+        var messages: [JSONValue] = []
+        for (job, subscription) in viewer.subscriptions.sorted(by: { $0.key < $1.key }) {
+            messages.append(.object(["type": "lagged", "job": .string(job), "seq": .int(subscription.cursor.lastSent)]))
+        }
+        if let cursor = viewer.allCursor { messages.append(.object(["type": "lagged", "version": .int(cursor)])) }
+        switch viewer.transport {
+        case .websocket(let session):
+            session.dropUnsent()
+            for message in messages { sendControl(viewer, message) }
+            session.close(Self.laggedCloseCode, reason: "too far behind; resume with since", afterQueued: true)
+        case .sse(let tcp):
+            tcp.dropUnsent()
+            for message in messages { sendControl(viewer, message) }
+            tcp.closeAfterFlush()
+        }
     }
 
     // MARK: credentials
@@ -167,8 +254,10 @@ public final class SubscriptionHub {
             return session.close(Self.credentialEndedCloseCode, reason: "not authenticated")
         }
         session.userInfo = nil  // the viewer keeps it from here
-        let viewer = Viewer(transport: .websocket(session), principal: admitted.principal)
-        viewers[ObjectIdentifier(session.tcp)] = viewer
+        let viewer = Viewer(transport: .websocket(session), principal: admitted.principal, timeouts: timeouts)
+        let key = ObjectIdentifier(session.tcp)
+        viewers[key] = viewer
+        session.tcp.onFlushed = { [unowned self] in self.flushed(key) }
         guard let request = session.request else { return }
         let path = request.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         let parts = path.split(separator: "/").map(String.init)
@@ -272,8 +361,8 @@ public final class SubscriptionHub {
         job.status.isFinished && since >= job.lastSeq
     }
 
-    private func attachStream(_ tcp: TCPConnection, format: Viewer.Format, principal: Gateway.Principal) -> Viewer {
-        let viewer = Viewer(transport: .sse(tcp), principal: principal)
+    private func attachStream(_ tcp: TCPConnection, format: EventWire.Format, principal: Gateway.Principal) -> Viewer {
+        let viewer = Viewer(transport: .sse(tcp), principal: principal, timeouts: timeouts)
         viewer.format = format
         let key = ObjectIdentifier(tcp)
         viewers[key] = viewer
@@ -283,6 +372,7 @@ public final class SubscriptionHub {
         tcp.onClose = { [unowned self] in self.remove(key) }
         tcp.onQueueOverBound = { [unowned self] in self.overBound(key) }
         tcp.onDrained = { [unowned self] in self.drained(key) }
+        tcp.onFlushed = { [unowned self] in self.flushed(key) }
         tcp.enqueue(ServerSentEvents.retry(milliseconds: 2_000))
         scheduleHeartbeat()
         return viewer
@@ -297,7 +387,7 @@ public final class SubscriptionHub {
             var any = false
             for viewer in self.viewers.values where viewer.isStream {
                 any = true
-                if !viewer.paused { viewer.tcp.enqueue(bytes) }
+                if viewer.pacing.isFlowing { viewer.tcp.enqueue(bytes) }
             }
             if any { self.scheduleHeartbeat() }
         }
@@ -326,7 +416,7 @@ public final class SubscriptionHub {
         case .websocket(let session):
             _ = session.send(message)
         case .sse(let tcp):
-            tcp.enqueue(Self.sseEvent(id: manager.version, type: "snapshot", data: message.payload))
+            tcp.enqueue(EventWire.sseEvent(id: manager.version, type: "snapshot", data: message.payload))
         }
     }
 
@@ -335,7 +425,7 @@ public final class SubscriptionHub {
     /// newer than every request it answers. Nothing is queued while the viewer is paused
     /// (its queue is full); `drained` calls this again.
     private func sendWantedSnapshot(_ viewer: Viewer) {
-        guard viewer.snapshotWanted, viewer.snapshotTimer == nil, !viewer.paused else { return }
+        guard viewer.snapshotWanted, viewer.snapshotTimer == nil, viewer.pacing.isFlowing else { return }
         let now = MonotonicClock.milliseconds()
         if let last = viewer.snapshotSentAt, now - last < snapshotIntervalMilliseconds {
             viewer.snapshotTimer = manager.loop.schedule(afterMilliseconds: last + snapshotIntervalMilliseconds - now) {
@@ -363,76 +453,144 @@ public final class SubscriptionHub {
         }
         guard let current = manager.job(job) else {
             sendControl(viewer, Self.error(request, "unknown_job", "no job \(job)"))
-            if viewer.closesWhenJobEnds { viewer.close(.policyViolation, reason: "unknown job") }
+            if viewer.closesWhenJobEnds { viewer.closeNow(.policyViolation, reason: "unknown job") }
             return
         }
-        var start = since
-        if since > current.lastSeq {
+        if JobCursor.isReset(since: since, lastSeq: current.lastSeq) {
             // A cursor from the future (another server, a wiped store): say so, restart at the end.
-            let reset: JSONValue = .object(["type": "reset", "job": .string(job), "seq": .int(current.lastSeq)])
-            sendControl(viewer, reset)
-            start = current.lastSeq
+            sendControl(viewer, .object(["type": "reset", "job": .string(job), "seq": .int(current.lastSeq)]))
         }
         detach(viewer, from: job)
-        let subscription = Subscription(job: job, lastSent: start, rawEvents: rawEvents, viewer: viewer)
+        let cursor = JobCursor(since: since, lastSeq: current.lastSeq, endsWithJob: viewer.closesWhenJobEnds)
+        let subscription = Subscription(job: job, cursor: cursor, rawEvents: rawEvents, viewer: viewer)
         viewer.subscriptions[job] = subscription
         channels[job, default: []].append(subscription)
         if viewer.format == .json, request != nil || !viewer.closesWhenJobEnds {
-            sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(current.lastSeq))]))
+            sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(subscription.cursor.lastSent))]))
         }
-        catchUp(viewer, job: job)
+        if subscription.cursor.endIfFinished(jobEnded: current.status.isFinished, lastSeq: current.lastSeq) {
+            return end(viewer)
+        }
+        if subscription.cursor.state == .current { sendPartial(subscription) }
+        pump(viewer)
     }
 
-    /// Replays stored events after each subscription's last sent seq, a batch at a time,
-    /// until the viewer is current or its queue is full again.
+    /// Catches a viewer up after a pause: its all-jobs stream from memory, its job cursors
+    /// from the event files.
     private func catchUp(_ viewer: Viewer) {
         if viewer.allCursor != nil { catchUpAll(viewer) }
-        for job in viewer.subscriptions.keys.sorted() {
-            catchUp(viewer, job: job)
+        pump(viewer)
+    }
+
+    private func flushed(_ key: ObjectIdentifier) {
+        guard let viewer = viewers[key] else { return }
+        pump(viewer)
+    }
+
+    /// Starts the next history read for a viewer that is behind on some job, when it is
+    /// flowing, has no read out and little queued: one slice at a time, each asked for when
+    /// the previous one is nearly written, so a replay runs at the pace the viewer reads.
+    private func pump(_ viewer: Viewer) {
+        guard viewer.pacing.isFlowing, !viewer.readInFlight, viewer.tcp.isOpen,
+            viewer.tcp.queuedBytes < replaySliceBytes
+        else { return }
+        // The job whose cursor is furthest behind first (few jobs are behind at once).
+        guard let subscription = viewer.subscriptions.values.filter({ $0.cursor.state == .behind }).min(by: { $0.job < $1.job }),
+            let after = subscription.cursor.nextRead()
+        else { return }
+        // The file then holds everything emitted so far.
+        manager.flushLogs()
+        viewer.readInFlight = true
+        let request = HistoryReader.Request(
+            path: manager.store.jobDirectory(subscription.job) + "/events.ndjson", after: after, maxBytes: replaySliceBytes,
+            framing: viewer.framing(rawEvents: subscription.rawEvents))
+        history.read(request, loop: manager.loop) { [weak self, weak viewer] replay in
+            guard let self, let viewer else { return }
+            viewer.readInFlight = false
+            self.replayed(replay, to: viewer, subscription)
         }
     }
 
-    private func catchUp(_ viewer: Viewer, job: String) {
-        while !viewer.paused, let subscription = viewer.subscriptions[job] {
-            let events = replay(job, since: subscription.lastSent)
-            guard !events.isEmpty else { break }
-            for entry in events {
-                guard !viewer.paused else { return }
-                deliver(entry.event, entry.bytes, to: subscription, shared: &entry.encodings)
+    /// A slice read for a viewer: queued as it is (one buffer), then the cursor moves on.
+    private func replayed(_ replay: EventWire.Replay, to viewer: Viewer, _ subscription: Subscription) {
+        guard viewers[ObjectIdentifier(viewer.tcp)] === viewer, viewer.subscriptions[subscription.job] === subscription,
+            viewer.pacing.isOpen
+        else { return pump(viewer) }
+        guard let job = manager.job(subscription.job) else { return }
+        if let gap = replay.gap { sendGap(viewer, job: job.id, gap) }
+        write(replay, to: viewer)
+        var through = replay.through
+        var gap: ClosedRange<Int>?
+        var sawLast = replay.sawLast
+        let lastSent = max(subscription.cursor.lastSent, replay.gap?.upperBound ?? 0, through ?? 0)
+        if replay.through == nil, replay.gap == nil, replay.reachedEnd, lastSent < job.lastSeq, manager.storedLastSeq(of: job.id) <= lastSent {
+            // The file ends before the job does, and nothing newer will reach it: events were
+            // lost (a full disk, a damaged or missing file). Said, never skipped in silence;
+            // a finished job's stream still ends with its `job:completed`.
+            if job.status.isFinished {
+                if lastSent + 1 <= job.lastSeq - 1 {
+                    gap = (lastSent + 1)...(job.lastSeq - 1)
+                    sendGap(viewer, job: job.id, gap!)
+                }
+                let completed = JobEvent(jobId: job.id, seq: job.lastSeq, time: job.endedAt ?? WallClock.milliseconds(), payload: .completed(job))
+                var shared = SharedEncodings()
+                write(completed, completed.encoded(), version: nil, to: viewer, shared: &shared)
+                through = job.lastSeq
+                sawLast = true
+            } else {
+                gap = (lastSent + 1)...job.lastSeq
+                sendGap(viewer, job: job.id, gap!)
             }
-            if events.count < Self.replayBatch { break }
         }
-        // Current now: the line being streamed, if any, so a late viewer sees it too.
-        if !viewer.paused, let subscription = viewer.subscriptions[job], subscription.lastSent == manager.job(job)?.lastSeq,
-            let bytes = manager.encodedPartial(of: job)
-        {
-            var shared = SharedEncodings()
-            writePartial(bytes, to: subscription, shared: &shared)
+        switch subscription.cursor.replayed(through: through, gap: replay.gap ?? gap, sawLast: sawLast, lastSeq: job.lastSeq) {
+        case .ended: return end(viewer)
+        case .current: sendPartial(subscription)
+        case .behind: break
         }
+        pump(viewer)
+    }
+
+    private func write(_ replay: EventWire.Replay, to viewer: Viewer) {
+        switch viewer.transport {
+        case .websocket(let session):
+            if !replay.bytes.isEmpty { session.send(sharedFrame: OutboundBuffer(replay.bytes)) }
+            for payload in replay.payloads { session.send(payload, isText: true) }
+        case .sse(let tcp):
+            if !replay.bytes.isEmpty { tcp.enqueue(OutboundBuffer(replay.bytes)) }
+        }
+        eventsSent += replay.events
+        bytesSent += replay.bytes.count + replay.payloads.reduce(0) { $0 + $1.count }
+    }
+
+    /// `{"type":"gap","job":…,"from":N,"to":M}`: seqs N…M of the job are not in the store.
+    private func sendGap(_ viewer: Viewer, job: String, _ gap: ClosedRange<Int>) {
+        sendControl(viewer, .object(["type": "gap", "job": .string(job), "from": .int(gap.lowerBound), "to": .int(gap.upperBound)]))
+    }
+
+    /// The line being streamed, if any, to a viewer that just became current on its job.
+    private func sendPartial(_ subscription: Subscription) {
+        guard subscription.viewer.pacing.isFlowing, subscription.cursor.lastSent == manager.job(subscription.job)?.lastSeq,
+            let bytes = manager.encodedPartial(of: subscription.job)
+        else { return }
+        var shared = SharedEncodings()
+        writePartial(bytes, to: subscription, shared: &shared)
     }
 
     /// An all-jobs stream after a pause: the missed events from memory, or a reset and a
     /// new snapshot when they are no longer there.
     private func catchUpAll(_ viewer: Viewer) {
-        while !viewer.paused, let cursor = viewer.allCursor, cursor < manager.version {
-            guard let events = recentAll.after(cursor, limit: Self.replayBatch) else {
+        while viewer.pacing.isFlowing, let cursor = viewer.allCursor, cursor < manager.version {
+            guard let events = recentAll.after(cursor, limit: Self.allJobsReplayBatch) else {
                 sendControl(viewer, .object(["type": "reset", "version": .int(manager.version)]))
                 sendSnapshot(viewer)
                 return
             }
             guard !events.isEmpty else { return }
             for (key, entry) in events {
-                guard !viewer.paused else { return }
+                guard viewer.pacing.isFlowing else { return }
                 deliverToAllJobsStream(viewer, entry.event, entry.bytes, version: key, shared: &entry.encodings)
             }
         }
-    }
-
-    /// Events after `since`: from memory when the ring reaches back that far (with the
-    /// encodings live delivery made), else from the file.
-    private func replay(_ job: String, since: Int) -> [RecentEntry] {
-        if let entries = recent[job]?.after(since, limit: Self.replayBatch) { return entries.map(\.entry) }
-        return manager.encodedEvents(for: job, since: since, limit: Self.replayBatch).map { RecentEntry($0.event, $0.line) }
     }
 
     // MARK: live delivery
@@ -441,24 +599,27 @@ public final class SubscriptionHub {
         let version = manager.version
         snapshotCache = nil
         let entry = RecentEntry(event, bytes)
-        recent[event.jobId, default: RecentEvents()].append(entry, key: event.seq)
         if recordingAllJobs { recentAll.append(entry, key: version) }
-        if event.type == "job:completed" {
-            // Finished jobs replay from the file; keep memory for running ones.
-            let job = event.jobId
-            manager.loop.schedule(afterMilliseconds: 60_000) { [weak self] in
-                if self?.manager.job(job)?.status.isFinished == true { self?.recent[job] = nil }
-            }
-        }
         if let subscriptions = channels[event.jobId] {
-            for subscription in subscriptions where !subscription.viewer.paused {
-                deliver(event, bytes, to: subscription, shared: &entry.encodings)
+            let isLast: Bool
+            if case .completed = event.payload { isLast = true } else { isLast = false }
+            for subscription in subscriptions {
+                switch subscription.cursor.live(seq: event.seq, isLast: isLast, flowing: subscription.viewer.pacing.isFlowing) {
+                case .send:
+                    if case .agentEvent = event.payload, !subscription.rawEvents { continue }
+                    write(event, bytes, version: nil, to: subscription.viewer, shared: &entry.encodings)
+                case .sendAndEnd:
+                    write(event, bytes, version: nil, to: subscription.viewer, shared: &entry.encodings)
+                    end(subscription.viewer)
+                case .skip:
+                    break
+                }
             }
         }
         if case .started = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
         if case .status = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
         if case .completed = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
-        for viewer in allJobsViewers.values where !viewer.paused {
+        for viewer in allJobsViewers.values where viewer.pacing.isFlowing {
             deliverToAllJobsStream(viewer, event, bytes, version: version, shared: &entry.encodings)
         }
     }
@@ -469,7 +630,8 @@ public final class SubscriptionHub {
     private func deliverPartial(_ job: String, _ bytes: [UInt8]) {
         guard let subscriptions = channels[job], let lastSeq = manager.job(job)?.lastSeq else { return }
         var shared = SharedEncodings()
-        for subscription in subscriptions where !subscription.viewer.paused && subscription.lastSent == lastSeq {
+        for subscription in subscriptions
+        where subscription.viewer.pacing.isFlowing && subscription.cursor.state == .current && subscription.cursor.lastSent == lastSeq {
             writePartial(bytes, to: subscription, shared: &shared)
         }
     }
@@ -495,21 +657,8 @@ public final class SubscriptionHub {
 
     /// `"*"` viewers get every job's start and end (unless they follow that job anyway).
     private func deliverLifecycle(_ event: JobEvent, _ bytes: [UInt8], shared: inout SharedEncodings) {
-        for viewer in lifecycleViewers.values where !viewer.paused && viewer.subscriptions[event.jobId] == nil {
+        for viewer in lifecycleViewers.values where viewer.pacing.isFlowing && viewer.subscriptions[event.jobId] == nil {
             write(event, bytes, version: nil, to: viewer, shared: &shared)
-        }
-    }
-
-    /// One event of a subscribed job: sent once (seq above the last sent), raw agent JSON
-    /// only when asked for.
-    private func deliver(_ event: JobEvent, _ bytes: [UInt8], to subscription: Subscription, shared: inout SharedEncodings) {
-        guard event.seq > subscription.lastSent else { return }
-        subscription.lastSent = event.seq
-        if case .agentEvent = event.payload, !subscription.rawEvents { return }
-        let viewer = subscription.viewer
-        write(event, bytes, version: nil, to: viewer, shared: &shared)
-        if viewer.closesWhenJobEnds, case .completed = event.payload {
-            viewer.close(.normalClosure, reason: "job ended")
         }
     }
 
@@ -530,17 +679,17 @@ public final class SubscriptionHub {
             shared.json = message
             sent = session.send(message)
         case (.text, .websocket(let session)):
-            guard let line = Self.textLine(event) else { return }
+            guard let line = EventWire.textLine(event) else { return }
             let message = shared.text ?? SharedMessage(payload: Array(line.utf8), isText: true, compressor: compressor)
             shared.text = message
             sent = session.send(message)
         case (.sse, .sse(let tcp)):
-            let buffer = shared.sse ?? OutboundBuffer(Self.sseEvent(id: event.seq, type: event.type, data: encoded))
+            let buffer = shared.sse ?? OutboundBuffer(EventWire.sseEvent(id: event.seq, type: event.type, data: encoded))
             shared.sse = buffer
             tcp.enqueue(buffer)
             sent = buffer.count
         case (.sseAll, .sse(let tcp)):
-            let buffer = shared.sseAll ?? OutboundBuffer(Self.sseEvent(id: version ?? 0, type: event.type, data: encoded))
+            let buffer = shared.sseAll ?? OutboundBuffer(EventWire.sseEvent(id: version ?? 0, type: event.type, data: encoded))
             shared.sseAll = buffer
             tcp.enqueue(buffer)
             sent = buffer.count
@@ -549,30 +698,6 @@ public final class SubscriptionHub {
         }
         eventsSent += 1
         bytesSent += sent
-    }
-
-    /// `id: N\nevent: type\ndata: {json}\n\n` (the JSON has no raw newlines).
-    static func sseEvent(id: Int, type: String, data: [UInt8]) -> [UInt8] {
-        var bytes = Array("id: \(id)\nevent: \(type)\ndata: ".utf8)
-        bytes.reserveCapacity(bytes.count + data.count + 2)
-        bytes += data
-        bytes += [0x0A, 0x0A]
-        return bytes
-    }
-
-    /// The `format=text` form of an event: log lines as `exec` prints them, and a final status line.
-    /// Escaped as the CLI escapes (`TerminalText`): these frames are read on terminals
-    /// (websocat), where an agent's ESC or U+009B would act instead of showing.
-    /// A blank line (a paragraph break in an answer) goes out as one space: websocat and
-    /// other line-oriented clients take a zero-length message for the end of the stream.
-    static func textLine(_ event: JobEvent) -> String? {
-        let text: String
-        switch event.payload {
-        case .log(let line): text = TerminalText.escaped(line.displayText)
-        case .completed(let job): text = TerminalText.escaped(job.statusLine)
-        case .started, .status, .agentEvent: return nil
-        }
-        return text.isEmpty ? " " : text
     }
 
     // MARK: messages
@@ -602,17 +727,6 @@ public final class SubscriptionHub {
         return .object(all)
     }
 
-    fileprivate func lagged(_ viewer: Viewer) {
-        laggedCloses += 1
-        for (job, subscription) in viewer.subscriptions.sorted(by: { $0.key < $1.key }) {
-            let message: JSONValue = .object(["type": "lagged", "job": .string(job), "seq": .int(subscription.lastSent)])
-            sendControl(viewer, message)
-        }
-        if let cursor = viewer.allCursor {
-            sendControl(viewer, .object(["type": "lagged", "version": .int(cursor)]))
-        }
-        viewer.close(Self.laggedCloseCode, reason: "too far behind; resume with since")
-    }
 }
 
 /// A job event encoded once per viewer format, shared by every viewer of that format.
@@ -621,92 +735,4 @@ struct SharedEncodings {
     var text: SharedMessage?
     var sse: OutboundBuffer?
     var sseAll: OutboundBuffer?
-}
-
-/// One viewer following one job. A class, so live delivery updates `lastSent` in place.
-final class Subscription {
-    let job: String
-    /// The highest seq this viewer was sent (or told about) for the job.
-    var lastSent: Int
-    /// Whether `job:event` (the agent's raw JSON) is wanted.
-    let rawEvents: Bool
-    /// Strong: the viewer's subscriptions are dropped when it closes, which breaks the cycle.
-    let viewer: Viewer
-
-    init(job: String, lastSent: Int, rawEvents: Bool, viewer: Viewer) {
-        self.job = job
-        self.lastSent = lastSent
-        self.rawEvents = rawEvents
-        self.viewer = viewer
-    }
-}
-
-final class Viewer {
-    enum Format: Hashable {
-        /// WebSocket: JSON events, or `format=text` log lines.
-        case json, text
-        /// SSE: one job (ids are seqs), or every job (ids are the manager's version).
-        case sse, sseAll
-    }
-
-    enum Transport {
-        case websocket(WebSocketSession)
-        case sse(TCPConnection)
-    }
-
-    let transport: Transport
-    /// What opened this connection: it ends when that credential does.
-    let principal: Gateway.Principal
-    var subscriptions: [String: Subscription] = [:]
-    /// All-jobs streams: the last version sent (nil for every other viewer).
-    var allCursor: Int?
-    var allRawEvents = false
-    var format = Format.json
-    var closesWhenJobEnds = false
-    /// `"*"` snapshots: one was asked for and not sent yet; when the last one was sent
-    /// (monotonic ms); the timer that sends the next when the interval allows.
-    var snapshotWanted = false
-    var snapshotSentAt: Int?
-    var snapshotTimer: EventLoop.TimerID?
-    private(set) var paused = false
-    private var lagTimer: EventLoop.TimerID?
-
-    init(transport: Transport, principal: Gateway.Principal) {
-        self.transport = transport
-        self.principal = principal
-    }
-
-    var tcp: TCPConnection {
-        switch transport {
-        case .websocket(let session): session.tcp
-        case .sse(let tcp): tcp
-        }
-    }
-
-    var isStream: Bool {
-        if case .sse = transport { return true }
-        return false
-    }
-
-    func close(_ code: CloseCode, reason: String) {
-        switch transport {
-        case .websocket(let session): session.close(code, reason: reason)
-        case .sse(let tcp): paused ? tcp.close() : tcp.closeAfterFlush()
-        }
-    }
-
-    func pause(_ hub: SubscriptionHub) {
-        guard !paused else { return }
-        paused = true
-        lagTimer = tcp.loop.schedule(afterMilliseconds: hub.lagTimeoutMilliseconds) { [weak self, weak hub] in
-            guard let self, let hub, self.paused else { return }
-            hub.lagged(self)
-        }
-    }
-
-    func resume() {
-        paused = false
-        if let lagTimer { tcp.loop.cancel(lagTimer) }
-        lagTimer = nil
-    }
 }

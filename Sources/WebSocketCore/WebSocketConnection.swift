@@ -234,10 +234,11 @@ public struct WebSocketConnection {
 
     // MARK: sending
 
-    /// Frames one message (compressed when permessage-deflate was negotiated).
-    public mutating func encodeMessage(_ payload: [UInt8], isText: Bool) -> [UInt8] {
+    /// Frames one message (compressed when permessage-deflate was negotiated, unless
+    /// `compress` is false: RFC 7692 lets any message go uncompressed).
+    public mutating func encodeMessage(_ payload: [UInt8], isText: Bool, compress: Bool = true) -> [UInt8] {
         let opcode: Opcode = isText ? .text : .binary
-        if let compressor, let compressed = try? compressor.compress(payload) {
+        if compress, let compressor, let compressed = try? compressor.compress(payload) {
             return encode(opcode, compressed, rsv1: true)
         }
         return encode(opcode, payload)

@@ -141,11 +141,14 @@ public final class WebSocketSession {
                 break
             case .startCloseTimer:
                 outputClosed = true
-                if closeTimer == nil {
-                    closeTimer = server.loop.schedule(afterMilliseconds: server.configuration.closeTimeoutMilliseconds) { [weak self] in
+                let start = { [weak self] in
+                    guard let self, self.closeTimer == nil, self.tcp.isOpen else { return }
+                    self.closeTimer = self.server.loop.schedule(afterMilliseconds: self.server.configuration.closeTimeoutMilliseconds) {
+                        [weak self] in
                         self?.tcp.close()
                     }
                 }
+                closeTimerWaitsForQueue ? tcp.whenFlushed(start) : start()
             case .closeTransport:
                 outputClosed = true
                 tcp.closeAfterFlush()
@@ -158,9 +161,24 @@ public final class WebSocketSession {
     /// Sends one message, framed (and compressed) for this connection.
     public func send(_ payload: [UInt8], isText: Bool) {
         guard case .open(var connection) = phase, !outputClosed else { return }
-        let bytes = connection.encodeMessage(payload, isText: isText)
+        let bytes = connection.encodeMessage(payload, isText: isText, compress: !ownCompressionBroken)
         phase = .open(connection)
         tcp.enqueue(bytes)
+    }
+
+    /// Set once queued frames were dropped: a per-connection compressor's window holds what
+    /// the peer never got, so nothing compressed with it can follow.
+    private var ownCompressionBroken = false
+    private var closeTimerWaitsForQueue = false
+
+    /// Drops the frames queued and not yet being written (see `TCPConnection.dropUnsent`):
+    /// whole frames only, so the peer's next frame is whatever is sent next.
+    @discardableResult
+    public func dropUnsent() -> Int {
+        if deflateParameters.map({ !$0.serverNoContextTakeover || $0.serverMaxWindowBits != 15 }) ?? false {
+            ownCompressionBroken = true
+        }
+        return tcp.dropUnsent()
     }
 
     /// Sends a frame that was encoded once for many connections.
@@ -169,12 +187,18 @@ public final class WebSocketSession {
         tcp.enqueue(sharedFrame)
     }
 
-    /// Starts the closing handshake.
-    public func close(_ code: CloseCode = .normalClosure, reason: String = "") {
+    /// Starts the closing handshake; the peer has `closeTimeoutMilliseconds` to answer.
+    ///
+    /// - Parameter afterQueued: count that time from when everything queued before the close
+    ///   frame is written, so a close after the last events of a stream never discards them
+    ///   however slowly they are read. The caller then owns the deadline for a peer that
+    ///   stops reading (it cuts the connection itself).
+    public func close(_ code: CloseCode = .normalClosure, reason: String = "", afterQueued: Bool = false) {
         guard case .open(var connection) = phase else {
             tcp.close()
             return
         }
+        closeTimerWaitsForQueue = afterQueued
         let actions = connection.close(code, reason: reason)
         phase = .open(connection)
         perform(actions)

@@ -78,6 +78,8 @@ public final class JobManager {
     private var dirtyLogs: Set<String> = []
     private var flushScheduled = false
     private var pendingLogBytes: [String: [UInt8]] = [:]
+    /// The seq of each job's last event written to its event file by this process.
+    private var storedSeqs: [String: Int] = [:]
     /// Chosen on first use, so `configuration.useCgroups` may be set after init.
     public private(set) lazy var containment = JobContainment(useCgroups: configuration.useCgroups)
 
@@ -108,6 +110,10 @@ public final class JobManager {
         guard JobStore.isValidJobId(id) else { return [] }
         return EventLog.readWithLines(path: store.jobDirectory(id) + "/events.ndjson", since: since, limit: limit)
     }
+
+    /// The seq of the last event of a job this process wrote to its file (0: none): a reader
+    /// that reached the end of the file below it may read again and find more.
+    public func storedLastSeq(of id: String) -> Int { storedSeqs[id] ?? 0 }
 
     /// Stored events of a job with seq > `since` (pending writes are flushed first).
     public func events(for id: String, since: Int = 0, limit: Int = .max) -> [JobEvent] {
@@ -526,7 +532,9 @@ public final class JobManager {
         pendingLogBytes.removeAll(keepingCapacity: true)
         for (id, bytes) in pending {
             do {
-                try store.log(for: id).append(bytes)
+                let log = store.log(for: id)
+                try log.append(bytes)
+                storedSeqs[id] = log.lastSeq
             } catch {
                 FileHandleOutput.standardError("agentgate: cannot append events of job \(id): \(error)")
             }

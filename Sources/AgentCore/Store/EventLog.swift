@@ -255,12 +255,12 @@ struct EventIndex {
 }
 
 /// Line-level reading of event files, shared by the appender and the readers.
-enum EventLineScanner {
+public enum EventLineScanner {
     static let chunkSize = 256 * 1024
 
     /// `"seq":N` within the first 512 bytes of a line (our encoder writes it right after the
     /// job id).
-    static func seqOf(_ line: UnsafeRawBufferPointer) -> Int? {
+    public static func seqOf(_ line: UnsafeRawBufferPointer) -> Int? {
         let marker: [UInt8] = Array(",\"seq\":".utf8)
         guard line.count > marker.count else { return nil }
         let limit = min(line.count - marker.count, 512)
@@ -286,7 +286,7 @@ enum EventLineScanner {
     }
 
     /// The `type` of a stored line (`{"type":"job:log",…`), without parsing it.
-    static func typeOf(_ line: UnsafeRawBufferPointer) -> Substring? {
+    public static func typeOf(_ line: UnsafeRawBufferPointer) -> Substring? {
         let prefix: [UInt8] = Array("{\"type\":\"".utf8)
         guard line.count > prefix.count + 1 else { return nil }
         for position in 0..<prefix.count where line[position] != prefix[position] { return nil }

@@ -1,0 +1,88 @@
+import EventLoop
+import WebSocketCore
+import WebSocketServer
+
+/// One viewer following one job. A class, so live delivery moves its cursor in place.
+final class Subscription {
+    let job: String
+    var cursor: JobCursor
+    /// Whether `job:event` (the agent's raw JSON) is wanted.
+    let rawEvents: Bool
+    /// Strong: the viewer's subscriptions are dropped when it closes, which breaks the cycle.
+    let viewer: Viewer
+
+    init(job: String, cursor: JobCursor, rawEvents: Bool, viewer: Viewer) {
+        self.job = job
+        self.cursor = cursor
+        self.rawEvents = rawEvents
+        self.viewer = viewer
+    }
+}
+
+/// One connection that receives events: a WebSocket (any number of subscriptions) or an SSE
+/// stream (one job, or every job).
+final class Viewer {
+    enum Transport {
+        case websocket(WebSocketSession)
+        case sse(TCPConnection)
+    }
+
+    let transport: Transport
+    /// What opened this connection: it ends when that credential does.
+    let principal: Gateway.Principal
+    var subscriptions: [String: Subscription] = [:]
+    var pacing: ViewerPacing
+    /// A slice of history is being read for it (one at a time, so a viewer of many jobs
+    /// never has more than one slice in memory).
+    var readInFlight = false
+    /// The timer that calls the pacing's `tick`, and when.
+    var wakeTimer: EventLoop.TimerID?
+    var wakeAt: Int?
+    /// All-jobs streams: the last version sent (nil for every other viewer).
+    var allCursor: Int?
+    var allRawEvents = false
+    var format = EventWire.Format.json
+    var closesWhenJobEnds = false
+    /// `"*"` snapshots: one was asked for and not sent yet; when the last one was sent
+    /// (monotonic ms); the timer that sends the next when the interval allows.
+    var snapshotWanted = false
+    var snapshotSentAt: Int?
+    var snapshotTimer: EventLoop.TimerID?
+
+    init(transport: Transport, principal: Gateway.Principal, timeouts: ViewerPacing.Timeouts) {
+        self.transport = transport
+        self.principal = principal
+        pacing = ViewerPacing(timeouts: timeouts)
+    }
+
+    var tcp: TCPConnection {
+        switch transport {
+        case .websocket(let session): session.tcp
+        case .sse(let tcp): tcp
+        }
+    }
+
+    var isStream: Bool {
+        if case .sse = transport { return true }
+        return false
+    }
+
+    /// Closes at once: a refused stream (an unknown job), after the error that says why.
+    func closeNow(_ code: CloseCode, reason: String) {
+        switch transport {
+        case .websocket(let session): session.close(code, reason: reason)
+        case .sse(let tcp): tcp.closeAfterFlush()
+        }
+    }
+
+    /// How replay is framed for this viewer and subscription.
+    func framing(rawEvents: Bool) -> EventWire.Framing {
+        var framing = EventWire.Framing(format: format, rawEvents: rawEvents)
+        if case .websocket(let session) = transport, let parameters = session.deflateParameters {
+            let shared = parameters.serverNoContextTakeover && parameters.serverMaxWindowBits == 15
+            framing.sharedDeflate = shared
+            framing.perConnection = !shared
+        }
+        return framing
+    }
+}

@@ -18,4 +18,24 @@ public final class OutboundBuffer: @unchecked Sendable {
     }
 
     public var count: Int { bytes.count }
+
+    /// Which events of which stream a buffer holds, so a connection that drops unsent
+    /// buffers can say exactly which events it did not deliver. Set before the buffer is
+    /// shared.
+    public struct Label: Sendable, Equatable {
+        public var stream: String
+        public var events: ClosedRange<Int>
+
+        public init(stream: String, events: ClosedRange<Int>) {
+            self.stream = stream
+            self.events = events
+        }
+    }
+
+    public var label: Label?
+
+    public convenience init(_ source: [UInt8], label: Label?) {
+        self.init(source)
+        self.label = label
+    }
 }

@@ -275,18 +275,21 @@ public final class TCPConnection {
     /// Drops what is queued and not yet being written: every buffer behind the one a partial
     /// write has started (that one is finished, so the peer never sees half a message).
     /// For a viewer that fell too far behind: what it is told next goes out right after the
-    /// bytes already on their way. Returns the bytes dropped.
+    /// bytes already on their way. Returns the buffers dropped (small writes gathered into
+    /// one are not among them: they carry no label).
     @discardableResult
-    public func dropUnsent() -> Int {
-        guard fd >= 0 else { return 0 }
-        var dropped = tail.count
+    public func dropUnsent() -> [OutboundBuffer] {
+        guard fd >= 0 else { return [] }
+        var droppedBytes = tail.count
         tail = []
         let keep = headOffset > 0 ? queueHead + 1 : queueHead
+        var dropped: [OutboundBuffer] = []
         if keep < queue.count {
-            for index in keep..<queue.count { dropped += queue[index].count }
+            dropped = Array(queue[keep...])
+            for buffer in dropped { droppedBytes += buffer.count }
             queue.removeSubrange(keep...)
         }
-        queuedBytes -= dropped
+        queuedBytes -= droppedBytes
         return dropped
     }
 

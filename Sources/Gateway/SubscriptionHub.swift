@@ -204,22 +204,33 @@ public final class SubscriptionHub {
     /// in flight, so even a viewer that reads again much later sees it before anything else.
     private func lag(_ viewer: Viewer) {
         laggedCloses += 1
-        var messages: [JSONValue] = []
-        for (job, subscription) in viewer.subscriptions.sorted(by: { $0.key < $1.key }) {
-            messages.append(.object(["type": "lagged", "job": .string(job), "seq": .int(subscription.cursor.lastSent)]))
-        }
-        if let cursor = viewer.allCursor { messages.append(.object(["type": "lagged", "version": .int(cursor)])) }
+        let dropped: [OutboundBuffer]
         switch viewer.transport {
-        case .websocket(let session):
-            session.dropUnsent()
-            for message in messages { sendControl(viewer, message) }
-            session.close(Self.laggedCloseCode, reason: "too far behind; resume with since", afterQueued: true)
-        case .sse(let tcp):
-            tcp.dropUnsent()
-            for message in messages { sendControl(viewer, message) }
-            tcp.closeAfterFlush()
+        case .websocket(let session): dropped = session.dropUnsent()
+        case .sse(let tcp): dropped = tcp.dropUnsent()
+        }
+        // The last event of each stream that is still delivered: before the first one dropped.
+        var firstDropped: [String: Int] = [:]
+        for buffer in dropped {
+            guard let label = buffer.label else { continue }
+            firstDropped[label.stream] = min(firstDropped[label.stream] ?? .max, label.events.lowerBound)
+        }
+        for (job, subscription) in viewer.subscriptions.sorted(by: { $0.key < $1.key }) {
+            let seq = firstDropped[job].map { $0 - 1 } ?? subscription.cursor.lastSent
+            sendControl(viewer, .object(["type": "lagged", "job": .string(job), "seq": .int(seq)]))
+        }
+        if let cursor = viewer.allCursor {
+            let version = firstDropped[Self.allJobsStream].map { $0 - 1 } ?? cursor
+            sendControl(viewer, .object(["type": "lagged", "version": .int(version)]))
+        }
+        switch viewer.transport {
+        case .websocket(let session): session.close(Self.laggedCloseCode, reason: "too far behind; resume with since", afterQueued: true)
+        case .sse(let tcp): tcp.closeAfterFlush()
         }
     }
+
+    /// The label of the all-jobs stream's buffers (its events are numbered by version).
+    static let allJobsStream = "*"
 
     // MARK: credentials
 
@@ -494,12 +505,16 @@ public final class SubscriptionHub {
         guard viewer.pacing.isFlowing, !viewer.readInFlight, viewer.tcp.isOpen,
             viewer.tcp.queuedBytes < replaySliceBytes
         else { return }
-        // The job whose cursor is furthest behind first (few jobs are behind at once).
-        guard let subscription = viewer.subscriptions.values.filter({ $0.cursor.state == .behind }).min(by: { $0.job < $1.job }),
+        let behind = viewer.subscriptions.values.filter { $0.cursor.state == .behind }
+        guard !behind.isEmpty else { return }
+        // The files then hold every event written so far: a slice that ends before that has
+        // lost some. A cursor at the end of what is stored waits for more (a disk that
+        // refuses writes): the next event of its job calls this again.
+        manager.flushLogs()
+        guard let subscription = behind.filter({ $0.cursor.lastSent < manager.storedLastSeq(of: $0.job) }).min(by: { $0.job < $1.job }),
             let after = subscription.cursor.nextRead()
         else { return }
-        // The file then holds everything emitted so far.
-        manager.flushLogs()
+        let stored = manager.storedLastSeq(of: subscription.job)
         viewer.readInFlight = true
         let request = HistoryReader.Request(
             path: manager.store.jobDirectory(subscription.job) + "/events.ndjson", after: after, maxBytes: replaySliceBytes,
@@ -507,27 +522,28 @@ public final class SubscriptionHub {
         history.read(request, loop: manager.loop) { [weak self, weak viewer] replay in
             guard let self, let viewer else { return }
             viewer.readInFlight = false
-            self.replayed(replay, to: viewer, subscription)
+            self.replayed(replay, stored: stored, to: viewer, subscription)
         }
     }
 
     /// A slice read for a viewer: queued as it is (one buffer), then the cursor moves on.
-    private func replayed(_ replay: EventWire.Replay, to viewer: Viewer, _ subscription: Subscription) {
+    /// `stored`: the job's last seq in its file when the read was asked for.
+    private func replayed(_ replay: EventWire.Replay, stored: Int, to viewer: Viewer, _ subscription: Subscription) {
         guard viewers[ObjectIdentifier(viewer.tcp)] === viewer, viewer.subscriptions[subscription.job] === subscription,
             viewer.pacing.isOpen
         else { return pump(viewer) }
         guard let job = manager.job(subscription.job) else { return }
         if let gap = replay.gap { sendGap(viewer, job: job.id, gap) }
-        write(replay, to: viewer)
+        write(replay, job: job.id, to: viewer)
         var through = replay.through
         var gap: ClosedRange<Int>?
         var sawLast = replay.sawLast
         let lastSent = max(subscription.cursor.lastSent, replay.gap?.upperBound ?? 0, through ?? 0)
-        if replay.through == nil, replay.gap == nil, replay.reachedEnd, lastSent < job.lastSeq, manager.storedLastSeq(of: job.id) <= lastSent {
-            // The file ends before the job does, and nothing newer will reach it: events were
-            // lost (a full disk, a damaged or missing file). Said, never skipped in silence;
-            // a finished job's stream still ends with its `job:completed`.
-            if job.status.isFinished {
+        if replay.through == nil, replay.gap == nil, replay.reachedEnd, lastSent < stored {
+            // The file ends before what was written to it: events were lost (a damaged or
+            // missing file). Said, never skipped in silence; a finished job's stream still
+            // ends with its `job:completed`.
+            if job.status.isFinished, stored == job.lastSeq {
                 if lastSent + 1 <= job.lastSeq - 1 {
                     gap = (lastSent + 1)...(job.lastSeq - 1)
                     sendGap(viewer, job: job.id, gap!)
@@ -538,7 +554,7 @@ public final class SubscriptionHub {
                 through = job.lastSeq
                 sawLast = true
             } else {
-                gap = (lastSent + 1)...job.lastSeq
+                gap = (lastSent + 1)...stored
                 sendGap(viewer, job: job.id, gap!)
             }
         }
@@ -550,16 +566,19 @@ public final class SubscriptionHub {
         pump(viewer)
     }
 
-    private func write(_ replay: EventWire.Replay, to viewer: Viewer) {
+    private func write(_ replay: EventWire.Replay, job: String, to viewer: Viewer) {
+        let label = replay.first.flatMap { first in replay.through.map { OutboundBuffer.Label(stream: job, events: first...$0) } }
         switch viewer.transport {
         case .websocket(let session):
-            if !replay.bytes.isEmpty { session.send(sharedFrame: OutboundBuffer(replay.bytes)) }
-            for payload in replay.payloads { session.send(payload, isText: true) }
+            if !replay.bytes.isEmpty { session.send(sharedFrame: OutboundBuffer(replay.bytes, label: label)) }
+            for payload in replay.payloads {
+                session.send(payload.bytes, isText: true, label: OutboundBuffer.Label(stream: job, events: payload.seq...payload.seq))
+            }
         case .sse(let tcp):
-            if !replay.bytes.isEmpty { tcp.enqueue(OutboundBuffer(replay.bytes)) }
+            if !replay.bytes.isEmpty { tcp.enqueue(OutboundBuffer(replay.bytes, label: label)) }
         }
         eventsSent += replay.events
-        bytesSent += replay.bytes.count + replay.payloads.reduce(0) { $0 + $1.count }
+        bytesSent += replay.bytes.count + replay.payloads.reduce(0) { $0 + $1.bytes.count }
     }
 
     /// `{"type":"gap","job":…,"from":N,"to":M}`: seqs N…M of the job are not in the store.
@@ -612,7 +631,9 @@ public final class SubscriptionHub {
                     write(event, bytes, version: nil, to: subscription.viewer, shared: &entry.encodings)
                     end(subscription.viewer)
                 case .skip:
-                    break
+                    if subscription.cursor.state == .behind, !subscription.viewer.readInFlight, subscription.viewer.pacing.isFlowing {
+                        pump(subscription.viewer)
+                    }
                 }
             }
         }
@@ -675,21 +696,24 @@ public final class SubscriptionHub {
         let sent: Int
         switch (viewer.format, viewer.transport) {
         case (.json, .websocket(let session)):
-            let message = shared.json ?? SharedMessage(payload: encoded, isText: true, compressor: compressor)
+            let message = shared.json ?? SharedMessage(payload: encoded, isText: true, compressor: compressor, label: Self.label(event))
             shared.json = message
             sent = session.send(message)
         case (.text, .websocket(let session)):
             guard let line = EventWire.textLine(event) else { return }
-            let message = shared.text ?? SharedMessage(payload: Array(line.utf8), isText: true, compressor: compressor)
+            let message = shared.text ?? SharedMessage(payload: Array(line.utf8), isText: true, compressor: compressor, label: Self.label(event))
             shared.text = message
             sent = session.send(message)
         case (.sse, .sse(let tcp)):
-            let buffer = shared.sse ?? OutboundBuffer(EventWire.sseEvent(id: event.seq, type: event.type, data: encoded))
+            let buffer = shared.sse ?? OutboundBuffer(EventWire.sseEvent(id: event.seq, type: event.type, data: encoded), label: Self.label(event))
             shared.sse = buffer
             tcp.enqueue(buffer)
             sent = buffer.count
         case (.sseAll, .sse(let tcp)):
-            let buffer = shared.sseAll ?? OutboundBuffer(EventWire.sseEvent(id: version ?? 0, type: event.type, data: encoded))
+            let buffer = shared.sseAll
+                ?? OutboundBuffer(
+                    EventWire.sseEvent(id: version ?? 0, type: event.type, data: encoded),
+                    label: OutboundBuffer.Label(stream: Self.allJobsStream, events: (version ?? 0)...(version ?? 0)))
             shared.sseAll = buffer
             tcp.enqueue(buffer)
             sent = buffer.count
@@ -698,6 +722,10 @@ public final class SubscriptionHub {
         }
         eventsSent += 1
         bytesSent += sent
+    }
+
+    private static func label(_ event: JobEvent) -> OutboundBuffer.Label {
+        OutboundBuffer.Label(stream: event.jobId, events: event.seq...event.seq)
     }
 
     // MARK: messages

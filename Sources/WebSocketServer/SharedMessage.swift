@@ -26,10 +26,14 @@ public final class SharedMessage {
 
     /// - Parameter compressor: a server-role compressor with no context takeover, shared by
     ///   the caller across messages; nil to skip the compressed form.
-    public init(payload: [UInt8], isText: Bool, compressor: PerMessageDeflate?) {
+    /// Which events the message holds, given to every buffer made of it.
+    public let label: OutboundBuffer.Label?
+
+    public init(payload: [UInt8], isText: Bool, compressor: PerMessageDeflate?, label: OutboundBuffer.Label? = nil) {
         self.payload = payload
         self.isText = isText
         self.compressor = compressor
+        self.label = label
     }
 
     private var opcode: Opcode { isText ? .text : .binary }
@@ -37,7 +41,7 @@ public final class SharedMessage {
     /// The message as one unmasked frame.
     public var plainFrame: OutboundBuffer {
         if let plain { return plain }
-        let frame = OutboundBuffer(FrameEncoder.encode(opcode: opcode, payload: payload))
+        let frame = OutboundBuffer(FrameEncoder.encode(opcode: opcode, payload: payload), label: label)
         plain = frame
         return frame
     }
@@ -47,7 +51,7 @@ public final class SharedMessage {
         if let compressed { return compressed }
         var frame: OutboundBuffer?
         if let compressor, let bytes = try? compressor.compress(payload) {
-            frame = OutboundBuffer(FrameEncoder.encode(rsv1: true, opcode: opcode, payload: bytes))
+            frame = OutboundBuffer(FrameEncoder.encode(rsv1: true, opcode: opcode, payload: bytes), label: label)
         }
         compressed = .some(frame)
         return frame
@@ -76,7 +80,7 @@ extension WebSocketSession {
             send(sharedFrame: compressed)
             return compressed.count
         }
-        send(message.payload, isText: message.isText)
+        send(message.payload, isText: message.isText, label: message.label)
         return message.payload.count
     }
 }

@@ -158,12 +158,13 @@ public final class WebSocketSession {
 
     // MARK: output
 
-    /// Sends one message, framed (and compressed) for this connection.
-    public func send(_ payload: [UInt8], isText: Bool) {
+    /// Sends one message, framed (and compressed) for this connection; `label` says which
+    /// events it holds (see `OutboundBuffer.Label`).
+    public func send(_ payload: [UInt8], isText: Bool, label: OutboundBuffer.Label? = nil) {
         guard case .open(var connection) = phase, !outputClosed else { return }
         let bytes = connection.encodeMessage(payload, isText: isText, compress: !ownCompressionBroken)
         phase = .open(connection)
-        tcp.enqueue(bytes)
+        if let label { tcp.enqueue(OutboundBuffer(bytes, label: label)) } else { tcp.enqueue(bytes) }
     }
 
     /// Set once queued frames were dropped: a per-connection compressor's window holds what
@@ -174,7 +175,7 @@ public final class WebSocketSession {
     /// Drops the frames queued and not yet being written (see `TCPConnection.dropUnsent`):
     /// whole frames only, so the peer's next frame is whatever is sent next.
     @discardableResult
-    public func dropUnsent() -> Int {
+    public func dropUnsent() -> [OutboundBuffer] {
         if deflateParameters.map({ !$0.serverNoContextTakeover || $0.serverMaxWindowBits != 15 }) ?? false {
             ownCompressionBroken = true
         }

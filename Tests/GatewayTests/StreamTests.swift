@@ -19,8 +19,8 @@ final class EventStreamClient {
     private(set) var head = ""
     private var buffer: [UInt8] = []
 
-    init(port: Int, path: String, token: String? = RunningGateway.token, headers: [(String, String)] = []) throws {
-        fd = try connectLoopback(port: port)
+    init(port: Int, path: String, token: String? = RunningGateway.token, headers: [(String, String)] = [], receiveBufferBytes: Int? = nil) throws {
+        fd = try connectLoopback(port: port, receiveBufferBytes: receiveBufferBytes)
         var text = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n"
         if let token { text += "Authorization: Bearer \(token)\r\n" }
         for (name, value) in headers { text += "\(name): \(value)\r\n" }

@@ -12,9 +12,15 @@ public struct SocketError: Error {
 
 /// A blocking, close-on-exec TCP socket connected to 127.0.0.1:`port`, with a receive
 /// timeout so a test that waits for bytes that never come fails instead of hanging.
-public func connectLoopback(port: Int, receiveTimeoutSeconds: Int = 5) throws -> Int32 {
+/// - Parameter receiveBufferBytes: a small kernel receive buffer, so a client that stops
+///   reading fills the server's queue after little data (a slow viewer, in tests).
+public func connectLoopback(port: Int, receiveTimeoutSeconds: Int = 5, receiveBufferBytes: Int? = nil) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw SocketError(step: "socket", errno: errno) }
+    if let receiveBufferBytes {
+        var bytes = Int32(receiveBufferBytes)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, socklen_t(MemoryLayout<Int32>.size))
+    }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)

@@ -10,8 +10,8 @@ public final class RawClient {
     public var connection = WebSocketConnection(role: .client)
     private var pending: [WebSocketConnection.Action] = []
 
-    public init(port: Int, timeoutSeconds: Int = 5) throws {
-        fd = try connectLoopback(port: port, receiveTimeoutSeconds: timeoutSeconds)
+    public init(port: Int, timeoutSeconds: Int = 5, receiveBufferBytes: Int? = nil) throws {
+        fd = try connectLoopback(port: port, receiveTimeoutSeconds: timeoutSeconds, receiveBufferBytes: receiveBufferBytes)
     }
 
     deinit { close(fd) }

@@ -111,9 +111,10 @@ public final class JobManager {
         return EventLog.readWithLines(path: store.jobDirectory(id) + "/events.ndjson", since: since, limit: limit)
     }
 
-    /// The seq of the last event of a job this process wrote to its file (0: none): a reader
-    /// that reached the end of the file below it may read again and find more.
-    public func storedLastSeq(of id: String) -> Int { storedSeqs[id] ?? 0 }
+    /// The seq of a job's last event in its file: the last one this process wrote, or for a
+    /// job it never wrote to (finished before a restart), the job's last. A file that ends
+    /// below it lost events.
+    public func storedLastSeq(of id: String) -> Int { storedSeqs[id] ?? jobsByID[id]?.lastSeq ?? 0 }
 
     /// Stored events of a job with seq > `since` (pending writes are flushed first).
     public func events(for id: String, since: Int = 0, limit: Int = .max) -> [JobEvent] {

@@ -61,8 +61,11 @@ enum EventWire {
     /// buffer, so queueing a slice costs the loop one append however many events it holds.
     struct Replay: Sendable {
         var bytes: [UInt8] = []
-        /// Unframed payloads, for a connection that frames its own (`perConnection`).
-        var payloads: [[UInt8]] = []
+        /// Unframed payloads and their seqs, for a connection that frames its own
+        /// (`perConnection`).
+        var payloads: [(seq: Int, bytes: [UInt8])] = []
+        /// The first seq the slice covered.
+        var first: Int?
         /// Events the viewer was sent (raw agent events it did not ask for are skipped).
         var events = 0
         /// The last seq the slice covered, sent or skipped.
@@ -80,6 +83,7 @@ enum EventWire {
         replay.gap = slice.gap
         replay.reachedEnd = slice.reachedEnd
         replay.through = slice.lines.last?.seq
+        replay.first = slice.lines.first?.seq
         replay.bytes.reserveCapacity(slice.bytes.count + slice.lines.count * 48)
         slice.bytes.withUnsafeBytes { all in
             for line in slice.lines {
@@ -93,12 +97,12 @@ enum EventWire {
                 case .sseAll:
                     continue  // the all-jobs stream replays from memory, by version
                 case .json:
-                    appendMessage(Array(bytes), framing: framing, compressor: compressor, to: &replay)
+                    appendMessage(Array(bytes), seq: line.seq, framing: framing, compressor: compressor, to: &replay)
                 case .text:
                     guard let value = try? JSONParser.parse(Array(bytes)), let event = JobEvent(json: value),
                         let text = textLine(event)
                     else { continue }
-                    appendMessage(Array(text.utf8), framing: framing, compressor: compressor, to: &replay)
+                    appendMessage(Array(text.utf8), seq: line.seq, framing: framing, compressor: compressor, to: &replay)
                 }
                 replay.events += 1
             }
@@ -106,9 +110,9 @@ enum EventWire {
         return replay
     }
 
-    private static func appendMessage(_ payload: [UInt8], framing: Framing, compressor: PerMessageDeflate?, to replay: inout Replay) {
+    private static func appendMessage(_ payload: [UInt8], seq: Int, framing: Framing, compressor: PerMessageDeflate?, to replay: inout Replay) {
         if framing.perConnection {
-            replay.payloads.append(payload)
+            replay.payloads.append((seq, payload))
         } else if framing.sharedDeflate, let compressor, let compressed = try? compressor.compress(payload) {
             FrameEncoder.appendHeader(to: &replay.bytes, rsv1: true, opcode: .text, payloadCount: compressed.count)
             replay.bytes += compressed

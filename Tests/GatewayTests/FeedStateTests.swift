@@ -1,0 +1,177 @@
+import Testing
+
+@testable import Gateway
+
+/// The feed's decisions with no socket and a clock that is just a number.
+@Suite struct JobCursorTests {
+    @Test func aViewerBehindReadsThenGoesLiveWithoutLosingOrRepeatingASeq() {
+        var cursor = JobCursor(since: 0, lastSeq: 10, endsWithJob: false)
+        #expect(cursor.state == .behind)
+        // Live events while it is behind are left for the store.
+        let r1 = cursor.live(seq: 11, isLast: false, flowing: true)
+        #expect(r1 == .skip)
+        let r2 = cursor.nextRead()
+        #expect(r2 == 0)
+        #expect(cursor.state == .reading)
+        let r3 = cursor.nextRead()
+        #expect(r3 == nil)  // one read at a time
+        let r4 = cursor.live(seq: 12, isLast: false, flowing: true)
+        #expect(r4 == .skip)
+        // The slice covered 1…10; the job is at 12 now: read again.
+        let r5 = cursor.replayed(through: 10, gap: nil, sawLast: false, lastSeq: 12)
+        #expect(r5 == .behind)
+        let r6 = cursor.nextRead()
+        #expect(r6 == 10)
+        let r7 = cursor.replayed(through: 12, gap: nil, sawLast: false, lastSeq: 12)
+        #expect(r7 == .current)
+        // Current: the next event goes straight out, once.
+        let r8 = cursor.live(seq: 12, isLast: false, flowing: true)
+        #expect(r8 == .skip)
+        let r9 = cursor.live(seq: 13, isLast: false, flowing: true)
+        #expect(r9 == .send)
+        #expect(cursor.lastSent == 13)
+    }
+
+    @Test func aCursorFromTheFutureStartsAtTheEndAndIsReset() {
+        #expect(JobCursor.isReset(since: 99, lastSeq: 7))
+        #expect(!JobCursor.isReset(since: 7, lastSeq: 7))
+        let cursor = JobCursor(since: 99, lastSeq: 7, endsWithJob: true)
+        #expect(cursor.lastSent == 7)
+        #expect(cursor.state == .current)
+    }
+
+    @Test func aPauseWhileCurrentPutsTheCursorBehindAndNothingIsSentOutOfOrder() {
+        var cursor = JobCursor(since: 5, lastSeq: 5, endsWithJob: false)
+        let r10 = cursor.live(seq: 6, isLast: false, flowing: false)
+        #expect(r10 == .skip)
+        #expect(cursor.state == .behind)
+        let r11 = cursor.live(seq: 7, isLast: false, flowing: true)
+        #expect(r11 == .skip)  // 6 first, from the store
+        let r12 = cursor.nextRead()
+        #expect(r12 == 5)
+        let r13 = cursor.replayed(through: 7, gap: nil, sawLast: false, lastSeq: 7)
+        #expect(r13 == .current)
+        let r14 = cursor.live(seq: 8, isLast: false, flowing: true)
+        #expect(r14 == .send)
+    }
+
+    @Test func aLiveEventThatDoesNotFollowIsCaughtUpFromTheStoreNotSentOverAHole() {
+        var cursor = JobCursor(since: 5, lastSeq: 5, endsWithJob: false)
+        let r15 = cursor.live(seq: 7, isLast: false, flowing: true)
+        #expect(r15 == .skip)
+        #expect(cursor.state == .behind)
+    }
+
+    @Test func aStreamThatEndsWithItsJobEndsOnTheLastEventLiveOrReplayed() {
+        var live = JobCursor(since: 0, lastSeq: 0, endsWithJob: true)
+        let r16 = live.live(seq: 1, isLast: false, flowing: true)
+        #expect(r16 == .send)
+        let r17 = live.live(seq: 2, isLast: true, flowing: true)
+        #expect(r17 == .sendAndEnd)
+        #expect(live.state == .ended)
+        let r18 = live.live(seq: 3, isLast: false, flowing: true)
+        #expect(r18 == .skip)
+
+        var replayed = JobCursor(since: 0, lastSeq: 40, endsWithJob: true)
+        _ = replayed.nextRead()
+        let r19 = replayed.replayed(through: 40, gap: nil, sawLast: true, lastSeq: 40)
+        #expect(r19 == .ended)
+
+        // A `/ws` viewer keeps its connection when a job ends.
+        var multi = JobCursor(since: 0, lastSeq: 0, endsWithJob: false)
+        let r20 = multi.live(seq: 1, isLast: true, flowing: true)
+        #expect(r20 == .send)
+        #expect(multi.state == .current)
+    }
+
+    @Test func aFinishedJobSeenToItsEndEndsTheStreamAtOnce() {
+        var cursor = JobCursor(since: 9, lastSeq: 9, endsWithJob: true)
+        let r21 = cursor.endIfFinished(jobEnded: false, lastSeq: 9)
+        #expect(!r21)
+        let r22 = cursor.endIfFinished(jobEnded: true, lastSeq: 9)
+        #expect(r22)
+        #expect(cursor.state == .ended)
+        var behind = JobCursor(since: 3, lastSeq: 9, endsWithJob: true)
+        let r23 = behind.endIfFinished(jobEnded: true, lastSeq: 9)
+        #expect(!r23)
+    }
+
+    @Test func aGapMovesTheCursorPastTheMissingSeqs() {
+        var cursor = JobCursor(since: 3, lastSeq: 20, endsWithJob: false)
+        _ = cursor.nextRead()
+        let r24 = cursor.replayed(through: nil, gap: 4...9, sawLast: false, lastSeq: 20)
+        #expect(r24 == .behind)
+        #expect(cursor.lastSent == 9)
+        let r25 = cursor.nextRead()
+        #expect(r25 == 9)
+        cursor.readFailed()
+        #expect(cursor.state == .behind)
+    }
+}
+
+@Suite struct ViewerPacingTests {
+    let timeouts = ViewerPacing.Timeouts(lagMilliseconds: 30_000, finishMilliseconds: 20_000, graceMilliseconds: 10_000)
+
+    @Test func aPauseThatEndsInTimeIsForgiven() {
+        var pacing = ViewerPacing(timeouts: timeouts)
+        #expect(pacing.isFlowing && pacing.wakeAt == nil)
+        pacing.overBound(now: 1_000)
+        #expect(!pacing.isFlowing && pacing.isOpen)
+        #expect(pacing.wakeAt == 31_000)
+        let r26 = pacing.tick(now: 30_999)
+        #expect(r26 == .none)
+        pacing.drained()
+        #expect(pacing.isFlowing && pacing.wakeAt == nil)
+        let r27 = pacing.tick(now: 40_000)
+        #expect(r27 == .none)
+        // A new pause starts a new clock.
+        pacing.overBound(now: 50_000)
+        #expect(pacing.wakeAt == 80_000)
+    }
+
+    @Test func aViewerPausedPastItsLagTimeoutIsToldAndThenCutIfItStillDoesNotRead() {
+        var pacing = ViewerPacing(timeouts: timeouts)
+        pacing.overBound(now: 0)
+        pacing.overBound(now: 20_000)  // still the first pause
+        let r28 = pacing.tick(now: 30_000)
+        #expect(r28 == .lag)
+        #expect(pacing.phase == .lagging(deadline: 40_000))
+        #expect(!pacing.isOpen)
+        // Draining now does not reopen it: it was told to resume elsewhere.
+        pacing.drained()
+        #expect(!pacing.isFlowing)
+        let r29 = pacing.tick(now: 39_999)
+        #expect(r29 == .none)
+        let r30 = pacing.tick(now: 40_000)
+        #expect(r30 == .cut)
+        #expect(pacing.phase == .closed)
+        let r31 = pacing.tick(now: 90_000)
+        #expect(r31 == .none)
+    }
+
+    @Test func anEndedStreamWaitsForItsReaderThenLagsInsteadOfHangingForEver() {
+        var pacing = ViewerPacing(timeouts: timeouts)
+        pacing.ending(now: 5_000)
+        #expect(!pacing.isOpen)
+        #expect(pacing.wakeAt == 25_000)
+        pacing.overBound(now: 6_000)  // its last events are big: still ending
+        #expect(pacing.phase == .ending(deadline: 25_000))
+        let r32 = pacing.tick(now: 24_000)
+        #expect(r32 == .none)
+        let r33 = pacing.tick(now: 25_000)
+        #expect(r33 == .lag)
+        let r34 = pacing.tick(now: 35_000)
+        #expect(r34 == .cut)
+    }
+
+    @Test func aClosedViewerHasNoDeadlines() {
+        var pacing = ViewerPacing(timeouts: timeouts)
+        pacing.overBound(now: 0)
+        pacing.closed()
+        #expect(pacing.wakeAt == nil)
+        let r35 = pacing.tick(now: 1_000_000)
+        #expect(r35 == .none)
+        pacing.ending(now: 5)
+        #expect(pacing.phase == .closed)
+    }
+}

@@ -12,56 +12,64 @@ final class RecentEntry {
         self.event = event
         self.bytes = bytes
     }
+
+    /// What keeping it costs, counted as the event and up to two encodings of it.
+    var weight: Int { bytes.count * 3 + 256 }
 }
 
-/// The latest events in memory, numbered by a key that grows by one per event (a job's seq,
-/// or the manager's version for the all-jobs stream), so a viewer that fell behind (or
-/// joins a running job) is caught up without reading the event file. A ring of fixed
-/// capacity: appending never moves what is held; the oldest are overwritten.
+/// The latest events in memory, numbered by a key that grows by one per event (the
+/// manager's version, for all-jobs streams that reconnect), bounded in count and in bytes:
+/// the oldest go first when either bound is passed.
 struct RecentEvents {
-    /// 65,536 events: a fraction of a second of an agent writing flat out, several minutes
-    /// of a normal one; about 15–30 MiB at most, and only while the job runs.
-    static let defaultCapacity = 65_536
-
     let capacity: Int
+    let maxBytes: Int
     private var entries: [RecentEntry] = []
-    /// Index of the oldest entry once the ring is full.
-    private var start = 0
+    /// Index of the oldest entry held.
+    private var head = 0
     /// The key of the oldest entry held.
     private var firstKey = 0
+    private(set) var bytes = 0
 
-    init(capacity: Int = Self.defaultCapacity) {
+    init(capacity: Int, maxBytes: Int) {
         self.capacity = capacity
+        self.maxBytes = maxBytes
     }
 
-    var count: Int { entries.count }
+    var count: Int { entries.count - head }
 
     /// The key of the oldest event held (nil when empty).
-    var oldestKey: Int? { entries.isEmpty ? nil : firstKey }
+    var oldestKey: Int? { count == 0 ? nil : firstKey }
 
-    /// Appends an entry whose key is one more than the previous one's (a gap restarts the ring).
+    /// Appends an entry whose key is one more than the previous one's (a gap restarts it).
     mutating func append(_ entry: RecentEntry, key: Int) {
-        if !entries.isEmpty, key != firstKey + entries.count {
-            entries.removeAll(keepingCapacity: true)
-            start = 0
-        }
-        if entries.isEmpty { firstKey = key }
-        if entries.count < capacity {
-            entries.append(entry)
-        } else {
-            entries[start] = entry
-            start = (start + 1) % capacity
+        if count > 0, key != firstKey + count { removeAll() }
+        if count == 0 { firstKey = key }
+        entries.append(entry)
+        bytes += entry.weight
+        while count > 1, count > capacity || bytes > maxBytes {
+            bytes -= entries[head].weight
+            head += 1
             firstKey += 1
+        }
+        if head > 1024, head * 2 > entries.count {
+            entries.removeFirst(head)
+            head = 0
         }
     }
 
-    /// Entries with key > `since`, at most `limit`, each with its key, when the ring reaches
-    /// back far enough (nil: read the file instead).
+    mutating func removeAll() {
+        entries.removeAll(keepingCapacity: true)
+        head = 0
+        bytes = 0
+    }
+
+    /// Entries with key > `since`, at most `limit`, each with its key, when it reaches back
+    /// far enough (nil: it does not).
     func after(_ since: Int, limit: Int) -> [(key: Int, entry: RecentEntry)]? {
         guard let first = oldestKey, since + 1 >= first else { return nil }
         let offset = since + 1 - first
-        guard offset < entries.count else { return [] }
-        let end = min(entries.count, offset + limit)
-        return (offset..<end).map { position in (first + position, entries[(start + position) % entries.count]) }
+        guard offset < count else { return [] }
+        let end = min(count, offset + limit)
+        return (offset..<end).map { position in (first + position, entries[head + position]) }
     }
 }

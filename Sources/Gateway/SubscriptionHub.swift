@@ -41,8 +41,12 @@ public final class SubscriptionHub {
     public static let credentialEndedCloseCode = CloseCode(4401)
     /// Subscriptions one WebSocket connection may hold (more get `too_many_subscriptions`).
     public var maxSubscriptionsPerConnection = 1_000
-    /// Events of all jobs kept for all-jobs SSE streams that reconnect (`Last-Event-ID`).
+    /// Events of all jobs kept for all-jobs SSE streams that reconnect (`Last-Event-ID`):
+    /// at most 16,384 and 32 MiB (their bytes and encodings), and only while such a stream
+    /// is attached or left less than a minute ago. The one ring of events in memory: a job's
+    /// own viewers catch up from its event file.
     static let allJobsRingCapacity = 16_384
+    static let allJobsRingBytes = 32 << 20
     /// Events replayed per catch-up step of an all-jobs stream (from memory).
     static let allJobsReplayBatch = 2_000
     /// Bytes of stored events read and framed per replay step (128 KiB): a viewer that
@@ -79,7 +83,7 @@ public final class SubscriptionHub {
     /// Viewers of every job's lifecycle (`"*"`), and all-jobs SSE streams.
     private var lifecycleViewers: [ObjectIdentifier: Viewer] = [:]
     private var allJobsViewers: [ObjectIdentifier: Viewer] = [:]
-    private var recentAll = RecentEvents(capacity: SubscriptionHub.allJobsRingCapacity)
+    private var recentAll = RecentEvents(capacity: SubscriptionHub.allJobsRingCapacity, maxBytes: SubscriptionHub.allJobsRingBytes)
     /// Whether every job's events are kept for all-jobs streams: while one is attached, and
     /// for a minute after the last one left (so it can reconnect and resume).
     private var recordingAllJobs = false
@@ -130,6 +134,7 @@ public final class SubscriptionHub {
             stopRecordingTimer = manager.loop.schedule(afterMilliseconds: 60_000) { [weak self] in
                 guard let self, self.allJobsViewers.isEmpty else { return }
                 self.recordingAllJobs = false
+                self.recentAll.removeAll()
             }
         }
     }

@@ -1,3 +1,4 @@
+import AgentCore
 import Testing
 
 @testable import Gateway
@@ -173,5 +174,36 @@ import Testing
         #expect(r35 == .none)
         pacing.ending(now: 5)
         #expect(pacing.phase == .closed)
+    }
+}
+
+@Suite struct RecentEventsTests {
+    static func entry(_ seq: Int, bytes: Int) -> RecentEntry {
+        RecentEntry(JobEvent(jobId: "j", seq: seq, time: 0, payload: .log(LogLine(.stdout, .text, ""))), [UInt8](repeating: 65, count: bytes))
+    }
+
+    @Test func theRingIsBoundedInEventsAndInBytesAndSaysWhenItNoLongerReachesBack() {
+        var ring = RecentEvents(capacity: 100, maxBytes: 1 << 20)
+        for key in 1...1_000 { ring.append(Self.entry(key, bytes: 10), key: key) }
+        #expect(ring.count == 100)
+        #expect(ring.oldestKey == 901)
+        #expect(ring.after(950, limit: 5)?.map(\.key) == [951, 952, 953, 954, 955])
+        #expect(ring.after(899, limit: 5) == nil)  // gone: the caller resets
+        #expect(ring.after(1_000, limit: 5)?.isEmpty == true)
+        // Big events: the byte bound takes over (each weighs 3 × 1,000 + 256).
+        var big = RecentEvents(capacity: 100, maxBytes: 10_000)
+        for key in 1...10 { big.append(Self.entry(key, bytes: 1_000), key: key) }
+        #expect(big.bytes <= 10_000)
+        #expect(big.count == 3)
+        #expect(big.oldestKey == 8)
+    }
+
+    @Test func aKeyThatDoesNotFollowStartsTheRingOver() {
+        var ring = RecentEvents(capacity: 10, maxBytes: 1 << 20)
+        ring.append(Self.entry(1, bytes: 1), key: 1)
+        ring.append(Self.entry(2, bytes: 1), key: 2)
+        ring.append(Self.entry(9, bytes: 1), key: 9)
+        #expect(ring.count == 1)
+        #expect(ring.oldestKey == 9)
     }
 }

@@ -258,6 +258,8 @@ public final class EventLoop: @unchecked Sendable {
         timeout = min(timeout, Int(Int32.max))
 
         let count = backend == .epoll ? waitEpoll(timeout) : waitPoll(timeout)
+        let turnStart = MonotonicClock.nanoseconds()
+        defer { noteTurn(MonotonicClock.nanoseconds() - turnStart) }
         if count > 0 {
             for index in 0..<count {
                 let id = eventData[index]
@@ -274,6 +276,23 @@ public final class EventLoop: @unchecked Sendable {
         runPendingTasks()
         runDueTimers()
         runTurnEndHooks()
+    }
+
+    /// The longest turn (its work, not its wait) since the last `takeLongestTurnMilliseconds`,
+    /// and how many turns took more than 10 ms: a loop turn is what every client waits for.
+    private var longestTurnNanoseconds: UInt64 = 0
+    public private(set) var turnsOver10Milliseconds = 0
+
+    private func noteTurn(_ nanoseconds: UInt64) {
+        if nanoseconds > longestTurnNanoseconds { longestTurnNanoseconds = nanoseconds }
+        if nanoseconds > 10_000_000 { turnsOver10Milliseconds += 1 }
+    }
+
+    /// The longest turn since the last call, in whole milliseconds (rounded up), and resets it.
+    public func takeLongestTurnMilliseconds() -> Int {
+        let longest = longestTurnNanoseconds
+        longestTurnNanoseconds = 0
+        return Int((longest + 999_999) / 1_000_000)
     }
 
     private func waitEpoll(_ timeout: Int) -> Int {

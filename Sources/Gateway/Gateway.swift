@@ -186,7 +186,7 @@ public final class Gateway {
         } catch {
             var body: [JSONValue.Member] = [.init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
             if let field = error.field { body.append(.init("field", .string(field))) }
-            return .json(400, JSONWriter.serialize(.object(body)))
+            return .json(error.httpStatus, JSONWriter.serialize(.object(body)))
         }
     }
 

@@ -96,6 +96,18 @@ public final class GatewayServer {
         metric("slow_consumer_pauses_total", "counter", "Times a viewer's live delivery paused on a full queue.", [("", hub.pauses)])
         metric("slow_consumer_closes_total", "counter", "Viewers closed as lagged.", [("", hub.laggedCloses)])
         metric("queued_bytes", "gauge", "Bytes waiting in viewers' outbound queues.", [("", hub.queuedBytes)])
+        metric("replays_in_flight", "gauge", "History slices being read for viewers that catch up.", [("", hub.readsInFlight)])
+        let storage = manager.storage
+        metric("data_free_bytes", "gauge", "Free space in the data dir's file system (last measured).", [("", Int(storage.freeBytes ?? -1))])
+        metric("storage_low", "gauge", "1 while the data dir's free space is below the warning threshold.", [("", storage.low ? 1 : 0)])
+        metric("storage_failing", "gauge", "1 while the disk refuses writes of events or job records.", [("", storage.failing ? 1 : 0)])
+        metric("storage_write_failures_total", "counter", "Writes of events or job records the disk refused.", [("", storage.writeFailures)])
+        metric("unstored_event_bytes", "gauge", "Bytes of events held in memory because the disk refused them.", [("", manager.unstoredBytes)])
+        metric(
+            "dropped_event_bytes_total", "counter", "Bytes of events dropped because the disk refused them for too long.",
+            [("", storage.droppedEventBytes)])
+        metric("loop_turn_max_milliseconds", "gauge", "The longest event-loop turn since the last scrape.", [("", manager.loop.takeLongestTurnMilliseconds())])
+        metric("loop_turns_over_10ms_total", "counter", "Event-loop turns that took more than 10 ms.", [("", manager.loop.turnsOver10Milliseconds)])
         return out
     }
 

@@ -120,6 +120,8 @@ public final class SubscriptionHub {
     /// Event messages queued to viewers, and their bytes on the wire.
     public private(set) var eventsSent = 0
     public private(set) var bytesSent = 0
+    /// Viewers with a history slice being read now.
+    public var readsInFlight: Int { viewers.values.count { $0.readInFlight } }
     /// Bytes waiting in viewers' outbound queues now.
     public var queuedBytes: Int { viewers.values.reduce(0) { $0 + $1.tcp.queuedBytes } }
 
@@ -518,7 +520,7 @@ public final class SubscriptionHub {
         manager.flushLogs()
         guard let subscription = behind.filter({ $0.cursor.lastSent < manager.storedLastSeq(of: $0.job) }).min(by: { $0.job < $1.job }),
             let after = subscription.cursor.nextRead()
-        else { return }
+        else { return replayUnstored(viewer, behind) }
         let stored = manager.storedLastSeq(of: subscription.job)
         viewer.readInFlight = true
         let request = HistoryReader.Request(
@@ -569,6 +571,26 @@ public final class SubscriptionHub {
         case .behind: break
         }
         pump(viewer)
+    }
+
+    /// While the disk refuses writes, a viewer at the end of what is stored gets the newer
+    /// events from memory (a slice per call), so it sees the job stop and why.
+    private func replayUnstored(_ viewer: Viewer, _ behind: [Subscription]) {
+        for subscription in behind.sorted(by: { $0.job < $1.job }) {
+            guard let job = manager.job(subscription.job),
+                let slice = manager.unstoredEvents(of: job.id, after: subscription.cursor.lastSent, maxBytes: replaySliceBytes),
+                subscription.cursor.nextRead() != nil
+            else { continue }
+            let replay = EventWire.replay(slice, framing: viewer.framing(rawEvents: subscription.rawEvents), compressor: compressor)
+            if let gap = replay.gap { sendGap(viewer, job: job.id, gap) }
+            write(replay, job: job.id, to: viewer)
+            switch subscription.cursor.replayed(through: replay.through, gap: replay.gap, sawLast: replay.sawLast, lastSeq: job.lastSeq) {
+            case .ended: return end(viewer)
+            case .current: sendPartial(subscription)
+            case .behind: break
+            }
+            return
+        }
     }
 
     private func write(_ replay: EventWire.Replay, job: String, to viewer: Viewer) {

@@ -38,6 +38,12 @@ struct EngineOptions: ParsableArguments {
         help: "A directory jobs may run in, with everything below it (repeatable; serve's default: your home directory).")
     var workspaces: [String] = []
 
+    @Option(help: "Most event output one job may produce (binary units: 512M, 1G); past it the job is stopped and fails with output_limit.")
+    var maxJobOutput = "1G"
+
+    @Option(help: "Launches are refused (507) while the data dir has less free space than this (binary units: 256M, 1G).")
+    var minFreeSpace = "256M"
+
     var resolvedDataDirectory: String { dataDir ?? defaultDataDirectory() }
 
     var detectorConfiguration: AgentDetector.Configuration {
@@ -80,6 +86,15 @@ struct EngineOptions: ParsableArguments {
             allowCustomCommands: allowCustomCommands, environment: EnvironmentPolicy(allowed: passEnv),
             workspaces: workspacePolicy)
         configuration.killGraceMilliseconds = Int(killGrace * 1000)
+        guard let maxOutput = ByteCount.parse(maxJobOutput), maxOutput >= 4096 else {
+            throw ValidationError("--max-job-output \(maxJobOutput): a size such as 512M or 1G (at least 4K)")
+        }
+        guard let minFree = ByteCount.parse(minFreeSpace) else {
+            throw ValidationError("--min-free-space \(minFreeSpace): a size such as 256M or 1G")
+        }
+        configuration.maxJobOutputBytes = maxOutput
+        configuration.minFreeBytes = Int64(minFree)
+        configuration.warnFreeBytes = max(Int64(minFree) * 4, configuration.warnFreeBytes)
         configuration.baseEnvironment = environment
         configuration.useCgroups = !noCgroup && ProcessInfo.processInfo.environment["AGENTGATE_NO_CGROUP"] != "1"
         if let onComplete {

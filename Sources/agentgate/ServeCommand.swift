@@ -112,6 +112,13 @@ struct ServeCommand: ParsableCommand {
             loop.schedule(afterMilliseconds: delay, action)
         }
         log.watch(manager)
+        manager.onStorageWarning = { message in log.logger.warning("\(message)") }
+        // Free space is measured every 5 s: the operator is warned before the disk is full.
+        func checkStorageEvery5Seconds() {
+            manager.checkStorage()
+            _ = loop.schedule(afterMilliseconds: 5_000) { checkStorageEvery5Seconds() }
+        }
+        checkStorageEvery5Seconds()
 
         var httpConfiguration = HTTPServer.Configuration()
         httpConfiguration.host = host

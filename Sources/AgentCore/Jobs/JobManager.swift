@@ -32,26 +32,66 @@ public final class JobManager {
         /// A cgroup v2 group per job where the machine allows it; false forces the subreaper
         /// fallback (`serve --no-cgroup`, AGENTGATE_NO_CGROUP=1).
         public var useCgroups = true
+        /// Bytes of events one job may produce (1 GiB, its stored log): past it the job is
+        /// stopped and fails with `output_limit`, and what it writes after is not kept. A
+        /// runaway agent cannot fill the disk.
+        public var maxJobOutputBytes = 1 << 30
+        /// Events of one job kept in memory while the disk refuses them (16 MiB), written as
+        /// soon as it takes them again; past it the oldest are dropped (replay says `gap`).
+        public var maxUnstoredBytes = 16 << 20
+        /// Free space in the data dir below which launches are refused (507) (256 MiB), and
+        /// below which the operator is warned (1 GiB).
+        public var minFreeBytes: Int64 = 256 << 20
+        public var warnFreeBytes: Int64 = 1 << 30
 
         public init() {}
     }
 
     /// Why a job is killed: said in its log and its result.
-    public enum KillReason: Sendable {
+    public enum KillReason: Sendable, Equatable {
         /// A client asked (API, WebSocket, `agentgate kill`).
         case request
         /// The server is stopping (SIGINT/SIGTERM to `serve`).
         case serverStopping
         /// Ctrl-C at the `exec` that runs it.
         case interrupted
+        /// Its events passed `maxJobOutputBytes`.
+        case outputLimit(Int)
+        /// Its events could not be stored (the disk is full, or refuses writes).
+        case storage(String)
 
         var text: String {
             switch self {
             case .request: "killed on request"
             case .serverStopping: "killed because the server stopped"
             case .interrupted: "killed by Ctrl-C"
+            case .outputLimit(let bytes): "stopped: its output passed the limit of \(ByteCount.text(bytes))"
+            case .storage(let message): "stopped: its events cannot be stored (\(message))"
             }
         }
+
+        /// What the log says as the signal goes out.
+        var why: String {
+            switch self {
+            case .request: "kill requested"
+            case .serverStopping: "the server is stopping"
+            case .interrupted: "interrupted"
+            case .outputLimit(let bytes): "output limit of \(ByteCount.text(bytes)) reached"
+            case .storage(let message): "events cannot be stored (\(message))"
+            }
+        }
+
+        /// `result.endReason`; and a job stopped by a limit or a fault failed, it was not
+        /// killed by anyone.
+        var endReason: String {
+            switch self {
+            case .request, .serverStopping, .interrupted: "killed"
+            case .outputLimit: "output_limit"
+            case .storage: "storage"
+            }
+        }
+
+        var failsTheJob: Bool { endReason != "killed" }
     }
 
     public enum KillError: Error, Equatable, Sendable {
@@ -78,6 +118,13 @@ public final class JobManager {
     private var dirtyLogs: Set<String> = []
     private var flushScheduled = false
     private var pendingLogBytes: [String: [UInt8]] = [:]
+    /// Jobs whose record could not be saved, and the timer that tries the writes again.
+    private var unsavedJobs: Set<String> = []
+    private var storageRetry: EventLoop.TimerID?
+    /// The data dir's free space and write failures, for `/metrics` and launch checks.
+    public private(set) var storage = StorageStatus()
+    /// Called with a warning about storage for the operator's log (low space, a failed write).
+    public var onStorageWarning: ((String) -> Void)?
     /// The seq of each job's last event written to its event file by this process.
     private var storedSeqs: [String: Int] = [:]
     /// Chosen on first use, so `configuration.useCgroups` may be set after init.
@@ -170,6 +217,12 @@ public final class JobManager {
         // Sets up containment now, which also kills what escaped those groups (cgroup path).
         _ = containment
         for var job in stored {
+            if !job.status.isFinished, let ended = store.completedEvent(for: job.id) {
+                // It ended, but its final record was not saved (a full disk, a crash between
+                // the two writes): its event file says how.
+                job = ended
+                try store.save(job)
+            }
             if !job.status.isFinished {
                 job.lastSeq = store.lastSeq(for: job.id)
                 version += job.lastSeq
@@ -230,20 +283,28 @@ public final class JobManager {
             policy: configuration.policy, capabilities: detector.current(), searchPath: detector.configuration.path)
         let spec = try builder.build(request, outputFile: outputFile)
 
+        try checkRoomToLaunch()
+
         var job = Job(id: id, provider: spec.provider, prompt: request.prompt, createdAt: WallClock.milliseconds())
         job.label = request.label
         job.cwd = spec.workingDirectory ?? request.cwd
         job.model = request.model
         job.command = spec.arguments
-        jobsByID[id] = job
-        order.append(id)
 
+        // Recorded before anything runs: a job whose record or directory cannot be written
+        // is refused, never started unrecorded (it would vanish at the next start).
         do {
             _ = try store.createLog(for: id)
+            try store.save(job)
+        } catch let error as SystemError {
+            throw LaunchError(.insufficientStorage, field: nil, "cannot create the job's directory in \(store.dataDirectory): \(error.message)")
         } catch {
-            fail(id, reason: "cannot create job directory: \(error.message)")
-            return jobsByID[id]!
+            store.closeLog(for: id)
+            rmdir(store.jobDirectory(id))
+            throw LaunchError(.insufficientStorage, field: nil, "cannot record the job in \(store.dataDirectory): \(error)")
         }
+        jobsByID[id] = job
+        order.append(id)
 
         let environment = EnvironmentPolicy.agentEnvironment(
             base: configuration.baseEnvironment, request: spec.environment, jobID: id, serverURL: configuration.serverURL)
@@ -285,6 +346,22 @@ public final class JobManager {
         return jobsByID[id]!
     }
 
+    /// Refuses a launch while the data dir is short of space or refuses writes: the job's
+    /// events would be lost.
+    private func checkRoomToLaunch() throws(LaunchError) {
+        if storage.failing {
+            throw LaunchError(
+                .insufficientStorage, field: nil, "the data dir \(store.dataDirectory) refuses writes (a full disk?); jobs cannot be recorded")
+        }
+        let free = StorageStatus.freeBytes(of: store.dataDirectory)
+        storage.freeBytes = free
+        if let free, free < configuration.minFreeBytes {
+            throw LaunchError(
+                .insufficientStorage, field: nil,
+                "the data dir \(store.dataDirectory) has \(ByteCount.text(Int(free))) free; launches need \(ByteCount.text(Int(configuration.minFreeBytes)))")
+        }
+    }
+
     /// A job that never ran: started (as failed) then completed, with the reason.
     private func fail(_ id: String, reason: String) {
         update(id) {
@@ -303,7 +380,7 @@ public final class JobManager {
     // MARK: output
 
     private func stdout(_ id: String, _ bytes: UnsafeRawBufferPointer) {
-        guard let runner = running[id] else { return }
+        guard let runner = running[id], !runner.outputCapped else { return }
         for line in runner.splitter.feed(bytes) {
             interpret(id, runner, line)
         }
@@ -361,7 +438,7 @@ public final class JobManager {
     }
 
     private func stderr(_ id: String, _ bytes: UnsafeRawBufferPointer) {
-        guard let runner = running[id] else { return }
+        guard let runner = running[id], !runner.outputCapped else { return }
         runner.stderr.feed(bytes)
         if runner.stderr.hasPending, runner.stderrTimer == nil {
             runner.stderrTimer = loop.schedule(afterMilliseconds: configuration.stderrCoalesceMilliseconds) { [weak self, weak runner] in
@@ -390,7 +467,7 @@ public final class JobManager {
         var report = runner.interpreter.report
         if let reason = runner.killReason {
             report.isError = true
-            report.endReason = "killed"
+            report.endReason = reason.endReason
             // What was sent, and how the agent ended: "killed on request (SIGTERM; exit 143)".
             let ending: String
             switch (status.signal, status.exitCode) {
@@ -440,7 +517,7 @@ public final class JobManager {
     }
 
     private func finalStatus(_ runner: RunningJob) -> JobStatus {
-        if runner.killReason != nil { return .killed }
+        if let reason = runner.killReason { return reason.failsTheJob ? .failed : .killed }
         if runner.startError == nil, runner.exitStatus == .exited(0), !runner.interpreter.report.isError { return .done }
         return .failed
     }
@@ -478,8 +555,8 @@ public final class JobManager {
             emit(id, .log(LogLine(.system, .info, "kill requested: the agent had exited; its completion hook is stopped")))
         } else {
             runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
-            let why = reason == .request ? "kill requested" : reason == .serverStopping ? "the server is stopping" : "interrupted"
-            emit(id, .log(LogLine(.system, .info, "\(why): SIGTERM sent to process group \(job.pgid ?? 0)")))
+            let level: LogLine.Kind = reason.failsTheJob ? .error : .info
+            emit(id, .log(LogLine(.system, level, "\(reason.why): SIGTERM sent to process group \(job.pgid ?? 0)")))
         }
     }
 
@@ -519,35 +596,127 @@ public final class JobManager {
             loop.atEndOfTurn { [weak self] in self?.flushLogs() }
         }
         for observer in observers.values { observer(event, bytes) }
+        guard let runner = running[id] else { return }
         // Viewers drop the in-progress line on any stored event of the job: send it again.
-        if let runner = running[id], runner.shownPartial != nil || runner.partialTimer != nil {
+        if runner.shownPartial != nil || runner.partialTimer != nil {
             runner.partialResend = true
             schedulePartial(id, runner)
         }
+        runner.outputBytes += bytes.count + 1
+        if runner.outputBytes > configuration.maxJobOutputBytes, !runner.outputCapped {
+            runner.outputCapped = true
+            try? kill(id, reason: .outputLimit(configuration.maxJobOutputBytes))
+        }
     }
 
-    /// Writes each job's pending events with one write per job.
+    /// Writes each job's pending events with one write per job. A write the disk refuses
+    /// is never counted as stored: the events stay in memory (up to `maxUnstoredBytes` a
+    /// job) and are written when it takes them, the job is stopped with reason `storage`,
+    /// and the writes are tried again every second.
     public func flushLogs() {
         flushScheduled = false
+        guard !pendingLogBytes.isEmpty else { return }
         let pending = pendingLogBytes
         pendingLogBytes.removeAll(keepingCapacity: true)
+        var failures: [(String, SystemError)] = []
         for (id, bytes) in pending {
             do {
                 let log = store.log(for: id)
                 try log.append(bytes)
                 storedSeqs[id] = log.lastSeq
+                if let job = jobsByID[id], job.status.isFinished, pendingLogBytes[id] == nil { store.closeLog(for: id) }
             } catch {
-                FileHandleOutput.standardError("agentgate: cannot append events of job \(id): \(error)")
+                keepUnstored(id, bytes)
+                failures.append((id, error))
             }
+        }
+        for (id, error) in failures { storageFailed(id, error) }
+    }
+
+    /// Puts refused events back in front of any newer ones, dropping the oldest whole lines
+    /// past the bound.
+    private func keepUnstored(_ id: String, _ bytes: [UInt8]) {
+        var kept = bytes + (pendingLogBytes[id] ?? [])
+        if kept.count > configuration.maxUnstoredBytes {
+            let excess = kept.count - configuration.maxUnstoredBytes
+            let cut = kept[excess...].firstIndex(of: 0x0A).map { $0 + 1 } ?? kept.count
+            storage.droppedEventBytes += cut
+            kept.removeFirst(cut)
+        }
+        pendingLogBytes[id] = kept.isEmpty ? nil : kept
+    }
+
+    private func storageFailed(_ id: String, _ error: SystemError) {
+        storage.writeFailures += 1
+        let message = error.errno == ENOSPC ? "no space left on device" : error.description
+        if !storage.failing {
+            storage.failing = true
+            onStorageWarning?("cannot write job events in \(store.dataDirectory): \(message); running jobs are stopped, new launches refused until writes succeed")
+        }
+        if let runner = running[id], runner.killReason == nil {
+            try? kill(id, reason: .storage(message))
+        }
+        scheduleStorageRetry()
+    }
+
+    private func scheduleStorageRetry() {
+        guard storageRetry == nil else { return }
+        storageRetry = loop.schedule(afterMilliseconds: 1_000) { [weak self] in
+            guard let self else { return }
+            self.storageRetry = nil
+            self.retryStorage()
         }
     }
 
+    /// Writes what the disk refused before: events, then job records.
+    private func retryStorage() {
+        flushLogs()
+        for id in unsavedJobs.sorted() { persist(id) }
+        if pendingLogBytes.isEmpty && unsavedJobs.isEmpty {
+            if storage.failing { onStorageWarning?("job events and records are written again in \(store.dataDirectory)") }
+            storage.failing = false
+        } else {
+            scheduleStorageRetry()
+        }
+    }
+
+    /// Measures the data dir's free space: warns once when it falls below `warnFreeBytes`.
+    @discardableResult
+    public func checkStorage() -> StorageStatus {
+        let free = StorageStatus.freeBytes(of: store.dataDirectory)
+        storage.freeBytes = free
+        let low = free.map { $0 < configuration.warnFreeBytes } ?? false
+        if low, !storage.low {
+            onStorageWarning?(
+                "the data dir \(store.dataDirectory) has \(ByteCount.text(Int(free ?? 0))) free; launches are refused below \(ByteCount.text(Int(configuration.minFreeBytes)))")
+        }
+        storage.low = low
+        return storage
+    }
+
+    /// Bytes of events held in memory because the disk refused them.
+    public var unstoredBytes: Int { pendingLogBytes.values.reduce(0) { $0 + $1.count } }
+
+    /// Events of a job after `seq` that are in memory only (the disk refuses them), as a
+    /// slice; nil when there are none.
+    public func unstoredEvents(of id: String, after seq: Int, maxBytes: Int) -> EventSlice? {
+        guard storage.failing, let bytes = pendingLogBytes[id] else { return nil }
+        return EventSlice.of(lines: bytes, after: seq, maxBytes: maxBytes)
+    }
+
+    /// Saves a job's record; one the database refuses is tried again every second, so a
+    /// final status is never lost to a disk that was full for a while.
     private func persist(_ id: String) {
         guard let job = jobsByID[id] else { return }
         do {
             try store.save(job)
+            unsavedJobs.remove(id)
         } catch {
-            FileHandleOutput.standardError("agentgate: cannot save job \(id): \(error)")
+            if unsavedJobs.insert(id).inserted {
+                storage.writeFailures += 1
+                onStorageWarning?("cannot save job \(id) in \(store.dataDirectory): \(error); trying again every second")
+            }
+            scheduleStorageRetry()
         }
     }
 }
@@ -566,6 +735,10 @@ final class RunningJob {
     var partialResend = false
     var stderr = StderrCollector()
     var stderrTimer: EventLoop.TimerID?
+    /// Bytes of its events so far, and whether they passed the limit (what it writes after
+    /// is not kept).
+    var outputBytes = 0
+    var outputCapped = false
     var exitStatus: ExitStatus?
     /// Set when the job is being killed, with why.
     var killReason: JobManager.KillReason?

@@ -21,7 +21,13 @@ public struct LaunchError: Error, Sendable, Equatable, CustomStringConvertible {
         case cwdOutsideWorkspace = "cwd_outside_workspace"
         /// Inside a workspace, but the data dir or a hidden directory at its top (`~/.ssh`).
         case cwdForbidden = "cwd_forbidden"
+        /// The data dir is (nearly) full: the job could not be recorded.
+        case insufficientStorage = "insufficient_storage"
     }
+
+    /// The HTTP status the API answers with: 507 when the server, not the request, is at
+    /// fault (a full disk), 400 otherwise.
+    public var httpStatus: Int { code == .insufficientStorage ? 507 : 400 }
 
     public let code: Code
     /// The request field at fault (`provider`, `cwd`, `env.FOO`…).

@@ -21,6 +21,35 @@ public struct EventSlice: Sendable {
     public var reachedEnd = false
 
     public init() {}
+
+    /// The whole lines of `lines` (events, each ending in "\n") after `seq`, up to about
+    /// `maxBytes`: events held in memory, read like the file.
+    public static func of(lines: [UInt8], after seq: Int, maxBytes: Int) -> EventSlice? {
+        var slice = EventSlice()
+        var expected = seq + 1
+        var start = 0
+        var kept = 0..<0
+        lines.withUnsafeBytes { raw in
+            while let newline = EventLineScanner.firstNewline(in: raw, from: start) {
+                defer { start = newline + 1 }
+                guard let lineSeq = EventLineScanner.seqOf(UnsafeRawBufferPointer(rebasing: raw[start..<newline])), lineSeq >= expected else {
+                    continue
+                }
+                if lineSeq > expected {
+                    if slice.lines.isEmpty { slice.gap = expected...(lineSeq - 1) }
+                    return
+                }
+                if slice.lines.isEmpty { kept = start..<start }
+                slice.lines.append(Line(seq: lineSeq, range: (start - kept.lowerBound)..<(newline - kept.lowerBound)))
+                kept = kept.lowerBound..<newline
+                expected += 1
+                if newline - kept.lowerBound >= maxBytes { return }
+            }
+        }
+        guard !slice.lines.isEmpty || slice.gap != nil else { return nil }
+        slice.bytes = Array(lines[kept])
+        return slice
+    }
 }
 
 /// Reads one event file from any seq: seeks through the sparse index, then reads whole lines

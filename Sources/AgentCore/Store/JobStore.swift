@@ -131,6 +131,19 @@ public final class JobStore {
         return EventLog.read(path: jobDirectory(id) + "/events.ndjson", since: since, limit: limit)
     }
 
+    /// The job as its last event left it, when that event is its `job:completed`.
+    public func completedEvent(for id: String) -> Job? {
+        guard Self.isValidJobId(id) else { return nil }
+        let reader = EventLogReader(path: jobDirectory(id) + "/events.ndjson")
+        let last = reader.lastSeq()
+        let slice = reader.slice(after: last - 1, maxBytes: 1)
+        guard last > 0, let line = slice.lines.first, let value = try? JSONParser.parse(Array(slice.bytes[line.range])), let event = JobEvent(json: value),
+            case .completed(var job) = event.payload
+        else { return nil }
+        job.lastSeq = event.seq
+        return job
+    }
+
     public func lastSeq(for id: String) -> Int {
         EventLog.lastSeq(path: jobDirectory(id) + "/events.ndjson")
     }

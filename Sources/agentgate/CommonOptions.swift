@@ -41,8 +41,8 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Most event output one job may produce (binary units: 512M, 1G); past it the job is stopped and fails with output_limit.")
     var maxJobOutput = "1G"
 
-    @Option(help: "Launches are refused (507) while the data dir has less free space than this (binary units: 256M, 1G).")
-    var minFreeSpace = "256M"
+    @Option(help: "Launches are refused (507) while the data dir has less free space than this (binary units: 128M, 1G).")
+    var minFreeSpace = "128M"
 
     var resolvedDataDirectory: String { dataDir ?? defaultDataDirectory() }
 

@@ -21,10 +21,15 @@ final class RunningGateway: @unchecked Sendable {
     private let manager: JobManager
 
     /// - Parameter jobs: finished jobs put in the store before the server starts.
+    /// Where its jobs are stored: `data`, or the directory the test gave.
+    let dataPath: String
+
+    /// - Parameter dataDirectory: a data dir of the test's own (a small file system).
     init(viewerQueueBytes: Int = 1 << 20, http: HTTPServer.Configuration = HTTPServer.Configuration(), webRoot: String? = nil,
-         jobs: [Job] = [], configure: (GatewayServer) -> Void = { _ in }) throws {
+         jobs: [Job] = [], dataDirectory: String? = nil, minFreeBytes: Int64 = 0, configure: (GatewayServer) -> Void = { _ in }) throws {
         loop = try EventLoop()
-        let store = try JobStore(dataDirectory: data.path)
+        dataPath = dataDirectory ?? data.path
+        let store = try JobStore(dataDirectory: dataPath)
         for job in jobs { try store.save(job) }
         let detector = AgentDetector(configuration: .init(path: agents.searchPath, environment: ["PATH=\(agents.searchPath)"]))
         _ = detector.refresh()
@@ -32,8 +37,9 @@ final class RunningGateway: @unchecked Sendable {
         configuration.baseEnvironment = ["PATH=\(agents.searchPath)"]
         configuration.killGraceMilliseconds = 300
         configuration.policy.environment = EnvironmentPolicy(allowed: ["FAKE_*"])
+        configuration.minFreeBytes = minFreeBytes
         manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
-        if !jobs.isEmpty { try manager.recover() }
+        try manager.recover()
         server = try GatewayServer(
             loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), http: http,
             viewerQueueBytes: viewerQueueBytes, webRoot: webRoot)

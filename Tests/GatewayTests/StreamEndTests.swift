@@ -126,9 +126,9 @@ struct StreamEndTests {
         let torn = try launch(gateway, script: "echo one; echo two; echo three")
         let missingLast = Self.waitForEnd(gateway, missing)
         let tornLast = Self.waitForEnd(gateway, torn)
-        try FileManager.default.removeItem(atPath: gateway.data.path + "/jobs/\(missing)/events.ndjson")
+        try FileManager.default.removeItem(atPath: gateway.dataPath + "/jobs/\(missing)/events.ndjson")
         // The last line (job:completed) torn in the middle, as a crash mid-write leaves it.
-        let tornPath = gateway.data.path + "/jobs/\(torn)/events.ndjson"
+        let tornPath = gateway.dataPath + "/jobs/\(torn)/events.ndjson"
         let size = try #require(try FileManager.default.attributesOfItem(atPath: tornPath)[.size] as? Int)
         #expect(truncate(tornPath, off_t(size - 40)) == 0)
 

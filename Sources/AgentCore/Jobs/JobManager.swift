@@ -39,9 +39,9 @@ public final class JobManager {
         /// Events of one job kept in memory while the disk refuses them (16 MiB), written as
         /// soon as it takes them again; past it the oldest are dropped (replay says `gap`).
         public var maxUnstoredBytes = 16 << 20
-        /// Free space in the data dir below which launches are refused (507) (256 MiB), and
+        /// Free space in the data dir below which launches are refused (507) (128 MiB), and
         /// below which the operator is warned (1 GiB).
-        public var minFreeBytes: Int64 = 256 << 20
+        public var minFreeBytes: Int64 = 128 << 20
         public var warnFreeBytes: Int64 = 1 << 30
 
         public init() {}
@@ -221,7 +221,8 @@ public final class JobManager {
                 // It ended, but its final record was not saved (a full disk, a crash between
                 // the two writes): its event file says how.
                 job = ended
-                try store.save(job)
+                jobsByID[job.id] = job
+                persist(job.id)
             }
             if !job.status.isFinished {
                 job.lastSeq = store.lastSeq(for: job.id)
@@ -233,7 +234,9 @@ public final class JobManager {
                 order.append(job.id)
                 emit(job.id, .completed(job))
                 job = jobsByID[job.id]!
-                try store.save(job)
+                // Saved when the disk takes it: a full disk must not keep the server from
+                // starting and serving history.
+                persist(job.id)
                 interrupted.append(job)
             } else {
                 version += job.lastSeq

@@ -411,6 +411,13 @@ function onMessage(message) {
       state.jobs.set(message.info.id, message.info);
       renderJobs();
       break;
+    case "gap":
+      if (message.job === state.selected) {
+        pendingLines.push({ text: `[agentgate] events ${message.from}–${message.to} of this job are missing from the server's store`, stream: "system", kind: "error" });
+        log.append(pendingLines);
+        pendingLines = [];
+      }
+      return;
     case "error":
       if (message.code === "unknown_job" && state.selected) {
         $("#job-meta").textContent = "This job does not exist on the server.";

@@ -36,6 +36,10 @@ export class Connection {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
       const subscription = this.subscriptions.get(message.job);
+      // Seqs the server's store lost: it said so; a resubscribe must not ask for them again.
+      if (subscription && message.type === "gap" && typeof message.to === "number") {
+        subscription.since = Math.max(subscription.since, message.to);
+      }
       // A job:partial is not a stored event: it names the seq it follows, and moves no cursor.
       if (subscription && typeof message.seq === "number" && message.type?.startsWith("job:") && message.type !== "job:partial") {
         if (message.seq <= subscription.since) return;  // never show a line twice

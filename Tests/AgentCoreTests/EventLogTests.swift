@@ -25,6 +25,17 @@ struct EventLogTests {
         if !bytes.isEmpty { try log.append(bytes) }
     }
 
+    /// The index as `events.idx` holds it, checked against the log.
+    static func storedIndex(_ log: EventLog) -> EventIndex {
+        let indexFD = open(log.indexPath, O_RDONLY)
+        let logFD = open(log.path, O_RDONLY)
+        defer {
+            close(indexFD)
+            close(logFD)
+        }
+        return EventIndex.load(indexFD: indexFD, logFD: logFD, logSize: log.size)
+    }
+
     @Test func aReadFromAnySeqStartsAtTheNearestIndexEntryNotAtByteZero() throws {
         let directory = TemporaryDirectory()
         let log = EventLog(path: directory.file("events.ndjson"))
@@ -33,13 +44,9 @@ struct EventLogTests {
         let reader = EventLogReader(path: log.path)
         #expect(reader.lastSeq() == 100_000)
         // The persisted index: about one entry per 64 KiB, each naming the line at its offset.
-        let indexFD = open(log.indexPath, O_RDONLY)
+        let index = Self.storedIndex(log)
         let logFD = open(log.path, O_RDONLY)
-        defer {
-            close(indexFD)
-            close(logFD)
-        }
-        let index = EventIndex.load(indexFD: indexFD, logFD: logFD, logSize: log.size)
+        defer { close(logFD) }
         #expect(index.entries.count >= log.size / EventIndex.spacing - 1 && index.entries.count <= log.size / EventIndex.spacing + 1)
         for entry in index.entries.prefix(50) { #expect(EventLineScanner.seqOfLine(fd: logFD, at: entry.offset) == entry.seq) }
         // A seek lands within one spacing (plus a line) before the wanted event.
@@ -96,13 +103,7 @@ struct EventLogTests {
         // Reopened for appending, the log rebuilds the index and carries on.
         try log.append(Self.line(20_001))
         #expect(log.lastSeq == 20_001)
-        let indexFD = open(EventIndex.path(forLog: path), O_RDONLY)
-        let logFD = open(path, O_RDONLY)
-        defer {
-            close(indexFD)
-            close(logFD)
-        }
-        #expect(EventIndex.load(indexFD: indexFD, logFD: logFD, logSize: log.size).entries.count > 10)
+        #expect(Self.storedIndex(log).entries.count > 10)
     }
 
     @Test func aTornLastLineIsCutOffWhenTheLogIsReopenedSoNoHalfEventIsEverServed() throws {

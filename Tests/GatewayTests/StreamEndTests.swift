@@ -148,15 +148,7 @@ struct StreamEndTests {
 
         // The text follower of `websocat` ends too, with the job's status line.
         let follower = try Viewer(gateway, path: "/ws/jobs/\(missing)?format=text&since=0")
-        var lines: [String] = []
-        var closeCode: CloseCode?
-        while let action = follower.client.nextAction() {
-            if case .deliver(let message) = action { lines.append(message.text ?? "") }
-            if case .peerClosed(let code, _) = action {
-                closeCode = code
-                break
-            }
-        }
+        let (lines, closeCode) = follower.textsUntilClose()
         #expect(lines.last?.hasPrefix("[agentgate] job \(missing) done") == true)
         #expect(closeCode == .normalClosure)
     }

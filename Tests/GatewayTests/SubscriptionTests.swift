@@ -26,6 +26,16 @@ final class Viewer {
         return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any]
     }
 
+    /// The text of every message until the server closes, and its close code.
+    func textsUntilClose() -> (texts: [String], closeCode: CloseCode?) {
+        var texts: [String] = []
+        while let action = client.nextAction() {
+            if case .deliver(let message) = action { texts.append(message.text ?? "") }
+            if case .peerClosed(let code, _) = action { return (texts, code) }
+        }
+        return (texts, nil)
+    }
+
     /// Messages of `job` until its job:completed; returns their seqs.
     func seqsUntilCompleted(job: String) -> [Int] {
         var seqs: [Int] = []
@@ -85,15 +95,7 @@ struct SubscriptionTests {
         defer { gateway.stop() }
         let id = try launch(gateway, script: "echo one; echo two >&2; echo three; printf 'title \\033]0;pwned\\007 csi \\302\\23331m\\n'")
         let viewer = try Viewer(gateway, path: "/ws/jobs/\(id)?format=text&since=0")
-        var lines: [String] = []
-        var closeCode: CloseCode?
-        while let action = viewer.client.nextAction() {
-            if case .deliver(let message) = action { lines.append(message.text ?? "") }
-            if case .peerClosed(let code, _) = action {
-                closeCode = code
-                break
-            }
-        }
+        let (lines, closeCode) = viewer.textsUntilClose()
         #expect(lines.contains("one") && lines.contains("three") && lines.contains("[stderr] two"))
         // Read on terminals (websocat): an agent's escape sequences arrive escaped, as the CLI shows them.
         #expect(lines.contains(#"title \x1b]0;pwned\x07 csi \x9b31m"#), "\(lines)")

@@ -63,6 +63,12 @@ struct JobFollower {
                         // Signed out or the token rotated: reconnecting would be refused.
                         throw ClientFailure(message: "the server ended the connection: \(closedBy.reason)", exitCode: 4)
                     }
+                    if socket.closedBy?.code?.rawValue == 4008 {
+                        // Too far behind (this terminal was slower than the job): the server
+                        // asks to resume from the last seq shown, from its store.
+                        output.note("agentgate: fell behind the job; resuming from seq \(lastSeq)")
+                        break connection
+                    }
                     guard reconnect else { throw ClientFailure.serverGone }
                     output.note("agentgate: connection lost; reconnecting from seq \(lastSeq)")
                     break connection
@@ -71,6 +77,12 @@ struct JobFollower {
                     if type == "error" {
                         if message["code"]?.stringValue == "unknown_job" { throw ClientFailure(message: "no job \(id)", exitCode: 5) }
                         throw ClientFailure(message: message["error"]?.stringValue ?? "server error", exitCode: 8)
+                    }
+                    if type == "gap", message["job"]?.stringValue == id, let from = message["from"]?.intValue, let to = message["to"]?.intValue {
+                        // Seqs the server's store lost (a full disk, a damaged file): said, then skipped.
+                        output.note("agentgate: events \(from)–\(to) of this job are missing from the server's store")
+                        lastSeq = max(lastSeq, to)
+                        continue
                     }
                     if type == "job:partial" {
                         if message["job"]?.stringValue == id { output.partial(message["text"]?.stringValue ?? "") }

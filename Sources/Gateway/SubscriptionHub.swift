@@ -75,7 +75,7 @@ public final class SubscriptionHub {
 
     public let manager: JobManager
     public let websockets: WebSocketServer
-    private let history = HistoryReader()
+    private let history: HistoryReader
     private var viewers: [ObjectIdentifier: Viewer] = [:]
     /// The subscriptions of each job: an event touches only its job's viewers, with no
     /// per-viewer dictionary work.
@@ -97,6 +97,7 @@ public final class SubscriptionHub {
     public init(manager: JobManager, websockets: WebSocketServer) {
         self.manager = manager
         self.websockets = websockets
+        history = HistoryReader(store: manager.store.events)
         manager.addObserver { [unowned self] event, bytes in self.deliver(event, bytes) }
         manager.addPartialObserver { [unowned self] job, _, bytes in self.deliverPartial(job, bytes) }
         websockets.onOpen = { [unowned self] session in self.opened(session) }
@@ -524,7 +525,7 @@ public final class SubscriptionHub {
         let stored = manager.storedLastSeq(of: subscription.job)
         viewer.readInFlight = true
         let request = HistoryReader.Request(
-            path: manager.store.jobDirectory(subscription.job) + "/events.ndjson", after: after, maxBytes: replaySliceBytes,
+            job: subscription.job, after: after, maxBytes: replaySliceBytes,
             framing: viewer.framing(rawEvents: subscription.rawEvents))
         history.read(request, loop: manager.loop) { [weak self, weak viewer] replay in
             guard let self, let viewer else { return }

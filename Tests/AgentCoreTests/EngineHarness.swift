@@ -16,15 +16,17 @@ final class EngineHarness {
     var events: [JobEvent] = []
     var encoded: [String: [[UInt8]]] = [:]
 
-    init(agents: FakeAgents = FakeAgents(), configure: (inout JobManager.Configuration) -> Void = { _ in }) throws {
+    /// - Parameter events: an event store of the test's own (default: files in `data`).
+    init(agents: FakeAgents = FakeAgents(), events: (any JobEventStore)? = nil, configure: (inout JobManager.Configuration) -> Void = { _ in }) throws {
         self.agents = agents
         loop = try EventLoop()
-        store = try JobStore(dataDirectory: data.path)
+        store = try JobStore(dataDirectory: data.path, events: events)
         var detectorConfiguration = AgentDetector.Configuration(
             path: agents.searchPath, environment: ["PATH=\(agents.searchPath)"])
         var configuration = JobManager.Configuration()
         configuration.baseEnvironment = ["PATH=\(agents.searchPath)", "HOME=\(scratch.path)"]
         configuration.killGraceMilliseconds = 300
+        configuration.minFreeBytes = 0
         // The fakes read their script from the request's env.
         configuration.policy.environment = EnvironmentPolicy(allowed: ["FAKE_*", "EXTRA"])
         configure(&configuration)

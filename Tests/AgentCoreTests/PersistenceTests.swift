@@ -90,12 +90,12 @@ struct PersistenceTests {
         job.status = .running
         job.lastSeq = 2
         try harness.store.save(job)
-        let log = try harness.store.createLog(for: job.id)
+        try harness.store.events.create(job: job.id)
+        let log = EventLog(path: harness.store.jobDirectory(job.id) + "/events.ndjson")
         let first = JobEvent(jobId: job.id, seq: 1, time: 1, payload: .started(job)).encoded()
         let second = JobEvent(jobId: job.id, seq: 2, time: 2, payload: .log(LogLine(.stdout, .text, "hello"))).encoded()
         try log.append(first + [0x0A] + second + [0x0A] + Array(#"{"type":"job:log","job":"00000000000000aa","seq":3,"ti"#.utf8))
         log.close()
-        harness.store.closeLog(for: job.id)
 
         #expect(harness.store.events(for: job.id).map(\.seq) == [1, 2])
         #expect(harness.store.lastSeq(for: job.id) == 2)

@@ -154,8 +154,7 @@ public final class JobManager {
     /// Like `events(for:since:limit:)`, with each event's stored bytes.
     public func encodedEvents(for id: String, since: Int = 0, limit: Int = .max) -> [(event: JobEvent, line: [UInt8])] {
         flushLogs()
-        guard JobStore.isValidJobId(id) else { return [] }
-        return EventLog.readWithLines(path: store.jobDirectory(id) + "/events.ndjson", since: since, limit: limit)
+        return store.encodedEvents(for: id, since: since, limit: limit)
     }
 
     /// The seq of a job's last event in its file: the last one this process wrote, or for a
@@ -245,7 +244,7 @@ public final class JobManager {
             }
         }
         flushLogs()
-        for job in interrupted { store.closeLog(for: job.id) }
+        for job in interrupted { store.events.close(job: job.id) }
         return interrupted
     }
 
@@ -297,12 +296,12 @@ public final class JobManager {
         // Recorded before anything runs: a job whose record or directory cannot be written
         // is refused, never started unrecorded (it would vanish at the next start).
         do {
-            _ = try store.createLog(for: id)
+            try store.events.create(job: id)
             try store.save(job)
         } catch let error as SystemError {
             throw LaunchError(.insufficientStorage, field: nil, "cannot create the job's directory in \(store.dataDirectory): \(error.message)")
         } catch {
-            store.closeLog(for: id)
+            store.events.close(job: id)
             rmdir(store.jobDirectory(id))
             throw LaunchError(.insufficientStorage, field: nil, "cannot record the job in \(store.dataDirectory): \(error)")
         }
@@ -377,14 +376,14 @@ public final class JobManager {
         emit(id, .completed(jobsByID[id]!))
         persist(id)
         flushLogs()
-        store.closeLog(for: id)
+        store.events.close(job: id)
     }
 
     // MARK: output
 
     private func stdout(_ id: String, _ bytes: UnsafeRawBufferPointer) {
         guard let runner = running[id], !runner.outputCapped else { return }
-        for line in runner.splitter.feed(bytes) {
+        for line in runner.splitter.feed(bytes) where !runner.outputCapped {
             interpret(id, runner, line)
         }
         if runner.interpreter.partialLine != runner.shownPartial { schedulePartial(id, runner) }
@@ -459,11 +458,13 @@ public final class JobManager {
         runner.exitStatus = status
         if let timer = runner.stderrTimer { loop.cancel(timer) }
         runner.stderrTimer = nil
-        if let last = runner.splitter.finish() { interpret(id, runner, last) }
-        // A job stopped mid-answer keeps what it had said: the unfinished line is stored.
-        for line in runner.interpreter.finish() { emit(id, .log(line)) }
+        if !runner.outputCapped {
+            if let last = runner.splitter.finish() { interpret(id, runner, last) }
+            // A job stopped mid-answer keeps what it had said: the unfinished line is stored.
+            for line in runner.interpreter.finish() { emit(id, .log(line)) }
+            for line in runner.stderr.finish() { emit(id, .log(line)) }
+        }
         runner.shownPartial = nil
-        for line in runner.stderr.finish() { emit(id, .log(line)) }
         if let startError = runner.startError { emit(id, .log(LogLine(.system, .error, startError))) }
 
         // Hook (a): the agent's own final result. A killed run failed, whatever it said.
@@ -535,7 +536,7 @@ public final class JobManager {
         emit(id, .completed(jobsByID[id]!))
         persist(id)
         flushLogs()
-        store.closeLog(for: id)
+        store.events.close(job: id)
         // Released on a later turn: we may be inside one of its callbacks.
         loop.schedule(afterMilliseconds: 0) { _ = runner }
     }
@@ -624,10 +625,8 @@ public final class JobManager {
         var failures: [(String, SystemError)] = []
         for (id, bytes) in pending {
             do {
-                let log = store.log(for: id)
-                try log.append(bytes)
-                storedSeqs[id] = log.lastSeq
-                if let job = jobsByID[id], job.status.isFinished, pendingLogBytes[id] == nil { store.closeLog(for: id) }
+                storedSeqs[id] = try store.events.append(job: id, lines: bytes)
+                if let job = jobsByID[id], job.status.isFinished, pendingLogBytes[id] == nil { store.events.close(job: id) }
             } catch {
                 keepUnstored(id, bytes)
                 failures.append((id, error))

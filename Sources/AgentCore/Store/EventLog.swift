@@ -303,7 +303,7 @@ public enum EventLineScanner {
     }
 
     /// The seq of the last line of a batch of whole lines.
-    static func seqOfLastLine(_ bytes: [UInt8]) -> Int? {
+    public static func seqOfLastLine(_ bytes: [UInt8]) -> Int? {
         bytes.withUnsafeBytes { buffer in
             guard buffer.count > 1 else { return nil }
             var start = buffer.count - 2

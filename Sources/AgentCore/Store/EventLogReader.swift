@@ -24,7 +24,7 @@ public struct EventSlice: Sendable {
 
     /// The whole lines of `lines` (events, each ending in "\n") after `seq`, up to about
     /// `maxBytes`: events held in memory, read like the file.
-    public static func of(lines: [UInt8], after seq: Int, maxBytes: Int) -> EventSlice? {
+    public static func of(lines: [UInt8], after seq: Int, maxBytes: Int, maxEvents: Int = .max) -> EventSlice? {
         var slice = EventSlice()
         var expected = seq + 1
         var start = 0
@@ -43,7 +43,7 @@ public struct EventSlice: Sendable {
                 slice.lines.append(Line(seq: lineSeq, range: (start - kept.lowerBound)..<(newline - kept.lowerBound)))
                 kept = kept.lowerBound..<newline
                 expected += 1
-                if newline - kept.lowerBound >= maxBytes { return }
+                if newline - kept.lowerBound >= maxBytes || slice.lines.count >= maxEvents { return }
             }
         }
         guard !slice.lines.isEmpty || slice.gap != nil else { return nil }

@@ -3,8 +3,8 @@ import Glibc
 #endif
 import EventLoop
 
-/// Durable jobs: metadata in SQLite (`<data>/agentgate.sqlite`), each job's events in
-/// `<data>/jobs/<id>/events.ndjson`.
+/// Durable jobs: metadata in SQLite (`<data>/agentgate.sqlite`), each job's events in a
+/// `JobEventStore` (by default `<data>/jobs/<id>/events.ndjson`).
 public final class JobStore {
     public struct Error: Swift.Error, CustomStringConvertible {
         public let description: String
@@ -16,10 +16,13 @@ public final class JobStore {
 
     public let dataDirectory: String
     private let database: SQLiteDatabase
-    private var logs: [String: EventLog] = [:]
+    /// Where the jobs' events are kept.
+    public let events: any JobEventStore
 
-    public init(dataDirectory: String) throws(Error) {
+    /// - Parameter events: the event store (default: the event files in the data dir).
+    public init(dataDirectory: String, events: (any JobEventStore)? = nil) throws(Error) {
         self.dataDirectory = dataDirectory
+        self.events = events ?? EventFiles(jobsDirectory: dataDirectory + "/jobs")
         do {
             try Self.makeDirectory(dataDirectory)
         } catch {
@@ -105,38 +108,39 @@ public final class JobStore {
         }
     }
 
-    /// Creates the job's directory and opens its event log for appending.
-    public func createLog(for id: String) throws(SystemError) -> EventLog {
-        let directory = jobDirectory(id)
-        if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(directory)") }
-        let log = EventLog(path: directory + "/events.ndjson")
-        logs[id] = log
-        return log
-    }
-
-    public func log(for id: String) -> EventLog {
-        if let log = logs[id] { return log }
-        let log = EventLog(path: jobDirectory(id) + "/events.ndjson")
-        logs[id] = log
-        return log
-    }
-
-    /// Closes a finished job's log fd (events stay readable by path).
-    public func closeLog(for id: String) {
-        logs.removeValue(forKey: id)?.close()
-    }
-
+    /// Stored events of a job with seq > `since`, at most `limit`.
     public func events(for id: String, since: Int = 0, limit: Int = .max) -> [JobEvent] {
+        encodedEvents(for: id, since: since, limit: limit).map(\.event)
+    }
+
+    /// Like `events(for:since:limit:)`, with each event's stored line (the bytes viewers get).
+    public func encodedEvents(for id: String, since: Int = 0, limit: Int = .max) -> [(event: JobEvent, line: [UInt8])] {
         guard Self.isValidJobId(id) else { return [] }
-        return EventLog.read(path: jobDirectory(id) + "/events.ndjson", since: since, limit: limit)
+        let reader = events.reader(job: id)
+        var found: [(event: JobEvent, line: [UInt8])] = []
+        var cursor = since
+        while found.count < limit {
+            let slice = reader.slice(after: cursor, maxBytes: 1 << 20, maxEvents: limit - found.count)
+            for line in slice.lines {
+                let bytes = Array(slice.bytes[line.range])
+                if let value = try? JSONParser.parse(bytes), let event = JobEvent(json: value) { found.append((event, bytes)) }
+            }
+            if let gap = slice.gap {
+                cursor = gap.upperBound
+                continue
+            }
+            guard let last = slice.lines.last else { break }
+            cursor = last.seq
+        }
+        return found
     }
 
     /// The job as its last event left it, when that event is its `job:completed`.
     public func completedEvent(for id: String) -> Job? {
         guard Self.isValidJobId(id) else { return nil }
-        let reader = EventLogReader(path: jobDirectory(id) + "/events.ndjson")
+        let reader = events.reader(job: id)
         let last = reader.lastSeq()
-        let slice = reader.slice(after: last - 1, maxBytes: 1)
+        let slice = reader.slice(after: last - 1, maxBytes: 1, maxEvents: 1)
         guard last > 0, let line = slice.lines.first, let value = try? JSONParser.parse(Array(slice.bytes[line.range])), let event = JobEvent(json: value),
             case .completed(var job) = event.payload
         else { return nil }
@@ -145,6 +149,7 @@ public final class JobStore {
     }
 
     public func lastSeq(for id: String) -> Int {
-        EventLog.lastSeq(path: jobDirectory(id) + "/events.ndjson")
+        guard Self.isValidJobId(id) else { return 0 }
+        return events.reader(job: id).lastSeq()
     }
 }

@@ -8,15 +8,20 @@ import WebSocketServer
 /// replays a million events, or a thousand viewers joining at once, never hold a loop turn
 /// for longer than it takes to queue a finished slice. Results come back on the loop.
 final class HistoryReader: @unchecked Sendable {
+    private let store: any JobEventStore
     /// Everything below is used on `queue` only.
     private let queue = DispatchQueue(label: "agentgate.history")
-    private var readers: [String: EventLogReader] = [:]
+    private var readers: [String: any JobEventReader] = [:]
     private let compressor = SharedMessage.makeSharedCompressor()
-    /// Event files whose index is kept between reads (a reader per job being replayed).
+    /// Jobs whose reader (with its index) is kept between reads.
     static let maxOpenReaders = 512
 
+    init(store: any JobEventStore) {
+        self.store = store
+    }
+
     struct Request: Sendable {
-        var path: String
+        var job: String
         var after: Int
         var maxBytes: Int
         var framing: EventWire.Framing
@@ -27,23 +32,23 @@ final class HistoryReader: @unchecked Sendable {
     func read(_ request: Request, loop: EventLoop, completion: @escaping (EventWire.Replay) -> Void) {
         let bound = LoopBound(completion)
         queue.async { [self] in
-            let reader = self.reader(for: request.path)
-            let slice = reader.slice(after: request.after, maxBytes: request.maxBytes)
+            let reader = self.reader(for: request.job)
+            let slice = reader.slice(after: request.after, maxBytes: request.maxBytes, maxEvents: .max)
             let replay = EventWire.replay(slice, framing: request.framing, compressor: self.compressor)
             loop.execute { bound.value(replay) }
         }
     }
 
-    /// Forgets a deleted job's file.
-    func forget(path: String) {
-        queue.async { [self] in self.readers[path] = nil }
+    /// Forgets a deleted job's reader.
+    func forget(job: String) {
+        queue.async { [self] in self.readers[job] = nil }
     }
 
-    private func reader(for path: String) -> EventLogReader {
-        if let reader = readers[path] { return reader }
+    private func reader(for job: String) -> any JobEventReader {
+        if let reader = readers[job] { return reader }
         if readers.count >= Self.maxOpenReaders, let victim = readers.keys.randomElement() { readers[victim] = nil }
-        let reader = EventLogReader(path: path)
-        readers[path] = reader
+        let reader = store.reader(job: job)
+        readers[job] = reader
         return reader
     }
 }

@@ -1,0 +1,76 @@
+import EventLoop
+import Testing
+
+@testable import AgentCore
+
+/// The engine over an event store that refuses writes on demand: what a full disk does,
+/// without one.
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+struct StorageFaultEngineTests {
+    @Test func refusedWritesStopTheJobKeepItsEventsInOrderAndStoreThemWhenTheStoreTakesThemAgain() throws {
+        let store = EventsInMemory()
+        let harness = try EngineHarness(events: store)
+        let job = try harness.launch(script: "sleep 0.2; i=0; while [ $i -lt 5000 ]; do echo \"line $i\"; i=$((i+1)); done")
+        harness.loop.run(untilMilliseconds: 5_000) { harness.manager.job(job.id)?.lastSeq ?? 0 >= 1 }
+        store.refusingWrites.withLock { $0 = true }
+        let done = try #require(harness.waitForCompletion(job.id))
+        #expect(done.status == .failed)
+        #expect(done.result?["endReason"]?.stringValue == "storage")
+        #expect(harness.manager.storage.failing)
+        #expect(harness.manager.unstoredBytes > 0)
+        #expect(harness.logLines(of: job.id).contains { $0.text.contains("events cannot be stored") })
+        // Launches are refused while writes are: the job would be lost.
+        #expect(throws: LaunchError.self) { try harness.launch(script: "echo hi") }
+
+        store.refusingWrites.withLock { $0 = false }
+        harness.loop.run(untilMilliseconds: 3_000) { !harness.manager.storage.failing }
+        #expect(!harness.manager.storage.failing)
+        #expect(harness.manager.unstoredBytes == 0)
+        let stored = harness.store.events(for: job.id).map(\.seq)
+        #expect(stored == Array(1...done.lastSeq))
+        #expect(harness.store.events(for: job.id).last?.type == "job:completed")
+    }
+
+    @Test func pastTheMemoryBoundTheOldestUnwrittenEventsGoAndTheFileHasAGapNotAHole() throws {
+        let store = EventsInMemory()
+        let harness = try EngineHarness(events: store) { $0.maxUnstoredBytes = 1_024 }
+        // Its output arrives in big reads, each far over the bound.
+        let job = try harness.launch(script: "sleep 0.2; seq 1 20000")
+        harness.loop.run(untilMilliseconds: 5_000) { harness.manager.job(job.id)?.lastSeq ?? 0 >= 1 }
+        store.refusingWrites.withLock { $0 = true }
+        let done = try #require(harness.waitForCompletion(job.id))
+        #expect(harness.manager.unstoredBytes <= 1_024)
+        #expect(harness.manager.storage.droppedEventBytes > 0)
+        store.refusingWrites.withLock { $0 = false }
+        harness.loop.run(untilMilliseconds: 3_000) { !harness.manager.storage.failing }
+        // What is stored is in order; the dropped ones read as a gap, and the end is there.
+        let reader = store.reader(job: job.id)
+        var cursor = 0
+        var gaps: [ClosedRange<Int>] = []
+        while cursor < done.lastSeq {
+            let slice = reader.slice(after: cursor, maxBytes: 1 << 20, maxEvents: .max)
+            if let gap = slice.gap {
+                gaps.append(gap)
+                cursor = gap.upperBound
+            } else if let last = slice.lines.last {
+                cursor = last.seq
+            } else {
+                break
+            }
+        }
+        #expect(cursor == done.lastSeq)
+        #expect(gaps.count == 1)
+    }
+
+    @Test func aJobPastItsOutputLimitIsStoppedAndSaysWhy() throws {
+        let harness = try EngineHarness { $0.maxJobOutputBytes = 64 * 1024 }
+        let job = try harness.launch(script: "i=0; while true; do echo \"line $i of a job that never stops writing\"; i=$((i+1)); done")
+        let done = try #require(harness.waitForCompletion(job.id))
+        #expect(done.status == .failed)
+        #expect(done.result?["endReason"]?.stringValue == "output_limit")
+        #expect(harness.logLines(of: job.id).contains { $0.text.contains("output limit of 64 KiB reached") })
+        // What it wrote after the limit was not kept: the events stay near the limit.
+        let bytes = harness.encoded[job.id, default: []].reduce(0) { $0 + $1.count + 1 }
+        #expect(bytes < 64 * 1024 + 16 * 1024)
+    }
+}

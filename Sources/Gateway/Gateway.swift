@@ -18,6 +18,7 @@ public final class Gateway {
     /// `/metrics` text, supplied by the server that knows its connections.
     public var metrics: (() -> String)?
     private var idempotency = IdempotencyCache()
+    private var commands: JobCommands { JobCommands(manager: manager) }
     /// Dashboard sessions (credentials traded for the token).
     public var sessions = SessionStore()
     /// Watches the token file, when the token came from one.
@@ -57,7 +58,7 @@ public final class Gateway {
     private func route(_ request: HTTPRequest, principal: Principal?) -> HTTPServer.Response {
         let headers = request.head.headers
         guard policy.isAllowedHost(headers["Host"]) else {
-            return .error(403, code: "forbidden_host", "Host is not a loopback name or a configured one")
+            return APIError.forbiddenHost.response
         }
         let path = request.path
         let method = request.head.method
@@ -67,13 +68,13 @@ public final class Gateway {
         let isAPI = path.hasPrefix("/api/")
         guard isAPI || path == "/metrics" else { return serveFile(path, method: method) }
         if method != "GET" && method != "HEAD", !policy.isAllowedOrigin(headers["Origin"], host: headers["Host"]) {
-            return .error(403, code: "forbidden_origin", "Origin is not allowed to change state here")
+            return APIError.forbiddenOrigin.response
         }
         if let failure = Self.mediaTypeFailure(request, route: Route(path: path)) { return failure }
         if path == "/api/session" { return session(request, principal: principal) }
         guard let principal else {
             // Said the same way for every route: no hint whether a job exists.
-            return .error(401, code: "unauthorized", "missing or wrong token")
+            return APIError.unauthorized.response
         }
         if path == "/metrics" {
             guard method == "GET" else { return Self.methodNotAllowed("GET") }
@@ -91,35 +92,31 @@ public final class Gateway {
         case ("POST", .jobs):
             return launch(request)
         case ("DELETE", .jobs):
-            return .json(200, JSONWriter.serialize(.object(["killed": .int(manager.killAll())])))
+            return .json(200, JSONWriter.serialize(.object(["killed": .int(commands.killAll())])))
         case ("GET", .jobsStream):
             return allJobsStream(request, principal: principal)
         case ("GET", .job(let id)):
-            guard let job = manager.job(id) else { return Self.unknownJob(id) }
+            guard let job = manager.job(id) else { return APIError.unknownJob(id).response }
             return .json(200, JSONWriter.serialize(.object(["job": job.json])))
         case ("DELETE", .job(let id)):
-            do throws(JobManager.KillError) {
-                try manager.kill(id)
+            do throws(APIError) {
+                return .json(200, JSONWriter.serialize(.object(["job": try commands.kill(id).json])))
             } catch {
-                switch error {
-                case .notFound: return Self.unknownJob(id)
-                case .alreadyFinished(_, let status):
-                    return .error(409, code: "already_finished", "job \(id) already finished (\(status.rawValue))")
-                }
+                return error.response
             }
-            return .json(200, JSONWriter.serialize(.object(["job": manager.job(id)!.json])))
         case ("GET", .jobEvents(let id)):
-            guard manager.job(id) != nil else { return Self.unknownJob(id) }
+            guard manager.job(id) != nil else { return APIError.unknownJob(id).response }
             let query = Self.query(request.head.target)
             guard let since = Self.nonNegative(query["since"], default: 0), let limit = Self.nonNegative(query["limit"], default: 1000),
                 limit > 0, limit <= 10_000
             else {
-                return .error(400, code: "invalid_query", "since and limit must be non-negative integers (limit 1…10000)")
+                return APIError.invalidQuery("since and limit must be non-negative integers (limit 1…10000)").response
             }
+            // The stored lines as they are: a seek through the index, no re-encoding.
             var body: [UInt8] = Array("{\"events\":[".utf8)
-            for (index, event) in manager.events(for: id, since: since, limit: limit).enumerated() {
+            for (index, event) in manager.encodedEvents(for: id, since: since, limit: limit).enumerated() {
                 if index > 0 { body.append(UInt8(ascii: ",")) }
-                body += event.encoded()
+                body += event.line
             }
             body += Array("]}".utf8)
             return .json(200, body)
@@ -134,7 +131,7 @@ public final class Gateway {
         case (_, .capabilities), (_, .jobEvents), (_, .jobsStream), (_, .jobStream):
             return Self.methodNotAllowed("GET")
         case (_, .unknown):
-            return .error(404, code: "not_found", "no route for \(path)")
+            return APIError.notFound("no route for \(path)").response
         }
     }
 
@@ -145,7 +142,7 @@ public final class Gateway {
     private func listJobs(_ request: HTTPRequest) -> HTTPServer.Response {
         let query = Self.query(request.head.target)
         guard let since = Self.nonNegative(query["since"], default: -1) else {
-            return .error(400, code: "invalid_query", "since must be a non-negative integer (a version from an earlier answer)")
+            return APIError.invalidQuery("since must be a non-negative integer (a version from an earlier answer)").response
         }
         var headers = HTTPHeaders()
         headers.add("Cache-Control", "no-store")
@@ -158,7 +155,7 @@ public final class Gateway {
         let key = request.head.headers["Idempotency-Key"]
         if let key {
             guard IdempotencyCache.isValidKey(key) else {
-                return .error(400, code: "invalid_idempotency_key", "Idempotency-Key must be 1…255 visible ASCII characters")
+                return APIError(400, "invalid_idempotency_key", "Idempotency-Key must be 1…255 visible ASCII characters").response
             }
             switch idempotency.lookup(key, body: request.body, now: WallClock.milliseconds()) {
             case .new:
@@ -169,24 +166,21 @@ public final class Gateway {
                 headers.add("Idempotent-Replayed", "true")
                 return .json(201, JSONWriter.serialize(.object(["job": job.summaryJSON])), headers: headers)
             case .conflict:
-                return .error(422, code: "idempotency_key_reused", "this Idempotency-Key was used with a different body")
+                return APIError(422, "idempotency_key_reused", "this Idempotency-Key was used with a different body").response
             }
         }
         let value: JSONValue
         do {
             value = try JSONParser.parse(request.body)
         } catch {
-            return .error(400, code: "invalid_json", "the body is not valid JSON: \(error)")
+            return APIError.invalidJSON("\(error)").response
         }
-        do {
-            let launch = try LaunchRequest(json: value)
-            let job = try manager.launch(launch)
+        do throws(APIError) {
+            let job = try commands.launch(value)
             if let key { idempotency.store(key, body: request.body, jobId: job.id, now: WallClock.milliseconds()) }
             return .json(201, JSONWriter.serialize(.object(["job": job.summaryJSON])))
         } catch {
-            var body: [JSONValue.Member] = [.init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
-            if let field = error.field { body.append(.init("field", .string(field))) }
-            return .json(error.httpStatus, JSONWriter.serialize(.object(body)))
+            return error.response
         }
     }
 
@@ -216,7 +210,7 @@ public final class Gateway {
     // MARK: streams
 
     private func allJobsStream(_ request: HTTPRequest, principal: Principal) -> HTTPServer.Response {
-        guard let hub else { return .error(404, code: "not_found", "streams are not served here") }
+        guard let hub else { return APIError.notFound("streams are not served here").response }
         let query = Self.query(request.head.target)
         let lastEventID = ServerSentEvents.lastEventID(request.head.headers)
         let raw = query["events"] == "true"
@@ -226,11 +220,11 @@ public final class Gateway {
     }
 
     private func jobStream(_ request: HTTPRequest, id: String, principal: Principal) -> HTTPServer.Response {
-        guard let hub else { return .error(404, code: "not_found", "streams are not served here") }
-        guard let job = manager.job(id) else { return Self.unknownJob(id) }
+        guard let hub else { return APIError.notFound("streams are not served here").response }
+        guard let job = manager.job(id) else { return APIError.unknownJob(id).response }
         let query = Self.query(request.head.target)
         guard let sinceQuery = Self.nonNegative(query["since"], default: 0) else {
-            return .error(400, code: "invalid_query", "since must be a non-negative integer")
+            return APIError.invalidQuery("since must be a non-negative integer").response
         }
         let since = ServerSentEvents.lastEventID(request.head.headers) ?? sinceQuery
         if hub.streamIsFinished(job: job, since: since) {
@@ -334,7 +328,7 @@ public final class Gateway {
         switch request.head.method {
         case "POST":
             guard principal == .token else {
-                return .error(401, code: "unauthorized", "a session is made with the token (Authorization: Bearer <token>)")
+                return APIError(401, "unauthorized", "a session is made with the token (Authorization: Bearer <token>)").response
             }
             let (credential, session) = sessions.create(now: WallClock.milliseconds())
             saveSessionsIfNeeded()
@@ -348,7 +342,7 @@ public final class Gateway {
             switch principal {
             case .session(let key)?: sessions.revoke(key: key)
             case .token?: sessions.revokeAll()
-            case nil: return .error(401, code: "unauthorized", "missing or wrong token")
+            case nil: return APIError.unauthorized.response
             }
             // Its streams and WebSockets end now, not at the next check.
             checkCredentials(now: WallClock.milliseconds())
@@ -357,7 +351,7 @@ public final class Gateway {
             response.proves = false
             return response
         case "GET":
-            guard let principal else { return .error(401, code: "unauthorized", "missing or wrong token") }
+            guard let principal else { return APIError.unauthorized.response }
             let kind = principal == .token ? "token" : "session"
             return .json(200, Array("{\"authenticated\":true,\"kind\":\"\(kind)\"}".utf8), headers: headers)
         default:
@@ -376,7 +370,7 @@ public final class Gateway {
         let contentType = request.head.headers["Content-Type"] ?? ""
         let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercasedASCII() } ?? ""
         guard mediaType == "application/json" else {
-            return .error(415, code: "unsupported_media_type", "send the body as Content-Type: application/json")
+            return APIError.unsupportedMediaType.response
         }
         return nil
     }
@@ -384,8 +378,8 @@ public final class Gateway {
     /// The dashboard: public files (the page must load to read its token), framed by no one.
     private func serveFile(_ path: Substring, method: String) -> HTTPServer.Response {
         guard method == "GET" || method == "HEAD" else { return Self.methodNotAllowed("GET") }
-        guard let staticFiles else { return .error(404, code: "not_found", "no route for \(path) (the dashboard is not installed)") }
-        guard let file = staticFiles.file(for: path) else { return .error(404, code: "not_found", "no file at \(path)") }
+        guard let staticFiles else { return APIError.notFound("no route for \(path) (the dashboard is not installed)").response }
+        guard let file = staticFiles.file(for: path) else { return APIError.notFound("no file at \(path)").response }
         var headers = HTTPHeaders()
         headers.add("Content-Type", file.contentType)
         headers.add("Cache-Control", "no-cache")
@@ -430,14 +424,8 @@ public final class Gateway {
         }
     }
 
-    static func unknownJob(_ id: String) -> HTTPServer.Response {
-        .error(404, code: "unknown_job", "no job \(id)")
-    }
-
     static func methodNotAllowed(_ allowed: String) -> HTTPServer.Response {
-        var response = HTTPServer.Response.error(405, code: "method_not_allowed", "use \(allowed)")
-        response.headers.add("Allow", allowed)
-        return response
+        APIError.methodNotAllowed(allowed).response
     }
 
     /// `a=1&b=2` → ["a": "1", "b": "2"] (no percent-decoding needed for our integer params).

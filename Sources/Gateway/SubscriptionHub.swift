@@ -291,55 +291,32 @@ public final class SubscriptionHub {
 
     private func received(_ session: WebSocketSession, _ message: WebSocketConnection.Message) {
         guard let viewer = viewers[ObjectIdentifier(session.tcp)] else { return }
-        guard message.isText, let value = try? JSONParser.parse(message.payload), case .object = value else {
-            return sendControl(viewer, Self.error(nil, "invalid_message", "send one JSON object per text message"))
-        }
-        let request = value["req"]
-        switch value["op"]?.stringValue {
-        case "subscribe":
-            guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "subscribe needs job")) }
-            let since = value["since"]?.intValue ?? 0
-            guard since >= 0 else { return sendControl(viewer, Self.error(request, "invalid_message", "since must be ≥ 0")) }
-            guard viewer.subscriptions[job] != nil || viewer.subscriptions.count < maxSubscriptionsPerConnection else {
-                return sendControl(viewer, Self.error(request, "too_many_subscriptions", "at most \(maxSubscriptionsPerConnection) subscriptions per connection"))
-            }
-            subscribe(viewer, job: job, since: since, rawEvents: value["events"]?.boolValue ?? false, request: request)
-        case "unsubscribe":
-            guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "unsubscribe needs job")) }
-            if job == "*" {
-                lifecycleViewers[ObjectIdentifier(viewer.tcp)] = nil
-                viewer.snapshotWanted = false
-            } else {
-                detach(viewer, from: job)
-            }
-            sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
-        case "launch":
-            do {
-                // The launch fields sit beside op and req, which are the message's own.
-                guard case .object(let members) = value else { return }
-                let fields = JSONValue.object(members.filter { $0.key != "op" && $0.key != "req" })
-                let job = try manager.launch(LaunchRequest(json: fields))
-                sendControl(viewer, Self.ack(request, [.init("job", job.summaryJSON)]))
-            } catch {
-                var members: [JSONValue.Member] = [.init("type", "error"), .init("error", .string(error.message)), .init("code", .string(error.code.rawValue))]
-                if let field = error.field { members.append(.init("field", .string(field))) }
-                if let request { members.append(.init("req", request)) }
-                sendControl(viewer, .object(members))
-            }
-        case "kill":
-            guard let job = value["job"]?.stringValue else { return sendControl(viewer, Self.error(request, "invalid_message", "kill needs job")) }
-            if job == "*" { return sendControl(viewer, Self.ack(request, [.init("killed", .int(manager.killAll()))])) }
-            do throws(JobManager.KillError) {
-                try manager.kill(job)
-                sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
-            } catch {
-                switch error {
-                case .notFound: sendControl(viewer, Self.error(request, "unknown_job", "no job \(job)"))
-                case .alreadyFinished(_, let status): sendControl(viewer, Self.error(request, "already_finished", "job \(job) already finished (\(status.rawValue))"))
+        let (parsed, request) = ViewerCommand.parse(message.payload, isText: message.isText)
+        let commands = JobCommands(manager: manager)
+        do throws(APIError) {
+            switch try parsed.get() {
+            case .subscribe(let job, let since, let rawEvents):
+                guard viewer.subscriptions[job] != nil || viewer.subscriptions.count < maxSubscriptionsPerConnection else {
+                    throw APIError(400, "too_many_subscriptions", "at most \(maxSubscriptionsPerConnection) subscriptions per connection")
                 }
+                subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: request)
+            case .unsubscribe(let job):
+                if job == "*" {
+                    lifecycleViewers[ObjectIdentifier(viewer.tcp)] = nil
+                    viewer.snapshotWanted = false
+                } else {
+                    detach(viewer, from: job)
+                }
+                sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
+            case .launch(let fields):
+                sendControl(viewer, Self.ack(request, [.init("job", try commands.launch(fields).summaryJSON)]))
+            case .kill(let job):
+                if job == "*" { return sendControl(viewer, Self.ack(request, [.init("killed", .int(commands.killAll()))])) }
+                _ = try commands.kill(job)
+                sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
             }
-        default:
-            sendControl(viewer, Self.error(request, "unknown_op", "op must be subscribe, unsubscribe, launch or kill"))
+        } catch {
+            sendControl(viewer, error.message(request: request))
         }
     }
 
@@ -471,7 +448,7 @@ public final class SubscriptionHub {
             return
         }
         guard let current = manager.job(job) else {
-            sendControl(viewer, Self.error(request, "unknown_job", "no job \(job)"))
+            sendControl(viewer, APIError.unknownJob(job).message(request: request))
             if viewer.closesWhenJobEnds { viewer.closeNow(.policyViolation, reason: "unknown job") }
             return
         }
@@ -777,11 +754,6 @@ public final class SubscriptionHub {
         return .object(all + members)
     }
 
-    static func error(_ request: JSONValue?, _ code: String, _ message: String) -> JSONValue {
-        var all: [JSONValue.Member] = [.init("type", "error"), .init("error", .string(message)), .init("code", .string(code))]
-        if let request { all.append(.init("req", request)) }
-        return .object(all)
-    }
 
 }
 

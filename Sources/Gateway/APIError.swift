@@ -1,0 +1,78 @@
+import AgentCore
+import HTTPCore
+
+/// Why a request is refused, said the same way wherever it was made: a REST answer
+/// (`{"error","code","field"}` with the status) or a WebSocket message (`{"type":"error",…}`
+/// with the request's `req`). Every refusal the API makes is one of these, built here.
+public struct APIError: Error, Sendable, Equatable {
+    public let status: Int
+    /// Stable, for programs (`unknown_job`); `message` is for people.
+    public let code: String
+    public let message: String
+    /// The request field at fault, when one is.
+    public var field: String?
+    /// For 405: the methods the route takes (the `Allow` header).
+    public var allowed: String?
+
+    public init(_ status: Int, _ code: String, _ message: String, field: String? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+    }
+
+    /// A launch refused by the engine (400 naming the field, or 507 for a full disk).
+    public init(_ error: LaunchError) {
+        self.init(error.httpStatus, error.code.rawValue, error.message, field: error.field)
+    }
+
+    /// The engine's kill refused.
+    init(_ error: JobManager.KillError) {
+        switch error {
+        case .notFound(let id): self = .unknownJob(id)
+        case .alreadyFinished(let id, let status): self.init(409, "already_finished", "job \(id) already finished (\(status.rawValue))")
+        }
+    }
+
+    // MARK: the catalogue
+
+    static func unknownJob(_ id: String) -> APIError { APIError(404, "unknown_job", "no job \(id)") }
+    static func notFound(_ what: String) -> APIError { APIError(404, "not_found", what) }
+    static func invalidQuery(_ message: String) -> APIError { APIError(400, "invalid_query", message) }
+    static func invalidMessage(_ message: String) -> APIError { APIError(400, "invalid_message", message) }
+    static func invalidJSON(_ detail: String) -> APIError { APIError(400, "invalid_json", "the body is not valid JSON: \(detail)") }
+    static let unauthorized = APIError(401, "unauthorized", "missing or wrong token")
+    static let forbiddenHost = APIError(403, "forbidden_host", "Host is not a loopback name or a configured one")
+    static let forbiddenOrigin = APIError(403, "forbidden_origin", "Origin is not allowed to change state here")
+    static let unsupportedMediaType = APIError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
+
+    static func methodNotAllowed(_ allowed: String) -> APIError {
+        var error = APIError(405, "method_not_allowed", "use \(allowed)")
+        error.allowed = allowed
+        return error
+    }
+
+    // MARK: rendering
+
+    /// `{"error":…,"code":…,"field":…}`.
+    var members: [JSONValue.Member] {
+        var members: [JSONValue.Member] = [.init("error", .string(message)), .init("code", .string(code))]
+        if let field { members.append(.init("field", .string(field))) }
+        return members
+    }
+
+    /// The REST answer.
+    var response: HTTPServer.Response {
+        var response = HTTPServer.Response.json(status, JSONWriter.serialize(.object(members)))
+        if let allowed { response.headers.add("Allow", allowed) }
+        return response
+    }
+
+    /// The WebSocket (or SSE) message, echoing the request's `req`.
+    func message(request: JSONValue?) -> JSONValue {
+        var all: [JSONValue.Member] = [.init("type", "error")]
+        all += members
+        if let request { all.append(.init("req", request)) }
+        return .object(all)
+    }
+}

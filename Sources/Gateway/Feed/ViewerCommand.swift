@@ -1,0 +1,44 @@
+import AgentCore
+
+/// One message a WebSocket client sends on `/ws`, checked: what the hub does with it, or the
+/// error it answers. No I/O, so every malformed message is a unit test.
+enum ViewerCommand: Equatable {
+    case subscribe(job: String, since: Int, rawEvents: Bool)
+    case unsubscribe(job: String)
+    /// The launch request's fields (the message without `op` and `req`).
+    case launch(JSONValue)
+    /// `"*"`: every running job.
+    case kill(job: String)
+
+    /// Parses a text message; the error names what is wrong. `request` is the message's
+    /// `req` (echoed in the answer), when it has one.
+    static func parse(_ payload: [UInt8], isText: Bool) -> (command: Result<ViewerCommand, APIError>, request: JSONValue?) {
+        guard isText, let value = try? JSONParser.parse(payload), case .object(let members) = value else {
+            return (.failure(.invalidMessage("send one JSON object per text message")), nil)
+        }
+        let request = value["req"]
+        return (parse(value, members: members), request)
+    }
+
+    private static func parse(_ value: JSONValue, members: [JSONValue.Member]) -> Result<ViewerCommand, APIError> {
+        let op = value["op"]?.stringValue
+        switch op {
+        case "subscribe":
+            guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("subscribe needs job")) }
+            let since = value["since"]?.intValue ?? 0
+            guard since >= 0 else { return .failure(.invalidMessage("since must be ≥ 0")) }
+            return .success(.subscribe(job: job, since: since, rawEvents: value["events"]?.boolValue ?? false))
+        case "unsubscribe":
+            guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("unsubscribe needs job")) }
+            return .success(.unsubscribe(job: job))
+        case "launch":
+            // The launch fields sit beside op and req, which are the message's own.
+            return .success(.launch(.object(members.filter { $0.key != "op" && $0.key != "req" })))
+        case "kill":
+            guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("kill needs job")) }
+            return .success(.kill(job: job))
+        default:
+            return .failure(APIError(400, "unknown_op", "op must be subscribe, unsubscribe, launch or kill"))
+        }
+    }
+}

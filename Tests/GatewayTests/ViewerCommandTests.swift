@@ -1,0 +1,59 @@
+import AgentCore
+import Testing
+
+@testable import Gateway
+
+/// What `/ws` makes of each message, and how a refusal is said on each transport.
+@Suite struct ViewerCommandTests {
+    static func parse(_ text: String, isText: Bool = true) -> (Result<ViewerCommand, APIError>, JSONValue?) {
+        let (command, request) = ViewerCommand.parse(Array(text.utf8), isText: isText)
+        return (command, request)
+    }
+
+    @Test func wellFormedOpsBecomeCommands() throws {
+        #expect(try Self.parse(#"{"op":"subscribe","job":"j","since":7,"events":true,"req":1}"#).0.get() == .subscribe(job: "j", since: 7, rawEvents: true))
+        #expect(try Self.parse(#"{"op":"subscribe","job":"j"}"#).0.get() == .subscribe(job: "j", since: 0, rawEvents: false))
+        #expect(try Self.parse(#"{"op":"unsubscribe","job":"*"}"#).0.get() == .unsubscribe(job: "*"))
+        #expect(try Self.parse(#"{"op":"kill","job":"*","req":"k"}"#).0.get() == .kill(job: "*"))
+        // A launch keeps its fields, not the message's own op and req.
+        let launch = try Self.parse(#"{"op":"launch","req":3,"provider":"claude","prompt":"hi"}"#).0.get()
+        #expect(launch == .launch(.object(["provider": "claude", "prompt": "hi"])))
+        #expect(Self.parse(#"{"op":"kill","job":"x","req":{"n":1}}"#).1 == .object(["n": .int(1)]))
+    }
+
+    @Test func malformedMessagesAreRefusedWithACodeAndTheirReq() {
+        let cases: [(String, String)] = [
+            ("not json", "invalid_message"),
+            ("[1,2]", "invalid_message"),
+            (#"{"op":"subscribe","req":1}"#, "invalid_message"),
+            (#"{"op":"subscribe","job":"j","since":-1}"#, "invalid_message"),
+            (#"{"op":"unsubscribe"}"#, "invalid_message"),
+            (#"{"op":"kill","job":5}"#, "invalid_message"),
+            (#"{"op":"explode","req":9}"#, "unknown_op"),
+            (#"{"job":"j"}"#, "unknown_op"),
+        ]
+        for (text, code) in cases {
+            guard case .failure(let error) = Self.parse(text).0 else {
+                Issue.record("accepted: \(text)")
+                continue
+            }
+            #expect(error.code == code, "\(text)")
+            #expect(error.status == 400)
+        }
+        #expect(Self.parse(#"{"op":"subscribe"}"#, isText: false).0 == .failure(.invalidMessage("send one JSON object per text message")))
+    }
+
+    @Test func oneErrorSaysItselfOnRESTAndOnWebSocket() throws {
+        var error = APIError(400, "invalid_field", "bad model", field: "model")
+        let rest = error.response
+        #expect(rest.status == 400)
+        #expect(try JSONParser.parse(rest.body) == .object(["error": "bad model", "code": "invalid_field", "field": "model"]))
+        #expect(error.message(request: .int(4)) == .object(["type": "error", "error": "bad model", "code": "invalid_field", "field": "model", "req": .int(4)]))
+        error = .methodNotAllowed("GET, POST")
+        #expect(error.response.status == 405)
+        #expect(error.response.headers["Allow"] == "GET, POST")
+        #expect(APIError(LaunchError(.insufficientStorage, field: nil, "full")).status == 507)
+        #expect(APIError(JobManager.KillError.alreadyFinished("j", .done)).status == 409)
+        #expect(APIError(JobManager.KillError.notFound("j")) == .unknownJob("j"))
+    }
+}

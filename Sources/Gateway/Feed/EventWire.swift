@@ -1,4 +1,5 @@
 import AgentCore
+import EventLoop
 import WebSocketCore
 import WebSocketDeflate
 
@@ -25,6 +26,14 @@ enum EventWire {
         var perConnection = false
         /// Whether `job:event` lines (the agent's raw JSON) are wanted.
         var rawEvents = false
+    }
+
+    /// The label of the all-jobs stream's buffers (its events are numbered by version).
+    static let allJobsStream = "*"
+
+    /// Which event a buffer holds (see `OutboundBuffer.Label`).
+    static func label(_ event: JobEvent) -> OutboundBuffer.Label {
+        OutboundBuffer.Label(stream: event.jobId, events: event.seq...event.seq)
     }
 
     /// `id: N\nevent: type\ndata: {json}\n\n` (the JSON has no raw newlines).

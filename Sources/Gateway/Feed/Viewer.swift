@@ -67,14 +67,6 @@ final class Viewer {
         return false
     }
 
-    /// Closes at once: a refused stream (an unknown job), after the error that says why.
-    func closeNow(_ code: CloseCode, reason: String) {
-        switch transport {
-        case .websocket(let session): session.close(code, reason: reason)
-        case .sse(let tcp): tcp.closeAfterFlush()
-        }
-    }
-
     /// How replay is framed for this viewer and subscription.
     func framing(rawEvents: Bool) -> EventWire.Framing {
         var framing = EventWire.Framing(format: format, rawEvents: rawEvents)

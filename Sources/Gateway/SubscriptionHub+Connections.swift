@@ -1,0 +1,197 @@
+import AgentCore
+import EventLoop
+import HTTPCore
+import WebSocketCore
+import WebSocketServer
+
+/// WebSocket connections and their ops, SSE streams with their heartbeats and snapshots,
+/// and the credentials every connection keeps.
+extension SubscriptionHub {
+    // MARK: credentials
+
+    /// The sessions that open streams and WebSockets were opened with (their keys).
+    public func sessionKeysInUse() -> Set<String> {
+        var keys = Set<String>()
+        for viewer in viewers.values {
+            if case .session(let key) = viewer.principal { keys.insert(key) }
+        }
+        return keys
+    }
+
+    /// Ends the streams and WebSockets opened with a credential that no longer holds
+    /// (WebSocket close 4401 with `reason`; an SSE stream closes, and its reconnect gets 401).
+    public func endConnections(reason: String, where ended: (Gateway.Principal) -> Bool) {
+        for viewer in Array(viewers.values) where ended(viewer.principal) {
+            // Not one more event, even to a client that reads slowly: its subscriptions go
+            // now, and a stream's unsent bytes are dropped.
+            remove(ObjectIdentifier(viewer.tcp))
+            viewer.closeForEndedCredential(reason: reason)
+        }
+    }
+
+    // MARK: WebSocket connections
+
+    func opened(_ session: WebSocketSession) {
+        // Set by the gateway when it admitted the upgrade; a session without one is closed.
+        guard let admitted = session.userInfo as? AdmittedPrincipal else {
+            return session.close(Self.credentialEndedCloseCode, reason: "not authenticated")
+        }
+        session.userInfo = nil  // the viewer keeps it from here
+        let viewer = Viewer(transport: .websocket(session), principal: admitted.principal, timeouts: timeouts)
+        let key = ObjectIdentifier(session.tcp)
+        viewers[key] = viewer
+        session.tcp.onFlushed = { [unowned self] in self.flushed(key) }
+        guard let request = session.request else { return }
+        let path = request.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+        let parts = path.split(separator: "/").map(String.init)
+        // /ws/jobs/{id}?format=text|json&since=N: one job, then close when it ends.
+        if parts.count == 3, parts[0] == "ws", parts[1] == "jobs" {
+            let query = Gateway.query(request.target)
+            viewer.format = query["format"] == "json" ? .json : .text
+            viewer.closesWhenJobEnds = true
+            subscribe(viewer, job: parts[2], since: Gateway.nonNegative(query["since"], default: 0) ?? 0, rawEvents: false, request: nil)
+        }
+    }
+
+    func received(_ session: WebSocketSession, _ message: WebSocketConnection.Message) {
+        guard let viewer = viewers[ObjectIdentifier(session.tcp)] else { return }
+        let (parsed, request) = ViewerCommand.parse(message.payload, isText: message.isText)
+        let commands = JobCommands(manager: manager)
+        do throws(APIError) {
+            switch try parsed.get() {
+            case .subscribe(let job, let since, let rawEvents):
+                guard viewer.subscriptions[job] != nil || viewer.subscriptions.count < maxSubscriptionsPerConnection else {
+                    throw APIError(400, "too_many_subscriptions", "at most \(maxSubscriptionsPerConnection) subscriptions per connection")
+                }
+                subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: request)
+            case .unsubscribe(let job):
+                if job == "*" {
+                    lifecycleViewers[ObjectIdentifier(viewer.tcp)] = nil
+                    viewer.snapshotWanted = false
+                } else {
+                    detach(viewer, from: job)
+                }
+                sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
+            case .launch(let fields):
+                sendControl(viewer, Self.ack(request, [.init("job", try commands.launch(fields).summaryJSON)]))
+            case .kill(let job):
+                if job == "*" { return sendControl(viewer, Self.ack(request, [.init("killed", .int(commands.killAll()))])) }
+                _ = try commands.kill(job)
+                sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
+            }
+        } catch {
+            sendControl(viewer, error.message(request: request))
+        }
+    }
+
+    // MARK: SSE streams
+
+    /// Serves one job's events as `text/event-stream` on a connection whose response head is
+    /// queued: events after `since` (the `Last-Event-ID`), then live, then the connection
+    /// closes after `job:completed`. The job must exist.
+    public func attachJobStream(_ tcp: TCPConnection, job: String, since: Int, rawEvents: Bool, principal: Gateway.Principal) {
+        let viewer = attachStream(tcp, format: .sse, principal: principal)
+        viewer.closesWhenJobEnds = true
+        subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: nil)
+    }
+
+    /// Serves every job's events: a snapshot, then each event with the manager's version as
+    /// its id. A client that reconnects with a `Last-Event-ID` still in memory resumes
+    /// exactly; an older one gets `reset` and a fresh snapshot.
+    public func attachAllJobsStream(_ tcp: TCPConnection, lastEventID: Int?, rawEvents: Bool, principal: Gateway.Principal) {
+        let viewer = attachStream(tcp, format: .sseAll, principal: principal)
+        viewer.allRawEvents = rawEvents
+        allJobsViewers[ObjectIdentifier(tcp)] = viewer
+        recordingAllJobs = true
+        if let stopRecordingTimer { manager.loop.cancel(stopRecordingTimer) }
+        stopRecordingTimer = nil
+        if let lastEventID, lastEventID <= manager.version, recentAll.after(lastEventID, limit: 0) != nil || lastEventID == manager.version {
+            viewer.allCursor = lastEventID
+            catchUpAll(viewer)
+        } else {
+            if lastEventID != nil { sendControl(viewer, .object(["type": "reset", "version": .int(manager.version)])) }
+            sendSnapshot(viewer)
+        }
+    }
+
+    /// Whether a job's stream would have nothing more to say to a client at `since` (the
+    /// job ended and it saw the end): such a reconnect is answered 204, which tells an
+    /// EventSource to stop reconnecting.
+    public func streamIsFinished(job: Job, since: Int) -> Bool {
+        job.status.isFinished && since >= job.lastSeq
+    }
+
+    func attachStream(_ tcp: TCPConnection, format: EventWire.Format, principal: Gateway.Principal) -> Viewer {
+        let viewer = Viewer(transport: .sse(tcp), principal: principal, timeouts: timeouts)
+        viewer.format = format
+        let key = ObjectIdentifier(tcp)
+        viewers[key] = viewer
+        tcp.maxQueuedBytes = websockets.configuration.maxQueuedBytes
+        tcp.onRead = { _ in }  // a stream's client has nothing more to say
+        tcp.onPeerClosed = { [unowned tcp] in tcp.close() }
+        tcp.onClose = { [unowned self] in self.remove(key) }
+        tcp.onQueueOverBound = { [unowned self] in self.overBound(key) }
+        tcp.onDrained = { [unowned self] in self.drained(key) }
+        tcp.onFlushed = { [unowned self] in self.flushed(key) }
+        tcp.enqueue(ServerSentEvents.retry(milliseconds: 2_000))
+        scheduleHeartbeat()
+        return viewer
+    }
+
+    func scheduleHeartbeat() {
+        guard heartbeat == nil else { return }
+        heartbeat = manager.loop.schedule(afterMilliseconds: heartbeatMilliseconds) { [weak self] in
+            guard let self else { return }
+            self.heartbeat = nil
+            let bytes = OutboundBuffer(ServerSentEvents.heartbeat())
+            var any = false
+            for viewer in self.viewers.values where viewer.isStream {
+                any = true
+                if viewer.pacing.isFlowing { viewer.tcp.enqueue(bytes) }
+            }
+            if any { self.scheduleHeartbeat() }
+        }
+    }
+
+    /// An all-jobs stream's snapshot, with the version as its event id.
+    func sendSnapshot(_ viewer: Viewer) {
+        viewer.allCursor = manager.version
+        sendSnapshotNow(viewer)
+    }
+
+    /// `{"type":"snapshot","jobs":[…],"version":N}`, built once per version.
+    var snapshot: SharedMessage {
+        if let snapshotCache { return snapshotCache }
+        let value: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.summaryJSON)), "version": .int(manager.version)])
+        let message = SharedMessage(payload: JSONWriter.serialize(value), isText: true, compressor: compressor)
+        snapshotCache = message
+        return message
+    }
+
+    /// Queues the current snapshot: a text message on a WebSocket, an event with the version
+    /// as its id on an SSE stream.
+    func sendSnapshotNow(_ viewer: Viewer) {
+        viewer.sendSnapshot(snapshot, version: manager.version)
+    }
+
+    /// Sends a `"*"` viewer the snapshot it asked for, unless it got one less than
+    /// `snapshotIntervalMilliseconds` ago: then one timer sends it when the interval ends,
+    /// newer than every request it answers. Nothing is queued while the viewer is paused
+    /// (its queue is full); `drained` calls this again.
+    func sendWantedSnapshot(_ viewer: Viewer) {
+        guard viewer.snapshotWanted, viewer.snapshotTimer == nil, viewer.pacing.isFlowing else { return }
+        let now = MonotonicClock.milliseconds()
+        if let last = viewer.snapshotSentAt, now - last < snapshotIntervalMilliseconds {
+            viewer.snapshotTimer = manager.loop.schedule(afterMilliseconds: last + snapshotIntervalMilliseconds - now) {
+                [weak self, weak viewer] in
+                guard let self, let viewer else { return }
+                viewer.snapshotTimer = nil
+                self.sendWantedSnapshot(viewer)
+            }
+            return
+        }
+        viewer.snapshotWanted = false
+        viewer.snapshotSentAt = now
+        sendSnapshotNow(viewer)
+    }
+}

@@ -1,0 +1,145 @@
+import AgentCore
+import EventLoop
+import HTTPCore
+import WebSocketCore
+import WebSocketServer
+
+/// Catching viewers up from the store: one history slice at a time per viewer, read and
+/// framed off the loop, and what to say when the store ends short.
+extension SubscriptionHub {
+    /// Catches a viewer up after a pause: its all-jobs stream from memory, its job cursors
+    /// from the event files.
+    func catchUp(_ viewer: Viewer) {
+        if viewer.allCursor != nil { catchUpAll(viewer) }
+        pump(viewer)
+    }
+
+    func flushed(_ key: ObjectIdentifier) {
+        guard let viewer = viewers[key] else { return }
+        pump(viewer)
+    }
+
+    /// Starts the next history read for a viewer that is behind on some job, when it is
+    /// flowing, has no read out and little queued: one slice at a time, each asked for when
+    /// the previous one is nearly written, so a replay runs at the pace the viewer reads.
+    func pump(_ viewer: Viewer) {
+        guard viewer.pacing.isFlowing, !viewer.readInFlight, viewer.tcp.isOpen,
+            viewer.tcp.queuedBytes < replaySliceBytes
+        else { return }
+        let behind = viewer.subscriptions.values.filter { $0.cursor.state == .behind }
+        guard !behind.isEmpty else { return }
+        // The files then hold every event written so far: a slice that ends before that has
+        // lost some. A cursor at the end of what is stored waits for more (a disk that
+        // refuses writes): the next event of its job calls this again.
+        manager.flushLogs()
+        guard let subscription = behind.filter({ $0.cursor.lastSent < manager.storedLastSeq(of: $0.job) }).min(by: { $0.job < $1.job }),
+            let after = subscription.cursor.nextRead()
+        else { return replayUnstored(viewer, behind) }
+        let stored = manager.storedLastSeq(of: subscription.job)
+        viewer.readInFlight = true
+        let request = HistoryReader.Request(
+            job: subscription.job, after: after, maxBytes: replaySliceBytes,
+            framing: viewer.framing(rawEvents: subscription.rawEvents))
+        history.read(request, loop: manager.loop) { [weak self, weak viewer] replay in
+            guard let self, let viewer else { return }
+            viewer.readInFlight = false
+            self.replayed(replay, stored: stored, to: viewer, subscription)
+        }
+    }
+
+    /// A slice read for a viewer: queued as it is (one buffer), then the cursor moves on.
+    /// `stored`: the job's last seq in its file when the read was asked for.
+    func replayed(_ replay: EventWire.Replay, stored: Int, to viewer: Viewer, _ subscription: Subscription) {
+        guard viewers[ObjectIdentifier(viewer.tcp)] === viewer, viewer.subscriptions[subscription.job] === subscription,
+            viewer.pacing.isOpen
+        else { return pump(viewer) }
+        guard let job = manager.job(subscription.job) else { return }
+        if let gap = replay.gap { sendGap(viewer, job: job.id, gap) }
+        write(replay, job: job.id, to: viewer)
+        var through = replay.through
+        var gap: ClosedRange<Int>?
+        var sawLast = replay.sawLast
+        let lastSent = max(subscription.cursor.lastSent, replay.gap?.upperBound ?? 0, through ?? 0)
+        if replay.through == nil, replay.gap == nil, replay.reachedEnd, lastSent < stored {
+            // The file ends before what was written to it: events were lost (a damaged or
+            // missing file). Said, never skipped in silence; a finished job's stream still
+            // ends with its `job:completed`.
+            if job.status.isFinished, stored == job.lastSeq {
+                if lastSent + 1 <= job.lastSeq - 1 {
+                    gap = (lastSent + 1)...(job.lastSeq - 1)
+                    sendGap(viewer, job: job.id, gap!)
+                }
+                let completed = JobEvent(jobId: job.id, seq: job.lastSeq, time: job.endedAt ?? WallClock.milliseconds(), payload: .completed(job))
+                var shared = SharedEncodings()
+                write(completed, completed.encoded(), version: nil, to: viewer, shared: &shared)
+                through = job.lastSeq
+                sawLast = true
+            } else {
+                gap = (lastSent + 1)...stored
+                sendGap(viewer, job: job.id, gap!)
+            }
+        }
+        switch subscription.cursor.replayed(through: through, gap: replay.gap ?? gap, sawLast: sawLast, lastSeq: job.lastSeq) {
+        case .ended: return end(viewer)
+        case .current: sendPartial(subscription)
+        case .behind: break
+        }
+        pump(viewer)
+    }
+
+    /// While the disk refuses writes, a viewer at the end of what is stored gets the newer
+    /// events from memory (a slice per call), so it sees the job stop and why.
+    func replayUnstored(_ viewer: Viewer, _ behind: [Subscription]) {
+        for subscription in behind.sorted(by: { $0.job < $1.job }) {
+            guard let job = manager.job(subscription.job),
+                let slice = manager.unstoredEvents(of: job.id, after: subscription.cursor.lastSent, maxBytes: replaySliceBytes),
+                subscription.cursor.nextRead() != nil
+            else { continue }
+            let replay = EventWire.replay(slice, framing: viewer.framing(rawEvents: subscription.rawEvents), compressor: compressor)
+            if let gap = replay.gap { sendGap(viewer, job: job.id, gap) }
+            write(replay, job: job.id, to: viewer)
+            switch subscription.cursor.replayed(through: replay.through, gap: replay.gap, sawLast: replay.sawLast, lastSeq: job.lastSeq) {
+            case .ended: return end(viewer)
+            case .current: sendPartial(subscription)
+            case .behind: break
+            }
+            return
+        }
+    }
+
+    func write(_ replay: EventWire.Replay, job: String, to viewer: Viewer) {
+        bytesSent += viewer.write(replay, job: job)
+        eventsSent += replay.events
+    }
+
+    /// `{"type":"gap","job":…,"from":N,"to":M}`: seqs N…M of the job are not in the store.
+    func sendGap(_ viewer: Viewer, job: String, _ gap: ClosedRange<Int>) {
+        sendControl(viewer, .object(["type": "gap", "job": .string(job), "from": .int(gap.lowerBound), "to": .int(gap.upperBound)]))
+    }
+
+    /// The line being streamed, if any, to a viewer that just became current on its job.
+    func sendPartial(_ subscription: Subscription) {
+        guard subscription.viewer.pacing.isFlowing, subscription.cursor.lastSent == manager.job(subscription.job)?.lastSeq,
+            let bytes = manager.encodedPartial(of: subscription.job)
+        else { return }
+        var shared = SharedEncodings()
+        writePartial(bytes, to: subscription, shared: &shared)
+    }
+
+    /// An all-jobs stream after a pause: the missed events from memory, or a reset and a
+    /// new snapshot when they are no longer there.
+    func catchUpAll(_ viewer: Viewer) {
+        while viewer.pacing.isFlowing, let cursor = viewer.allCursor, cursor < manager.version {
+            guard let events = recentAll.after(cursor, limit: Self.allJobsReplayBatch) else {
+                sendControl(viewer, .object(["type": "reset", "version": .int(manager.version)]))
+                sendSnapshot(viewer)
+                return
+            }
+            guard !events.isEmpty else { return }
+            for (key, entry) in events {
+                guard viewer.pacing.isFlowing else { return }
+                deliverToAllJobsStream(viewer, entry.event, entry.bytes, version: key, shared: &entry.encodings)
+            }
+        }
+    }
+}

@@ -87,4 +87,7 @@ export const api = {
   launch: (request) => call("POST", "/api/agents/jobs", request),
   kill: (id) => call("DELETE", `/api/agents/jobs/${encodeURIComponent(id)}`),
   killAll: () => call("DELETE", "/api/agents/jobs"),
+  deleteJob: (id) => call("POST", `/api/agents/jobs/${encodeURIComponent(id)}/delete`),
+  /** A page of the job list, newest first, older than `cursor` (a page's nextCursor). */
+  jobs: (cursor, limit = 100) => call("GET", `/api/agents/jobs?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
 };

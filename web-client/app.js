@@ -22,6 +22,9 @@ const state = {
   capabilities: null,
   selected: null,
   filter: "",
+  /** Jobs on the server (the snapshot's `total`), and where the next older page starts. */
+  totalJobs: 0,
+  olderCursor: null,
 };
 
 let connection;
@@ -207,6 +210,9 @@ function renderJobs() {
     $("#jobs-empty").textContent = jobs.length ? "No jobs with this status." : "No jobs yet. Launch one on the left.";
     const running = jobs.filter((job) => job.status === "running" || job.status === "starting").length;
     $("#kill-all").disabled = running === 0;
+    // The snapshot holds the running jobs and the newest finished ones; older ones come a page
+    // at a time from the job list.
+    $("#jobs-older").hidden = state.jobs.size >= state.totalJobs;
     renderSelectedHeader();
   });
 }
@@ -287,6 +293,37 @@ async function killJob(id) {
   }
 }
 
+async function confirmDelete() {
+  const job = state.jobs.get(state.selected);
+  if (!job) return;
+  $("#confirm-delete-text").textContent = `Job ${job.id}, its log and its files will be removed from the server for good.`;
+  const dialog = $("#confirm-delete");
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+/** The next page of older jobs from the job list (the snapshot has only the newest). */
+async function loadOlderJobs() {
+  const button = $("#jobs-older");
+  button.disabled = true;
+  try {
+    // The snapshot has every running job and the newest finished ones: older pages start
+    // after the oldest finished job shown.
+    const finished = [...state.jobs.values()].filter((job) => !isActive(job));
+    const oldest = finished.reduce((a, b) => (a && a.createdAt <= b.createdAt ? a : b), null);
+    const cursor = state.olderCursor ?? (oldest ? `${oldest.createdAt}.${oldest.id}` : null);
+    const page = await api.jobs(cursor);
+    for (const job of page.jobs) if (!state.jobs.has(job.id)) state.jobs.set(job.id, job);
+    state.olderCursor = page.nextCursor;
+    if (!page.nextCursor) state.totalJobs = state.jobs.size;
+    renderJobs();
+  } catch (error) {
+    alert(`Could not load older jobs: ${error.message}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function confirmKillAll() {
   const running = [...state.jobs.values()].filter((job) => job.status === "running" || job.status === "starting").length;
   $("#confirm-text").textContent = `${running} running job${running === 1 ? "" : "s"} will get SIGTERM, then SIGKILL after the grace period.`;
@@ -318,6 +355,7 @@ function renderSelectedHeader() {
   const prompt = $("#job-prompt");
   if (prompt.textContent !== job.prompt) prompt.textContent = job.prompt ?? "";
   $("#job-kill").hidden = !(job.status === "running" || job.status === "starting");
+  $("#job-delete").hidden = isActive(job);
   renderResult(job);
 }
 
@@ -403,6 +441,14 @@ function onMessage(message) {
   switch (message.type) {
     case "snapshot":
       state.jobs = new Map(message.jobs.map((job) => [job.id, job]));
+      state.totalJobs = message.total ?? message.jobs.length;
+      state.olderCursor = null;
+      renderJobs();
+      return;
+    case "job:deleted":
+      state.jobs.delete(message.job);
+      state.totalJobs = Math.max(0, (state.totalJobs ?? 1) - 1);
+      if (message.job === state.selected) $("#job-meta").textContent = "This job was deleted.";
       renderJobs();
       return;
     case "job:started":
@@ -466,6 +512,18 @@ function wire() {
     }
   });
   $("#job-kill").addEventListener("click", () => state.selected && killJob(state.selected));
+  $("#job-delete").addEventListener("click", confirmDelete);
+  $("#jobs-older").addEventListener("click", loadOlderJobs);
+  $("#confirm-delete").addEventListener("close", async () => {
+    const id = state.selected;
+    if ($("#confirm-delete").returnValue !== "delete" || !id) return;
+    try {
+      await api.deleteJob(id);
+      select(null);
+    } catch (error) {
+      alert(`Could not delete ${id}: ${error.message}`);
+    }
+  });
   $("#job-close").addEventListener("click", () => { history.pushState(null, "", location.pathname); routeFromHash(); });
   $("#log-search").addEventListener("input", (event) => {
     const count = log.search(event.target.value);

@@ -34,6 +34,16 @@ public struct APIError: Error, Sendable, Equatable {
         }
     }
 
+    /// The engine's delete refused.
+    init(_ error: JobManager.DeleteError) {
+        switch error {
+        case .notFound(let id): self = .unknownJob(id)
+        case .stillRunning(let id, let status):
+            self.init(409, "still_running", "job \(id) has not finished (\(status.rawValue)); kill it first")
+        case .storage(let message): self.init(507, "insufficient_storage", message)
+        }
+    }
+
     // MARK: the catalogue
 
     static func unknownJob(_ id: String) -> APIError { APIError(404, "unknown_job", "no job \(id)") }

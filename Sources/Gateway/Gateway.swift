@@ -106,7 +106,7 @@ public final class Gateway {
             }
         case ("GET", .jobEvents(let id)):
             guard manager.job(id) != nil else { return APIError.unknownJob(id).response }
-            let query = Self.query(request.head.target)
+            let query = Self.query(request.head.target) ?? [:]
             guard let since = Self.nonNegative(query["since"], default: 0), let limit = Self.nonNegative(query["limit"], default: 1000),
                 limit > 0, limit <= 10_000
             else {
@@ -122,11 +122,18 @@ public final class Gateway {
             return .json(200, body)
         case ("GET", .jobStream(let id)):
             return jobStream(request, id: id, principal: principal)
+        case ("POST", .jobDelete(let id)):
+            do throws(APIError) {
+                try commands.delete(id)
+                return .json(200, JSONWriter.serialize(.object(["deleted": .string(id)])))
+            } catch {
+                return error.response
+            }
         case (_, .jobs):
             return Self.methodNotAllowed("GET, POST, DELETE")
         case (_, .job):
             return Self.methodNotAllowed("GET, DELETE")
-        case (_, .capabilitiesRefresh):
+        case (_, .capabilitiesRefresh), (_, .jobDelete):
             return Self.methodNotAllowed("POST")
         case (_, .capabilities), (_, .jobEvents), (_, .jobsStream), (_, .jobStream):
             return Self.methodNotAllowed("GET")
@@ -137,18 +144,31 @@ public final class Gateway {
 
     // MARK: jobs
 
-    /// `{jobs, version}`; `?since=<version>` answers 304 while nothing changed, so a poller
-    /// pays for a body only when there is news.
+    /// `{jobs, version, nextCursor}`: a page of the job list, newest first (`limit`, 100 by
+    /// default), filtered by `status`, `provider` and `label`, the next page after `cursor`;
+    /// `?since=<version>` answers 304 while nothing changed, so a poller pays for a body only
+    /// when there is news.
     private func listJobs(_ request: HTTPRequest) -> HTTPServer.Response {
-        let query = Self.query(request.head.target)
+        guard let query = Self.query(request.head.target) else {
+            return APIError.invalidQuery("the query string is not valid percent-encoded UTF-8").response
+        }
         guard let since = Self.nonNegative(query["since"], default: -1) else {
             return APIError.invalidQuery("since must be a non-negative integer (a version from an earlier answer)").response
+        }
+        let jobQuery: JobQuery
+        switch JobQuery.parse(query) {
+        case .success(let parsed): jobQuery = parsed
+        case .failure(let failure): return APIError(400, "invalid_query", failure.message, field: failure.field).response
         }
         var headers = HTTPHeaders()
         headers.add("Cache-Control", "no-store")
         if since == manager.version { return HTTPServer.Response(status: 304, headers: headers) }
-        let jobs = JSONValue.array(manager.jobs.map(\.summaryJSON))
-        return .json(200, JSONWriter.serialize(.object(["jobs": jobs, "version": .int(manager.version)])), headers: headers)
+        let page = jobQuery.page(of: manager.jobsNewestFirst)
+        let body: JSONValue = .object([
+            "jobs": .array(page.jobs.map(\.summaryJSON)), "version": .int(manager.version),
+            "nextCursor": page.next.map { .string($0.text) } ?? .null,
+        ])
+        return .json(200, JSONWriter.serialize(body), headers: headers)
     }
 
     private func launch(_ request: HTTPRequest) -> HTTPServer.Response {
@@ -211,7 +231,7 @@ public final class Gateway {
 
     private func allJobsStream(_ request: HTTPRequest, principal: Principal) -> HTTPServer.Response {
         guard let hub else { return APIError.notFound("streams are not served here").response }
-        let query = Self.query(request.head.target)
+        let query = Self.query(request.head.target) ?? [:]
         let lastEventID = ServerSentEvents.lastEventID(request.head.headers)
         let raw = query["events"] == "true"
         return .stream(200, headers: Self.streamHeaders) { tcp in
@@ -222,7 +242,7 @@ public final class Gateway {
     private func jobStream(_ request: HTTPRequest, id: String, principal: Principal) -> HTTPServer.Response {
         guard let hub else { return APIError.notFound("streams are not served here").response }
         guard let job = manager.job(id) else { return APIError.unknownJob(id).response }
-        let query = Self.query(request.head.target)
+        let query = Self.query(request.head.target) ?? [:]
         guard let sinceQuery = Self.nonNegative(query["since"], default: 0) else {
             return APIError.invalidQuery("since must be a non-negative integer").response
         }
@@ -401,6 +421,7 @@ public final class Gateway {
         case job(String)
         case jobEvents(String)
         case jobStream(String)
+        case jobDelete(String)
         case unknown
 
         /// Exact paths only: an empty segment (`/api/agents/jobs/`, `//`) names no route, so a
@@ -419,6 +440,7 @@ public final class Gateway {
             case (4, "jobs"): self = .job(parts[3])
             case (5, "jobs") where parts[4] == "events": self = .jobEvents(parts[3])
             case (5, "jobs") where parts[4] == "stream": self = .jobStream(parts[3])
+            case (5, "jobs") where parts[4] == "delete": self = .jobDelete(parts[3])
             default: self = .unknown
             }
         }
@@ -428,15 +450,41 @@ public final class Gateway {
         APIError.methodNotAllowed(allowed).response
     }
 
-    /// `a=1&b=2` → ["a": "1", "b": "2"] (no percent-decoding needed for our integer params).
-    static func query(_ target: String) -> [String: String] {
+    /// `a=1&b=x%20y` → ["a": "1", "b": "x y"], percent-decoded (`+` is a space); nil when a
+    /// value is not valid percent-encoded UTF-8.
+    static func query(_ target: String) -> [String: String]? {
         guard let mark = target.firstIndex(of: "?") else { return [:] }
         var result: [String: String] = [:]
         for pair in target[target.index(after: mark)...].split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            result[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            guard let key = percentDecoded(parts[0]), let value = percentDecoded(parts.count > 1 ? parts[1] : "") else { return nil }
+            result[key] = value
         }
         return result
+    }
+
+    static func percentDecoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "+"): bytes.append(0x20)
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next().flatMap(Self.hexValue), let low = iterator.next().flatMap(Self.hexValue) else { return nil }
+                bytes.append(high << 4 | low)
+            default: bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case 48...57: byte - 48
+        case 65...70: byte - 55
+        case 97...102: byte - 87
+        default: nil
+        }
     }
 
     static func nonNegative(_ text: String?, default value: Int) -> Int? {

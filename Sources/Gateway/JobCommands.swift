@@ -25,6 +25,15 @@ struct JobCommands {
         return job
     }
 
+    /// Deletes a finished job with its events and files (`POST …/{id}/delete`, op `delete`).
+    func delete(_ id: String) throws(APIError) {
+        do throws(JobManager.DeleteError) {
+            try manager.delete(id)
+        } catch {
+            throw APIError(error)
+        }
+    }
+
     /// Kills every running job; how many were asked to stop.
     func killAll() -> Int { manager.killAll() }
 }

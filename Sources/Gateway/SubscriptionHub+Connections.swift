@@ -46,7 +46,7 @@ extension SubscriptionHub {
         let parts = path.split(separator: "/").map(String.init)
         // /ws/jobs/{id}?format=text|json&since=N: one job, then close when it ends.
         if parts.count == 3, parts[0] == "ws", parts[1] == "jobs" {
-            let query = Gateway.query(request.target)
+            let query = Gateway.query(request.target) ?? [:]
             viewer.format = query["format"] == "json" ? .json : .text
             viewer.closesWhenJobEnds = true
             subscribe(viewer, job: parts[2], since: Gateway.nonNegative(query["since"], default: 0) ?? 0, rawEvents: false, request: nil)
@@ -78,6 +78,9 @@ extension SubscriptionHub {
                 if job == "*" { return sendControl(viewer, Self.ack(request, [.init("killed", .int(commands.killAll()))])) }
                 _ = try commands.kill(job)
                 sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
+            case .delete(let job):
+                try commands.delete(job)
+                sendControl(viewer, Self.ack(request, [.init("deleted", .string(job))]))
             }
         } catch {
             sendControl(viewer, error.message(request: request))
@@ -162,7 +165,12 @@ extension SubscriptionHub {
     /// `{"type":"snapshot","jobs":[…],"version":N}`, built once per version.
     var snapshot: SharedMessage {
         if let snapshotCache { return snapshotCache }
-        let value: JSONValue = .object(["type": "snapshot", "jobs": .array(manager.jobs.map(\.summaryJSON)), "version": .int(manager.version)])
+        // Every unfinished job and the newest finished ones; `total` says how many there are,
+        // and the job list (`GET /api/agents/jobs`) pages through the rest.
+        let (jobs, total) = manager.snapshotJobs()
+        let value: JSONValue = .object([
+            "type": "snapshot", "jobs": .array(jobs.map(\.summaryJSON)), "version": .int(manager.version), "total": .int(total),
+        ])
         let message = SharedMessage(payload: JSONWriter.serialize(value), isText: true, compressor: compressor)
         snapshotCache = message
         return message

@@ -100,6 +100,7 @@ public final class SubscriptionHub {
         history = HistoryReader(store: manager.store.events)
         manager.addObserver { [unowned self] event, bytes in self.deliver(event, bytes) }
         manager.addPartialObserver { [unowned self] job, _, bytes in self.deliverPartial(job, bytes) }
+        manager.addDeletionObserver { [unowned self] job in self.deleted(job) }
         websockets.onOpen = { [unowned self] session in self.opened(session) }
         websockets.onMessage = { [unowned self] session, message in self.received(session, message) }
         websockets.onClose = { [unowned self] session in self.remove(ObjectIdentifier(session.tcp)) }
@@ -184,6 +185,27 @@ public final class SubscriptionHub {
     }
 
     // MARK: live delivery
+
+    /// A job was deleted: `{"type":"job:deleted","job":…}` to its viewers (a stream of that
+    /// job then ends), to `"*"` viewers and to all-jobs streams.
+    func deleted(_ job: String) {
+        snapshotCache = nil
+        history.forget(job: job)
+        let message: JSONValue = .object(["type": "job:deleted", "job": .string(job)])
+        var told = Set<ObjectIdentifier>()
+        for subscription in channels[job] ?? [] {
+            let viewer = subscription.viewer
+            detach(viewer, from: job)
+            guard viewer.pacing.isOpen else { continue }
+            told.insert(ObjectIdentifier(viewer))
+            sendControl(viewer, message)
+            if viewer.closesWhenJobEnds { end(viewer) }
+        }
+        for viewer in Array(lifecycleViewers.values) + Array(allJobsViewers.values)
+        where viewer.pacing.isOpen && told.insert(ObjectIdentifier(viewer)).inserted {
+            sendControl(viewer, message)
+        }
+    }
 
     func deliver(_ event: JobEvent, _ bytes: [UInt8]) {
         let version = manager.version

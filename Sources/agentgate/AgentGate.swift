@@ -14,7 +14,7 @@ struct AgentGate: ParsableCommand {
         abstract: "Runs coding-agent CLIs as background jobs and streams what they do.",
         version: AgentGate.version,
         subcommands: [
-            ServeCommand.self, RunCommand.self, JobsCommand.self, ShowCommand.self, TailCommand.self, KillCommand.self,
+            ServeCommand.self, RunCommand.self, JobsCommand.self, ShowCommand.self, TailCommand.self, KillCommand.self, DeleteCommand.self,
             CapabilitiesCommand.self, TokenCommand.self, Probe.self, Exec.self, EchoServerCommand.self,
         ]
     )

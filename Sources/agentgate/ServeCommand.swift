@@ -52,6 +52,12 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "What the server logs on stderr: trace, debug, info (start, launches, kills, exits), notice, warning (failures, refusals), error, critical.")
     var logLevel = "info"
 
+    @Option(help: "Delete finished jobs (records, events, files) this many days after they ended; checked at start and hourly.")
+    var retainDays: Double?
+
+    @Option(help: "Keep at most this many finished jobs (the newest); older ones are deleted at start and hourly.")
+    var retainJobs: Int?
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -60,6 +66,8 @@ struct ServeCommand: ParsableCommand {
             throw ValidationError("--log-level \(logLevel): one of \(OperatorLog.levels.joined(separator: ", "))")
         }
         guard sessionIdle > 0, sessionMax > 0 else { throw ValidationError("--session-idle and --session-max must be positive") }
+        if let retainDays, !(retainDays > 0 && retainDays <= 100_000) { throw ValidationError("--retain-days must be more than 0") }
+        if let retainJobs, retainJobs < 0 { throw ValidationError("--retain-jobs must be 0 or more") }
         if !AccessPolicy.isLoopbackAddress(host) && allowHost.isEmpty {
             throw ValidationError(
                 "\(host) is not a loopback address: name the Host clients will use with --allow-host (the token stays required)")
@@ -113,12 +121,24 @@ struct ServeCommand: ParsableCommand {
         }
         log.watch(manager)
         manager.onStorageWarning = { message in log.logger.warning("\(message)") }
+        for note in store.startupNotes { log.logger.warning("\(note)") }
         // Free space is measured every 5 s: the operator is warned before the disk is full.
         func checkStorageEvery5Seconds() {
             manager.checkStorage()
             _ = loop.schedule(afterMilliseconds: 5_000) { checkStorageEvery5Seconds() }
         }
         checkStorageEvery5Seconds()
+        // Retention runs on the loop once it serves (a first pass may delete many jobs), then hourly.
+        let retention = JobManager.Retention(maxAgeMilliseconds: retainDays.map { Int($0 * 86_400_000) }, maxFinishedJobs: retainJobs)
+        func pruneEveryHour(after delay: Int) {
+            guard !retention.keepsEverything else { return }
+            _ = loop.schedule(afterMilliseconds: delay) {
+                let deleted = manager.prune(retention)
+                if !deleted.isEmpty { log.logger.notice("retention: deleted \(deleted.count) finished job(s) (--retain-days/--retain-jobs)") }
+                pruneEveryHour(after: 3_600_000)
+            }
+        }
+        pruneEveryHour(after: 0)
 
         var httpConfiguration = HTTPServer.Configuration()
         httpConfiguration.host = host

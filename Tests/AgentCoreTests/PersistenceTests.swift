@@ -171,3 +171,54 @@ struct DataDirectoryLockTests {
         }
     }
 }
+
+/// The database is an index of the job directories: a lost or damaged one is made again.
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+struct DatabaseRebuildTests {
+    /// A data dir with a finished job and one that was running (its job directories, copied
+    /// from a live engine's), and a database file that `damage` writes.
+    private func dataDirectory(damaging damage: (String) throws -> Void) throws -> (TemporaryDirectory, EngineHarness, done: Job, running: Job) {
+        let harness = try EngineHarness()
+        let done = try #require(harness.waitForCompletion(try harness.launch(script: "echo kept").id))
+        let running = try harness.launch(script: "sleep 30")
+        harness.loop.run(untilMilliseconds: 2_000) { harness.manager.job(running.id)?.status == .running }
+        harness.manager.flushLogs()
+        let copy = TemporaryDirectory("agentgate-rebuild")
+        try FileManager.default.copyItem(atPath: harness.data.file("jobs"), toPath: copy.file("jobs"))
+        try damage(copy.file("agentgate.sqlite"))
+        return (copy, harness, done, try #require(harness.manager.job(running.id)))
+    }
+
+    @Test func aZeroByteDatabaseIsRebuiltFromTheJobDirectoriesNotLeftEmpty() throws {
+        let (data, harness, done, running) = try dataDirectory { path in
+            #expect(FileManager.default.createFile(atPath: path, contents: Data()))
+        }
+        defer { _ = try? harness.manager.kill(running.id) }
+        let store = try JobStore(dataDirectory: data.path)
+        #expect(store.startupNotes.count == 1)
+        #expect(store.startupNotes.first?.contains(data.file("agentgate.sqlite")) == true)
+        let jobs = try store.loadJobs()
+        #expect(jobs.first { $0.id == done.id }?.json == done.json)
+        #expect(jobs.first { $0.id == running.id }?.status == .running)
+        #expect(jobs.first { $0.id == running.id }?.lastSeq == running.lastSeq)
+    }
+
+    @Test func aDamagedDatabaseIsPutAsideAndRebuilt() throws {
+        let (data, harness, done, running) = try dataDirectory { path in
+            let garbage = [UInt8](repeating: 0x5A, count: 8192)
+            #expect(FileManager.default.createFile(atPath: path, contents: Data(garbage)))
+        }
+        defer { _ = try? harness.manager.kill(running.id) }
+        let store = try JobStore(dataDirectory: data.path)
+        #expect(store.startupNotes.first?.contains("damaged") == true)
+        let aside = try FileManager.default.contentsOfDirectory(atPath: data.path).filter { $0.hasPrefix("agentgate.sqlite.damaged-") }
+        #expect(aside.count == 1)
+        #expect(try store.loadJobs().map(\.id).sorted() == [done.id, running.id].sorted())
+    }
+
+    @Test func aFreshDataDirectoryIsNotRebuilt() throws {
+        let harness = try EngineHarness()
+        #expect(harness.store.startupNotes.isEmpty)
+        #expect(try JobStore(dataDirectory: harness.data.path).startupNotes.isEmpty)
+    }
+}

@@ -207,6 +207,17 @@ struct ClientCommandTests {
         let all = try client(["kill", "--all"])
         #expect(all.status == 0)
         #expect(all.stdout.contains("killed 2 job(s)"))
+
+        // Delete: finished jobs only, and only what is an id.
+        let deleted = try client(["delete", id])
+        #expect(deleted.status == 0 && deleted.stdout.contains("deleted \(id)"), "\(deleted)")
+        #expect(try client(["show", id]).status == 5)
+        #expect(try client(["delete", id]).status == 5)
+        #expect(try client(["delete", "?"]).status == 64)
+        _ = try ClientProcess(["run", "claude", "hang", "--detach"], server: server).finish()
+        let live = try waitForJob(status: "running")
+        #expect(try client(["delete", live]).status == 7)
+        _ = try client(["kill", "--all"])
     }
 
     @Test func ctrlCDetachesOrKills() throws {
@@ -254,6 +265,11 @@ struct ClientCommandTests {
         #expect(row.hasSuffix("[detached] list"), "\(row)")
         #expect(try client(["jobs", "--status", "killed"]).stdout.contains("no killed jobs"))
         #expect(try client(["jobs", "--status", "bogus"]).status == 2)
+        // Filters and the page size go to the server.
+        let labelled = try client(["jobs", "--label", "detached", "--json"]).stdout.split(separator: "\n")
+        #expect(labelled.count == 1 && labelled[0].contains(id))
+        #expect(try client(["jobs", "--limit", "1", "--json"]).stdout.split(separator: "\n").count == 1)
+        #expect(try client(["jobs", "--provider", "codex"]).stdout.contains("no jobs"))
 
         let tail = try client(["tail", id])
         #expect(tail.status == 0)

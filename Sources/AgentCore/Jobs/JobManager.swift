@@ -99,7 +99,30 @@ public final class JobManager {
         case alreadyFinished(String, JobStatus)
     }
 
+    public enum DeleteError: Error, Equatable, Sendable {
+        case notFound(String)
+        /// Only a finished job can be deleted (kill it first).
+        case stillRunning(String, JobStatus)
+        /// The store refused (the message names the path).
+        case storage(String)
+    }
+
+    /// How long finished jobs are kept (`serve --retain-days`, `--retain-jobs`); nil: for ever.
+    public struct Retention: Sendable, Equatable {
+        public var maxAgeMilliseconds: Int?
+        public var maxFinishedJobs: Int?
+
+        public init(maxAgeMilliseconds: Int? = nil, maxFinishedJobs: Int? = nil) {
+            self.maxAgeMilliseconds = maxAgeMilliseconds
+            self.maxFinishedJobs = maxFinishedJobs
+        }
+
+        public var keepsEverything: Bool { maxAgeMilliseconds == nil && maxFinishedJobs == nil }
+    }
+
     public typealias Observer = (JobEvent, [UInt8]) -> Void
+    /// A job was deleted (its id): it has no more events, and viewers let it go.
+    public typealias DeletionObserver = (String) -> Void
     /// A job's in-progress line changed: its id, the line (nil: none now) and the encoded
     /// `job:partial` message.
     public typealias PartialObserver = (String, LogLine?, [UInt8]) -> Void
@@ -114,6 +137,7 @@ public final class JobManager {
     private var running: [String: RunningJob] = [:]
     private var observers: [Int: Observer] = [:]
     private var partialObservers: [Int: PartialObserver] = [:]
+    private var deletionObservers: [Int: DeletionObserver] = [:]
     private var nextObserverID = 0
     private var dirtyLogs: Set<String> = []
     private var flushScheduled = false
@@ -145,6 +169,26 @@ public final class JobManager {
     public var jobs: [Job] { order.compactMap { jobsByID[$0] } }
 
     public var runningCount: Int { running.count }
+
+    /// All jobs, newest first, without copying the list.
+    public var jobsNewestFirst: some Sequence<Job> { order.reversed().lazy.compactMap { self.jobsByID[$0] } }
+
+    /// What a `"*"` snapshot holds: every unfinished job and the newest `finished` finished
+    /// ones, oldest first, and how many jobs there are in all. A dashboard gets the rest a
+    /// page at a time, so a snapshot stays small however many jobs the store holds.
+    public func snapshotJobs(finished: Int = JobQuery.defaultLimit) -> (jobs: [Job], total: Int) {
+        var kept: [Job] = []
+        var finishedKept = 0
+        for job in jobsNewestFirst {
+            if !job.status.isFinished {
+                kept.append(job)
+            } else if finishedKept < finished {
+                kept.append(job)
+                finishedKept += 1
+            }
+        }
+        return (kept.reversed(), order.count)
+    }
 
     /// Grows by one with every event of any job: the sum of all jobs' last seqs. It changes
     /// whenever any job does (every change is an event), survives restarts with the store,
@@ -180,6 +224,14 @@ public final class JobManager {
     public func removeObserver(_ id: Int) {
         observers[id] = nil
         partialObservers[id] = nil
+        deletionObservers[id] = nil
+    }
+
+    @discardableResult
+    public func addDeletionObserver(_ observer: @escaping DeletionObserver) -> Int {
+        nextObserverID += 1
+        deletionObservers[nextObserverID] = observer
+        return nextObserverID
     }
 
     /// Live-only updates of a job's in-progress line (see `JobEvent.encodedPartial`): not
@@ -572,6 +624,45 @@ public final class JobManager {
             if (try? kill(id, reason: reason)) != nil { count += 1 }
         }
         return count
+    }
+
+    // MARK: deletion and retention
+
+    /// Deletes a finished job: its record, events and files. The jobs version does not go
+    /// back (it numbers events that happened).
+    public func delete(_ id: String) throws(DeleteError) {
+        guard let job = jobsByID[id] else { throw .notFound(id) }
+        guard job.status.isFinished, running[id] == nil else { throw .stillRunning(id, job.status) }
+        flushLogs()
+        do {
+            try store.delete(id)
+        } catch {
+            throw .storage(error.description)
+        }
+        jobsByID[id] = nil
+        if let index = order.lastIndex(of: id) { order.remove(at: index) }
+        storedSeqs[id] = nil
+        pendingLogBytes[id] = nil
+        unsavedJobs.remove(id)
+        for observer in deletionObservers.values { observer(id) }
+    }
+
+    /// Deletes the finished jobs `retention` no longer keeps: older than its age, or past its
+    /// count (the newest are kept). Never a running job. Returns the ids deleted.
+    @discardableResult
+    public func prune(_ retention: Retention, now: Int = WallClock.milliseconds()) -> [String] {
+        guard !retention.keepsEverything else { return [] }
+        var finishedSeen = 0
+        var doomed: [String] = []
+        for job in jobsNewestFirst where job.status.isFinished && running[job.id] == nil {
+            finishedSeen += 1
+            let tooMany = retention.maxFinishedJobs.map { finishedSeen > $0 } ?? false
+            let tooOld = retention.maxAgeMilliseconds.map { now - (job.endedAt ?? job.createdAt) > $0 } ?? false
+            if tooMany || tooOld { doomed.append(job.id) }
+        }
+        var deleted: [String] = []
+        for id in doomed where (try? delete(id)) != nil { deleted.append(id) }
+        return deleted
     }
 
     // MARK: events and persistence

@@ -18,6 +18,8 @@ public protocol JobEventStore: AnyObject, Sendable {
     func close(job: String)
     /// A reader of the job's events, used by one thread at a time.
     func reader(job: String) -> any JobEventReader
+    /// Removes a finished job's events.
+    func delete(job: String)
 }
 
 /// Reads one job's stored events from any seq.
@@ -63,6 +65,11 @@ public final class EventFiles: JobEventStore, @unchecked Sendable {
     public func reader(job: String) -> any JobEventReader {
         EventLogReader(path: path(job: job))
     }
+
+    /// The files go with the job's directory (`JobStore.delete`); here the open log goes.
+    public func delete(job: String) {
+        close(job: job)
+    }
 }
 
 /// Events in memory, for tests of the engine and the hub without files. Thread-safe: the
@@ -89,6 +96,10 @@ public final class EventsInMemory: JobEventStore {
     public func close(job: String) {}
 
     public func reader(job: String) -> any JobEventReader { Reader(store: self, job: job) }
+
+    public func delete(job: String) {
+        _ = jobs.withLock { $0.removeValue(forKey: job) }
+    }
 
     fileprivate func lines(of job: String) -> [UInt8] { jobs.withLock { $0[job] ?? [] } }
 

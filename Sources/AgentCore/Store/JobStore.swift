@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import EventLoop
+import Foundation
 
 /// Durable jobs: metadata in SQLite (`<data>/agentgate.sqlite`), each job's events in a
 /// `JobEventStore` (by default `<data>/jobs/<id>/events.ndjson`).
@@ -15,7 +16,7 @@ public final class JobStore {
     }
 
     public let dataDirectory: String
-    private let database: SQLiteDatabase
+    private var database: SQLiteDatabase!
     /// Where the jobs' events are kept.
     public let events: any JobEventStore
 
@@ -34,27 +35,85 @@ public final class JobStore {
         } catch {
             throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
         }
-        // Create the file 0600 first: SQLite gives its -wal and -shm files the same mode.
         let databasePath = dataDirectory + "/agentgate.sqlite"
-        let created = open(databasePath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if created >= 0 { close(created) }
+        var info = stat()
+        let wasEmpty = stat(databasePath, &info) != 0 || info.st_size == 0
         do {
-            database = try SQLiteDatabase(path: databasePath)
-            try database.execute(
-                """
-                PRAGMA journal_mode=WAL;
-                PRAGMA synchronous=NORMAL;
-                CREATE TABLE IF NOT EXISTS jobs (
-                    id TEXT PRIMARY KEY,
-                    created_at INTEGER NOT NULL,
-                    status TEXT NOT NULL,
-                    data TEXT NOT NULL
-                );
-                CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
-                """)
+            database = try Self.openDatabase(databasePath)
+            if wasEmpty, Self.hasJobDirectories(dataDirectory + "/jobs") {
+                try rebuild(reason: "\(databasePath) was empty")
+            }
+        } catch let error as SQLiteDatabase.Error where error.code == 11 || error.code == 26 {
+            // SQLITE_CORRUPT, SQLITE_NOTADB: the database is an index of the job directories,
+            // so it is put aside (never deleted) and made again from them.
+            let aside = databasePath + ".damaged-\(WallClock.milliseconds())"
+            for suffix in ["", "-wal", "-shm"] { rename(databasePath + suffix, aside + suffix) }
+            do {
+                database = try Self.openDatabase(databasePath)
+                try rebuild(reason: "\(databasePath) was damaged (\(error.message)); it is kept as \(aside)")
+            } catch {
+                throw Error(description: "cannot rebuild the job database \(databasePath): \(error)")
+            }
         } catch {
-            throw Error(description: "cannot open job database in \(dataDirectory): \(error)")
+            throw Error(description: "cannot open the job database \(databasePath): \(error)")
         }
+    }
+
+    /// What happened to the store while it opened (a rebuilt database), for the operator's log.
+    public private(set) var startupNotes: [String] = []
+
+    /// Opens (creating it 0600: SQLite gives its -wal and -shm files the same mode) and checks
+    /// the database: a damaged one fails here, not at the first query.
+    private static func openDatabase(_ path: String) throws(SQLiteDatabase.Error) -> SQLiteDatabase {
+        let created = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        if created >= 0 { close(created) }
+        let database = try SQLiteDatabase(path: path)
+        try database.execute(
+            """
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=NORMAL;
+            CREATE TABLE IF NOT EXISTS jobs (
+                id TEXT PRIMARY KEY,
+                created_at INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                data TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+            """)
+        let check = try database.query("PRAGMA quick_check(1)")
+        guard case .text("ok")? = check.first?.first else {
+            throw SQLiteDatabase.Error(code: 11, message: "quick_check: \(check.first?.first.map { "\($0)" } ?? "no answer")")
+        }
+        return database
+    }
+
+    private static func hasJobDirectories(_ path: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).contains(where: isValidJobId)
+    }
+
+    /// Makes every job's record again from its directory: the last `job:completed` of its
+    /// events, or else its `job:started` (a job that was running; recovery then marks it
+    /// interrupted), with its last seq.
+    private func rebuild(reason: String) throws {
+        var rebuilt = 0
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dataDirectory + "/jobs")) ?? []
+        for id in names.sorted() where Self.isValidJobId(id) {
+            guard var job = completedEvent(for: id) ?? startedJob(id) else { continue }
+            job.lastSeq = max(job.lastSeq, lastSeq(for: id))
+            try save(job)
+            rebuilt += 1
+        }
+        startupNotes.append("\(reason): rebuilt \(rebuilt) job record(s) from \(dataDirectory)/jobs")
+    }
+
+    /// The job as its first event (`job:started`) describes it.
+    private func startedJob(_ id: String) -> Job? {
+        let slice = events.reader(job: id).slice(after: 0, maxBytes: 1, maxEvents: 1)
+        guard let line = slice.lines.first, let value = try? JSONParser.parse(Array(slice.bytes[line.range])),
+            let event = JobEvent(json: value), case .started(var job) = event.payload
+        else { return nil }
+        job.lastSeq = event.seq
+        return job
     }
 
     /// `mkdir -p` with mode 0700: job data holds prompts and agent output.
@@ -100,9 +159,35 @@ public final class JobStore {
             [.text(job.id), .int(job.createdAt), .text(job.status.rawValue), .text(JSONWriter.string(job.json))])
     }
 
+    /// Removes a job for good: its record, its events and its directory (whatever the agent
+    /// left there; links are removed, never followed).
+    public func delete(_ id: String) throws(Error) {
+        guard Self.isValidJobId(id) else { return }
+        do {
+            try database.query("DELETE FROM jobs WHERE id = ?", [.text(id)])
+        } catch {
+            throw Error(description: "cannot delete job \(id) from \(dataDirectory)/agentgate.sqlite: \(error)")
+        }
+        events.delete(job: id)
+        let directory = jobDirectory(id)
+        var info = stat()
+        guard lstat(directory, &info) == 0 else { return }
+        do {
+            try FileManager.default.removeItem(atPath: directory)
+        } catch {
+            throw Error(description: "cannot remove \(directory): \(error.localizedDescription)")
+        }
+    }
+
     /// Every stored job, oldest first.
     public func loadJobs() throws(SQLiteDatabase.Error) -> [Job] {
-        try database.query("SELECT data FROM jobs ORDER BY created_at, id").compactMap { row in
+        let rows: [[SQLiteDatabase.Value]]
+        do {
+            rows = try database.query("SELECT data FROM jobs ORDER BY created_at, id")
+        } catch {
+            throw SQLiteDatabase.Error(code: error.code, message: "\(dataDirectory)/agentgate.sqlite: \(error.message)")
+        }
+        return rows.compactMap { row in
             guard case .text(let text)? = row.first, let value = try? JSONParser.parse(text) else { return nil }
             return Job(json: value)
         }

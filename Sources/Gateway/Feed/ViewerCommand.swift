@@ -9,6 +9,8 @@ enum ViewerCommand: Equatable {
     case launch(JSONValue)
     /// `"*"`: every running job.
     case kill(job: String)
+    /// A finished job, deleted with its events and files.
+    case delete(job: String)
 
     /// Parses a text message; the error names what is wrong. `request` is the message's
     /// `req` (echoed in the answer), when it has one.
@@ -37,8 +39,11 @@ enum ViewerCommand: Equatable {
         case "kill":
             guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("kill needs job")) }
             return .success(.kill(job: job))
+        case "delete":
+            guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("delete needs job")) }
+            return .success(.delete(job: job))
         default:
-            return .failure(APIError(400, "unknown_op", "op must be subscribe, unsubscribe, launch or kill"))
+            return .failure(APIError(400, "unknown_op", "op must be subscribe, unsubscribe, launch, kill or delete"))
         }
     }
 }

@@ -2,25 +2,49 @@ import AgentCore
 import ArgumentParser
 import Foundation
 
-/// `agentgate jobs`: the job list.
+/// `agentgate jobs`: the job list, filtered by the server and read a page at a time.
 struct JobsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "jobs", abstract: "List the server's jobs, newest first.")
 
-    @Option(help: "Only jobs with this status (starting, running, stopping, done, failed, killed, interrupted).")
+    @Option(help: "Only jobs with this status (starting, running, stopping, done, failed, killed, interrupted; comma-separated for several).")
     var status: String?
+
+    @Option(help: "Only jobs of this provider (claude, codex, …).")
+    var provider: String?
+
+    @Option(help: "Only jobs with this label.")
+    var label: String?
+
+    @Option(help: "At most this many jobs (the newest).")
+    var limit = 100
 
     @Flag(help: "One job's JSON per line.")
     var json = false
 
     @OptionGroup var client: ClientOptions
 
+    func validate() throws {
+        guard limit > 0 else { throw ValidationError("--limit must be at least 1") }
+    }
+
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
-            if let status, JobStatus(rawValue: status) == nil {
-                throw ClientFailure(message: "unknown status \(status)", exitCode: 2)
+            for name in status?.split(separator: ",", omittingEmptySubsequences: false) ?? [] where JobStatus(rawValue: String(name)) == nil {
+                throw ClientFailure(message: "unknown status \(name)", exitCode: 2)
             }
-            let reply = try client.api().call("GET", "/api/agents/jobs")
-            let jobs = (reply["jobs"]?.arrayValue ?? []).reversed().filter { status == nil || $0["status"]?.stringValue == status }
+            let api = try client.api()
+            var jobs: [JSONValue] = []
+            var cursor: String?
+            repeat {
+                var query = [("limit", String(min(JobPageSize.max, limit - jobs.count)))]
+                if let status { query.append(("status", status)) }
+                if let provider { query.append(("provider", provider)) }
+                if let label { query.append(("label", label)) }
+                if let cursor { query.append(("cursor", cursor)) }
+                let reply = try api.call("GET", "/api/agents/jobs?" + QueryString.encode(query))
+                jobs += reply["jobs"]?.arrayValue ?? []
+                cursor = reply["nextCursor"]?.stringValue
+            } while cursor != nil && jobs.count < limit
             if json {
                 for job in jobs { print(String(decoding: JSONWriter.serialize(job), as: UTF8.self)) }
                 return 0
@@ -33,6 +57,32 @@ struct JobsCommand: ParsableCommand {
             for value in jobs { if let job = Job(json: value) { print(TerminalText.escaped(JobTable.row(job))) } }
             return 0
         }
+    }
+}
+
+/// The server's largest page of the job list.
+enum JobPageSize {
+    static let max = 1_000
+}
+
+/// `a=1&b=x%20y`: query parameters percent-encoded (only unreserved characters left as they are).
+enum QueryString {
+    static func encode(_ pairs: [(String, String)]) -> String {
+        pairs.map { escape($0.0) + "=" + escape($0.1) }.joined(separator: "&")
+    }
+
+    static func escape(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                out += String(format: "%%%02X", byte)
+            }
+        }
+        return out
     }
 }
 

@@ -65,7 +65,7 @@ struct JobListTests {
         for (query, field) in [
             ("limit=0", "limit"), ("limit=1001", "limit"), ("limit=abc", "limit"), ("limit=99999999999999999999", "limit"),
             ("cursor=nope", "cursor"), ("cursor=1.../../x", "cursor"), ("status=sleeping", "status"), ("status=done,", "status"),
-            ("label=", "label"), ("provider=\(String(repeating: "x", count: 5_000))", "provider"),
+            ("label=", "label"), ("provider=\(String(repeating: "x", count: 1_025))", "provider"),
         ] {
             let reply = try gateway.request("GET", "/api/agents/jobs?" + query)
             #expect(reply.status == 400, "\(query)")

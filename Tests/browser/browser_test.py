@@ -305,6 +305,18 @@ class Dashboard(unittest.TestCase):
         driver.find_element(By.ID, "confirm-kill").click()
         self.wait(lambda: all(self.server.job(job)["status"] == "killed" for job in others[:2]))
 
+        # Delete a finished job behind a confirmation: gone from the list and the server.
+        driver.get(f"http://127.0.0.1:{self.server.port}/#job={others[2]}")
+        self.wait(lambda: self.selected_status() == "killed")
+        self.assertTrue(driver.find_element(By.ID, "job-kill").get_attribute("hidden"))
+        driver.find_element(By.ID, "job-delete").click()
+        self.wait(lambda: driver.find_element(By.ID, "confirm-delete").get_attribute("open") is not None)
+        self.assertIn(others[2], self.text("#confirm-delete-text"))
+        self.shot("11b-delete-confirmation")
+        driver.find_element(By.CSS_SELECTOR, "#confirm-delete button[value='delete']").click()
+        self.wait(lambda: not driver.find_elements(By.CSS_SELECTOR, f"#jobs tr[data-job='{others[2]}']"))
+        self.assertEqual(self.server.request("GET", f"/api/agents/jobs/{others[2]}")[0], 404)
+
         # Keyboard: every control in the launch form is reachable and labelled.
         for control in driver.find_elements(By.CSS_SELECTOR, "#launch input, #launch select, #launch textarea"):
             self.assertTrue(driver.find_elements(By.CSS_SELECTOR, f"label[for='{control.get_attribute('id')}']"))

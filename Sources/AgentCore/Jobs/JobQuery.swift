@@ -74,8 +74,8 @@ public struct JobQuery: Sendable, Equatable {
         }
         for (field, keyPath) in [("provider", \JobQuery.provider), ("label", \JobQuery.label)] {
             guard let text = query[field] else { continue }
-            guard !text.isEmpty, text.utf8.count <= 4_096 else {
-                return .failure(QueryError(field: field, message: "\(field) must be 1…4096 bytes"))
+            guard !text.isEmpty, text.utf8.count <= 1_024 else {
+                return .failure(QueryError(field: field, message: "\(field) must be 1…1024 bytes"))
             }
             parsed[keyPath: keyPath] = text
         }

@@ -96,7 +96,7 @@ public final class Gateway {
         case ("GET", .jobsStream):
             return allJobsStream(request, principal: principal)
         case ("GET", .job(let id)):
-            guard let job = manager.job(id) else { return APIError.unknownJob(id).response }
+            guard let job = manager.details(of: id) else { return APIError.unknownJob(id).response }
             return .json(200, JSONWriter.serialize(.object(["job": job.json])))
         case ("DELETE", .job(let id)):
             do throws(APIError) {

@@ -69,7 +69,8 @@ extension SubscriptionHub {
                     gap = (lastSent + 1)...(job.lastSeq - 1)
                     sendGap(viewer, job: job.id, gap!)
                 }
-                let completed = JobEvent(jobId: job.id, seq: job.lastSeq, time: job.endedAt ?? WallClock.milliseconds(), payload: .completed(job))
+                let whole = manager.details(of: job.id) ?? job
+                let completed = JobEvent(jobId: job.id, seq: job.lastSeq, time: job.endedAt ?? WallClock.milliseconds(), payload: .completed(whole))
                 var shared = SharedEncodings()
                 write(completed, completed.encoded(), version: nil, to: viewer, shared: &shared)
                 through = job.lastSeq

@@ -74,3 +74,29 @@ struct StorageFaultEngineTests {
         #expect(bytes < 64 * 1024 + 16 * 1024)
     }
 }
+
+/// What a finished job costs in memory, and that nothing is lost by keeping it small.
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+struct FinishedJobMemoryTests {
+    @Test func aFinishedJobIsKeptSmallInMemoryAndWholeInTheStore() throws {
+        let harness = try EngineHarness()
+        let prompt = String(repeating: "a long prompt ", count: 10_000)
+        let job = try harness.launch(script: "echo done", prompt: prompt)
+        let done = try #require(harness.waitForCompletion(job.id))
+        let kept = try #require(harness.manager.job(job.id))
+        #expect(kept.isCompact)
+        #expect(kept.prompt.count == Job.summaryPromptCharacters)
+        #expect(kept.summaryJSON["promptTruncated"] == .bool(true))
+        #expect(kept.status == done.status && kept.lastSeq == done.lastSeq)
+        let whole = try #require(harness.manager.details(of: job.id))
+        #expect(whole.prompt == prompt)
+        #expect(!whole.isCompact)
+        // After a restart too.
+        let restarted = JobManager(
+            loop: harness.loop, store: try JobStore(dataDirectory: harness.data.path), detector: harness.manager.detector,
+            configuration: harness.manager.configuration)
+        try restarted.recover()
+        #expect(restarted.job(job.id)?.isCompact == true)
+        #expect(restarted.details(of: job.id)?.prompt == prompt)
+    }
+}

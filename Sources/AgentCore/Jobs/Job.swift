@@ -29,6 +29,12 @@ public struct Job: Sendable, Equatable {
     public var hookError: String?
     /// Seq of the job's last event.
     public var lastSeq: Int
+    /// A finished job as the server keeps it in memory: prompt and result cut down to what
+    /// the job list shows; the whole job is in the store (`JobManager.details(of:)`).
+    /// Not serialized.
+    public private(set) var isCompact = false
+    /// The prompt was cut by `compacted()` (the summary says `promptTruncated`).
+    var promptWasCut = false
 
     public init(id: String, provider: String, prompt: String, createdAt: Int) {
         self.id = id
@@ -62,6 +68,9 @@ public struct Job: Sendable, Equatable {
         members.append(.init("label", text(label)))
         if let promptLimit, prompt.utf8.count > promptLimit, case let cut = prompt.prefix(promptLimit), cut.endIndex < prompt.endIndex {
             members.append(.init("prompt", .string(String(cut))))
+            members.append(.init("promptTruncated", .bool(true)))
+        } else if promptWasCut {
+            members.append(.init("prompt", .string(prompt)))
             members.append(.init("promptTruncated", .bool(true)))
         } else {
             members.append(.init("prompt", .string(prompt)))
@@ -114,6 +123,33 @@ public struct Job: Sendable, Equatable {
 }
 
 extension Job {
+    /// Equal when they say the same (how much of it is kept in memory does not count).
+    public static func == (a: Job, b: Job) -> Bool { a.json == b.json }
+
+    /// Results larger than this (an output file, a hook's answer, a long final text) are kept
+    /// in memory as their summary fields only.
+    public static let compactResultBytes = 4_096
+    /// The result fields the job list and the dashboard show.
+    static let summaryResultKeys: Set<String> = [
+        "isError", "costUsd", "numTurns", "durationMs", "endReason", "errors", "sessionId", "model", "denials",
+    ]
+
+    /// The job as a finished one is kept in memory: the prompt cut to what the job list
+    /// shows, a large result cut to its summary fields. 10,000 finished jobs then cost a few
+    /// KiB each, whatever their prompts and results.
+    public func compacted() -> Job {
+        var job = self
+        job.isCompact = true
+        if prompt.utf8.count > Self.summaryPromptCharacters {
+            job.prompt = String(prompt.prefix(Self.summaryPromptCharacters))
+            job.promptWasCut = true
+        }
+        if let result, case .object(let members) = result, JSONWriter.serialize(result).count > Self.compactResultBytes {
+            job.result = .object(members.filter { Self.summaryResultKeys.contains($0.key) })
+        }
+        return job
+    }
+
     /// `[agentgate] job ID status (exit N) (signal N)`: how plain-text viewers report a job's end.
     public var statusLine: String {
         var text = "[agentgate] job \(id) \(status.rawValue)"

@@ -163,7 +163,17 @@ public final class JobManager {
 
     // MARK: queries
 
+    /// The job as kept in memory: whole while it runs, compacted once it finished (see
+    /// `Job.compacted()`; `details(of:)` has all of it).
     public func job(_ id: String) -> Job? { jobsByID[id] }
+
+    /// The whole job: from memory while it runs, from the store once it finished.
+    public func details(of id: String) -> Job? {
+        guard let job = jobsByID[id] else { return nil }
+        guard job.isCompact, !unsavedJobs.contains(id), var stored = store.loadJob(id) else { return job }
+        stored.lastSeq = job.lastSeq
+        return stored
+    }
 
     /// All jobs, oldest first.
     public var jobs: [Job] { order.compactMap { jobsByID[$0] } }
@@ -291,12 +301,15 @@ public final class JobManager {
                 interrupted.append(job)
             } else {
                 version += job.lastSeq
-                jobsByID[job.id] = job
+                jobsByID[job.id] = job.compacted()
                 order.append(job.id)
             }
         }
         flushLogs()
-        for job in interrupted { store.events.close(job: job.id) }
+        for job in interrupted {
+            store.events.close(job: job.id)
+            if !unsavedJobs.contains(job.id) { jobsByID[job.id] = job.compacted() }
+        }
         return interrupted
     }
 
@@ -589,6 +602,8 @@ public final class JobManager {
         persist(id)
         flushLogs()
         store.events.close(job: id)
+        // From here the store has the whole job; memory keeps what the job list shows.
+        if !unsavedJobs.contains(id), let job = jobsByID[id] { jobsByID[id] = job.compacted() }
         // Released on a later turn: we may be inside one of its callbacks.
         loop.schedule(afterMilliseconds: 0) { _ = runner }
     }
@@ -764,7 +779,10 @@ public final class JobManager {
     /// Writes what the disk refused before: events, then job records.
     private func retryStorage() {
         flushLogs()
-        for id in unsavedJobs.sorted() { persist(id) }
+        for id in unsavedJobs.sorted() {
+            persist(id)
+            if !unsavedJobs.contains(id), let job = jobsByID[id], job.status.isFinished { jobsByID[id] = job.compacted() }
+        }
         if pendingLogBytes.isEmpty && unsavedJobs.isEmpty {
             if storage.failing { onStorageWarning?("job events and records are written again in \(store.dataDirectory)") }
             storage.failing = false
@@ -800,7 +818,8 @@ public final class JobManager {
     /// Saves a job's record; one the database refuses is tried again every second, so a
     /// final status is never lost to a disk that was full for a while.
     private func persist(_ id: String) {
-        guard let job = jobsByID[id] else { return }
+        // A compacted job is a cut-down copy of a record already saved whole.
+        guard let job = jobsByID[id], !job.isCompact else { return }
         do {
             try store.save(job)
             unsavedJobs.remove(id)

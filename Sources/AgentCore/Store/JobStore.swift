@@ -179,6 +179,14 @@ public final class JobStore {
         }
     }
 
+    /// One stored job as saved, whole.
+    public func loadJob(_ id: String) -> Job? {
+        guard let rows = try? database.query("SELECT data FROM jobs WHERE id = ?", [.text(id)]),
+            case .text(let text)? = rows.first?.first, let value = try? JSONParser.parse(text)
+        else { return nil }
+        return Job(json: value)
+    }
+
     /// Every stored job, oldest first.
     public func loadJobs() throws(SQLiteDatabase.Error) -> [Job] {
         let rows: [[SQLiteDatabase.Value]]

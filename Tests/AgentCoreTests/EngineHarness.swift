@@ -16,11 +16,14 @@ final class EngineHarness {
     var events: [JobEvent] = []
     var encoded: [String: [[UInt8]]] = [:]
 
-    /// - Parameter events: an event store of the test's own (default: files in `data`).
-    init(agents: FakeAgents = FakeAgents(), events: (any JobEventStore)? = nil, configure: (inout JobManager.Configuration) -> Void = { _ in }) throws {
+    /// - Parameters: records, events: stores of the test's own (default: SQLite and files in `data`).
+    init(
+        agents: FakeAgents = FakeAgents(), records: (any JobRecords)? = nil, events: (any JobEventStore)? = nil,
+        configure: (inout JobManager.Configuration) -> Void = { _ in }
+    ) throws {
         self.agents = agents
         loop = try EventLoop()
-        store = try JobStore(dataDirectory: data.path, events: events)
+        store = try JobStore(dataDirectory: data.path, records: records, events: events)
         var detectorConfiguration = AgentDetector.Configuration(
             path: agents.searchPath, environment: ["PATH=\(agents.searchPath)"])
         var configuration = JobManager.Configuration()

@@ -1,4 +1,5 @@
 import EventLoop
+import Foundation
 import Testing
 
 @testable import AgentCore
@@ -98,5 +99,33 @@ struct FinishedJobMemoryTests {
         try restarted.recover()
         #expect(restarted.job(job.id)?.isCompact == true)
         #expect(restarted.details(of: job.id)?.prompt == prompt)
+    }
+}
+
+/// The engine over the in-memory stores: the seam a database-backed store will use.
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+struct InMemoryStoreTests {
+    @Test func jobsRunRecoverAndDeleteOnTheInMemoryStores() throws {
+        let records = JobRecordsInMemory()
+        let events = EventsInMemory()
+        let harness = try EngineHarness(records: records, events: events)
+        let done = try #require(harness.waitForCompletion(try harness.launch(script: "echo one; echo two").id))
+        #expect(records.load(done.id) == done)
+        #expect(harness.store.events(for: done.id).map(\.seq) == Array(1...done.lastSeq))
+        #expect(!FileManager.default.fileExists(atPath: harness.data.path + "/agentgate.sqlite"))
+        let running = try harness.launch(script: "sleep 30")
+        harness.loop.run(untilMilliseconds: 2_000) { harness.manager.job(running.id)?.status == .running }
+
+        // A second engine over the same stores, as after a restart.
+        let restarted = JobManager(
+            loop: harness.loop, store: try JobStore(dataDirectory: harness.scratch.path, records: records, events: events),
+            detector: harness.manager.detector, configuration: harness.manager.configuration)
+        let interrupted = try restarted.recover()
+        #expect(interrupted.map(\.id) == [running.id])
+        #expect(records.load(running.id)?.status == .interrupted)
+        #expect(restarted.job(done.id) == done)
+        try restarted.delete(done.id)
+        #expect(records.load(done.id) == nil)
+        #expect(events.reader(job: done.id).lastSeq() == 0)
     }
 }

@@ -267,7 +267,7 @@ public final class JobManager {
     /// whose leader is provably the same process is terminated: no agent keeps running
     /// unobserved. Returns the jobs that were interrupted.
     @discardableResult
-    public func recover() throws(SQLiteDatabase.Error) -> [Job] {
+    public func recover() throws(JobStore.Error) -> [Job] {
         var interrupted: [Job] = []
         let stored = try store.loadJobs()
         Self.terminateOrphans(

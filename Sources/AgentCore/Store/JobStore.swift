@@ -4,8 +4,9 @@ import Glibc
 import EventLoop
 import Foundation
 
-/// Durable jobs: metadata in SQLite (`<data>/agentgate.sqlite`), each job's events in a
-/// `JobEventStore` (by default `<data>/jobs/<id>/events.ndjson`).
+/// Durable jobs: their records in a `JobRecords` (by default SQLite, `<data>/agentgate.sqlite`),
+/// their events in a `JobEventStore` (by default `<data>/jobs/<id>/events.ndjson`), and each
+/// job's directory for what its agent writes.
 public final class JobStore {
     public struct Error: Swift.Error, CustomStringConvertible {
         public let description: String
@@ -16,12 +17,16 @@ public final class JobStore {
     }
 
     public let dataDirectory: String
-    private var database: SQLiteDatabase!
+    /// Where the jobs' records are kept.
+    public private(set) var records: any JobRecords
     /// Where the jobs' events are kept.
     public let events: any JobEventStore
 
-    /// - Parameter events: the event store (default: the event files in the data dir).
-    public init(dataDirectory: String, events: (any JobEventStore)? = nil) throws(Error) {
+    /// - Parameters:
+    ///   - records: the job records (default: `<data>/agentgate.sqlite`, rebuilt from the job
+    ///     directories when it is empty or damaged).
+    ///   - events: the event store (default: the event files in the data dir).
+    public init(dataDirectory: String, records: (any JobRecords)? = nil, events: (any JobEventStore)? = nil) throws(Error) {
         self.dataDirectory = dataDirectory
         self.events = events ?? EventFiles(jobsDirectory: dataDirectory + "/jobs")
         do {
@@ -35,11 +40,16 @@ public final class JobStore {
         } catch {
             throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
         }
+        if let records {
+            self.records = records
+            return
+        }
         let databasePath = dataDirectory + "/agentgate.sqlite"
         var info = stat()
         let wasEmpty = stat(databasePath, &info) != 0 || info.st_size == 0
+        self.records = JobRecordsInMemory()
         do {
-            database = try Self.openDatabase(databasePath)
+            self.records = try SQLiteJobRecords(path: databasePath)
             if wasEmpty, Self.hasJobDirectories(dataDirectory + "/jobs") {
                 try rebuild(reason: "\(databasePath) was empty")
             }
@@ -49,7 +59,7 @@ public final class JobStore {
             let aside = databasePath + ".damaged-\(WallClock.milliseconds())"
             for suffix in ["", "-wal", "-shm"] { rename(databasePath + suffix, aside + suffix) }
             do {
-                database = try Self.openDatabase(databasePath)
+                self.records = try SQLiteJobRecords(path: databasePath)
                 try rebuild(reason: "\(databasePath) was damaged (\(error.message)); it is kept as \(aside)")
             } catch {
                 throw Error(description: "cannot rebuild the job database \(databasePath): \(error)")
@@ -62,31 +72,6 @@ public final class JobStore {
     /// What happened to the store while it opened (a rebuilt database), for the operator's log.
     public private(set) var startupNotes: [String] = []
 
-    /// Opens (creating it 0600: SQLite gives its -wal and -shm files the same mode) and checks
-    /// the database: a damaged one fails here, not at the first query.
-    private static func openDatabase(_ path: String) throws(SQLiteDatabase.Error) -> SQLiteDatabase {
-        let created = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        if created >= 0 { close(created) }
-        let database = try SQLiteDatabase(path: path)
-        try database.execute(
-            """
-            PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=NORMAL;
-            CREATE TABLE IF NOT EXISTS jobs (
-                id TEXT PRIMARY KEY,
-                created_at INTEGER NOT NULL,
-                status TEXT NOT NULL,
-                data TEXT NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
-            """)
-        let check = try database.query("PRAGMA quick_check(1)")
-        guard case .text("ok")? = check.first?.first else {
-            throw SQLiteDatabase.Error(code: 11, message: "quick_check: \(check.first?.first.map { "\($0)" } ?? "no answer")")
-        }
-        return database
-    }
-
     private static func hasJobDirectories(_ path: String) -> Bool {
         ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).contains(where: isValidJobId)
     }
@@ -94,7 +79,7 @@ public final class JobStore {
     /// Makes every job's record again from its directory: the last `job:completed` of its
     /// events, or else its `job:started` (a job that was running; recovery then marks it
     /// interrupted), with its last seq.
-    private func rebuild(reason: String) throws {
+    private func rebuild(reason: String) throws(Error) {
         var rebuilt = 0
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dataDirectory + "/jobs")) ?? []
         for id in names.sorted() where Self.isValidJobId(id) {
@@ -153,21 +138,15 @@ public final class JobStore {
 
     public func jobDirectory(_ id: String) -> String { dataDirectory + "/jobs/" + id }
 
-    public func save(_ job: Job) throws(SQLiteDatabase.Error) {
-        try database.query(
-            "INSERT INTO jobs (id, created_at, status, data) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET status = excluded.status, data = excluded.data",
-            [.text(job.id), .int(job.createdAt), .text(job.status.rawValue), .text(JSONWriter.string(job.json))])
+    public func save(_ job: Job) throws(Error) {
+        try records.save(job)
     }
 
     /// Removes a job for good: its record, its events and its directory (whatever the agent
     /// left there; links are removed, never followed).
     public func delete(_ id: String) throws(Error) {
         guard Self.isValidJobId(id) else { return }
-        do {
-            try database.query("DELETE FROM jobs WHERE id = ?", [.text(id)])
-        } catch {
-            throw Error(description: "cannot delete job \(id) from \(dataDirectory)/agentgate.sqlite: \(error)")
-        }
+        try records.delete(id)
         events.delete(job: id)
         let directory = jobDirectory(id)
         var info = stat()
@@ -180,26 +159,10 @@ public final class JobStore {
     }
 
     /// One stored job as saved, whole.
-    public func loadJob(_ id: String) -> Job? {
-        guard let rows = try? database.query("SELECT data FROM jobs WHERE id = ?", [.text(id)]),
-            case .text(let text)? = rows.first?.first, let value = try? JSONParser.parse(text)
-        else { return nil }
-        return Job(json: value)
-    }
+    public func loadJob(_ id: String) -> Job? { records.load(id) }
 
     /// Every stored job, oldest first.
-    public func loadJobs() throws(SQLiteDatabase.Error) -> [Job] {
-        let rows: [[SQLiteDatabase.Value]]
-        do {
-            rows = try database.query("SELECT data FROM jobs ORDER BY created_at, id")
-        } catch {
-            throw SQLiteDatabase.Error(code: error.code, message: "\(dataDirectory)/agentgate.sqlite: \(error.message)")
-        }
-        return rows.compactMap { row in
-            guard case .text(let text)? = row.first, let value = try? JSONParser.parse(text) else { return nil }
-            return Job(json: value)
-        }
-    }
+    public func loadJobs() throws(Error) -> [Job] { try records.loadAll() }
 
     /// Stored events of a job with seq > `since`, at most `limit`.
     public func events(for id: String, since: Int = 0, limit: Int = .max) -> [JobEvent] {

@@ -154,21 +154,22 @@ extension Exec {
     /// a private directory `<data>/exec/run-XXXXXX` (locked too, removed at the end), so this
     /// job never touches that process's jobs.
     static func openStore(_ dataDirectory: String) throws -> (JobStore, DataDirectoryLock, String?) {
-        let shared = try JobStore(dataDirectory: dataDirectory)
+        // The lock first: opening the store may rebuild its database.
+        try JobStore.prepare(dataDirectory: dataDirectory)
         PrivateRuns.sweep(dataDirectory: dataDirectory)
         switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate exec") {
         case .acquired(let lock):
-            return (shared, lock, nil)
+            return (try JobStore(dataDirectory: dataDirectory), lock, nil)
         case .held(let holder):
             let directory = try PrivateRuns.make(dataDirectory: dataDirectory, holder: holder)
             printError(
                 "agentgate: \(dataDirectory) is in use (\(TerminalText.escaped(holder))); its jobs are left alone, "
                     + "and this job's record is kept in \(directory) until exec ends")
-            let store = try JobStore(dataDirectory: directory)
+            try JobStore.prepare(dataDirectory: directory)
             guard case .acquired(let lock) = try DataDirectoryLock.acquire(dataDirectory: directory, owner: "agentgate exec") else {
                 throw JobStore.Error(description: "cannot lock \(directory)")
             }
-            return (store, lock, directory)
+            return (try JobStore(dataDirectory: directory), lock, directory)
         }
     }
 }

@@ -82,11 +82,13 @@ struct ServeCommand: ParsableCommand {
         let token: String
         let lock: DataDirectoryLock
         do {
-            store = try JobStore(dataDirectory: dataDirectory)
             // One owner per data dir: a second server would interrupt and kill this one's jobs.
+            // The lock comes first: opening the store may rebuild its database.
+            try JobStore.prepare(dataDirectory: dataDirectory)
             switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate serve") {
             case .acquired(let acquired):
                 lock = acquired
+                store = try JobStore(dataDirectory: dataDirectory)
                 PrivateRuns.sweep(dataDirectory: dataDirectory)
             case .held(let holder):
                 printError(
@@ -130,15 +132,19 @@ struct ServeCommand: ParsableCommand {
         checkStorageEvery5Seconds()
         // Retention runs on the loop once it serves (a first pass may delete many jobs), then hourly.
         let retention = JobManager.Retention(maxAgeMilliseconds: retainDays.map { Int($0 * 86_400_000) }, maxFinishedJobs: retainJobs)
-        func pruneEveryHour(after delay: Int) {
+        // A batch of 100 per loop turn, so a first pass over thousands of old jobs never holds
+        // the loop.
+        func prune(after delay: Int, deletedSoFar: Int) {
             guard !retention.keepsEverything else { return }
             _ = loop.schedule(afterMilliseconds: delay) {
-                let deleted = manager.prune(retention)
-                if !deleted.isEmpty { log.logger.notice("retention: deleted \(deleted.count) finished job(s) (--retain-days/--retain-jobs)") }
-                pruneEveryHour(after: 3_600_000)
+                let deleted = manager.prune(retention, limit: 100)
+                if deleted.count == 100 { return prune(after: 0, deletedSoFar: deletedSoFar + 100) }
+                let total = deletedSoFar + deleted.count
+                if total > 0 { log.logger.notice("retention: deleted \(total) finished job(s) (--retain-days/--retain-jobs)") }
+                prune(after: 3_600_000, deletedSoFar: 0)
             }
         }
-        pruneEveryHour(after: 0)
+        prune(after: 0, deletedSoFar: 0)
 
         var httpConfiguration = HTTPServer.Configuration()
         httpConfiguration.host = host

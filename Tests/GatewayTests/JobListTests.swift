@@ -89,11 +89,14 @@ struct JobListTests {
         #expect(try gateway.request("POST", "/api/agents/jobs/\(running)/delete").json["code"] as? String == "still_running")
         #expect(try gateway.request("POST", "/api/agents/jobs/0000000000000000/delete").status == 404)
         #expect(try gateway.request("DELETE", "/api/agents/jobs/\(finished)/delete").status == 405)
+        let before = try #require(try gateway.request("GET", "/api/agents/jobs").json["version"] as? Int)
         let deleted = try gateway.request("POST", "/api/agents/jobs/\(finished)/delete")
         #expect(deleted.status == 200)
         #expect(deleted.json["deleted"] as? String == finished)
         #expect(try gateway.request("GET", "/api/agents/jobs/\(finished)").status == 404)
         #expect(!FileManager.default.fileExists(atPath: gateway.dataPath + "/jobs/\(finished)"))
+        // A poller that saw the list before hears of it.
+        #expect(try gateway.request("GET", "/api/agents/jobs?since=\(before)").status == 200)
         #expect(try gateway.request("POST", "/api/agents/jobs/\(finished)/delete").status == 404)
         #expect(!(try Self.page(gateway, "").ids.contains(finished)))
         // `"*"` viewers hear of it.
@@ -120,8 +123,11 @@ struct JobListTests {
         defer { gateway.stop() }
         let running = try launch(gateway, script: "sleep 30")
         let manager = LoopBound(gateway.server.gateway.manager)
+        // In batches, the oldest first.
+        let batch = gateway.onLoop { manager.value.prune(JobManager.Retention(maxFinishedJobs: 10), limit: 15) }
+        #expect(batch == stored.prefix(15).map(\.id))
         let deleted = gateway.onLoop { manager.value.prune(JobManager.Retention(maxFinishedJobs: 10)) }
-        #expect(Set(deleted) == Set(stored.prefix(40).map(\.id)))
+        #expect(Set(deleted) == Set(stored[15..<40].map(\.id)))
         let left = try Self.page(gateway, "limit=1000").ids
         #expect(left == [running] + stored.suffix(10).reversed().map(\.id))
         // By age: these jobs ended (were created) in 2023.

@@ -656,6 +656,8 @@ public final class JobManager {
         }
         jobsByID[id] = nil
         if let index = order.lastIndex(of: id) { order.remove(at: index) }
+        // A change every poller must see (`?since=<version>` answers 304 only while nothing changed).
+        version += 1
         storedSeqs[id] = nil
         pendingLogBytes[id] = nil
         unsavedJobs.remove(id)
@@ -663,9 +665,11 @@ public final class JobManager {
     }
 
     /// Deletes the finished jobs `retention` no longer keeps: older than its age, or past its
-    /// count (the newest are kept). Never a running job. Returns the ids deleted.
+    /// count (the newest are kept). Never a running job. At most `limit` at a time (each is a
+    /// rename and a record deletion on the loop): a caller with more to prune calls again on
+    /// a later turn. Returns the ids deleted.
     @discardableResult
-    public func prune(_ retention: Retention, now: Int = WallClock.milliseconds()) -> [String] {
+    public func prune(_ retention: Retention, now: Int = WallClock.milliseconds(), limit: Int = .max) -> [String] {
         guard !retention.keepsEverything else { return [] }
         var finishedSeen = 0
         var doomed: [String] = []
@@ -676,7 +680,7 @@ public final class JobManager {
             if tooMany || tooOld { doomed.append(job.id) }
         }
         var deleted: [String] = []
-        for id in doomed where (try? delete(id)) != nil { deleted.append(id) }
+        for id in doomed.reversed().prefix(limit) where (try? delete(id)) != nil { deleted.append(id) }
         return deleted
     }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import EventLoop
 import Foundation
 
@@ -29,17 +30,10 @@ public final class JobStore {
     public init(dataDirectory: String, records: (any JobRecords)? = nil, events: (any JobEventStore)? = nil) throws(Error) {
         self.dataDirectory = dataDirectory
         self.events = events ?? EventFiles(jobsDirectory: dataDirectory + "/jobs")
-        do {
-            try Self.makeDirectory(dataDirectory)
-        } catch {
-            throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
-        }
-        try Self.makePrivate(dataDirectory)
-        do {
-            try Self.makeDirectory(dataDirectory + "/jobs")
-        } catch {
-            throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
-        }
+        try Self.prepare(dataDirectory: dataDirectory)
+        // What deletions interrupted by a crash left behind.
+        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: dataDirectory + "/jobs")) ?? []).filter { $0.hasPrefix(".deleted-") }
+        Self.removeInBackground(leftovers.map { dataDirectory + "/jobs/" + $0 })
         if let records {
             self.records = records
             return
@@ -66,6 +60,22 @@ public final class JobStore {
             }
         } catch {
             throw Error(description: "cannot open the job database \(databasePath): \(error)")
+        }
+    }
+
+    /// Makes the data dir (0700, ours) and its `jobs/`: what taking its lock needs. A process
+    /// takes the lock before it opens the store, because opening may rebuild the database.
+    public static func prepare(dataDirectory: String) throws(Error) {
+        do {
+            try makeDirectory(dataDirectory)
+        } catch {
+            throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
+        }
+        try makePrivate(dataDirectory)
+        do {
+            try makeDirectory(dataDirectory + "/jobs")
+        } catch {
+            throw Error(description: "cannot create data directory \(dataDirectory): \(error.message)")
         }
     }
 
@@ -143,18 +153,29 @@ public final class JobStore {
     }
 
     /// Removes a job for good: its record, its events and its directory (whatever the agent
-    /// left there; links are removed, never followed).
+    /// left there; links are removed, never followed). The directory is first renamed to
+    /// `jobs/.deleted-<id>` (one rename, so a crash never leaves half a job that a rebuild
+    /// would bring back), then removed on a background thread: a job with gigabytes of events
+    /// costs the loop no more than a small one.
     public func delete(_ id: String) throws(Error) {
         guard Self.isValidJobId(id) else { return }
-        try records.delete(id)
         events.delete(job: id)
         let directory = jobDirectory(id)
+        let doomed = dataDirectory + "/jobs/.deleted-" + id
         var info = stat()
-        guard lstat(directory, &info) == 0 else { return }
-        do {
-            try FileManager.default.removeItem(atPath: directory)
-        } catch {
-            throw Error(description: "cannot remove \(directory): \(error.localizedDescription)")
+        let hasDirectory = lstat(directory, &info) == 0
+        if hasDirectory, rename(directory, doomed) != 0 {
+            throw Error(description: "cannot remove \(directory): \(String(cString: strerror(errno)))")
+        }
+        try records.delete(id)
+        if hasDirectory { Self.removeInBackground([doomed]) }
+    }
+
+    /// Removes directories on a background thread (deleted jobs' files).
+    static func removeInBackground(_ paths: [String]) {
+        guard !paths.isEmpty else { return }
+        DispatchQueue.global(qos: .utility).async {
+            for path in paths { try? FileManager.default.removeItem(atPath: path) }
         }
     }
 

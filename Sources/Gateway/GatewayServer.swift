@@ -14,25 +14,23 @@ public final class GatewayServer {
     public let hub: SubscriptionHub
     public var port: Int { http.port }
 
-    /// - Parameter viewerQueueBytes: bytes queued for one viewer before its live delivery
-    ///   pauses and it is caught up from the store instead (1 MiB).
     public init(
-        loop: EventLoop, manager: JobManager, policy: AccessPolicy, http configuration: HTTPServer.Configuration,
-        viewerQueueBytes: Int = 1 << 20, webRoot: String? = nil
+        loop: EventLoop, manager: JobManager, policy: AccessPolicy, configuration: ServerConfiguration, webRoot: String? = nil
     ) throws(SystemError) {
-        http = try HTTPServer(loop: loop, configuration: configuration)
+        http = try HTTPServer(loop: loop, configuration: configuration.http)
+        credentialCheckMilliseconds = configuration.credentialCheckMilliseconds
         var websocketConfiguration = WebSocketServer.Configuration()
         // One compressed frame per event for every viewer that negotiates deflate.
         websocketConfiguration.deflate = PerMessageDeflateNegotiation(preferServerNoContextTakeover: true)
         // Browsers that cannot set headers send their credential as a subprotocol beside
         // `agentgate.v1`, which is the one echoed (a credential is never sent back).
         websocketConfiguration.subprotocols = ["agentgate.v1"]
-        websocketConfiguration.pingIntervalMilliseconds = 30_000
-        websocketConfiguration.pongTimeoutMilliseconds = 30_000
-        websocketConfiguration.maxQueuedBytes = viewerQueueBytes
+        websocketConfiguration.pingIntervalMilliseconds = configuration.viewers.pingIntervalMilliseconds
+        websocketConfiguration.pongTimeoutMilliseconds = configuration.viewers.pongTimeoutMilliseconds
+        websocketConfiguration.maxQueuedBytes = configuration.viewers.queueBytes
         websockets = try WebSocketServer(loop: loop, configuration: websocketConfiguration, listening: false)
         gateway = Gateway(manager: manager, policy: policy)
-        hub = SubscriptionHub(manager: manager, websockets: websockets)
+        hub = SubscriptionHub(manager: manager, websockets: websockets, limits: configuration.viewers)
         gateway.hub = hub
         gateway.staticFiles = webRoot.map(StaticFiles.init(root:))
         let gateway = self.gateway
@@ -55,9 +53,8 @@ public final class GatewayServer {
         websockets.stop()
     }
 
-    /// How often open streams and WebSockets are checked against the token file and the
-    /// sessions (1 s): a rotation or an expiry ends them within this time.
-    public var credentialCheckMilliseconds = 1_000
+    /// See `ServerConfiguration.credentialCheckMilliseconds`.
+    public var credentialCheckMilliseconds: Int
     private var credentialCheck: EventLoop.TimerID?
 
     private func scheduleCredentialCheck() {

@@ -37,7 +37,7 @@ extension SubscriptionHub {
             return session.close(Self.credentialEndedCloseCode, reason: "not authenticated")
         }
         session.userInfo = nil  // the viewer keeps it from here
-        let viewer = Viewer(transport: .websocket(session), principal: admitted.principal, timeouts: timeouts)
+        let viewer = Viewer(transport: .websocket(session), principal: admitted.principal, timeouts: limits.pacing)
         let key = ObjectIdentifier(session.tcp)
         viewers[key] = viewer
         session.tcp.onFlushed = { [unowned self] in self.flushed(key) }
@@ -60,8 +60,8 @@ extension SubscriptionHub {
         do throws(APIError) {
             switch try parsed.get() {
             case .subscribe(let job, let since, let rawEvents):
-                guard viewer.subscriptions[job] != nil || viewer.subscriptions.count < maxSubscriptionsPerConnection else {
-                    throw APIError(400, "too_many_subscriptions", "at most \(maxSubscriptionsPerConnection) subscriptions per connection")
+                guard viewer.subscriptions[job] != nil || viewer.subscriptions.count < limits.maxSubscriptionsPerConnection else {
+                    throw APIError(400, "too_many_subscriptions", "at most \(limits.maxSubscriptionsPerConnection) subscriptions per connection")
                 }
                 subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: request)
             case .unsubscribe(let job):
@@ -125,11 +125,11 @@ extension SubscriptionHub {
     }
 
     func attachStream(_ tcp: TCPConnection, format: EventWire.Format, principal: Gateway.Principal) -> Viewer {
-        let viewer = Viewer(transport: .sse(tcp), principal: principal, timeouts: timeouts)
+        let viewer = Viewer(transport: .sse(tcp), principal: principal, timeouts: limits.pacing)
         viewer.format = format
         let key = ObjectIdentifier(tcp)
         viewers[key] = viewer
-        tcp.maxQueuedBytes = websockets.configuration.maxQueuedBytes
+        tcp.maxQueuedBytes = limits.queueBytes
         tcp.onRead = { _ in }  // a stream's client has nothing more to say
         tcp.onPeerClosed = { [unowned tcp] in tcp.close() }
         tcp.onClose = { [unowned self] in self.remove(key) }
@@ -143,7 +143,7 @@ extension SubscriptionHub {
 
     func scheduleHeartbeat() {
         guard heartbeat == nil else { return }
-        heartbeat = manager.loop.schedule(afterMilliseconds: heartbeatMilliseconds) { [weak self] in
+        heartbeat = manager.loop.schedule(afterMilliseconds: limits.heartbeatMilliseconds) { [weak self] in
             guard let self else { return }
             self.heartbeat = nil
             let bytes = OutboundBuffer(ServerSentEvents.heartbeat())
@@ -167,7 +167,7 @@ extension SubscriptionHub {
         if let snapshotCache { return snapshotCache }
         // Every unfinished job and the newest finished ones; `total` says how many there are,
         // and the job list (`GET /api/agents/jobs`) pages through the rest.
-        let (jobs, total) = manager.snapshotJobs()
+        let (jobs, total) = manager.snapshotJobs(finished: limits.snapshotFinishedJobs)
         let value: JSONValue = .object([
             "type": "snapshot", "jobs": .array(jobs.map(\.summaryJSON)), "version": .int(manager.version), "total": .int(total),
         ])
@@ -183,14 +183,14 @@ extension SubscriptionHub {
     }
 
     /// Sends a `"*"` viewer the snapshot it asked for, unless it got one less than
-    /// `snapshotIntervalMilliseconds` ago: then one timer sends it when the interval ends,
+    /// `limits.snapshotIntervalMilliseconds` ago: then one timer sends it when the interval ends,
     /// newer than every request it answers. Nothing is queued while the viewer is paused
     /// (its queue is full); `drained` calls this again.
     func sendWantedSnapshot(_ viewer: Viewer) {
         guard viewer.snapshotWanted, viewer.snapshotTimer == nil, viewer.pacing.isFlowing else { return }
         let now = MonotonicClock.milliseconds()
-        if let last = viewer.snapshotSentAt, now - last < snapshotIntervalMilliseconds {
-            viewer.snapshotTimer = manager.loop.schedule(afterMilliseconds: last + snapshotIntervalMilliseconds - now) {
+        if let last = viewer.snapshotSentAt, now - last < limits.snapshotIntervalMilliseconds {
+            viewer.snapshotTimer = manager.loop.schedule(afterMilliseconds: last + limits.snapshotIntervalMilliseconds - now) {
                 [weak self, weak viewer] in
                 guard let self, let viewer else { return }
                 viewer.snapshotTimer = nil

@@ -24,7 +24,7 @@ extension SubscriptionHub {
     /// the previous one is nearly written, so a replay runs at the pace the viewer reads.
     func pump(_ viewer: Viewer) {
         guard viewer.pacing.isFlowing, !viewer.readInFlight, viewer.tcp.isOpen,
-            viewer.tcp.queuedBytes < replaySliceBytes
+            viewer.tcp.queuedBytes < limits.replaySliceBytes
         else { return }
         let behind = viewer.subscriptions.values.filter { $0.cursor.state == .behind }
         guard !behind.isEmpty else { return }
@@ -38,7 +38,7 @@ extension SubscriptionHub {
         let stored = manager.storedLastSeq(of: subscription.job)
         viewer.readInFlight = true
         let request = HistoryReader.Request(
-            job: subscription.job, after: after, maxBytes: replaySliceBytes,
+            job: subscription.job, after: after, maxBytes: limits.replaySliceBytes,
             framing: viewer.framing(rawEvents: subscription.rawEvents))
         history.read(request, loop: manager.loop) { [weak self, weak viewer] replay in
             guard let self, let viewer else { return }
@@ -93,7 +93,7 @@ extension SubscriptionHub {
     func replayUnstored(_ viewer: Viewer, _ behind: [Subscription]) {
         for subscription in behind.sorted(by: { $0.job < $1.job }) {
             guard let job = manager.job(subscription.job),
-                let slice = manager.unstoredEvents(of: job.id, after: subscription.cursor.lastSent, maxBytes: replaySliceBytes),
+                let slice = manager.unstoredEvents(of: job.id, after: subscription.cursor.lastSent, maxBytes: limits.replaySliceBytes),
                 subscription.cursor.nextRead() != nil
             else { continue }
             let replay = EventWire.replay(slice, framing: viewer.framing(rawEvents: subscription.rawEvents), compressor: compressor)

@@ -39,39 +39,15 @@ public final class SubscriptionHub {
     /// Close code for a connection whose credential ended: signed out, expired, or the token
     /// rotated. Reconnecting needs a new one.
     public static let credentialEndedCloseCode = CloseCode(4401)
-    /// Subscriptions one WebSocket connection may hold (more get `too_many_subscriptions`).
-    public var maxSubscriptionsPerConnection = 1_000
-    /// Events of all jobs kept for all-jobs SSE streams that reconnect (`Last-Event-ID`):
-    /// at most 16,384 and 32 MiB (their bytes and encodings), and only while such a stream
-    /// is attached or left less than a minute ago. The one ring of events in memory: a job's
-    /// own viewers catch up from its event file.
-    static let allJobsRingCapacity = 16_384
-    static let allJobsRingBytes = 32 << 20
+    /// What one viewer may hold and how long it may lag (see `ViewerLimits`).
+    public var limits: ViewerLimits {
+        didSet {
+            guard limits.allJobsRingEvents != oldValue.allJobsRingEvents || limits.allJobsRingBytes != oldValue.allJobsRingBytes else { return }
+            recentAll = RecentEvents(capacity: limits.allJobsRingEvents, maxBytes: limits.allJobsRingBytes)
+        }
+    }
     /// Events replayed per catch-up step of an all-jobs stream (from memory).
     static let allJobsReplayBatch = 2_000
-    /// Bytes of stored events read and framed per replay step (128 KiB): a viewer that
-    /// catches up holds at most one such slice beyond its queue, and the loop queues a slice
-    /// in one append.
-    public var replaySliceBytes = 128 * 1024
-    /// Comment lines on idle SSE streams, so proxies and clients keep them open (15 s).
-    public var heartbeatMilliseconds = 15_000
-    /// Least time between two `"*"` snapshots to one connection (250 ms). A client that
-    /// repeats subscribe "*" gets every ack at once and one snapshot for all the requests
-    /// of an interval: a flood of them costs the loop acks, not snapshots of every job.
-    public var snapshotIntervalMilliseconds = 250
-    /// How long a viewer may stay paused, or leave the end of its stream unread, before it
-    /// is told it lagged; and how long it then has to read that before it is cut.
-    var timeouts = ViewerPacing.Timeouts()
-    /// A paused viewer's time to read again before it is told it lagged (30 s).
-    public var lagTimeoutMilliseconds: Int {
-        get { timeouts.lagMilliseconds }
-        set { timeouts.lagMilliseconds = newValue }
-    }
-    /// A finished stream's time to be read before the viewer is told it lagged (30 s).
-    public var finishTimeoutMilliseconds: Int {
-        get { timeouts.finishMilliseconds }
-        set { timeouts.finishMilliseconds = newValue }
-    }
 
     public let manager: JobManager
     public let websockets: WebSocketServer
@@ -83,7 +59,7 @@ public final class SubscriptionHub {
     /// Viewers of every job's lifecycle (`"*"`), and all-jobs SSE streams.
     var lifecycleViewers: [ObjectIdentifier: Viewer] = [:]
     var allJobsViewers: [ObjectIdentifier: Viewer] = [:]
-    var recentAll = RecentEvents(capacity: SubscriptionHub.allJobsRingCapacity, maxBytes: SubscriptionHub.allJobsRingBytes)
+    var recentAll: RecentEvents
     /// Whether every job's events are kept for all-jobs streams: while one is attached, and
     /// for a minute after the last one left (so it can reconnect and resume).
     var recordingAllJobs = false
@@ -94,9 +70,11 @@ public final class SubscriptionHub {
     /// asks before the next event (dropped by that event).
     var snapshotCache: SharedMessage?
 
-    public init(manager: JobManager, websockets: WebSocketServer) {
+    public init(manager: JobManager, websockets: WebSocketServer, limits: ViewerLimits = ViewerLimits()) {
         self.manager = manager
         self.websockets = websockets
+        self.limits = limits
+        recentAll = RecentEvents(capacity: limits.allJobsRingEvents, maxBytes: limits.allJobsRingBytes)
         history = HistoryReader(store: manager.store.events)
         manager.addObserver { [unowned self] event, bytes in self.deliver(event, bytes) }
         manager.addPartialObserver { [unowned self] job, _, bytes in self.deliverPartial(job, bytes) }

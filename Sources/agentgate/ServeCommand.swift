@@ -154,11 +154,15 @@ struct ServeCommand: ParsableCommand {
         // Raise the fd limit, then keep a reserve of it for jobs (see FileLimits).
         httpConfiguration = httpConfiguration.limited(toFileLimit: FileLimits.raiseSoftLimit())
         let webRoot = self.webRoot ?? StaticFiles.locateDefaultRoot(executablePath: StaticFiles.executablePath(argumentZero: CommandLine.arguments[0]))
+        // Every limit the server keeps, in one value (see ServerConfiguration).
+        var configuration = ServerConfiguration()
+        configuration.http = httpConfiguration
+        configuration.jobs = managerConfiguration
         let server: GatewayServer
-        do {
+        do throws(SystemError) {
             server = try GatewayServer(
                 loop: loop, manager: manager, policy: AccessPolicy(token: token, extraHosts: allowHost, extraOrigins: allowOrigin),
-                http: httpConfiguration, webRoot: webRoot)
+                configuration: configuration, webRoot: webRoot)
             server.gateway.sessions.limits.idleMilliseconds = sessionIdle * 1000
             server.gateway.sessions.limits.maxAgeMilliseconds = sessionMax * 1000
             // Dashboard sessions outlive a restart (hashes only, 0600).

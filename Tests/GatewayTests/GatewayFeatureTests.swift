@@ -343,7 +343,7 @@ struct GatewayFeatureTests {
     }
 
     @Test func aConnectionCannotHoldMoreSubscriptionsThanItsLimit() throws {
-        let gateway = try RunningGateway { $0.hub.maxSubscriptionsPerConnection = 2 }
+        let gateway = try RunningGateway { $0.hub.limits.maxSubscriptionsPerConnection = 2 }
         defer { gateway.stop() }
         let ids = try (0..<3).map { _ in try launch(gateway, script: "echo hi") }
         let viewer = try Viewer(gateway)

@@ -40,9 +40,12 @@ final class RunningGateway: @unchecked Sendable {
         configuration.minFreeBytes = minFreeBytes
         manager = JobManager(loop: loop, store: store, detector: detector, configuration: configuration)
         try manager.recover()
+        var serverConfiguration = ServerConfiguration()
+        serverConfiguration.http = http
+        serverConfiguration.viewers.queueBytes = viewerQueueBytes
+        serverConfiguration.jobs = configuration
         server = try GatewayServer(
-            loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), http: http,
-            viewerQueueBytes: viewerQueueBytes, webRoot: webRoot)
+            loop: loop, manager: manager, policy: AccessPolicy(token: Self.token), configuration: serverConfiguration, webRoot: webRoot)
         configure(server)
         try server.start()
         port = server.port

@@ -17,7 +17,7 @@ struct StreamEndTests {
     static func slowViewerGateway(lagMilliseconds: Int = 30_000) throws -> RunningGateway {
         var http = HTTPServer.Configuration()
         http.socketSendBufferBytes = 16 * 1024
-        return try RunningGateway(viewerQueueBytes: 64 * 1024, http: http) { $0.hub.lagTimeoutMilliseconds = lagMilliseconds }
+        return try RunningGateway(viewerQueueBytes: 64 * 1024, http: http) { $0.hub.limits.lagMilliseconds = lagMilliseconds }
     }
 
     static func waitForEnd(_ gateway: RunningGateway, _ id: String) -> Int {

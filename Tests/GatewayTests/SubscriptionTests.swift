@@ -163,7 +163,7 @@ struct SubscriptionTests {
     }
 
     @Test func aViewerStuckPastTheLagTimeoutIsToldWhereToResume() throws {
-        let gateway = try RunningGateway(viewerQueueBytes: 64 * 1024) { $0.hub.lagTimeoutMilliseconds = 300 }
+        let gateway = try RunningGateway(viewerQueueBytes: 64 * 1024) { $0.hub.limits.lagMilliseconds = 300 }
         defer { gateway.stop() }
         let stuck = try Viewer(gateway)
         var small = 64 * 1024

@@ -8,6 +8,7 @@ Scenarios (issue 7):
   S4  10,000 idle connections (server RSS per connection)
   S5  S1 plus one viewer that never reads
   S6  S1 with permessage-deflate negotiated by every viewer
+  S7–S9  history at scale, agentgate only (Benchmarks/history.py)
 """
 
 import argparse
@@ -220,7 +221,7 @@ def table(results, servers):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--scenarios", default=",".join(list(SCENARIOS) + ["S7", "S8", "S9"]))
     parser.add_argument("--servers", default="agentgate,hummingbird")
     parser.add_argument("--no-build", action="store_true", help="skip the Swift release builds (the C tools are always built)")
     parser.add_argument("--rounds", type=int, default=3,
@@ -228,8 +229,10 @@ def main():
     args = parser.parse_args()
     servers = args.servers.split(",")
     build(servers, swift=not args.no_build)
+    names = args.scenarios.split(",")
+    history_names = [name for name in names if name in ("S7", "S8", "S9")]
     results = {}
-    for name in args.scenarios.split(","):
+    for name in [name for name in names if name in SCENARIOS]:
         runs = {kind: [] for kind in servers}
         for round in range(args.rounds):
             for kind in servers:  # alternating: each round runs on both servers
@@ -245,7 +248,14 @@ def main():
         model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown CPU")
     print(f"machine: {os.cpu_count()} cores, {model}; {time.strftime('%Y-%m-%d')}; "
           f"{args.rounds} round(s) per scenario and server, the median run by p99 shown")
-    print(table(results, servers))
+    if results:
+        print(table(results, servers))
+    if history_names and "agentgate" in servers:
+        import history
+        history_results = history.run(history_names)
+        print()
+        print("History at scale (agentgate; the peer has no stored history to replay):")
+        print(history.table(history_results))
     stalled = results.get("S5", {}).get("agentgate")
     if stalled and "slow_viewer_pauses" in stalled:
         print(f"S5: agentgate paused live delivery to the viewer that never reads {stalled['slow_viewer_pauses']} time(s); "

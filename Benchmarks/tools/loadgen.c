@@ -6,6 +6,11 @@
 //
 // usage: loadgen --port P --path PATH --token T --conns N [--deflate] [--stall K]
 //                [--idle SECONDS] [--timeout SECONDS] [--ready-file F] [--expect COUNT]
+//                [--since-random MAX]
+//
+// --since-random MAX: each viewer resumes the job at a random event cursor below MAX
+// (`&since=N` on PATH), as late viewers of a finished job do; it then counts from the first
+// line it gets, and is complete when it got every line from there to COUNT once, in order.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,11 +43,14 @@ struct conn {
     int message_compressed;
     unsigned long long next_seq;
     unsigned long long frames;
+    /// The first line's seq (--since-random: the viewer starts mid-job), and its cursor.
+    unsigned long long first_seq;
+    unsigned long long since;
 };
 
 static int port, conns_wanted, stall_count, want_deflate, idle_seconds, timeout_seconds = 120;
 static const char *path = "/ws", *token = "", *ready_file;
-static unsigned long long expect_count;
+static unsigned long long expect_count, since_random_max;
 static struct conn *conns;
 static int epfd;
 static uint32_t *latencies;
@@ -131,6 +139,10 @@ static void on_message(struct conn *c, const unsigned char *data, size_t length)
         }
         unsigned long long micros = now > stamp ? (now - stamp) / 1000 : 0;
         latencies[latency_len++] = micros > 0xffffffffull ? 0xffffffffu : (uint32_t)micros;
+        if (!c->first_seq) {
+            c->first_seq = seq;
+            if (since_random_max) c->next_seq = seq;  // starts mid-job: nothing before is missing
+        }
         if (seq > c->next_seq) gaps += seq - c->next_seq;
         if (seq < c->next_seq) dups++;
         if (seq >= c->next_seq) c->next_seq = seq + 1;
@@ -206,12 +218,14 @@ static void parse_frames(struct conn *c) {
 }
 
 static void start_handshake(struct conn *c) {
-    char request[2048];
+    char request[2048], target[1024];
+    if (since_random_max) snprintf(target, sizeof target, "%s&since=%llu", path, c->since);
+    else snprintf(target, sizeof target, "%s", path);
     int length = snprintf(request, sizeof request,
         "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         "Authorization: Bearer %s\r\n%s\r\n",
-        path, port, token, want_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
+        target, port, token, want_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" : "");
     send_all(c->fd, request, (size_t)length);
     c->phase = HANDSHAKE;
 }
@@ -257,6 +271,7 @@ static int percentile_compare(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
+    srandom((unsigned)getpid() ^ (unsigned)time(NULL));
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port")) port = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--path")) path = argv[++i];
@@ -268,6 +283,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--timeout")) timeout_seconds = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--ready-file")) ready_file = argv[++i];
         else if (!strcmp(argv[i], "--expect")) expect_count = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--since-random")) since_random_max = strtoull(argv[++i], NULL, 10);
     }
     struct rlimit limit;
     getrlimit(RLIMIT_NOFILE, &limit);
@@ -292,6 +308,7 @@ int main(int argc, char **argv) {
             struct conn *c = &conns[opened];
             c->stalled = opened < stall_count;
             c->next_seq = 1;
+            if (since_random_max) c->since = ((unsigned long long)random() << 31 ^ (unsigned long long)random()) % since_random_max;
             c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
             if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&address, sizeof address) != 0) {
                 failed++;
@@ -335,7 +352,8 @@ int main(int argc, char **argv) {
     }
     int complete = 0;
     for (int i = stall_count; i < conns_wanted; i++) {
-        if (expect_count && conns[i].frames == expect_count && conns[i].next_seq == expect_count + 1) complete++;
+        unsigned long long wanted = since_random_max && conns[i].first_seq ? expect_count - conns[i].first_seq + 1 : expect_count;
+        if (expect_count && conns[i].phase == DONE && conns[i].frames == wanted && conns[i].next_seq == expect_count + 1) complete++;
     }
     qsort(latencies, latency_len, sizeof *latencies, percentile_compare);
     uint32_t p50 = latency_len ? latencies[latency_len / 2] : 0;

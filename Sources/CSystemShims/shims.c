@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <linux/sched.h>
 #include <linux/close_range.h>
 
@@ -307,4 +308,8 @@ int ag_connect_tcp(const char *host, int port) {
 void ag_set_nodelay(int fd) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int ag_set_thread_niceness(int value) {
+    return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), value);
 }

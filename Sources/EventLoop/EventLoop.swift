@@ -242,8 +242,11 @@ public final class EventLoop: @unchecked Sendable {
         return true
     }
 
-    private var eventBits = [UInt32](repeating: 0, count: 256)
-    private var eventData = [UInt64](repeating: 0, count: 256)
+    /// Ready fds taken per turn (64). The loop is level-triggered, so the rest are taken next
+    /// turn, after timers and cross-thread tasks: a burst of a thousand handshakes costs many
+    /// short turns, not one long one that every client waits behind.
+    private var eventBits = [UInt32](repeating: 0, count: 64)
+    private var eventData = [UInt64](repeating: 0, count: 64)
 
     /// One turn: wait (bounded by the next timer), dispatch fd events, tasks, due timers, then
     /// end-of-turn hooks.

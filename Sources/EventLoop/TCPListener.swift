@@ -21,7 +21,9 @@ public final class TCPListener {
     /// Times accepting paused for lack of fds (every one, unlike the reports).
     public private(set) var pauses = 0
 
-    public var acceptBatch = 64
+    /// 8: a burst of connections is taken over several short turns, each a few ms at most
+    /// even when the CPU is contended.
+    public var acceptBatch = 8
     public var backoffMilliseconds = 100
     private var registration: EventLoop.Registration?
     private var backingOff = false

@@ -41,9 +41,37 @@ extension SubscriptionHub {
             job: subscription.job, after: after, maxBytes: limits.replaySliceBytes,
             framing: viewer.framing(rawEvents: subscription.rawEvents))
         history.read(request, loop: manager.loop) { [weak self, weak viewer] replay in
-            guard let self, let viewer else { return }
-            viewer.readInFlight = false
-            self.replayed(replay, stored: stored, to: viewer, subscription)
+            self?.arrived { [weak self, weak viewer] in
+                guard let self, let viewer else { return }
+                viewer.readInFlight = false
+                self.replayed(replay, stored: stored, to: viewer, subscription)
+            }
+        }
+    }
+
+    /// Queues a slice's delivery; a drain on the next loop turn takes `slicesPerTurn` of them.
+    func arrived(_ delivery: @escaping () -> Void) {
+        arrivals.append(delivery)
+        guard !drainScheduled else { return }
+        drainScheduled = true
+        let bound = LoopBound(self)
+        manager.loop.execute { bound.value.drainArrivals() }
+    }
+
+    func drainArrivals() {
+        drainScheduled = false
+        let end = min(arrivals.count, arrivalsHead + Self.slicesPerTurn)
+        let batch = arrivals[arrivalsHead..<end]
+        arrivalsHead = end
+        if arrivalsHead == arrivals.count {
+            arrivals.removeAll(keepingCapacity: true)
+            arrivalsHead = 0
+        }
+        for delivery in batch { delivery() }
+        if arrivalsHead < arrivals.count, !drainScheduled {
+            drainScheduled = true
+            let bound = LoopBound(self)
+            manager.loop.execute { bound.value.drainArrivals() }
         }
     }
 

@@ -60,6 +60,13 @@ public final class SubscriptionHub {
     var lifecycleViewers: [ObjectIdentifier: Viewer] = [:]
     var allJobsViewers: [ObjectIdentifier: Viewer] = [:]
     var recentAll: RecentEvents
+    /// History slices read for viewers and not queued yet, and whether a drain is due: at
+    /// most `slicesPerTurn` are queued per loop turn (each is a copy and a socket write of
+    /// up to 128 KiB), so a thousand viewers catching up at once never hold one turn.
+    var arrivals: [() -> Void] = []
+    var arrivalsHead = 0
+    var drainScheduled = false
+    static let slicesPerTurn = 16
     /// Whether every job's events are kept for all-jobs streams: while one is attached, and
     /// for a minute after the last one left (so it can reconnect and resume).
     var recordingAllJobs = false

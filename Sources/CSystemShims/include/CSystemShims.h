@@ -73,3 +73,6 @@ int ag_connect_tcp(const char *host, int port);
 
 /// TCP_NODELAY on: frames go out when written, not after Nagle's delay.
 void ag_set_nodelay(int fd);
+
+/// Sets the calling thread's nice value (Linux: per thread). 0 on success.
+int ag_set_thread_niceness(int value);

@@ -15,6 +15,8 @@ final class HistoryReader: @unchecked Sendable {
     private let compressor = SharedMessage.makeSharedCompressor()
     /// Jobs whose reader (with its index) is kept between reads.
     static let maxOpenReaders = 512
+    /// The history thread's nice value (10: well below the loop's 0).
+    static let niceness: Int32 = 10
 
     init(store: any JobEventStore) {
         self.store = store
@@ -32,6 +34,9 @@ final class HistoryReader: @unchecked Sendable {
     func read(_ request: Request, loop: EventLoop, completion: @escaping (EventWire.Replay) -> Void) {
         let bound = LoopBound(completion)
         queue.async { [self] in
+            // Below the loop's priority: on a machine with few cores, the loop thread that
+            // serves every client comes first; replay takes the time that is left.
+            ThreadPriority.setNiceness(Self.niceness)
             let reader = self.reader(for: request.job)
             let slice = reader.slice(after: request.after, maxBytes: request.maxBytes, maxEvents: .max)
             let replay = EventWire.replay(slice, framing: request.framing, compressor: self.compressor)

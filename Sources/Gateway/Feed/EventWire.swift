@@ -105,6 +105,10 @@ enum EventWire {
                     appendSSEEvent(to: &replay.bytes, id: line.seq, type: type, data: bytes)
                 case .sseAll:
                     continue  // the all-jobs stream replays from memory, by version
+                case .json where !framing.perConnection && !framing.sharedDeflate:
+                    // The common case, framed in place: no copy of the line of its own.
+                    FrameEncoder.appendHeader(to: &replay.bytes, opcode: .text, payloadCount: bytes.count)
+                    replay.bytes.append(contentsOf: bytes)
                 case .json:
                     appendMessage(Array(bytes), seq: line.seq, framing: framing, compressor: compressor, to: &replay)
                 case .text:

@@ -124,14 +124,21 @@ class Server:
             self.process.wait()
 
 
-def run_scenario(name, kind, spec):
-    work = tempfile.mkdtemp(prefix=f"agentgate-bench-{kind}-")
+def make_workdir(prefix):
+    """A temporary directory with bin/claude: the fake agent, reading its arguments from
+    the prompt on stdin."""
+    work = tempfile.mkdtemp(prefix=prefix)
     os.makedirs(os.path.join(work, "bin"))
     with open(os.path.join(work, "bin", "claude"), "w") as wrapper:
         wrapper.write("#!/bin/sh\n"
                       'if [ "$1" = "--version" ]; then echo "2.1.12 (Claude Code)"; exit 0; fi\n'
                       f'set -- $(cat); exec {TOOLS}/fake_agent "$@"\n')
     os.chmod(os.path.join(work, "bin", "claude"), 0o755)
+    return work
+
+
+def run_scenario(name, kind, spec):
+    work = make_workdir(f"agentgate-bench-{kind}-")
     server = Server(kind, work)
     try:
         pid = server.process.pid

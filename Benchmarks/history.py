@@ -15,7 +15,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.request
@@ -50,14 +49,7 @@ def job(server, job_id):
 
 
 def workdir():
-    work = tempfile.mkdtemp(prefix="agentgate-bench-history-")
-    os.makedirs(os.path.join(work, "bin"))
-    with open(os.path.join(work, "bin", "claude"), "w") as wrapper:
-        wrapper.write("#!/bin/sh\n"
-                      'if [ "$1" = "--version" ]; then echo "2.1.12 (Claude Code)"; exit 0; fi\n'
-                      f'set -- $(cat); exec {bench.TOOLS}/fake_agent "$@"\n')
-    os.chmod(os.path.join(work, "bin", "claude"), 0o755)
-    return work
+    return bench.make_workdir("agentgate-bench-history-")
 
 
 def finished_job(server, work, lines):

@@ -131,6 +131,7 @@ def s7(server, work):
     return dict(events=events, file_mb=size / 2**20, replay_s=replay, sendfile_s=physical, ratio=replay / physical,
                 late_complete=late_result["complete_viewers"] == 1, late_gaps=late_result["gaps"], late_dups=late_result["dups"],
                 s1_p99_ms=s1["p99_us"] / 1000, s1_complete=f"{s1['complete_viewers']}/{s1['conns']}",
+                peak_rss_mb=bench.memory_kb(server.process.pid, "VmHWM") / 1024,
                 pass_replay=replay <= 3 * physical, pass_p99=s1["p99_us"] <= 10_000)
 
 
@@ -245,7 +246,8 @@ def table(results):
     if "S7" in results:
         r = results["S7"]
         rows.append(["S7 late viewer", f"replay of {r['events']:,} events ({r['file_mb']:.0f} MB file): {r['replay_s']:.2f} s; "
-                     f"sendfile of the file: {r['sendfile_s']:.2f} s ({r['ratio']:.1f}×); complete {r['late_complete']}, gaps {r['late_gaps']}, dups {r['late_dups']}",
+                     f"sendfile of the file: {r['sendfile_s']:.2f} s ({r['ratio']:.1f}×); complete {r['late_complete']}, gaps {r['late_gaps']}, dups {r['late_dups']}; "
+                     f"server peak RSS {r['peak_rss_mb']:.0f} MB",
                      "≤ 3× sendfile", verdict(r["pass_replay"] and r["late_complete"])])
         rows.append(["S7 S1 beside it", f"S1 p99 {r['s1_p99_ms']:.2f} ms, complete {r['s1_complete']}", "p99 ≤ 10 ms", verdict(r["pass_p99"])])
     if "S8" in results:

@@ -1,4 +1,5 @@
 import AgentCore
+import Dispatch
 import Foundation
 import EventLoop
 import HTTPCore
@@ -112,14 +113,7 @@ public final class Gateway {
             else {
                 return APIError.invalidQuery("since and limit must be non-negative integers (limit 1…10000)").response
             }
-            // The stored lines as they are: a seek through the index, no re-encoding.
-            var body: [UInt8] = Array("{\"events\":[".utf8)
-            for (index, event) in manager.encodedEvents(for: id, since: since, limit: limit).enumerated() {
-                if index > 0 { body.append(UInt8(ascii: ",")) }
-                body += event.line
-            }
-            body += Array("]}".utf8)
-            return .json(200, body)
+            return eventsPage(job: id, since: since, limit: limit)
         case ("GET", .jobStream(let id)):
             return jobStream(request, id: id, principal: principal)
         case ("POST", .jobDelete(let id)):
@@ -201,6 +195,40 @@ public final class Gateway {
             return .json(201, JSONWriter.serialize(.object(["job": job.summaryJSON])))
         } catch {
             return error.response
+        }
+    }
+
+    /// `{"events":[…]}`: the stored lines as they are (a seek through the index, no
+    /// re-encoding), read off the loop: up to 10,000 events is megabytes of reading.
+    private func eventsPage(job id: String, since: Int, limit: Int) -> HTTPServer.Response {
+        manager.flushLogs()
+        let store = manager.store.events
+        let loop = manager.loop
+        return .later { complete in
+            let bound = LoopBound(complete)
+            DispatchQueue.global(qos: .utility).async {
+                let reader = store.reader(job: id)
+                var body: [UInt8] = Array("{\"events\":[".utf8)
+                var cursor = since
+                var count = 0
+                while count < limit {
+                    let slice = reader.slice(after: cursor, maxBytes: 1 << 20, maxEvents: limit - count)
+                    for line in slice.lines {
+                        if count > 0 { body.append(UInt8(ascii: ",")) }
+                        body += slice.bytes[line.range]
+                        count += 1
+                    }
+                    if let gap = slice.gap {
+                        cursor = gap.upperBound
+                        continue
+                    }
+                    guard let last = slice.lines.last else { break }
+                    cursor = last.seq
+                }
+                body += Array("]}".utf8)
+                let page = body
+                loop.execute { bound.value(.json(200, page)) }
+            }
         }
     }
 

@@ -55,7 +55,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Delete finished jobs (records, events, files) this many days after they ended; checked at start and hourly.")
     var retainDays: Double?
 
-    @Option(help: "Keep at most this many finished jobs (the newest); older ones are deleted at start and hourly.")
+    @Option(help: "Keep at most this many finished jobs (the newest); older ones are deleted at start and as jobs end.")
     var retainJobs: Int?
 
     @OptionGroup var engine: EngineOptions
@@ -145,6 +145,19 @@ struct ServeCommand: ParsableCommand {
             }
         }
         prune(after: 0, deletedSoFar: 0)
+        // --retain-jobs also holds as jobs end, not only hourly (after the turn that ends one).
+        if retention.maxFinishedJobs != nil {
+            var pruneDue = false
+            manager.addObserver { event, _ in
+                guard case .completed = event.payload, !pruneDue else { return }
+                pruneDue = true
+                _ = loop.schedule(afterMilliseconds: 0) {
+                    pruneDue = false
+                    let deleted = manager.prune(JobManager.Retention(maxFinishedJobs: retention.maxFinishedJobs), limit: 100)
+                    if !deleted.isEmpty { log.logger.info("retention: deleted \(deleted.count) finished job(s) past --retain-jobs") }
+                }
+            }
+        }
 
         var httpConfiguration = HTTPServer.Configuration()
         httpConfiguration.host = host

@@ -400,6 +400,25 @@ struct ServeCommandTests {
         #expect(try server.call("GET", "/healthz", auth: false).hasPrefix("HTTP/1.1 200 OK"))
     }
 
+    @Test func retainJobsKeepsTheNewestFinishedJobsAsJobsEnd() throws {
+        let server = try ServedGateway(["--retain-jobs", "2"])
+        var ids: [String] = []
+        for index in 0..<4 {
+            let created = try server.call("POST", "/api/agents/jobs", body: #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"echo \#(index)"}}"#)
+            ids.append(String(try #require(created.firstMatch(of: /"id":"([0-9a-f]{16})"/)?.1)))
+            usleep(50_000)  // created one after the other
+        }
+        var listed = ""
+        for _ in 0..<300 {
+            usleep(20_000)
+            listed = try server.call("GET", "/api/agents/jobs")
+            if !listed.contains(ids[0]), !listed.contains(ids[1]), !listed.contains("running") { break }
+        }
+        #expect(!listed.contains(ids[0]) && !listed.contains(ids[1]), "\(listed)")
+        #expect(listed.contains(ids[2]) && listed.contains(ids[3]))
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: server.data.file("jobs")))?.filter { !$0.hasPrefix(".") }.sorted() == ids.suffix(2).sorted())
+    }
+
     /// `agentgate serve` found on PATH by name (argv[0] is then no path) and started in `directory`;
     /// returns the process and its banner.
     static func serveByName(bin: String, in directory: String, data: String, output: String) throws -> (ChildProcess, String) {

@@ -147,4 +147,27 @@ struct EventLogTests {
         let slice = EventLogReader(path: "/nonexistent/agentgate/events.ndjson").slice(after: 0, maxBytes: 1024)
         #expect(slice.reachedEnd && slice.lines.isEmpty && slice.gap == nil)
     }
+
+    @Test func theScannerFindsSeqAndTypeWithoutParsingAndRefusesWhatIsNotALine() {
+        func seq(_ text: String) -> Int? { Array(text.utf8).withUnsafeBytes { EventLineScanner.seqOf($0) } }
+        func type(_ text: String) -> String? {
+            Array(text.utf8).withUnsafeBytes { EventLineScanner.typeOf($0).map { String(decoding: $0, as: UTF8.self) } }
+        }
+        #expect(seq(#"{"type":"job:log","job":"a,b","seq":42,"time":1}"#) == 42)
+        #expect(seq(#"{"type":"job:log","seq":"#) == nil)
+        #expect(seq(#"{"type":"job:log","seq":x}"#) == nil)
+        // A marker after a newline belongs to the next line.
+        #expect(seq(#"{"type":"job:log"}"# + "\n" + #","seq":7}"#) == nil)
+        // Only within a line's first 512 bytes.
+        let padding = String(repeating: "x", count: 600)
+        #expect(seq(#"{"pad":"\#(padding)","seq":9}"#) == nil)
+        #expect(seq(#"{"pad":"\#(String(repeating: "x", count: 400))","seq":9}"#) == 9)
+        #expect(seq(String(repeating: ",", count: 600)) == nil)
+        #expect(seq(#","seq":123456789012345678901}"#) == 123_456_789_012_345_678)
+        #expect(type(#"{"type":"job:completed","seq":3}"#) == "job:completed")
+        #expect(type(#"{"seq":3,"type":"job:log"}"#) == nil)
+        #expect(type(#"{"type":"unterminated"#) == nil)
+        let completed = Array("job:completed".utf8)
+        completed.withUnsafeBytes { #expect(EventLineScanner.type($0, is: "job:completed") && !EventLineScanner.type($0, is: "job:event")) }
+    }
 }

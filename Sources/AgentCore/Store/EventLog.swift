@@ -261,39 +261,50 @@ public enum EventLineScanner {
     /// `"seq":N` within the first 512 bytes of a line (our encoder writes it right after the
     /// job id).
     public static func seqOf(_ line: UnsafeRawBufferPointer) -> Int? {
-        let marker: [UInt8] = Array(",\"seq\":".utf8)
-        guard line.count > marker.count else { return nil }
-        let limit = min(line.count - marker.count, 512)
+        // `,"seq":` starting within the line's first 512 bytes, before any newline. Found by
+        // hopping from comma to comma (memchr): this runs once per stored line on every read.
+        let markerCount = 7
+        guard line.count > markerCount, let base = line.baseAddress else { return nil }
+        let bytes = base.assumingMemoryBound(to: UInt8.self)
+        let window = min(line.count - markerCount, 512) + 1
         var index = 0
-        while index <= limit {
-            if line[index] == 0x2C, line[index + 1] == 0x22, line[index + 2] == 0x73, line[index + 3] == 0x65,
-                line[index + 4] == 0x71, line[index + 5] == 0x22, line[index + 6] == 0x3A
+        while index < window, let found = memchr(bytes + index, 0x2C, window - index) {
+            let at = base.distance(to: UnsafeRawPointer(found))
+            if bytes[at + 1] == 0x22, bytes[at + 2] == 0x73, bytes[at + 3] == 0x65, bytes[at + 4] == 0x71, bytes[at + 5] == 0x22,
+                bytes[at + 6] == 0x3A
             {
+                if memchr(base, 0x0A, at) != nil { return nil }
                 var value = 0
-                var cursor = index + marker.count
+                var cursor = at + markerCount
                 var digits = 0
-                while cursor < line.count, line[cursor] >= 48, line[cursor] <= 57, digits < 18 {
-                    value = value * 10 + Int(line[cursor] - 48)
+                while cursor < line.count, bytes[cursor] >= 48, bytes[cursor] <= 57, digits < 18 {
+                    value = value * 10 + Int(bytes[cursor] - 48)
                     cursor += 1
                     digits += 1
                 }
                 return digits > 0 ? value : nil
             }
-            if line[index] == 0x0A { return nil }
-            index += 1
+            index = at + 1
         }
         return nil
     }
 
-    /// The `type` of a stored line (`{"type":"job:log",…`), without parsing it.
-    public static func typeOf(_ line: UnsafeRawBufferPointer) -> Substring? {
-        let prefix: [UInt8] = Array("{\"type\":\"".utf8)
-        guard line.count > prefix.count + 1 else { return nil }
-        for position in 0..<prefix.count where line[position] != prefix[position] { return nil }
-        var end = prefix.count
+    /// The `type` of a stored line (`{"type":"job:log",…`), without parsing it or copying.
+    public static func typeOf(_ line: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer? {
+        // `{"type":"`
+        let prefixCount = 9
+        guard line.count > prefixCount + 1, line[0] == 0x7B, line[1] == 0x22, line[2] == 0x74, line[3] == 0x79,
+            line[4] == 0x70, line[5] == 0x65, line[6] == 0x22, line[7] == 0x3A, line[8] == 0x22
+        else { return nil }
+        var end = prefixCount
         while end < min(line.count, 64), line[end] != 0x22 { end += 1 }
         guard end < line.count else { return nil }
-        return Substring(decoding: UnsafeRawBufferPointer(rebasing: line[prefix.count..<end]), as: UTF8.self)
+        return UnsafeRawBufferPointer(rebasing: line[prefixCount..<end])
+    }
+
+    /// Whether a `typeOf` answer is `type`.
+    public static func type(_ bytes: UnsafeRawBufferPointer, is type: StaticString) -> Bool {
+        bytes.count == type.utf8CodeUnitCount && memcmp(bytes.baseAddress!, type.utf8Start, bytes.count) == 0
     }
 
     static func firstNewline(in buffer: UnsafeRawBufferPointer, from start: Int) -> Int? {

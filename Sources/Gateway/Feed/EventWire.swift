@@ -45,8 +45,10 @@ enum EventWire {
         return bytes
     }
 
-    static func appendSSEEvent(to bytes: inout [UInt8], id: Int, type: Substring, data: UnsafeRawBufferPointer) {
-        bytes += Array("id: \(id)\nevent: \(type)\ndata: ".utf8)
+    static func appendSSEEvent(to bytes: inout [UInt8], id: Int, type: UnsafeRawBufferPointer, data: UnsafeRawBufferPointer) {
+        bytes += Array("id: \(id)\nevent: ".utf8)
+        bytes += type
+        bytes += Array("\ndata: ".utf8)
         bytes += data
         bytes += [0x0A, 0x0A]
     }
@@ -83,6 +85,10 @@ enum EventWire {
         var sawLast = false
         var gap: ClosedRange<Int>?
         var reachedEnd = false
+
+        /// Nothing follows it in its stream: it reached what is stored, held the job's end,
+        /// or came back empty.
+        var isLast: Bool { reachedEnd || sawLast || (through == nil && gap == nil) }
     }
 
     /// Frames a slice for `framing`, with `compressor` (no context takeover) for shared
@@ -97,9 +103,9 @@ enum EventWire {
         slice.bytes.withUnsafeBytes { all in
             for line in slice.lines {
                 let bytes = UnsafeRawBufferPointer(rebasing: all[line.range])
-                let type = EventLineScanner.typeOf(bytes) ?? ""
-                if type == "job:completed" { replay.sawLast = true }
-                if type == "job:event", !framing.rawEvents { continue }
+                let type = EventLineScanner.typeOf(bytes) ?? UnsafeRawBufferPointer(start: nil, count: 0)
+                if EventLineScanner.type(type, is: "job:completed") { replay.sawLast = true }
+                if EventLineScanner.type(type, is: "job:event"), !framing.rawEvents { continue }
                 switch framing.format {
                 case .sse:
                     appendSSEEvent(to: &replay.bytes, id: line.seq, type: type, data: bytes)

@@ -245,6 +245,9 @@ public final class EventLoop: @unchecked Sendable {
     /// Ready fds taken per turn (64). The loop is level-triggered, so the rest are taken next
     /// turn, after timers and cross-thread tasks: a burst of a thousand handshakes costs many
     /// short turns, not one long one that every client waits behind.
+    /// Work a turn does on ready fds before it leaves the rest for the next (4 ms): handshakes
+    /// arrive in bursts, and a turn is what every client waits behind.
+    public static let turnBudgetNanoseconds: UInt64 = 4_000_000
     private var eventBits = [UInt32](repeating: 0, count: 64)
     private var eventData = [UInt64](repeating: 0, count: 64)
 
@@ -262,7 +265,9 @@ public final class EventLoop: @unchecked Sendable {
 
         let count = backend == .epoll ? waitEpoll(timeout) : waitPoll(timeout)
         let turnStart = MonotonicClock.nanoseconds()
-        defer { noteTurn(MonotonicClock.nanoseconds() - turnStart) }
+        currentTurnStart = turnStart
+        let turnCPUStart = Self.threadCPUNanoseconds()
+        defer { noteTurn(MonotonicClock.nanoseconds() - turnStart, cpu: Self.threadCPUNanoseconds() - turnCPUStart) }
         if count > 0 {
             for index in 0..<count {
                 let id = eventData[index]
@@ -274,6 +279,8 @@ public final class EventLoop: @unchecked Sendable {
                 // A handler earlier in this batch may have deregistered this one.
                 guard let handler = handlers[id] else { continue }
                 handler(Readiness(rawValue: eventBits[index]))
+                // Level-triggered: fds left now are reported again by the next wait.
+                if turnElapsedNanoseconds > Self.turnBudgetNanoseconds { break }
             }
         }
         runPendingTasks()
@@ -284,11 +291,36 @@ public final class EventLoop: @unchecked Sendable {
     /// The longest turn (its work, not its wait) since the last `takeLongestTurnMilliseconds`,
     /// and how many turns took more than 10 ms: a loop turn is what every client waits for.
     private var longestTurnNanoseconds: UInt64 = 0
-    public private(set) var turnsOver10Milliseconds = 0
+    private var currentTurnStart: UInt64 = 0
 
-    private func noteTurn(_ nanoseconds: UInt64) {
+    /// Time since the current turn began: work that can wait (replay slices) stops at the
+    /// turn budget and goes on next turn.
+    public var turnElapsedNanoseconds: UInt64 { MonotonicClock.nanoseconds() &- currentTurnStart }
+    public private(set) var turnsOver10Milliseconds = 0
+    /// The same in the loop thread's CPU time: what the turn's own work took, without the
+    /// time the thread waited for a core (on a busy machine a turn can be preempted).
+    private var longestTurnCPUNanoseconds: UInt64 = 0
+    public private(set) var turnsOver10MillisecondsOfCPU = 0
+
+    private func noteTurn(_ nanoseconds: UInt64, cpu: UInt64) {
         if nanoseconds > longestTurnNanoseconds { longestTurnNanoseconds = nanoseconds }
         if nanoseconds > 10_000_000 { turnsOver10Milliseconds += 1 }
+        if cpu > longestTurnCPUNanoseconds { longestTurnCPUNanoseconds = cpu }
+        if cpu > 10_000_000 { turnsOver10MillisecondsOfCPU += 1 }
+    }
+
+    private static func threadCPUNanoseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    }
+
+    /// The longest turn since the last call in the loop thread's CPU time, in whole
+    /// milliseconds (rounded up), and resets it.
+    public func takeLongestTurnCPUMilliseconds() -> Int {
+        let longest = longestTurnCPUNanoseconds
+        longestTurnCPUNanoseconds = 0
+        return Int((longest + 999_999) / 1_000_000)
     }
 
     /// The longest turn since the last call, in whole milliseconds (rounded up), and resets it.

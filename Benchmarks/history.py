@@ -107,15 +107,11 @@ def sendfile_seconds(path):
     return seconds, size
 
 
-def s7(server, work):
-    lines = scaled(500_000)  # two events per line (the agent's JSON and its log line): 1,000,000 events
-    big = finished_job(server, work, lines)
-    events = job(server, big)["lastSeq"]
-    events_file = os.path.join(work, "data", "jobs", big, "events.ndjson")
-    physical, size = sendfile_seconds(events_file)
-    # S1 runs; the late viewer starts once S1's viewers are subscribed and its agent writes.
-    go = os.path.join(work, "go-s1")
-    ready = os.path.join(work, "ready-s1")
+def beside_s1(server, work, name, action):
+    """Runs `action` once S1's viewers are subscribed and its agent writes; returns what it
+    returned, its seconds and S1's result."""
+    go = os.path.join(work, f"go-{name}")
+    ready = os.path.join(work, f"ready-{name}")
     spec = bench.SCENARIOS["S1"]
     live = server.launch(f"{spec['lines']} {spec['rate']} {go} 40")
     viewers = loadgen(server, f"/ws/jobs/{live}?format=json", spec["viewers"], spec["lines"], ready=ready)
@@ -124,15 +120,43 @@ def s7(server, work):
     open(go, "w").close()
     time.sleep(0.5)
     start = time.monotonic()
-    late = loadgen(server, f"/ws/jobs/{big}?format=json", 1, lines)
-    late_result = json.loads(late.communicate(timeout=900)[0])
-    replay = time.monotonic() - start
+    result = action()
+    seconds = time.monotonic() - start
     s1 = json.loads(viewers.communicate(timeout=900)[0])
-    return dict(events=events, file_mb=size / 2**20, replay_s=replay, sendfile_s=physical, ratio=replay / physical,
-                late_complete=late_result["complete_viewers"] == 1, late_gaps=late_result["gaps"], late_dups=late_result["dups"],
+    return result, seconds, s1
+
+
+def s7(server, work):
+    lines = scaled(500_000)  # two events per line (the agent's JSON and its log line): 1,000,000 events
+    big = finished_job(server, work, lines)
+    events = job(server, big)["lastSeq"]
+    events_file = os.path.join(work, "data", "jobs", big, "events.ndjson")
+
+    def replay():
+        late = loadgen(server, f"/ws/jobs/{big}?format=json", 1, lines)
+        return json.loads(late.communicate(timeout=900)[0])
+
+    # The physical limit and the replay on a quiet machine, then both again while S1 runs
+    # (on two cores S1 alone keeps about 1.6 of them busy: its limit moves too).
+    # Each the best of three (the page cache and the clock make single runs vary 3×).
+    physical, size = min(sendfile_seconds(events_file) for _ in range(3))
+    quiet_s = None
+    for _ in range(3):
+        start = time.monotonic()
+        quiet = replay()
+        quiet_s = min(quiet_s or 1e9, time.monotonic() - start)
+
+    def sendfile_thrice():
+        return min(sendfile_seconds(events_file) for _ in range(3))
+    (physical_busy, _), _, _ = beside_s1(server, work, "s1-sendfile", sendfile_thrice)
+    late_result, busy_s, s1 = beside_s1(server, work, "s1-replay", replay)
+    complete = late_result["complete_viewers"] == 1 and quiet["complete_viewers"] == 1
+    return dict(events=events, file_mb=size / 2**20, replay_s=quiet_s, sendfile_s=physical, ratio=quiet_s / physical,
+                replay_busy_s=busy_s, sendfile_busy_s=physical_busy, ratio_busy=busy_s / physical_busy,
+                late_complete=complete, late_gaps=late_result["gaps"] + quiet["gaps"], late_dups=late_result["dups"] + quiet["dups"],
                 s1_p99_ms=s1["p99_us"] / 1000, s1_complete=f"{s1['complete_viewers']}/{s1['conns']}",
                 peak_rss_mb=bench.memory_kb(server.process.pid, "VmHWM") / 1024,
-                pass_replay=replay <= 3 * physical, pass_p99=s1["p99_us"] <= 10_000)
+                pass_replay=quiet_s <= 3 * physical and busy_s <= 3 * physical_busy, pass_p99=s1["p99_us"] <= 10_000)
 
 
 def s8(server, work, pid):
@@ -156,9 +180,12 @@ def s8(server, work, pid):
         profiler.wait(timeout=30)
     after = metrics(server)
     longest = after.get("agentgate_loop_turn_max_milliseconds", -1)
+    longest_cpu = after.get("agentgate_loop_turn_max_cpu_milliseconds", -1)
+    slow_cpu_turns = after.get("agentgate_loop_turns_over_10ms_cpu_total", 0) - before.get("agentgate_loop_turns_over_10ms_cpu_total", 0)
     slow_turns = after.get("agentgate_loop_turns_over_10ms_total", 0) - before.get("agentgate_loop_turns_over_10ms_total", 0)
     return dict(events=events, seconds=seconds, complete=f"{result['complete_viewers']}/{result['conns']}", gaps=result["gaps"],
                 dups=result["dups"], frames=result["frames"], longest_turn_ms=longest, turns_over_10ms=int(slow_turns),
+                longest_turn_cpu_ms=longest_cpu, turns_over_10ms_cpu=int(slow_cpu_turns),
                 peak_rss_mb=bench.memory_kb(pid, "VmHWM") / 1024,
                 passed=result["complete_viewers"] == 1_000 and result["gaps"] == 0 and result["dups"] == 0 and slow_turns == 0)
 
@@ -245,16 +272,17 @@ def table(results):
     rows = [["scenario", "figure", "target", "result"]]
     if "S7" in results:
         r = results["S7"]
-        rows.append(["S7 late viewer", f"replay of {r['events']:,} events ({r['file_mb']:.0f} MB file): {r['replay_s']:.2f} s; "
-                     f"sendfile of the file: {r['sendfile_s']:.2f} s ({r['ratio']:.1f}×); complete {r['late_complete']}, gaps {r['late_gaps']}, dups {r['late_dups']}; "
+        rows.append(["S7 late viewer", f"replay of {r['events']:,} events ({r['file_mb']:.0f} MB file): quiet {r['replay_s']:.2f} s "
+                     f"vs sendfile {r['sendfile_s']:.2f} s ({r['ratio']:.1f}×); beside S1 {r['replay_busy_s']:.2f} s vs sendfile beside S1 "
+                     f"{r['sendfile_busy_s']:.2f} s ({r['ratio_busy']:.1f}×); complete {r['late_complete']}, gaps {r['late_gaps']}, dups {r['late_dups']}; "
                      f"server peak RSS {r['peak_rss_mb']:.0f} MB",
-                     "≤ 3× sendfile", verdict(r["pass_replay"] and r["late_complete"])])
+                     "≤ 3× sendfile, quiet and beside S1", verdict(r["pass_replay"] and r["late_complete"])])
         rows.append(["S7 S1 beside it", f"S1 p99 {r['s1_p99_ms']:.2f} ms, complete {r['s1_complete']}", "p99 ≤ 10 ms", verdict(r["pass_p99"])])
     if "S8" in results:
         r = results["S8"]
         rows.append(["S8 crowd on history", f"1,000 viewers at random cursors of {r['events']:,} events: complete {r['complete']}, gaps {r['gaps']}, "
                      f"dups {r['dups']}, {r['frames']:,} frames in {r['seconds']:.1f} s; longest loop turn {r['longest_turn_ms']:.0f} ms, "
-                     f"turns over 10 ms: {r['turns_over_10ms']}; peak RSS {r['peak_rss_mb']:.0f} MB",
+                     f"turns over 10 ms: {r['turns_over_10ms']} (in the loop's CPU time: longest {r['longest_turn_cpu_ms']:.0f} ms, over 10 ms: {r['turns_over_10ms_cpu']}); peak RSS {r['peak_rss_mb']:.0f} MB",
                      "all complete, 0 gaps, 0 dups, no turn > 10 ms", verdict(r["passed"])])
     if "S9" in results:
         r = results["S9"]

@@ -93,7 +93,7 @@ public final class GatewayServer {
         metric("slow_consumer_pauses_total", "counter", "Times a viewer's live delivery paused on a full queue.", [("", hub.pauses)])
         metric("slow_consumer_closes_total", "counter", "Viewers closed as lagged.", [("", hub.laggedCloses)])
         metric("queued_bytes", "gauge", "Bytes waiting in viewers' outbound queues.", [("", hub.queuedBytes)])
-        metric("replays_in_flight", "gauge", "History slices being read for viewers that catch up.", [("", hub.readsInFlight)])
+        metric("replays_in_flight", "gauge", "Viewers being caught up from the store now (each one replay, reading ahead of it).", [("", hub.readsInFlight)])
         let storage = manager.storage
         metric("data_free_bytes", "gauge", "Free space in the data dir's file system (last measured).", [("", Int(storage.freeBytes ?? -1))])
         metric("storage_low", "gauge", "1 while the data dir's free space is below the warning threshold.", [("", storage.low ? 1 : 0)])
@@ -105,6 +105,8 @@ public final class GatewayServer {
             [("", storage.droppedEventBytes)])
         metric("loop_turn_max_milliseconds", "gauge", "The longest event-loop turn since the last scrape.", [("", manager.loop.takeLongestTurnMilliseconds())])
         metric("loop_turns_over_10ms_total", "counter", "Event-loop turns that took more than 10 ms.", [("", manager.loop.turnsOver10Milliseconds)])
+        metric("loop_turn_max_cpu_milliseconds", "gauge", "The longest event-loop turn since the last scrape, in the loop thread's CPU time (its work, not time waiting for a core).", [("", manager.loop.takeLongestTurnCPUMilliseconds())])
+        metric("loop_turns_over_10ms_cpu_total", "counter", "Event-loop turns whose work took more than 10 ms of the loop thread's CPU time.", [("", manager.loop.turnsOver10MillisecondsOfCPU)])
         return out
     }
 

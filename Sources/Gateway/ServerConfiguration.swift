@@ -39,6 +39,13 @@ public struct ViewerLimits: Sendable, Equatable {
     /// catches up holds at most one such slice beyond its queue, and the loop queues a slice
     /// in one append.
     public var replaySliceBytes = 128 * 1024
+    /// Slices a viewer's replay may have read ahead of it, counting what is queued for it
+    /// (8, 1 MiB): the next slice is ready while the loop writes this one, so a replay is
+    /// not held to one slice per loop turn.
+    public var replayReadAhead = 8
+    /// Slices read ahead over all viewers (256, 32 MiB), beyond each replay's first: a crowd
+    /// catching up at once holds one slice each, not eight.
+    public var replaySlicesInFlight = 256
     /// Comment lines on idle SSE streams, so proxies and clients keep them open (15 s).
     public var heartbeatMilliseconds = 15_000
     /// WebSocket pings, and how long a pong may take before the peer is dropped (30 s each).

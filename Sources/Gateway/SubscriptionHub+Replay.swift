@@ -19,13 +19,13 @@ extension SubscriptionHub {
         pump(viewer)
     }
 
-    /// Starts the next history read for a viewer that is behind on some job, when it is
-    /// flowing, has no read out and little queued: one slice at a time, each asked for when
-    /// the previous one is nearly written, so a replay runs at the pace the viewer reads.
+    /// Starts a replay for a viewer that is behind on some job, or lets the one under way
+    /// read further: slices are read ahead of the viewer up to `replayReadAhead`, counting
+    /// what is still queued for it, so a replay runs at the pace the viewer reads and the
+    /// next slice is ready when this one is written.
     func pump(_ viewer: Viewer) {
-        guard viewer.pacing.isFlowing, !viewer.readInFlight, viewer.tcp.isOpen,
-            viewer.tcp.queuedBytes < limits.replaySliceBytes
-        else { return }
+        guard viewer.pacing.isFlowing, viewer.tcp.isOpen else { return }
+        if viewer.replay != nil { return grantSlices(viewer) }
         let behind = viewer.subscriptions.values.filter { $0.cursor.state == .behind }
         guard !behind.isEmpty else { return }
         // The files then hold every event written so far: a slice that ends before that has
@@ -35,18 +35,44 @@ extension SubscriptionHub {
         guard let subscription = behind.filter({ $0.cursor.lastSent < manager.storedLastSeq(of: $0.job) }).min(by: { $0.job < $1.job }),
             let after = subscription.cursor.nextRead()
         else { return replayUnstored(viewer, behind) }
-        let stored = manager.storedLastSeq(of: subscription.job)
-        viewer.readInFlight = true
-        let request = HistoryReader.Request(
+        let stream = history.stream(
             job: subscription.job, after: after, maxBytes: limits.replaySliceBytes,
-            framing: viewer.framing(rawEvents: subscription.rawEvents))
-        history.read(request, loop: manager.loop) { [weak self, weak viewer] replay in
+            framing: viewer.framing(rawEvents: subscription.rawEvents), loop: manager.loop
+        ) { [weak self, weak viewer] stream, replay in
             self?.arrived { [weak self, weak viewer] in
                 guard let self, let viewer else { return }
-                viewer.readInFlight = false
-                self.replayed(replay, stored: stored, to: viewer, subscription)
+                self.replayed(replay, from: stream, to: viewer)
             }
         }
+        viewer.replay = ActiveReplay(stream: stream, subscription: subscription, stored: manager.storedLastSeq(of: subscription.job))
+        activeReplays += 1
+        grantSlices(viewer)
+    }
+
+    /// Lets a viewer's replay read as far ahead as its queue and the total allow
+    /// (`ReplayReadAhead`).
+    func grantSlices(_ viewer: Viewer) {
+        guard var active = viewer.replay, viewer.pacing.isFlowing, viewer.tcp.isOpen else { return }
+        let wanted = ReplayReadAhead.slicesToGrant(
+            queuedBytes: viewer.tcp.queuedBytes, outstanding: active.outstanding, activeReplays: activeReplays,
+            slicesOut: replaySlicesOut, sliceBytes: limits.replaySliceBytes, perViewer: limits.replayReadAhead,
+            total: limits.replaySlicesInFlight)
+        guard wanted > 0 else { return }
+        active.outstanding += wanted
+        replaySlicesOut += wanted
+        viewer.replay = active
+        history.grant(active.stream, slices: wanted)
+    }
+
+    /// Stops a viewer's replay (done, its subscription gone, the viewer gone): slices of it
+    /// still on their way are dropped when they arrive.
+    func endReplay(_ viewer: Viewer) {
+        guard let active = viewer.replay else { return }
+        viewer.replay = nil
+        activeReplays -= 1
+        replaySlicesOut -= active.outstanding
+        history.cancel(active.stream)
+        active.subscription.cursor.readFailed()
     }
 
     /// Queues a slice's delivery; a drain on the next loop turn takes `slicesPerTurn` of them.
@@ -60,14 +86,20 @@ extension SubscriptionHub {
 
     func drainArrivals() {
         drainScheduled = false
-        let end = min(arrivals.count, arrivalsHead + Self.slicesPerTurn)
-        let batch = arrivals[arrivalsHead..<end]
-        arrivalsHead = end
+        // At most `slicesPerTurn`, and none once the turn has used its budget.
+        var taken = 0
+        while arrivalsHead < arrivals.count, taken < Self.slicesPerTurn,
+            taken == 0 || manager.loop.turnElapsedNanoseconds < EventLoop.turnBudgetNanoseconds
+        {
+            let delivery = arrivals[arrivalsHead]
+            arrivalsHead += 1
+            taken += 1
+            delivery()
+        }
         if arrivalsHead == arrivals.count {
             arrivals.removeAll(keepingCapacity: true)
             arrivalsHead = 0
         }
-        for delivery in batch { delivery() }
         if arrivalsHead < arrivals.count, !drainScheduled {
             drainScheduled = true
             let bound = LoopBound(self)
@@ -76,12 +108,21 @@ extension SubscriptionHub {
     }
 
     /// A slice read for a viewer: queued as it is (one buffer), then the cursor moves on.
-    /// `stored`: the job's last seq in its file when the read was asked for.
-    func replayed(_ replay: EventWire.Replay, stored: Int, to viewer: Viewer, _ subscription: Subscription) {
+    func replayed(_ replay: EventWire.Replay, from stream: HistoryReader.Stream, to viewer: Viewer) {
+        // A slice of a replay that was stopped: dropped (its events are read again if wanted).
+        guard var active = viewer.replay, active.stream === stream else { return }
+        active.outstanding -= 1
+        replaySlicesOut -= 1
+        viewer.replay = active
+        let subscription = active.subscription
+        let stored = active.stored
         guard viewers[ObjectIdentifier(viewer.tcp)] === viewer, viewer.subscriptions[subscription.job] === subscription,
             viewer.pacing.isOpen
-        else { return pump(viewer) }
-        guard let job = manager.job(subscription.job) else { return }
+        else {
+            endReplay(viewer)
+            return pump(viewer)
+        }
+        guard let job = manager.job(subscription.job) else { return endReplay(viewer) }
         if let gap = replay.gap { sendGap(viewer, job: job.id, gap) }
         write(replay, job: job.id, to: viewer)
         var through = replay.through
@@ -108,7 +149,9 @@ extension SubscriptionHub {
                 sendGap(viewer, job: job.id, gap!)
             }
         }
-        switch subscription.cursor.replayed(through: through, gap: replay.gap ?? gap, sawLast: sawLast, lastSeq: job.lastSeq) {
+        let outcome = subscription.cursor.replayed(through: through, gap: replay.gap ?? gap, sawLast: sawLast, lastSeq: job.lastSeq)
+        if replay.isLast || outcome != .behind { endReplay(viewer) }
+        switch outcome {
         case .ended: return end(viewer)
         case .current: sendPartial(subscription)
         case .behind: break

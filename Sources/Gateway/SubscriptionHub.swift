@@ -67,6 +67,10 @@ public final class SubscriptionHub {
     var arrivalsHead = 0
     var drainScheduled = false
     static let slicesPerTurn = 16
+    /// Replay slices granted to history streams and not arrived yet, over every viewer.
+    var replaySlicesOut = 0
+    /// Viewers with a replay under way.
+    var activeReplays = 0
     /// Whether every job's events are kept for all-jobs streams: while one is attached, and
     /// for a minute after the last one left (so it can reconnect and resume).
     var recordingAllJobs = false
@@ -108,7 +112,7 @@ public final class SubscriptionHub {
     public internal(set) var eventsSent = 0
     public internal(set) var bytesSent = 0
     /// Viewers with a history slice being read now.
-    public var readsInFlight: Int { viewers.values.count { $0.readInFlight } }
+    public var readsInFlight: Int { activeReplays }
     /// Bytes waiting in viewers' outbound queues now.
     public var queuedBytes: Int { viewers.values.reduce(0) { $0 + $1.tcp.queuedBytes } }
 
@@ -131,6 +135,7 @@ public final class SubscriptionHub {
     /// Takes a viewer's subscription to a job out of the job's channel.
     func detach(_ viewer: Viewer, from job: String) {
         guard let subscription = viewer.subscriptions.removeValue(forKey: job) else { return }
+        if viewer.replay?.subscription === subscription { endReplay(viewer) }
         channels[job]?.removeAll { $0 === subscription }
         if channels[job]?.isEmpty == true { channels[job] = nil }
     }

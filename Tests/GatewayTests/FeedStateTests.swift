@@ -207,3 +207,38 @@ import Testing
         #expect(ring.oldestKey == 9)
     }
 }
+
+/// How read-ahead is shared between replays.
+@Suite struct ReplayReadAheadTests {
+    static let slice = 128 * 1024
+
+    static func grant(queued: Int = 0, outstanding: Int = 0, active: Int = 1, out: Int = 0) -> Int {
+        ReplayReadAhead.slicesToGrant(queuedBytes: queued, outstanding: outstanding, activeReplays: active, slicesOut: out,
+                                      sliceBytes: slice, perViewer: 8, total: 256)
+    }
+
+    @Test func aLoneLateViewerReadsEightSlicesAheadCountingWhatIsQueued() {
+        #expect(Self.grant() == 8)
+        #expect(Self.grant(outstanding: 3, out: 3) == 5)
+        // Three and a bit slices still queued count as four.
+        #expect(Self.grant(queued: 3 * Self.slice + 1, outstanding: 4, out: 4) == 0)
+        #expect(Self.grant(queued: 3 * Self.slice, outstanding: 4, out: 4) == 1)
+    }
+
+    @Test func aCrowdSharesTheTotalDownToOneSliceEach() {
+        // 1,000 replays: one slice each, however the total stands.
+        #expect(Self.grant(active: 1_000, out: 999) == 1)
+        #expect(Self.grant(outstanding: 1, active: 1_000, out: 300) == 0)
+        #expect(Self.grant(queued: 1, active: 1_000, out: 10) == 0)
+        // 64 replays: four each.
+        #expect(Self.grant(outstanding: 1, active: 64, out: 64) == 3)
+    }
+
+    @Test func noViewerIsStarvedAndTheTotalHoldsBeyondEachOnesFirstSlice() {
+        // The total is used up: a replay with nothing held still gets its one slice…
+        #expect(Self.grant(active: 2, out: 256) == 1)
+        // …and one already holding some gets no more.
+        #expect(Self.grant(outstanding: 1, active: 2, out: 256) == 0)
+        #expect(Self.grant(outstanding: 1, active: 2, out: 250) == 6)
+    }
+}

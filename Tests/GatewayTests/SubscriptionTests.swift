@@ -198,4 +198,38 @@ struct SubscriptionTests {
         again.send(#"{"op":"subscribe","job":"\#(id)","since":\#(lastSeq)}"#)
         #expect(again.seqsUntilCompleted(job: id) == Array((lastSeq + 1)...20002))
     }
+
+    /// A replay reads slices ahead of its viewer; leaving the job midway stops it, the next
+    /// job's replay starts, and coming back replays the first whole again.
+    @Test func aReplayLeftMidwayStopsAndTheNextJobAndAReturnAreReplayedWhole() throws {
+        let gateway = try RunningGateway { $0.hub.limits.replaySliceBytes = 4_096 }
+        defer { gateway.stop() }
+        let big = try launch(gateway, script: fastJob)
+        let small = try launch(gateway, script: "echo one; echo two; echo three")
+        let bigLast = StreamEndTests.waitForEnd(gateway, big)
+        let smallLast = StreamEndTests.waitForEnd(gateway, small)
+        #expect(bigLast > 3_000 && smallLast > 3)
+        let viewer = try Viewer(gateway)
+        viewer.send(#"{"op":"subscribe","job":"\#(big)","since":0}"#)
+        var seen = 0
+        while seen < 200, let message = viewer.next() {
+            if message["job"] as? String == big { seen += 1 }
+        }
+        viewer.send(#"{"op":"unsubscribe","job":"\#(big)"}"#)
+        viewer.send(#"{"op":"subscribe","job":"\#(small)","since":0}"#)
+        #expect(viewer.seqsUntilCompleted(job: small) == Array(1...smallLast))
+        // Again, left midway and resumed from 0 at once: slices of the stopped replay still on
+        // their way are not taken for the new one (nothing twice, nothing lost).
+        viewer.send(#"{"op":"subscribe","job":"\#(big)","since":0}"#)
+        seen = 0
+        while seen < 100, let message = viewer.next() {
+            if message["job"] as? String == big { seen += 1 }
+        }
+        viewer.send(#"{"op":"unsubscribe","job":"\#(big)"}"#)
+        viewer.send(#"{"op":"subscribe","job":"\#(big)","since":0,"req":9}"#)
+        while let message = viewer.next(), !(message["type"] as? String == "ack" && message["req"] as? Int == 9) {}
+        #expect(viewer.seqsUntilCompleted(job: big) == Array(1...bigLast))
+        let metrics = try gateway.request("GET", "/metrics").body
+        #expect(metrics.contains("agentgate_replays_in_flight 0\n"))
+    }
 }

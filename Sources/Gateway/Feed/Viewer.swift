@@ -19,6 +19,16 @@ final class Subscription {
     }
 }
 
+/// A viewer's replay of one job: the history stream reading it, and the slices granted to
+/// it that have not arrived yet.
+struct ActiveReplay {
+    let stream: HistoryReader.Stream
+    let subscription: Subscription
+    /// The job's last stored seq when the replay began: a file that ends before it lost events.
+    let stored: Int
+    var outstanding = 0
+}
+
 /// One connection that receives events: a WebSocket (any number of subscriptions) or an SSE
 /// stream (one job, or every job).
 final class Viewer {
@@ -32,9 +42,10 @@ final class Viewer {
     let principal: Gateway.Principal
     var subscriptions: [String: Subscription] = [:]
     var pacing: ViewerPacing
-    /// A slice of history is being read for it (one at a time, so a viewer of many jobs
-    /// never has more than one slice in memory).
-    var readInFlight = false
+    /// The replay under way for it, if any: one job at a time, so a viewer of many jobs
+    /// never has more than one replay's read-ahead in memory.
+    var replay: ActiveReplay?
+    var readInFlight: Bool { replay != nil }
     /// The timer that calls the pacing's `tick`, and when.
     var wakeTimer: EventLoop.TimerID?
     var wakeAt: Int?

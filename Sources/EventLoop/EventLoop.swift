@@ -245,8 +245,9 @@ public final class EventLoop: @unchecked Sendable {
     /// Ready fds taken per turn (64). The loop is level-triggered, so the rest are taken next
     /// turn, after timers and cross-thread tasks: a burst of a thousand handshakes costs many
     /// short turns, not one long one that every client waits behind.
-    /// Work a turn does on ready fds before it leaves the rest for the next (4 ms): handshakes
-    /// arrive in bursts, and a turn is what every client waits behind.
+    /// Work a turn does on deferrable work (replay slices) before it leaves the rest for the
+    /// next (4 ms). Ready fds are all handled: epoll reports them in the same order each time,
+    /// so skipping the tail of a batch would starve it behind a busy first fd.
     public static let turnBudgetNanoseconds: UInt64 = 4_000_000
     private var eventBits = [UInt32](repeating: 0, count: 64)
     private var eventData = [UInt64](repeating: 0, count: 64)
@@ -279,8 +280,6 @@ public final class EventLoop: @unchecked Sendable {
                 // A handler earlier in this batch may have deregistered this one.
                 guard let handler = handlers[id] else { continue }
                 handler(Readiness(rawValue: eventBits[index]))
-                // Level-triggered: fds left now are reported again by the next wait.
-                if turnElapsedNanoseconds > Self.turnBudgetNanoseconds { break }
             }
         }
         runPendingTasks()

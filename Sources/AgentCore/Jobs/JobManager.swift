@@ -288,7 +288,9 @@ public final class JobManager {
             if !job.status.isFinished {
                 job.lastSeq = store.lastSeq(for: job.id)
                 version += job.lastSeq
-                job.status = .interrupted
+                var lifecycle = JobLifecycle(phase: .running)
+                _ = lifecycle.handle(.serverRestarted)
+                job.status = lifecycle.status
                 job.endedAt = WallClock.milliseconds()
                 if job.errorTail == nil { job.errorTail = "agentgate stopped while the job was running" }
                 jobsByID[job.id] = job
@@ -392,14 +394,12 @@ public final class JobManager {
         let runner = RunningJob(spec: spec, process: process)
         running[id] = runner
         update(id) {
-            $0.status = .running
             $0.startedAt = WallClock.milliseconds()
             $0.pid = process.pid
             $0.pgid = process.pid
             $0.processStartTime = process.identity.startTime
         }
-        emit(id, .started(jobsByID[id]!))
-        persist(id)
+        carryOut(runner.lifecycle.handle(.spawned), id, runner)
 
         process.onStdout = { [unowned self] bytes in self.stdout(id, bytes) }
         process.onStderr = { [unowned self] bytes in self.stderr(id, bytes) }
@@ -431,8 +431,11 @@ public final class JobManager {
 
     /// A job that never ran: started (as failed) then completed, with the reason.
     private func fail(_ id: String, reason: String) {
+        var lifecycle = JobLifecycle()
+        let actions = lifecycle.handle(.spawnFailed)
+        assert(actions == [.announceStarted, .announceCompleted])
         update(id) {
-            $0.status = .failed
+            $0.status = lifecycle.status
             $0.errorTail = reason
         }
         emit(id, .started(jobsByID[id]!))
@@ -442,6 +445,34 @@ public final class JobManager {
         persist(id)
         flushLogs()
         store.events.close(job: id)
+    }
+
+    /// Does what the job's lifecycle asked for, in order.
+    private func carryOut(_ actions: [JobLifecycle.Action], _ id: String, _ runner: RunningJob) {
+        for action in actions {
+            switch action {
+            case .announceStarted:
+                update(id) { $0.status = runner.lifecycle.status }
+                emit(id, .started(jobsByID[id]!))
+                persist(id)
+            case .announceStatus:
+                update(id) { $0.status = runner.lifecycle.status }
+                emit(id, .status(jobsByID[id]!))
+                persist(id)
+            case .signalGroup:
+                runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
+                let reason = runner.killReason ?? .request
+                let level: LogLine.Kind = reason.failsTheJob ? .error : .info
+                emit(id, .log(LogLine(.system, level, "\(reason.why): SIGTERM sent to process group \(jobsByID[id]?.pgid ?? 0)")))
+            case .cancelHook:
+                runner.hook?.cancel(reason: "job was killed while its completion hook ran")
+                emit(id, .log(LogLine(.system, .info, "kill requested: the agent had exited; its completion hook is stopped")))
+            case .finalize:
+                finalize(id, runner)
+            case .announceCompleted:
+                complete(id, runner)
+            }
+        }
     }
 
     // MARK: output
@@ -531,7 +562,14 @@ public final class JobManager {
         }
         runner.shownPartial = nil
         if let startError = runner.startError { emit(id, .log(LogLine(.system, .error, startError))) }
+        let succeeded = runner.startError == nil && status == .exited(0) && !runner.interpreter.report.isError
+        carryOut(runner.lifecycle.handle(.exited(succeeded: succeeded)), id, runner)
+    }
 
+    /// The agent exited: its result, the output file its command line named, and the
+    /// operator's hook, then `finalized`.
+    private func finalize(_ id: String, _ runner: RunningJob) {
+        guard let status = runner.exitStatus else { return }
         // Hook (a): the agent's own final result. A killed run failed, whatever it said.
         var report = runner.interpreter.report
         if let reason = runner.killReason {
@@ -570,7 +608,7 @@ public final class JobManager {
             environment.append("AGENTGATE_JOB_ID=\(id)")
             // The hook sees the status the job is about to end with.
             var preview = jobsByID[id]!
-            preview.status = finalStatus(runner)
+            preview.status = runner.lifecycle.endingStatus
             preview.endedAt = WallClock.milliseconds()
             hook.run(hookConfiguration, input: JSONWriter.serialize(preview.json), environment: environment) {
                 [unowned self] result in
@@ -578,24 +616,18 @@ public final class JobManager {
                 case .success(let value): self.update(id) { $0.result = ($0.result ?? .object([])).setting("hook", to: value) }
                 case .failure(let failure): self.update(id) { $0.hookError = failure.message }
                 }
-                self.complete(id)
+                self.carryOut(runner.lifecycle.handle(.finalized), id, runner)
             }
         } else {
-            complete(id)
+            carryOut(runner.lifecycle.handle(.finalized), id, runner)
         }
     }
 
-    private func finalStatus(_ runner: RunningJob) -> JobStatus {
-        if let reason = runner.killReason { return reason.failsTheJob ? .failed : .killed }
-        if runner.startError == nil, runner.exitStatus == .exited(0), !runner.interpreter.report.isError { return .done }
-        return .failed
-    }
-
     /// Emits `job:completed` exactly once.
-    private func complete(_ id: String) {
-        guard let runner = running.removeValue(forKey: id) else { return }
+    private func complete(_ id: String, _ runner: RunningJob) {
+        guard running.removeValue(forKey: id) === runner else { return }
         update(id) {
-            $0.status = self.finalStatus(runner)
+            $0.status = runner.lifecycle.status
             $0.endedAt = WallClock.milliseconds()
         }
         emit(id, .completed(jobsByID[id]!))
@@ -616,19 +648,7 @@ public final class JobManager {
     public func kill(_ id: String, reason: KillReason = .request) throws(KillError) {
         guard let job = jobsByID[id] else { throw .notFound(id) }
         guard let runner = running[id] else { throw .alreadyFinished(id, job.status) }
-        if runner.killReason != nil { return }
-        runner.killReason = reason
-        update(id) { $0.status = .stopping }
-        emit(id, .status(jobsByID[id]!))
-        persist(id)
-        if let hook = runner.hook {
-            hook.cancel(reason: "job was killed while its completion hook ran")
-            emit(id, .log(LogLine(.system, .info, "kill requested: the agent had exited; its completion hook is stopped")))
-        } else {
-            runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
-            let level: LogLine.Kind = reason.failsTheJob ? .error : .info
-            emit(id, .log(LogLine(.system, level, "\(reason.why): SIGTERM sent to process group \(job.pgid ?? 0)")))
-        }
+        carryOut(runner.lifecycle.handle(.killRequested(reason)), id, runner)
     }
 
     /// Kills every running job; returns how many were asked to stop.
@@ -856,8 +876,10 @@ final class RunningJob {
     var outputBytes = 0
     var outputCapped = false
     var exitStatus: ExitStatus?
+    /// Where the job is in its lifecycle; every status change goes through it.
+    var lifecycle = JobLifecycle()
     /// Set when the job is being killed, with why.
-    var killReason: JobManager.KillReason?
+    var killReason: JobManager.KillReason? { lifecycle.killReason }
     var startError: String?
     var hook: ExternalHook?
 

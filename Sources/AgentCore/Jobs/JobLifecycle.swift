@@ -1,0 +1,121 @@
+/// One job's lifecycle with no I/O: the engine says what happened, carries out the actions
+/// returned (in order), and shows `status`. Every status a job takes is decided here, so the
+/// rules are in one place and tested without a process.
+///
+/// ```
+///  (queued ─▶ preparing ─▶) starting ──spawned──▶ running ──exited──▶ finalizing ──finalized──▶ finished
+///                              │                     │ kill               │ kill: hook cancelled,
+///                              │ spawnFailed         ▼                    │ still finalized once
+///                              └──▶ finished(failed) stopping ──exited────┘
+///  found unfinished when the server starts ──▶ finished(interrupted)
+/// ```
+///
+/// `queued` and `preparing` are where admission control and worktrees will go; nothing
+/// enters them yet.
+public struct JobLifecycle: Sendable, Equatable {
+    public enum Phase: Sendable, Equatable {
+        case queued, preparing, starting, running, stopping, finalizing
+        case finished(JobStatus)
+    }
+
+    public enum Event: Sendable, Equatable {
+        /// The agent's process exists.
+        case spawned
+        /// It could not be started at all.
+        case spawnFailed
+        case killRequested(JobManager.KillReason)
+        /// The agent exited; `succeeded`: it started, exited 0 and did not report an error.
+        case exited(succeeded: Bool)
+        /// Results are ingested and the completion hook has run (or was stopped).
+        case finalized
+        /// A server started and found the job unfinished, with nothing to re-attach to.
+        case serverRestarted
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// `job:started` with the job as it is now.
+        case announceStarted
+        /// `job:status` (stopping).
+        case announceStatus
+        /// SIGTERM to the agent's group, SIGKILL after the grace period.
+        case signalGroup
+        /// The agent had already exited: stop its completion hook instead.
+        case cancelHook
+        /// Ingest the agent's result and output file, run the completion hook; then `finalized`.
+        case finalize
+        /// `job:completed`, exactly once; the job's record and log are closed.
+        case announceCompleted
+    }
+
+    public private(set) var phase: Phase
+    /// Why the job is being stopped, once a kill was asked for (the first reason wins).
+    public private(set) var killReason: JobManager.KillReason?
+    private var succeeded = false
+
+    public init(phase: Phase = .starting) {
+        self.phase = phase
+    }
+
+    /// The status a job in this lifecycle shows.
+    public var status: JobStatus {
+        switch phase {
+        case .queued, .preparing, .starting: .starting
+        case .running: .running
+        case .stopping: .stopping
+        case .finalizing: killReason == nil ? .running : .stopping
+        case .finished(let status): status
+        }
+    }
+
+    public var isFinished: Bool {
+        if case .finished = phase { return true }
+        return false
+    }
+
+    /// The status the job ends with if it is finalized now (what a completion hook is shown).
+    public var endingStatus: JobStatus {
+        if let killReason { return killReason.failsTheJob ? .failed : .killed }
+        return succeeded ? .done : .failed
+    }
+
+    public mutating func handle(_ event: Event) -> [Action] {
+        switch (phase, event) {
+        case (.finished, _):
+            return []
+        case (_, .serverRestarted):
+            phase = .finished(.interrupted)
+            return [.announceCompleted]
+        case (.queued, .spawned), (.preparing, .spawned), (.starting, .spawned):
+            phase = killReason == nil ? .running : .stopping
+            return killReason == nil ? [.announceStarted] : [.announceStarted, .signalGroup]
+        case (.queued, .spawnFailed), (.preparing, .spawnFailed), (.starting, .spawnFailed):
+            phase = .finished(.failed)
+            return [.announceStarted, .announceCompleted]
+        case (.queued, .killRequested(let reason)), (.preparing, .killRequested(let reason)), (.starting, .killRequested(let reason)):
+            // Nothing runs yet: stopped when it spawns.
+            if killReason == nil { killReason = reason }
+            return []
+        case (.running, .killRequested(let reason)):
+            killReason = reason
+            phase = .stopping
+            return [.announceStatus, .signalGroup]
+        case (.finalizing, .killRequested(let reason)):
+            guard killReason == nil else { return [] }
+            killReason = reason
+            return [.announceStatus, .cancelHook]
+        case (.stopping, .killRequested):
+            return []
+        case (.running, .exited(let succeeded)), (.stopping, .exited(let succeeded)):
+            self.succeeded = succeeded
+            phase = .finalizing
+            return [.finalize]
+        case (.finalizing, .finalized):
+            phase = .finished(endingStatus)
+            return [.announceCompleted]
+        default:
+            // An event that cannot happen in this phase (an exit before the spawn was
+            // reported, a second exit, a finalize before the exit): ignored.
+            return []
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import Testing
+
+@testable import AgentCore
+
+/// Every transition of a job's lifecycle, with no process: events in, actions and status out.
+@Suite struct JobLifecycleTests {
+    /// Feeds `events` in order; returns every action and the status after each event.
+    static func run(_ events: [JobLifecycle.Event], from phase: JobLifecycle.Phase = .starting) -> (JobLifecycle, [[JobLifecycle.Action]], [JobStatus]) {
+        var lifecycle = JobLifecycle(phase: phase)
+        var actions: [[JobLifecycle.Action]] = []
+        var statuses: [JobStatus] = []
+        for event in events {
+            actions.append(lifecycle.handle(event))
+            statuses.append(lifecycle.status)
+        }
+        return (lifecycle, actions, statuses)
+    }
+
+    @Test func aJobThatSucceedsRunsThenFinalizesThenIsDone() {
+        let (lifecycle, actions, statuses) = Self.run([.spawned, .exited(succeeded: true), .finalized])
+        #expect(JobLifecycle().status == .starting)
+        #expect(actions == [[.announceStarted], [.finalize], [.announceCompleted]])
+        // The job shows running while its results are ingested and its hook runs.
+        #expect(statuses == [.running, .running, .done])
+        #expect(lifecycle.isFinished && lifecycle.phase == .finished(.done))
+    }
+
+    @Test func anAgentThatExitsBadlyOrReportsAnErrorFails() {
+        let (_, _, statuses) = Self.run([.spawned, .exited(succeeded: false), .finalized])
+        #expect(statuses.last == .failed)
+    }
+
+    @Test func aJobThatCannotStartFailsAtOnceAndIsAnnouncedStartedThenCompleted() {
+        let (_, actions, statuses) = Self.run([.spawnFailed])
+        #expect(actions == [[.announceStarted, .announceCompleted]])
+        #expect(statuses == [.failed])
+    }
+
+    @Test func aKillWhileRunningStopsTheGroupAndTheJobEndsKilledWhateverTheAgentSaid() {
+        let (lifecycle, actions, statuses) = Self.run([.spawned, .killRequested(.request), .exited(succeeded: true), .finalized])
+        #expect(actions == [[.announceStarted], [.announceStatus, .signalGroup], [.finalize], [.announceCompleted]])
+        #expect(statuses == [.running, .stopping, .stopping, .killed])
+        #expect(lifecycle.killReason == .request)
+    }
+
+    @Test func aSecondKillIsHarmlessAndTheFirstReasonWins() {
+        let (lifecycle, actions, _) = Self.run([.spawned, .killRequested(.outputLimit(10)), .killRequested(.request)])
+        #expect(actions.last == [])
+        #expect(lifecycle.killReason == .outputLimit(10))
+    }
+
+    @Test func aLimitOrAStorageFaultFailsTheJobInsteadOfKillingIt() {
+        for reason in [JobManager.KillReason.outputLimit(1 << 30), .storage("no space left on device")] {
+            let (_, _, statuses) = Self.run([.spawned, .killRequested(reason), .exited(succeeded: false), .finalized])
+            #expect(statuses.last == .failed)
+        }
+        for reason in [JobManager.KillReason.request, .serverStopping, .interrupted] {
+            let (_, _, statuses) = Self.run([.spawned, .killRequested(reason), .exited(succeeded: false), .finalized])
+            #expect(statuses.last == .killed)
+        }
+    }
+
+    @Test func aKillWhileTheHookRunsStopsTheHookNotTheAgentAndStillCompletesOnce() {
+        let (lifecycle, actions, statuses) = Self.run([.spawned, .exited(succeeded: true), .killRequested(.request), .killRequested(.request), .finalized, .finalized])
+        #expect(actions == [[.announceStarted], [.finalize], [.announceStatus, .cancelHook], [], [.announceCompleted], []])
+        #expect(statuses == [.running, .running, .stopping, .stopping, .killed, .killed])
+        #expect(lifecycle.phase == .finished(.killed))
+    }
+
+    @Test func theHookIsShownTheStatusTheJobIsAboutToEndWith() {
+        var lifecycle = JobLifecycle()
+        _ = lifecycle.handle(.spawned)
+        _ = lifecycle.handle(.exited(succeeded: true))
+        #expect(lifecycle.endingStatus == .done && lifecycle.status == .running)
+        _ = lifecycle.handle(.killRequested(.storage("full")))
+        #expect(lifecycle.endingStatus == .failed)
+    }
+
+    @Test func aKillBeforeTheSpawnIsHeldAndCarriedOutWhenTheProcessExists() {
+        let (_, actions, statuses) = Self.run([.killRequested(.request), .spawned, .exited(succeeded: true), .finalized])
+        #expect(actions == [[], [.announceStarted, .signalGroup], [.finalize], [.announceCompleted]])
+        #expect(statuses == [.starting, .stopping, .stopping, .killed])
+        for phase in [JobLifecycle.Phase.queued, .preparing] {
+            #expect(Self.run([.killRequested(.request), .spawned], from: phase).1 == [[], [.announceStarted, .signalGroup]])
+        }
+    }
+
+    @Test func aJobFoundUnfinishedAtStartIsInterruptedWhateverItsPhase() {
+        for phase in [JobLifecycle.Phase.queued, .preparing, .starting, .running, .stopping, .finalizing] {
+            let (lifecycle, actions, _) = Self.run([.serverRestarted], from: phase)
+            #expect(actions == [[.announceCompleted]])
+            #expect(lifecycle.phase == .finished(.interrupted))
+        }
+    }
+
+    @Test func eventsThatCannotHappenInAPhaseAreIgnoredAndAFinishedJobTakesNoMore() {
+        // An exit before the spawn was reported, a finalize before the exit, a second spawn.
+        #expect(Self.run([.exited(succeeded: true)]).1 == [[]])
+        #expect(Self.run([.spawned, .finalized]).2 == [.running, .running])
+        #expect(Self.run([.spawned, .spawned]).1 == [[.announceStarted], []])
+        #expect(Self.run([.spawned, .exited(succeeded: true), .exited(succeeded: false)]).1.last == [])
+        let finished = Self.run([.spawnFailed, .spawned, .killRequested(.request), .exited(succeeded: true), .finalized, .serverRestarted])
+        #expect(finished.1.dropFirst().allSatisfy { $0.isEmpty })
+        #expect(finished.2.allSatisfy { $0 == .failed })
+    }
+}

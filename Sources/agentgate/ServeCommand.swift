@@ -224,7 +224,7 @@ struct ServeCommand: ParsableCommand {
         banner += manager.containment.mode == .cgroup
             ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
-        log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.containment.mode == .cgroup ? "cgroup" : "subreaper") containment")
+        log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.jobRunner.containmentDescription) containment")
         if webRoot == nil { log.logger.warning("the dashboard's files were not found (--web-root, or README \"Installing on PATH\")") }
         if !interrupted.isEmpty { log.logger.notice("\(interrupted.count) job(s) were running at the last stop and are now interrupted") }
         loop.run()

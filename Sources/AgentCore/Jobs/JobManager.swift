@@ -6,7 +6,7 @@ import EventLoop
 /// Runs jobs on one event loop and records everything they do.
 ///
 /// ```
-///  launch ─▶ CommandBuilder ─▶ SupervisedProcess ─┬─ stdout ─▶ LineSplitter ─▶ StdoutInterpreter ─┐
+///  launch ─▶ CommandBuilder ─▶ JobRunner process ─┬─ stdout ─▶ LineSplitter ─▶ StdoutInterpreter ─┐
 ///                                                 ├─ stderr ─▶ StderrCollector (≤200 ms batches) ─┤
 ///                                                 └─ exit ──▶ hooks ─▶ job:completed ────────────┤
 ///                                                                                                ▼
@@ -153,12 +153,16 @@ public final class JobManager {
     private var storedSeqs: [String: Int] = [:]
     /// Chosen on first use, so `configuration.useCgroups` may be set after init.
     public private(set) lazy var containment = JobContainment(useCgroups: configuration.useCgroups)
+    /// How agents are started and watched: children of this server today.
+    public private(set) lazy var jobRunner: any JobRunner = LocalRunner(loop: loop, containment: containment)
 
-    public init(loop: EventLoop, store: JobStore, detector: AgentDetector, configuration: Configuration) {
+    /// - Parameter runner: how agents are started (default: `LocalRunner`, children of this server).
+    public init(loop: EventLoop, store: JobStore, detector: AgentDetector, configuration: Configuration, runner: (any JobRunner)? = nil) {
         self.loop = loop
         self.store = store
         self.detector = detector
         self.configuration = configuration
+        if let runner { jobRunner = runner }
     }
 
     // MARK: queries
@@ -378,14 +382,13 @@ public final class JobManager {
         let environment = EnvironmentPolicy.agentEnvironment(
             base: configuration.baseEnvironment, request: spec.environment, jobID: id, serverURL: configuration.serverURL)
 
-        let process: SupervisedProcess
+        let process: any AgentProcess
         do {
-            process = try SupervisedProcess(
-                loop: loop,
+            process = try jobRunner.process(
+                forJob: id,
                 spec: .init(
                     executable: spec.executable, arguments: spec.arguments, environment: environment,
-                    workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8)),
-                container: containment.container(forJob: id))
+                    workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8)))
         } catch {
             fail(id, reason: "\(spec.executable): \(error.message)")
             return jobsByID[id]!
@@ -395,8 +398,8 @@ public final class JobManager {
         running[id] = runner
         update(id) {
             $0.startedAt = WallClock.milliseconds()
-            $0.pid = process.pid
-            $0.pgid = process.pid
+            $0.pid = process.identity.pid
+            $0.pgid = process.identity.pid
             $0.processStartTime = process.identity.startTime
         }
         carryOut(runner.lifecycle.handle(.spawned), id, runner)
@@ -860,7 +863,7 @@ public final class JobManager {
 /// The per-job state that exists only while its process runs.
 final class RunningJob {
     let spec: LaunchSpec
-    let process: SupervisedProcess
+    let process: any AgentProcess
     var splitter = LineSplitter()
     var interpreter: StdoutInterpreter
     /// The in-progress line viewers were last sent, when, and what is due.
@@ -883,7 +886,7 @@ final class RunningJob {
     var startError: String?
     var hook: ExternalHook?
 
-    init(spec: LaunchSpec, process: SupervisedProcess) {
+    init(spec: LaunchSpec, process: any AgentProcess) {
         self.spec = spec
         self.process = process
         self.interpreter = StdoutInterpreter(format: spec.outputFormat)

@@ -1,0 +1,47 @@
+import EventLoop
+
+/// A running agent as the job engine sees it: output, exit, and stop. Nothing about how it was
+/// started or where it runs.
+public protocol AgentProcess: AnyObject {
+    /// Pid (its group's id too) and start time, recorded with the job.
+    var identity: ProcessIdentity { get }
+    var onStdout: ((UnsafeRawBufferPointer) -> Void)? { get set }
+    var onStderr: ((UnsafeRawBufferPointer) -> Void)? { get set }
+    /// Called once, on the loop, when the agent and its output are done.
+    var onExit: ((ExitStatus) -> Void)? { get set }
+    /// Lets it run (output and exit are watched from here on).
+    func start() throws(SystemError)
+    /// SIGTERM to its group, SIGKILL to what is left after the grace period.
+    func terminate(graceMilliseconds: Int)
+    func killNow()
+}
+
+/// Where and how jobs' agents run. The engine asks a runner for a process and sees only
+/// `AgentProcess` from then on: the seam for the per-job supervisor of restart survival,
+/// and later for ssh and container runners.
+public protocol JobRunner: AnyObject {
+    /// How jobs are contained, for the start-up banner and log.
+    var containmentDescription: String { get }
+    /// A process for job `id`, created but not started.
+    func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess
+}
+
+extension SupervisedProcess: AgentProcess {}
+
+/// Agents as children of this server: each in its own process group, watched through a pidfd,
+/// in a cgroup of its own when the host allows (`JobContainment`).
+public final class LocalRunner: JobRunner {
+    public let loop: EventLoop
+    public let containment: JobContainment
+
+    public init(loop: EventLoop, containment: JobContainment) {
+        self.loop = loop
+        self.containment = containment
+    }
+
+    public var containmentDescription: String { containment.mode == .cgroup ? "cgroup" : "subreaper" }
+
+    public func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess {
+        try SupervisedProcess(loop: loop, spec: spec, container: containment.container(forJob: id))
+    }
+}

@@ -15,6 +15,10 @@
 #include <sys/resource.h>
 #include <linux/sched.h>
 #include <linux/close_range.h>
+#include <stdlib.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <sys/time.h>
 
 #ifdef __linux__
 int ag_has_epoll(void) { return 1; }
@@ -312,4 +316,160 @@ void ag_set_nodelay(int fd) {
 
 int ag_set_thread_niceness(int value) {
     return setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), value);
+}
+
+/* ---- the per-job supervisor (ag_supervise) ---- */
+
+static long long ag_now_ms(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* `name` in `dirfd` holds exactly `text` after this, or is untouched. */
+static int ag_write_atomically(int dirfd, const char *name, const char *text) {
+    char temporary[128];
+    snprintf(temporary, sizeof temporary, ".%s.tmp", name);
+    int fd = openat(dirfd, temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return errno;
+    size_t length = strlen(text), written = 0;
+    while (written < length) {
+        ssize_t count = write(fd, text + written, length - written);
+        if (count < 0 && errno == EINTR) continue;
+        if (count <= 0) { int error = errno; close(fd); unlinkat(dirfd, temporary, 0); return error ? error : EIO; }
+        written += (size_t)count;
+    }
+    if (fsync(fd) != 0) { int error = errno; close(fd); unlinkat(dirfd, temporary, 0); return error; }
+    close(fd);
+    if (renameat(dirfd, temporary, dirfd, name) != 0) { int error = errno; unlinkat(dirfd, temporary, 0); return error; }
+    fsync(dirfd);
+    return 0;
+}
+
+/* Field 22 of /proc/<pid>/stat (clock ticks after boot), 0 when unknown. */
+static unsigned long long ag_start_time(pid_t pid) {
+    char path[64], buffer[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t count = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (count <= 0) return 0;
+    buffer[count] = 0;
+    char *field = strrchr(buffer, ')');
+    if (!field) return 0;
+    /* After ") " come fields 3, 4, …: skip 19 of them to reach 22. */
+    field += 2;
+    for (int skipped = 0; skipped < 19 && field; skipped++) {
+        field = strchr(field, ' ');
+        if (field) field++;
+    }
+    return field ? strtoull(field, NULL, 10) : 0;
+}
+
+static void ag_boot_id(char *out, size_t size) {
+    out[0] = 0;
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t count = read(fd, out, size - 1);
+    close(fd);
+    if (count <= 0) { out[0] = 0; return; }
+    out[count] = 0;
+    for (char *c = out; *c; c++) if (*c == '\n') { *c = 0; break; }
+}
+
+/* Reaps children until the agent's group has none left or `deadline_ms` passes. */
+static void ag_reap_group(pid_t group, long long deadline_ms) {
+    for (;;) {
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        if (kill(-group, 0) != 0 && errno == ESRCH) return;
+        if (ag_now_ms() >= deadline_ms) return;
+        usleep(10000);
+    }
+}
+
+int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms) {
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    /* Signals are taken synchronously (sigwaitinfo), so none is lost between a check and a
+       wait. The agent starts with an empty mask and default dispositions (ag_spawn). */
+    sigset_t wanted;
+    sigemptyset(&wanted);
+    sigaddset(&wanted, SIGTERM);
+    sigaddset(&wanted, SIGINT);
+    sigaddset(&wanted, SIGALRM);
+    sigaddset(&wanted, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &wanted, NULL);
+
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd < 0) return errno;
+    int out = openat(dirfd, "stdout", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int err = openat(dirfd, "stderr", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int in = openat(dirfd, "stdin", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (in >= 0) fcntl(in, F_SETFL, 0);
+    else in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (out < 0 || err < 0 || in < 0) { int error = errno; close(dirfd); return error ? error : EIO; }
+
+    char boot[64];
+    ag_boot_id(boot, sizeof boot);
+    char text[512];
+    pid_t pid = 0;
+    int rc = ag_spawn(path, argv, envp, cwd, in, out, err, -1, &pid);
+    close(in);
+    if (rc != 0) {
+        snprintf(text, sizeof text, "{\"kind\":\"spawn_failed\",\"errno\":%d,\"error\":\"%s\",\"endedAt\":%lld}\n", rc, strerror(rc), ag_now_ms());
+        int written = ag_write_atomically(dirfd, "exit.json", text);
+        close(out); close(err); close(dirfd);
+        return written;
+    }
+    snprintf(text, sizeof text, "{\"pid\":%d,\"pgid\":%d,\"startTime\":%llu,\"bootId\":\"%s\",\"supervisor\":%d}\n",
+             (int)pid, (int)pid, ag_start_time(pid), boot, (int)getpid());
+    ag_write_atomically(dirfd, "agent.json", text);
+
+    int status = 0, stopped_by = 0, killed = 0, exited = 0;
+    for (;;) {
+        int child_status;
+        pid_t reaped;
+        while ((reaped = waitpid(-1, &child_status, WNOHANG)) > 0) {
+            if (reaped == pid) { status = child_status; exited = 1; }
+        }
+        if (exited) break;
+        int signal_number = sigwaitinfo(&wanted, NULL);
+        if ((signal_number == SIGTERM || signal_number == SIGINT) && !stopped_by) {
+            stopped_by = signal_number;
+            kill(-pid, SIGTERM);
+            struct itimerval grace = { {0, 0}, { grace_ms / 1000, (grace_ms % 1000) * 1000 } };
+            if (grace_ms <= 0) grace.it_value.tv_usec = 1;
+            setitimer(ITIMER_REAL, &grace, NULL);
+        } else if (signal_number == SIGALRM && !killed) {
+            killed = 1;
+            kill(-pid, SIGKILL);
+        }
+    }
+    /* What the agent left in its group goes too: SIGTERM, then SIGKILL after the grace. */
+    if (kill(-pid, 0) == 0) {
+        kill(-pid, SIGTERM);
+        ag_reap_group(pid, ag_now_ms() + (grace_ms > 0 ? grace_ms : 0));
+        if (kill(-pid, 0) == 0) { kill(-pid, SIGKILL); ag_reap_group(pid, ag_now_ms() + 1000); }
+    }
+    while (waitpid(-1, NULL, WNOHANG) > 0) {}
+
+    fdatasync(out);
+    fdatasync(err);
+    struct stat out_info, err_info;
+    long long out_bytes = fstat(out, &out_info) == 0 ? (long long)out_info.st_size : -1;
+    long long err_bytes = fstat(err, &err_info) == 0 ? (long long)err_info.st_size : -1;
+    close(out);
+    close(err);
+    if (WIFSIGNALED(status)) {
+        snprintf(text, sizeof text, "{\"kind\":\"signaled\",\"signal\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
+                 WTERMSIG(status), ag_now_ms(), stopped_by ? "true" : "false", out_bytes, err_bytes);
+    } else {
+        snprintf(text, sizeof text, "{\"kind\":\"exited\",\"code\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
+                 WEXITSTATUS(status), ag_now_ms(), stopped_by ? "true" : "false", out_bytes, err_bytes);
+    }
+    int written = ag_write_atomically(dirfd, "exit.json", text);
+    close(dirfd);
+    return written;
 }

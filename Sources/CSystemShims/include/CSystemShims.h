@@ -76,3 +76,14 @@ void ag_set_nodelay(int fd);
 
 /// Sets the calling thread's nice value (Linux: per thread). 0 on success.
 int ag_set_thread_niceness(int value);
+
+/// The per-job supervisor's whole life (`agentgate shim`, issue 14). In the job directory
+/// `dir`: opens `stdout` and `stderr` as O_APPEND spool files (the agent writes straight into
+/// them: no pipe whose reader can die), takes `stdin` from the file of that name (or
+/// /dev/null), becomes a subreaper, spawns the agent in its own group (`ag_spawn`) and writes
+/// `agent.json` (pid, start time, boot id). SIGTERM or SIGINT to the supervisor is passed to
+/// the agent's group, with SIGKILL `grace_ms` later. When the agent exits, what is left of its
+/// group gets the same, the spools are synced, and `exit.json` is written last (temporary
+/// file, fsync, rename, fsync of the directory). SIGPIPE and SIGHUP are ignored. Returns 0
+/// when exit.json was written, else an errno value (and writes nothing more).
+int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms);

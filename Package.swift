@@ -45,7 +45,7 @@ let package = Package(
         ),
         // Temporary directories, fake agents on a temporary PATH, fixture paths.
         .target(name: "TestSupport", dependencies: ["EventLoop", "HTTPCore", "WebSocketCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CSystemShims"]),
+        .testTarget(name: "EventLoopTests", dependencies: ["EventLoop", "CSystemShims", "TestSupport"]),
         .testTarget(name: "HTTPCoreTests", dependencies: ["HTTPCore"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "AgentCore", "HTTPCore", "EventLoop", "WebSocketServer", "TestSupport"]),
         .testTarget(name: "WebSocketTests", dependencies: ["HTTPCore", "WebSocketCore", "WebSocketDeflate", "WebSocketServer", "EventLoop", "TestSupport"]),

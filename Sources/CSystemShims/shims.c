@@ -259,6 +259,7 @@ int ag_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/sendfile.h>
 
 int ag_listen_tcp(const char *host, int port, int backlog, int *bound_port) {
     struct addrinfo hints, *result = NULL;
@@ -472,4 +473,15 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
     int written = ag_write_atomically(dirfd, "exit.json", text);
     close(dirfd);
     return written;
+}
+
+long ag_sendfile(int out_fd, int in_fd, long long *offset, unsigned long count) {
+    off_t position = (off_t)*offset;
+    ssize_t sent = sendfile(out_fd, in_fd, &position, count);
+    *offset = (long long)position;
+    return (long)sent;
+}
+
+int ag_readahead(int fd, long long offset, unsigned long count) {
+    return (int)readahead(fd, (off64_t)offset, count);
 }

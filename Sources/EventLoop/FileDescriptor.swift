@@ -17,6 +17,12 @@ public enum FileDescriptor {
         return (fds[0], fds[1])
     }
 
+    /// Brings a range of a file into the page cache (blocking until it is read), so sending
+    /// it later from the loop does not wait for the disk. Best effort.
+    public static func readAhead(_ fd: Int32, range: Range<Int>) {
+        _ = ag_readahead(fd, Int64(range.lowerBound), UInt(range.count))
+    }
+
     public static func setNonBlocking(_ fd: Int32) {
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)

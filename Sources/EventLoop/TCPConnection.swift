@@ -4,7 +4,8 @@ import Glibc
 import CSystemShims
 
 /// One socket on the loop: reads go to `onRead`, writes are queued as shared buffers and
-/// flushed with one `writev` of up to 1024 buffers per loop turn.
+/// flushed with one `writev` of up to 1024 buffers per loop turn (a file range in the queue
+/// goes out with `sendfile`).
 ///
 /// ```
 ///  enqueue(buffer) ─▶ [buf][buf][buf]… (references, no copies) ─▶ end of turn: writev ─▶ socket
@@ -38,9 +39,13 @@ public final class TCPConnection {
     /// Everything queued has been written (after a write that emptied the queue).
     public var onFlushed: (() -> Void)?
 
-    /// Bytes that may wait in the queue before `onQueueOverBound` fires.
+    /// Bytes in memory that may wait in the queue before `onQueueOverBound` fires. File
+    /// ranges do not count: they take no memory (whoever queues them bounds them).
     public var maxQueuedBytes: Int
+    /// Everything waiting to be written, file ranges included.
     public private(set) var queuedBytes = 0
+    /// What of it is held in memory.
+    public private(set) var queuedMemoryBytes = 0
     private var queue: [OutboundBuffer] = []
     private var queueHead = 0
     private var headOffset = 0
@@ -153,7 +158,7 @@ public final class TCPConnection {
         guard fd >= 0, !closeWhenFlushed, buffer.count > 0 else { return }
         sealTail()
         queue.append(buffer)
-        queued(buffer.count)
+        queued(buffer.count, inMemory: buffer.file == nil)
     }
 
     public func enqueue(_ bytes: [UInt8]) {
@@ -161,12 +166,13 @@ public final class TCPConnection {
         guard bytes.count <= Self.maxGatheredWrite else { return enqueue(OutboundBuffer(bytes)) }
         if tail.count + bytes.count > Self.maxTailBytes { sealTail() }
         tail += bytes
-        queued(bytes.count)
+        queued(bytes.count, inMemory: true)
     }
 
-    private func queued(_ count: Int) {
+    private func queued(_ count: Int, inMemory: Bool) {
         queuedBytes += count
-        if !overBound, queuedBytes > maxQueuedBytes {
+        if inMemory { queuedMemoryBytes += count }
+        if !overBound, queuedMemoryBytes > maxQueuedBytes {
             overBound = true
             updateInterest()
             onQueueOverBound?()
@@ -191,27 +197,42 @@ public final class TCPConnection {
         }
     }
 
-    /// Writes as much of the queue as the socket takes, one writev per 1024 buffers.
+    /// Writes as much of the queue as the socket takes: one writev per 1024 buffers in memory,
+    /// one sendfile per file range.
     public func flushNow() {
         sealTail()
         let wroteSomething = queueHead < queue.count
         while fd >= 0 && queueHead < queue.count {
-            let count = min(queue.count - queueHead, Self.maxIOVecs)
-            var vectors = [iovec](repeating: iovec(), count: count)
-            for index in 0..<count {
-                let buffer = queue[queueHead + index].bytes
-                let skip = index == 0 ? headOffset : 0
-                vectors[index] = iovec(
-                    iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress! + skip), iov_len: buffer.count - skip)
+            let written: Int
+            if let file = queue[queueHead].file {
+                let head = queue[queueHead]
+                var offset = Int64(head.fileOffset + headOffset)
+                written = ag_sendfile(fd, file.fd, &offset, UInt(head.count - headOffset))
+                if written == 0 {
+                    // The file is shorter than its range said: what the peer was promised
+                    // cannot be sent, so it must not be left waiting for it.
+                    close()
+                    return
+                }
+            } else {
+                var count = 0
+                while count < Self.maxIOVecs, queueHead + count < queue.count, queue[queueHead + count].file == nil { count += 1 }
+                var vectors = [iovec](repeating: iovec(), count: count)
+                for index in 0..<count {
+                    let buffer = queue[queueHead + index].bytes
+                    let skip = index == 0 ? headOffset : 0
+                    vectors[index] = iovec(
+                        iov_base: UnsafeMutableRawPointer(mutating: buffer.baseAddress! + skip), iov_len: buffer.count - skip)
+                }
+                written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32(count)) }
             }
-            let written = vectors.withUnsafeBufferPointer { writev(fd, $0.baseAddress, Int32(count)) }
             if written < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK {
                     setWantsWritable(true)
                     return
                 }
-                close()  // EPIPE, ECONNRESET: SIGPIPE is ignored, so we just see the error
+                close()  // EPIPE, ECONNRESET (SIGPIPE is ignored), or the file could not be read
                 return
             }
             consume(written)
@@ -243,6 +264,7 @@ public final class TCPConnection {
         queuedBytes -= written
         while remaining > 0 {
             let available = queue[queueHead].count - headOffset
+            if queue[queueHead].file == nil { queuedMemoryBytes -= min(remaining, available) }
             if remaining >= available {
                 remaining -= available
                 queueHead += 1
@@ -281,15 +303,20 @@ public final class TCPConnection {
     public func dropUnsent() -> [OutboundBuffer] {
         guard fd >= 0 else { return [] }
         var droppedBytes = tail.count
+        var droppedMemoryBytes = tail.count
         tail = []
         let keep = headOffset > 0 ? queueHead + 1 : queueHead
         var dropped: [OutboundBuffer] = []
         if keep < queue.count {
             dropped = Array(queue[keep...])
-            for buffer in dropped { droppedBytes += buffer.count }
+            for buffer in dropped {
+                droppedBytes += buffer.count
+                if buffer.file == nil { droppedMemoryBytes += buffer.count }
+            }
             queue.removeSubrange(keep...)
         }
         queuedBytes -= droppedBytes
+        queuedMemoryBytes -= droppedMemoryBytes
         return dropped
     }
 
@@ -353,6 +380,7 @@ public final class TCPConnection {
         tail = []
         queueHead = 0
         queuedBytes = 0
+        queuedMemoryBytes = 0
         flushWaiters = []
         let callback = onClose
         let finalCallback = onFinalClose

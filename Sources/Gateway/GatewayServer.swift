@@ -92,7 +92,8 @@ public final class GatewayServer {
         metric("event_bytes_sent_total", "counter", "Bytes of event messages queued to viewers.", [("", hub.bytesSent)])
         metric("slow_consumer_pauses_total", "counter", "Times a viewer's live delivery paused on a full queue.", [("", hub.pauses)])
         metric("slow_consumer_closes_total", "counter", "Viewers closed as lagged.", [("", hub.laggedCloses)])
-        metric("queued_bytes", "gauge", "Bytes waiting in viewers' outbound queues.", [("", hub.queuedBytes)])
+        metric("queued_bytes", "gauge", "Bytes waiting in viewers' outbound queues (ranges of ready frames files included).", [("", hub.queuedBytes)])
+        metric("replay_frames_bytes_total", "counter", "Bytes of replayed events sent from finished jobs' ready frames files (sendfile, no copy through memory).", [("", hub.bytesFromFrames)])
         metric("replays_in_flight", "gauge", "Viewers being caught up from the store now (each one replay, reading ahead of it).", [("", hub.readsInFlight)])
         let storage = manager.storage
         metric("data_free_bytes", "gauge", "Free space in the data dir's file system (last measured).", [("", Int(storage.freeBytes ?? -1))])

@@ -37,7 +37,8 @@ extension SubscriptionHub {
         else { return replayUnstored(viewer, behind) }
         let stream = history.stream(
             job: subscription.job, after: after, maxBytes: limits.replaySliceBytes,
-            framing: viewer.framing(rawEvents: subscription.rawEvents), loop: manager.loop
+            framing: viewer.framing(rawEvents: subscription.rawEvents), finishedAt: wholeFinishedJob(subscription.job),
+            frames: framesLimits, loop: manager.loop
         ) { [weak self, weak viewer] stream, replay in
             self?.arrived { [weak self, weak viewer] in
                 guard let self, let viewer else { return }
@@ -47,6 +48,29 @@ extension SubscriptionHub {
         viewer.replay = ActiveReplay(stream: stream, subscription: subscription, stored: manager.storedLastSeq(of: subscription.job))
         activeReplays += 1
         grantSlices(viewer)
+    }
+
+    /// The last seq of a job that is finished with every event stored (its log will not
+    /// change: ready frames can serve it).
+    func wholeFinishedJob(_ id: String) -> Int? {
+        guard let job = manager.job(id), job.status.isFinished, manager.storedLastSeq(of: id) == job.lastSeq else { return nil }
+        return job.lastSeq
+    }
+
+    var framesLimits: ReplayFrames.Limits {
+        ReplayFrames.Limits(sliceBytes: limits.replayFileSliceBytes, minimumLogBytes: limits.replayFramesMinimumBytes)
+    }
+
+    /// Once a job's end is stored, its ready frames are built for the viewers that come late.
+    func prepareFrames(afterCompletionOf id: String) {
+        let bound = LoopBound(self)
+        manager.loop.execute {
+            let hub = bound.value
+            hub.manager.flushLogs()
+            if let lastSeq = hub.wholeFinishedJob(id) {
+                hub.history.prepareFrames(job: id, lastSeq: lastSeq, minimumBytes: hub.limits.replayFramesMinimumBytes)
+            }
+        }
     }
 
     /// Lets a viewer's replay read as far ahead as its queue and the total allow
@@ -125,6 +149,9 @@ extension SubscriptionHub {
         guard let job = manager.job(subscription.job) else { return endReplay(viewer) }
         if let gap = replay.gap { sendGap(viewer, job: job.id, gap) }
         write(replay, job: job.id, to: viewer)
+        // Written now, not at the end of the turn: the turn's budget for replay then counts
+        // the copy into the socket too (with sendfile, most of a slice's cost).
+        viewer.tcp.flushNow()
         var through = replay.through
         var gap: ClosedRange<Int>?
         var sawLast = replay.sawLast
@@ -181,6 +208,7 @@ extension SubscriptionHub {
 
     func write(_ replay: EventWire.Replay, job: String, to viewer: Viewer) {
         bytesSent += viewer.write(replay, job: job)
+        bytesFromFrames += replay.file?.bytes.count ?? 0
         eventsSent += replay.events
     }
 

@@ -111,6 +111,8 @@ public final class SubscriptionHub {
     /// Event messages queued to viewers, and their bytes on the wire.
     public internal(set) var eventsSent = 0
     public internal(set) var bytesSent = 0
+    /// Of them, bytes sent from ready frames files (`ReplayFrames`).
+    public internal(set) var bytesFromFrames = 0
     /// Viewers with a history slice being read now.
     public var readsInFlight: Int { activeReplays }
     /// Bytes waiting in viewers' outbound queues now.
@@ -222,7 +224,10 @@ public final class SubscriptionHub {
         }
         if case .started = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
         if case .status = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
-        if case .completed = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
+        if case .completed = event.payload {
+            deliverLifecycle(event, bytes, shared: &entry.encodings)
+            prepareFrames(afterCompletionOf: event.jobId)
+        }
         for viewer in allJobsViewers.values where viewer.pacing.isFlowing {
             deliverToAllJobsStream(viewer, event, bytes, version: version, shared: &entry.encodings)
         }

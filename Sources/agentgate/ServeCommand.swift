@@ -166,6 +166,7 @@ struct ServeCommand: ParsableCommand {
         httpConfiguration.maxConnectionsPerClient = maxConnectionsPerClient
         // Raise the fd limit, then keep a reserve of it for jobs (see FileLimits).
         httpConfiguration = httpConfiguration.limited(toFileLimit: FileLimits.raiseSoftLimit())
+        FileLimits.growDescriptorTable(toHold: httpConfiguration.maxConnections + 1_024)
         let webRoot = self.webRoot ?? StaticFiles.locateDefaultRoot(executablePath: StaticFiles.executablePath(argumentZero: CommandLine.arguments[0]))
         // Every limit the server keeps, in one value (see ServerConfiguration).
         var configuration = ServerConfiguration()

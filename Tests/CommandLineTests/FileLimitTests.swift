@@ -47,6 +47,25 @@ struct FileLimitTests {
         #expect(limits.soft != "256")
     }
 
+    /// The descriptor table is grown once at start to hold every connection the server may
+    /// take: growing it on demand, with threads running, waits for an RCU grace period inside
+    /// `accept` (10–25 ms loop turns at 512, 1,024 and 2,048 connections in S8).
+    @Test func serveGrowsItsDescriptorTableAtStartForEveryConnectionItMayTake() throws {
+        let files = TemporaryDirectory()
+        let (process, _) = try Self.start("ulimit -S -n 8192", in: files)
+        defer {
+            process.signal(SIGKILL)
+            process.wait()
+        }
+        let status = try String(contentsOfFile: "/proc/\(process.pid)/status", encoding: .utf8)
+        let size = status.split(separator: "\n").first { $0.hasPrefix("FDSize:") }
+            .flatMap { Int($0.dropFirst("FDSize:".count).trimmingCharacters(in: .whitespaces)) }
+        // Its connection budget is at least 6,144 (the soft limit is raised to the hard one, a
+        // quarter kept for jobs): the table holds that many, though a few dozen are open (the
+        // kernel's table would be 64 or 128 slots).
+        #expect((size ?? 0) >= 6_144, "\(status)")
+    }
+
     /// Under 128 fds, 64 are kept for jobs: the 65th connection is refused with 503 and the
     /// server still has descriptors (it answers on a connection it already had).
     @Test func connectionsStopShortOfTheFileLimit() throws {

@@ -232,4 +232,63 @@ struct SubscriptionTests {
         let metrics = try gateway.request("GET", "/metrics").body
         #expect(metrics.contains("agentgate_replays_in_flight 0\n"))
     }
+
+    /// A finished job's replay is sent from its ready frames (sendfile), exactly: from seq 0,
+    /// from cursors across it, and two jobs on one socket; frames found damaged are never
+    /// sent (the log serves the replay) and are rebuilt.
+    @Test func aFinishedJobIsReplayedFromItsReadyFramesExactlyFromAnyCursor() throws {
+        let gateway = try RunningGateway {
+            $0.hub.limits.replayFramesMinimumBytes = 0
+            $0.hub.limits.replayFileSliceBytes = 4_096
+        }
+        defer { gateway.stop() }
+        let big = try launch(gateway, script: fastJob)
+        let small = try launch(gateway, script: "echo one; echo two; echo three")
+        let bigLast = StreamEndTests.waitForEnd(gateway, big)
+        let smallLast = StreamEndTests.waitForEnd(gateway, small)
+        let index = { (job: String) in gateway.dataPath + "/jobs/" + job + "/" + ReplayFrames.indexName }
+        func waitForFrames(_ job: String) -> Bool {
+            for _ in 0..<500 {
+                if FileManager.default.contents(atPath: index(job)).map({ $0.prefix(8) == Data("AGFRAME1".utf8) }) ?? false { return true }
+                usleep(10_000)
+            }
+            return false
+        }
+        func fromFrames() -> Int {
+            let metrics = (try? gateway.request("GET", "/metrics").body) ?? ""
+            let line = metrics.split(separator: "\n").first { $0.hasPrefix("agentgate_replay_frames_bytes_total ") }
+            return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? -1
+        }
+        // Built when the jobs ended, before anyone asked.
+        #expect(waitForFrames(big) && waitForFrames(small))
+        // Damaged before their first use: the log serves the replay, exactly, and they are rebuilt.
+        var damaged = try #require(FileManager.default.contents(atPath: index(big)))
+        damaged[0] ^= 0xFF
+        try damaged.write(to: URL(fileURLWithPath: index(big)))
+        let viewer = try Viewer(gateway)
+        viewer.send(#"{"op":"subscribe","job":"\#(big)","since":5}"#)
+        #expect(viewer.seqsUntilCompleted(job: big) == Array(6...bigLast))
+        #expect(fromFrames() == 0)
+        #expect(waitForFrames(big))
+        viewer.send(#"{"op":"subscribe","job":"\#(big)","since":0}"#)
+        #expect(viewer.seqsUntilCompleted(job: big) == Array(1...bigLast))
+        #expect(fromFrames() > 100_000)
+        for since in [1, 7, bigLast / 3, bigLast / 2 + 1, bigLast - 2, bigLast - 1] {
+            viewer.send(#"{"op":"subscribe","job":"\#(big)","since":\#(since)}"#)
+            #expect(viewer.seqsUntilCompleted(job: big) == Array((since + 1)...bigLast), "since \(since)")
+        }
+        // Two jobs on one socket at once.
+        let both = try Viewer(gateway)
+        both.send(#"{"op":"subscribe","job":"\#(small)","since":0}"#)
+        both.send(#"{"op":"subscribe","job":"\#(big)","since":10}"#)
+        var seqs: [String: [Int]] = [:]
+        var ended = 0
+        while ended < 2, let message = both.next() {
+            guard let job = message["job"] as? String, let seq = message["seq"] as? Int, message["type"] as? String != "ack" else { continue }
+            seqs[job, default: []].append(seq)
+            if message["type"] as? String == "job:completed" { ended += 1 }
+        }
+        #expect(seqs[small] == Array(1...smallLast))
+        #expect(seqs[big] == Array(11...bigLast))
+    }
 }

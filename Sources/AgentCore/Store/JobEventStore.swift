@@ -20,6 +20,13 @@ public protocol JobEventStore: AnyObject, Sendable {
     func reader(job: String) -> any JobEventReader
     /// Removes a finished job's events.
     func delete(job: String)
+    /// The job's event log as a file, when the store keeps one: files derived from it (the
+    /// ready replay frames) are kept beside it and go with it.
+    func eventsFile(job: String) -> String?
+}
+
+extension JobEventStore {
+    public func eventsFile(job: String) -> String? { nil }
 }
 
 /// Reads one job's stored events from any seq.
@@ -65,6 +72,8 @@ public final class EventFiles: JobEventStore, @unchecked Sendable {
     public func reader(job: String) -> any JobEventReader {
         EventLogReader(path: path(job: job))
     }
+
+    public func eventsFile(job: String) -> String? { path(job: job) }
 
     /// The files go with the job's directory (`JobStore.delete`); here the open log goes.
     public func delete(job: String) {

@@ -74,6 +74,15 @@ int ag_connect_tcp(const char *host, int port);
 /// TCP_NODELAY on: frames go out when written, not after Nagle's delay.
 void ag_set_nodelay(int fd);
 
+/// sendfile(2) of `count` bytes of `in_fd` from *offset (advanced by what was sent) to a
+/// socket: the bytes go from the page cache to the socket without passing through us. The
+/// count sent, or -1 with errno.
+long ag_sendfile(int out_fd, int in_fd, long long *offset, unsigned long count);
+
+/// readahead(2): brings a file range into the page cache, blocking until it is read, so a
+/// later sendfile of it from the loop does not wait for the disk. 0 or -1 with errno.
+int ag_readahead(int fd, long long offset, unsigned long count);
+
 /// Sets the calling thread's nice value (Linux: per thread). 0 on success.
 int ag_set_thread_niceness(int value);
 

@@ -72,6 +72,8 @@ enum EventWire {
     /// buffer, so queueing a slice costs the loop one append however many events it holds.
     struct Replay: Sendable {
         var bytes: [UInt8] = []
+        /// Or ready frames in a file (`ReplayFrames`), sent from there.
+        var file: (file: SharedFile, bytes: Range<Int>)?
         /// Unframed payloads and their seqs, for a connection that frames its own
         /// (`perConnection`).
         var payloads: [(seq: Int, bytes: [UInt8])] = []
@@ -113,8 +115,7 @@ enum EventWire {
                     continue  // the all-jobs stream replays from memory, by version
                 case .json where !framing.perConnection && !framing.sharedDeflate:
                     // The common case, framed in place: no copy of the line of its own.
-                    FrameEncoder.appendHeader(to: &replay.bytes, opcode: .text, payloadCount: bytes.count)
-                    replay.bytes.append(contentsOf: bytes)
+                    appendTextFrame(bytes, to: &replay.bytes)
                 case .json:
                     appendMessage(Array(bytes), seq: line.seq, framing: framing, compressor: compressor, to: &replay)
                 case .text:
@@ -127,6 +128,12 @@ enum EventWire {
             }
         }
         return replay
+    }
+
+    /// An event line as the text frame a default viewer gets (also what `ReplayFrames` keeps).
+    static func appendTextFrame(_ line: UnsafeRawBufferPointer, to bytes: inout [UInt8]) {
+        FrameEncoder.appendHeader(to: &bytes, opcode: .text, payloadCount: line.count)
+        bytes.append(contentsOf: line)
     }
 
     private static func appendMessage(_ payload: [UInt8], seq: Int, framing: Framing, compressor: PerMessageDeflate?, to replay: inout Replay) {

@@ -35,7 +35,12 @@ final class HistoryReader: @unchecked Sendable {
     final class Stream: @unchecked Sendable {
         let job: String
         let maxBytes: Int
+        /// How ready frames serve it.
+        let frames: ReplayFrames.Limits
         let framing: EventWire.Framing
+        /// The job's last seq when it is finished and wholly stored: its ready frames
+        /// (`ReplayFrames`) may serve the stream.
+        let finishedAt: Int?
         fileprivate let deliver: LoopBound<(Stream, EventWire.Replay) -> Void>
         fileprivate let loop: EventLoop
         /// Used on the history queue only.
@@ -44,8 +49,11 @@ final class HistoryReader: @unchecked Sendable {
         fileprivate var scheduled = false
         fileprivate var done = false
 
-        fileprivate init(job: String, after: Int, maxBytes: Int, framing: EventWire.Framing, loop: EventLoop, deliver: @escaping (Stream, EventWire.Replay) -> Void) {
+        fileprivate init(job: String, after: Int, maxBytes: Int, framing: EventWire.Framing, finishedAt: Int?, loop: EventLoop,
+                         frames: ReplayFrames.Limits, deliver: @escaping (Stream, EventWire.Replay) -> Void) {
             self.job = job
+            self.frames = frames
+            self.finishedAt = finishedAt
             self.after = after
             self.maxBytes = maxBytes
             self.framing = framing
@@ -57,9 +65,12 @@ final class HistoryReader: @unchecked Sendable {
     /// A replay of `job` after seq `after`, each slice (at most about `maxBytes`) framed for
     /// `framing` and handed to `deliver` on `loop`, in order. Nothing is read before a grant.
     /// The stream stops by itself after a slice that `isLast`.
-    func stream(job: String, after: Int, maxBytes: Int, framing: EventWire.Framing, loop: EventLoop,
-                deliver: @escaping (Stream, EventWire.Replay) -> Void) -> Stream {
-        Stream(job: job, after: after, maxBytes: maxBytes, framing: framing, loop: loop, deliver: deliver)
+    /// `finishedAt`: the job's last seq if it is finished and all of it is stored; then
+    /// slices may come from its ready frames (`frames`).
+    func stream(job: String, after: Int, maxBytes: Int, framing: EventWire.Framing, finishedAt: Int?, frames: ReplayFrames.Limits,
+                loop: EventLoop, deliver: @escaping (Stream, EventWire.Replay) -> Void) -> Stream {
+        Stream(job: job, after: after, maxBytes: maxBytes, framing: framing, finishedAt: finishedAt, loop: loop,
+               frames: frames, deliver: deliver)
     }
 
     /// Lets `stream` read `slices` more slices ahead.
@@ -87,8 +98,13 @@ final class HistoryReader: @unchecked Sendable {
             stream.credits -= 1
             // Set per slice: the queue's items may run on any of dispatch's threads.
             ThreadPriority.setNiceness(Self.niceness(streamsWaiting: streamsWaiting + 1))
-            let slice = reader(for: stream.job).slice(after: stream.after, maxBytes: stream.maxBytes, maxEvents: .max)
-            let replay = EventWire.replay(slice, framing: stream.framing, compressor: compressor)
+            let replay: EventWire.Replay
+            if let frames = readyFrames(for: stream), let fromFrames = Self.replay(from: frames, after: stream.after, maxBytes: stream.frames.sliceBytes) {
+                replay = fromFrames
+            } else {
+                let slice = reader(for: stream.job).slice(after: stream.after, maxBytes: stream.maxBytes, maxEvents: .max)
+                replay = EventWire.replay(slice, framing: stream.framing, compressor: compressor)
+            }
             if replay.isLast {
                 stream.done = true
             } else {
@@ -100,9 +116,83 @@ final class HistoryReader: @unchecked Sendable {
         }
     }
 
-    /// Forgets a deleted job's reader.
+    /// Forgets a deleted job's reader and frames.
     func forget(job: String) {
-        queue.async { [self] in self.readers[job] = nil }
+        queue.async { [self] in
+            self.readers[job] = nil
+            self.frames[job] = nil
+        }
+    }
+
+    // MARK: ready frames
+
+    /// What is known of each job's ready frames (history queue only).
+    private enum Frames {
+        case ready(ReplayFrames)
+        case building
+        /// Not built for this last seq (a small log, a full disk, a damaged log).
+        case unavailable(lastSeq: Int)
+    }
+    private var frames: [String: Frames] = [:]
+    /// Builds frames one job at a time, beside the replays, at low priority.
+    private let builder = DispatchQueue(label: "agentgate.history.frames")
+
+    /// The ready frames that serve `stream` now, if any; starts building them for a finished
+    /// job that has none (its later slices, and later viewers, are then sent from them).
+    private func readyFrames(for stream: Stream) -> ReplayFrames? {
+        guard let lastSeq = stream.finishedAt, ReplayFrames.serves(stream.framing) else { return nil }
+        return frames(of: stream.job, lastSeq: lastSeq, minimumBytes: stream.frames.minimumLogBytes)
+    }
+
+    private func frames(of job: String, lastSeq: Int, minimumBytes: Int) -> ReplayFrames? {
+        switch frames[job] {
+        case .ready(let ready) where ready.lastSeq == lastSeq: return ready
+        case .building: return nil
+        case .unavailable(let seq) where seq == lastSeq: return nil
+        default: break
+        }
+        guard let eventsPath = store.eventsFile(job: job) else { return nil }
+        let directory = String(eventsPath[..<(eventsPath.lastIndex(of: "/") ?? eventsPath.endIndex)])
+        if frames.count >= Self.maxOpenReaders, let victim = frames.keys.randomElement() { frames[victim] = nil }
+        if let ready = ReplayFrames.open(directory: directory, eventsPath: eventsPath, lastSeq: lastSeq) {
+            frames[job] = .ready(ready)
+            return ready
+        }
+        frames[job] = .building
+        builder.async { [self] in
+            ThreadPriority.setNiceness(10)
+            ReplayFrames.remove(directory: directory)
+            let outcome = ReplayFrames.build(directory: directory, eventsPath: eventsPath, lastSeq: lastSeq, minimumBytes: minimumBytes)
+            queue.async { [self] in
+                guard case .building = frames[job] else { return }  // forgotten meanwhile
+                frames[job] = outcome == .built ? nil : .unavailable(lastSeq: lastSeq)
+            }
+        }
+        return nil
+    }
+
+    /// Prepares a finished job's frames ahead of its first late viewer.
+    func prepareFrames(job: String, lastSeq: Int, minimumBytes: Int) {
+        queue.async { [self] in _ = frames(of: job, lastSeq: lastSeq, minimumBytes: minimumBytes) }
+    }
+
+    /// A slice of ready frames, read into the page cache here so the loop's `sendfile`
+    /// never waits for the disk; nil when the frames cannot serve it (the log does).
+    private static func replay(from frames: ReplayFrames, after: Int, maxBytes: Int) -> EventWire.Replay? {
+        var replay = EventWire.Replay()
+        if after >= frames.lastSeq {
+            replay.reachedEnd = true
+            return replay
+        }
+        guard let slice = frames.slice(after: after, maxBytes: maxBytes) else { return nil }
+        FileDescriptor.readAhead(frames.file.fd, range: slice.bytes)
+        replay.file = (frames.file, slice.bytes)
+        replay.first = slice.seqs.lowerBound
+        replay.through = slice.seqs.upperBound
+        replay.events = slice.frames
+        replay.sawLast = slice.seqs.upperBound == frames.lastSeq
+        replay.reachedEnd = replay.sawLast
+        return replay
     }
 
     private func reader(for job: String) -> any JobEventReader {

@@ -67,10 +67,18 @@ extension Viewer {
         }
     }
 
-    /// A replayed slice, framed for this viewer off the loop: one buffer, labelled with the
-    /// events it holds.
+    /// A replayed slice, framed for this viewer off the loop: one buffer (or one range of a
+    /// file of ready frames), labelled with the events it holds.
     func write(_ replay: EventWire.Replay, job: String) -> Int {
         let label = replay.first.flatMap { first in replay.through.map { OutboundBuffer.Label(stream: job, events: first...$0) } }
+        if let (file, range) = replay.file, !range.isEmpty {
+            let buffer = OutboundBuffer(file: file, offset: range.lowerBound, count: range.count, label: label)
+            switch transport {
+            case .websocket(let session): session.send(sharedFrame: buffer)
+            case .sse(let tcp): tcp.enqueue(buffer)
+            }
+            return range.count
+        }
         switch transport {
         case .websocket(let session):
             if !replay.bytes.isEmpty { session.send(sharedFrame: OutboundBuffer(replay.bytes, label: label)) }

@@ -154,4 +154,24 @@ struct ReplayFramesTests {
         try Data(damaged).write(to: URL(fileURLWithPath: indexPath))
         #expect(ReplayFrames.open(directory: directory.path, eventsPath: path, lastSeq: 60) == nil)
     }
+
+    /// A job's directory is writable by its agent: what it leaves at the frames' names must
+    /// neither block the server (a FIFO) nor redirect its writes (a symlink).
+    @Test func whatAnAgentLeavesAtTheFramesNamesNeitherBlocksNorRedirects() throws {
+        let directory = TemporaryDirectory()
+        let outside = TemporaryDirectory()
+        let log = Self.lines(30)
+        let path = try Self.write(log, in: directory)
+        let framesPath = directory.path + "/" + ReplayFrames.framesName
+        let indexPath = directory.path + "/" + ReplayFrames.indexName
+        #expect(mkfifo(framesPath + ".tmp", 0o600) == 0)
+        #expect(symlink(outside.path + "/stolen", indexPath + ".tmp") == 0)
+        #expect(ReplayFrames.build(directory: directory.path, eventsPath: path, lastSeq: 30, minimumBytes: 0) == .built)
+        #expect(!FileManager.default.fileExists(atPath: outside.path + "/stolen"))
+        #expect(ReplayFrames.open(directory: directory.path, eventsPath: path, lastSeq: 30) != nil)
+        // A FIFO in the frames' place is not opened (opening it for reading would block).
+        #expect(unlink(framesPath) == 0)
+        #expect(mkfifo(framesPath, 0o600) == 0)
+        #expect(ReplayFrames.open(directory: directory.path, eventsPath: path, lastSeq: 30) == nil)
+    }
 }

@@ -171,7 +171,7 @@ final class ReplayFrames: @unchecked Sendable {
             unlink(indexTemporary)
             return .failed(why)
         }
-        let out = Glibc.open(framesTemporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let out = createFresh(framesTemporary)
         guard out >= 0 else { return .failed("cannot create \(framesTemporary): \(String(cString: strerror(errno)))") }
         var entries: [UInt64] = []
         entries.reserveCapacity(lastSeq + 1)
@@ -216,7 +216,7 @@ final class ReplayFrames: @unchecked Sendable {
         for word in [UInt64(lastSeq), UInt64(written), UInt64(eventsSize)] + entries {
             withUnsafeBytes(of: word.littleEndian) { index += $0 }
         }
-        let indexFD = Glibc.open(indexTemporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let indexFD = createFresh(indexTemporary)
         guard indexFD >= 0 else { return fail("cannot create \(indexTemporary): \(String(cString: strerror(errno)))") }
         let wroteIndex = writeAll(indexFD, index)
         Glibc.close(indexFD)
@@ -243,6 +243,14 @@ final class ReplayFrames: @unchecked Sendable {
         let free = Int(info.f_bavail) * unit
         let total = Int(info.f_blocks) * unit
         return free - bytes >= max(64 << 20, total / 10)
+    }
+
+    /// A new regular file at `path`, whatever was there removed first: an agent can write
+    /// to its job's directory, and a FIFO or a symlink left at this name must neither block
+    /// the build nor send its bytes elsewhere.
+    private static func createFresh(_ path: String) -> Int32 {
+        unlink(path)
+        return Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
     }
 
     private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {

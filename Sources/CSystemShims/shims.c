@@ -260,6 +260,7 @@ int ag_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/sendfile.h>
+#include <sys/inotify.h>
 
 int ag_listen_tcp(const char *host, int port, int backlog, int *bound_port) {
     struct addrinfo hints, *result = NULL;
@@ -484,4 +485,12 @@ long ag_sendfile(int out_fd, int in_fd, long long *offset, unsigned long count) 
 
 int ag_readahead(int fd, long long offset, unsigned long count) {
     return (int)readahead(fd, (off64_t)offset, count);
+}
+
+int ag_inotify_init(void) {
+    return inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+}
+
+int ag_inotify_watch_writes(int fd, const char *path) {
+    return inotify_add_watch(fd, path, IN_MODIFY);
 }

@@ -19,7 +19,7 @@ final class EngineHarness {
     /// - Parameters: records, events: stores of the test's own (default: SQLite and files in `data`).
     init(
         agents: FakeAgents = FakeAgents(), records: (any JobRecords)? = nil, events: (any JobEventStore)? = nil,
-        configure: (inout JobManager.Configuration) -> Void = { _ in }, runner: ((EventLoop) -> any JobRunner)? = nil
+        configure: (inout JobManager.Configuration) -> Void = { _ in }, runner: ((EventLoop, _ dataPath: String) -> any JobRunner)? = nil
     ) throws {
         self.agents = agents
         loop = try EventLoop()
@@ -36,7 +36,7 @@ final class EngineHarness {
         detectorConfiguration.allowCustomCommands = configuration.policy.allowCustomCommands
         manager = JobManager(
             loop: loop, store: store, detector: AgentDetector(configuration: detectorConfiguration),
-            configuration: configuration, runner: runner?(loop))
+            configuration: configuration, runner: runner?(loop, data.path))
         manager.addObserver { [unowned self] event, bytes in
             self.events.append(event)
             self.encoded[event.jobId, default: []].append(bytes)

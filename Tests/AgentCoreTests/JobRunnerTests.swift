@@ -66,7 +66,7 @@ struct JobRunnerTests {
 
     @Test func everyStartAndStopGoesThroughTheRunner() throws {
         var recording: RecordingRunner?
-        let harness = try EngineHarness(runner: { loop in
+        let harness = try EngineHarness(runner: { loop, _ in
             let runner = RecordingRunner(loop: loop)
             recording = runner
             return runner
@@ -84,7 +84,7 @@ struct JobRunnerTests {
 
     @Test func aRunnerThatCannotStartTheAgentFailsTheJobWithItsReason() throws {
         var recording: RecordingRunner?
-        let harness = try EngineHarness(runner: { loop in
+        let harness = try EngineHarness(runner: { loop, _ in
             let runner = RecordingRunner(loop: loop)
             runner.refuse = SystemError("fork", errno: EAGAIN)
             recording = runner

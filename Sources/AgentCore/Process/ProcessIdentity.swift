@@ -33,6 +33,16 @@ public struct ProcessIdentity: Sendable, Equatable {
         return UInt64(String(decoding: rest[19], as: UTF8.self))
     }
 
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`): a pid and a start time recorded
+    /// under another boot name nothing that runs now. Empty where it cannot be read.
+    public static func bootId() -> String {
+        guard let file = fopen("/proc/sys/kernel/random/boot_id", "r") else { return "" }
+        defer { fclose(file) }
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let count = fread(&buffer, 1, buffer.count, file)
+        return String(decoding: buffer[0..<count].prefix { $0 != 0x0A }, as: UTF8.self)
+    }
+
     /// True while a process with this pid and the same start time exists.
     public var isAlive: Bool {
         guard kill(pid, 0) == 0 || errno == EPERM else { return false }

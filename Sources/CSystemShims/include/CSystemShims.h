@@ -83,6 +83,12 @@ long ag_sendfile(int out_fd, int in_fd, long long *offset, unsigned long count);
 /// later sendfile of it from the loop does not wait for the disk. 0 or -1 with errno.
 int ag_readahead(int fd, long long offset, unsigned long count);
 
+/// inotify_init1(IN_NONBLOCK | IN_CLOEXEC): the fd or -1 with errno.
+int ag_inotify_init(void);
+
+/// Watches `path` for writes (IN_MODIFY); the watch descriptor or -1 with errno.
+int ag_inotify_watch_writes(int fd, const char *path);
+
 /// Sets the calling thread's nice value (Linux: per thread). 0 on success.
 int ag_set_thread_niceness(int value);
 

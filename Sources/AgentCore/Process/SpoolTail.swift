@@ -1,0 +1,51 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import EventLoop
+
+/// Follows a spool file an agent writes straight into (`O_APPEND`, through its supervisor),
+/// like `tail -f`: each read takes what was appended since the last one, from an offset of
+/// its own, so a reader that stops (a server restart) loses nothing and the writer never
+/// notices (no pipe to break).
+final class SpoolTail {
+    let path: String
+    /// Where the next read starts: every byte before it was handed on.
+    private(set) var offset: Int
+    private var fd: Int32 = -1
+    private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+
+    init(path: String, from offset: Int = 0) {
+        self.path = path
+        self.offset = offset
+    }
+
+    deinit {
+        if fd >= 0 { close(fd) }
+    }
+
+    /// Hands on up to `maxBytes` appended since the last read, in chunks; returns whether the
+    /// file may hold more (the budget ran out before its end).
+    func read(maxBytes: Int, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        if fd < 0 {
+            fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { return false }
+            var info = stat()
+            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+                close(fd)
+                fd = -1
+                return false
+            }
+        }
+        var taken = 0
+        while taken < maxBytes {
+            let want = min(buffer.count, maxBytes - taken)
+            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset)) }
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else { return false }
+            offset += got
+            taken += got
+            buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+        }
+        return true
+    }
+}

@@ -1,0 +1,268 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSystemShims
+import EventLoop
+
+/// Agents under a supervisor of their own (`agentgate shim`, issue 14): the supervisor is the
+/// agent's parent, the agent writes its output into spool files in the job's directory, and
+/// the exit status is written to a file. Nothing the agent needs goes through this server, so
+/// the server can stop while the agent works (re-adoption at start is the next step).
+///
+/// ```
+///  server ──spawns──▶ agentgate shim <job>/agent -- /path/claude …   (its own group, subreaper)
+///                         └─▶ claude …  stdout ─▶ <job>/agent/stdout   (O_APPEND files,
+///                                       stderr ─▶ <job>/agent/stderr    never a pipe)
+///  server ◀─inotify── the spools, read from offsets of its own (SpoolTail)
+///  server ◀─pidfd──── the supervisor's exit, then <job>/agent/exit.json
+/// ```
+public final class SupervisorRunner: JobRunner {
+    public let loop: EventLoop
+    /// The `agentgate` executable that runs `shim`.
+    public let supervisorExecutable: String
+    public let jobsDirectory: String
+    public let graceMilliseconds: Int
+    public let containment: JobContainment
+
+    public init(loop: EventLoop, supervisorExecutable: String, jobsDirectory: String, graceMilliseconds: Int, containment: JobContainment) {
+        self.loop = loop
+        self.supervisorExecutable = supervisorExecutable
+        self.jobsDirectory = jobsDirectory
+        self.graceMilliseconds = graceMilliseconds
+        self.containment = containment
+    }
+
+    public var containmentDescription: String { "supervisor per job (" + (containment.mode == .cgroup ? "cgroup" : "subreaper") + ")" }
+
+    public func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess {
+        try SupervisedAgent(
+            loop: loop, directory: jobsDirectory + "/" + id + "/agent", supervisor: supervisorExecutable, spec: spec,
+            graceMilliseconds: graceMilliseconds, container: containment.container(forJob: id))
+    }
+}
+
+/// One agent under its supervisor, as the engine sees it: output from the spools, the exit
+/// from `exit.json` once the supervisor is gone.
+public final class SupervisedAgent: AgentProcess {
+    /// The supervisor's pid and start time.
+    public let identity: ProcessIdentity
+    public var onStdout: ((UnsafeRawBufferPointer) -> Void)?
+    public var onStderr: ((UnsafeRawBufferPointer) -> Void)?
+    public var onExit: ((ExitStatus) -> Void)?
+
+    public let directory: String
+    private let loop: EventLoop
+    private let supervisor: SupervisedProcess
+    private let stdout: SpoolTail
+    private let stderr: SpoolTail
+    private var inotifyFD: Int32 = -1
+    private var inotifyRegistration: EventLoop.Registration?
+    private var pollTimer: EventLoop.TimerID?
+    private var killTimer: EventLoop.TimerID?
+    private var readScheduled = false
+    private var supervisorExit: ExitStatus?
+    private var finished = false
+
+    /// Bytes of each spool handed on per loop turn: a chatty agent cannot hold a turn.
+    static let maxBytesPerTurn = 256 * 1024
+    /// The spools are read at least this often, whatever inotify says (a safety net).
+    static let pollMilliseconds = 1_000
+
+    /// Writes the job's agent directory (its stdin and empty spools) before anything runs, so
+    /// a crash at any later point leaves something to adopt, then spawns the supervisor.
+    init(loop: EventLoop, directory: String, supervisor executable: String, spec: SupervisedProcess.Spec, graceMilliseconds: Int,
+         container: JobContainer?) throws(SystemError) {
+        self.loop = loop
+        self.directory = directory
+        if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(directory)") }
+        try Self.create(directory + "/stdout", bytes: [])
+        try Self.create(directory + "/stderr", bytes: [])
+        if !spec.stdin.isEmpty { try Self.create(directory + "/stdin", bytes: spec.stdin) }
+        stdout = SpoolTail(path: directory + "/stdout")
+        stderr = SpoolTail(path: directory + "/stderr")
+        var arguments = [executable, "shim", directory, "--grace-ms", String(graceMilliseconds)]
+        if let cwd = spec.workingDirectory { arguments += ["--cwd", cwd] }
+        arguments += ["--", spec.executable] + spec.arguments.dropFirst()
+        supervisor = try SupervisedProcess(
+            loop: loop, spec: SupervisedProcess.Spec(executable: executable, arguments: arguments, environment: spec.environment),
+            container: container)
+        identity = supervisor.identity
+    }
+
+    deinit {
+        if !finished { killNow() }
+        closeWatch()
+    }
+
+    public func start() throws(SystemError) {
+        // The supervisor's own words (it says why it could not start the agent) go with stderr.
+        supervisor.onStdout = { [unowned self] in self.onStderr?($0) }
+        supervisor.onStderr = { [unowned self] in self.onStderr?($0) }
+        supervisor.onExit = { [unowned self] status in
+            self.supervisorExit = status
+            self.readSpools()
+        }
+        try supervisor.start()
+        inotifyFD = ag_inotify_init()
+        if inotifyFD >= 0 {
+            _ = ag_inotify_watch_writes(inotifyFD, directory + "/stdout")
+            _ = ag_inotify_watch_writes(inotifyFD, directory + "/stderr")
+            inotifyRegistration = try loop.register(fd: inotifyFD, interest: .readable) { [unowned self] _ in
+                var events = [UInt8](repeating: 0, count: 4096)
+                while events.withUnsafeMutableBytes({ read(self.inotifyFD, $0.baseAddress, $0.count) }) > 0 {}
+                self.readSpools()
+            }
+        }
+        schedulePoll()
+        readSpools()
+    }
+
+    private func schedulePoll() {
+        pollTimer = loop.schedule(afterMilliseconds: Self.pollMilliseconds) { [weak self] in
+            guard let self, !self.finished else { return }
+            self.readSpools()
+            self.schedulePoll()
+        }
+    }
+
+    /// Hands on what the agent appended, a turn's budget at a time; once the supervisor is
+    /// gone and both spools are read to their end, the job's exit.
+    private func readSpools() {
+        guard !finished else { return }
+        let moreOut = stdout.read(maxBytes: Self.maxBytesPerTurn) { onStdout?($0) }
+        let moreErr = stderr.read(maxBytes: Self.maxBytesPerTurn) { onStderr?($0) }
+        if moreOut || moreErr {
+            guard !readScheduled else { return }
+            readScheduled = true
+            let bound = LoopBound(self)
+            loop.execute {
+                bound.value.readScheduled = false
+                bound.value.readSpools()
+            }
+            return
+        }
+        if let supervisorExit { finish(supervisorExit) }
+    }
+
+    private func finish(_ supervisorExit: ExitStatus) {
+        finished = true
+        closeWatch()
+        let status: ExitStatus
+        switch ExitRecord.read(directory + "/exit.json") {
+        case .some(.exited(let code)): status = .exited(code)
+        case .some(.signaled(let signal)): status = .signaled(signal)
+        case .some(.spawnFailed(let error)):
+            let line = Array("agentgate: the agent could not be started: \(error)\n".utf8)
+            line.withUnsafeBytes { onStderr?($0) }
+            status = .exited(127)
+        case .none:
+            // No record: the supervisor itself was killed. Its agent's group goes too.
+            if let agent = AgentRecord.read(directory + "/agent.json"), agent.identityHolds { kill(-agent.pgid, SIGKILL) }
+            status = supervisorExit
+        }
+        let callback = onExit
+        onExit = nil
+        onStdout = nil
+        onStderr = nil
+        callback?(status)
+    }
+
+    private func closeWatch() {
+        if let inotifyRegistration { loop.deregister(inotifyRegistration) }
+        inotifyRegistration = nil
+        if inotifyFD >= 0 { close(inotifyFD) }
+        inotifyFD = -1
+        for timer in [pollTimer, killTimer].compactMap({ $0 }) { loop.cancel(timer) }
+        pollTimer = nil
+        killTimer = nil
+    }
+
+    /// SIGTERM to the supervisor, which passes it to the agent's group and sends SIGKILL after
+    /// its grace period; if the supervisor does not end by then, SIGKILL to everything.
+    public func terminate(graceMilliseconds: Int) {
+        guard supervisorExit == nil, !finished else { return }
+        kill(identity.pid, SIGTERM)
+        guard killTimer == nil else { return }
+        killTimer = loop.schedule(afterMilliseconds: graceMilliseconds + 2_000) { [weak self] in
+            guard let self, self.supervisorExit == nil else { return }
+            self.killTimer = nil
+            self.killNow()
+        }
+    }
+
+    /// SIGKILL to the agent's group (checked against `agent.json`) and to the supervisor.
+    public func killNow() {
+        guard supervisorExit == nil else { return }
+        if let agent = AgentRecord.read(directory + "/agent.json"), agent.identityHolds { kill(-agent.pgid, SIGKILL) }
+        supervisor.killNow()
+    }
+
+    private static func create(_ path: String, bytes: [UInt8]) throws(SystemError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SystemError.last("create \(path)") }
+        defer { close(fd) }
+        var done = 0
+        while done < bytes.count {
+            let wrote = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+            if wrote < 0, errno == EINTR { continue }
+            guard wrote > 0 else { throw SystemError.last("write \(path)") }
+            done += wrote
+        }
+    }
+}
+
+/// `exit.json`, written by the supervisor when its agent ended (or could not start).
+enum ExitRecord: Equatable {
+    case exited(Int32)
+    case signaled(Int32)
+    case spawnFailed(String)
+
+    static func read(_ path: String) -> ExitRecord? {
+        guard let value = SmallJSONFile.read(path) else { return nil }
+        switch value["kind"]?.stringValue {
+        case "exited": return value["code"]?.intValue.map { .exited(Int32(clamping: $0)) }
+        case "signaled": return value["signal"]?.intValue.map { .signaled(Int32(clamping: $0)) }
+        case "spawn_failed": return .spawnFailed(value["error"]?.stringValue ?? "errno \(value["errno"]?.intValue ?? 0)")
+        default: return nil
+        }
+    }
+}
+
+/// `agent.json`, written by the supervisor once its agent runs.
+struct AgentRecord: Equatable {
+    var pid: Int32
+    var pgid: Int32
+    var startTime: UInt64
+    var bootId: String
+
+    static func read(_ path: String) -> AgentRecord? {
+        guard let value = SmallJSONFile.read(path), let pid = value["pid"]?.intValue, let pgid = value["pgid"]?.intValue,
+            let startTime = value["startTime"]?.intValue, pid > 1, pgid > 1
+        else { return nil }
+        return AgentRecord(pid: Int32(clamping: pid), pgid: Int32(clamping: pgid), startTime: UInt64(max(0, startTime)),
+                           bootId: value["bootId"]?.stringValue ?? "")
+    }
+
+    /// The process with this pid is still the one recorded (same boot, same start time): a
+    /// pid that fails this is never signalled.
+    var identityHolds: Bool {
+        guard bootId == ProcessIdentity.bootId() else { return false }
+        return ProcessIdentity.of(pid: pid).startTime == startTime
+    }
+}
+
+/// A small JSON file the supervisor wrote (a few hundred bytes; anything larger or not an
+/// object is not one of ours).
+enum SmallJSONFile {
+    static func read(_ path: String) -> JSONValue? {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size <= 4096 else { return nil }
+        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        guard got == bytes.count, let value = try? JSONParser.parse(bytes), case .object = value else { return nil }
+        return value
+    }
+}

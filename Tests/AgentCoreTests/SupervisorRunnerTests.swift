@@ -1,0 +1,85 @@
+import EventLoop
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+@testable import AgentCore
+
+/// Jobs run under their own supervisor (`agentgate shim`, the built binary), their output
+/// read from spool files: the engine sees the same jobs as with local children.
+@Suite(.serialized, .timeLimit(.minutes(1)))
+struct SupervisorRunnerTests {
+    /// The `agentgate` built beside this test bundle.
+    static var supervisor: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+        return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("agentgate").path
+    }
+
+    static func harness() throws -> EngineHarness {
+        try EngineHarness(runner: { loop, data in
+            SupervisorRunner(
+                loop: loop, supervisorExecutable: Self.supervisor, jobsDirectory: data + "/jobs", graceMilliseconds: 300,
+                containment: JobContainment(useCgroups: false))
+        })
+    }
+
+    @Test func aJobUnderItsSupervisorStreamsItsOutputAndEndsWithItsExitCode() throws {
+        let harness = try Self.harness()
+        #expect(harness.manager.jobRunner.containmentDescription.hasPrefix("supervisor per job"))
+        let job = try harness.launch(script: "echo hello; echo oops >&2; exit 3")
+        let finished = try #require(harness.waitForCompletion(job.id))
+        #expect(finished.status == .failed)
+        #expect(finished.exitCode == 3)
+        let texts = harness.logLines(of: job.id).map(\.text)
+        #expect(texts.contains("hello"))
+        #expect(texts.contains("oops"))
+        // The agent wrote into files in the job's directory; the supervisor recorded it.
+        let directory = harness.data.path + "/jobs/\(job.id)/agent"
+        #expect(try String(contentsOfFile: directory + "/stdout", encoding: .utf8).contains("hello"))
+        #expect(try String(contentsOfFile: directory + "/exit.json", encoding: .utf8).contains(#""kind":"exited","code":3"#))
+        let agent = try #require(AgentRecord.read(directory + "/agent.json"))
+        #expect(agent.bootId == ProcessIdentity.bootId() && !agent.bootId.isEmpty)
+        #expect(!agent.identityHolds)  // gone: never signalled again
+    }
+
+    @Test func aLongOutputArrivesWholeAndInOrder() throws {
+        let harness = try Self.harness()
+        let job = try harness.launch(script: "i=0; while [ $i -lt 20000 ]; do echo \"line $i\"; i=$((i+1)); done")
+        let finished = try #require(harness.waitForCompletion(job.id))
+        #expect(finished.status == .done)
+        let lines = harness.logLines(of: job.id).map(\.text).filter { $0.hasPrefix("line ") }
+        #expect(lines == (0..<20_000).map { "line \($0)" })
+    }
+
+    @Test func aKillEndsTheAgentsWholeGroupThroughItsSupervisor() throws {
+        let harness = try Self.harness()
+        let pidFile = harness.scratch.path + "/background.pid"
+        let job = try harness.launch(script: "sleep 30 & echo $! > \(pidFile); echo started; sleep 30")
+        #expect(harness.spin(until: { readPid(pidFile) != nil }))
+        let background = try #require(readPid(pidFile))
+        try harness.manager.kill(job.id)
+        let finished = try #require(harness.waitForCompletion(job.id))
+        #expect(finished.status == .killed)
+        #expect(harness.spin(until: { !processIsRunning(background) }, milliseconds: 3_000))
+    }
+
+    @Test func anAgentThatCannotStartEndsWithTheReasonOnStderr() throws {
+        let loop = try EventLoop()
+        let jobs = TemporaryDirectory()
+        let runner = SupervisorRunner(
+            loop: loop, supervisorExecutable: Self.supervisor, jobsDirectory: jobs.path, graceMilliseconds: 300,
+            containment: JobContainment(useCgroups: false))
+        #expect(mkdir(jobs.path + "/j1", 0o700) == 0)
+        let process = try runner.process(
+            forJob: "j1", spec: SupervisedProcess.Spec(executable: "/nonexistent/agent", arguments: ["agent"], environment: []))
+        var stderr: [UInt8] = []
+        var status: AgentCore.ExitStatus?
+        process.onStderr = { stderr += $0 }
+        process.onExit = { status = $0 }
+        try process.start()
+        loop.run(untilMilliseconds: 10_000) { status != nil }
+        #expect(status == .exited(127))
+        #expect(String(decoding: stderr, as: UTF8.self).contains("could not be started: No such file or directory"))
+    }
+}

@@ -19,6 +19,9 @@ final class HistoryReader: @unchecked Sendable {
     private let compressor = SharedMessage.makeSharedCompressor()
     /// Jobs whose reader (with its index) is kept between reads.
     static let maxOpenReaders = 512
+    /// Jobs whose ready frames are kept open (two descriptors each, out of the reserve that
+    /// jobs and the store share).
+    static let maxOpenFrames = 32
     /// The history thread's nice value: the loop's (0) while one or two viewers replay, so a
     /// late viewer reads at full speed beside live traffic; well below it (10) for a crowd,
     /// whose reads would otherwise take the cores the loop needs to serve everyone.
@@ -155,6 +158,9 @@ final class HistoryReader: @unchecked Sendable {
         let directory = String(eventsPath[..<(eventsPath.lastIndex(of: "/") ?? eventsPath.endIndex)])
         if frames.count >= Self.maxOpenReaders, let victim = frames.keys.randomElement() { frames[victim] = nil }
         if let ready = ReplayFrames.open(directory: directory, eventsPath: eventsPath, lastSeq: lastSeq) {
+            // Each holds two descriptors: few are kept open (slices on their way keep theirs).
+            let open = frames.filter { if case .ready = $0.value { true } else { false } }
+            if open.count >= Self.maxOpenFrames, let victim = open.keys.randomElement() { frames[victim] = nil }
             frames[job] = .ready(ready)
             return ready
         }

@@ -39,12 +39,12 @@ public final class TCPConnection {
     /// Everything queued has been written (after a write that emptied the queue).
     public var onFlushed: (() -> Void)?
 
-    /// Bytes in memory that may wait in the queue before `onQueueOverBound` fires. File
-    /// ranges do not count: they take no memory (whoever queues them bounds them).
+    /// Bytes that may wait in the queue before `onQueueOverBound` fires, file ranges
+    /// included: the bound says how far behind a peer may fall, not only what it costs.
     public var maxQueuedBytes: Int
     /// Everything waiting to be written, file ranges included.
     public private(set) var queuedBytes = 0
-    /// What of it is held in memory.
+    /// What of it is held in memory (file ranges take none).
     public private(set) var queuedMemoryBytes = 0
     private var queue: [OutboundBuffer] = []
     private var queueHead = 0
@@ -172,7 +172,7 @@ public final class TCPConnection {
     private func queued(_ count: Int, inMemory: Bool) {
         queuedBytes += count
         if inMemory { queuedMemoryBytes += count }
-        if !overBound, queuedMemoryBytes > maxQueuedBytes {
+        if !overBound, queuedBytes > maxQueuedBytes {
             overBound = true
             updateInterest()
             onQueueOverBound?()

@@ -46,9 +46,10 @@ public struct ViewerLimits: Sendable, Equatable {
     /// Slices read ahead over all viewers (256, 32 MiB), beyond each replay's first: a crowd
     /// catching up at once holds one slice each, not eight.
     public var replaySlicesInFlight = 256
-    /// Bytes per replay step from a finished job's ready frames (512 KiB): sent with
-    /// `sendfile`, they take no memory, so a step can be larger and a loop turn moves more.
-    public var replayFileSliceBytes = 512 * 1024
+    /// Bytes per replay step from a finished job's ready frames (256 KiB): sent with
+    /// `sendfile`, they take no memory, so a step can be larger and a loop turn moves more;
+    /// as many are read ahead as fit in three quarters of the viewer's queue bound.
+    public var replayFileSliceBytes = 256 * 1024
     /// A finished job's log gets ready frames when it has at least this many bytes (1 MiB):
     /// smaller ones replay fast enough read and framed, and frames take disk.
     public var replayFramesMinimumBytes = 1 << 20

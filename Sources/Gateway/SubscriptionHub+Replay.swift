@@ -14,8 +14,10 @@ extension SubscriptionHub {
         pump(viewer)
     }
 
+    /// Everything queued for a viewer is written: a replay waiting for it to read goes on.
     func flushed(_ key: ObjectIdentifier) {
         guard let viewer = viewers[key] else { return }
+        if case .paused = viewer.pacing.phase, !viewer.tcp.isOverBound { return drained(key) }
         pump(viewer)
     }
 
@@ -35,17 +37,26 @@ extension SubscriptionHub {
         guard let subscription = behind.filter({ $0.cursor.lastSent < manager.storedLastSeq(of: $0.job) }).min(by: { $0.job < $1.job }),
             let after = subscription.cursor.nextRead()
         else { return replayUnstored(viewer, behind) }
+        let framing = viewer.framing(rawEvents: subscription.rawEvents)
+        let finishedAt = wholeFinishedJob(subscription.job)
         let stream = history.stream(
             job: subscription.job, after: after, maxBytes: limits.replaySliceBytes,
-            framing: viewer.framing(rawEvents: subscription.rawEvents), finishedAt: wholeFinishedJob(subscription.job),
-            frames: framesLimits, loop: manager.loop
+            framing: framing, finishedAt: finishedAt, frames: framesLimits, loop: manager.loop
         ) { [weak self, weak viewer] stream, replay in
             self?.arrived { [weak self, weak viewer] in
                 guard let self, let viewer else { return }
                 self.replayed(replay, from: stream, to: viewer)
             }
         }
-        viewer.replay = ActiveReplay(stream: stream, subscription: subscription, stored: manager.storedLastSeq(of: subscription.job))
+        // Slices from ready frames are larger: as many are read ahead as fit in three quarters
+        // of the viewer's queue bound, so a replay never takes a viewer over it (which would
+        // count it slow) however its bytes are held.
+        let fromFrames = finishedAt != nil && ReplayFrames.serves(framing)
+        let sliceBytes = fromFrames ? limits.replayFileSliceBytes : limits.replaySliceBytes
+        let readAhead = fromFrames ? max(1, limits.queueBytes * 3 / 4 / max(1, sliceBytes)) : limits.replayReadAhead
+        viewer.replay = ActiveReplay(
+            stream: stream, subscription: subscription, stored: manager.storedLastSeq(of: subscription.job), sliceBytes: sliceBytes,
+            readAhead: readAhead)
         activeReplays += 1
         grantSlices(viewer)
     }
@@ -79,9 +90,18 @@ extension SubscriptionHub {
         guard var active = viewer.replay, viewer.pacing.isFlowing, viewer.tcp.isOpen else { return }
         let wanted = ReplayReadAhead.slicesToGrant(
             queuedBytes: viewer.tcp.queuedBytes, outstanding: active.outstanding, activeReplays: activeReplays,
-            slicesOut: replaySlicesOut, sliceBytes: limits.replaySliceBytes, perViewer: limits.replayReadAhead,
+            slicesOut: replaySlicesOut, sliceBytes: active.sliceBytes, perViewer: active.readAhead,
             total: limits.replaySlicesInFlight)
-        guard wanted > 0 else { return }
+        guard wanted > 0 else {
+            // Nothing on its way and no room for more: the replay waits for the viewer to read
+            // what it was sent. That counts as paused, so a viewer that never reads again is
+            // told it lagged on time; the queue emptying lets it flow again (`flushed`).
+            if active.outstanding == 0, viewer.tcp.queuedBytes > 0 {
+                viewer.pacing.overBound(now: MonotonicClock.milliseconds())
+                scheduleWake(viewer)
+            }
+            return
+        }
         active.outstanding += wanted
         replaySlicesOut += wanted
         viewer.replay = active

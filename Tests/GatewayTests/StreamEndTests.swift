@@ -119,6 +119,55 @@ struct StreamEndTests {
         #expect(told["seq"] as? Int == seqs.last)
     }
 
+    /// A late viewer of a finished job that stops reading while it is replayed to — from the
+    /// log, or from ready frames (file ranges, sendfile) — is told it lagged and closed on
+    /// time: a replay waiting for it to read counts as paused.
+    @Test(arguments: [false, true])
+    func aViewerThatStopsReadingDuringAReplayIsToldItLagged(fromFrames: Bool) throws {
+        var http = HTTPServer.Configuration()
+        http.socketSendBufferBytes = 16 * 1024
+        let gateway = try RunningGateway(viewerQueueBytes: 64 * 1024, http: http) {
+            $0.hub.limits.lagMilliseconds = 300
+            $0.hub.limits.replayFramesMinimumBytes = fromFrames ? 0 : .max
+            $0.hub.limits.replayFileSliceBytes = 16 * 1024
+            $0.hub.limits.replaySliceBytes = 4 * 1024
+        }
+        defer { gateway.stop() }
+        let id = try launch(gateway, script: Self.bigJob)
+        let last = Self.waitForEnd(gateway, id)
+        let index = gateway.dataPath + "/jobs/" + id + "/" + ReplayFrames.indexName
+        for _ in 0..<(fromFrames ? 500 : 0) where !FileManager.default.fileExists(atPath: index) { usleep(10_000) }
+        #expect(FileManager.default.fileExists(atPath: index) == fromFrames)
+        let client = try RawClient(port: gateway.port, timeoutSeconds: 10, receiveBufferBytes: 8 * 1024)
+        try client.handshake(path: "/ws", headers: [("Authorization", "Bearer \(RunningGateway.token)")])
+        client.sendMessage(#"{"op":"subscribe","job":"\#(id)","since":0}"#)
+        sleep(3)
+        var seqs: [Int] = []
+        var lagged: [String: Any]?
+        var closeCode: CloseCode?
+        while let action = client.nextAction() {
+            if case .deliver(let message) = action, let text = message.text,
+                let json = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            {
+                if json["type"] as? String == "lagged" { lagged = json } else if let seq = json["seq"] as? Int, json["type"] as? String != "ack" { seqs.append(seq) }
+            }
+            if case .peerClosed(let code, _) = action {
+                closeCode = code
+                break
+            }
+            if case .closeTransport = action {
+                Issue.record("the client failed the connection: a broken frame")
+                break
+            }
+        }
+        #expect(closeCode == SubscriptionHub.laggedCloseCode)
+        let told = try #require(lagged)
+        #expect(!seqs.isEmpty && seqs.count < last && seqs == Array(1...seqs.count))
+        #expect(told["seq"] as? Int == seqs.last)
+        let metrics = try gateway.request("GET", "/metrics").body
+        #expect(metrics.contains("agentgate_replay_frames_bytes_total 0\n") == !fromFrames)
+    }
+
     @Test func aFinishedJobWhoseEventFileIsMissingOrTornStillEndsItsStreams() throws {
         let gateway = try RunningGateway()
         defer { gateway.stop() }

@@ -26,6 +26,10 @@ struct ActiveReplay {
     let subscription: Subscription
     /// The job's last stored seq when the replay began: a file that ends before it lost events.
     let stored: Int
+    /// The size of its slices and how many may be read ahead of the viewer (file slices of
+    /// ready frames are larger, and fewer fit under the viewer's bound).
+    let sliceBytes: Int
+    let readAhead: Int
     var outstanding = 0
 }
 

@@ -64,7 +64,8 @@ struct ViewerPacing: Equatable {
         }
     }
 
-    /// The queue went over its bound.
+    /// The queue went over its bound, or a replay waits for the viewer to read what it was
+    /// sent (its read-ahead is used up and nothing more is on its way).
     mutating func overBound(now: Int) {
         if phase == .flowing { phase = .paused(since: now) }
     }

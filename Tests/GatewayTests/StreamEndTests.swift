@@ -20,6 +20,26 @@ struct StreamEndTests {
         return try RunningGateway(viewerQueueBytes: 64 * 1024, http: http) { $0.hub.limits.lagMilliseconds = lagMilliseconds }
     }
 
+    /// Every seq a viewer reads until the server closes, the `lagged` message if one came,
+    /// and the close code; a frame cut in the middle fails the connection (and the test).
+    static func readUntilClosed(_ client: RawClient) -> (seqs: [Int], lagged: [String: Any]?, closeCode: CloseCode?) {
+        var seqs: [Int] = []
+        var lagged: [String: Any]?
+        while let action = client.nextAction() {
+            if case .deliver(let message) = action, let text = message.text,
+                let json = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            {
+                if json["type"] as? String == "lagged" { lagged = json } else if let seq = json["seq"] as? Int, json["type"] as? String != "ack" { seqs.append(seq) }
+            }
+            if case .peerClosed(let code, _) = action { return (seqs, lagged, code) }
+            if case .closeTransport = action {
+                Issue.record("the client failed the connection: a broken frame")
+                break
+            }
+        }
+        return (seqs, lagged, nil)
+    }
+
     static func waitForEnd(_ gateway: RunningGateway, _ id: String) -> Int {
         for _ in 0..<300 {
             let job = (try? gateway.request("GET", "/api/agents/jobs/\(id)").json["job"] as? [String: Any]) ?? nil
@@ -92,25 +112,7 @@ struct StreamEndTests {
         _ = Self.waitForEnd(gateway, id)
         // Not reading for longer than the lag timeout and the old close timeout together.
         sleep(7)
-        var seqs: [Int] = []
-        var lagged: [String: Any]?
-        var closeCode: CloseCode?
-        while let action = client.nextAction() {
-            if case .deliver(let message) = action, let text = message.text,
-                let json = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-            {
-                if json["type"] as? String == "lagged" { lagged = json } else if let seq = json["seq"] as? Int, json["type"] as? String != "ack" { seqs.append(seq) }
-            }
-            if case .peerClosed(let code, _) = action {
-                closeCode = code
-                break
-            }
-            // A frame cut in the middle would fail the connection here.
-            if case .closeTransport = action {
-                Issue.record("the client failed the connection: a broken frame")
-                break
-            }
-        }
+        let (seqs, lagged, closeCode) = Self.readUntilClosed(client)
         #expect(closeCode == SubscriptionHub.laggedCloseCode)
         let told = try #require(lagged)
         #expect(told["job"] as? String == id)
@@ -142,24 +144,7 @@ struct StreamEndTests {
         try client.handshake(path: "/ws", headers: [("Authorization", "Bearer \(RunningGateway.token)")])
         client.sendMessage(#"{"op":"subscribe","job":"\#(id)","since":0}"#)
         sleep(3)
-        var seqs: [Int] = []
-        var lagged: [String: Any]?
-        var closeCode: CloseCode?
-        while let action = client.nextAction() {
-            if case .deliver(let message) = action, let text = message.text,
-                let json = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-            {
-                if json["type"] as? String == "lagged" { lagged = json } else if let seq = json["seq"] as? Int, json["type"] as? String != "ack" { seqs.append(seq) }
-            }
-            if case .peerClosed(let code, _) = action {
-                closeCode = code
-                break
-            }
-            if case .closeTransport = action {
-                Issue.record("the client failed the connection: a broken frame")
-                break
-            }
-        }
+        let (seqs, lagged, closeCode) = Self.readUntilClosed(client)
         #expect(closeCode == SubscriptionHub.laggedCloseCode)
         let told = try #require(lagged)
         #expect(!seqs.isEmpty && seqs.count < last && seqs == Array(1...seqs.count))

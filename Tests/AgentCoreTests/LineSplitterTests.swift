@@ -39,7 +39,8 @@ struct LineSplitterTests {
         #expect(lines.count == 2)
         #expect(lines[0].text.utf8.count == 1 << 20)
         #expect(lines[0].droppedBytes == 80 * 64 * 1024 - (1 << 20))
-        #expect(lines[1] == .init(text: "next", droppedBytes: 0))
+        #expect(lines[1] == .init(text: "next", droppedBytes: 0, byteCount: 5))
+        #expect(lines[0].byteCount == 80 * 64 * 1024 + 1)
     }
 
     @Test func truncationDoesNotSplitACharacter() {

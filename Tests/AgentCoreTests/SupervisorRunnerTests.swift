@@ -38,6 +38,8 @@ struct SupervisorRunnerTests {
         let directory = harness.data.path + "/jobs/\(job.id)/agent"
         #expect(try String(contentsOfFile: directory + "/stdout", encoding: .utf8).contains("hello"))
         #expect(try String(contentsOfFile: directory + "/exit.json", encoding: .utf8).contains(#""kind":"exited","code":3"#))
+        // The event log says how far the spools were turned into events: to their ends.
+        #expect(SpoolCursor.last(inLog: harness.data.path + "/jobs/\(job.id)/events.ndjson") == SpoolCursor(stdout: 6, stderr: 5))
         let agent = try #require(AgentRecord.read(directory + "/agent.json"))
         #expect(agent.bootId == ProcessIdentity.bootId() && !agent.bootId.isEmpty)
         #expect(!agent.identityHolds)  // gone: never signalled again
@@ -50,6 +52,8 @@ struct SupervisorRunnerTests {
         #expect(finished.status == .done)
         let lines = harness.logLines(of: job.id).map(\.text).filter { $0.hasPrefix("line ") }
         #expect(lines == (0..<20_000).map { "line \($0)" })
+        let spool = try #require(FileManager.default.attributesOfItem(atPath: harness.data.path + "/jobs/\(job.id)/agent/stdout")[.size] as? Int)
+        #expect(SpoolCursor.last(inLog: harness.data.path + "/jobs/\(job.id)/events.ndjson")?.stdout == spool)
     }
 
     @Test func aKillEndsTheAgentsWholeGroupThroughItsSupervisor() throws {

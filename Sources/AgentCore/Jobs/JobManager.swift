@@ -142,6 +142,8 @@ public final class JobManager {
     private var dirtyLogs: Set<String> = []
     private var flushScheduled = false
     private var pendingLogBytes: [String: [UInt8]] = [:]
+    /// Supervised jobs' spool cursors as of their latest pending events (`SpoolCursor`).
+    private var spoolCursors: [String: SpoolCursor] = [:]
     /// Jobs whose record could not be saved, and the timer that tries the writes again.
     private var unsavedJobs: Set<String> = []
     private var storageRetry: EventLoop.TimerID?
@@ -482,6 +484,7 @@ public final class JobManager {
 
     private func stdout(_ id: String, _ bytes: UnsafeRawBufferPointer) {
         guard let runner = running[id], !runner.outputCapped else { return }
+        runner.stdoutFed += bytes.count
         for line in runner.splitter.feed(bytes) where !runner.outputCapped {
             interpret(id, runner, line)
         }
@@ -683,6 +686,7 @@ public final class JobManager {
         version += 1
         storedSeqs[id] = nil
         pendingLogBytes[id] = nil
+        spoolCursors[id] = nil
         unsavedJobs.remove(id)
         for observer in deletionObservers.values { observer(id) }
     }
@@ -734,6 +738,7 @@ public final class JobManager {
         }
         for observer in observers.values { observer(event, bytes) }
         guard let runner = running[id] else { return }
+        if let cursor = runner.spoolCursor { spoolCursors[id] = cursor }
         // Viewers drop the in-progress line on any stored event of the job: send it again.
         if runner.shownPartial != nil || runner.partialTimer != nil {
             runner.partialResend = true
@@ -756,7 +761,11 @@ public final class JobManager {
         let pending = pendingLogBytes
         pendingLogBytes.removeAll(keepingCapacity: true)
         var failures: [(String, SystemError)] = []
-        for (id, bytes) in pending {
+        for (id, events) in pending {
+            var bytes = events
+            // A supervised job's spool cursor goes in the same append as the events made
+            // from the bytes before it.
+            if let cursor = spoolCursors.removeValue(forKey: id) { bytes += cursor.line }
             do {
                 storedSeqs[id] = try store.events.append(job: id, lines: bytes)
                 if let job = jobsByID[id], job.status.isFinished, pendingLogBytes[id] == nil { store.events.close(job: id) }
@@ -865,6 +874,8 @@ final class RunningJob {
     let spec: LaunchSpec
     let process: any AgentProcess
     var splitter = LineSplitter()
+    /// Bytes of stdout fed to `splitter`.
+    var stdoutFed = 0
     var interpreter: StdoutInterpreter
     /// The in-progress line viewers were last sent, when, and what is due.
     var shownPartial: LogLine?
@@ -897,5 +908,15 @@ enum FileHandleOutput {
     static func standardError(_ message: String) {
         let line = Array((message + "\n").utf8)
         line.withUnsafeBytes { _ = try? FileDescriptor.writeAll(2, $0) }
+    }
+}
+
+extension RunningJob {
+    /// How far its spool files were turned into events (whole lines whose events are made;
+    /// stderr lines waiting to be coalesced are not yet), from where they were first read.
+    var spoolCursor: SpoolCursor? {
+        guard let start = process.spoolStart else { return nil }
+        return SpoolCursor(
+            stdout: start.stdout + stdoutFed - splitter.unfinishedByteCount, stderr: start.stderr + stderr.consumedBytes)
     }
 }

@@ -8,6 +8,14 @@ struct StderrCollector {
     private var splitter = LineSplitter()
     private(set) var tail: [UInt8] = []
     private var pending: [LogLine] = []
+    /// Bytes of the stream in whole lines so far, and where the first line waiting in
+    /// `pending` starts.
+    private var wholeLineBytes = 0
+    private var pendingStart = 0
+
+    /// Bytes of the stream up to the first line not handed out yet (`takePending`): where a
+    /// reader of a spool file resumes without repeating or losing a line.
+    var consumedBytes: Int { pending.isEmpty ? wholeLineBytes : pendingStart }
 
     mutating func feed(_ bytes: UnsafeRawBufferPointer) {
         tail.append(contentsOf: bytes.suffix(Self.tailBytes))
@@ -16,9 +24,13 @@ struct StderrCollector {
     }
 
     private mutating func append(_ line: LineSplitter.Line) {
+        let start = wholeLineBytes
+        wholeLineBytes += line.byteCount
         var text = line.text
         if line.droppedBytes > 0 { text += " … [truncated \(line.droppedBytes) bytes]" }
-        if !text.isEmpty { pending.append(LogLine(.stderr, .raw, text)) }
+        guard !text.isEmpty else { return }
+        if pending.isEmpty { pendingStart = start }
+        pending.append(LogLine(.stderr, .raw, text))
     }
 
     var hasPending: Bool { !pending.isEmpty }

@@ -9,6 +9,9 @@ public struct LineSplitter: Sendable {
         public var text: String
         /// Bytes dropped from the end of an over-long line (0 for a whole line).
         public var droppedBytes: Int
+        /// Bytes of the stream the line took, its newline included: where a reader that
+        /// stops after it resumes (a spool file's cursor).
+        public var byteCount = 0
     }
 
     /// 1 MiB: far above any real agent event line, small enough to buffer per job.
@@ -24,6 +27,9 @@ public struct LineSplitter: Sendable {
 
     /// Bytes currently held for an unfinished line.
     public var bufferedByteCount: Int { buffer.count }
+    /// Bytes of the stream fed since the last whole line (held, or dropped from an over-long
+    /// one): what is not in any line yet.
+    public var unfinishedByteCount: Int { buffer.count + dropped }
 
     public mutating func feed(_ bytes: UnsafeRawBufferPointer) -> [Line] {
         var lines: [Line] = []
@@ -35,7 +41,7 @@ public struct LineSplitter: Sendable {
             if let found = memchr(base, 0x0A, count - start) {
                 let end = base.distance(to: UnsafeRawPointer(found)) + start
                 append(UnsafeRawBufferPointer(rebasing: bytes[start..<end]))
-                lines.append(takeLine())
+                lines.append(takeLine(newline: true))
                 start = end + 1
             } else {
                 append(UnsafeRawBufferPointer(rebasing: bytes[start..<count]))
@@ -52,7 +58,7 @@ public struct LineSplitter: Sendable {
     /// The last line if the stream ended without a newline.
     public mutating func finish() -> Line? {
         guard !buffer.isEmpty || dropped > 0 else { return nil }
-        return takeLine()
+        return takeLine(newline: false)
     }
 
     private mutating func append(_ chunk: UnsafeRawBufferPointer) {
@@ -65,7 +71,8 @@ public struct LineSplitter: Sendable {
         }
     }
 
-    private mutating func takeLine() -> Line {
+    private mutating func takeLine(newline: Bool) -> Line {
+        let byteCount = buffer.count + dropped + (newline ? 1 : 0)
         var end = buffer.count
         if dropped == 0, end > 0, buffer[end - 1] == 0x0D { end -= 1 }
         var droppedHere = dropped
@@ -85,7 +92,7 @@ public struct LineSplitter: Sendable {
         let text = String(decoding: buffer[0..<end], as: UTF8.self)
         buffer.removeAll(keepingCapacity: buffer.count <= 64 * 1024)
         dropped = 0
-        return Line(text: text, droppedBytes: droppedHere)
+        return Line(text: text, droppedBytes: droppedHere, byteCount: byteCount)
     }
 }
 

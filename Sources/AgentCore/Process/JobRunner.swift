@@ -14,6 +14,13 @@ public protocol AgentProcess: AnyObject {
     /// SIGTERM to its group, SIGKILL to what is left after the grace period.
     func terminate(graceMilliseconds: Int)
     func killNow()
+    /// Where in its spool files its output starts being read (nil: its output is not in
+    /// files, as with pipes): the engine keeps a `SpoolCursor` in the event log from it.
+    var spoolStart: SpoolCursor? { get }
+}
+
+extension AgentProcess {
+    public var spoolStart: SpoolCursor? { nil }
 }
 
 /// Where and how jobs' agents run. The engine asks a runner for a process and sees only

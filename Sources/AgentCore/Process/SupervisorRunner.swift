@@ -51,6 +51,8 @@ public final class SupervisedAgent: AgentProcess {
     public var onExit: ((ExitStatus) -> Void)?
 
     public let directory: String
+    /// A new job's spools are read from their start.
+    public let spoolStart: SpoolCursor? = SpoolCursor(stdout: 0, stderr: 0)
     private let loop: EventLoop
     private let supervisor: SupervisedProcess
     private let stdout: SpoolTail

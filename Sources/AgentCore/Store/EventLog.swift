@@ -314,12 +314,18 @@ public enum EventLineScanner {
     }
 
     /// The seq of the last line of a batch of whole lines.
+    /// The seq of the last line that has one (a batch may end with a line that is not an
+    /// event: a supervised job's spool cursor).
     public static func seqOfLastLine(_ bytes: [UInt8]) -> Int? {
         bytes.withUnsafeBytes { buffer in
-            guard buffer.count > 1 else { return nil }
-            var start = buffer.count - 2
-            while start >= 0, buffer[start] != 0x0A { start -= 1 }
-            return seqOf(UnsafeRawBufferPointer(rebasing: buffer[(start + 1)...]))
+            var end = buffer.count - 1  // the last line's newline
+            while end > 0 {
+                var start = end - 1
+                while start >= 0, buffer[start] != 0x0A { start -= 1 }
+                if let seq = seqOf(UnsafeRawBufferPointer(rebasing: buffer[(start + 1)..<end])) { return seq }
+                end = start
+            }
+            return nil
         }
     }
 

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How far a supervised job's spool files (the agent's stdout and stderr, issue 14) were
+/// turned into events: kept in the job's event log right behind the events made from those
+/// bytes, in the same append, so the two cannot disagree. A server that starts again reads
+/// the spools on from here: no event lost, none made twice.
+///
+/// ```
+///  events.ndjson  {…seq 41…}\n{…seq 42…}\n{"spool":{"stdout":5120,"stderr":88}}\n{…seq 43…}\n …
+/// ```
+///
+/// The line has no seq: every reader of events skips it.
+public struct SpoolCursor: Equatable, Sendable {
+    public var stdout: Int
+    public var stderr: Int
+
+    public init(stdout: Int, stderr: Int) {
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+
+    private static let prefix = Array(#"{"spool":{"stdout":"#.utf8)
+    private static let middle = Array(#","stderr":"#.utf8)
+    private static let suffix = Array("}}".utf8)
+
+    /// `{"spool":{"stdout":N,"stderr":M}}\n`.
+    public var line: [UInt8] {
+        Self.prefix + Array(String(stdout).utf8) + Self.middle + Array(String(stderr).utf8) + Self.suffix + [0x0A]
+    }
+
+    /// The cursor a line holds (without its newline), nil for any other line.
+    public init?(line: ArraySlice<UInt8>) {
+        guard line.starts(with: Self.prefix), line.reversed().starts(with: Self.suffix.reversed()) else { return nil }
+        let body = line.dropFirst(Self.prefix.count).dropLast(Self.suffix.count)
+        guard let split = Self.find(Self.middle, in: body) else { return nil }
+        let out = body[body.startIndex..<split]
+        let err = body[(split + Self.middle.count)...]
+        guard let stdout = Self.number(out), let stderr = Self.number(err) else { return nil }
+        self.init(stdout: stdout, stderr: stderr)
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: ArraySlice<UInt8>) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        var index = haystack.startIndex
+        while index + needle.count <= haystack.endIndex {
+            if haystack[index..<(index + needle.count)].elementsEqual(needle) { return index }
+            index += 1
+        }
+        return nil
+    }
+
+    private static func number(_ digits: ArraySlice<UInt8>) -> Int? {
+        guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return digits.reduce(0) { $0 * 10 + Int($1 - 0x30) }
+    }
+
+    /// The last cursor in the event log at `path`, searched back from its end through at most
+    /// `maxScanBytes` (a cursor follows every append of a supervised job, so it is near the
+    /// end); nil when there is none.
+    public static func last(inLog path: String, maxScanBytes: Int = 16 << 20) -> SpoolCursor? {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let size = Int(info.st_size)
+        var end = size
+        // The start of a line cut by the previous read (its end is known, its start not yet).
+        var carry: [UInt8] = []
+        while end > 0, size - end < maxScanBytes {
+            let start = max(0, end - 64 * 1024)
+            var bytes = [UInt8](repeating: 0, count: end - start)
+            let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
+            guard got == bytes.count else { return nil }
+            bytes += carry
+            var lineEnd = bytes.count
+            while let newline = bytes[..<lineEnd].lastIndex(of: 0x0A) {
+                if let cursor = SpoolCursor(line: bytes[(newline + 1)..<lineEnd]) { return cursor }
+                lineEnd = newline
+            }
+            // What is left starts a line: the file's first one, or one that began earlier.
+            if start == 0 { return SpoolCursor(line: bytes[..<lineEnd]) }
+            carry = Array(bytes[..<lineEnd])
+            end = start
+        }
+        return nil
+    }
+}

@@ -58,6 +58,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Keep at most this many finished jobs (the newest); older ones are deleted at start and as jobs end.")
     var retainJobs: Int?
 
+    @Flag(help: "Run each job under its own supervisor (agentgate shim), its output in files: jobs keep running when this server stops or crashes, and the next serve on the data dir takes them up again with no event lost (jobs are then contained by process group and subreaper, not cgroups).")
+    var surviveRestarts = false
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -116,7 +119,17 @@ struct ServeCommand: ParsableCommand {
             throw ExitCode(2)
         }
         let urlHost = host.contains(":") ? "[\(host)]" : host
-        let manager = JobManager(loop: loop, store: store, detector: detector, configuration: managerConfiguration)
+        var runner: (any JobRunner)?
+        if surviveRestarts {
+            // A cgroup per job lives under this server's own tree, which the next server
+            // clears: a job that is to outlive the server is contained by its group instead.
+            managerConfiguration.useCgroups = false
+            runner = SupervisorRunner(
+                loop: loop, supervisorExecutable: StaticFiles.executablePath(argumentZero: CommandLine.arguments[0]),
+                jobsDirectory: dataDirectory + "/jobs", graceMilliseconds: managerConfiguration.killGraceMilliseconds,
+                containment: JobContainment(useCgroups: false))
+        }
+        let manager = JobManager(loop: loop, store: store, detector: detector, configuration: managerConfiguration, runner: runner)
         let interrupted = try manager.recover()
         let log = OperatorLog(logger: OperatorLog.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info)) { delay, action in
             loop.schedule(afterMilliseconds: delay, action)
@@ -200,14 +213,16 @@ struct ServeCommand: ParsableCommand {
         managerConfiguration.serverURL = serverURL
         manager.configuration = managerConfiguration
 
-        // SIGINT/SIGTERM: stop the jobs (they would be orphaned otherwise), then exit.
+        // SIGINT/SIGTERM: stop the jobs (they would be orphaned otherwise), then exit; with
+        // --survive-restarts they work on under their supervisors for the next server.
         var signalSet = sigset_t()
         sigemptyset(&signalSet)
         sigaddset(&signalSet, SIGINT)
         sigaddset(&signalSet, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &signalSet, nil)
+        let surviving = surviveRestarts
         let sources = handleTerminationSignals(loop: loop, manager: manager) { manager in
-            manager.killAll(reason: .serverStopping)
+            if !surviving { manager.killAll(reason: .serverStopping) }
             loop.stop()
         }
         defer { sources.forEach { $0.cancel() } }
@@ -228,7 +243,17 @@ struct ServeCommand: ParsableCommand {
         log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.jobRunner.containmentDescription) containment")
         if webRoot == nil { log.logger.warning("the dashboard's files were not found (--web-root, or README \"Installing on PATH\")") }
         if !interrupted.isEmpty { log.logger.notice("\(interrupted.count) job(s) were running at the last stop and are now interrupted") }
+        for (id, unattended) in manager.adopted {
+            log.logger.notice("server restarted, re-attached job \(id) after \(String(format: "%.1f", Double(unattended) / 1_000)) s")
+        }
         loop.run()
+        if surviveRestarts {
+            log.logger.info("stopping: \(manager.runningCount) running job(s) work on under their supervisors; the next serve takes them up")
+            manager.flushLogs()
+            OperatorLog.stderr.drain()
+            // Exit here: letting the engine go would stop the processes it watches.
+            Glibc.exit(0)
+        }
         log.logger.info("stopping: \(manager.runningCount) running job(s) get SIGTERM")
         // Give killed jobs their grace period to finish writing their events.
         loop.run(untilMilliseconds: managerConfiguration.killGraceMilliseconds + 1_000) { manager.runningCount == 0 }

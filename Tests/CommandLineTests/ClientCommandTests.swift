@@ -58,6 +58,12 @@ final class ServerProcess {
         throw SocketError(step: "serve did not start", errno: 0)
     }
 
+    /// SIGTERM: the server stops as an operator stops it.
+    func stop() {
+        process?.signal(SIGTERM)
+        process?.wait()
+    }
+
     /// SIGKILL: a crash, nobody stops the jobs.
     func crash() {
         process?.signal(SIGKILL)
@@ -130,8 +136,8 @@ struct ClientCommandTests {
         return (status, stdout, stderr)
     }
 
-    func jobID(status: String) throws -> String? {
-        let listed = try client(["jobs", "--status", status, "--json"])
+    func jobID(status: String, server other: ServerProcess? = nil) throws -> String? {
+        let listed = try client(["jobs", "--status", status, "--json"], server: other)
         return listed.stdout.split(separator: "\n").compactMap { line -> String? in
             ((try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any])?["id"] as? String
         }.first
@@ -391,5 +397,48 @@ struct ClientCommandTests {
         #expect(stdout.contains(" interrupted"))
         let history = try client(["tail", id])
         #expect(history.stdout == stdout)
+    }
+
+    /// With --survive-restarts a job outlives its server: killed three times (SIGKILL) and
+    /// stopped once (SIGTERM) while the job runs, each new server takes the job up again;
+    /// `tail --follow` sees every step once, in order, and the job ends as its agent did,
+    /// not `interrupted`.
+    @Test func aJobOutlivesThreeServerCrashesAndAStopWithNoLineLostOrRepeated() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let tail = try ClientProcess(["tail", id, "--follow"], server: surviving)
+        for round in 0..<4 {
+            usleep(600_000)
+            if round == 3 { surviving.stop() } else { surviving.crash() }
+            usleep(300_000)
+            try surviving.start()
+        }
+        let (status, stdout, stderr) = tail.finish()
+        #expect(status == 0, "\(stderr)")
+        let steps = stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }.map(String.init)
+        #expect(steps == (1...40).map { "step \($0)" })
+        #expect(!stdout.contains("interrupted"))
+        let history = try client(["tail", id], server: surviving)
+        #expect(history.stdout == stdout)
+        // Each restart said so in the operator's log.
+        let log = surviving.data.read("serve.err") ?? ""
+        #expect(log.contains("re-attached job \(id)"), "\(log)")
+    }
+
+    /// A job that ends while no server runs ends as its agent did when the next one starts:
+    /// its output read from the spools, its status from the supervisor's exit record.
+    @Test func aJobThatEndsWhileNoServerRunsIsFinishedByTheNextOne() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        usleep(500_000)
+        surviving.crash()
+        usleep(4_500_000)  // the 40 steps take 4 s
+        try surviving.start()
+        let (status, stdout, _) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
+        #expect(status == 0)
+        #expect(stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }.map(String.init) == (1...40).map { "step \($0)" })
+        #expect(try jobID(status: "done", server: surviving) == id)
     }
 }

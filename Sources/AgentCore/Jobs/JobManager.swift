@@ -276,14 +276,25 @@ public final class JobManager {
     public func recover() throws(JobStore.Error) -> [Job] {
         var interrupted: [Job] = []
         let stored = try store.loadJobs()
+        // Jobs whose agent works on under its own supervisor are taken up again: their groups
+        // are not orphans.
+        var adoptions: [String: (process: any AgentProcess, cursor: SpoolCursor?)] = [:]
+        for job in stored where !job.status.isFinished && store.completedEvent(for: job.id) == nil {
+            let cursor = store.events.eventsFile(job: job.id).flatMap { SpoolCursor.last(inLog: $0) }
+            if let process = jobRunner.adopt(job: job, cursor: cursor) { adoptions[job.id] = (process, cursor) }
+        }
         Self.terminateOrphans(
-            stored.filter { !$0.status.isFinished }.compactMap { job in
+            stored.filter { !$0.status.isFinished && adoptions[$0.id] == nil }.compactMap { job in
                 (job.pgid ?? job.pid).map { ProcessIdentity(pid: $0, startTime: job.processStartTime) }
             }.filter(\.isAlive),
             graceMilliseconds: configuration.killGraceMilliseconds)
         // Sets up containment now, which also kills what escaped those groups (cgroup path).
         _ = containment
         for var job in stored {
+            if let adoption = adoptions[job.id] {
+                takeUp(job, adoption.process)
+                continue
+            }
             if !job.status.isFinished, let ended = store.completedEvent(for: job.id) {
                 // It ended, but its final record was not saved (a full disk, a crash between
                 // the two writes): its event file says how.
@@ -319,6 +330,50 @@ public final class JobManager {
             if !unsavedJobs.contains(job.id) { jobsByID[job.id] = job.compacted() }
         }
         return interrupted
+    }
+
+    /// Jobs taken up again at the last `recover`, with how long they had no server.
+    public private(set) var adopted: [(id: String, unattendedMilliseconds: Int)] = []
+
+    /// Takes up a job the last server left running (its runner's `adopt` gave its process):
+    /// its events go on from the next seq, its output from the spool cursor in its event log.
+    private func takeUp(_ stored: Job, _ process: any AgentProcess) {
+        var job = stored
+        job.lastSeq = store.lastSeq(for: job.id)
+        version += job.lastSeq
+        job.status = .running
+        jobsByID[job.id] = job
+        order.append(job.id)
+        storedSeqs[job.id] = job.lastSeq
+        let outputFile = store.jobDirectory(job.id) + "/output.txt"
+        let spec = LaunchSpec(
+            provider: job.provider, executable: job.command.first ?? "", arguments: job.command, environment: [:],
+            workingDirectory: job.cwd, stdin: "", outputFormat: AgentProvider.named(job.provider)?.outputFormat ?? .auto,
+            outputFile: job.command.contains(outputFile) ? outputFile : nil)
+        let runner = RunningJob(spec: spec, process: process)
+        runner.lifecycle = JobLifecycle(phase: .running)
+        running[job.id] = runner
+        let id = job.id
+        watch(id, runner)
+        let lastEvent = store.events.eventsFile(job: id).flatMap { path -> Int? in
+            var info = stat()
+            return stat(path, &info) == 0 ? Int(info.st_mtim.tv_sec) * 1_000 + Int(info.st_mtim.tv_nsec) / 1_000_000 : nil
+        }
+        adopted.append((id, max(0, WallClock.milliseconds() - (lastEvent ?? WallClock.milliseconds()))))
+    }
+
+    /// Connects a job's process to the engine and lets it run.
+    private func watch(_ id: String, _ runner: RunningJob) {
+        let process = runner.process
+        process.onStdout = { [unowned self] bytes in self.stdout(id, bytes) }
+        process.onStderr = { [unowned self] bytes in self.stderr(id, bytes) }
+        process.onExit = { [unowned self] status in self.processExited(id, status) }
+        do {
+            try process.start()
+        } catch {
+            process.killNow()
+            runner.startError = error.description
+        }
     }
 
     /// Stops the process groups of `store`'s unfinished jobs (a process that owned that store
@@ -406,15 +461,7 @@ public final class JobManager {
         }
         carryOut(runner.lifecycle.handle(.spawned), id, runner)
 
-        process.onStdout = { [unowned self] bytes in self.stdout(id, bytes) }
-        process.onStderr = { [unowned self] bytes in self.stderr(id, bytes) }
-        process.onExit = { [unowned self] status in self.processExited(id, status) }
-        do {
-            try process.start()
-        } catch {
-            process.killNow()
-            runner.startError = error.description
-        }
+        watch(id, runner)
         return jobsByID[id]!
     }
 

@@ -31,6 +31,15 @@ public protocol JobRunner: AnyObject {
     var containmentDescription: String { get }
     /// A process for job `id`, created but not started.
     func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess
+    /// The process of a job that was running when the last server stopped, if it can be taken
+    /// up again (created but not started); nil when it cannot (its group is then stopped as
+    /// an orphan and the job is `interrupted`). `cursor`: how far its output is in events.
+    func adopt(job: Job, cursor: SpoolCursor?) -> (any AgentProcess)?
+}
+
+extension JobRunner {
+    /// Children of a server that stopped cannot be taken up: their pipes died with it.
+    public func adopt(job: Job, cursor: SpoolCursor?) -> (any AgentProcess)? { nil }
 }
 
 extension SupervisedProcess: AgentProcess {}

@@ -39,6 +39,29 @@ public final class SupervisorRunner: JobRunner {
             loop: loop, directory: jobsDirectory + "/" + id + "/agent", supervisor: supervisorExecutable, spec: spec,
             graceMilliseconds: graceMilliseconds, container: containment.container(forJob: id))
     }
+
+    /// A job that was running when the last server stopped, if it can be taken up again: its
+    /// supervisor still runs (same pid, start time and boot), or it ended meanwhile and wrote
+    /// `exit.json`. Its spools are read on from `cursor`. Otherwise nil, after SIGKILL to what
+    /// is left of its agent's group (checked against `agent.json`: a pid that fails the check
+    /// is never signalled).
+    public func adopt(job: Job, cursor: SpoolCursor?) -> (any AgentProcess)? {
+        let directory = jobsDirectory + "/" + job.id + "/agent"
+        var info = stat()
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return nil }
+        let start = cursor ?? SpoolCursor(stdout: 0, stderr: 0)
+        let agent = AgentRecord.read(directory + "/agent.json")
+        let sameBoot = agent.map { $0.bootId == ProcessIdentity.bootId() } ?? true
+        if let pid = job.pid, let startTime = job.processStartTime, sameBoot {
+            let supervisor = ProcessIdentity(pid: pid, startTime: startTime)
+            if supervisor.isAlive { return SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start) }
+        }
+        if ExitRecord.read(directory + "/exit.json") != nil {
+            return SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start)
+        }
+        if let agent, agent.identityHolds { kill(-agent.pgid, SIGKILL) }
+        return nil
+    }
 }
 
 /// One agent under its supervisor, as the engine sees it: output from the spools, the exit
@@ -46,15 +69,20 @@ public final class SupervisorRunner: JobRunner {
 public final class SupervisedAgent: AgentProcess {
     /// The supervisor's pid and start time.
     public let identity: ProcessIdentity
+    /// Where its spools are read from.
+    public let spoolStart: SpoolCursor?
     public var onStdout: ((UnsafeRawBufferPointer) -> Void)?
     public var onStderr: ((UnsafeRawBufferPointer) -> Void)?
     public var onExit: ((ExitStatus) -> Void)?
 
     public let directory: String
-    /// A new job's spools are read from their start.
-    public let spoolStart: SpoolCursor? = SpoolCursor(stdout: 0, stderr: 0)
     private let loop: EventLoop
-    private let supervisor: SupervisedProcess
+    /// The supervisor when this server spawned it; nil when adopted (watched by pidfd).
+    private let child: SupervisedProcess?
+    /// An adopted supervisor that still ran when adopted.
+    private let adopted: ProcessIdentity?
+    private var adoptedFD: Int32 = -1
+    private var adoptedRegistration: EventLoop.Registration?
     private let stdout: SpoolTail
     private let stderr: SpoolTail
     private var inotifyFD: Int32 = -1
@@ -82,13 +110,30 @@ public final class SupervisedAgent: AgentProcess {
         if !spec.stdin.isEmpty { try Self.create(directory + "/stdin", bytes: spec.stdin) }
         stdout = SpoolTail(path: directory + "/stdout")
         stderr = SpoolTail(path: directory + "/stderr")
+        spoolStart = SpoolCursor(stdout: 0, stderr: 0)
+        adopted = nil
         var arguments = [executable, "shim", directory, "--grace-ms", String(graceMilliseconds)]
         if let cwd = spec.workingDirectory { arguments += ["--cwd", cwd] }
         arguments += ["--", spec.executable] + spec.arguments.dropFirst()
-        supervisor = try SupervisedProcess(
+        let supervisor = try SupervisedProcess(
             loop: loop, spec: SupervisedProcess.Spec(executable: executable, arguments: arguments, environment: spec.environment),
             container: container)
+        child = supervisor
         identity = supervisor.identity
+    }
+
+    /// A job a previous server started: its supervisor (nil: it already ended) and where the
+    /// spools were read to.
+    init(adopting directory: String, loop: EventLoop, supervisor: ProcessIdentity?, from cursor: SpoolCursor) {
+        self.loop = loop
+        self.directory = directory
+        stdout = SpoolTail(path: directory + "/stdout", from: cursor.stdout)
+        stderr = SpoolTail(path: directory + "/stderr", from: cursor.stderr)
+        spoolStart = cursor
+        child = nil
+        adopted = supervisor
+        identity = supervisor ?? ProcessIdentity(pid: 0, startTime: nil)
+        if supervisor == nil { supervisorExit = .exited(0) }  // the real status is in exit.json
     }
 
     deinit {
@@ -97,14 +142,25 @@ public final class SupervisedAgent: AgentProcess {
     }
 
     public func start() throws(SystemError) {
-        // The supervisor's own words (it says why it could not start the agent) go with stderr.
-        supervisor.onStdout = { [unowned self] in self.onStderr?($0) }
-        supervisor.onStderr = { [unowned self] in self.onStderr?($0) }
-        supervisor.onExit = { [unowned self] status in
-            self.supervisorExit = status
-            self.readSpools()
+        if let child {
+            // The supervisor's own words (it says why it could not start the agent) go with stderr.
+            child.onStdout = { [unowned self] in self.onStderr?($0) }
+            child.onStderr = { [unowned self] in self.onStderr?($0) }
+            child.onExit = { [unowned self] status in
+                self.supervisorExit = status
+                self.readSpools()
+            }
+            try child.start()
+        } else if let adopted {
+            // Not our child: its end is seen through a pidfd (or the poll below), its status
+            // read from exit.json.
+            adoptedFD = ag_pidfd_open(adopted.pid)
+            if adoptedFD >= 0 {
+                adoptedRegistration = try loop.register(fd: adoptedFD, interest: .readable) { [unowned self] _ in self.adoptedEnded() }
+            } else if !adopted.isAlive {
+                adoptedEnded()
+            }
         }
-        try supervisor.start()
         inotifyFD = ag_inotify_init()
         if inotifyFD >= 0 {
             _ = ag_inotify_watch_writes(inotifyFD, directory + "/stdout")
@@ -119,9 +175,20 @@ public final class SupervisedAgent: AgentProcess {
         readSpools()
     }
 
+    private func adoptedEnded() {
+        guard supervisorExit == nil else { return }
+        if let adoptedRegistration { loop.deregister(adoptedRegistration) }
+        adoptedRegistration = nil
+        if adoptedFD >= 0 { close(adoptedFD) }
+        adoptedFD = -1
+        supervisorExit = .signaled(SIGKILL)  // used only if it left no exit.json
+        readSpools()
+    }
+
     private func schedulePoll() {
         pollTimer = loop.schedule(afterMilliseconds: Self.pollMilliseconds) { [weak self] in
             guard let self, !self.finished else { return }
+            if let adopted = self.adopted, self.adoptedFD < 0, !adopted.isAlive { self.adoptedEnded() }
             self.readSpools()
             self.schedulePoll()
         }
@@ -170,6 +237,10 @@ public final class SupervisedAgent: AgentProcess {
     }
 
     private func closeWatch() {
+        if let adoptedRegistration { loop.deregister(adoptedRegistration) }
+        adoptedRegistration = nil
+        if adoptedFD >= 0 { close(adoptedFD) }
+        adoptedFD = -1
         if let inotifyRegistration { loop.deregister(inotifyRegistration) }
         inotifyRegistration = nil
         if inotifyFD >= 0 { close(inotifyFD) }
@@ -183,7 +254,7 @@ public final class SupervisedAgent: AgentProcess {
     /// its grace period; if the supervisor does not end by then, SIGKILL to everything.
     public func terminate(graceMilliseconds: Int) {
         guard supervisorExit == nil, !finished else { return }
-        kill(identity.pid, SIGTERM)
+        if child != nil || adopted?.isAlive == true { kill(identity.pid, SIGTERM) }
         guard killTimer == nil else { return }
         killTimer = loop.schedule(afterMilliseconds: graceMilliseconds + 2_000) { [weak self] in
             guard let self, self.supervisorExit == nil else { return }
@@ -196,7 +267,7 @@ public final class SupervisedAgent: AgentProcess {
     public func killNow() {
         guard supervisorExit == nil else { return }
         if let agent = AgentRecord.read(directory + "/agent.json"), agent.identityHolds { kill(-agent.pgid, SIGKILL) }
-        supervisor.killNow()
+        if let child { child.killNow() } else if let adopted, adopted.isAlive { kill(adopted.pid, SIGKILL) }
     }
 
     private static func create(_ path: String, bytes: [UInt8]) throws(SystemError) {

@@ -86,4 +86,39 @@ struct SupervisorRunnerTests {
         #expect(status == .exited(127))
         #expect(String(decoding: stderr, as: UTF8.self).contains("could not be started: No such file or directory"))
     }
+
+    /// Records that name a live process which is not the one recorded — another start time
+    /// (a reused pid), or another boot (the host restarted; the start time matches by
+    /// chance) — are never acted on: the job is `interrupted` and the process lives.
+    @Test func aPidThatFailsTheIdentityCheckIsNeverSignalledAndItsJobIsInterrupted() throws {
+        let harness = try Self.harness()
+        // A group leader of its own: a kill(-pid) meant for a recorded group would reach it.
+        let bystander = try ChildProcess("/usr/bin/setsid", ["/bin/sleep", "30"], environment: [:], stdout: "/dev/null", stderr: "/dev/null")
+        defer {
+            bystander.signal(SIGKILL)
+            _ = bystander.wait()
+        }
+        for _ in 0..<200 where getpgid(bystander.pid) != bystander.pid { usleep(5_000) }
+        #expect(getpgid(bystander.pid) == bystander.pid)
+        let start = try #require(ProcessIdentity.startTime(of: bystander.pid))
+        let cases: [(recordedStart: UInt64, boot: String)] = [(start + 7, ProcessIdentity.bootId()), (start, "another-boot")]
+        for (index, record) in cases.enumerated() {
+            var job = Job(id: String(format: "%016x", 0xb0 + index), provider: "claude", prompt: "x", createdAt: 1)
+            job.status = .running
+            job.pid = bystander.pid
+            job.pgid = bystander.pid
+            job.processStartTime = record.recordedStart
+            try harness.store.events.create(job: job.id)
+            try harness.store.save(job)
+            let agent = harness.data.path + "/jobs/\(job.id)/agent"
+            #expect(mkdir(agent, 0o700) == 0)
+            let json = #"{"pid":\#(bystander.pid),"pgid":\#(bystander.pid),"startTime":\#(record.recordedStart),"bootId":"\#(record.boot)","supervisor":\#(bystander.pid)}"#
+            try json.write(toFile: agent + "/agent.json", atomically: true, encoding: .utf8)
+        }
+        let interrupted = try harness.manager.recover()
+        #expect(interrupted.map(\.status) == [.interrupted, .interrupted])
+        #expect(harness.manager.adopted.isEmpty)
+        harness.spin(milliseconds: 200)
+        #expect(processIsRunning(bystander.pid))
+    }
 }

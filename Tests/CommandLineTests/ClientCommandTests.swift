@@ -16,6 +16,7 @@ final class ServerProcess {
           fail*) echo 'it broke' >&2; exit 3;;
           hang*) echo 'waiting'; exec sleep 300;;
           slow*) i=1; while [ $i -le 40 ]; do echo "step $i"; sleep 0.1; i=$((i+1)); done;;
+          many*) i=1; while [ $i -le 20000 ]; do echo "line $i of many, written whether or not a server reads it"; [ $((i % 500)) -eq 0 ] && sleep 0.15; i=$((i+1)); done;;
           escapes*) cat "$HOME/escapes.jsonl";;
           env*) echo "note=$MYAPP_NOTE args=$*";;
           stream*)
@@ -440,5 +441,38 @@ struct ClientCommandTests {
         #expect(status == 0)
         #expect(stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }.map(String.init) == (1...40).map { "step \($0)" })
         #expect(try jobID(status: "done", server: surviving) == id)
+    }
+
+    /// The brief's first test: a 20,000-line job, its server SIGKILLed three times and each
+    /// time down for a second (more than 64 KiB of output written meanwhile): every line
+    /// exactly once, in order, with contiguous seqs, and the agent never held up.
+    @Test func aLongJobOutlivesThreeCrashesEachLongerThanAPipeBuffer() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let spool = surviving.data.path + "/jobs/\(id)/agent/stdout"
+        for _ in 0..<3 {
+            usleep(800_000)
+            surviving.crash()
+            let before = (try? FileManager.default.attributesOfItem(atPath: spool)[.size] as? Int) ?? 0
+            usleep(1_000_000)
+            let after = (try? FileManager.default.attributesOfItem(atPath: spool)[.size] as? Int) ?? 0
+            #expect(after - before > 64 * 1024, "the agent wrote \(after - before) bytes while no server ran")
+            try surviving.start()
+        }
+        let (status, stdout, stderr) = try ClientProcess(["tail", id, "--follow", "--json"], server: surviving).finish()
+        #expect(status == 0, "\(stderr)")
+        var seqs: [Int] = []
+        var lines: [String] = []
+        for line in stdout.split(separator: "\n") {
+            guard let event = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any], let seq = event["seq"] as? Int else { continue }
+            seqs.append(seq)
+            if event["type"] as? String == "job:log", let text = event["text"] as? String, text.hasPrefix("line ") {
+                lines.append(text)
+            }
+        }
+        #expect(!seqs.isEmpty && seqs == Array(1...seqs.count))
+        #expect(lines.count == 20_000)
+        #expect(lines == (1...20_000).map { "line \($0) of many, written whether or not a server reads it" })
     }
 }

@@ -278,21 +278,26 @@ public final class JobManager {
         let stored = try store.loadJobs()
         // Jobs whose agent works on under its own supervisor are taken up again: their groups
         // are not orphans.
-        var adoptions: [String: (process: any AgentProcess, cursor: SpoolCursor?)] = [:]
+        var adoptions: [String: any AgentProcess] = [:]
+        var otherBoot = Set<String>()
         for job in stored where !job.status.isFinished && store.completedEvent(for: job.id) == nil {
             let cursor = store.events.eventsFile(job: job.id).flatMap { SpoolCursor.last(inLog: $0) }
-            if let process = jobRunner.adopt(job: job, cursor: cursor) { adoptions[job.id] = (process, cursor) }
+            switch jobRunner.adopt(job: job, cursor: cursor) {
+            case .adopted(let process): adoptions[job.id] = process
+            case .otherBoot: otherBoot.insert(job.id)
+            case .orphaned: break
+            }
         }
         Self.terminateOrphans(
-            stored.filter { !$0.status.isFinished && adoptions[$0.id] == nil }.compactMap { job in
+            stored.filter { !$0.status.isFinished && adoptions[$0.id] == nil && !otherBoot.contains($0.id) }.compactMap { job in
                 (job.pgid ?? job.pid).map { ProcessIdentity(pid: $0, startTime: job.processStartTime) }
             }.filter(\.isAlive),
             graceMilliseconds: configuration.killGraceMilliseconds)
         // Sets up containment now, which also kills what escaped those groups (cgroup path).
         _ = containment
         for var job in stored {
-            if let adoption = adoptions[job.id] {
-                takeUp(job, adoption.process)
+            if let process = adoptions[job.id] {
+                takeUp(job, process)
                 continue
             }
             if !job.status.isFinished, let ended = store.completedEvent(for: job.id) {

@@ -31,15 +31,26 @@ public protocol JobRunner: AnyObject {
     var containmentDescription: String { get }
     /// A process for job `id`, created but not started.
     func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess
-    /// The process of a job that was running when the last server stopped, if it can be taken
-    /// up again (created but not started); nil when it cannot (its group is then stopped as
-    /// an orphan and the job is `interrupted`). `cursor`: how far its output is in events.
-    func adopt(job: Job, cursor: SpoolCursor?) -> (any AgentProcess)?
+    /// Whether a job that was running when the last server stopped can be taken up again.
+    /// `cursor`: how far its output is in events.
+    func adopt(job: Job, cursor: SpoolCursor?) -> Adoption
+}
+
+/// What becomes of a job that was running when the last server stopped.
+public enum Adoption {
+    /// Taken up again: its process, created but not started.
+    case adopted(any AgentProcess)
+    /// Not taken up: it is `interrupted`, and its recorded group is stopped if its leader
+    /// passes the identity check (pid and start time).
+    case orphaned
+    /// Not taken up, and its records name processes of another boot (the host restarted):
+    /// it is `interrupted` and nothing is signalled, whatever runs under those pids now.
+    case otherBoot
 }
 
 extension JobRunner {
     /// Children of a server that stopped cannot be taken up: their pipes died with it.
-    public func adopt(job: Job, cursor: SpoolCursor?) -> (any AgentProcess)? { nil }
+    public func adopt(job: Job, cursor: SpoolCursor?) -> Adoption { .orphaned }
 }
 
 extension SupervisedProcess: AgentProcess {}

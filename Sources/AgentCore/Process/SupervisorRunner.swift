@@ -40,27 +40,28 @@ public final class SupervisorRunner: JobRunner {
             graceMilliseconds: graceMilliseconds, container: containment.container(forJob: id))
     }
 
-    /// A job that was running when the last server stopped, if it can be taken up again: its
-    /// supervisor still runs (same pid, start time and boot), or it ended meanwhile and wrote
-    /// `exit.json`. Its spools are read on from `cursor`. Otherwise nil, after SIGKILL to what
-    /// is left of its agent's group (checked against `agent.json`: a pid that fails the check
-    /// is never signalled).
-    public func adopt(job: Job, cursor: SpoolCursor?) -> (any AgentProcess)? {
+    /// A job that was running when the last server stopped is taken up again when its
+    /// supervisor still runs (same pid, start time and boot) or it ended meanwhile and wrote
+    /// `exit.json`; its spools are read on from `cursor`. Otherwise what is left of its
+    /// agent's group gets SIGKILL (checked against `agent.json`: a pid that fails the check is
+    /// never signalled); records of another boot signal nothing at all.
+    public func adopt(job: Job, cursor: SpoolCursor?) -> Adoption {
         let directory = jobsDirectory + "/" + job.id + "/agent"
         var info = stat()
-        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return nil }
+        guard lstat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return .orphaned }
         let start = cursor ?? SpoolCursor(stdout: 0, stderr: 0)
         let agent = AgentRecord.read(directory + "/agent.json")
         let sameBoot = agent.map { $0.bootId == ProcessIdentity.bootId() } ?? true
         if let pid = job.pid, let startTime = job.processStartTime, sameBoot {
             let supervisor = ProcessIdentity(pid: pid, startTime: startTime)
-            if supervisor.isAlive { return SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start) }
+            if supervisor.isAlive { return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start)) }
         }
         if ExitRecord.read(directory + "/exit.json") != nil {
-            return SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start)
+            return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start))
         }
+        guard sameBoot else { return .otherBoot }
         if let agent, agent.identityHolds { kill(-agent.pgid, SIGKILL) }
-        return nil
+        return .orphaned
     }
 }
 

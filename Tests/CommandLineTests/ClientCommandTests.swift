@@ -475,4 +475,38 @@ struct ClientCommandTests {
         #expect(lines.count == 20_000)
         #expect(lines == (1...20_000).map { "line \($0) of many, written whether or not a server reads it" })
     }
+
+    /// A job taken up by a new server is killed like any other: `agentgate kill` reaches its
+    /// agent through the supervisor the server did not start, and nothing of it is left.
+    @Test func aJobTakenUpAfterACrashIsKilledWholly() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let agentFile = surviving.data.path + "/jobs/\(id)/agent/agent.json"
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: agentFile) { usleep(10_000) }
+        let record = try #require((try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: agentFile)))) as? [String: Any])
+        let agent = try #require(record["pid"] as? Int32)
+        let supervisor = try #require(record["supervisor"] as? Int32)
+        surviving.crash()
+        try surviving.start()
+        #expect(Self.alive(agent))  // still working under its supervisor
+        let killed = try client(["kill", id], server: surviving)
+        #expect(killed.status == 0, "\(killed.stderr)")
+        var gone = false
+        for _ in 0..<300 where !gone {
+            gone = !Self.alive(agent) && !Self.alive(supervisor)
+            if !gone { usleep(10_000) }
+        }
+        #expect(gone)
+        let (_, stdout, _) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
+        #expect(stdout.contains("killed"))
+        #expect(try jobID(status: "killed", server: surviving) == id)
+    }
+
+    /// A process that exists and is not a zombie: whoever inherits an orphan (a subreaper in
+    /// this test process, or PID 1 of a container) may not reap it at once.
+    static func alive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(close, offsetBy: 2)] != "Z"
+    }
 }

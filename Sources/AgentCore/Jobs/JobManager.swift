@@ -288,11 +288,10 @@ public final class JobManager {
             case .orphaned: break
             }
         }
-        Self.terminateOrphans(
+        terminateOrphansLater(
             stored.filter { !$0.status.isFinished && adoptions[$0.id] == nil && !otherBoot.contains($0.id) }.compactMap { job in
                 (job.pgid ?? job.pid).map { ProcessIdentity(pid: $0, startTime: job.processStartTime) }
-            }.filter(\.isAlive),
-            graceMilliseconds: configuration.killGraceMilliseconds)
+            }.filter(\.isAlive))
         // Sets up containment now, which also kills what escaped those groups (cgroup path).
         _ = containment
         for var job in stored {
@@ -397,6 +396,16 @@ public final class JobManager {
     /// Groups left over from a previous server: SIGTERM to all of them at once, one shared
     /// grace period, then SIGKILL to the survivors. Start-up takes one grace period however
     /// many jobs were running, not one per job.
+    /// SIGTERM now to orphaned groups, SIGKILL from the loop after the grace to those still
+    /// there: start-up (and `listen`) never waits on a job.
+    private func terminateOrphansLater(_ groups: [ProcessIdentity]) {
+        guard !groups.isEmpty else { return }
+        for group in groups { Glibc.kill(-group.pid, SIGTERM) }
+        _ = loop.schedule(afterMilliseconds: configuration.killGraceMilliseconds) {
+            for group in groups where group.groupIsAlive { Glibc.kill(-group.pid, SIGKILL) }
+        }
+    }
+
     static func terminateOrphans(_ groups: [ProcessIdentity], graceMilliseconds: Int) {
         guard !groups.isEmpty else { return }
         for group in groups { Glibc.kill(-group.pid, SIGTERM) }

@@ -503,10 +503,100 @@ struct ClientCommandTests {
         #expect(try jobID(status: "killed", server: surviving) == id)
     }
 
+    /// An SSE viewer resumes across each restart with `Last-Event-ID`, as browsers do: with
+    /// --survive-restarts every event of the job arrives once, in seq order, to its end.
+    @Test func anSSEViewerResumesAcrossRestartsWithNoEventLostOrRepeated() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let follower = SSEFollower(port: surviving.port, token: surviving.token, job: id)
+        let thread = Thread { follower.follow() }
+        thread.start()
+        for _ in 0..<2 {
+            usleep(1_000_000)
+            surviving.crash()
+            usleep(300_000)
+            try surviving.start()
+        }
+        for _ in 0..<1_500 where !follower.done { usleep(10_000) }
+        let (ids, types, connections) = follower.result
+        #expect(types.last == "job:completed")
+        #expect(!ids.isEmpty && ids == Array(1...ids.count))
+        #expect(connections >= 3)
+        #expect(types.filter { $0 == "job:log" }.count >= 40)
+    }
+
     /// A process that exists and is not a zombie: whoever inherits an orphan (a subreaper in
     /// this test process, or PID 1 of a container) may not reap it at once.
     static func alive(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
         return stat[stat.index(close, offsetBy: 2)] != "Z"
+    }
+}
+
+/// Follows one job's SSE stream, reconnecting with `Last-Event-ID` whenever it drops.
+final class SSEFollower: @unchecked Sendable {
+    let port: Int
+    let token: String
+    let job: String
+    private let lock = NSLock()
+    private var ids: [Int] = []
+    private var types: [String] = []
+    private var connections = 0
+    private var ended = false
+
+    init(port: Int, token: String, job: String) {
+        self.port = port
+        self.token = token
+        self.job = job
+    }
+
+    var done: Bool { lock.withLock { ended } }
+    var result: (ids: [Int], types: [String], connections: Int) { lock.withLock { (ids, types, connections) } }
+
+    func follow() {
+        let deadline = Date().addingTimeInterval(30)
+        var last = 0
+        while !done, Date() < deadline {
+            guard let fd = try? connectLoopback(port: port, receiveTimeoutSeconds: 10) else {
+                usleep(50_000)
+                continue
+            }
+            lock.withLock { connections += 1 }
+            sendText(fd, "GET /api/agents/jobs/\(job)/stream HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nAuthorization: Bearer \(token)\r\n"
+                + (last > 0 ? "Last-Event-ID: \(last)\r\n" : "") + "\r\n")
+            var text = ""
+            var headerDone = false
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            reading: while true {
+                let count = recv(fd, &buffer, buffer.count, 0)
+                guard count > 0 else { break }
+                text += String(decoding: buffer[0..<count], as: UTF8.self)
+                if !headerDone {
+                    guard let head = text.range(of: "\r\n\r\n") else { continue }
+                    text = String(text[head.upperBound...])
+                    headerDone = true
+                }
+                while let end = text.range(of: "\n\n") {
+                    let block = text[..<end.lowerBound]
+                    text = String(text[end.upperBound...])
+                    var id: Int?
+                    var type: String?
+                    for line in block.split(separator: "\n") {
+                        if line.hasPrefix("id: ") { id = Int(line.dropFirst(4)) }
+                        if line.hasPrefix("event: ") { type = String(line.dropFirst(7)) }
+                    }
+                    guard let id, let type else { continue }  // comments, job:partial
+                    last = id
+                    lock.withLock {
+                        ids.append(id)
+                        types.append(type)
+                        if type == "job:completed" { ended = true }
+                    }
+                    if type == "job:completed" { break reading }
+                }
+            }
+            close(fd)
+        }
     }
 }

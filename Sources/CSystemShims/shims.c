@@ -390,7 +390,17 @@ static void ag_reap_group(pid_t group, long long deadline_ms) {
     }
 }
 
-int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms) {
+/* Milliseconds since `path` was last modified (its mtime), or -1 when it cannot be read. */
+static long long ag_age_ms(const char *path) {
+    struct stat info;
+    if (stat(path, &info) != 0) return -1;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (long long)(now.tv_sec - info.st_mtim.tv_sec) * 1000 + (now.tv_nsec - info.st_mtim.tv_nsec) / 1000000;
+}
+
+int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms,
+                 const char *heartbeat, long long orphan_timeout_ms) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -429,7 +439,11 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
              (int)pid, (int)pid, ag_start_time(pid), boot, (int)getpid());
     ag_write_atomically(dirfd, "agent.json", text);
 
-    int status = 0, stopped_by = 0, killed = 0, exited = 0;
+    int status = 0, stopped_by = 0, killed = 0, exited = 0, orphaned = 0;
+    /* How often the server's heartbeat is looked at: often enough for the timeout. */
+    long long check_ms = orphan_timeout_ms / 4;
+    if (check_ms > 1000) check_ms = 1000;
+    if (check_ms < 50) check_ms = 50;
     for (;;) {
         int child_status;
         pid_t reaped;
@@ -437,7 +451,20 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
             if (reaped == pid) { status = child_status; exited = 1; }
         }
         if (exited) break;
-        int signal_number = sigwaitinfo(&wanted, NULL);
+        int signal_number;
+        if (heartbeat && orphan_timeout_ms > 0) {
+            struct timespec wait = { check_ms / 1000, (check_ms % 1000) * 1000000 };
+            signal_number = sigtimedwait(&wanted, NULL, &wait);
+            long long age = ag_age_ms(heartbeat);
+            /* No server has touched the heartbeat for too long (or it is gone): nothing runs
+               unobserved forever. Stopped as a SIGTERM would stop it. */
+            if (signal_number < 0 && !stopped_by && (age < 0 || age > orphan_timeout_ms)) {
+                orphaned = 1;
+                signal_number = SIGTERM;
+            }
+        } else {
+            signal_number = sigwaitinfo(&wanted, NULL);
+        }
         if ((signal_number == SIGTERM || signal_number == SIGINT) && !stopped_by) {
             stopped_by = signal_number;
             kill(-pid, SIGTERM);
@@ -465,11 +492,11 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
     close(out);
     close(err);
     if (WIFSIGNALED(status)) {
-        snprintf(text, sizeof text, "{\"kind\":\"signaled\",\"signal\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
-                 WTERMSIG(status), ag_now_ms(), stopped_by ? "true" : "false", out_bytes, err_bytes);
+        snprintf(text, sizeof text, "{\"kind\":\"signaled\",\"signal\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"orphanTimeout\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
+                 WTERMSIG(status), ag_now_ms(), stopped_by ? "true" : "false", orphaned ? "true" : "false", out_bytes, err_bytes);
     } else {
-        snprintf(text, sizeof text, "{\"kind\":\"exited\",\"code\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
-                 WEXITSTATUS(status), ag_now_ms(), stopped_by ? "true" : "false", out_bytes, err_bytes);
+        snprintf(text, sizeof text, "{\"kind\":\"exited\",\"code\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"orphanTimeout\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
+                 WEXITSTATUS(status), ag_now_ms(), stopped_by ? "true" : "false", orphaned ? "true" : "false", out_bytes, err_bytes);
     }
     int written = ag_write_atomically(dirfd, "exit.json", text);
     close(dirfd);

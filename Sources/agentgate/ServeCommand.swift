@@ -61,6 +61,9 @@ struct ServeCommand: ParsableCommand {
     @Flag(help: "Run each job under its own supervisor (agentgate shim), its output in files: jobs keep running when this server stops or crashes, and the next serve on the data dir takes them up again with no event lost (jobs are then contained by process group and subreaper, not cgroups).")
     var surviveRestarts = false
 
+    @Option(help: "With --survive-restarts: seconds a job may work on with no server attached before its supervisor stops it (0: never).")
+    var orphanTimeout: Double = 1_800
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -71,6 +74,7 @@ struct ServeCommand: ParsableCommand {
         guard sessionIdle > 0, sessionMax > 0 else { throw ValidationError("--session-idle and --session-max must be positive") }
         if let retainDays, !(retainDays > 0 && retainDays <= 100_000) { throw ValidationError("--retain-days must be more than 0") }
         if let retainJobs, retainJobs < 0 { throw ValidationError("--retain-jobs must be 0 or more") }
+        guard orphanTimeout >= 0, orphanTimeout <= 31_536_000 else { throw ValidationError("--orphan-timeout must be 0 to 31536000 seconds") }
         if !AccessPolicy.isLoopbackAddress(host) && allowHost.isEmpty {
             throw ValidationError(
                 "\(host) is not a loopback address: name the Host clients will use with --allow-host (the token stays required)")
@@ -120,14 +124,25 @@ struct ServeCommand: ParsableCommand {
         }
         let urlHost = host.contains(":") ? "[\(host)]" : host
         var runner: (any JobRunner)?
+        // While this server runs it touches the heartbeat: supervisors stop their agents once
+        // no server has touched it for --orphan-timeout.
+        let heartbeat = dataDirectory + "/serve.heartbeat"
+        let orphanTimeoutMilliseconds = Int(orphanTimeout * 1_000)
         if surviveRestarts {
+            Heartbeat.touch(heartbeat)
             // A cgroup per job lives under this server's own tree, which the next server
             // clears: a job that is to outlive the server is contained by its group instead.
             managerConfiguration.useCgroups = false
             runner = SupervisorRunner(
                 loop: loop, supervisorExecutable: StaticFiles.executablePath(argumentZero: CommandLine.arguments[0]),
                 jobsDirectory: dataDirectory + "/jobs", graceMilliseconds: managerConfiguration.killGraceMilliseconds,
-                containment: JobContainment(useCgroups: false))
+                containment: JobContainment(useCgroups: false),
+                orphanTimeout: orphanTimeoutMilliseconds > 0 ? (heartbeat, orphanTimeoutMilliseconds) : nil)
+            // A quarter of the timeout at most (and every 10 s), so a live server is never
+            // taken for gone.
+            if orphanTimeoutMilliseconds > 0 {
+                Heartbeat.keep(heartbeat, everyMilliseconds: max(50, min(10_000, orphanTimeoutMilliseconds / 4)), on: loop)
+            }
         }
         let manager = JobManager(loop: loop, store: store, detector: detector, configuration: managerConfiguration, runner: runner)
         let interrupted = try manager.recover()
@@ -259,5 +274,23 @@ struct ServeCommand: ParsableCommand {
         loop.run(untilMilliseconds: managerConfiguration.killGraceMilliseconds + 1_000) { manager.runningCount == 0 }
         manager.flushLogs()
         OperatorLog.stderr.drain()
+    }
+}
+
+/// The file a server touches while it runs (`--survive-restarts`): each job's supervisor
+/// reads its age to know whether any server is attached (`--orphan-timeout`).
+enum Heartbeat {
+    static func touch(_ path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { return }
+        futimens(fd, nil)
+        close(fd)
+    }
+
+    static func keep(_ path: String, everyMilliseconds interval: Int, on loop: EventLoop) {
+        _ = loop.schedule(afterMilliseconds: interval) {
+            touch(path)
+            keep(path, everyMilliseconds: interval, on: loop)
+        }
     }
 }

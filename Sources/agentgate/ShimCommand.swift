@@ -24,6 +24,12 @@ struct ShimCommand: ParsableCommand {
     @Option(name: .customLong("grace-ms"), help: "Time between SIGTERM and SIGKILL, in milliseconds.")
     var graceMilliseconds = 5_000
 
+    @Option(help: "A file the server touches while it runs: with --orphan-timeout-ms, the agent is stopped once it is older than that.")
+    var heartbeat: String?
+
+    @Option(name: .customLong("orphan-timeout-ms"), help: "Stop the agent when --heartbeat has not been touched for this long (0: never).")
+    var orphanTimeoutMilliseconds = 0
+
     @Argument(parsing: .postTerminator, help: "The agent's executable (a path) and its arguments.")
     var command: [String] = []
 
@@ -31,11 +37,13 @@ struct ShimCommand: ParsableCommand {
         guard let executable = command.first else { throw ValidationError("give the agent after --: agentgate shim DIR -- /path/to/agent ARGS…") }
         guard executable.contains("/") else { throw ValidationError("the agent must be a path (no PATH search): \(executable)") }
         guard (0...600_000).contains(graceMilliseconds) else { throw ValidationError("--grace-ms must be 0…600000") }
+        guard orphanTimeoutMilliseconds >= 0 else { throw ValidationError("--orphan-timeout-ms must be 0 or more") }
+        if orphanTimeoutMilliseconds > 0 && heartbeat == nil { throw ValidationError("--orphan-timeout-ms needs --heartbeat") }
     }
 
     func run() throws {
         let error = SupervisedProcess.withCStrings(command) { argv in
-            ag_supervise(directory, command[0], argv, environ, cwd, Int32(graceMilliseconds))
+            ag_supervise(directory, command[0], argv, environ, cwd, Int32(graceMilliseconds), heartbeat, Int64(orphanTimeoutMilliseconds))
         }
         guard error == 0 else {
             FileHandle.standardError.write(Data("agentgate shim: \(directory): \(String(cString: strerror(error)))\n".utf8))

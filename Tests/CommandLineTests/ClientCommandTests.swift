@@ -526,6 +526,24 @@ struct ClientCommandTests {
         #expect(types.filter { $0 == "job:log" }.count >= 40)
     }
 
+    /// --orphan-timeout: a job left with no server for longer is stopped by its supervisor,
+    /// and the next server ends it saying why.
+    @Test func aJobLeftWithNoServerPastTheOrphanTimeoutIsStopped() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts", "--orphan-timeout", "1"])
+        let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        usleep(1_500_000)  // longer than the timeout, with the server attached: still running
+        #expect(try jobID(status: "running", server: surviving) == id)
+        surviving.crash()
+        let exitRecord = surviving.data.path + "/jobs/\(id)/agent/exit.json"
+        for _ in 0..<400 where !FileManager.default.fileExists(atPath: exitRecord) { usleep(10_000) }
+        #expect(FileManager.default.fileExists(atPath: exitRecord))
+        try surviving.start()
+        let (status, stdout, _) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
+        #expect(status != 0)
+        #expect(stdout.contains("no server was attached for longer than --orphan-timeout"), "\(stdout)")
+    }
+
     /// A process that exists and is not a zombie: whoever inherits an orphan (a subreaper in
     /// this test process, or PID 1 of a container) may not reap it at once.
     static func alive(_ pid: Int32) -> Bool {

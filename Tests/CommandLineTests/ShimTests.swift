@@ -73,6 +73,28 @@ struct ShimTests {
         #expect(!Self.isAlive(child))
     }
 
+    /// Nothing runs unobserved forever: while the heartbeat is touched the agent works on;
+    /// once it is older than the orphan timeout the agent is stopped like on SIGTERM, and the
+    /// record says why.
+    @Test func anAgentWithNoServerAttachedPastTheOrphanTimeoutIsStopped() throws {
+        let heartbeat = job.file("heartbeat")
+        #expect(FileManager.default.createFile(atPath: heartbeat, contents: Data()))
+        let shim = try start([job.path, "--grace-ms", "200", "--heartbeat", heartbeat, "--orphan-timeout-ms", "400", "--", "/bin/sh", "-c", "echo started; exec sleep 30"])
+        // A server touching it every 100 ms: the agent outlives the timeout several times over.
+        for _ in 0..<15 {
+            usleep(100_000)
+            #expect(utimes(heartbeat, nil) == 0)
+        }
+        #expect(json("exit.json") == nil)
+        let stopped = Date()  // the server is gone from here on
+        #expect(shim.wait() == 0)
+        #expect(Date().timeIntervalSince(stopped) < 3)
+        let exit = try #require(json("exit.json"))
+        #expect(exit["orphanTimeout"] as? Bool == true)
+        #expect(exit["stopRequested"] as? Bool == true)
+        #expect(exit["signal"] as? Int == Int(SIGTERM))
+    }
+
     @Test func anAgentThatCannotBeStartedIsRecordedAsSuch() throws {
         let shim = try start([job.path, "--", "/nonexistent/agent"])
         #expect(shim.wait() == 0)

@@ -23,13 +23,18 @@ public final class SupervisorRunner: JobRunner {
     public let jobsDirectory: String
     public let graceMilliseconds: Int
     public let containment: JobContainment
+    /// A file the server touches while it runs, and how long a supervisor lets its agent work
+    /// once it is not touched any more (nil: for ever).
+    public let orphanTimeout: (heartbeat: String, milliseconds: Int)?
 
-    public init(loop: EventLoop, supervisorExecutable: String, jobsDirectory: String, graceMilliseconds: Int, containment: JobContainment) {
+    public init(loop: EventLoop, supervisorExecutable: String, jobsDirectory: String, graceMilliseconds: Int, containment: JobContainment,
+                orphanTimeout: (heartbeat: String, milliseconds: Int)? = nil) {
         self.loop = loop
         self.supervisorExecutable = supervisorExecutable
         self.jobsDirectory = jobsDirectory
         self.graceMilliseconds = graceMilliseconds
         self.containment = containment
+        self.orphanTimeout = orphanTimeout
     }
 
     public var containmentDescription: String { "supervisor per job (" + (containment.mode == .cgroup ? "cgroup" : "subreaper") + ")" }
@@ -37,7 +42,7 @@ public final class SupervisorRunner: JobRunner {
     public func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess {
         try SupervisedAgent(
             loop: loop, directory: jobsDirectory + "/" + id + "/agent", supervisor: supervisorExecutable, spec: spec,
-            graceMilliseconds: graceMilliseconds, container: containment.container(forJob: id))
+            graceMilliseconds: graceMilliseconds, orphanTimeout: orphanTimeout, container: containment.container(forJob: id))
     }
 
     /// A job that was running when the last server stopped is taken up again when its
@@ -102,7 +107,7 @@ public final class SupervisedAgent: AgentProcess {
     /// Writes the job's agent directory (its stdin and empty spools) before anything runs, so
     /// a crash at any later point leaves something to adopt, then spawns the supervisor.
     init(loop: EventLoop, directory: String, supervisor executable: String, spec: SupervisedProcess.Spec, graceMilliseconds: Int,
-         container: JobContainer?) throws(SystemError) {
+         orphanTimeout: (heartbeat: String, milliseconds: Int)? = nil, container: JobContainer?) throws(SystemError) {
         self.loop = loop
         self.directory = directory
         if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(directory)") }
@@ -115,6 +120,9 @@ public final class SupervisedAgent: AgentProcess {
         adopted = nil
         var arguments = [executable, "shim", directory, "--grace-ms", String(graceMilliseconds)]
         if let cwd = spec.workingDirectory { arguments += ["--cwd", cwd] }
+        if let orphanTimeout {
+            arguments += ["--heartbeat", orphanTimeout.heartbeat, "--orphan-timeout-ms", String(orphanTimeout.milliseconds)]
+        }
         arguments += ["--", spec.executable] + spec.arguments.dropFirst()
         let supervisor = try SupervisedProcess(
             loop: loop, spec: SupervisedProcess.Spec(executable: executable, arguments: arguments, environment: spec.environment),
@@ -219,8 +227,12 @@ public final class SupervisedAgent: AgentProcess {
         closeWatch()
         let status: ExitStatus
         switch ExitRecord.read(directory + "/exit.json") {
-        case .some(.exited(let code)): status = .exited(code)
-        case .some(.signaled(let signal)): status = .signaled(signal)
+        case .some(.exited(let code, let orphaned)):
+            if orphaned { sayOrphaned() }
+            status = .exited(code)
+        case .some(.signaled(let signal, let orphaned)):
+            if orphaned { sayOrphaned() }
+            status = .signaled(signal)
         case .some(.spawnFailed(let error)):
             let line = Array("agentgate: the agent could not be started: \(error)\n".utf8)
             line.withUnsafeBytes { onStderr?($0) }
@@ -235,6 +247,11 @@ public final class SupervisedAgent: AgentProcess {
         onStdout = nil
         onStderr = nil
         callback?(status)
+    }
+
+    private func sayOrphaned() {
+        let line = Array("agentgate: stopped by its supervisor: no server was attached for longer than --orphan-timeout\n".utf8)
+        line.withUnsafeBytes { onStderr?($0) }
     }
 
     private func closeWatch() {
@@ -287,15 +304,17 @@ public final class SupervisedAgent: AgentProcess {
 
 /// `exit.json`, written by the supervisor when its agent ended (or could not start).
 enum ExitRecord: Equatable {
-    case exited(Int32)
-    case signaled(Int32)
+    /// `orphaned`: stopped because no server was attached for longer than the orphan timeout.
+    case exited(Int32, orphaned: Bool)
+    case signaled(Int32, orphaned: Bool)
     case spawnFailed(String)
 
     static func read(_ path: String) -> ExitRecord? {
         guard let value = SmallJSONFile.read(path) else { return nil }
+        let orphaned = value["orphanTimeout"] == .bool(true)
         switch value["kind"]?.stringValue {
-        case "exited": return value["code"]?.intValue.map { .exited(Int32(clamping: $0)) }
-        case "signaled": return value["signal"]?.intValue.map { .signaled(Int32(clamping: $0)) }
+        case "exited": return value["code"]?.intValue.map { .exited(Int32(clamping: $0), orphaned: orphaned) }
+        case "signaled": return value["signal"]?.intValue.map { .signaled(Int32(clamping: $0), orphaned: orphaned) }
         case "spawn_failed": return .spawnFailed(value["error"]?.stringValue ?? "errno \(value["errno"]?.intValue ?? 0)")
         default: return nil
         }

@@ -99,6 +99,10 @@ int ag_set_thread_niceness(int value);
 /// `agent.json` (pid, start time, boot id). SIGTERM or SIGINT to the supervisor is passed to
 /// the agent's group, with SIGKILL `grace_ms` later. When the agent exits, what is left of its
 /// group gets the same, the spools are synced, and `exit.json` is written last (temporary
-/// file, fsync, rename, fsync of the directory). SIGPIPE and SIGHUP are ignored. Returns 0
-/// when exit.json was written, else an errno value (and writes nothing more).
-int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms);
+/// file, fsync, rename, fsync of the directory). SIGPIPE and SIGHUP are ignored. With a
+/// `heartbeat` path and `orphan_timeout_ms` > 0, the agent is stopped the same way once that
+/// file has not been modified for longer than the timeout (no server attached: nothing runs
+/// unobserved forever); exit.json then says `"orphanTimeout":true`. Returns 0 when exit.json
+/// was written, else an errno value (and writes nothing more).
+int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms,
+                 const char *heartbeat, long long orphan_timeout_ms);

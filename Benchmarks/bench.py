@@ -50,7 +50,7 @@ def build(servers, swift=True):
     os.makedirs(TOOLS, exist_ok=True)
     sh(["gcc", "-O2", "-Wall", "-o", os.path.join(TOOLS, "fake_agent"), os.path.join(BENCH, "tools", "fake_agent.c")])
     sh(["gcc", "-O2", "-Wall", "-o", os.path.join(TOOLS, "loadgen"), os.path.join(BENCH, "tools", "loadgen.c"), "-lz"])
-    if swift and "agentgate" in servers:
+    if swift and any(kind.startswith("agentgate") for kind in servers):
         sh(["swift", "build", "-c", "release", "--product", "agentgate"], cwd=ROOT)
     if swift and "hummingbird" in servers:
         sh(["swift", "build", "-c", "release", "--package-path", os.path.join(BENCH, "hummingbird-peer")], cwd=ROOT)
@@ -87,9 +87,12 @@ class Server:
         self.port = free_port()
         self.work = work
         env = {"PATH": f"{work}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": work, "AGENTGATE_TOKEN": TOKEN, "PORT": str(self.port)}
-        if kind == "agentgate":
+        if kind.startswith("agentgate"):
+            # agentgate-spooled: each job under its supervisor, its output through spool files
+            # (serve --survive-restarts, issue 14) instead of a pipe.
+            spooled = ["--survive-restarts"] if kind == "agentgate-spooled" else []
             command = [os.path.join(ROOT, ".build", "release", "agentgate"), "serve", "--port", str(self.port),
-                       "--data-dir", os.path.join(work, "data"), "--max-connections", "40000", "--max-connections-per-client", "40000"]
+                       "--data-dir", os.path.join(work, "data"), "--max-connections", "40000", "--max-connections-per-client", "40000"] + spooled
         else:
             command = [os.path.join(BENCH, "hummingbird-peer", ".build", "release", "HummingbirdPeer")]
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -113,7 +116,7 @@ class Server:
             return json.loads(response.read())["job"]["id"]
 
     def path(self, job):
-        return f"/ws/jobs/{job}?format=json" if self.kind == "agentgate" else f"/ws/jobs/{job}"
+        return f"/ws/jobs/{job}?format=json" if self.kind.startswith("agentgate") else f"/ws/jobs/{job}"
 
     def stop(self):
         self.process.send_signal(signal.SIGTERM)
@@ -148,7 +151,7 @@ def run_scenario(name, kind, spec):
         command = [os.path.join(TOOLS, "loadgen"), "--port", str(server.port), "--token", TOKEN,
                    "--conns", str(spec["viewers"]), "--ready-file", ready, "--timeout", "300"]
         if "idle" in spec:
-            command += ["--path", "/ws" if kind == "agentgate" else "/ws/jobs/idle", "--idle", str(spec["idle"])]
+            command += ["--path", "/ws" if kind.startswith("agentgate") else "/ws/jobs/idle", "--idle", str(spec["idle"])]
             loadgen = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, preexec_fn=raise_fd_limit)
             while not os.path.exists(ready) and loadgen.poll() is None:
                 time.sleep(0.05)
@@ -181,7 +184,7 @@ def run_scenario(name, kind, spec):
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=30)
         result = json.loads(output)
-        if kind == "agentgate":
+        if kind.startswith("agentgate"):
             request = urllib.request.Request(f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
             with urllib.request.urlopen(request, timeout=10) as response:
                 for line in response.read().decode().splitlines():

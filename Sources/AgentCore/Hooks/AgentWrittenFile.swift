@@ -9,8 +9,8 @@ import Glibc
 /// (to make the server read or append to another file), a device. So the file is opened
 /// without following a symlink and without blocking, and used only if it is a regular file,
 /// whose reads never block.
-enum AgentWrittenFile {
-    enum Opened: Equatable {
+public enum AgentWrittenFile {
+    public enum Opened: Equatable {
         case opened(Int32)
         case missing
         /// A symlink, FIFO, socket, device or directory.
@@ -19,7 +19,7 @@ enum AgentWrittenFile {
     }
 
     /// O_NONBLOCK|O_NOFOLLOW|O_CLOEXEC, then fstat: the fd only when it is a regular file.
-    static func open(_ path: String, flags: Int32 = O_RDONLY, mode: mode_t = 0) -> Opened {
+    public static func open(_ path: String, flags: Int32 = O_RDONLY, mode: mode_t = 0) -> Opened {
         let fd = Glibc.open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC, mode)
         guard fd >= 0 else {
             switch errno {

@@ -280,7 +280,14 @@ public final class JobManager {
         // are not orphans.
         var adoptions: [String: any AgentProcess] = [:]
         var otherBoot = Set<String>()
-        for job in stored where !job.status.isFinished && store.completedEvent(for: job.id) == nil {
+        // Unfinished by their records, finished by their event files (the final record missed
+        // the disk); read once.
+        var ended: [String: Job] = [:]
+        for job in stored where !job.status.isFinished {
+            if let completed = store.completedEvent(for: job.id) {
+                ended[job.id] = completed
+                continue
+            }
             let cursor = store.events.eventsFile(job: job.id).flatMap { SpoolCursor.last(inLog: $0) }
             switch jobRunner.adopt(job: job, cursor: cursor) {
             case .adopted(let process): adoptions[job.id] = process
@@ -299,10 +306,10 @@ public final class JobManager {
                 takeUp(job, process)
                 continue
             }
-            if !job.status.isFinished, let ended = store.completedEvent(for: job.id) {
+            if let completed = ended[job.id] {
                 // It ended, but its final record was not saved (a full disk, a crash between
                 // the two writes): its event file says how.
-                job = ended
+                job = completed
                 jobsByID[job.id] = job
                 persist(job.id)
             }

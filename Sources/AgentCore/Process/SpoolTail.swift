@@ -27,14 +27,8 @@ final class SpoolTail {
     /// file may hold more (the budget ran out before its end).
     func read(maxBytes: Int, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
         if fd < 0 {
-            fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-            guard fd >= 0 else { return false }
-            var info = stat()
-            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-                close(fd)
-                fd = -1
-                return false
-            }
+            guard case .opened(let opened) = AgentWrittenFile.open(path) else { return false }
+            fd = opened
         }
         var taken = 0
         while taken < maxBytes {

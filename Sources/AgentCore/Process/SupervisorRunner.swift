@@ -65,7 +65,7 @@ public final class SupervisorRunner: JobRunner {
             return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start))
         }
         guard sameBoot else { return .otherBoot }
-        if let agent, agent.identityHolds { kill(-agent.pgid, SIGKILL) }
+        AgentRecord.killGroup(in: directory)
         return .orphaned
     }
 }
@@ -239,7 +239,7 @@ public final class SupervisedAgent: AgentProcess {
             status = .exited(127)
         case .none:
             // No record: the supervisor itself was killed. Its agent's group goes too.
-            if let agent = AgentRecord.read(directory + "/agent.json"), agent.identityHolds { kill(-agent.pgid, SIGKILL) }
+            AgentRecord.killGroup(in: directory)
             status = supervisorExit
         }
         let callback = onExit
@@ -284,7 +284,7 @@ public final class SupervisedAgent: AgentProcess {
     /// SIGKILL to the agent's group (checked against `agent.json`) and to the supervisor.
     public func killNow() {
         guard supervisorExit == nil else { return }
-        if let agent = AgentRecord.read(directory + "/agent.json"), agent.identityHolds { kill(-agent.pgid, SIGKILL) }
+        AgentRecord.killGroup(in: directory)
         if let child { child.killNow() } else if let adopted, adopted.isAlive { kill(adopted.pid, SIGKILL) }
     }
 
@@ -292,13 +292,11 @@ public final class SupervisedAgent: AgentProcess {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SystemError.last("create \(path)") }
         defer { close(fd) }
-        var done = 0
-        while done < bytes.count {
-            let wrote = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-            if wrote < 0, errno == EINTR { continue }
-            guard wrote > 0 else { throw SystemError.last("write \(path)") }
-            done += wrote
+        let failure = bytes.withUnsafeBytes { buffer -> SystemError? in
+            do throws(SystemError) { try FileDescriptor.writeAll(fd, buffer) } catch { return error }
+            return nil
         }
+        if let failure { throw failure }
     }
 }
 
@@ -336,6 +334,12 @@ struct AgentRecord: Equatable {
                            bootId: value["bootId"]?.stringValue ?? "")
     }
 
+    /// SIGKILL to the group recorded in `directory`'s agent.json, when its leader passes the
+    /// identity check.
+    static func killGroup(in directory: String) {
+        if let agent = read(directory + "/agent.json"), agent.identityHolds { kill(-agent.pgid, SIGKILL) }
+    }
+
     /// The process with this pid is still the one recorded (same boot, same start time): a
     /// pid that fails this is never signalled.
     var identityHolds: Bool {
@@ -348,11 +352,10 @@ struct AgentRecord: Equatable {
 /// object is not one of ours).
 enum SmallJSONFile {
     static func read(_ path: String) -> JSONValue? {
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard case .opened(let fd) = AgentWrittenFile.open(path) else { return nil }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG, info.st_size <= 4096 else { return nil }
+        guard fstat(fd, &info) == 0, info.st_size <= 4096 else { return nil }
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard got == bytes.count, let value = try? JSONParser.parse(bytes), case .object = value else { return nil }

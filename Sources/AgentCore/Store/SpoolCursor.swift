@@ -60,11 +60,10 @@ public struct SpoolCursor: Equatable, Sendable {
     /// `maxScanBytes` (a cursor follows every append of a supervised job, so it is near the
     /// end); nil when there is none.
     public static func last(inLog path: String, maxScanBytes: Int = 16 << 20) -> SpoolCursor? {
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard case .opened(let fd) = AgentWrittenFile.open(path) else { return nil }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard fstat(fd, &info) == 0 else { return nil }
         let size = Int(info.st_size)
         var end = size
         // The start of a line cut by the previous read (its end is known, its start not yet).

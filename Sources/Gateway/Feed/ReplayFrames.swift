@@ -134,11 +134,10 @@ final class ReplayFrames: @unchecked Sendable {
     /// device put in its place would block or never end: a job's directory is writable by
     /// its agent).
     private static func openRegular(_ path: String) -> (SharedFile, Int)? {
-        let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        guard case .opened(let fd) = AgentWrittenFile.open(path) else { return nil }
         let file = SharedFile(fd: fd)
         var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        guard fstat(fd, &info) == 0 else { return nil }
         return (file, Int(info.st_size))
     }
 
@@ -202,8 +201,7 @@ final class ReplayFrames: @unchecked Sendable {
                 Glibc.close(out)
                 return fail("the log holds no seq \(before + 1)")
             }
-            guard writeAll(out, frames) else {
-                let why = String(cString: strerror(errno))
+            if let why = write(frames, to: out) {
                 Glibc.close(out)
                 return fail("cannot write \(framesTemporary): \(why)")
             }
@@ -218,9 +216,10 @@ final class ReplayFrames: @unchecked Sendable {
         }
         let indexFD = createFresh(indexTemporary)
         guard indexFD >= 0 else { return fail("cannot create \(indexTemporary): \(String(cString: strerror(errno)))") }
-        let wroteIndex = writeAll(indexFD, index)
+        let indexFailure = write(index, to: indexFD)
         Glibc.close(indexFD)
-        guard wroteIndex, rename(framesTemporary, framesPath) == 0, rename(indexTemporary, indexPath) == 0 else {
+        if let indexFailure { return fail("cannot write \(indexTemporary): \(indexFailure)") }
+        guard rename(framesTemporary, framesPath) == 0, rename(indexTemporary, indexPath) == 0 else {
             let why = String(cString: strerror(errno))
             unlink(framesPath)
             return fail("cannot write \(indexPath): \(why)")
@@ -253,14 +252,11 @@ final class ReplayFrames: @unchecked Sendable {
         return Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o600)
     }
 
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var done = 0
-        while done < bytes.count {
-            let count = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { return false }
-            done += count
+    /// Writes every byte; nil, or why not.
+    private static func write(_ bytes: [UInt8], to fd: Int32) -> String? {
+        bytes.withUnsafeBytes { buffer -> String? in
+            do throws(SystemError) { try FileDescriptor.writeAll(fd, buffer) } catch { return error.message }
+            return nil
         }
-        return true
     }
 }

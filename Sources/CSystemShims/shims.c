@@ -19,6 +19,8 @@
 #include <time.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/ioctl.h>
+#include <dirent.h>
 
 #ifdef __linux__
 int ag_has_epoll(void) { return 1; }
@@ -54,6 +56,34 @@ int ag_pidfd_open(pid_t pid) {
     return -1;
 #endif
 }
+
+/* struct pidfd_info up to exit_code (PIDFD_INFO_SIZE_VER0, 64 bytes): declared here because
+   the build machine's headers may predate it; the layout is kernel ABI. */
+struct ag_pidfd_info {
+    unsigned long long mask, cgroupid;
+    unsigned int pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+    int exit_code;
+};
+#define AG_PIDFD_GET_INFO _IOWR(0xFF, 11, struct ag_pidfd_info)
+#define AG_PIDFD_INFO_EXIT (1ULL << 3)
+
+int ag_pidfd_exit_status(int pidfd, int *status) {
+    /* Our own child (re-parented to this subreaper): reap it here, exactly this process. */
+    siginfo_t child;
+    memset(&child, 0, sizeof child);
+    if (waitid((idtype_t)3 /* P_PIDFD */, (id_t)pidfd, &child, WEXITED | WNOHANG) == 0 && child.si_pid != 0) {
+        *status = child.si_code == CLD_EXITED ? (child.si_status & 0xff) << 8
+                                              : (child.si_status & 0x7f) | (child.si_code == CLD_DUMPED ? 0x80 : 0);
+        return 1;
+    }
+    struct ag_pidfd_info info;
+    memset(&info, 0, sizeof info);
+    info.mask = AG_PIDFD_INFO_EXIT;
+    if (ioctl(pidfd, AG_PIDFD_GET_INFO, &info) != 0) return errno == ESRCH ? 0 : -1;
+    if (!(info.mask & AG_PIDFD_INFO_EXIT)) return 0;
+    *status = info.exit_code;
+    return 1;
+}
 #else
 int ag_has_epoll(void) { return 0; }
 int ag_epoll_create(void) { errno = ENOSYS; return -1; }
@@ -61,6 +91,7 @@ int ag_eventfd(void) { errno = ENOSYS; return -1; }
 int ag_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) { errno = ENOSYS; return -1; }
 int ag_epoll_wait(int epfd, uint32_t *events, uint64_t *datas, int max, int timeout_ms) { errno = ENOSYS; return -1; }
 int ag_pidfd_open(pid_t pid) { errno = ENOSYS; return -1; }
+int ag_pidfd_exit_status(int pidfd, int *status) { return -1; }
 #endif
 
 /* Marks every descriptor >= 3 close-on-exec (or closes it, keeping `keep`), in a child between
@@ -390,6 +421,53 @@ static void ag_reap_group(pid_t group, long long deadline_ms) {
     }
 }
 
+/* `signal` to every child of this process (descendants that left the agent's group and were
+   re-parented to this subreaper when their parent died); how many there were. */
+static int ag_signal_children(int signal_number) {
+    DIR *proc = opendir("/proc");
+    if (!proc) return 0;
+    pid_t me = getpid();
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL) {
+        if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
+        char path[64], buffer[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", entry->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t length = read(fd, buffer, sizeof buffer - 1);
+        close(fd);
+        if (length <= 0) continue;
+        buffer[length] = 0;
+        char *field = strrchr(buffer, ')');
+        /* ") S PPID": state, then the parent. */
+        if (!field || field[1] == 0 || field[2] == 0 || field[2] == 'Z') continue;
+        if ((pid_t)strtol(field + 4, NULL, 10) != me) continue;
+        kill((pid_t)strtol(entry->d_name, NULL, 10), signal_number);
+        count++;
+    }
+    closedir(proc);
+    return count;
+}
+
+/* Ends whatever the agent left behind outside its group (a `setsid` daemon), which the
+   subreaper inherited: SIGTERM, then SIGKILL after the grace, until none is left. */
+static void ag_end_strays(int grace_ms) {
+    if (ag_signal_children(SIGTERM) == 0) return;
+    long long deadline = ag_now_ms() + (grace_ms > 0 ? grace_ms : 0);
+    for (;;) {
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        if (ag_signal_children(0) == 0) return;
+        if (ag_now_ms() >= deadline) break;
+        usleep(10000);
+    }
+    /* SIGKILL also reaches what each killed stray leaves re-parented to us: a few rounds. */
+    for (int round = 0; round < 50 && ag_signal_children(SIGKILL) > 0; round++) {
+        usleep(10000);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+    }
+}
+
 /* Milliseconds since `path` was last modified (its mtime), or -1 when it cannot be read. */
 static long long ag_age_ms(const char *path) {
     struct stat info;
@@ -483,6 +561,7 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
         if (kill(-pid, 0) == 0) { kill(-pid, SIGKILL); ag_reap_group(pid, ag_now_ms() + 1000); }
     }
     while (waitpid(-1, NULL, WNOHANG) > 0) {}
+    ag_end_strays(grace_ms);
 
     fdatasync(out);
     fdatasync(err);

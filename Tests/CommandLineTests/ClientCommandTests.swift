@@ -15,6 +15,7 @@ final class ServerProcess {
         prompt=$(cat); case "$prompt" in
           fail*) echo 'it broke' >&2; exit 3;;
           hang*) echo 'waiting'; exec sleep 300;;
+          stray*) setsid sleep 300 </dev/null >/dev/null 2>&1 & echo 'left a stray'; sleep 1; echo 'leaving';;
           slow*) i=1; while [ $i -le 40 ]; do echo "step $i"; sleep 0.1; i=$((i+1)); done;;
           many*) i=1; while [ $i -le 20000 ]; do echo "line $i of many, written whether or not a server reads it"; [ $((i % 500)) -eq 0 ] && sleep 0.15; i=$((i+1)); done;;
           escapes*) cat "$HOME/escapes.jsonl";;
@@ -542,6 +543,73 @@ struct ClientCommandTests {
         let (status, stdout, _) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
         #expect(status != 0)
         #expect(stdout.contains("no server was attached for longer than --orphan-timeout"), "\(stdout)")
+    }
+
+    /// The brief's supervisor-death test: the supervisor SIGKILLed mid-job, once with the
+    /// server attached and once while no server runs. The agent works on, every step arrives
+    /// once, and the job ends as the agent did (its status from the kernel, not a record).
+    @Test(arguments: [false, true]) func aJobWhoseSupervisorIsKilledIsFollowedToItsEnd(serverDown: Bool) throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let record = try Self.agentRecord(surviving, id)
+        let agent = try #require(record["pid"] as? Int32)
+        let supervisor = try #require(record["supervisor"] as? Int32)
+        usleep(800_000)
+        if serverDown { surviving.crash() }
+        kill(supervisor, SIGKILL)
+        usleep(300_000)
+        #expect(Self.alive(agent))
+        if serverDown { try surviving.start() }
+        let (status, stdout, stderr) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
+        #expect(stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }.map(String.init) == (1...40).map { "step \($0)" })
+        #expect(stdout.contains("supervisor ended unexpectedly"), "\(stdout)")
+        #expect(Self.processes(ofJob: id).isEmpty)
+        if !serverDown {
+            // The agent was re-parented to the server (a subreaper), which reaped it.
+            #expect(status == 0, "\(stdout) \(stderr)")
+            #expect(try jobID(status: "done", server: surviving) == id)
+        } else {
+            // Re-parented to whoever is init here: its status comes from the kernel once that
+            // reaps it (PIDFD_INFO_EXIT); an init that never reaps leaves it unknown, and said.
+            #expect(status == 0 || stdout.contains("exit status is unknown"), "\(stdout) \(stderr)")
+        }
+    }
+
+    /// An agent that leaves a `setsid` process behind and exits while no server runs: its
+    /// supervisor ends the stray too, so nothing of the job outlives it.
+    @Test func anAgentThatExitsWhileNoServerRunsLeavesNoProcessBehind() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "stray", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try Self.agentRecord(surviving, id)
+        usleep(300_000)
+        #expect(Self.processes(ofJob: id).count >= 2)  // the agent and its stray
+        surviving.crash()
+        let exitRecord = surviving.data.path + "/jobs/\(id)/agent/exit.json"
+        for _ in 0..<400 where !FileManager.default.fileExists(atPath: exitRecord) { usleep(10_000) }
+        #expect(FileManager.default.fileExists(atPath: exitRecord))
+        #expect(Self.processes(ofJob: id).isEmpty, "\(Self.processes(ofJob: id))")
+        try surviving.start()
+        #expect(try ClientProcess(["tail", id, "--follow"], server: surviving).finish().0 == 0)
+    }
+
+    /// The supervisor's agent.json, once it is written.
+    static func agentRecord(_ server: ServerProcess, _ id: String) throws -> [String: Any] {
+        let agentFile = server.data.path + "/jobs/\(id)/agent/agent.json"
+        for _ in 0..<300 where !FileManager.default.fileExists(atPath: agentFile) { usleep(10_000) }
+        return try #require((try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: agentFile)))) as? [String: Any])
+    }
+
+    /// Live processes whose environment carries the job's marker (the agent and all it started).
+    static func processes(ofJob id: String) -> [Int32] {
+        let marker = Array("AGENTGATE_JOB_ID=\(id)".utf8)
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { name -> Int32? in
+            guard let pid = Int32(name), alive(pid),
+                let environment = FileManager.default.contents(atPath: "/proc/\(pid)/environ")
+            else { return nil }
+            return environment.split(separator: 0).contains { Array($0) == marker } ? pid : nil
+        }
     }
 
     /// A process that exists and is not a zombie: whoever inherits an orphan (a subreaper in

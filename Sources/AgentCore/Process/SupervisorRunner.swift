@@ -61,7 +61,8 @@ public final class SupervisorRunner: JobRunner {
             let supervisor = ProcessIdentity(pid: pid, startTime: startTime)
             if supervisor.isAlive { return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start)) }
         }
-        if ExitRecord.read(directory + "/exit.json") != nil {
+        // Ended and recorded, or its supervisor died and the agent works on (followed by itself).
+        if ExitRecord.read(directory + "/exit.json") != nil || agent?.identityHolds == true {
             return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start))
         }
         guard sameBoot else { return .otherBoot }
@@ -98,6 +99,11 @@ public final class SupervisedAgent: AgentProcess {
     private var readScheduled = false
     private var supervisorExit: ExitStatus?
     private var finished = false
+    /// What finds the job's strays once it ended (nil when adopted: they are not our children).
+    private var container: JobContainer?
+    /// The agent, followed by itself once its supervisor died without a record.
+    private var lostAgent: LostAgentWatch?
+    private var followedLostAgent = false
 
     /// Bytes of each spool handed on per loop turn: a chatty agent cannot hold a turn.
     static let maxBytesPerTurn = 256 * 1024
@@ -124,9 +130,13 @@ public final class SupervisedAgent: AgentProcess {
             arguments += ["--heartbeat", orphanTimeout.heartbeat, "--orphan-timeout-ms", String(orphanTimeout.milliseconds)]
         }
         arguments += ["--", spec.executable] + spec.arguments.dropFirst()
+        // The job's container (a subreaper sweep: supervisors do not use cgroups) is released
+        // when the job ends, not when the supervisor does: an agent whose supervisor died works
+        // on, re-parented to this server.
         let supervisor = try SupervisedProcess(
             loop: loop, spec: SupervisedProcess.Spec(executable: executable, arguments: arguments, environment: spec.environment),
-            container: container)
+            container: nil)
+        self.container = container
         child = supervisor
         identity = supervisor.identity
     }
@@ -185,7 +195,7 @@ public final class SupervisedAgent: AgentProcess {
     }
 
     private func adoptedEnded() {
-        guard supervisorExit == nil else { return }
+        guard supervisorExit == nil, !followedLostAgent else { return }
         if let adoptedRegistration { loop.deregister(adoptedRegistration) }
         adoptedRegistration = nil
         if adoptedFD >= 0 { close(adoptedFD) }
@@ -223,10 +233,27 @@ public final class SupervisedAgent: AgentProcess {
     }
 
     private func finish(_ supervisorExit: ExitStatus) {
+        let record = ExitRecord.read(directory + "/exit.json")
+        // No record: the supervisor itself was killed. The agent works on, unsupervised: the
+        // job follows it to its end.
+        if record == nil, !followedLostAgent, let agent = AgentRecord.read(directory + "/agent.json"),
+            let watch = LostAgentWatch(agent: agent, loop: loop, onEnd: { [unowned self] status in
+                self.supervisorExit = status ?? .signaled(SIGKILL)
+                if status == nil { self.say("agentgate: the job's supervisor was lost; the agent's exit status is unknown\n") }
+                self.readSpools()
+            })
+        {
+            followedLostAgent = true
+            lostAgent = watch
+            self.supervisorExit = nil
+            say("agentgate: the job's supervisor ended unexpectedly; its agent works on and the job follows it\n")
+            return
+        }
         finished = true
         closeWatch()
+        container?.release(on: loop)
         let status: ExitStatus
-        switch ExitRecord.read(directory + "/exit.json") {
+        switch record {
         case .some(.exited(let code, let orphaned)):
             if orphaned { sayOrphaned() }
             status = .exited(code)
@@ -238,8 +265,10 @@ public final class SupervisedAgent: AgentProcess {
             line.withUnsafeBytes { onStderr?($0) }
             status = .exited(127)
         case .none:
-            // No record: the supervisor itself was killed. Its agent's group goes too.
-            AgentRecord.killGroup(in: directory)
+            // Followed to its end (its status from the kernel), or it could not be followed:
+            // what is left of its group goes.
+            if lostAgent == nil { AgentRecord.killGroup(in: directory) }
+            lostAgent = nil
             status = supervisorExit
         }
         let callback = onExit
@@ -250,8 +279,12 @@ public final class SupervisedAgent: AgentProcess {
     }
 
     private func sayOrphaned() {
-        let line = Array("agentgate: stopped by its supervisor: no server was attached for longer than --orphan-timeout\n".utf8)
-        line.withUnsafeBytes { onStderr?($0) }
+        say("agentgate: stopped by its supervisor: no server was attached for longer than --orphan-timeout\n")
+    }
+
+    /// A line of agentgate's own in the job's stderr.
+    private func say(_ text: String) {
+        Array(text.utf8).withUnsafeBytes { onStderr?($0) }
     }
 
     private func closeWatch() {
@@ -272,6 +305,7 @@ public final class SupervisedAgent: AgentProcess {
     /// its grace period; if the supervisor does not end by then, SIGKILL to everything.
     public func terminate(graceMilliseconds: Int) {
         guard supervisorExit == nil, !finished else { return }
+        if let lostAgent { return lostAgent.terminate(graceMilliseconds: graceMilliseconds) }
         if child != nil || adopted?.isAlive == true { kill(identity.pid, SIGTERM) }
         guard killTimer == nil else { return }
         killTimer = loop.schedule(afterMilliseconds: graceMilliseconds + 2_000) { [weak self] in
@@ -284,6 +318,8 @@ public final class SupervisedAgent: AgentProcess {
     /// SIGKILL to the agent's group (checked against `agent.json`) and to the supervisor.
     public func killNow() {
         guard supervisorExit == nil else { return }
+        container?.killAll()
+        if let lostAgent { return lostAgent.killNow() }
         AgentRecord.killGroup(in: directory)
         if let child { child.killNow() } else if let adopted, adopted.isAlive { kill(adopted.pid, SIGKILL) }
     }

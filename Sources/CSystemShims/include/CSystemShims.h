@@ -24,6 +24,11 @@ int ag_eventfd(void);
 
 /// pidfd_open(2); -1 with errno ENOSYS where the kernel lacks it.
 int ag_pidfd_open(pid_t pid);
+/* The wait status of the process behind `pidfd` once it has exited: reaped here when it is
+   our child, otherwise read from the kernel once whoever inherited it reaped it
+   (PIDFD_INFO_EXIT, Linux 6.15+). 1 with `*status` set, 0 not (yet) known, -1 when this
+   kernel cannot tell. */
+int ag_pidfd_exit_status(int pidfd, int *status);
 
 /// Spawns `path` in a new session (so its process group id equals its pid), with the given
 /// fds as stdin/stdout/stderr, no other descriptor, default signal dispositions and an empty

@@ -594,6 +594,38 @@ struct ClientCommandTests {
         #expect(try ClientProcess(["tail", id, "--follow"], server: surviving).finish().0 == 0)
     }
 
+    /// `agentgate kill` while no server runs: the supervisor stops the job's whole group, and
+    /// the next server records it `killed` (on request), not failed or interrupted.
+    @Test func aJobIsKilledWhileNoServerRuns() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let record = try Self.agentRecord(surviving, id)
+        let agent = try #require(record["pid"] as? Int32)
+        surviving.crash()
+        #expect(Self.alive(agent))
+        let killed = try client(["kill", id], server: surviving)
+        #expect(killed.status == 0, "\(killed.stderr)")
+        #expect(killed.stdout.contains("no server is running"))
+        var gone = false
+        for _ in 0..<300 where !gone {
+            gone = Self.processes(ofJob: id).isEmpty
+            if !gone { usleep(10_000) }
+        }
+        #expect(gone)
+        // Asked again: it has ended; an id that names nothing: no such job.
+        #expect(try client(["kill", id], server: surviving).status == 7)
+        #expect(try client(["kill", "0123456789abcdef"], server: surviving).status == 5)
+        try surviving.start()
+        let (_, stdout, _) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
+        #expect(stdout.contains("killed"), "\(stdout)")
+        #expect(try jobID(status: "killed", server: surviving) == id)
+        // With a server running, an unreachable address is not taken for "no server".
+        let elsewhere = try client(["kill", id, "--server", "http://127.0.0.1:1"], server: surviving)
+        #expect(elsewhere.status == 3)
+        #expect(elsewhere.stderr.contains("in use by"), "\(elsewhere.stderr)")
+    }
+
     /// The supervisor's agent.json, once it is written.
     static func agentRecord(_ server: ServerProcess, _ id: String) throws -> [String: Any] {
         let agentFile = server.data.path + "/jobs/\(id)/agent/agent.json"

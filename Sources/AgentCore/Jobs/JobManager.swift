@@ -279,6 +279,7 @@ public final class JobManager {
         // Jobs whose agent works on under its own supervisor are taken up again: their groups
         // are not orphans.
         var adoptions: [String: any AgentProcess] = [:]
+        var stopRequested = Set<String>()
         var otherBoot = Set<String>()
         // Unfinished by their records, finished by their event files (the final record missed
         // the disk); read once.
@@ -290,7 +291,9 @@ public final class JobManager {
             }
             let cursor = store.events.eventsFile(job: job.id).flatMap { SpoolCursor.last(inLog: $0) }
             switch jobRunner.adopt(job: job, cursor: cursor) {
-            case .adopted(let process): adoptions[job.id] = process
+            case .adopted(let process, let stop):
+                adoptions[job.id] = process
+                if stop { stopRequested.insert(job.id) }
             case .otherBoot: otherBoot.insert(job.id)
             case .orphaned: break
             }
@@ -304,6 +307,8 @@ public final class JobManager {
         for var job in stored {
             if let process = adoptions[job.id] {
                 takeUp(job, process)
+                // Killed while no server ran: it ends `killed`, as if asked here.
+                if stopRequested.contains(job.id) { try? kill(job.id) }
                 continue
             }
             if let completed = ended[job.id] {

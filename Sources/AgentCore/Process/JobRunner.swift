@@ -38,8 +38,9 @@ public protocol JobRunner: AnyObject {
 
 /// What becomes of a job that was running when the last server stopped.
 public enum Adoption {
-    /// Taken up again: its process, created but not started.
-    case adopted(any AgentProcess)
+    /// Taken up again: its process, created but not started; `stopRequested`: someone asked
+    /// for it to stop while no server ran (`agentgate kill`), so it ends `killed`.
+    case adopted(any AgentProcess, stopRequested: Bool = false)
     /// Not taken up: it is `interrupted`, and its recorded group is stopped if its leader
     /// passes the identity check (pid and start time).
     case orphaned

@@ -57,13 +57,16 @@ public final class SupervisorRunner: JobRunner {
         let start = cursor ?? SpoolCursor(stdout: 0, stderr: 0)
         let agent = AgentRecord.read(directory + "/agent.json")
         let sameBoot = agent.map { $0.bootId == ProcessIdentity.bootId() } ?? true
+        let stopRequested = StopWithoutServer.wasRequested(agentDirectory: directory)
         if let pid = job.pid, let startTime = job.processStartTime, sameBoot {
             let supervisor = ProcessIdentity(pid: pid, startTime: startTime)
-            if supervisor.isAlive { return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start)) }
+            if supervisor.isAlive {
+                return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start), stopRequested: stopRequested)
+            }
         }
         // Ended and recorded, or its supervisor died and the agent works on (followed by itself).
         if ExitRecord.read(directory + "/exit.json") != nil || agent?.identityHolds == true {
-            return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start))
+            return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start), stopRequested: stopRequested)
         }
         guard sameBoot else { return .otherBoot }
         AgentRecord.killGroup(in: directory)
@@ -361,13 +364,16 @@ struct AgentRecord: Equatable {
     var pgid: Int32
     var startTime: UInt64
     var bootId: String
+    /// The supervisor's pid (checked as the agent's parent before it is signalled).
+    var supervisor: Int32?
 
     static func read(_ path: String) -> AgentRecord? {
         guard let value = SmallJSONFile.read(path), let pid = value["pid"]?.intValue, let pgid = value["pgid"]?.intValue,
             let startTime = value["startTime"]?.intValue, pid > 1, pgid > 1
         else { return nil }
         return AgentRecord(pid: Int32(clamping: pid), pgid: Int32(clamping: pgid), startTime: UInt64(max(0, startTime)),
-                           bootId: value["bootId"]?.stringValue ?? "")
+                           bootId: value["bootId"]?.stringValue ?? "",
+                           supervisor: value["supervisor"]?.intValue.flatMap { $0 > 1 ? Int32(clamping: $0) : nil })
     }
 
     /// SIGKILL to the group recorded in `directory`'s agent.json, when its leader passes the

@@ -1,10 +1,17 @@
+import AgentCore
 import ArgumentParser
+import Glibc
 
 /// `agentgate kill`: stop one job or all of them.
 struct KillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kill", abstract: "Kill a job (SIGTERM to its group, SIGKILL after the grace period), or --all.",
-        discussion: "Exit status: 0 asked to stop, 5 no such job, 7 already finished.")
+        discussion: """
+            Exit status: 0 asked to stop, 5 no such job, 7 already finished.
+
+            With no server running on the data dir, a job that outlives its server (serve's default) \
+            is stopped through its supervisor; the next `agentgate serve` records it as killed.
+            """)
 
     @Argument(help: "The job id.")
     var id: String?
@@ -26,10 +33,42 @@ struct KillCommand: ParsableCommand {
                 let reply = try api.call("DELETE", "/api/agents/jobs")
                 print("killed \(reply["killed"]?.intValue ?? 0) job(s)")
             } else if let id {
-                _ = try api.call("DELETE", "/api/agents/jobs/\(id)")
+                do throws(ClientFailure) {
+                    _ = try api.call("DELETE", "/api/agents/jobs/\(id)")
+                } catch {
+                    guard error.exitCode == 3 else { throw error }
+                    return try killWithoutServer(id, unreachable: error)
+                }
                 print("killing \(id)")
             }
             return 0
+        }
+    }
+
+    /// No server answers: when none holds the data dir either, a job under its own supervisor
+    /// is stopped directly (the lock is held meanwhile, so no server starts and takes it up).
+    private func killWithoutServer(_ id: String, unreachable: ClientFailure) throws(ClientFailure) -> Int32 {
+        let dataDirectory = client.dataDirectory
+        let lock: DataDirectoryLock
+        switch try? DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate kill") {
+        case .acquired(let acquired)?: lock = acquired
+        case .held(let holder)?:
+            throw ClientFailure(message: unreachable.message + "; \(dataDirectory) is in use by \(TerminalText.escaped(holder))", exitCode: 3)
+        case nil: throw unreachable
+        }
+        defer { withExtendedLifetime(lock) {} }
+        let jobDirectory = dataDirectory + "/jobs/" + id
+        switch StopWithoutServer.stop(jobDirectory: jobDirectory, graceMilliseconds: 5_000) {
+        case .stopping, .stoppedUnsupervised:
+            print("killing \(id) (no server is running: its supervisor stops it, and the next `agentgate serve` records it killed)")
+            return 0
+        case .alreadyEnded:
+            throw ClientFailure(message: "job \(id) has already ended (the next `agentgate serve` records how)", exitCode: 7)
+        case .notRunning:
+            guard access(jobDirectory, F_OK) == 0 else {
+                throw ClientFailure(message: unreachable.message + "; and no job \(id) in \(dataDirectory)", exitCode: 5)
+            }
+            throw ClientFailure(message: "job \(id) is not running (no server is running on \(dataDirectory))", exitCode: 7)
         }
     }
 }

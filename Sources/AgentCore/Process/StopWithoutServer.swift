@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `agentgate kill ID` while no server runs on the data dir: a job under its own supervisor
+/// can still be stopped. The request is written down first (`stop-requested`, so the next
+/// server ends the job `killed`, not `failed`), then the supervisor gets SIGTERM and does what
+/// it does for a server: SIGTERM to the agent's group, SIGKILL after its grace, `exit.json`.
+/// Every pid is checked against the records before it is signalled.
+public enum StopWithoutServer {
+    /// The file whose presence tells the next server that a stop was asked for meanwhile.
+    public static let requestFile = "stop-requested"
+
+    public enum Outcome: Equatable, Sendable {
+        /// Its supervisor was asked to stop it.
+        case stopping
+        /// Its supervisor is gone and the agent works on: its group got SIGTERM (and SIGKILL
+        /// after `graceMilliseconds` if it still ran).
+        case stoppedUnsupervised
+        /// It has already ended (the next server records how).
+        case alreadyEnded
+        /// Nothing of this job runs under a supervisor (no such job, or it is not running).
+        case notRunning
+    }
+
+    /// Call while holding the data dir's lock, so no server takes the job up meanwhile.
+    public static func stop(jobDirectory: String, graceMilliseconds: Int) -> Outcome {
+        let directory = jobDirectory + "/agent"
+        if ExitRecord.read(directory + "/exit.json") != nil { return .alreadyEnded }
+        guard let agent = AgentRecord.read(directory + "/agent.json"), agent.identityHolds,
+            let entry = ProcessTable.entry(of: agent.pid), !entry.isZombie
+        else { return .notRunning }
+        let marker = open(directory + "/" + requestFile, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if marker >= 0 { close(marker) }
+        if let supervisor = agent.supervisor, entry.parent == supervisor {
+            kill(supervisor, SIGTERM)
+            return .stopping
+        }
+        kill(-agent.pgid, SIGTERM)
+        var waited = 0
+        func running() -> Bool { agent.identityHolds && ProcessTable.entry(of: agent.pid)?.isZombie == false }
+        while waited < graceMilliseconds, running() {
+            usleep(20_000)
+            waited += 20
+        }
+        if running() { kill(-agent.pgid, SIGKILL) }
+        return .stoppedUnsupervised
+    }
+
+    /// True when a stop was asked for while no server ran.
+    static func wasRequested(agentDirectory: String) -> Bool {
+        access(agentDirectory + "/" + requestFile, F_OK) == 0
+    }
+}

@@ -46,6 +46,10 @@ struct JobRunnerTests {
             get { inner.onStderr }
             set { inner.onStderr = newValue }
         }
+        var onNotice: ((String) -> Void)? {
+            get { inner.onNotice }
+            set { inner.onNotice = newValue }
+        }
         var onExit: ((AgentCore.ExitStatus) -> Void)? {
             get { inner.onExit }
             set { inner.onExit = newValue }

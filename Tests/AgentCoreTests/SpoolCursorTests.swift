@@ -63,6 +63,31 @@ struct SpoolCursorTests {
         #expect(SpoolCursor.last(inLog: directory.path + "/missing") == nil)
     }
 
+    /// Where the last cursor's line ends (what is after it is cut at adoption): exact when the
+    /// line straddles two reads back, and a torn cursor (no newline) is not a cursor.
+    @Test func theLastCursorSaysWhereItsLineEnds() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/events.ndjson"
+        let cursor = SpoolCursor(stdout: 12_345, stderr: 6)
+        func event(_ seq: Int, _ size: Int) -> [UInt8] {
+            JobEvent(jobId: "j", seq: seq, time: 1, payload: .log(LogLine(.stdout, .text, String(repeating: "x", count: size)))).encoded() + [0x0A]
+        }
+        // Every split of the cursor line across the 64 KiB read boundary.
+        for shift in 0...cursor.line.count {
+            let before = event(1, 20_000) + event(2, 20_000)
+            var bytes = before
+            bytes += [UInt8](repeating: 0x20, count: max(0, 64 * 1024 - before.count - 1000 + shift)) + [0x0A]
+            bytes += cursor.line
+            let end = bytes.count
+            let after = event(3, 64 * 1024 - 1000 - 60)
+            bytes += after + Array(SpoolCursor(stdout: 99, stderr: 9).line.dropLast())  // torn
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            let found = SpoolCursor.lastWithEnd(inLog: path)
+            #expect(found?.cursor == cursor)
+            #expect(found?.end == end, "shift \(shift)")
+        }
+    }
+
     @Test func aBatchEndingWithACursorStillSaysItsLastSeq() throws {
         let directory = TemporaryDirectory()
         let log = EventLog(path: directory.path + "/events.ndjson")

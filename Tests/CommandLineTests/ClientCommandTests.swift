@@ -33,6 +33,8 @@ final class ServerProcess {
 
     /// Options `serve` gets besides the usual ones.
     let extra: [String]
+    /// `AGENTGATE_FAIL_POINT` for the next start: the server crashes itself there.
+    var failPoint: String?
 
     init(extra: [String] = []) throws {
         let probe = try TCPProbe.freePort()
@@ -51,7 +53,8 @@ final class ServerProcess {
                 // `run` sends the caller's directory (the package's); jobs may run anywhere here.
                 "--workspace", "/",
             ] + extra,
-            environment: ["PATH": agents.searchPath, "HOME": data.path, "FAKE_SCRIPT": Self.script],
+            environment: ["PATH": agents.searchPath, "HOME": data.path, "FAKE_SCRIPT": Self.script].merging(
+                failPoint.map { ["AGENTGATE_FAIL_POINT": $0] } ?? [:]) { $1 },
             stdout: data.file("serve.out"), stderr: data.file("serve.err"))
         for _ in 0..<500 {
             if (data.read("serve.out") ?? "").contains("listening on") { return }
@@ -64,6 +67,19 @@ final class ServerProcess {
     func stop() {
         process?.signal(SIGTERM)
         process?.wait()
+    }
+
+    /// Waits until it ends by itself (a fail point); false after `seconds`.
+    func awaitCrash(seconds: Double) -> Bool {
+        guard let process else { return true }
+        for _ in 0..<Int(seconds * 100) {
+            if !ClientCommandTests.alive(process.pid) {
+                process.wait()
+                return true
+            }
+            usleep(10_000)
+        }
+        return false
     }
 
     /// SIGKILL: a crash, nobody stops the jobs.
@@ -463,15 +479,7 @@ struct ClientCommandTests {
         }
         let (status, stdout, stderr) = try ClientProcess(["tail", id, "--follow", "--json"], server: surviving).finish()
         #expect(status == 0, "\(stderr)")
-        var seqs: [Int] = []
-        var lines: [String] = []
-        for line in stdout.split(separator: "\n") {
-            guard let event = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any], let seq = event["seq"] as? Int else { continue }
-            seqs.append(seq)
-            if event["type"] as? String == "job:log", let text = event["text"] as? String, text.hasPrefix("line ") {
-                lines.append(text)
-            }
-        }
+        let (seqs, lines) = Self.seqsAndManyLines(stdout)
         #expect(!seqs.isEmpty && seqs == Array(1...seqs.count))
         #expect(lines.count == 20_000)
         #expect(lines == (1...20_000).map { "line \($0) of many, written whether or not a server reads it" })
@@ -594,6 +602,55 @@ struct ClientCommandTests {
         #expect(try ClientProcess(["tail", id, "--follow"], server: surviving).finish().0 == 0)
     }
 
+    /// The brief's crash points inside ingestion: the server crashes itself (SIGKILL) right
+    /// after appending events but before saving the job's record, halfway through writing a
+    /// batch of events (a torn last line), and between the agent's exit and anything of its
+    /// end being recorded. After a clean restart every line is there exactly once, the seqs
+    /// are contiguous, and the completion hook ran exactly once.
+    @Test(arguments: ["events-appended", "events-torn", "agent-exited"])
+    func aCrashInsideIngestionLosesAndRepeatsNothing(failPoint: String) throws {
+        let hookDirectory = TemporaryDirectory("agentgate-hook")
+        let hookRuns = hookDirectory.file("runs")
+        let surviving = try ServerProcess(extra: ["--survive-restarts", "--on-complete", "echo run >> '\(hookRuns)'; echo '{}'"])
+        let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        usleep(700_000)
+        surviving.crash()
+        surviving.failPoint = failPoint
+        try surviving.start()
+        #expect(surviving.awaitCrash(seconds: 20), "the server never reached \(failPoint)")
+        surviving.failPoint = nil
+        try surviving.start()
+        let (status, stdout, stderr) = try ClientProcess(["tail", id, "--follow", "--json"], server: surviving).finish()
+        #expect(status == 0, "\(stderr)")
+        let (seqs, lines) = Self.seqsAndManyLines(stdout)
+        #expect(!seqs.isEmpty && seqs == Array(1...seqs.count))
+        #expect(lines == (1...20_000).map { "line \($0) of many, written whether or not a server reads it" })
+        #expect((try? String(contentsOfFile: hookRuns, encoding: .utf8)) == "run\n")
+    }
+
+    /// Completion exactly once: the server crashes right after the hook ran and its outcome was
+    /// recorded, before the job completed. The next server completes the job with that outcome
+    /// and does not run the hook again.
+    @Test func theCompletionHookRunsOnceThoughTheServerDiesAfterIt() throws {
+        let hookDirectory = TemporaryDirectory("agentgate-hook")
+        let hookRuns = hookDirectory.file("runs")
+        let surviving = try ServerProcess(extra: ["--survive-restarts", "--on-complete", "echo run >> '\(hookRuns)'; echo '{\"verdict\":\"ok\"}'"])
+        surviving.failPoint = "hook-recorded"
+        surviving.crash()
+        try surviving.start()
+        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(surviving.awaitCrash(seconds: 20), "the server never reached hook-recorded")
+        surviving.failPoint = nil
+        try surviving.start()
+        let (status, _, stderr) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
+        #expect(status == 0, "\(stderr)")
+        #expect((try? String(contentsOfFile: hookRuns, encoding: .utf8)) == "run\n")
+        let shown = try client(["show", id, "--json"], server: surviving)
+        #expect(shown.stdout.contains("\"verdict\":\"ok\""), "\(shown.stdout)")
+    }
+
     /// `agentgate kill` while no server runs: the supervisor stops the job's whole group, and
     /// the next server records it `killed` (on request), not failed or interrupted.
     @Test func aJobIsKilledWhileNoServerRuns() throws {
@@ -624,6 +681,18 @@ struct ClientCommandTests {
         let elsewhere = try client(["kill", id, "--server", "http://127.0.0.1:1"], server: surviving)
         #expect(elsewhere.status == 3)
         #expect(elsewhere.stderr.contains("in use by"), "\(elsewhere.stderr)")
+    }
+
+    /// From `tail --json` of a `many` job: every event's seq, and the agent's numbered lines.
+    static func seqsAndManyLines(_ stdout: String) -> (seqs: [Int], lines: [String]) {
+        var seqs: [Int] = []
+        var lines: [String] = []
+        for line in stdout.split(separator: "\n") {
+            guard let event = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any], let seq = event["seq"] as? Int else { continue }
+            seqs.append(seq)
+            if event["type"] as? String == "job:log", let text = event["text"] as? String, text.hasPrefix("line ") { lines.append(text) }
+        }
+        return (seqs, lines)
     }
 
     /// The supervisor's agent.json, once it is written.

@@ -289,9 +289,13 @@ public final class JobManager {
                 ended[job.id] = completed
                 continue
             }
-            let cursor = store.events.eventsFile(job: job.id).flatMap { SpoolCursor.last(inLog: $0) }
-            switch jobRunner.adopt(job: job, cursor: cursor) {
+            let log = store.events.eventsFile(job: job.id)
+            let found = log.flatMap { SpoolCursor.lastWithEnd(inLog: $0) }
+            switch jobRunner.adopt(job: job, cursor: found?.cursor) {
             case .adopted(let process, let stop):
+                // Events after the last cursor are a batch the server died while writing:
+                // they are made again from the spools, so they go (no event twice).
+                if let log, let found { Self.cut(log, after: found.end) }
                 adoptions[job.id] = process
                 if stop { stopRequested.insert(job.id) }
             case .otherBoot: otherBoot.insert(job.id)
@@ -348,6 +352,12 @@ public final class JobManager {
         return interrupted
     }
 
+    private static func cut(_ log: String, after end: Int) {
+        var info = stat()
+        guard stat(log, &info) == 0, Int(info.st_size) > end else { return }
+        truncate(log, off_t(end))
+    }
+
     /// Jobs taken up again at the last `recover`, with how long they had no server.
     public private(set) var adopted: [(id: String, unattendedMilliseconds: Int)] = []
 
@@ -383,6 +393,7 @@ public final class JobManager {
         let process = runner.process
         process.onStdout = { [unowned self] bytes in self.stdout(id, bytes) }
         process.onStderr = { [unowned self] bytes in self.stderr(id, bytes) }
+        process.onNotice = { [unowned self] text in self.emit(id, .log(LogLine(.system, .info, text))) }
         process.onExit = { [unowned self] status in self.processExited(id, status) }
         do {
             try process.start()
@@ -630,6 +641,7 @@ public final class JobManager {
 
     private func processExited(_ id: String, _ status: ExitStatus) {
         guard let runner = running[id] else { return }
+        FailPoint.reach(.agentExited)
         runner.exitStatus = status
         if let timer = runner.stderrTimer { loop.cancel(timer) }
         runner.stderrTimer = nil
@@ -679,7 +691,25 @@ public final class JobManager {
             case .failed(let message): update(id) { $0.hookError = message }
             }
         }
-        // Hook (c): the operator's command.
+        // Hook (c): the operator's command, exactly once per job (HookOutbox): a job taken up
+        // after a restart does not run it again.
+        let jobDirectory = store.jobDirectory(id)
+        if configuration.onComplete != nil {
+            switch HookOutbox.read(jobDirectory: jobDirectory) {
+            case .notRun:
+                break
+            case .done(let outcome):
+                recordHookOutcome(id, outcome)
+                return carryOut(runner.lifecycle.handle(.finalized), id, runner)
+            case .started:
+                update(id) { $0.hookError = "the server stopped while the completion hook ran; it is not run a second time" }
+                return carryOut(runner.lifecycle.handle(.finalized), id, runner)
+            }
+            guard HookOutbox.markStarted(jobDirectory: jobDirectory) else {
+                update(id) { $0.hookError = "the completion hook did not run: its record (hook.json) could not be written" }
+                return carryOut(runner.lifecycle.handle(.finalized), id, runner)
+            }
+        }
         if let hookConfiguration = configuration.onComplete {
             let hook = ExternalHook(loop: loop)
             runner.hook = hook
@@ -691,14 +721,25 @@ public final class JobManager {
             preview.endedAt = WallClock.milliseconds()
             hook.run(hookConfiguration, input: JSONWriter.serialize(preview.json), environment: environment) {
                 [unowned self] result in
+                let outcome: HookOutbox.Outcome
                 switch result {
-                case .success(let value): self.update(id) { $0.result = ($0.result ?? .object([])).setting("hook", to: value) }
-                case .failure(let failure): self.update(id) { $0.hookError = failure.message }
+                case .success(let value): outcome = .value(value)
+                case .failure(let failure): outcome = .failed(failure.message)
                 }
+                HookOutbox.markDone(outcome, jobDirectory: jobDirectory)
+                FailPoint.reach(.hookRecorded)
+                self.recordHookOutcome(id, outcome)
                 self.carryOut(runner.lifecycle.handle(.finalized), id, runner)
             }
         } else {
             carryOut(runner.lifecycle.handle(.finalized), id, runner)
+        }
+    }
+
+    private func recordHookOutcome(_ id: String, _ outcome: HookOutbox.Outcome) {
+        switch outcome {
+        case .value(let value): update(id) { $0.result = ($0.result ?? .object([])).setting("hook", to: value) }
+        case .failed(let message): update(id) { $0.hookError = message }
         }
     }
 
@@ -838,9 +879,12 @@ public final class JobManager {
             var bytes = events
             // A supervised job's spool cursor goes in the same append as the events made
             // from the bytes before it.
-            if let cursor = spoolCursors.removeValue(forKey: id) { bytes += cursor.line }
+            let cursor = spoolCursors.removeValue(forKey: id)
+            if let cursor { bytes += cursor.line }
+            if cursor != nil, FailPoint.isArmed(.eventsTorn), let log = store.events.eventsFile(job: id) { FailPoint.tear(log, bytes) }
             do {
                 storedSeqs[id] = try store.events.append(job: id, lines: bytes)
+                if cursor != nil { FailPoint.reach(.eventsAppended) }
                 if let job = jobsByID[id], job.status.isFinished, pendingLogBytes[id] == nil { store.events.close(job: id) }
             } catch {
                 keepUnstored(id, bytes)

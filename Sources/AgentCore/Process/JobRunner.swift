@@ -9,6 +9,9 @@ public protocol AgentProcess: AnyObject {
     var onStderr: ((UnsafeRawBufferPointer) -> Void)? { get set }
     /// Called once, on the loop, when the agent and its output are done.
     var onExit: ((ExitStatus) -> Void)? { get set }
+    /// What the runner itself has to say about the job ("its supervisor ended unexpectedly"),
+    /// kept apart from the agent's stderr: it is not in the agent's output (or its spools).
+    var onNotice: ((String) -> Void)? { get set }
     /// Lets it run (output and exit are watched from here on).
     func start() throws(SystemError)
     /// SIGTERM to its group, SIGKILL to what is left after the grace period.

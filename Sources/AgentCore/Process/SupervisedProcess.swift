@@ -46,6 +46,8 @@ public final class SupervisedProcess {
     public var onStderr: ((UnsafeRawBufferPointer) -> Void)?
     /// Called once, after the leader was reaped and both output pipes closed.
     public var onExit: ((ExitStatus) -> Void)?
+    /// Never called: a child of this server has nothing to say beyond its output.
+    public var onNotice: ((String) -> Void)?
 
     private let loop: EventLoop
     private let container: JobContainer?

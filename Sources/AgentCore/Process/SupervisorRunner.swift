@@ -84,6 +84,7 @@ public final class SupervisedAgent: AgentProcess {
     public var onStdout: ((UnsafeRawBufferPointer) -> Void)?
     public var onStderr: ((UnsafeRawBufferPointer) -> Void)?
     public var onExit: ((ExitStatus) -> Void)?
+    public var onNotice: ((String) -> Void)?
 
     public let directory: String
     private let loop: EventLoop
@@ -166,8 +167,12 @@ public final class SupervisedAgent: AgentProcess {
     public func start() throws(SystemError) {
         if let child {
             // The supervisor's own words (it says why it could not start the agent) go with stderr.
-            child.onStdout = { [unowned self] in self.onStderr?($0) }
-            child.onStderr = { [unowned self] in self.onStderr?($0) }
+            // (Not in the spools, so not counted in their cursor.)
+            let relay: (UnsafeRawBufferPointer) -> Void = { [unowned self] bytes in
+                for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") { self.say(String(line)) }
+            }
+            child.onStdout = relay
+            child.onStderr = relay
             child.onExit = { [unowned self] status in
                 self.supervisorExit = status
                 self.readSpools()
@@ -242,14 +247,14 @@ public final class SupervisedAgent: AgentProcess {
         if record == nil, !followedLostAgent, let agent = AgentRecord.read(directory + "/agent.json"),
             let watch = LostAgentWatch(agent: agent, loop: loop, onEnd: { [unowned self] status in
                 self.supervisorExit = status ?? .signaled(SIGKILL)
-                if status == nil { self.say("agentgate: the job's supervisor was lost; the agent's exit status is unknown\n") }
+                if status == nil { self.say("the job's supervisor was lost; the agent's exit status is unknown") }
                 self.readSpools()
             })
         {
             followedLostAgent = true
             lostAgent = watch
             self.supervisorExit = nil
-            say("agentgate: the job's supervisor ended unexpectedly; its agent works on and the job follows it\n")
+            say("the job's supervisor ended unexpectedly; its agent works on and the job follows it")
             return
         }
         finished = true
@@ -264,8 +269,7 @@ public final class SupervisedAgent: AgentProcess {
             if orphaned { sayOrphaned() }
             status = .signaled(signal)
         case .some(.spawnFailed(let error)):
-            let line = Array("agentgate: the agent could not be started: \(error)\n".utf8)
-            line.withUnsafeBytes { onStderr?($0) }
+            say("the agent could not be started: \(error)")
             status = .exited(127)
         case .none:
             // Followed to its end (its status from the kernel), or it could not be followed:
@@ -278,16 +282,17 @@ public final class SupervisedAgent: AgentProcess {
         onExit = nil
         onStdout = nil
         onStderr = nil
+        onNotice = nil
         callback?(status)
     }
 
     private func sayOrphaned() {
-        say("agentgate: stopped by its supervisor: no server was attached for longer than --orphan-timeout\n")
+        say("stopped by its supervisor: no server was attached for longer than --orphan-timeout")
     }
 
-    /// A line of agentgate's own in the job's stderr.
+    /// A line of agentgate's own about the job (not in the spools, so not counted in them).
     private func say(_ text: String) {
-        Array(text.utf8).withUnsafeBytes { onStderr?($0) }
+        onNotice?(text)
     }
 
     private func closeWatch() {
@@ -393,11 +398,11 @@ struct AgentRecord: Equatable {
 /// A small JSON file the supervisor wrote (a few hundred bytes; anything larger or not an
 /// object is not one of ours).
 enum SmallJSONFile {
-    static func read(_ path: String) -> JSONValue? {
+    static func read(_ path: String, maxBytes: Int = 4096) -> JSONValue? {
         guard case .opened(let fd) = AgentWrittenFile.open(path) else { return nil }
         defer { close(fd) }
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_size <= 4096 else { return nil }
+        guard fstat(fd, &info) == 0, info.st_size <= maxBytes else { return nil }
         var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
         let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
         guard got == bytes.count, let value = try? JSONParser.parse(bytes), case .object = value else { return nil }

@@ -60,6 +60,12 @@ public struct SpoolCursor: Equatable, Sendable {
     /// `maxScanBytes` (a cursor follows every append of a supervised job, so it is near the
     /// end); nil when there is none.
     public static func last(inLog path: String, maxScanBytes: Int = 16 << 20) -> SpoolCursor? {
+        lastWithEnd(inLog: path, maxScanBytes: maxScanBytes)?.cursor
+    }
+
+    /// The last cursor and the offset just past its line: events after it (a batch the
+    /// server died while writing) are made again from the spools.
+    public static func lastWithEnd(inLog path: String, maxScanBytes: Int = 16 << 20) -> (cursor: SpoolCursor, end: Int)? {
         guard case .opened(let fd) = AgentWrittenFile.open(path) else { return nil }
         defer { close(fd) }
         var info = stat()
@@ -75,12 +81,17 @@ public struct SpoolCursor: Equatable, Sendable {
             guard got == bytes.count else { return nil }
             bytes += carry
             var lineEnd = bytes.count
+            // A line counts only with its newline (a torn last line is not a cursor); the
+            // newline of the line that runs into `carry` is the one that ended `carry`.
+            func terminated(_ lineEnd: Int) -> Bool { lineEnd < bytes.count || end < size }
             while let newline = bytes[..<lineEnd].lastIndex(of: 0x0A) {
-                if let cursor = SpoolCursor(line: bytes[(newline + 1)..<lineEnd]) { return cursor }
+                if terminated(lineEnd), let cursor = SpoolCursor(line: bytes[(newline + 1)..<lineEnd]) {
+                    return (cursor, start + lineEnd + 1)
+                }
                 lineEnd = newline
             }
             // What is left starts a line: the file's first one, or one that began earlier.
-            if start == 0 { return SpoolCursor(line: bytes[..<lineEnd]) }
+            if start == 0 { return terminated(lineEnd) ? SpoolCursor(line: bytes[..<lineEnd]).map { ($0, lineEnd + 1) } : nil }
             carry = Array(bytes[..<lineEnd])
             end = start
         }

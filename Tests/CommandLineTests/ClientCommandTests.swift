@@ -9,6 +9,7 @@ final class ServerProcess {
     let data = TemporaryDirectory("agentgate-client")
     let port: Int
     private var process: ChildProcess?
+    var pid: pid_t? { process?.pid }
 
     /// The fake agents act on the prompt they read from stdin.
     static let script = """
@@ -627,6 +628,33 @@ struct ClientCommandTests {
         #expect(!seqs.isEmpty && seqs == Array(1...seqs.count))
         #expect(lines == (1...20_000).map { "line \($0) of many, written whether or not a server reads it" })
         #expect((try? String(contentsOfFile: hookRuns, encoding: .utf8)) == "run\n")
+    }
+
+    /// The brief's restart storm: the server SIGKILLed 20 times, 200 ms apart, while a job
+    /// writes thousands of lines a second, and its event log's last line torn by a few bytes
+    /// once while it is down. Every line once, seqs contiguous, and the server that stays
+    /// holds no more descriptors than one that never restarted.
+    @Test func aRestartStormLosesAndRepeatsNothing() throws {
+        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
+        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let log = surviving.data.path + "/jobs/\(id)/events.ndjson"
+        for round in 0..<20 {
+            usleep(200_000)
+            surviving.crash()
+            if round == 10, let size = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int) {
+                #expect(truncate(log, off_t(size - 7)) == 0)  // a torn last line
+            }
+            try surviving.start()
+        }
+        let (status, stdout, stderr) = try ClientProcess(["tail", id, "--follow", "--json"], server: surviving).finish()
+        #expect(status == 0, "\(stderr)")
+        let (seqs, lines) = Self.seqsAndManyLines(stdout)
+        #expect(!seqs.isEmpty && seqs == Array(1...seqs.count))
+        #expect(lines == (1...20_000).map { "line \($0) of many, written whether or not a server reads it" })
+        let descriptors = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(try #require(surviving.pid))/fd").count
+        #expect(descriptors < 40, "\(descriptors) descriptors open")
+        #expect(Self.processes(ofJob: id).isEmpty)
     }
 
     /// Completion exactly once: the server crashes right after the hook ran and its outcome was

@@ -82,15 +82,16 @@ def memory_kb(pid, field):
 
 
 class Server:
-    def __init__(self, kind, work):
+    def __init__(self, kind, work, port=None):
         self.kind = kind
-        self.port = free_port()
+        self.port = port or free_port()
         self.work = work
         env = {"PATH": f"{work}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": work, "AGENTGATE_TOKEN": TOKEN, "PORT": str(self.port)}
         if kind.startswith("agentgate"):
-            # agentgate-spooled: each job under its supervisor, its output through spool files
-            # (serve --survive-restarts, issue 14) instead of a pipe.
-            spooled = ["--survive-restarts"] if kind == "agentgate-spooled" else []
+            # agentgate: each job under its supervisor, its output through spool files (serve's
+            # default, issue 14); agentgate-pipes: jobs as the server's children with pipes
+            # (serve --kill-jobs-on-exit), the path before issue 14.
+            spooled = ["--kill-jobs-on-exit"] if kind == "agentgate-pipes" else []
             command = [os.path.join(ROOT, ".build", "release", "agentgate"), "serve", "--port", str(self.port),
                        "--data-dir", os.path.join(work, "data"), "--max-connections", "40000", "--max-connections-per-client", "40000"] + spooled
         else:
@@ -125,6 +126,17 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.stop_surviving_jobs()
+
+    def stop_surviving_jobs(self):
+        """Jobs outlive a stopped server by default: stop them through their supervisors."""
+        jobs = os.path.join(self.work, "data", "jobs")
+        for job in os.listdir(jobs) if os.path.isdir(jobs) else []:
+            try:
+                with open(os.path.join(jobs, job, "agent", "agent.json")) as record:
+                    os.kill(json.load(record)["supervisor"], signal.SIGTERM)
+            except (OSError, ValueError, KeyError):
+                pass
 
 
 def make_workdir(prefix):
@@ -231,7 +243,7 @@ def table(results, servers):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--scenarios", default=",".join(list(SCENARIOS) + ["S7", "S8", "S9"]))
+    parser.add_argument("--scenarios", default=",".join(list(SCENARIOS) + ["S7", "S8", "S9", "S10"]))
     parser.add_argument("--servers", default="agentgate,hummingbird")
     parser.add_argument("--no-build", action="store_true", help="skip the Swift release builds (the C tools are always built)")
     parser.add_argument("--rounds", type=int, default=3,
@@ -241,6 +253,12 @@ def main():
     build(servers, swift=not args.no_build)
     names = args.scenarios.split(",")
     history_names = [name for name in names if name in ("S7", "S8", "S9")]
+    restart_result = None
+    if "S10" in names and "agentgate" in servers:
+        import restart
+        print("== S10 on agentgate", flush=True)
+        restart_result = restart.s10()
+        print(json.dumps(restart_result), flush=True)
     results = {}
     for name in [name for name in names if name in SCENARIOS]:
         runs = {kind: [] for kind in servers}
@@ -266,6 +284,12 @@ def main():
         print()
         print("History at scale (agentgate; the peer has no stored history to replay):")
         print(history.table(history_results))
+    if restart_result:
+        import history
+        import restart
+        print()
+        print("Restart (agentgate; jobs run under their supervisors and outlive the server):")
+        print(history.format_rows([restart.row(restart_result)]))
     stalled = results.get("S5", {}).get("agentgate")
     if stalled and "slow_viewer_pauses" in stalled:
         print(f"S5: agentgate paused live delivery to the viewer that never reads {stalled['slow_viewer_pauses']} time(s); "

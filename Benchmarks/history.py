@@ -289,6 +289,12 @@ def table(results):
         rows.append(["S9 many jobs", f"{r['jobs']:,} finished jobs: page of 100 p50 {r['page_p50_ms']:.2f} ms, p99 {r['page_p99_ms']:.2f} ms; "
                      f"filtered page p50 {r['filtered_p50_ms']:.2f} ms; start {r['startup_s']:.1f} s; RSS {r['rss_mb']:.0f} MB",
                      "page ≤ 10 ms", verdict(r["passed"])])
+    return format_rows(rows[1:])
+
+
+def format_rows(rows):
+    """A markdown table of (scenario, figure, target, result) rows."""
+    rows = [["scenario", "figure", "target", "result"]] + rows
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["| " + " | ".join(cell.ljust(width) for cell, width in zip(rows[0], widths)) + " |",
              "|" + "|".join("-" * (width + 2) for width in widths) + "|"]

@@ -343,6 +343,8 @@ function jobMeta(job) {
   if (exit) parts.push(`exit ${exit}`);
   if (cost(job)) parts.push(cost(job));
   if (job.result?.numTurns) parts.push(`${job.result.numTurns} turn${job.result.numTurns === 1 ? "" : "s"}`);
+  // It worked on while the server restarted; nothing of it was lost.
+  if (job.reattachCount) parts.push(`re-attached after ${job.reattachCount === 1 ? "a server restart" : `${job.reattachCount} server restarts`}`);
   return parts.join(" · ");
 }
 

@@ -6,7 +6,15 @@
 //
 // usage: loadgen --port P --path PATH --token T --conns N [--deflate] [--stall K]
 //                [--idle SECONDS] [--timeout SECONDS] [--ready-file F] [--expect COUNT]
-//                [--since-random MAX]
+//                [--since-random MAX] [--paths-file F] [--reconnect]
+//
+// --paths-file F: viewer i follows the i-th path of F (one per line, taken round), instead
+// of --path for all.
+// --reconnect: a viewer whose connection ends before its job did connects again (every 10 ms
+// until the server is back) and resumes from the last event it got (`&since=N`), as the
+// dashboard and `agentgate tail --follow` do across a server restart. It reports when the
+// last viewer got a frame again, and when the last one was live again (a frame less than
+// 100 ms old), both on CLOCK_MONOTONIC.
 //
 // --since-random MAX: each viewer resumes the job at a random event cursor below MAX
 // (`&since=N` on PATH), as late viewers of a finished job do; it then counts from the first
@@ -28,7 +36,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-enum phase { CONNECTING, HANDSHAKE, OPEN, DONE };
+enum phase { CONNECTING, HANDSHAKE, OPEN, RECONNECTING, DONE };
 
 struct conn {
     int fd;
@@ -46,11 +54,21 @@ struct conn {
     /// The first line's seq (--since-random: the viewer starts mid-job), and its cursor.
     unsigned long long first_seq;
     unsigned long long since;
+    /// --paths-file: this viewer's path.
+    const char *path;
+    /// --reconnect: the last event seq it got, how often it connected again, when it was
+    /// cut off, when it got a frame again and when one less than 100 ms old.
+    unsigned long long event_seq;
+    int reconnects;
+    unsigned long long down_ns, back_ns, live_ns, retry_ns;
 };
 
 static int port, conns_wanted, stall_count, want_deflate, idle_seconds, timeout_seconds = 120;
 static const char *path = "/ws", *token = "", *ready_file;
 static unsigned long long expect_count, since_random_max;
+static int want_reconnect;
+static char **paths;
+static int path_count;
 static struct conn *conns;
 static int epfd;
 static uint32_t *latencies;
@@ -136,11 +154,18 @@ static unsigned long long number_after(const unsigned char *data, size_t length,
 
 /// When the bytes being parsed were received (one clock read per recv, not per frame).
 static unsigned long long received_ns;
+static void drop(struct conn *c);
 
 static void on_message(struct conn *c, const unsigned char *data, size_t length) {
     unsigned long long now = received_ns;
     int has_time, has_seq = 0;
     size_t position = 0;
+    if (want_reconnect) {
+        int has_event_seq;
+        size_t at = 0;
+        unsigned long long event_seq = number_after(data, length < 200 ? length : 200, "\"seq\":", 6, &at, &has_event_seq);
+        if (has_event_seq) c->event_seq = event_seq;
+    }
     unsigned long long stamp = number_after(data, length, "T=", 2, &position, &has_time);
     unsigned long long seq = has_time ? number_after(data, length, "seq=", 4, &position, &has_seq) : 0;
     if (has_time && has_seq) {
@@ -153,6 +178,8 @@ static void on_message(struct conn *c, const unsigned char *data, size_t length)
             latencies = realloc(latencies, latency_cap * sizeof *latencies);
         }
         unsigned long long micros = now > stamp ? (now - stamp) / 1000 : 0;
+        if (c->reconnects && !c->back_ns) c->back_ns = now;
+        if (c->reconnects && !c->live_ns && micros < 100000) c->live_ns = now;
         latencies[latency_len++] = micros > 0xffffffffull ? 0xffffffffu : (uint32_t)micros;
         if (!c->first_seq) {
             c->first_seq = seq;
@@ -205,7 +232,8 @@ static void parse_frames(struct conn *c) {
         if (c->in_len - offset < header + length) break;
         unsigned char *payload = p + header;
         if (opcode == 8) {
-            finish(c);
+            if (want_reconnect) drop(c);
+            else finish(c);
             return;
         } else if (opcode == 9) {
             send_control(c, 10, payload, (size_t)length);
@@ -234,8 +262,8 @@ static void parse_frames(struct conn *c) {
 
 static void start_handshake(struct conn *c) {
     char request[2048], target[1024];
-    if (since_random_max) snprintf(target, sizeof target, "%s&since=%llu", path, c->since);
-    else snprintf(target, sizeof target, "%s", path);
+    if (since_random_max || c->reconnects) snprintf(target, sizeof target, "%s&since=%llu", c->path, c->since);
+    else snprintf(target, sizeof target, "%s", c->path);
     int length = snprintf(request, sizeof request,
         "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -245,12 +273,59 @@ static void start_handshake(struct conn *c) {
     c->phase = HANDSHAKE;
 }
 
+/// --reconnect: the connection ended before the job did; connect again soon.
+static void drop(struct conn *c) {
+    epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    if (c->deflate) inflateEnd(&c->inflater);
+    c->deflate = 0;
+    c->in_len = 0;
+    c->message_len = 0;
+    c->phase = RECONNECTING;
+    if (!c->down_ns) c->down_ns = now_ns();
+    c->retry_ns = now_ns();
+}
+
+static struct sockaddr_in server_address;
+
+/// Connects the viewers waiting to reconnect (a refused connect tries again 10 ms later);
+/// how many still wait.
+static int retry_reconnects(void) {
+    int waiting = 0;
+    unsigned long long now = now_ns();
+    for (int i = 0; i < conns_wanted; i++) {
+        struct conn *c = &conns[i];
+        if (c->phase != RECONNECTING) continue;
+        if (now < c->retry_ns) { waiting++; continue; }
+        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&server_address, sizeof server_address) != 0) {
+            if (c->fd >= 0) close(c->fd);
+            c->fd = -1;
+            c->retry_ns = now + 10000000ull;
+            waiting++;
+            continue;
+        }
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+        struct epoll_event event = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
+        epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &event);
+        c->since = c->event_seq;
+        c->reconnects++;
+        c->back_ns = c->live_ns = 0;
+        start_handshake(c);
+    }
+    return waiting;
+}
+
 static void on_readable(struct conn *c) {
     for (;;) {
         grow(&c->in, &c->in_cap, c->in_len + 65536);
         ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         if (n <= 0) {
+            if (want_reconnect) { drop(c); return; }
             if (c->phase != OPEN) failed++;
             finish(c);
             return;
@@ -261,6 +336,7 @@ static void on_readable(struct conn *c) {
             unsigned char *end = memmem(c->in, c->in_len, "\r\n\r\n", 4);
             if (!end) continue;
             if (c->in_len < 12 || memcmp(c->in + 9, "101", 3) != 0) {
+                if (want_reconnect && c->reconnects) { drop(c); return; }  // not ready yet: again
                 failed++;
                 finish(c);
                 return;
@@ -314,6 +390,18 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ready-file")) ready_file = argv[++i];
         else if (!strcmp(argv[i], "--expect")) expect_count = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--since-random")) since_random_max = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--reconnect")) want_reconnect = 1;
+        else if (!strcmp(argv[i], "--paths-file")) {
+            FILE *file = fopen(argv[++i], "r");
+            char line[1024];
+            while (file && fgets(line, sizeof line, file)) {
+                line[strcspn(line, "\n")] = 0;
+                if (!line[0]) continue;
+                paths = realloc(paths, (size_t)(path_count + 1) * sizeof *paths);
+                paths[path_count++] = strdup(line);
+            }
+            if (file) fclose(file);
+        }
     }
     struct rlimit limit;
     getrlimit(RLIMIT_NOFILE, &limit);
@@ -326,6 +414,7 @@ int main(int argc, char **argv) {
     address.sin_family = AF_INET;
     address.sin_port = htons((uint16_t)port);
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    server_address = address;
 
     // Connect in waves, so the server's accept backlog never overflows.
     int opened = 0;
@@ -338,6 +427,7 @@ int main(int argc, char **argv) {
             struct conn *c = &conns[opened];
             c->stalled = opened < stall_count;
             c->next_seq = 1;
+            c->path = path_count ? paths[opened % path_count] : path;
             if (since_random_max) c->since = ((unsigned long long)random() << 31 ^ (unsigned long long)random()) % since_random_max;
             c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
             if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&address, sizeof address) != 0) {
@@ -377,7 +467,8 @@ int main(int argc, char **argv) {
             for (int i = stall_count; i < conns_wanted; i++) active_done += conns[i].phase == DONE;
             if (active_done >= wanted_done) break;
         }
-        int count = epoll_wait(epfd, events, 1024, 50);
+        int waiting = want_reconnect ? retry_reconnects() : 0;
+        int count = epoll_wait(epfd, events, 1024, waiting ? 2 : 50);
         for (int i = 0; i < count; i++) on_readable(&conns[events[i].data.u32]);
     }
     int complete = 0;
@@ -395,6 +486,18 @@ int main(int argc, char **argv) {
     double cpu = (double)usage.ru_utime.tv_sec + usage.ru_utime.tv_usec / 1e6 + (double)usage.ru_stime.tv_sec + usage.ru_stime.tv_usec / 1e6;
     int deflated = 0;
     for (int i = 0; i < conns_wanted; i++) deflated += conns[i].deflate;
+    unsigned long long down_first = 0, back_last = 0, live_last = 0;
+    int reconnects = 0, viewers_back = 0, viewers_live = 0;
+    for (int i = 0; i < conns_wanted; i++) {
+        struct conn *c = &conns[i];
+        reconnects += c->reconnects;
+        if (c->down_ns && (!down_first || c->down_ns < down_first)) down_first = c->down_ns;
+        if (c->back_ns) { viewers_back++; if (c->back_ns > back_last) back_last = c->back_ns; }
+        if (c->live_ns) { viewers_live++; if (c->live_ns > live_last) live_last = c->live_ns; }
+    }
+    if (want_reconnect)
+        printf("{\"reconnects\":%d,\"viewers_back\":%d,\"viewers_live\":%d,\"down_first_ns\":%llu,\"back_last_ns\":%llu,\"live_last_ns\":%llu}\n",
+               reconnects, viewers_back, viewers_live, down_first, back_last, live_last);
     printf("{\"conns\":%d,\"frames\":%llu,\"seconds\":%.3f,\"frames_per_second\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"max_us\":%u,"
            "\"gaps\":%llu,\"dups\":%llu,\"failed\":%llu,\"complete_viewers\":%d,\"deflate_viewers\":%d,\"loadgen_cpu_s\":%.3f}\n",
         conns_wanted, frames_total, seconds, seconds > 0 ? (double)frames_total / seconds : 0, p50, p99, max, gaps, dups, failed,

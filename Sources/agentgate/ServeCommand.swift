@@ -58,10 +58,13 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Keep at most this many finished jobs (the newest); older ones are deleted at start and as jobs end.")
     var retainJobs: Int?
 
-    @Flag(help: "Run each job under its own supervisor (agentgate shim), its output in files: jobs keep running when this server stops or crashes, and the next serve on the data dir takes them up again with no event lost (jobs are then contained by process group and subreaper, not cgroups).")
-    var surviveRestarts = false
+    @Flag(help: "Stop every job when this server stops (SIGTERM/SIGINT), as a child of the server with pipes. By default each job runs under its own supervisor (agentgate shim) with its output in files: it keeps running when the server stops or crashes, and the next serve on the data dir re-attaches it with no event lost.")
+    var killJobsOnExit = false
 
-    @Option(help: "With --survive-restarts: seconds a job may work on with no server attached before its supervisor stops it (0: never).")
+    /// Jobs outlive this server (the default): see `--kill-jobs-on-exit`.
+    var surviveRestarts: Bool { !killJobsOnExit }
+
+    @Option(help: "Seconds a job may work on with no server attached before its supervisor stops it (0: never).")
     var orphanTimeout: Double = 1_800
 
     @OptionGroup var engine: EngineOptions
@@ -228,8 +231,8 @@ struct ServeCommand: ParsableCommand {
         managerConfiguration.serverURL = serverURL
         manager.configuration = managerConfiguration
 
-        // SIGINT/SIGTERM: stop the jobs (they would be orphaned otherwise), then exit; with
-        // --survive-restarts they work on under their supervisors for the next server.
+        // SIGINT/SIGTERM means "restart": jobs work on under their supervisors for the next
+        // server; with --kill-jobs-on-exit they are stopped first (they would be orphaned).
         var signalSet = sigset_t()
         sigemptyset(&signalSet)
         sigaddset(&signalSet, SIGINT)
@@ -252,8 +255,13 @@ struct ServeCommand: ParsableCommand {
             banner += "jobs may run in: \(roots.joined(separator: ", ")) (--workspace adds more)\n"
         }
         // How a job's stray processes are kept from outliving it (README "What a job does").
-        banner += manager.containment.mode == .cgroup
-            ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
+        if surviveRestarts {
+            banner += "jobs run under a supervisor each (a subreaper): they outlive this server's restart (--kill-jobs-on-exit stops them with it)\n"
+        } else {
+            banner += manager.containment.mode == .cgroup
+                ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
+        }
+        if !manager.adopted.isEmpty { banner += "re-attached \(manager.adopted.count) job(s) that ran on while no server did\n" }
         FileHandle.standardOutput.write(Data(banner.utf8))
         log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.jobRunner.containmentDescription) containment")
         if webRoot == nil { log.logger.warning("the dashboard's files were not found (--web-root, or README \"Installing on PATH\")") }
@@ -263,7 +271,8 @@ struct ServeCommand: ParsableCommand {
         }
         loop.run()
         if surviveRestarts {
-            log.logger.info("stopping: \(manager.runningCount) running job(s) work on under their supervisors; the next serve takes them up")
+            log.logger.notice(
+                "stopping: \(manager.runningCount) running job(s) keep working under their supervisors; the next `agentgate serve` on \(dataDirectory) re-attaches them (--kill-jobs-on-exit stops them instead)")
             manager.flushLogs()
             OperatorLog.stderr.drain()
             // Exit here: letting the engine go would stop the processes it watches.
@@ -277,7 +286,7 @@ struct ServeCommand: ParsableCommand {
     }
 }
 
-/// The file a server touches while it runs (`--survive-restarts`): each job's supervisor
+/// The file a server touches while it runs (unless `--kill-jobs-on-exit`): each job's supervisor
 /// reads its age to know whether any server is attached (`--orphan-timeout`).
 enum Heartbeat {
     static func touch(_ path: String) {

@@ -37,10 +37,14 @@ final class ServerProcess {
     /// `AGENTGATE_FAIL_POINT` for the next start: the server crashes itself there.
     var failPoint: String?
 
-    init(extra: [String] = []) throws {
+    /// Jobs outlive the server (serve's default); otherwise `--kill-jobs-on-exit`.
+    let surviving: Bool
+
+    init(surviving: Bool = false, extra: [String] = []) throws {
         let probe = try TCPProbe.freePort()
         port = probe
-        self.extra = extra
+        self.surviving = surviving
+        self.extra = (surviving ? [] : ["--kill-jobs-on-exit"]) + extra
         try start()
     }
 
@@ -90,9 +94,18 @@ final class ServerProcess {
     }
 
     deinit {
-        // Stop the server and whatever jobs it left (their groups are their own sessions).
+        // Stop the server and whatever jobs it left (their groups are their own sessions);
+        // jobs that outlive it are stopped through their supervisors.
         process?.signal(SIGTERM)
         process?.wait()
+        guard surviving else { return }
+        for job in (try? FileManager.default.contentsOfDirectory(atPath: data.path + "/jobs")) ?? [] {
+            let record = data.path + "/jobs/\(job)/agent/agent.json"
+            guard let bytes = FileManager.default.contents(atPath: record),
+                let agent = (try? JSONSerialization.jsonObject(with: bytes)) as? [String: Any]
+            else { continue }
+            if let supervisor = agent["supervisor"] as? Int32, ClientCommandTests.alive(supervisor) { kill(supervisor, SIGTERM) }
+        }
     }
 }
 
@@ -418,18 +431,25 @@ struct ClientCommandTests {
         #expect(history.stdout == stdout)
     }
 
-    /// With --survive-restarts a job outlives its server: killed three times (SIGKILL) and
+    /// A job outlives its server (serve's default): killed three times (SIGKILL) and
     /// stopped once (SIGTERM) while the job runs, each new server takes the job up again;
     /// `tail --follow` sees every step once, in order, and the job ends as its agent did,
     /// not `interrupted`.
     @Test func aJobOutlivesThreeServerCrashesAndAStopWithNoLineLostOrRepeated() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         let tail = try ClientProcess(["tail", id, "--follow"], server: surviving)
         for round in 0..<4 {
             usleep(600_000)
-            if round == 3 { surviving.stop() } else { surviving.crash() }
+            if round == 3 {
+                surviving.stop()
+                // The stop said that the job works on and who takes it up.
+                let said = surviving.data.read("serve.err") ?? ""
+                #expect(said.contains("1 running job(s) keep working under their supervisors"), "\(said)")
+            } else {
+                surviving.crash()
+            }
             usleep(300_000)
             try surviving.start()
         }
@@ -448,7 +468,7 @@ struct ClientCommandTests {
     /// A job that ends while no server runs ends as its agent did when the next one starts:
     /// its output read from the spools, its status from the supervisor's exit record.
     @Test func aJobThatEndsWhileNoServerRunsIsFinishedByTheNextOne() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         usleep(500_000)
@@ -465,7 +485,7 @@ struct ClientCommandTests {
     /// time down for a second (more than 64 KiB of output written meanwhile): every line
     /// exactly once, in order, with contiguous seqs, and the agent never held up.
     @Test func aLongJobOutlivesThreeCrashesEachLongerThanAPipeBuffer() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         let spool = surviving.data.path + "/jobs/\(id)/agent/stdout"
@@ -489,7 +509,7 @@ struct ClientCommandTests {
     /// A job taken up by a new server is killed like any other: `agentgate kill` reaches its
     /// agent through the supervisor the server did not start, and nothing of it is left.
     @Test func aJobTakenUpAfterACrashIsKilledWholly() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         let agentFile = surviving.data.path + "/jobs/\(id)/agent/agent.json"
@@ -514,9 +534,9 @@ struct ClientCommandTests {
     }
 
     /// An SSE viewer resumes across each restart with `Last-Event-ID`, as browsers do: with
-    /// --survive-restarts every event of the job arrives once, in seq order, to its end.
+    /// jobs that outlive the server every event of the job arrives once, in seq order, to its end.
     @Test func anSSEViewerResumesAcrossRestartsWithNoEventLostOrRepeated() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         let follower = SSEFollower(port: surviving.port, token: surviving.token, job: id)
@@ -539,7 +559,7 @@ struct ClientCommandTests {
     /// --orphan-timeout: a job left with no server for longer is stopped by its supervisor,
     /// and the next server ends it saying why.
     @Test func aJobLeftWithNoServerPastTheOrphanTimeoutIsStopped() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts", "--orphan-timeout", "1"])
+        let surviving = try ServerProcess(surviving: true, extra: ["--orphan-timeout", "1"])
         let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         usleep(1_500_000)  // longer than the timeout, with the server attached: still running
@@ -558,7 +578,7 @@ struct ClientCommandTests {
     /// server attached and once while no server runs. The agent works on, every step arrives
     /// once, and the job ends as the agent did (its status from the kernel, not a record).
     @Test(arguments: [false, true]) func aJobWhoseSupervisorIsKilledIsFollowedToItsEnd(serverDown: Bool) throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         let record = try Self.agentRecord(surviving, id)
@@ -588,7 +608,7 @@ struct ClientCommandTests {
     /// An agent that leaves a `setsid` process behind and exits while no server runs: its
     /// supervisor ends the stray too, so nothing of the job outlives it.
     @Test func anAgentThatExitsWhileNoServerRunsLeavesNoProcessBehind() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "stray", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         _ = try Self.agentRecord(surviving, id)
@@ -612,7 +632,7 @@ struct ClientCommandTests {
     func aCrashInsideIngestionLosesAndRepeatsNothing(failPoint: String) throws {
         let hookDirectory = TemporaryDirectory("agentgate-hook")
         let hookRuns = hookDirectory.file("runs")
-        let surviving = try ServerProcess(extra: ["--survive-restarts", "--on-complete", "echo run >> '\(hookRuns)'; echo '{}'"])
+        let surviving = try ServerProcess(surviving: true, extra: ["--on-complete", "echo run >> '\(hookRuns)'; echo '{}'"])
         let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         usleep(700_000)
@@ -635,7 +655,7 @@ struct ClientCommandTests {
     /// once while it is down. Every line once, seqs contiguous, and the server that stays
     /// holds no more descriptors than one that never restarted.
     @Test func aRestartStormLosesAndRepeatsNothing() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         let log = surviving.data.path + "/jobs/\(id)/events.ndjson"
@@ -663,7 +683,7 @@ struct ClientCommandTests {
     @Test func theCompletionHookRunsOnceThoughTheServerDiesAfterIt() throws {
         let hookDirectory = TemporaryDirectory("agentgate-hook")
         let hookRuns = hookDirectory.file("runs")
-        let surviving = try ServerProcess(extra: ["--survive-restarts", "--on-complete", "echo run >> '\(hookRuns)'; echo '{\"verdict\":\"ok\"}'"])
+        let surviving = try ServerProcess(surviving: true, extra: ["--on-complete", "echo run >> '\(hookRuns)'; echo '{\"verdict\":\"ok\"}'"])
         surviving.failPoint = "hook-recorded"
         surviving.crash()
         try surviving.start()
@@ -682,7 +702,7 @@ struct ClientCommandTests {
     /// `agentgate kill` while no server runs: the supervisor stops the job's whole group, and
     /// the next server records it `killed` (on request), not failed or interrupted.
     @Test func aJobIsKilledWhileNoServerRuns() throws {
-        let surviving = try ServerProcess(extra: ["--survive-restarts"])
+        let surviving = try ServerProcess(surviving: true)
         let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
         let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
         let record = try Self.agentRecord(surviving, id)

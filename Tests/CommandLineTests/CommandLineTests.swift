@@ -439,8 +439,8 @@ struct ServeCommandTests {
         #expect(outcome.stderr.contains("--log-level loud: one of trace, debug, info, notice, warning, error, critical"))
     }
 
-    @Test func serveAnswersWithTheTokenAndStopsItsJobsOnSIGTERM() throws {
-        let server = try ServedGateway()
+    @Test func serveAnswersWithTheTokenAndWithKillJobsOnExitStopsItsJobsOnSIGTERM() throws {
+        let server = try ServedGateway(["--kill-jobs-on-exit"])
         let (data, process, url) = (server.data, server.process, server.url)
         #expect(try server.call("GET", "/healthz", auth: false).hasPrefix("HTTP/1.1 200 OK"))
         #expect(try server.call("GET", "/api/agents/jobs", auth: false).hasPrefix("HTTP/1.1 401 "))
@@ -537,6 +537,8 @@ final class ServedGateway {
     }
 
     deinit {
+        // Jobs outlive the server (serve's default): end them first.
+        _ = try? call("DELETE", "/api/agents/jobs")
         process.signal(SIGKILL)
         process.wait()
     }

@@ -182,6 +182,11 @@ class Serve:
         return self.api("POST", "/api/agents/jobs", {"provider": "claude", "prompt": "Do the task.", "cwd": cwd, **fields})["job"]["id"]
 
     def close(self):
+        # Jobs outlive a stopped server (serve's default): end them first.
+        try:
+            self.api("DELETE", "/api/agents/jobs")
+        except OSError:
+            pass
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=15)

@@ -91,6 +91,12 @@ class Server:
             self.process.stdout.close()
 
     def cleanup(self):
+        # Jobs outlive a stopped server (serve's default): end them first.
+        if self.process and self.process.poll() is None:
+            try:
+                self.request("DELETE", "/api/agents/jobs")
+            except OSError:
+                pass
         self.stop()
         shutil.rmtree(self.temp, ignore_errors=True)
 

@@ -231,6 +231,15 @@ class Server:
                 self.process.wait(timeout=5)
 
     def cleanup(self):
+        # Jobs outlive a stopped server (serve's default): end them first.
+        if self.process and self.process.poll() is None and self.port:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                connection.request("DELETE", "/api/agents/jobs", headers={"Authorization": f"Bearer {self.token or TOKEN}"})
+                connection.getresponse().read()
+                connection.close()
+            except (OSError, http.client.HTTPException):
+                pass
         self.stop()
         shutil.rmtree(self.temp, ignore_errors=True)
 

@@ -29,6 +29,10 @@ public struct Job: Sendable, Equatable {
     public var hookError: String?
     /// Seq of the job's last event.
     public var lastSeq: Int
+    /// How many times a new server took the job up again after the last one stopped or
+    /// crashed while it ran (its agent worked on under its supervisor), and when it last did.
+    public var reattachCount = 0
+    public var reattachedAt: Int?
     /// A finished job as the server keeps it in memory: prompt and result cut down to what
     /// the job list shows; the whole job is in the store (`JobManager.details(of:)`).
     /// Not serialized.
@@ -92,6 +96,8 @@ public struct Job: Sendable, Equatable {
         members.append(.init("sessionId", text(sessionId)))
         members.append(.init("hookError", text(hookError)))
         members.append(.init("lastSeq", .int(lastSeq)))
+        members.append(.init("reattachCount", .int(reattachCount)))
+        members.append(.init("reattachedAt", reattachedAt.map(JSONValue.int) ?? .null))
         return .object(members)
     }
 
@@ -119,6 +125,8 @@ public struct Job: Sendable, Equatable {
         sessionId = json["sessionId"]?.stringValue
         hookError = json["hookError"]?.stringValue
         lastSeq = json["lastSeq"]?.intValue ?? 0
+        reattachCount = json["reattachCount"]?.intValue ?? 0
+        reattachedAt = json["reattachedAt"]?.intValue
     }
 }
 

@@ -368,6 +368,8 @@ public final class JobManager {
         job.lastSeq = store.lastSeq(for: job.id)
         version += job.lastSeq
         job.status = .running
+        job.reattachCount += 1
+        job.reattachedAt = WallClock.milliseconds()
         jobsByID[job.id] = job
         order.append(job.id)
         storedSeqs[job.id] = job.lastSeq
@@ -381,6 +383,7 @@ public final class JobManager {
         running[job.id] = runner
         let id = job.id
         watch(id, runner)
+        persist(id)
         let lastEvent = store.events.eventsFile(job: id).flatMap { path -> Int? in
             var info = stat()
             return stat(path, &info) == 0 ? Int(info.st_mtim.tv_sec) * 1_000 + Int(info.st_mtim.tv_nsec) / 1_000_000 : nil

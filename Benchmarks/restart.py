@@ -1,0 +1,105 @@
+"""Restart survival (issue 14): scenario S10, agentgate only.
+
+  S10  100 jobs each writing 1,000 lines a second, one WebSocket viewer on each; the server
+       is restarted (SIGTERM, then a new `agentgate serve` on the same data dir and port).
+       Reported: the time from the SIGTERM until the new server listens with every job
+       re-attached (it re-attaches before it listens), until every viewer got a frame again,
+       and until every viewer was live again (a frame less than 100 ms old); gaps and
+       duplicates over every viewer's whole run. Target: everything under 1 s, 0 gaps,
+       0 duplicates, every viewer complete.
+
+The viewers reconnect as the dashboard and `agentgate tail --follow` do: every 10 ms until
+the server is back, then from the last event they got (`&since=N`).
+"""
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import time
+
+import bench
+
+JOBS = 100
+RATE = 1_000
+SECONDS = 10
+RESTART_AFTER = 4
+
+
+def banner_reattached(server, timeout=10):
+    """How many jobs the new server's banner says it re-attached (0 if it says none)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([server.process.stdout], [], [], 0.2)
+        if not ready:
+            continue
+        line = server.process.stdout.readline()
+        found = re.search(r"re-attached (\d+) job", line)
+        if found:
+            return int(found.group(1))
+        if line.startswith("jobs run under") or not line:
+            # The banner's last lines: re-attached comes right after this one, if at all.
+            continue
+    return 0
+
+
+def s10():
+    work = bench.make_workdir("agentgate-bench-s10-")
+    server = bench.Server("agentgate", work)
+    successor = None
+    try:
+        go = os.path.join(work, "go")
+        lines = RATE * SECONDS
+        jobs = [server.launch(f"{lines} {RATE} {go} 40") for _ in range(JOBS)]
+        paths = os.path.join(work, "paths")
+        with open(paths, "w") as file:
+            file.write("".join(server.path(job) + "\n" for job in jobs))
+        ready = os.path.join(work, "ready")
+        loadgen = subprocess.Popen(
+            [os.path.join(bench.TOOLS, "loadgen"), "--port", str(server.port), "--token", bench.TOKEN, "--conns", str(JOBS),
+             "--paths-file", paths, "--expect", str(lines), "--reconnect", "--ready-file", ready, "--timeout", "120"],
+            stdout=subprocess.PIPE, text=True, preexec_fn=bench.raise_fd_limit)
+        while not os.path.exists(ready) and loadgen.poll() is None:
+            time.sleep(0.02)
+        open(go, "w").close()
+        time.sleep(RESTART_AFTER)
+        # CLOCK_MONOTONIC, as the load generator's stamps.
+        stopped_at = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=30)
+        down_at = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        successor = bench.Server("agentgate", work, port=server.port)
+        listening_at = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        reattached = banner_reattached(successor)
+        output = loadgen.communicate(timeout=180)[0].splitlines()
+        reconnect, result = json.loads(output[0]), json.loads(output[1])
+        result.update(
+            jobs=JOBS, rate=RATE, lines=lines, reattached=reattached,
+            stop_s=(down_at - stopped_at) / 1e9,
+            reattach_s=(listening_at - stopped_at) / 1e9,
+            back_s=(reconnect["back_last_ns"] - stopped_at) / 1e9 if reconnect["back_last_ns"] else None,
+            live_s=(reconnect["live_last_ns"] - stopped_at) / 1e9 if reconnect["live_last_ns"] else None,
+            viewers_back=reconnect["viewers_back"], viewers_live=reconnect["viewers_live"], reconnects=reconnect["reconnects"])
+        result["passed"] = (reattached == JOBS and result["live_s"] is not None and result["live_s"] < 1 and result["reattach_s"] < 1
+                            and result["viewers_live"] == JOBS and result["gaps"] == 0 and result["dups"] == 0
+                            and result["complete_viewers"] == JOBS)
+        return result
+    finally:
+        for running in (successor, server):
+            if running and running.process.poll() is None:
+                running.stop()
+        server.stop_surviving_jobs()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def row(r):
+    figure = (f"{r['jobs']} jobs × {r['rate']:,} lines/s, a viewer each, restarted after {RESTART_AFTER} s: "
+              f"old server gone in {r['stop_s']:.2f} s; new one listening with {r['reattached']}/{r['jobs']} re-attached "
+              f"{r['reattach_s']:.2f} s after the SIGTERM; every viewer getting frames again at "
+              f"{r['back_s'] if r['back_s'] is not None else float('nan'):.2f} s, live again (a frame < 100 ms old) at "
+              f"{r['live_s'] if r['live_s'] is not None else float('nan'):.2f} s; "
+              f"complete {r['complete_viewers']}/{r['jobs']}, gaps {r['gaps']}, dups {r['dups']}, p99 over the run {r['p99_us'] / 1000:.0f} ms")
+    return ["S10 restart", figure, "all re-attached and live < 1 s, 0 gaps, 0 dups", "PASS" if r["passed"] else "MISS"]

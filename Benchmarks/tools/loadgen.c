@@ -289,6 +289,23 @@ static void drop(struct conn *c) {
 
 static struct sockaddr_in server_address;
 
+/// A non-blocking, TCP_NODELAY connection for viewer `index`, watched by epoll; -1 when the
+/// server refused it.
+static int connect_viewer(struct conn *c, int index) {
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&server_address, sizeof server_address) != 0) {
+        if (c->fd >= 0) close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+    struct epoll_event event = { .events = EPOLLIN, .data.u32 = (uint32_t)index };
+    epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &event);
+    return 0;
+}
+
 /// Connects the viewers waiting to reconnect (a refused connect tries again 10 ms later);
 /// how many still wait.
 static int retry_reconnects(void) {
@@ -298,19 +315,11 @@ static int retry_reconnects(void) {
         struct conn *c = &conns[i];
         if (c->phase != RECONNECTING) continue;
         if (now < c->retry_ns) { waiting++; continue; }
-        c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&server_address, sizeof server_address) != 0) {
-            if (c->fd >= 0) close(c->fd);
-            c->fd = -1;
+        if (connect_viewer(c, i) != 0) {
             c->retry_ns = now + 10000000ull;
             waiting++;
             continue;
         }
-        int one = 1;
-        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-        struct epoll_event event = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
-        epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &event);
         c->since = c->event_seq;
         c->reconnects++;
         c->back_ns = c->live_ns = 0;
@@ -429,19 +438,13 @@ int main(int argc, char **argv) {
             c->next_seq = 1;
             c->path = path_count ? paths[opened % path_count] : path;
             if (since_random_max) c->since = ((unsigned long long)random() << 31 ^ (unsigned long long)random()) % since_random_max;
-            c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-            if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&address, sizeof address) != 0) {
+            if (connect_viewer(c, opened) != 0) {
                 failed++;
                 c->phase = DONE;
                 done_count++;
                 opened++;
                 continue;
             }
-            int one = 1;
-            setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-            struct epoll_event event = { .events = EPOLLIN, .data.u32 = (uint32_t)opened };
-            epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &event);
             start_handshake(c);
             opened++;
             in_flight++;

@@ -9,7 +9,8 @@
        0 duplicates, every viewer complete.
 
 The viewers reconnect as the dashboard and `agentgate tail --follow` do: every 10 ms until
-the server is back, then from the last event they got (`&since=N`).
+the server is back, then from the last event they got (`&since=N`). S10_JOBS and S10_RATE
+change the load; S10_NO_RESTART=1 runs it without the restart (the steady state).
 """
 
 import json
@@ -23,8 +24,8 @@ import time
 
 import bench
 
-JOBS = 100
-RATE = 1_000
+JOBS = int(os.environ.get("S10_JOBS", "100"))
+RATE = int(os.environ.get("S10_RATE", "1000"))
 SECONDS = 10
 RESTART_AFTER = 4
 
@@ -66,6 +67,8 @@ def s10():
             time.sleep(0.02)
         open(go, "w").close()
         time.sleep(RESTART_AFTER)
+        if os.environ.get("S10_NO_RESTART"):
+            return json.loads(loadgen.communicate(timeout=180)[0].splitlines()[-1])
         # CLOCK_MONOTONIC, as the load generator's stamps.
         stopped_at = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         server.process.send_signal(signal.SIGTERM)

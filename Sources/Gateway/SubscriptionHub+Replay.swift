@@ -130,10 +130,12 @@ extension SubscriptionHub {
 
     func drainArrivals() {
         drainScheduled = false
-        // At most `slicesPerTurn`, and none once the turn has used its budget.
+        // At most `slicesPerTurn`, within a budget of their own: replays get their share of
+        // every turn, however busy the rest of it is (jobs catching up after a restart).
         var taken = 0
+        let began = MonotonicClock.nanoseconds()
         while arrivalsHead < arrivals.count, taken < Self.slicesPerTurn,
-            taken == 0 || manager.loop.turnElapsedNanoseconds < EventLoop.turnBudgetNanoseconds
+            taken == 0 || MonotonicClock.nanoseconds() &- began < EventLoop.turnBudgetNanoseconds
         {
             let delivery = arrivals[arrivalsHead]
             arrivalsHead += 1

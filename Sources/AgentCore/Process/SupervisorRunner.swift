@@ -37,11 +37,14 @@ public final class SupervisorRunner: JobRunner {
         self.orphanTimeout = orphanTimeout
     }
 
+    /// The spools' inotify instance, shared by every job of this runner.
+    private lazy var watcher = SpoolWatcher(loop: loop)
+
     public var containmentDescription: String { "supervisor per job (" + (containment.mode == .cgroup ? "cgroup" : "subreaper") + ")" }
 
     public func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess {
         try SupervisedAgent(
-            loop: loop, directory: jobsDirectory + "/" + id + "/agent", supervisor: supervisorExecutable, spec: spec,
+            loop: loop, watcher: watcher, directory: jobsDirectory + "/" + id + "/agent", supervisor: supervisorExecutable, spec: spec,
             graceMilliseconds: graceMilliseconds, orphanTimeout: orphanTimeout, container: containment.container(forJob: id))
     }
 
@@ -61,12 +64,12 @@ public final class SupervisorRunner: JobRunner {
         if let pid = job.pid, let startTime = job.processStartTime, sameBoot {
             let supervisor = ProcessIdentity(pid: pid, startTime: startTime)
             if supervisor.isAlive {
-                return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start), stopRequested: stopRequested)
+                return .adopted(SupervisedAgent(adopting: directory, loop: loop, watcher: watcher, supervisor: supervisor, from: start), stopRequested: stopRequested)
             }
         }
         // Ended and recorded, or its supervisor died and the agent works on (followed by itself).
         if ExitRecord.read(directory + "/exit.json") != nil || agent?.identityHolds == true {
-            return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start), stopRequested: stopRequested)
+            return .adopted(SupervisedAgent(adopting: directory, loop: loop, watcher: watcher, supervisor: nil, from: start), stopRequested: stopRequested)
         }
         guard sameBoot else { return .otherBoot }
         AgentRecord.killGroup(in: directory)
@@ -96,8 +99,9 @@ public final class SupervisedAgent: AgentProcess {
     private var adoptedRegistration: EventLoop.Registration?
     private let stdout: SpoolTail
     private let stderr: SpoolTail
-    private var inotifyFD: Int32 = -1
-    private var inotifyRegistration: EventLoop.Registration?
+    /// Wakes this job when its spools are written to (one inotify instance for all jobs).
+    private let watcher: SpoolWatcher
+    private var watches: [Int32] = []
     private var pollTimer: EventLoop.TimerID?
     private var killTimer: EventLoop.TimerID?
     private var readScheduled = false
@@ -110,15 +114,17 @@ public final class SupervisedAgent: AgentProcess {
     private var followedLostAgent = false
 
     /// Bytes of each spool handed on per loop turn: a chatty agent cannot hold a turn.
-    static let maxBytesPerTurn = 256 * 1024
+    static let maxBytesPerTurn = 64 * 1024
     /// The spools are read at least this often, whatever inotify says (a safety net).
     static let pollMilliseconds = 1_000
 
     /// Writes the job's agent directory (its stdin and empty spools) before anything runs, so
     /// a crash at any later point leaves something to adopt, then spawns the supervisor.
-    init(loop: EventLoop, directory: String, supervisor executable: String, spec: SupervisedProcess.Spec, graceMilliseconds: Int,
+    init(loop: EventLoop, watcher: SpoolWatcher, directory: String, supervisor executable: String, spec: SupervisedProcess.Spec,
+         graceMilliseconds: Int,
          orphanTimeout: (heartbeat: String, milliseconds: Int)? = nil, container: JobContainer?) throws(SystemError) {
         self.loop = loop
+        self.watcher = watcher
         self.directory = directory
         if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(directory)") }
         try Self.create(directory + "/stdout", bytes: [])
@@ -147,8 +153,9 @@ public final class SupervisedAgent: AgentProcess {
 
     /// A job a previous server started: its supervisor (nil: it already ended) and where the
     /// spools were read to.
-    init(adopting directory: String, loop: EventLoop, supervisor: ProcessIdentity?, from cursor: SpoolCursor) {
+    init(adopting directory: String, loop: EventLoop, watcher: SpoolWatcher, supervisor: ProcessIdentity?, from cursor: SpoolCursor) {
         self.loop = loop
+        self.watcher = watcher
         self.directory = directory
         stdout = SpoolTail(path: directory + "/stdout", from: cursor.stdout)
         stderr = SpoolTail(path: directory + "/stderr", from: cursor.stderr)
@@ -188,15 +195,8 @@ public final class SupervisedAgent: AgentProcess {
                 adoptedEnded()
             }
         }
-        inotifyFD = ag_inotify_init()
-        if inotifyFD >= 0 {
-            _ = ag_inotify_watch_writes(inotifyFD, directory + "/stdout")
-            _ = ag_inotify_watch_writes(inotifyFD, directory + "/stderr")
-            inotifyRegistration = try loop.register(fd: inotifyFD, interest: .readable) { [unowned self] _ in
-                var events = [UInt8](repeating: 0, count: 4096)
-                while events.withUnsafeMutableBytes({ read(self.inotifyFD, $0.baseAddress, $0.count) }) > 0 {}
-                self.readSpools()
-            }
+        for spool in ["/stdout", "/stderr"] {
+            if let watch = watcher.watch(directory + spool, wake: { [unowned self] in self.readSpools() }) { watches.append(watch) }
         }
         schedulePoll()
         readSpools()
@@ -225,19 +225,24 @@ public final class SupervisedAgent: AgentProcess {
     /// gone and both spools are read to their end, the job's exit.
     private func readSpools() {
         guard !finished else { return }
+        // Not before the loop runs: a server re-attaching many jobs listens first, then
+        // catches up on what they wrote meanwhile.
+        guard loop.turnStartNanoseconds != 0 else { return readLater() }
         let moreOut = stdout.read(maxBytes: Self.maxBytesPerTurn) { onStdout?($0) }
         let moreErr = stderr.read(maxBytes: Self.maxBytesPerTurn) { onStderr?($0) }
-        if moreOut || moreErr {
-            guard !readScheduled else { return }
-            readScheduled = true
-            let bound = LoopBound(self)
-            loop.execute {
-                bound.value.readScheduled = false
-                bound.value.readSpools()
-            }
-            return
-        }
+        if moreOut || moreErr { return readLater() }
         if let supervisorExit { finish(supervisorExit) }
+    }
+
+    /// Reads on in a later turn, behind the other jobs that wait to read.
+    private func readLater() {
+        guard !readScheduled else { return }
+        readScheduled = true
+        let bound = LoopBound(self)
+        loop.execute {
+            bound.value.readScheduled = false
+            bound.value.readSpools()
+        }
     }
 
     private func finish(_ supervisorExit: ExitStatus) {
@@ -300,10 +305,8 @@ public final class SupervisedAgent: AgentProcess {
         adoptedRegistration = nil
         if adoptedFD >= 0 { close(adoptedFD) }
         adoptedFD = -1
-        if let inotifyRegistration { loop.deregister(inotifyRegistration) }
-        inotifyRegistration = nil
-        if inotifyFD >= 0 { close(inotifyFD) }
-        inotifyFD = -1
+        for watch in watches { watcher.unwatch(watch) }
+        watches = []
         for timer in [pollTimer, killTimer].compactMap({ $0 }) { loop.cancel(timer) }
         pollTimer = nil
         killTimer = nil

@@ -267,10 +267,12 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(self.server.job(long_job)["reattachCount"], 1)
         self.assertEqual(self.server.request("DELETE", f"/api/agents/jobs/{long_job}")[0], 200)
         self.wait(lambda: self.selected_status() == "killed")
-        self.wait(lambda: len(self.log_lines()) == len(self.server_log_texts(long_job)))
+        self.wait(lambda: self.log_lines()[-1].startswith("[agentgate] job killed"), message=f"{self.log_lines()[-3:]}")
         steps = [int(line.split()[1]) for line in self.log_lines() if line.startswith("step ")]
+        stored = [event["text"] for event in self.server_log_texts(long_job) if event.get("text", "").startswith("step ")]
         self.assertGreater(len(steps), 12)
         self.assertEqual(steps, list(range(1, len(steps) + 1)))  # none lost, none twice
+        self.assertEqual(len(steps), len(stored))
 
         # A job with 100,000 lines stays usable: only the rows in view are in the DOM.
         big = self.launch("lines 100000", label="100k lines")
@@ -292,7 +294,7 @@ class Dashboard(unittest.TestCase):
 
         # Filter by status, then kill all behind a confirmation.
         Select(driver.find_element(By.ID, "status-filter")).select_by_visible_text("killed")
-        self.wait(lambda: [row.get_attribute("data-status") for row in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")] == ["killed"])
+        self.wait(lambda: [row.get_attribute("data-status") for row in driver.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")] == ["killed"] * 2)
         Select(driver.find_element(By.ID, "status-filter")).select_by_visible_text("all")
         others = [self.launch("hang", label=f"worker {n}") for n in range(3)]
         self.wait(lambda: all(self.server.job(job)["status"] == "running" for job in others))

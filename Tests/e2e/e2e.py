@@ -466,7 +466,7 @@ class GatewayEndToEnd(unittest.TestCase):
 
 
 class RestartEndToEnd(unittest.TestCase):
-    def test_a_restart_mid_job_leaves_it_interrupted_with_its_history_replayable(self):
+    def test_a_crash_mid_job_is_re_attached_with_its_history_whole(self):
         server = Server().start()
         try:
             job_id = server.launch(script="echo before the crash; exec sleep 300")
@@ -474,17 +474,20 @@ class RestartEndToEnd(unittest.TestCase):
             deadline = time.time() + 10
             while server.job(job_id)["lastSeq"] < 2 and time.time() < deadline:
                 time.sleep(0.05)
-            server.stop(signal.SIGKILL)  # a crash: nobody kills the job
-            os.killpg(job["pgid"], 0)  # the agent outlived the server
+            server.stop(signal.SIGKILL)  # a crash: the job works on under its supervisor
             server.start()
             job = server.job(job_id)
-            self.assertEqual(job["status"], "interrupted")
-            self.assertTrue(group_gone(job["pgid"]))  # re-adoption is future work: the orphan was stopped
+            self.assertEqual(job["status"], "running")
+            self.assertEqual(job["reattachCount"], 1)
+            self.assertIsNotNone(job["reattachedAt"])
+            status, _, _ = server.request("DELETE", f"/api/agents/jobs/{job_id}")
+            self.assertEqual(status, 200)
+            job = server.wait_status(job_id, {"killed"})
             status, reply, _ = server.request("GET", f"/api/agents/jobs/{job_id}/events")
             events = reply["events"]
             self.assertEqual([event["seq"] for event in events], list(range(1, len(events) + 1)))
-            self.assertTrue(any(event.get("text") == "before the crash" for event in events))
-            self.assertEqual((events[-1]["type"], events[-1]["status"]), ("job:completed", "interrupted"))
+            self.assertEqual(sum(event.get("text") == "before the crash" for event in events), 1)
+            self.assertEqual((events[-1]["type"], events[-1]["status"]), ("job:completed", "killed"))
             self.assertEqual(asyncio.run(follow(server, job_id)), [event["seq"] for event in events])
         finally:
             server.cleanup()

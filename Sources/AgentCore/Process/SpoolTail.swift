@@ -39,6 +39,9 @@ final class SpoolTail {
             offset += got
             taken += got
             buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+            // A short read reached the end (of a regular file): no second read to learn it.
+            // What the agent appends next wakes us again (inotify, or the poll).
+            if got < want { return false }
         }
         return true
     }

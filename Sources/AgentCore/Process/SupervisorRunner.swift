@@ -102,6 +102,9 @@ public final class SupervisedAgent: AgentProcess {
     /// Wakes this job when its spools are written to (one inotify instance for all jobs).
     private let watcher: SpoolWatcher
     private var watches: [Int32] = []
+    /// stderr was written to since it was last read to its end (it starts unread).
+    private var stderrWritten = true
+    private var stderrWatched = true
     private var pollTimer: EventLoop.TimerID?
     private var killTimer: EventLoop.TimerID?
     private var readScheduled = false
@@ -195,8 +198,14 @@ public final class SupervisedAgent: AgentProcess {
                 adoptedEnded()
             }
         }
-        for spool in ["/stdout", "/stderr"] {
-            if let watch = watcher.watch(directory + spool, wake: { [unowned self] in self.readSpools() }) { watches.append(watch) }
+        if let watch = watcher.watch(directory + "/stdout", wake: { [unowned self] in self.readSpools() }) { watches.append(watch) }
+        if let watch = watcher.watch(directory + "/stderr", wake: { [unowned self] in
+            self.stderrWritten = true
+            self.readSpools()
+        }) {
+            watches.append(watch)
+        } else {
+            stderrWatched = false
         }
         schedulePoll()
         readSpools()
@@ -216,6 +225,7 @@ public final class SupervisedAgent: AgentProcess {
         pollTimer = loop.schedule(afterMilliseconds: Self.pollMilliseconds) { [weak self] in
             guard let self, !self.finished else { return }
             if let adopted = self.adopted, self.adoptedFD < 0, !adopted.isAlive { self.adoptedEnded() }
+            self.stderrWritten = true
             self.readSpools()
             self.schedulePoll()
         }
@@ -229,7 +239,12 @@ public final class SupervisedAgent: AgentProcess {
         // catches up on what they wrote meanwhile.
         guard loop.turnStartNanoseconds != 0 else { return readLater() }
         let moreOut = stdout.read(maxBytes: Self.maxBytesPerTurn) { onStdout?($0) }
-        let moreErr = stderr.read(maxBytes: Self.maxBytesPerTurn) { onStderr?($0) }
+        // stderr is read when it was written to (or unwatched): most wakes are stdout's.
+        var moreErr = false
+        if stderrWritten || !stderrWatched || supervisorExit != nil {
+            moreErr = stderr.read(maxBytes: Self.maxBytesPerTurn) { onStderr?($0) }
+            stderrWritten = moreErr
+        }
         if moreOut || moreErr { return readLater() }
         if let supervisorExit { finish(supervisorExit) }
     }

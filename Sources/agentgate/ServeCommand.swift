@@ -275,6 +275,9 @@ struct ServeCommand: ParsableCommand {
                 "stopping: \(manager.runningCount) running job(s) keep working under their supervisors; the next `agentgate serve` on \(dataDirectory) re-attaches them (--kill-jobs-on-exit stops them instead)")
             manager.flushLogs()
             OperatorLog.stderr.drain()
+            // The jobs' inotify instances, closed at once rather than one by one at exit
+            // (each close waits for the kernel while agents write).
+            SpoolWatcher.closeAllOpen()
             // Exit here: letting the engine go would stop the processes it watches.
             Glibc.exit(0)
         }

@@ -37,14 +37,11 @@ public final class SupervisorRunner: JobRunner {
         self.orphanTimeout = orphanTimeout
     }
 
-    /// The spools' inotify instance, shared by every job of this runner.
-    private lazy var watcher = SpoolWatcher(loop: loop)
-
     public var containmentDescription: String { "supervisor per job (" + (containment.mode == .cgroup ? "cgroup" : "subreaper") + ")" }
 
     public func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess {
         try SupervisedAgent(
-            loop: loop, watcher: watcher, directory: jobsDirectory + "/" + id + "/agent", supervisor: supervisorExecutable, spec: spec,
+            loop: loop, directory: jobsDirectory + "/" + id + "/agent", supervisor: supervisorExecutable, spec: spec,
             graceMilliseconds: graceMilliseconds, orphanTimeout: orphanTimeout, container: containment.container(forJob: id))
     }
 
@@ -64,12 +61,12 @@ public final class SupervisorRunner: JobRunner {
         if let pid = job.pid, let startTime = job.processStartTime, sameBoot {
             let supervisor = ProcessIdentity(pid: pid, startTime: startTime)
             if supervisor.isAlive {
-                return .adopted(SupervisedAgent(adopting: directory, loop: loop, watcher: watcher, supervisor: supervisor, from: start), stopRequested: stopRequested)
+                return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start), stopRequested: stopRequested)
             }
         }
         // Ended and recorded, or its supervisor died and the agent works on (followed by itself).
         if ExitRecord.read(directory + "/exit.json") != nil || agent?.identityHolds == true {
-            return .adopted(SupervisedAgent(adopting: directory, loop: loop, watcher: watcher, supervisor: nil, from: start), stopRequested: stopRequested)
+            return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start), stopRequested: stopRequested)
         }
         guard sameBoot else { return .otherBoot }
         AgentRecord.killGroup(in: directory)
@@ -99,9 +96,8 @@ public final class SupervisedAgent: AgentProcess {
     private var adoptedRegistration: EventLoop.Registration?
     private let stdout: SpoolTail
     private let stderr: SpoolTail
-    /// Wakes this job when its spools are written to (one inotify instance for all jobs).
+    /// Wakes this job when its spools are written to.
     private let watcher: SpoolWatcher
-    private var watches: [Int32] = []
     /// stderr was written to since it was last read to its end (it starts unread).
     private var stderrWritten = true
     private var stderrWatched = true
@@ -123,11 +119,10 @@ public final class SupervisedAgent: AgentProcess {
 
     /// Writes the job's agent directory (its stdin and empty spools) before anything runs, so
     /// a crash at any later point leaves something to adopt, then spawns the supervisor.
-    init(loop: EventLoop, watcher: SpoolWatcher, directory: String, supervisor executable: String, spec: SupervisedProcess.Spec,
-         graceMilliseconds: Int,
+    init(loop: EventLoop, directory: String, supervisor executable: String, spec: SupervisedProcess.Spec, graceMilliseconds: Int,
          orphanTimeout: (heartbeat: String, milliseconds: Int)? = nil, container: JobContainer?) throws(SystemError) {
         self.loop = loop
-        self.watcher = watcher
+        watcher = SpoolWatcher(loop: loop)
         self.directory = directory
         if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(directory)") }
         try Self.create(directory + "/stdout", bytes: [])
@@ -156,9 +151,9 @@ public final class SupervisedAgent: AgentProcess {
 
     /// A job a previous server started: its supervisor (nil: it already ended) and where the
     /// spools were read to.
-    init(adopting directory: String, loop: EventLoop, watcher: SpoolWatcher, supervisor: ProcessIdentity?, from cursor: SpoolCursor) {
+    init(adopting directory: String, loop: EventLoop, supervisor: ProcessIdentity?, from cursor: SpoolCursor) {
         self.loop = loop
-        self.watcher = watcher
+        watcher = SpoolWatcher(loop: loop)
         self.directory = directory
         stdout = SpoolTail(path: directory + "/stdout", from: cursor.stdout)
         stderr = SpoolTail(path: directory + "/stderr", from: cursor.stderr)
@@ -198,14 +193,10 @@ public final class SupervisedAgent: AgentProcess {
                 adoptedEnded()
             }
         }
-        if let watch = watcher.watch(directory + "/stdout", wake: { [unowned self] in self.readSpools() }) { watches.append(watch) }
-        if let watch = watcher.watch(directory + "/stderr", wake: { [unowned self] in
-            self.stderrWritten = true
+        // A wake reads stdout; stderr only when it was written to.
+        stderrWatched = watcher.watch([directory + "/stdout", directory + "/stderr"]) { [unowned self] written in
+            if written[1] { self.stderrWritten = true }
             self.readSpools()
-        }) {
-            watches.append(watch)
-        } else {
-            stderrWatched = false
         }
         schedulePoll()
         readSpools()
@@ -320,8 +311,7 @@ public final class SupervisedAgent: AgentProcess {
         adoptedRegistration = nil
         if adoptedFD >= 0 { close(adoptedFD) }
         adoptedFD = -1
-        for watch in watches { watcher.unwatch(watch) }
-        watches = []
+        watcher.stop()
         for timer in [pollTimer, killTimer].compactMap({ $0 }) { loop.cancel(timer) }
         pollTimer = nil
         killTimer = nil

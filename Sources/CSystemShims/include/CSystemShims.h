@@ -90,6 +90,8 @@ int ag_readahead(int fd, long long offset, unsigned long count);
 
 /// inotify_init1(IN_NONBLOCK | IN_CLOEXEC): the fd or -1 with errno.
 int ag_inotify_init(void);
+/* Closes each of `fds` on a thread of its own, and waits for all of them. */
+void ag_close_in_parallel(const int *fds, int count);
 
 /// Watches `path` for writes (IN_MODIFY); the watch descriptor or -1 with errno.
 int ag_inotify_watch_writes(int fd, const char *path);

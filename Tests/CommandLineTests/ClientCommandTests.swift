@@ -463,6 +463,8 @@ struct ClientCommandTests {
         // Each restart said so in the operator's log.
         let log = surviving.data.read("serve.err") ?? ""
         #expect(log.contains("re-attached job \(id)"), "\(log)")
+        // `show` says so too.
+        #expect(try client(["show", id], server: surviving).stdout.contains("re-attached after 4 server restarts"))
     }
 
     /// A job that ends while no server runs ends as its agent did when the next one starts:

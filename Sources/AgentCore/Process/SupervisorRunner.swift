@@ -379,14 +379,28 @@ struct AgentRecord: Equatable {
     var bootId: String
     /// The supervisor's pid (checked as the agent's parent before it is signalled).
     var supervisor: Int32?
+    /// The job the record's directory belongs to (`jobs/<id>/agent`): its processes carry
+    /// `AGENTGATE_JOB_ID=<id>`.
+    var jobID: String
 
     static func read(_ path: String) -> AgentRecord? {
         guard let value = SmallJSONFile.read(path), let pid = value["pid"]?.intValue, let pgid = value["pgid"]?.intValue,
             let startTime = value["startTime"]?.intValue, pid > 1, pgid > 1
         else { return nil }
+        let components = path.split(separator: "/")
         return AgentRecord(pid: Int32(clamping: pid), pgid: Int32(clamping: pgid), startTime: UInt64(max(0, startTime)),
                            bootId: value["bootId"]?.stringValue ?? "",
-                           supervisor: value["supervisor"]?.intValue.flatMap { $0 > 1 ? Int32(clamping: $0) : nil })
+                           supervisor: value["supervisor"]?.intValue.flatMap { $0 > 1 ? Int32(clamping: $0) : nil },
+                           jobID: components.count >= 3 ? String(components[components.count - 3]) : "")
+    }
+
+    /// `pid` carries this job's marker in its environment. The record is a file an agent
+    /// could rewrite: without this it could name any other process of the same user, with its
+    /// true start time, for agentgate to signal. (A zombie's environment is empty; its pid is
+    /// still its own, so the start time suffices.)
+    func carriesJobMarker(_ pid: Int32) -> Bool {
+        guard let environment = ProcessTable.readProcFile("/proc/\(pid)/environ", limit: 4 << 20) else { return false }
+        return environment.isEmpty || ProcessTable.environment(of: pid, contains: "AGENTGATE_JOB_ID=" + jobID)
     }
 
     /// SIGKILL to the group recorded in `directory`'s agent.json, when its leader passes the
@@ -395,11 +409,11 @@ struct AgentRecord: Equatable {
         if let agent = read(directory + "/agent.json"), agent.identityHolds { kill(-agent.pgid, SIGKILL) }
     }
 
-    /// The process with this pid is still the one recorded (same boot, same start time): a
-    /// pid that fails this is never signalled.
+    /// The process with this pid is still the one recorded (same boot, same start time, this
+    /// job's marker): a pid that fails this is never signalled.
     var identityHolds: Bool {
-        guard bootId == ProcessIdentity.bootId() else { return false }
-        return ProcessIdentity.of(pid: pid).startTime == startTime
+        guard bootId == ProcessIdentity.bootId(), ProcessIdentity.of(pid: pid).startTime == startTime else { return false }
+        return carriesJobMarker(pid)
     }
 }
 

@@ -37,6 +37,10 @@ struct ShowCommand: ParsableCommand {
             if let cwd = job.cwd { lines.append("cwd       \(cwd)") }
             lines.append("started   \(JobTable.startTime(job, full: true))")
             lines.append("elapsed   \(JobTable.elapsed(job))")
+            // It worked on while the server restarted (README "Restarts, upgrades and systemd").
+            if job.reattachCount > 0 {
+                lines.append("restarts  re-attached after \(job.reattachCount == 1 ? "a server restart" : "\(job.reattachCount) server restarts")")
+            }
             lines.append("command   \(job.command.joined(separator: " "))")
             lines.append("events    \(job.lastSeq)")
             // The whole prompt, each of its lines indented under the first.

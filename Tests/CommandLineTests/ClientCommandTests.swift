@@ -437,8 +437,7 @@ struct ClientCommandTests {
     /// not `interrupted`.
     @Test func aJobOutlivesThreeServerCrashesAndAStopWithNoLineLostOrRepeated() throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("slow", on: surviving)
         let tail = try ClientProcess(["tail", id, "--follow"], server: surviving)
         for round in 0..<4 {
             usleep(600_000)
@@ -471,8 +470,7 @@ struct ClientCommandTests {
     /// its output read from the spools, its status from the supervisor's exit record.
     @Test func aJobThatEndsWhileNoServerRunsIsFinishedByTheNextOne() throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("slow", on: surviving)
         usleep(500_000)
         surviving.crash()
         usleep(4_500_000)  // the 40 steps take 4 s
@@ -488,15 +486,14 @@ struct ClientCommandTests {
     /// exactly once, in order, with contiguous seqs, and the agent never held up.
     @Test func aLongJobOutlivesThreeCrashesEachLongerThanAPipeBuffer() throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("many", on: surviving)
         let spool = surviving.data.path + "/jobs/\(id)/agent/stdout"
         for _ in 0..<3 {
             usleep(800_000)
             surviving.crash()
-            let before = (try? FileManager.default.attributesOfItem(atPath: spool)[.size] as? Int) ?? 0
+            let before = Self.size(spool) ?? 0
             usleep(1_000_000)
-            let after = (try? FileManager.default.attributesOfItem(atPath: spool)[.size] as? Int) ?? 0
+            let after = Self.size(spool) ?? 0
             #expect(after - before > 64 * 1024, "the agent wrote \(after - before) bytes while no server ran")
             try surviving.start()
         }
@@ -512,8 +509,7 @@ struct ClientCommandTests {
     /// agent through the supervisor the server did not start, and nothing of it is left.
     @Test func aJobTakenUpAfterACrashIsKilledWholly() throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("hang", on: surviving)
         let agentFile = surviving.data.path + "/jobs/\(id)/agent/agent.json"
         for _ in 0..<200 where !FileManager.default.fileExists(atPath: agentFile) { usleep(10_000) }
         let record = try #require((try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: agentFile)))) as? [String: Any])
@@ -539,8 +535,7 @@ struct ClientCommandTests {
     /// jobs that outlive the server every event of the job arrives once, in seq order, to its end.
     @Test func anSSEViewerResumesAcrossRestartsWithNoEventLostOrRepeated() throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("slow", on: surviving)
         let follower = SSEFollower(port: surviving.port, token: surviving.token, job: id)
         let thread = Thread { follower.follow() }
         thread.start()
@@ -562,8 +557,7 @@ struct ClientCommandTests {
     /// and the next server ends it saying why.
     @Test func aJobLeftWithNoServerPastTheOrphanTimeoutIsStopped() throws {
         let surviving = try ServerProcess(surviving: true, extra: ["--orphan-timeout", "1"])
-        let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("hang", on: surviving)
         usleep(1_500_000)  // longer than the timeout, with the server attached: still running
         #expect(try jobID(status: "running", server: surviving) == id)
         surviving.crash()
@@ -581,8 +575,7 @@ struct ClientCommandTests {
     /// once, and the job ends as the agent did (its status from the kernel, not a record).
     @Test(arguments: [false, true]) func aJobWhoseSupervisorIsKilledIsFollowedToItsEnd(serverDown: Bool) throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("slow", on: surviving)
         let record = try Self.agentRecord(surviving, id)
         let agent = try #require(record["pid"] as? Int32)
         let supervisor = try #require(record["supervisor"] as? Int32)
@@ -611,8 +604,7 @@ struct ClientCommandTests {
     /// supervisor ends the stray too, so nothing of the job outlives it.
     @Test func anAgentThatExitsWhileNoServerRunsLeavesNoProcessBehind() throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "stray", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("stray", on: surviving)
         _ = try Self.agentRecord(surviving, id)
         usleep(300_000)
         #expect(Self.processes(ofJob: id).count >= 2)  // the agent and its stray
@@ -635,8 +627,7 @@ struct ClientCommandTests {
         let hookDirectory = TemporaryDirectory("agentgate-hook")
         let hookRuns = hookDirectory.file("runs")
         let surviving = try ServerProcess(surviving: true, extra: ["--on-complete", "echo run >> '\(hookRuns)'; echo '{}'"])
-        let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("many", on: surviving)
         usleep(700_000)
         surviving.crash()
         surviving.failPoint = failPoint
@@ -658,13 +649,12 @@ struct ClientCommandTests {
     /// holds no more descriptors than one that never restarted.
     @Test func aRestartStormLosesAndRepeatsNothing() throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "many", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("many", on: surviving)
         let log = surviving.data.path + "/jobs/\(id)/events.ndjson"
         for round in 0..<20 {
             usleep(200_000)
             surviving.crash()
-            if round == 10, let size = (try? FileManager.default.attributesOfItem(atPath: log)[.size] as? Int) {
+            if round == 10, let size = Self.size(log) {
                 #expect(truncate(log, off_t(size - 7)) == 0)  // a torn last line
             }
             try surviving.start()
@@ -689,8 +679,7 @@ struct ClientCommandTests {
         surviving.failPoint = "hook-recorded"
         surviving.crash()
         try surviving.start()
-        let started = try ClientProcess(["run", "claude", "slow", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("slow", on: surviving)
         #expect(surviving.awaitCrash(seconds: 20), "the server never reached hook-recorded")
         surviving.failPoint = nil
         try surviving.start()
@@ -705,8 +694,7 @@ struct ClientCommandTests {
     /// the next server records it `killed` (on request), not failed or interrupted.
     @Test func aJobIsKilledWhileNoServerRuns() throws {
         let surviving = try ServerProcess(surviving: true)
-        let started = try ClientProcess(["run", "claude", "hang", "--detach"], server: surviving)
-        let id = started.finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
+        let id = try Self.detached("hang", on: surviving)
         let record = try Self.agentRecord(surviving, id)
         let agent = try #require(record["pid"] as? Int32)
         surviving.crash()
@@ -743,6 +731,15 @@ struct ClientCommandTests {
             if event["type"] as? String == "job:log", let text = event["text"] as? String, text.hasPrefix("line ") { lines.append(text) }
         }
         return (seqs, lines)
+    }
+
+    static func size(_ path: String) -> Int? {
+        (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int
+    }
+
+    /// Launches a job with `run --detach`; its id.
+    static func detached(_ prompt: String, on server: ServerProcess) throws -> String {
+        try ClientProcess(["run", "claude", prompt, "--detach"], server: server).finish().1.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The supervisor's agent.json, once it is written.

@@ -555,7 +555,7 @@ public final class JobManager {
                 runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
                 let reason = runner.killReason ?? .request
                 let level: LogLine.Kind = reason.failsTheJob ? .error : .info
-                emit(id, .log(LogLine(.system, level, "\(reason.why): SIGTERM sent to process group \(jobsByID[id]?.pgid ?? 0)")))
+                emit(id, .log(LogLine(.system, level, "\(reason.why): SIGTERM sent to the agent's process group (job pid \(jobsByID[id]?.pid ?? 0))")))
             case .cancelHook:
                 runner.hook?.cancel(reason: "job was killed while its completion hook ran")
                 emit(id, .log(LogLine(.system, .info, "kill requested: the agent had exited; its completion hook is stopped")))

@@ -295,9 +295,6 @@ public final class EventLoop: @unchecked Sendable {
     /// Time since the current turn began: work that can wait (replay slices) stops at the
     /// turn budget and goes on next turn.
     public var turnElapsedNanoseconds: UInt64 { MonotonicClock.nanoseconds() &- currentTurnStart }
-    /// When the current turn began (monotonic): names the turn, for budgets of one kind of
-    /// work kept apart from the rest of the turn.
-    public var turnStartNanoseconds: UInt64 { currentTurnStart }
     public private(set) var turnsOver10Milliseconds = 0
     /// The same in the loop thread's CPU time: what the turn's own work took, without the
     /// time the thread waited for a core (on a busy machine a turn can be preempted).

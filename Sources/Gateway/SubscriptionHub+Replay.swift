@@ -130,12 +130,10 @@ extension SubscriptionHub {
 
     func drainArrivals() {
         drainScheduled = false
-        // At most `slicesPerTurn`, within a budget of their own: replays get their share of
-        // every turn, however busy the rest of it is (jobs catching up after a restart).
+        // At most `slicesPerTurn`, and none once the turn has used its budget.
         var taken = 0
-        let began = MonotonicClock.nanoseconds()
         while arrivalsHead < arrivals.count, taken < Self.slicesPerTurn,
-            taken == 0 || MonotonicClock.nanoseconds() &- began < EventLoop.turnBudgetNanoseconds
+            taken == 0 || manager.loop.turnElapsedNanoseconds < EventLoop.turnBudgetNanoseconds
         {
             let delivery = arrivals[arrivalsHead]
             arrivalsHead += 1

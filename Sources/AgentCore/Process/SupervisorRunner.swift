@@ -228,7 +228,7 @@ public final class SupervisedAgent: AgentProcess {
         guard !finished else { return }
         // Not before the loop runs: a server re-attaching many jobs listens first, then
         // catches up on what they wrote meanwhile.
-        guard loop.turnStartNanoseconds != 0 else { return readLater() }
+        guard loop.isInLoopThread else { return readLater() }
         let moreOut = stdout.read(maxBytes: Self.maxBytesPerTurn) { onStdout?($0) }
         // stderr is read when it was written to (or unwatched): most wakes are stdout's.
         var moreErr = false

@@ -5,7 +5,7 @@ import Testing
 
 @testable import AgentCore
 
-@Suite(.processExclusive, .timeLimit(.minutes(1)))
+@Suite(.processExclusive, .timeLimit(.minutes(20)))
 struct CapabilityTests {
     private func detector(_ agents: FakeAgents, custom: Bool = false) -> AgentDetector {
         AgentDetector(

@@ -6,7 +6,7 @@ import Testing
 
 @testable import AgentCore
 
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct JobEngineTests {
     // MARK: 3. spawning, 5. events
 

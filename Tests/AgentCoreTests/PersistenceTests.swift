@@ -6,7 +6,7 @@ import Testing
 
 @testable import AgentCore
 
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct PersistenceTests {
     /// A second engine over the same data directory: what a restarted server sees.
     private func restarted(_ harness: EngineHarness) throws -> (JobManager, EventLoop) {
@@ -175,7 +175,7 @@ struct DataDirectoryLockTests {
 }
 
 /// The database is an index of the job directories: a lost or damaged one is made again.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct DatabaseRebuildTests {
     /// A data dir with a finished job and one that was running (its job directories, copied
     /// from a live engine's), and a database file that `damage` writes.

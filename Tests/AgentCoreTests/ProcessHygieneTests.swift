@@ -9,7 +9,7 @@ import Testing
 
 /// What a job's processes can inherit, what can outlive them, and what an agent can plant in
 /// its job directory: real children, real cgroups, real FIFOs and symlinks.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct ProcessHygieneTests {
     // MARK: descriptors
 

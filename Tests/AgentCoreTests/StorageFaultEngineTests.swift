@@ -6,7 +6,7 @@ import Testing
 
 /// The engine over an event store that refuses writes on demand: what a full disk does,
 /// without one.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct StorageFaultEngineTests {
     @Test func refusedWritesStopTheJobKeepItsEventsInOrderAndStoreThemWhenTheStoreTakesThemAgain() throws {
         let store = EventsInMemory()
@@ -77,7 +77,7 @@ struct StorageFaultEngineTests {
 }
 
 /// What a finished job costs in memory, and that nothing is lost by keeping it small.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct FinishedJobMemoryTests {
     @Test func aFinishedJobIsKeptSmallInMemoryAndWholeInTheStore() throws {
         let harness = try EngineHarness()
@@ -103,7 +103,7 @@ struct FinishedJobMemoryTests {
 }
 
 /// The engine over the in-memory stores: the seam a database-backed store will use.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct InMemoryStoreTests {
     @Test func jobsRunRecoverAndDeleteOnTheInMemoryStores() throws {
         let records = JobRecordsInMemory()

@@ -154,7 +154,7 @@ final class ClientProcess {
     }
 }
 
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct ClientCommandTests {
     let server: ServerProcess
 

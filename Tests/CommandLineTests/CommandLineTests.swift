@@ -4,7 +4,7 @@ import TestSupport
 import Testing
 
 /// The built `agentgate` binary, run as a user runs it, against fake agents on PATH.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct CommandLineTests {
     static var binary: String {
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
@@ -170,7 +170,7 @@ struct CommandLineTests {
 }
 
 /// The echo server under a low fd limit: accepting pauses, existing connections live on.
-@Suite(.processExclusive, .timeLimit(.minutes(1)))
+@Suite(.processExclusive, .timeLimit(.minutes(20)))
 struct FileDescriptorExhaustionTests {
     /// `agentgate ARGUMENTS` under `ulimit -n FDS`, its output in `files`, and the port its
     /// banner names.
@@ -301,7 +301,7 @@ final class SocketClient {
 }
 
 /// `agentgate serve`: the README's start command.
-@Suite(.processExclusive, .timeLimit(.minutes(1)))
+@Suite(.processExclusive, .timeLimit(.minutes(20)))
 struct ServeCommandTests {
     @Test func serveLogsStartLaunchesKillsExitsAndRefusalsOnStderr() throws {
         let server = try ServedGateway()

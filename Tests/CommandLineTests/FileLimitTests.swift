@@ -6,7 +6,7 @@ import TestSupport
 /// `serve` sizes its connection limit from RLIMIT_NOFILE (issue 11 §3): it raises the soft
 /// limit to the hard one, and keeps a reserve of descriptors for jobs, refusing connections
 /// with 503 before the process runs out.
-@Suite(.processExclusive, .timeLimit(.minutes(1)))
+@Suite(.processExclusive, .timeLimit(.minutes(20)))
 struct FileLimitTests {
     static func start(_ shellLimits: String, in files: TemporaryDirectory) throws -> (ChildProcess, Int) {
         let agents = FakeAgents()

@@ -5,7 +5,7 @@ import Testing
 
 /// `agentgate shim`, the per-job supervisor (issue 14), run as the server will run it: a real
 /// process supervising a real agent, with its files checked afterwards.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct ShimTests {
     let job = TemporaryDirectory("agentgate-shim-job")
     let files = TemporaryDirectory("agentgate-shim-run")

@@ -5,7 +5,7 @@ import Testing
 
 /// `serve` and the client commands refuse a token others could read or swap, and a short
 /// one; the data dir is made private.
-@Suite(.processExclusive, .timeLimit(.minutes(1)))
+@Suite(.processExclusive, .timeLimit(.minutes(20)))
 struct TokenHygieneTests {
     let agents = FakeAgents()
     let home = TemporaryDirectory("agentgate-token-home")

@@ -6,7 +6,7 @@ import Testing
 @testable import Gateway
 
 /// Every kind of stream gives its connection slot back when it closes.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(3)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct ConnectionCountTests {
     static func metric(_ gateway: RunningGateway, _ name: String) throws -> Int? {
         let text = try gateway.request("GET", "/metrics").body

@@ -7,7 +7,7 @@ import Testing
 
 @testable import Gateway
 
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct GatewayFeatureTests {
     func waitUntilFinished(_ gateway: RunningGateway, _ id: String) throws {
         for _ in 0..<300 {

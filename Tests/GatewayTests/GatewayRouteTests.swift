@@ -103,7 +103,7 @@ final class RunningGateway: @unchecked Sendable {
     }
 }
 
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct GatewayRouteTests {
     @Test func launchFollowAndReadBackAJob() throws {
         let gateway = try RunningGateway()

@@ -8,7 +8,7 @@ import Testing
 @testable import Gateway
 
 /// The job list at scale, deletion and retention, over real sockets and a real store.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct JobListTests {
     /// `count` finished jobs, one second apart, providers and labels in turn.
     static func storedJobs(_ count: Int) -> [Job] {

@@ -9,7 +9,7 @@ import EventLoop
 
 /// A data dir on a small tmpfs: a full disk is loud, loses nothing it acknowledged, and the
 /// server carries on (and starts) while it lasts. Needs root for `mount`, as CI has.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct StorageFaultTests {
     /// A tmpfs of `megabytes` mounted on a fresh directory, unmounted when released.
     final class SmallDisk {

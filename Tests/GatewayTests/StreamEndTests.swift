@@ -9,7 +9,7 @@ import WebSocketCore
 /// Every stream of a job ends with every event up to `job:completed` and a normal close, or
 /// with an explicit reason, whatever the viewer's speed: over real sockets, with small socket
 /// buffers so a pause of a few seconds fills the server's queue.
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(2)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct StreamEndTests {
     /// 20,000 lines (about 2 MB of events) written as fast as the shell can.
     static let bigJob = "sleep 0.3; i=0; while [ $i -lt 20000 ]; do echo \"line $i of a job that writes a lot of output quickly\"; i=$((i+1)); done"

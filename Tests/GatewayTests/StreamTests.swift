@@ -89,7 +89,7 @@ final class EventStreamClient {
     }
 }
 
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct StreamTests {
     @Test func aJobStreamSendsEveryEventThenEndsAndResumesFromLastEventID() throws {
         let gateway = try RunningGateway()

@@ -56,7 +56,7 @@ func launch(_ gateway: RunningGateway, script: String) throws -> String {
 
 let fastJob = "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done"
 
-@Suite(.serialized, .processExclusive, .timeLimit(.minutes(1)))
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
 struct SubscriptionTests {
     @Test func viewersOfOneJobSeeIdenticalGaplessSequences() throws {
         let gateway = try RunningGateway()

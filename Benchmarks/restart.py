@@ -10,7 +10,8 @@
 
 The viewers reconnect as the dashboard and `agentgate tail --follow` do: every 10 ms until
 the server is back, then from the last event they got (`&since=N`). S10_JOBS and S10_RATE
-change the load; S10_NO_RESTART=1 runs it without the restart (the steady state).
+change the load; S10_NO_RESTART=1 runs it without the restart (the steady state: latency and
+the server's CPU seconds), BENCH_PERF=FILE records a perf profile of the server meanwhile.
 """
 
 import json
@@ -65,10 +66,22 @@ def s10():
             stdout=subprocess.PIPE, text=True, preexec_fn=bench.raise_fd_limit)
         while not os.path.exists(ready) and loadgen.poll() is None:
             time.sleep(0.02)
+        profiler = None
+        if os.environ.get("BENCH_PERF"):
+            profiler = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-p", str(server.process.pid),
+                                         "-o", os.environ["BENCH_PERF"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
+        cpu_before = bench.cpu_seconds(server.process.pid)
         open(go, "w").close()
-        time.sleep(RESTART_AFTER)
         if os.environ.get("S10_NO_RESTART"):
-            return json.loads(loadgen.communicate(timeout=180)[0].splitlines()[-1])
+            result = json.loads(loadgen.communicate(timeout=180)[0].splitlines()[-1])
+            result.update(jobs=JOBS, rate=RATE, lines=lines, steady=True,
+                          server_cpu_s=bench.cpu_seconds(server.process.pid) - cpu_before)
+            if profiler:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=30)
+            return result
+        time.sleep(RESTART_AFTER)
         # CLOCK_MONOTONIC, as the load generator's stamps.
         stopped_at = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         server.process.send_signal(signal.SIGTERM)
@@ -99,6 +112,11 @@ def s10():
 
 
 def row(r):
+    if r.get("steady"):
+        figure = (f"{r['jobs']} jobs × {r['rate']:,} lines/s, a viewer each, no restart: complete {r['complete_viewers']}/{r['jobs']}, "
+                  f"gaps {r['gaps']}, dups {r['dups']}, p50 {r['p50_us'] / 1000:.1f} ms, p99 {r['p99_us'] / 1000:.1f} ms, "
+                  f"max {r['max_us'] / 1000:.0f} ms, server CPU {r.get('server_cpu_s', float('nan')):.1f} s")
+        return ["S10 steady", figure, "(the same load without a restart)", ""]
     figure = (f"{r['jobs']} jobs × {r['rate']:,} lines/s, a viewer each, restarted after {RESTART_AFTER} s: "
               f"old server gone in {r['stop_s']:.2f} s; new one listening with {r['reattached']}/{r['jobs']} re-attached "
               f"{r['reattach_s']:.2f} s after the SIGTERM; every viewer getting frames again at "

@@ -202,8 +202,12 @@ public final class SubscriptionHub {
     func deliver(_ event: JobEvent, _ bytes: [UInt8]) {
         let version = manager.version
         snapshotCache = nil
-        let entry = RecentEntry(event, bytes)
-        if recordingAllJobs { recentAll.append(entry, key: version) }
+        // Kept for all-jobs streams only while one is attached: otherwise the encodings are
+        // shared through a local, with no allocation per event.
+        let entry = recordingAllJobs ? RecentEntry(event, bytes) : nil
+        if let entry { recentAll.append(entry, key: version) }
+        var shared = SharedEncodings()
+        defer { entry?.encodings = shared }
         if let subscriptions = channels[event.jobId] {
             let isLast: Bool
             if case .completed = event.payload { isLast = true } else { isLast = false }
@@ -211,9 +215,9 @@ public final class SubscriptionHub {
                 switch subscription.cursor.live(seq: event.seq, isLast: isLast, flowing: subscription.viewer.pacing.isFlowing) {
                 case .send:
                     if case .agentEvent = event.payload, !subscription.rawEvents { continue }
-                    write(event, bytes, version: nil, to: subscription.viewer, shared: &entry.encodings)
+                    write(event, bytes, version: nil, to: subscription.viewer, shared: &shared)
                 case .sendAndEnd:
-                    write(event, bytes, version: nil, to: subscription.viewer, shared: &entry.encodings)
+                    write(event, bytes, version: nil, to: subscription.viewer, shared: &shared)
                     end(subscription.viewer)
                 case .skip:
                     if subscription.cursor.state == .behind, !subscription.viewer.readInFlight, subscription.viewer.pacing.isFlowing {
@@ -222,14 +226,14 @@ public final class SubscriptionHub {
                 }
             }
         }
-        if case .started = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
-        if case .status = event.payload { deliverLifecycle(event, bytes, shared: &entry.encodings) }
+        if case .started = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
+        if case .status = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
         if case .completed = event.payload {
-            deliverLifecycle(event, bytes, shared: &entry.encodings)
+            deliverLifecycle(event, bytes, shared: &shared)
             prepareFrames(afterCompletionOf: event.jobId)
         }
         for viewer in allJobsViewers.values where viewer.pacing.isFlowing {
-            deliverToAllJobsStream(viewer, event, bytes, version: version, shared: &entry.encodings)
+            deliverToAllJobsStream(viewer, event, bytes, version: version, shared: &shared)
         }
     }
 

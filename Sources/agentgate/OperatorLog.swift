@@ -51,7 +51,14 @@ final class OperatorLog {
 
     /// Logs the jobs' lifecycle as the engine reports it.
     func watch(_ manager: JobManager) {
-        manager.addObserver { [self] event, _ in self.jobEvent(event, killGraceMilliseconds: manager.configuration.killGraceMilliseconds) }
+        // The grace is read only for the event that says it: `configuration` is a copy of a
+        // struct of strings, too dear for every log line of every job.
+        manager.addObserver { [self, unowned manager] event, _ in
+            switch event.payload {
+            case .log, .agentEvent: self.jobEvent(event, killGraceMilliseconds: 0)
+            default: self.jobEvent(event, killGraceMilliseconds: manager.configuration.killGraceMilliseconds)
+            }
+        }
     }
 
     func jobEvent(_ event: JobEvent, killGraceMilliseconds: Int) {

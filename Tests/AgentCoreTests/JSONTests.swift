@@ -52,4 +52,13 @@ struct JSONTests {
         #expect(!text.unicodeScalars.contains { $0.value == 0x7F || (0x80...0x9F).contains($0.value) })
         #expect(try JSONParser.parse(text) == value)
     }
+
+    /// Integers are written digit by digit into the buffer (no String per number): the edges.
+    @Test(arguments: [0, 7, -7, 10, -10, 1_733_400_000_123, Int.max, Int.min])
+    func writerWritesIntegersAsSwiftDoes(_ value: Int) throws {
+        var writer = JSONWriter()
+        writer.int(value)
+        #expect(String(decoding: writer.bytes, as: UTF8.self) == String(value))
+        #expect(try JSONParser.parse(writer.bytes) == .int(value))
+    }
 }

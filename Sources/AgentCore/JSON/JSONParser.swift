@@ -11,7 +11,12 @@ public struct JSONParser {
     public static let defaultMaxDepth = 256
 
     public static func parse(_ text: String, maxDepth: Int = defaultMaxDepth) throws(Error) -> JSONValue {
-        try parse(Array(text.utf8), maxDepth: maxDepth)
+        // The string's own UTF-8: no copy of the line into an array first.
+        var text = text
+        let result = text.withUTF8 { buffer -> Result<JSONValue, Error> in
+            do throws(Error) { return .success(try parse(buffer, maxDepth: maxDepth)) } catch { return .failure(error) }
+        }
+        return try result.get()
     }
 
     public static func parse(_ bytes: [UInt8], maxDepth: Int = defaultMaxDepth) throws(Error) -> JSONValue {
@@ -74,6 +79,8 @@ public struct JSONParser {
     private mutating func parseObject(depth: Int) throws(Error) -> JSONValue {
         index += 1
         var members: [JSONValue.Member] = []
+        // Agents' objects mostly have a few members: room for them up front, not three regrowths.
+        members.reserveCapacity(4)
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1

@@ -14,6 +14,12 @@ public struct JSONWriter {
         bytes.append(contentsOf: other)
     }
 
+    /// Text that needs no escaping (an enum's raw value, a line already JSON), as it is.
+    public mutating func rawText(_ text: String) {
+        var text = text
+        text.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
     /// A JSON string. Besides what JSON requires, DEL and the C1 controls (U+0080–U+009F) are
     /// written as `\u` escapes: the output is often shown on a terminal (`websocat`, `--json`),
     /// where a raw U+009B would start a control sequence.
@@ -58,8 +64,19 @@ public struct JSONWriter {
         bytes.append(UInt8(ascii: "\""))
     }
 
+    /// Digits written straight into the buffer: every event has two (seq, time).
     public mutating func int(_ value: Int) {
-        bytes.append(contentsOf: String(value).utf8)
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var start = 20
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start..<20]))
+        }
     }
 
     public mutating func double(_ value: Double) {

@@ -45,7 +45,7 @@ public struct JobEvent: Sendable, Equatable {
     public func encoded() -> [UInt8] {
         var writer = JSONWriter(capacity: Self.estimatedSize(payload))
         writer.raw("{\"type\":\"")
-        writer.raw(Array(type.utf8))
+        writer.rawText(type)
         writer.raw("\",\"job\":")
         writer.string(jobId)
         writer.raw(",\"seq\":")
@@ -57,7 +57,7 @@ public struct JobEvent: Sendable, Equatable {
             Self.writeFields(of: line, to: &writer)
         case .agentEvent(let raw):
             writer.raw(",\"event\":")
-            writer.raw(Array(raw.utf8))
+            writer.rawText(raw)
         case .started(let job), .status(let job):
             writer.raw(",\"status\":")
             writer.string(job.status.rawValue)
@@ -102,9 +102,9 @@ public struct JobEvent: Sendable, Equatable {
     /// `,"stream":…,"kind":…,"text":…`: a log line's fields, the same in `job:log` and `job:partial`.
     private static func writeFields(of line: LogLine, to writer: inout JSONWriter) {
         writer.raw(",\"stream\":\"")
-        writer.raw(Array(line.stream.rawValue.utf8))
+        writer.rawText(line.stream.rawValue)
         writer.raw("\",\"kind\":\"")
-        writer.raw(Array(line.kind.rawValue.utf8))
+        writer.rawText(line.kind.rawValue)
         writer.raw("\",\"text\":")
         writer.string(line.text)
     }

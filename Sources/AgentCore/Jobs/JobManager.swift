@@ -144,6 +144,8 @@ public final class JobManager {
     private var pendingLogBytes: [String: [UInt8]] = [:]
     /// Supervised jobs' spool cursors as of their latest pending events (`SpoolCursor`).
     private var spoolCursors: [String: SpoolCursor] = [:]
+    /// Supervised jobs with events since the last write, whose cursors that write takes.
+    private var cursorsDue: [(id: String, runner: RunningJob)] = []
     /// Jobs whose record could not be saved, and the timer that tries the writes again.
     private var unsavedJobs: Set<String> = []
     private var storageRetry: EventLoop.TimerID?
@@ -616,16 +618,20 @@ public final class JobManager {
 
     private func interpret(_ id: String, _ runner: RunningJob, _ line: LineSplitter.Line) {
         let output = runner.interpreter.interpret(line)
-        let sessionId = runner.interpreter.report.sessionId
-        if sessionId != nil, jobsByID[id]?.sessionId != sessionId {
-            update(id) {
-                $0.sessionId = sessionId
-                if $0.model == nil { $0.model = runner.interpreter.report.model }
+        // Compared with the runner's copy: reading the job's would copy the whole Job per line.
+        let sessionId = runner.interpreter.sessionId
+        if sessionId != nil, sessionId != runner.recordedSessionId {
+            runner.recordedSessionId = sessionId
+            if jobsByID[id]?.sessionId != sessionId {
+                update(id) {
+                    $0.sessionId = sessionId
+                    if $0.model == nil { $0.model = runner.interpreter.report.model }
+                }
+                persist(id)
             }
-            persist(id)
         }
-        if let raw = output.rawEvent { emit(id, .agentEvent(raw)) }
-        for logLine in output.lines { emit(id, .log(logLine)) }
+        if let raw = output.rawEvent { emit(id, .agentEvent(raw), runner: runner) }
+        for logLine in output.lines { emit(id, .log(logLine), runner: runner) }
     }
 
     private func stderr(_ id: String, _ bytes: UnsafeRawBufferPointer) {
@@ -804,6 +810,7 @@ public final class JobManager {
         storedSeqs[id] = nil
         pendingLogBytes[id] = nil
         spoolCursors[id] = nil
+        cursorsDue.removeAll { $0.id == id }
         unsavedJobs.remove(id)
         for observer in deletionObservers.values { observer(id) }
     }
@@ -837,25 +844,30 @@ public final class JobManager {
     }
 
     private func emit(_ id: String, _ payload: JobEvent.Payload) {
+        emit(id, payload, runner: running[id])
+    }
+
+    /// `runner`: the job's while it runs (the caller's, or nil), so a line costs no lookup.
+    private func emit(_ id: String, _ payload: JobEvent.Payload, runner: RunningJob?) {
         // In place: copying the Job out and back would retain and release each of its fields.
         guard let index = jobsByID.index(forKey: id) else { return }
         jobsByID.values[index].lastSeq += 1
         version += 1
         let event = JobEvent(jobId: id, seq: jobsByID.values[index].lastSeq, time: WallClock.milliseconds(), payload: payload)
         let bytes = event.encoded()
-        if let pending = pendingLogBytes.index(forKey: id) {
-            pendingLogBytes.values[pending].append(contentsOf: bytes)
-            pendingLogBytes.values[pending].append(0x0A)
-        } else {
-            pendingLogBytes[id] = bytes + [0x0A]
-        }
+        pendingLogBytes[id, default: []].appendLine(bytes)
         if !flushScheduled {
             flushScheduled = true
             loop.atEndOfTurn { [weak self] in self?.flushLogs() }
         }
         for observer in observers.values { observer(event, bytes) }
-        guard let runner = running[id] else { return }
-        if let cursor = runner.spoolCursor { spoolCursors[id] = cursor }
+        guard let runner else { return }
+        // Its spool cursor is taken when the events are written (the same as now: bytes
+        // read later in the turn either make events or stay unfinished).
+        if !runner.cursorQueued, runner.process.spoolStart != nil {
+            runner.cursorQueued = true
+            cursorsDue.append((id, runner))
+        }
         // Viewers drop the in-progress line on any stored event of the job: send it again.
         if runner.shownPartial != nil || runner.partialTimer != nil {
             runner.partialResend = true
@@ -874,16 +886,22 @@ public final class JobManager {
     /// and the writes are tried again every second.
     public func flushLogs() {
         flushScheduled = false
+        // A supervised job's spool cursor goes in the same append as the events made from
+        // the bytes before it, after them.
+        for (id, runner) in cursorsDue {
+            runner.cursorQueued = false
+            guard let cursor = runner.spoolCursor else { continue }
+            spoolCursors[id] = cursor
+            pendingLogBytes[id, default: []].append(contentsOf: cursor.line)
+        }
+        cursorsDue.removeAll(keepingCapacity: true)
         guard !pendingLogBytes.isEmpty else { return }
         let pending = pendingLogBytes
         pendingLogBytes.removeAll(keepingCapacity: true)
         var failures: [(String, SystemError)] = []
         for (id, events) in pending {
-            var bytes = events
-            // A supervised job's spool cursor goes in the same append as the events made
-            // from the bytes before it.
+            let bytes = events
             let cursor = spoolCursors.removeValue(forKey: id)
-            if let cursor { bytes += cursor.line }
             if cursor != nil, FailPoint.isArmed(.eventsTorn), let log = store.events.eventsFile(job: id) { FailPoint.tear(log, bytes) }
             do {
                 storedSeqs[id] = try store.events.append(job: id, lines: bytes)
@@ -1016,6 +1034,10 @@ final class RunningJob {
     var killReason: JobManager.KillReason? { lifecycle.killReason }
     var startError: String?
     var hook: ExternalHook?
+    /// Its spool cursor is due in the next write of events (`JobManager.cursorsDue`).
+    var cursorQueued = false
+    /// The agent's session id as last put in the job's record.
+    var recordedSessionId: String?
 
     init(spec: LaunchSpec, process: any AgentProcess) {
         self.spec = spec
@@ -1038,5 +1060,13 @@ extension RunningJob {
         guard let start = process.spoolStart else { return nil }
         return SpoolCursor(
             stdout: start.stdout + stdoutFed - splitter.unfinishedByteCount, stderr: start.stderr + stderr.consumedBytes)
+    }
+}
+
+extension [UInt8] {
+    /// `line` and a newline, in place: one lookup of the pending bytes per event.
+    fileprivate mutating func appendLine(_ line: [UInt8]) {
+        append(contentsOf: line)
+        append(0x0A)
     }
 }

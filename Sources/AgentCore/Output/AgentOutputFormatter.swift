@@ -9,6 +9,8 @@ public protocol AgentOutputFormatter: Sendable {
     /// Lines held back for context (goose streams text in chunks) at the end of the stream.
     mutating func finish() -> [LogLine]
     var report: AgentReport { get }
+    /// `report.sessionId`, read after every line: without copying the whole report.
+    var sessionId: String? { get }
     /// The line being streamed now (assistant text not yet ended by a newline): viewers show
     /// it live, and the log line that completes it replaces it. It is never stored.
     var partialLine: LogLine? { get }
@@ -21,6 +23,7 @@ extension AgentOutputFormatter {
     public mutating func finish() -> [LogLine] { [] }
     public var partialLine: LogLine? { nil }
     public func keepsRawEvent(_ event: JSONValue) -> Bool { true }
+    public var sessionId: String? { report.sessionId }
 }
 
 /// The formatters agentgate knows, by the output format a provider's command line asks for.
@@ -59,6 +62,7 @@ public struct StdoutInterpreter: Sendable {
     }
 
     public var report: AgentReport { formatter.report }
+    public var sessionId: String? { formatter.sessionId }
 
     /// See `AgentOutputFormatter.partialLine`.
     public var partialLine: LogLine? { formatter.partialLine }
@@ -88,6 +92,7 @@ struct DetectingFormatter: AgentOutputFormatter {
     private var inner: (any AgentOutputFormatter)?
 
     var report: AgentReport { inner?.report ?? AgentReport() }
+    var sessionId: String? { inner?.sessionId }
     var partialLine: LogLine? { inner?.partialLine }
     func keepsRawEvent(_ event: JSONValue) -> Bool { inner?.keepsRawEvent(event) ?? true }
 

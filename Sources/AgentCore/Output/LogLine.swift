@@ -57,7 +57,8 @@ enum TextLines {
     /// Splits on LF and CRLF; a lone CR stays (terminals and agents use it for progress).
     static func split(_ text: String) -> [String] {
         // Most agent text is one line: return it as it is, without copying byte by byte.
-        if !text.utf8.contains(0x0A) { return [text] }
+        var probe = text
+        if !probe.withUTF8({ $0.count > 0 && memchr($0.baseAddress!, 0x0A, $0.count) != nil }) { return [text] }
         var lines: [String] = []
         var current: [UInt8] = []
         for byte in text.utf8 {

@@ -254,6 +254,10 @@ public final class SupervisedAgent: AgentProcess {
         // Not before the loop runs: a server re-attaching many jobs listens first, then
         // catches up on what they wrote meanwhile.
         guard loop.isInLoopThread else { return readLater() }
+        // Past the turn's budget the read waits for the next turn, behind the others: a hundred
+        // busy jobs catching up would otherwise hold one turn for a second (each reads up to
+        // `maxBytesPerTurn`), and with it every request, viewer and a SIGTERM.
+        guard loop.turnElapsedNanoseconds < EventLoop.turnBudgetNanoseconds else { return readLater() }
         let moreOut = stdout.read(maxBytes: Self.maxBytesPerTurn) { onStdout?($0) }
         // stderr is read when it was written to (or unwatched): most wakes are stdout's.
         var moreErr = false

@@ -10,7 +10,7 @@
 
 The viewers reconnect as the dashboard and `agentgate tail --follow` do: every 10 ms until
 the server is back, then from the last event they got (`&since=N`). S10_JOBS and S10_RATE
-change the load; S10_NO_RESTART=1 runs it without the restart (the steady state: latency and
+change the load (S10_BURST=N: the agents write N lines at a time); S10_NO_RESTART=1 runs it without the restart (the steady state: latency and
 the server's CPU seconds), BENCH_PERF=FILE records a perf profile of the server meanwhile.
 """
 
@@ -27,6 +27,9 @@ import bench
 
 JOBS = int(os.environ.get("S10_JOBS", "100"))
 RATE = int(os.environ.get("S10_RATE", "1000"))
+# Lines per write: 1 (the default) writes each line by itself with a sleep between, which
+# costs the agents most of a 2-core machine at 100 jobs; 10 writes them in bursts every 10 ms.
+BURST = int(os.environ.get("S10_BURST", "1"))
 SECONDS = 10
 RESTART_AFTER = 4
 
@@ -55,7 +58,7 @@ def s10():
     try:
         go = os.path.join(work, "go")
         lines = RATE * SECONDS
-        jobs = [server.launch(f"{lines} {RATE} {go} 40") for _ in range(JOBS)]
+        jobs = [server.launch(f"{lines} {RATE} {go} 40 {BURST}") for _ in range(JOBS)]
         paths = os.path.join(work, "paths")
         with open(paths, "w") as file:
             file.write("".join(server.path(job) + "\n" for job in jobs))
@@ -75,7 +78,7 @@ def s10():
         open(go, "w").close()
         if os.environ.get("S10_NO_RESTART"):
             result = json.loads(loadgen.communicate(timeout=180)[0].splitlines()[-1])
-            result.update(jobs=JOBS, rate=RATE, lines=lines, steady=True,
+            result.update(jobs=JOBS, rate=RATE, burst=BURST, lines=lines, steady=True,
                           server_cpu_s=bench.cpu_seconds(server.process.pid) - cpu_before)
             if profiler:
                 profiler.send_signal(signal.SIGINT)
@@ -93,7 +96,7 @@ def s10():
         output = loadgen.communicate(timeout=180)[0].splitlines()
         reconnect, result = json.loads(output[0]), json.loads(output[1])
         result.update(
-            jobs=JOBS, rate=RATE, lines=lines, reattached=reattached,
+            jobs=JOBS, rate=RATE, burst=BURST, lines=lines, reattached=reattached,
             stop_s=(down_at - stopped_at) / 1e9,
             reattach_s=(listening_at - stopped_at) / 1e9,
             back_s=(reconnect["back_last_ns"] - stopped_at) / 1e9 if reconnect["back_last_ns"] else None,
@@ -111,13 +114,17 @@ def s10():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def burst_note(r):
+    return f" ({r['burst']} lines a write)" if r.get("burst", 1) > 1 else ""
+
+
 def row(r):
     if r.get("steady"):
-        figure = (f"{r['jobs']} jobs × {r['rate']:,} lines/s, a viewer each, no restart: complete {r['complete_viewers']}/{r['jobs']}, "
+        figure = (f"{r['jobs']} jobs × {r['rate']:,} lines/s{burst_note(r)}, a viewer each, no restart: complete {r['complete_viewers']}/{r['jobs']}, "
                   f"gaps {r['gaps']}, dups {r['dups']}, p50 {r['p50_us'] / 1000:.1f} ms, p99 {r['p99_us'] / 1000:.1f} ms, "
                   f"max {r['max_us'] / 1000:.0f} ms, server CPU {r.get('server_cpu_s', float('nan')):.1f} s")
         return ["S10 steady", figure, "(the same load without a restart)", ""]
-    figure = (f"{r['jobs']} jobs × {r['rate']:,} lines/s, a viewer each, restarted after {RESTART_AFTER} s: "
+    figure = (f"{r['jobs']} jobs × {r['rate']:,} lines/s{burst_note(r)}, a viewer each, restarted after {RESTART_AFTER} s: "
               f"old server gone in {r['stop_s']:.2f} s; new one listening with {r['reattached']}/{r['jobs']} re-attached "
               f"{r['reattach_s']:.2f} s after the SIGTERM; every viewer getting frames again at "
               f"{r['back_s'] if r['back_s'] is not None else float('nan'):.2f} s, live again (a frame < 100 ms old) at "

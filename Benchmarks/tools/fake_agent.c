@@ -1,9 +1,10 @@
 // A fake Claude Code for the fan-out benchmark: prints COUNT stream-json assistant lines at
 // RATE lines per second (0: as fast as it can write), each text carrying
 // T=<CLOCK_MONOTONIC ns> and seq=<n>, then a result line. It waits for GO_FILE to exist
-// before the first line, so every viewer is subscribed before the clock starts.
+// before the first line, so every viewer is subscribed before the clock starts. At a RATE,
+// lines go out BURST at a time (default 1: one write per line, a sleep between).
 //
-// usage: fake_agent COUNT RATE GO_FILE [PAD_BYTES]
+// usage: fake_agent COUNT RATE GO_FILE [PAD_BYTES [BURST]]
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,13 +29,15 @@ static void write_all(const char *data, size_t length) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: fake_agent COUNT RATE GO_FILE [PAD_BYTES]\n");
+        fprintf(stderr, "usage: fake_agent COUNT RATE GO_FILE [PAD_BYTES [BURST]]\n");
         return 2;
     }
     unsigned long long count = strtoull(argv[1], NULL, 10);
     double rate = atof(argv[2]);
     const char *go = argv[3];
     int pad = argc > 4 ? atoi(argv[4]) : 40;
+    unsigned long long burst = argc > 5 ? strtoull(argv[5], NULL, 10) : 1;
+    if (burst < 1) burst = 1;
     char padding[4096];
     if (pad > (int)sizeof padding - 1) pad = (int)sizeof padding - 1;
     memset(padding, 'x', (size_t)pad);
@@ -46,7 +49,7 @@ int main(int argc, char **argv) {
     size_t used = 0;
     unsigned long long start = now_ns();
     for (unsigned long long seq = 1; seq <= count; seq++) {
-        if (rate > 0) {
+        if (rate > 0 && (seq - 1) % burst == 0) {
             unsigned long long due = start + (unsigned long long)((double)(seq - 1) * 1e9 / rate);
             unsigned long long now = now_ns();
             if (due > now) {
@@ -60,7 +63,7 @@ int main(int argc, char **argv) {
             now_ns(), seq, padding);
         used += (size_t)length;
         // Rate-limited lines go out one by one; a flat-out agent fills its pipe in 64 KiB writes.
-        if (rate > 0 || used > sizeof buffer - 8192) { write_all(buffer, used); used = 0; }
+        if ((rate > 0 && seq % burst == 0) || used > sizeof buffer - 8192) { write_all(buffer, used); used = 0; }
     }
     used += (size_t)snprintf(buffer + used, sizeof buffer - used,
         "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"result\":\"done\",\"num_turns\":1,\"session_id\":\"bench\"}\n");

@@ -862,8 +862,9 @@ public final class JobManager {
         }
         for observer in observers.values { observer(event, bytes) }
         guard let runner else { return }
-        // Its spool cursor is taken when the events are written (the same as now: bytes
-        // read later in the turn either make events or stay unfinished).
+        // Its spool cursor is taken when the events are written: it is the cursor as of this
+        // event then too, since bytes read later in the turn either make events or stay
+        // unfinished (not counted).
         if !runner.cursorQueued, runner.process.spoolStart != nil {
             runner.cursorQueued = true
             cursorsDue.append((id, runner))

@@ -142,8 +142,8 @@ public final class JobManager {
     private var dirtyLogs: Set<String> = []
     private var flushScheduled = false
     private var pendingLogBytes: [String: [UInt8]] = [:]
-    /// Supervised jobs' spool cursors as of their latest pending events (`SpoolCursor`).
-    private var spoolCursors: [String: SpoolCursor] = [:]
+    /// Jobs whose pending bytes end with their spool cursor (`SpoolCursor`), until written.
+    private var cursorAppended: Set<String> = []
     /// Supervised jobs with events since the last write, whose cursors that write takes.
     private var cursorsDue: [(id: String, runner: RunningJob)] = []
     /// Jobs whose record could not be saved, and the timer that tries the writes again.
@@ -809,7 +809,7 @@ public final class JobManager {
         version += 1
         storedSeqs[id] = nil
         pendingLogBytes[id] = nil
-        spoolCursors[id] = nil
+        cursorAppended.remove(id)
         cursorsDue.removeAll { $0.id == id }
         unsavedJobs.remove(id)
         for observer in deletionObservers.values { observer(id) }
@@ -892,7 +892,7 @@ public final class JobManager {
         for (id, runner) in cursorsDue {
             runner.cursorQueued = false
             guard let cursor = runner.spoolCursor else { continue }
-            spoolCursors[id] = cursor
+            cursorAppended.insert(id)
             pendingLogBytes[id, default: []].append(contentsOf: cursor.line)
         }
         cursorsDue.removeAll(keepingCapacity: true)
@@ -900,13 +900,12 @@ public final class JobManager {
         let pending = pendingLogBytes
         pendingLogBytes.removeAll(keepingCapacity: true)
         var failures: [(String, SystemError)] = []
-        for (id, events) in pending {
-            let bytes = events
-            let cursor = spoolCursors.removeValue(forKey: id)
-            if cursor != nil, FailPoint.isArmed(.eventsTorn), let log = store.events.eventsFile(job: id) { FailPoint.tear(log, bytes) }
+        for (id, bytes) in pending {
+            let hasCursor = cursorAppended.remove(id) != nil
+            if hasCursor, FailPoint.isArmed(.eventsTorn), let log = store.events.eventsFile(job: id) { FailPoint.tear(log, bytes) }
             do {
                 storedSeqs[id] = try store.events.append(job: id, lines: bytes)
-                if cursor != nil { FailPoint.reach(.eventsAppended) }
+                if hasCursor { FailPoint.reach(.eventsAppended) }
                 if let job = jobsByID[id], job.status.isFinished, pendingLogBytes[id] == nil { store.events.close(job: id) }
             } catch {
                 keepUnstored(id, bytes)

@@ -64,6 +64,11 @@ struct ProcessTable {
     /// (gone, a zombie, another user's) counts as false.
     static func environment(of pid: pid_t, contains entry: String) -> Bool {
         guard let bytes = readProcFile("/proc/\(pid)/environ", limit: 4 << 20) else { return false }
+        return environment(bytes, contains: entry)
+    }
+
+    /// Whether an environ file's bytes (`NAME=value` entries, NUL-separated) hold `entry`.
+    static func environment(_ bytes: [UInt8], contains entry: String) -> Bool {
         let wanted = Array(entry.utf8)
         return bytes.split(separator: 0, omittingEmptySubsequences: true).contains { $0.elementsEqual(wanted) }
     }

@@ -22,6 +22,8 @@ public final class SpoolWatcher {
     private var wake: ((_ written: [Bool]) -> Void)?
     /// The watch descriptor of each path, in the order given.
     private var descriptors: [Int32] = []
+    /// Where events are read: kept, as a busy job wakes up to a few hundred times a second.
+    private var buffer = [UInt8](repeating: 0, count: 4096)
 
     /// Every instance open in this process, for `closeAllOpen`.
     private static let open = Mutex(Set<Int32>())
@@ -73,7 +75,6 @@ public final class SpoolWatcher {
 
     private func drain() {
         var written = [Bool](repeating: false, count: descriptors.count)
-        var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             guard count > 0 else { break }

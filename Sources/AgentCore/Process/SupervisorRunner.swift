@@ -430,7 +430,7 @@ struct AgentRecord: Equatable {
     /// still its own, so the start time suffices.)
     func carriesJobMarker(_ pid: Int32) -> Bool {
         guard let environment = ProcessTable.readProcFile("/proc/\(pid)/environ", limit: 4 << 20) else { return false }
-        return environment.isEmpty || ProcessTable.environment(of: pid, contains: "AGENTGATE_JOB_ID=" + jobID)
+        return environment.isEmpty || ProcessTable.environment(environment, contains: "AGENTGATE_JOB_ID=" + jobID)
     }
 
     /// SIGKILL to the group recorded in `directory`'s agent.json, when its leader passes the

@@ -466,9 +466,11 @@ struct ServeCommandTests {
 
         // An exec killed with SIGKILL leaves its private directory and its agent: the next
         // exec finds both (the directory's lock is free), stops the agent, removes the directory.
+        // Without a cgroup: an agent in the dead exec's cgroup tree would be killed by whichever
+        // agentgate starts next on this machine (another test's, at any moment), before the sweep.
         let pidFile = data.file("orphan.pid")
         let killed = try ChildProcess(
-            CommandLineTests.binary, ["exec", "claude", "--prompt", "hi", "--data-dir", data.path],
+            CommandLineTests.binary, ["exec", "claude", "--prompt", "hi", "--data-dir", data.path, "--no-cgroup"],
             environment: ["PATH": tool.agents.searchPath, "HOME": data.path, "FAKE_SCRIPT": "echo $$ > '\(pidFile)'; exec sleep 300"],
             stdout: "/dev/null", stderr: "/dev/null")
         var orphan: Int32?

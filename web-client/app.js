@@ -54,9 +54,14 @@ function exitText(job) {
   return "";
 }
 
+/** A job that can be killed: running, or on its way to it (its worktree being made). */
+function isKillable(job) {
+  return job.status === "running" || job.status === "starting" || job.status === "preparing";
+}
+
 /** A job that is still running (or being stopped), so it has a Kill button and a clock. */
 function isActive(job) {
-  return job.status === "running" || job.status === "starting" || job.status === "stopping";
+  return isKillable(job) || job.status === "stopping";
 }
 
 /** "14:05:09" today, "Dec 3 14:05" before: when the job was launched. */
@@ -208,7 +213,7 @@ function renderJobs() {
     placeRows($("#jobs tbody"), shown.map(jobRow));
     $("#jobs-empty").hidden = shown.length > 0;
     $("#jobs-empty").textContent = jobs.length ? "No jobs with this status." : "No jobs yet. Launch one on the left.";
-    const running = jobs.filter((job) => job.status === "running" || job.status === "starting").length;
+    const running = jobs.filter((job) => isKillable(job)).length;
     $("#kill-all").disabled = running === 0;
     // The snapshot holds the running jobs and the newest finished ones; older ones come a page
     // at a time from the job list.
@@ -261,7 +266,7 @@ function jobRow(job) {
     [exit, exitText(job)], [costCell, cost(job)], [turns, job.result?.numTurns ?? ""]]) {
     if (cell.textContent !== String(value)) cell.textContent = String(value);
   }
-  const killable = job.status === "running" || job.status === "starting";
+  const killable = isKillable(job);
   if (killable && !actions.firstChild) {
     const kill = document.createElement("button");
     kill.type = "button";
@@ -325,7 +330,7 @@ async function loadOlderJobs() {
 }
 
 async function confirmKillAll() {
-  const running = [...state.jobs.values()].filter((job) => job.status === "running" || job.status === "starting").length;
+  const running = [...state.jobs.values()].filter((job) => isKillable(job)).length;
   $("#confirm-text").textContent = `${running} running job${running === 1 ? "" : "s"} will get SIGTERM, then SIGKILL after the grace period.`;
   const dialog = $("#confirm-kill-all");
   dialog.returnValue = "";
@@ -356,7 +361,7 @@ function renderSelectedHeader() {
   $("#job-meta").textContent = jobMeta(job);
   const prompt = $("#job-prompt");
   if (prompt.textContent !== job.prompt) prompt.textContent = job.prompt ?? "";
-  $("#job-kill").hidden = !(job.status === "running" || job.status === "starting");
+  $("#job-kill").hidden = !isKillable(job);
   $("#job-delete").hidden = isActive(job);
   renderResult(job);
 }

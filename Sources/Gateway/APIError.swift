@@ -13,6 +13,8 @@ public struct APIError: Error, Sendable, Equatable {
     public var field: String?
     /// For 405: the methods the route takes (the `Allow` header).
     public var allowed: String?
+    /// For `apply_conflict`: the files that kept the change from applying.
+    public var conflicts: [String] = []
 
     public init(_ status: Int, _ code: String, _ message: String, field: String? = nil) {
         self.status = status
@@ -41,6 +43,22 @@ public struct APIError: Error, Sendable, Equatable {
         case .stillRunning(let id, let status):
             self.init(409, "still_running", "job \(id) has not finished (\(status.rawValue)); kill it first")
         case .storage(let message): self.init(507, "insufficient_storage", message)
+        case .unreviewedWork(let id, let branch):
+            self.init(
+                409, "unreviewed_work",
+                "job \(id)'s worktree holds a change nobody applied or discarded (\(branch)); apply or discard it first")
+        }
+    }
+
+    /// An apply or discard refused; a conflict names its files (`conflicts`).
+    init(_ error: JobManager.ReviewError) {
+        switch error {
+        case .notFound(let id): self = .unknownJob(id)
+        case .noWorktree(let message): self.init(409, "no_worktree", message)
+        case .busy(let message): self.init(409, "worktree_busy", message)
+        case .failed(let failure):
+            self.init(409, failure.conflicts.isEmpty ? "git_failed" : "apply_conflict", failure.message)
+            conflicts = failure.conflicts
         }
     }
 
@@ -68,6 +86,7 @@ public struct APIError: Error, Sendable, Equatable {
     var members: [JSONValue.Member] {
         var members: [JSONValue.Member] = [.init("error", .string(message)), .init("code", .string(code))]
         if let field { members.append(.init("field", .string(field))) }
+        if !conflicts.isEmpty { members.append(.init("conflicts", .array(conflicts.map(JSONValue.string)))) }
         return members
     }
 

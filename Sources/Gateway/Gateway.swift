@@ -123,13 +123,19 @@ public final class Gateway {
             } catch {
                 return error.response
             }
+        case ("GET", .jobDiff(let id)):
+            return diff(request, id: id)
+        case ("POST", .jobApply(let id)):
+            return apply(request, id: id)
+        case ("POST", .jobDiscard(let id)):
+            return discard(id)
         case (_, .jobs):
             return Self.methodNotAllowed("GET, POST, DELETE")
         case (_, .job):
             return Self.methodNotAllowed("GET, DELETE")
-        case (_, .capabilitiesRefresh), (_, .jobDelete):
+        case (_, .capabilitiesRefresh), (_, .jobDelete), (_, .jobApply), (_, .jobDiscard):
             return Self.methodNotAllowed("POST")
-        case (_, .capabilities), (_, .jobEvents), (_, .jobsStream), (_, .jobStream):
+        case (_, .capabilities), (_, .jobEvents), (_, .jobsStream), (_, .jobStream), (_, .jobDiff):
             return Self.methodNotAllowed("GET")
         case (_, .unknown):
             return APIError.notFound("no route for \(path)").response
@@ -450,6 +456,9 @@ public final class Gateway {
         case jobEvents(String)
         case jobStream(String)
         case jobDelete(String)
+        case jobDiff(String)
+        case jobApply(String)
+        case jobDiscard(String)
         case unknown
 
         /// Exact paths only: an empty segment (`/api/agents/jobs/`, `//`) names no route, so a
@@ -469,6 +478,9 @@ public final class Gateway {
             case (5, "jobs") where parts[4] == "events": self = .jobEvents(parts[3])
             case (5, "jobs") where parts[4] == "stream": self = .jobStream(parts[3])
             case (5, "jobs") where parts[4] == "delete": self = .jobDelete(parts[3])
+            case (5, "jobs") where parts[4] == "diff": self = .jobDiff(parts[3])
+            case (5, "jobs") where parts[4] == "apply": self = .jobApply(parts[3])
+            case (5, "jobs") where parts[4] == "discard": self = .jobDiscard(parts[3])
             default: self = .unknown
             }
         }

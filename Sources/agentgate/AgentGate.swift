@@ -15,6 +15,7 @@ struct AgentGate: ParsableCommand {
         version: AgentGate.version,
         subcommands: [
             ServeCommand.self, RunCommand.self, JobsCommand.self, ShowCommand.self, TailCommand.self, KillCommand.self, DeleteCommand.self,
+            DiffCommand.self, ApplyCommand.self, DiscardCommand.self,
             CapabilitiesCommand.self, TokenCommand.self, Probe.self, Exec.self, EchoServerCommand.self, ShimCommand.self,
         ]
     )

@@ -38,6 +38,14 @@ struct EngineOptions: ParsableArguments {
         help: "A directory jobs may run in, with everything below it (repeatable; serve's default: your home directory).")
     var workspaces: [String] = []
 
+    @Option(
+        name: .customLong("isolate-in"), parsing: .singleValue,
+        help: "A directory where jobs run in a git worktree of their own by default when their cwd is in a git checkout (repeatable; a launch may still ask for isolation \"none\").")
+    var isolateIn: [String] = []
+
+    @Option(help: "Bytes of each job's unified diff that are kept (binary units: 1M, 16M); the per-file summary covers the whole change.")
+    var maxDiff = "4M"
+
     @Option(help: "Most event output one job may produce (binary units: 512M, 1G); past it the job is stopped and fails with output_limit.")
     var maxJobOutput = "1G"
 
@@ -91,6 +99,17 @@ struct EngineOptions: ParsableArguments {
         }
         guard let minFree = ByteCount.parse(minFreeSpace) else {
             throw ValidationError("--min-free-space \(minFreeSpace): a size such as 256M or 1G")
+        }
+        guard let maxDiffBytes = ByteCount.parse(maxDiff), maxDiffBytes >= 1024 else {
+            throw ValidationError("--max-diff \(maxDiff): a size such as 1M or 16M (at least 1K)")
+        }
+        configuration.maxDiffBytes = maxDiffBytes
+        for directory in isolateIn {
+            guard let resolved = realpath(directory, nil) else {
+                throw ValidationError("--isolate-in \(directory): no such directory")
+            }
+            configuration.isolateIn.append(String(cString: resolved))
+            free(resolved)
         }
         configuration.maxJobOutputBytes = maxOutput
         configuration.minFreeBytes = Int64(minFree)

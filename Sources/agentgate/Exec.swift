@@ -304,7 +304,11 @@ final class LogPrinter {
         switch event.payload {
         case .log(let line):
             return line.displayText
-        case .agentEvent, .status: return nil
+        case .agentEvent: return nil
+        case .status(let job):
+            // Running after preparing its worktree: said like a start; stopping is said by the log.
+            guard job.status == .running else { return nil }
+            return "[agentgate] job \(job.id) \(job.status.rawValue): \(job.provider)" + (job.pid.map { " (pid \($0))" } ?? "")
         case .started(let job):
             return "[agentgate] job \(job.id) \(job.status.rawValue): \(job.provider)" + (job.pid.map { " (pid \($0))" } ?? "")
         case .completed(let job):

@@ -269,6 +269,9 @@ struct ServeCommand: ParsableCommand {
         for (id, unattended) in manager.adopted {
             log.logger.notice("server restarted, re-attached job \(id) after \(String(format: "%.1f", Double(unattended) / 1_000)) s")
         }
+        for stray in manager.strayWorktrees() {
+            log.logger.warning("worktree \(stray) belongs to no job; it is kept (git worktree remove it when it holds nothing you need)")
+        }
         loop.run()
         if surviveRestarts {
             log.logger.notice(

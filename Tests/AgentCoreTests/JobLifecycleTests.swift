@@ -80,9 +80,41 @@ import Testing
         let (_, actions, statuses) = Self.run([.killRequested(.request), .spawned, .exited(succeeded: true), .finalized])
         #expect(actions == [[], [.announceStarted, .signalGroup], [.finalize], [.announceCompleted]])
         #expect(statuses == [.starting, .stopping, .stopping, .killed])
-        for phase in [JobLifecycle.Phase.queued, .preparing] {
-            #expect(Self.run([.killRequested(.request), .spawned], from: phase).1 == [[], [.announceStarted, .signalGroup]])
-        }
+        #expect(Self.run([.killRequested(.request), .spawned], from: .queued).1 == [[], [.announceStarted, .signalGroup]])
+    }
+
+    // MARK: preparing (a worktree)
+
+    @Test func aJobWithAWorktreeIsAnnouncedPreparingThenSpawnsThenSaysItRuns() {
+        let (lifecycle, actions, statuses) = Self.run([.isolate, .prepared, .spawned, .exited(succeeded: true), .finalized])
+        #expect(actions == [[.announceStarted, .prepare], [.spawn], [.announceStatus], [.finalize], [.announceCompleted]])
+        #expect(statuses == [.preparing, .starting, .running, .running, .done])
+        #expect(lifecycle.phase == .finished(.done))
+    }
+
+    @Test func aWorktreeThatCannotBeMadeFailsTheJobWhichWasAlreadyAnnounced() {
+        let (_, actions, statuses) = Self.run([.isolate, .prepareFailed])
+        #expect(actions == [[.announceStarted, .prepare], [.announceCompleted]])
+        #expect(statuses == [.preparing, .failed])
+        // Announced while preparing: a spawn that then fails only completes it.
+        #expect(Self.run([.isolate, .prepared, .spawnFailed]).1.last == [.announceCompleted])
+    }
+
+    @Test func aKillWhilePreparingShowsStoppingAndTheJobNeverSpawns() {
+        let (lifecycle, actions, statuses) = Self.run([.isolate, .killRequested(.request), .killRequested(.serverStopping), .prepared, .spawned])
+        #expect(actions == [[.announceStarted, .prepare], [.announceStatus], [], [.announceCompleted], []])
+        #expect(statuses == [.preparing, .stopping, .stopping, .killed, .killed])
+        #expect(lifecycle.killReason == .request)
+        // A limit or a fault fails it; a worktree that failed after a kill ends as the kill says.
+        #expect(Self.run([.isolate, .killRequested(.storage("full")), .prepared]).2.last == .failed)
+        #expect(Self.run([.isolate, .killRequested(.request), .prepareFailed]).2.last == .killed)
+    }
+
+    @Test func onlyAStartingJobEntersPreparingAndOnlyAPreparingOneLeavesIt() {
+        #expect(Self.run([.spawned, .isolate]).1.last == [])
+        #expect(Self.run([.prepared]).1 == [[]])
+        #expect(Self.run([.prepareFailed]).2 == [.starting])
+        #expect(Self.run([.isolate, .spawned]).1.last == [])
     }
 
     @Test func aJobFoundUnfinishedAtStartIsInterruptedWhateverItsPhase() {

@@ -33,6 +33,9 @@ public struct Job: Sendable, Equatable {
     /// crashed while it ran (its agent worked on under its supervisor), and when it last did.
     public var reattachCount = 0
     public var reattachedAt: Int?
+    /// The job's own git worktree and branch (`isolation: "worktree"`), nil when it runs in
+    /// the requested cwd itself.
+    public var worktree: Worktree?
     /// A finished job as the server keeps it in memory: prompt and result cut down to what
     /// the job list shows; the whole job is in the store (`JobManager.details(of:)`).
     /// Not serialized.
@@ -98,6 +101,7 @@ public struct Job: Sendable, Equatable {
         members.append(.init("lastSeq", .int(lastSeq)))
         members.append(.init("reattachCount", .int(reattachCount)))
         members.append(.init("reattachedAt", reattachedAt.map(JSONValue.int) ?? .null))
+        members.append(.init("worktree", worktree?.json ?? .null))
         return .object(members)
     }
 
@@ -127,6 +131,7 @@ public struct Job: Sendable, Equatable {
         lastSeq = json["lastSeq"]?.intValue ?? 0
         reattachCount = json["reattachCount"]?.intValue ?? 0
         reattachedAt = json["reattachedAt"]?.intValue
+        worktree = json["worktree"].flatMap(Worktree.init(json:))
     }
 }
 
@@ -163,6 +168,7 @@ extension Job {
         var text = "[agentgate] job \(id) \(status.rawValue)"
         if let exitCode { text += " (exit \(exitCode))" }
         if let signal { text += " (\(ExitStatus.signalName(signal)))" }
+        if let worktree, let summary = worktree.summary { text += ": \(summary) in \(worktree.branch)" }
         return text
     }
 }

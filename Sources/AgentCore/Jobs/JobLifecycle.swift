@@ -3,15 +3,16 @@
 /// rules are in one place and tested without a process.
 ///
 /// ```
-///  (queued ─▶ preparing ─▶) starting ──spawned──▶ running ──exited──▶ finalizing ──finalized──▶ finished
-///                              │                     │ kill               │ kill: hook cancelled,
-///                              │ spawnFailed         ▼                    │ still finalized once
-///                              └──▶ finished(failed) stopping ──exited────┘
+///  (queued ─▶) starting ──spawned──▶ running ──exited──▶ finalizing ──finalized──▶ finished
+///    isolate │    ▲  │                  │ kill               │ kill: hook cancelled,
+///            ▼    │  │ spawnFailed      ▼                    │ still finalized once
+///    preparing ───┘  └─▶ finished(failed) stopping ──exited───┘
+///      prepared  │ prepareFailed, or prepared after a kill ──▶ finished
 ///  found unfinished when the server starts ──▶ finished(interrupted)
 /// ```
 ///
-/// `queued` and `preparing` are where admission control and worktrees will go; nothing
-/// enters them yet.
+/// `preparing` is where a job waits for its worktree; `queued` is where admission control
+/// will go (nothing enters it yet).
 public struct JobLifecycle: Sendable, Equatable {
     public enum Phase: Sendable, Equatable {
         case queued, preparing, starting, running, stopping, finalizing
@@ -19,6 +20,12 @@ public struct JobLifecycle: Sendable, Equatable {
     }
 
     public enum Event: Sendable, Equatable {
+        /// The job runs in a worktree of its own, which must be made first.
+        case isolate
+        /// Its worktree is ready.
+        case prepared
+        /// Its worktree could not be made.
+        case prepareFailed
         /// The agent's process exists.
         case spawned
         /// It could not be started at all.
@@ -35,8 +42,12 @@ public struct JobLifecycle: Sendable, Equatable {
     public enum Action: Sendable, Equatable {
         /// `job:started` with the job as it is now.
         case announceStarted
-        /// `job:status` (stopping).
+        /// `job:status` (running after preparing, or stopping).
         case announceStatus
+        /// Make the job's worktree; then `prepared` or `prepareFailed`.
+        case prepare
+        /// Start the agent; then `spawned` or `spawnFailed`.
+        case spawn
         /// SIGTERM to the agent's group, SIGKILL after the grace period.
         case signalGroup
         /// The agent had already exited: stop its completion hook instead.
@@ -51,6 +62,8 @@ public struct JobLifecycle: Sendable, Equatable {
     /// Why the job is being stopped, once a kill was asked for (the first reason wins).
     public private(set) var killReason: JobManager.KillReason?
     private var succeeded = false
+    /// `job:started` went out before the spawn (when preparing began).
+    private var announced = false
 
     public init(phase: Phase = .starting) {
         self.phase = phase
@@ -59,7 +72,8 @@ public struct JobLifecycle: Sendable, Equatable {
     /// The status a job in this lifecycle shows.
     public var status: JobStatus {
         switch phase {
-        case .queued, .preparing, .starting: .starting
+        case .preparing: killReason == nil ? .preparing : .stopping
+        case .queued, .starting: .starting
         case .running: .running
         case .stopping: .stopping
         case .finalizing: killReason == nil ? .running : .stopping
@@ -85,13 +99,33 @@ public struct JobLifecycle: Sendable, Equatable {
         case (_, .serverRestarted):
             phase = .finished(.interrupted)
             return [.announceCompleted]
-        case (.queued, .spawned), (.preparing, .spawned), (.starting, .spawned):
+        case (.starting, .isolate):
+            phase = .preparing
+            announced = true
+            return [.announceStarted, .prepare]
+        case (.preparing, .prepared):
+            // Killed while its worktree was made: it never starts.
+            if killReason != nil {
+                phase = .finished(endingStatus)
+                return [.announceCompleted]
+            }
+            phase = .starting
+            return [.spawn]
+        case (.preparing, .prepareFailed):
+            phase = .finished(killReason == nil ? .failed : endingStatus)
+            return [.announceCompleted]
+        case (.queued, .spawned), (.starting, .spawned):
             phase = killReason == nil ? .running : .stopping
-            return killReason == nil ? [.announceStarted] : [.announceStarted, .signalGroup]
-        case (.queued, .spawnFailed), (.preparing, .spawnFailed), (.starting, .spawnFailed):
+            let announce: Action = announced ? .announceStatus : .announceStarted
+            return killReason == nil ? [announce] : [announce, .signalGroup]
+        case (.queued, .spawnFailed), (.starting, .spawnFailed):
             phase = .finished(.failed)
-            return [.announceStarted, .announceCompleted]
-        case (.queued, .killRequested(let reason)), (.preparing, .killRequested(let reason)), (.starting, .killRequested(let reason)):
+            return announced ? [.announceCompleted] : [.announceStarted, .announceCompleted]
+        case (.preparing, .killRequested(let reason)):
+            guard killReason == nil else { return [] }
+            killReason = reason
+            return [.announceStatus]
+        case (.queued, .killRequested(let reason)), (.starting, .killRequested(let reason)):
             // Nothing runs yet: stopped when it spawns.
             if killReason == nil { killReason = reason }
             return []

@@ -43,6 +43,14 @@ public final class JobManager {
         /// below which the operator is warned (1 GiB).
         public var minFreeBytes: Int64 = 128 << 20
         public var warnFreeBytes: Int64 = 1 << 30
+        /// Where jobs' worktrees are made (nil: `<data>/worktrees`).
+        public var worktreesDirectory: String?
+        /// Resolved directories where a job whose cwd is in a git checkout runs in a worktree
+        /// of its own unless it asks for `isolation: "none"` (`serve --isolate-in`).
+        public var isolateIn: [String] = []
+        /// Bytes of a job's unified diff that are kept (4 MiB); the per-file summary covers
+        /// the whole change.
+        public var maxDiffBytes = 4 << 20
 
         public init() {}
     }
@@ -105,6 +113,8 @@ public final class JobManager {
         case stillRunning(String, JobStatus)
         /// The store refused (the message names the path).
         case storage(String)
+        /// Its worktree holds a change nobody applied or discarded (its branch named).
+        case unreviewedWork(String, String)
     }
 
     /// How long finished jobs are kept (`serve --retain-days`, `--retain-jobs`); nil: for ever.
@@ -132,9 +142,21 @@ public final class JobManager {
     public let detector: AgentDetector
     public var configuration: Configuration
 
-    private var jobsByID: [String: Job] = [:]
-    private var order: [String] = []
-    private var running: [String: RunningJob] = [:]
+    var jobsByID: [String: Job] = [:]
+    var order: [String] = []
+    var running: [String: RunningJob] = [:]
+    /// Jobs waiting for their worktree, with the command line they will run.
+    var preparing: [String: PreparingJob] = [:]
+    /// Worktree owners with an apply or discard under way.
+    var reviewing: Set<String> = []
+    /// Git work (worktrees, diffs, apply) runs here, off the loop.
+    lazy var worktreeQueue = WorktreeQueue(loop: loop)
+    /// Nil when git is not installed.
+    lazy var worktreeOperations: WorktreeOperations? = {
+        let paths = [detector.configuration.path, getenv("PATH").map { String(cString: $0) }, "/usr/local/bin:/usr/bin:/bin"]
+        guard let git = paths.lazy.compactMap({ ExecutableSearch.find("git", path: $0) }).first else { return nil }
+        return WorktreeOperations(git: GitCommand(executable: git, environment: configuration.baseEnvironment))
+    }()
     private var observers: [Int: Observer] = [:]
     private var partialObservers: [Int: PartialObserver] = [:]
     private var deletionObservers: [Int: DeletionObserver] = [:]
@@ -186,7 +208,8 @@ public final class JobManager {
     /// All jobs, oldest first.
     public var jobs: [Job] { order.compactMap { jobsByID[$0] } }
 
-    public var runningCount: Int { running.count }
+    /// Jobs not finished: running, stopping, or preparing their worktree.
+    public var runningCount: Int { running.count + preparing.count }
 
     /// All jobs, newest first, without copying the list.
     public var jobsNewestFirst: some Sequence<Job> { order.reversed().lazy.compactMap { self.jobsByID[$0] } }
@@ -211,7 +234,7 @@ public final class JobManager {
     /// Grows by one with every event of any job: the sum of all jobs' last seqs. It changes
     /// whenever any job does (every change is an event), survives restarts with the store,
     /// and numbers the events of all jobs in one sequence (the all-jobs stream's cursor).
-    public private(set) var version = 0
+    public internal(set) var version = 0
 
     /// Like `events(for:since:limit:)`, with each event's stored bytes.
     public func encodedEvents(for id: String, since: Int = 0, limit: Int = .max) -> [(event: JobEvent, line: [UInt8])] {
@@ -453,7 +476,9 @@ public final class JobManager {
         let outputFile = store.jobDirectory(id) + "/output.txt"
         let builder = CommandBuilder(
             policy: configuration.policy, capabilities: detector.current(), searchPath: detector.configuration.path)
-        let spec = try builder.build(request, outputFile: outputFile)
+        var spec = try builder.build(request, outputFile: outputFile)
+        let worktree = try worktreePlan(for: request, id: id, cwd: spec.workingDirectory)
+        if let worktree { spec = try builder.build(request, outputFile: outputFile, runningIn: worktree.workingDirectory) }
 
         try checkRoomToLaunch()
 
@@ -462,6 +487,7 @@ public final class JobManager {
         job.cwd = spec.workingDirectory ?? request.cwd
         job.model = request.model
         job.command = spec.arguments
+        job.worktree = worktree
 
         // Recorded before anything runs: a job whose record or directory cannot be written
         // is refused, never started unrecorded (it would vanish at the next start).
@@ -478,6 +504,19 @@ public final class JobManager {
         jobsByID[id] = job
         order.append(id)
 
+        var lifecycle = JobLifecycle()
+        if let worktree, worktree.state == .preparing {
+            let actions = lifecycle.handle(.isolate)
+            preparing[id] = PreparingJob(spec: spec, lifecycle: lifecycle)
+            carryOutPreparing(actions, id)
+        } else {
+            spawn(id, spec, lifecycle: lifecycle)
+        }
+        return jobsByID[id]!
+    }
+
+    /// Starts the agent of job `id` (recorded, its worktree ready if it has one).
+    func spawn(_ id: String, _ spec: LaunchSpec, lifecycle: JobLifecycle) {
         let environment = EnvironmentPolicy.agentEnvironment(
             base: configuration.baseEnvironment, request: spec.environment, jobID: id, serverURL: configuration.serverURL)
 
@@ -489,11 +528,12 @@ public final class JobManager {
                     executable: spec.executable, arguments: spec.arguments, environment: environment,
                     workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8)))
         } catch {
-            fail(id, reason: "\(spec.executable): \(error.message)")
-            return jobsByID[id]!
+            fail(id, reason: "\(spec.executable): \(error.message)", lifecycle: lifecycle)
+            return
         }
 
         let runner = RunningJob(spec: spec, process: process)
+        runner.lifecycle = lifecycle
         running[id] = runner
         update(id) {
             $0.startedAt = WallClock.milliseconds()
@@ -504,7 +544,6 @@ public final class JobManager {
         carryOut(runner.lifecycle.handle(.spawned), id, runner)
 
         watch(id, runner)
-        return jobsByID[id]!
     }
 
     /// Refuses a launch while the data dir is short of space or refuses writes: the job's
@@ -523,16 +562,17 @@ public final class JobManager {
         }
     }
 
-    /// A job that never ran: started (as failed) then completed, with the reason.
-    private func fail(_ id: String, reason: String) {
-        var lifecycle = JobLifecycle()
-        let actions = lifecycle.handle(.spawnFailed)
-        assert(actions == [.announceStarted, .announceCompleted])
+    /// A job that never ran: started (as failed, unless it was announced while preparing)
+    /// then completed, with the reason. `event`: what stopped it (`spawnFailed`, or
+    /// `prepareFailed` for a worktree that could not be made).
+    func fail(_ id: String, reason: String, lifecycle start: JobLifecycle = JobLifecycle(), event: JobLifecycle.Event = .spawnFailed) {
+        var lifecycle = start
+        let actions = lifecycle.handle(event)
         update(id) {
             $0.status = lifecycle.status
             $0.errorTail = reason
         }
-        emit(id, .started(jobsByID[id]!))
+        if actions.contains(.announceStarted) { emit(id, .started(jobsByID[id]!)) }
         emit(id, .log(LogLine(.system, .error, reason)))
         update(id) { $0.endedAt = WallClock.milliseconds() }
         emit(id, .completed(jobsByID[id]!))
@@ -542,17 +582,13 @@ public final class JobManager {
     }
 
     /// Does what the job's lifecycle asked for, in order.
-    private func carryOut(_ actions: [JobLifecycle.Action], _ id: String, _ runner: RunningJob) {
+    func carryOut(_ actions: [JobLifecycle.Action], _ id: String, _ runner: RunningJob) {
         for action in actions {
             switch action {
             case .announceStarted:
-                update(id) { $0.status = runner.lifecycle.status }
-                emit(id, .started(jobsByID[id]!))
-                persist(id)
+                announce(id, status: runner.lifecycle.status, first: true)
             case .announceStatus:
-                update(id) { $0.status = runner.lifecycle.status }
-                emit(id, .status(jobsByID[id]!))
-                persist(id)
+                announce(id, status: runner.lifecycle.status, first: false)
             case .signalGroup:
                 runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
                 let reason = runner.killReason ?? .request
@@ -565,8 +601,19 @@ public final class JobManager {
                 finalize(id, runner)
             case .announceCompleted:
                 complete(id, runner)
+            case .prepare, .spawn:
+                // Only before a runner exists (`carryOutPreparing`).
+                break
             }
         }
+    }
+
+    /// Shows the job's new status to everyone (`job:started` the first time, then
+    /// `job:status`) and saves it.
+    func announce(_ id: String, status: JobStatus, first: Bool) {
+        update(id) { $0.status = status }
+        emit(id, first ? .started(jobsByID[id]!) : .status(jobsByID[id]!))
+        persist(id)
     }
 
     // MARK: output
@@ -669,6 +716,14 @@ public final class JobManager {
     /// The agent exited: its result, the output file its command line named, and the
     /// operator's hook, then `finalized`.
     private func finalize(_ id: String, _ runner: RunningJob) {
+        guard runner.exitStatus != nil else { return }
+        guard let worktree = jobsByID[id]?.worktree, worktree.state == .active else { return finalizeResults(id, runner) }
+        recordChange(id, worktree) { [weak self] in self?.finalizeResults(id, runner) }
+    }
+
+    /// The agent's result, the output file its command line named, and the operator's hook
+    /// (after the job's change was recorded, when it has a worktree).
+    private func finalizeResults(_ id: String, _ runner: RunningJob) {
         guard let status = runner.exitStatus else { return }
         // Hook (a): the agent's own final result. A killed run failed, whatever it said.
         var report = runner.interpreter.report
@@ -690,6 +745,7 @@ public final class JobManager {
             $0.signal = status.signal
             $0.errorTail = runner.stderr.tailText
             $0.result = report.isEmpty ? nil : report.json
+            if let diff = runner.diff { $0.result = ($0.result ?? .object([])).setting("diff", to: diff) }
             if let model = report.model, $0.model == nil { $0.model = model }
         }
         // Hook (b): the output file the command line named.
@@ -724,6 +780,10 @@ public final class JobManager {
             runner.hook = hook
             var environment = configuration.baseEnvironment
             environment.append("AGENTGATE_JOB_ID=\(id)")
+            if let worktree = jobsByID[id]?.worktree {
+                environment += ["AGENTGATE_WORKTREE=\(worktree.path)", "AGENTGATE_BRANCH=\(worktree.branch)"]
+                if worktree.headCommit != nil { environment.append("AGENTGATE_DIFF=\(diffPath(id))") }
+            }
             // The hook sees the status the job is about to end with.
             var preview = jobsByID[id]!
             preview.status = runner.lifecycle.endingStatus
@@ -753,7 +813,7 @@ public final class JobManager {
     }
 
     /// Emits `job:completed` exactly once.
-    private func complete(_ id: String, _ runner: RunningJob) {
+    func complete(_ id: String, _ runner: RunningJob) {
         guard running.removeValue(forKey: id) === runner else { return }
         update(id) {
             $0.status = runner.lifecycle.status
@@ -776,6 +836,14 @@ public final class JobManager {
     /// running is marked killed and its hook stopped; it still completes exactly once.
     public func kill(_ id: String, reason: KillReason = .request) throws(KillError) {
         guard let job = jobsByID[id] else { throw .notFound(id) }
+        if var waiting = preparing[id] {
+            let actions = waiting.lifecycle.handle(.killRequested(reason))
+            preparing[id] = waiting
+            if actions.contains(.announceStatus) {
+                emit(id, .log(LogLine(.system, reason.failsTheJob ? .error : .info, "\(reason.why): the job stops once its worktree is made")))
+            }
+            return carryOutPreparing(actions, id)
+        }
         guard let runner = running[id] else { throw .alreadyFinished(id, job.status) }
         carryOut(runner.lifecycle.handle(.killRequested(reason)), id, runner)
     }
@@ -785,6 +853,9 @@ public final class JobManager {
     public func killAll(reason: KillReason = .request) -> Int {
         var count = 0
         for id in running.keys.sorted() where running[id]?.killReason == nil {
+            if (try? kill(id, reason: reason)) != nil { count += 1 }
+        }
+        for id in preparing.keys.sorted() where preparing[id]?.lifecycle.killReason == nil {
             if (try? kill(id, reason: reason)) != nil { count += 1 }
         }
         return count
@@ -797,6 +868,9 @@ public final class JobManager {
     public func delete(_ id: String) throws(DeleteError) {
         guard let job = jobsByID[id] else { throw .notFound(id) }
         guard job.status.isFinished, running[id] == nil else { throw .stillRunning(id, job.status) }
+        if let worktree = job.worktree, worktree.holdsUnreviewedWork, !sharesWorktreeWithAnotherJob(id, worktree) {
+            throw .unreviewedWork(id, worktree.branch)
+        }
         flushLogs()
         do {
             try store.delete(id)
@@ -813,6 +887,7 @@ public final class JobManager {
         cursorsDue.removeAll { $0.id == id }
         unsavedJobs.remove(id)
         for observer in deletionObservers.values { observer(id) }
+        if let worktree = job.worktree { removeWorktreeOfDeletedJob(worktree) }
     }
 
     /// Deletes the finished jobs `retention` no longer keeps: older than its age, or past its
@@ -826,6 +901,8 @@ public final class JobManager {
         var doomed: [String] = []
         for job in jobsNewestFirst where job.status.isFinished && running[job.id] == nil {
             finishedSeen += 1
+            // Work nobody applied or discarded is never deleted, whatever its age.
+            if let worktree = job.worktree, worktree.holdsUnreviewedWork { continue }
             let tooMany = retention.maxFinishedJobs.map { finishedSeen > $0 } ?? false
             let tooOld = retention.maxAgeMilliseconds.map { now - (job.endedAt ?? job.createdAt) > $0 } ?? false
             if tooMany || tooOld { doomed.append(job.id) }
@@ -837,13 +914,13 @@ public final class JobManager {
 
     // MARK: events and persistence
 
-    private func update(_ id: String, _ change: (inout Job) -> Void) {
+    func update(_ id: String, _ change: (inout Job) -> Void) {
         guard var job = jobsByID[id] else { return }
         change(&job)
         jobsByID[id] = job
     }
 
-    private func emit(_ id: String, _ payload: JobEvent.Payload) {
+    func emit(_ id: String, _ payload: JobEvent.Payload) {
         emit(id, payload, runner: running[id])
     }
 
@@ -991,7 +1068,7 @@ public final class JobManager {
 
     /// Saves a job's record; one the database refuses is tried again every second, so a
     /// final status is never lost to a disk that was full for a while.
-    private func persist(_ id: String) {
+    func persist(_ id: String) {
         // A compacted job is a cut-down copy of a record already saved whole.
         guard let job = jobsByID[id], !job.isCompact else { return }
         do {
@@ -1011,6 +1088,8 @@ public final class JobManager {
 final class RunningJob {
     let spec: LaunchSpec
     let process: any AgentProcess
+    /// The change the job made in its worktree (`WorktreeDiff.json`), once recorded.
+    var diff: JSONValue?
     var splitter = LineSplitter()
     /// Bytes of stdout fed to `splitter`.
     var stdoutFed = 0

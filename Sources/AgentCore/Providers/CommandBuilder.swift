@@ -16,7 +16,9 @@ public struct CommandBuilder: Sendable {
 
     /// - Parameter outputFile: where a provider that can write its final answer to a file
     ///   (codex `-o`) should put it.
-    public func build(_ request: LaunchRequest, outputFile: String?) throws(LaunchError) -> LaunchSpec {
+    /// - Parameter runningIn: where the agent runs instead of the requested cwd (which is
+    ///   still checked): the job's worktree.
+    public func build(_ request: LaunchRequest, outputFile: String?, runningIn: String? = nil) throws(LaunchError) -> LaunchSpec {
         try request.validate()
         guard let provider = AgentProvider.named(request.provider) else {
             throw LaunchError(.unknownProvider, field: "provider", "unknown provider '\(request.provider)'; available: \(availableList)")
@@ -28,7 +30,7 @@ public struct CommandBuilder: Sendable {
         }
         try checkFields(request, for: provider)
         try policy.environment.check(request.env)
-        let workingDirectory: String?
+        var workingDirectory: String?
         if let workspaces = policy.workspaces {
             workingDirectory = try workspaces.resolve(request.cwd)
         } else {
@@ -37,6 +39,7 @@ public struct CommandBuilder: Sendable {
             }
             workingDirectory = request.cwd
         }
+        if let runningIn { workingDirectory = runningIn }
         let executable: String
         if provider.id == AgentProvider.customID {
             executable = try customExecutable(request)

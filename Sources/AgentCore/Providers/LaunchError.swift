@@ -23,11 +23,26 @@ public struct LaunchError: Error, Sendable, Equatable, CustomStringConvertible {
         case cwdForbidden = "cwd_forbidden"
         /// The data dir is (nearly) full: the job could not be recorded.
         case insufficientStorage = "insufficient_storage"
+        /// `isolation: "worktree"` for a cwd in no git checkout.
+        case notARepository = "not_a_repository"
+        /// `worktreeOf` names a job without a worktree (404-like: `unknown_job` when no job).
+        case noWorktree = "no_worktree"
+        /// `worktreeOf` names a worktree a job works in now, or one being applied or discarded.
+        case worktreeBusy = "worktree_busy"
+        case unknownJob = "unknown_job"
     }
 
     /// The HTTP status the API answers with: 507 when the server, not the request, is at
-    /// fault (a full disk), 400 otherwise.
-    public var httpStatus: Int { code == .insufficientStorage ? 507 : 400 }
+    /// fault (a full disk), 409 for a worktree in use, 404 for a job that does not exist,
+    /// 400 otherwise.
+    public var httpStatus: Int {
+        switch code {
+        case .insufficientStorage: 507
+        case .worktreeBusy, .noWorktree: 409
+        case .unknownJob: 404
+        default: 400
+        }
+    }
 
     public let code: Code
     /// The request field at fault (`provider`, `cwd`, `env.FOO`…).

@@ -1,5 +1,6 @@
 /// What a client asks for: `{provider, prompt, cwd?, model?, effort?, label?, env?,
-/// resumeSession?, maxTurns?, command?}` (`reasoningEffort` is read as `effort`). Permission and sandbox modes are deliberately
+/// resumeSession?, maxTurns?, command?, isolation?, baseRef?, worktreeOf?}` (`reasoningEffort`
+/// is read as `effort`). Permission and sandbox modes are deliberately
 /// absent: they come from the operator's `LaunchPolicy`, never from a client.
 public struct LaunchRequest: Sendable, Equatable {
     public var provider: String
@@ -13,6 +14,17 @@ public struct LaunchRequest: Sendable, Equatable {
     public var maxTurns: Int?
     /// argv for the `custom` provider.
     public var command: [String]?
+    /// Where the job runs: its own git worktree, or the cwd itself; nil: the operator's
+    /// default for the cwd's workspace (`--isolate-in`).
+    public var isolation: Isolation?
+    /// The commit-ish a worktree starts from (the checkout's HEAD when nil).
+    public var baseRef: String?
+    /// Run in the worktree of this earlier job (a follow-up to its change).
+    public var worktreeOf: String?
+
+    public enum Isolation: String, Sendable, CaseIterable {
+        case none, worktree
+    }
 
     /// 1 MiB: far beyond a human prompt, small enough to hold per job.
     public static let maxPromptBytes = 1 << 20
@@ -23,7 +35,8 @@ public struct LaunchRequest: Sendable, Equatable {
     public init(
         provider: String, prompt: String, cwd: String? = nil, model: String? = nil, effort: String? = nil,
         label: String? = nil, env: [String: String] = [:], resumeSession: String? = nil,
-        maxTurns: Int? = nil, command: [String]? = nil
+        maxTurns: Int? = nil, command: [String]? = nil, isolation: Isolation? = nil, baseRef: String? = nil,
+        worktreeOf: String? = nil
     ) {
         self.provider = provider
         self.prompt = prompt
@@ -35,12 +48,16 @@ public struct LaunchRequest: Sendable, Equatable {
         self.resumeSession = resumeSession
         self.maxTurns = maxTurns
         self.command = command
+        self.isolation = isolation
+        self.baseRef = baseRef
+        self.worktreeOf = worktreeOf
     }
 
     /// Every field a request may carry. Anything else is refused (`unknown_field`): a typo
     /// or a field from a newer API must not be silently dropped.
     public static let knownFields: Set<String> = [
         "provider", "prompt", "cwd", "model", "effort", "reasoningEffort", "label", "env", "resumeSession", "maxTurns", "command",
+        "isolation", "baseRef", "worktreeOf",
     ]
 
     /// Decodes a JSON body, naming the first unknown field or field of the wrong type.
@@ -80,6 +97,16 @@ public struct LaunchRequest: Sendable, Equatable {
         }
         label = try string("label")
         resumeSession = try string("resumeSession")
+        if let text = try string("isolation") {
+            guard let value = Isolation(rawValue: text) else {
+                throw LaunchError(.invalidField, field: "isolation", "isolation must be \"worktree\" or \"none\"")
+            }
+            isolation = value
+        } else {
+            isolation = nil
+        }
+        baseRef = try string("baseRef")
+        worktreeOf = try string("worktreeOf")
         switch json["maxTurns"] {
         case nil, .null?: maxTurns = nil
         case .int(let value)? where value > 0 && value <= 10_000: maxTurns = value
@@ -143,13 +170,30 @@ public struct LaunchRequest: Sendable, Equatable {
         if let bad = Self.firstControlCharacter(prompt, allowing: [0x09, 0x0A, 0x0D]) {
             throw LaunchError(.invalidField, field: "prompt", "prompt contains control character \(bad)")
         }
-        for (key, value) in [("provider", provider), ("model", model), ("effort", effort), ("label", label), ("resumeSession", resumeSession), ("cwd", cwd)] {
+        for (key, value) in [("provider", provider), ("model", model), ("effort", effort), ("label", label), ("resumeSession", resumeSession), ("cwd", cwd), ("baseRef", baseRef)] {
             guard let value else { continue }
             if value.utf8.count > Self.maxShortFieldBytes {
                 throw LaunchError(.invalidField, field: key, "\(key) is longer than \(Self.maxShortFieldBytes) bytes")
             }
             if let bad = Self.firstControlCharacter(value, allowing: [], refusingLayout: true) {
                 throw LaunchError(.invalidField, field: key, "\(key) contains control character \(bad)")
+            }
+        }
+        if let baseRef {
+            if baseRef.isEmpty || baseRef.utf8.count > 256 || baseRef.hasPrefix("-") || baseRef.contains(" ") {
+                throw LaunchError(.invalidField, field: "baseRef", "baseRef must be a branch, tag or commit of at most 256 bytes, without spaces or a leading '-'")
+            }
+            if isolation == LaunchRequest.Isolation.none {
+                throw LaunchError(.invalidField, field: "baseRef", "baseRef needs isolation \"worktree\"")
+            }
+        }
+        if let worktreeOf {
+            guard JobStore.isValidJobId(worktreeOf) else {
+                throw LaunchError(.invalidField, field: "worktreeOf", "worktreeOf must be a job id")
+            }
+            if isolation == LaunchRequest.Isolation.none || baseRef != nil || cwd != nil {
+                throw LaunchError(
+                    .invalidField, field: "worktreeOf", "worktreeOf runs in that job's worktree: give it without cwd, baseRef or isolation \"none\"")
             }
         }
         if env.count > Self.maxEnvironmentEntries {

@@ -33,6 +33,18 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var session: AgentSessionOptions
 
+    @Flag(help: "Run in a git worktree of its own (branch agentgate/<id>); its change is the result (agentgate diff, apply, discard).")
+    var worktree = false
+
+    @Flag(help: "Run in the directory itself even where the server isolates by default (--isolate-in).")
+    var noWorktree = false
+
+    @Option(help: "The branch, tag or commit the worktree starts from (default: the checkout's HEAD); implies --worktree.")
+    var base: String?
+
+    @Option(help: "Continue the change of an earlier job: run in its worktree.")
+    var worktreeOf: String?
+
     @Flag(help: "Print the job id and return at once.")
     var detach = false
 
@@ -47,6 +59,16 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
+    func validate() throws {
+        if worktree && noWorktree { throw ValidationError("--worktree and --no-worktree exclude each other") }
+        if let worktreeOf {
+            try validateJobID(worktreeOf)
+            if cwd != nil || base != nil || noWorktree {
+                throw ValidationError("--worktree-of runs in that job's worktree: give it without --cwd, --base or --no-worktree")
+            }
+        }
+    }
+
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
             let api = try client.api()
@@ -58,9 +80,15 @@ struct RunCommand: ParsableCommand {
             // paths on its side: always send an absolute one.
             let here = FileManager.default.currentDirectoryPath
             let directory = cwd.map { $0.hasPrefix("/") ? $0 : here + "/" + $0 } ?? here
-            var request: [JSONValue.Member] = [
-                .init("provider", .string(provider)), .init("prompt", .string(text)), .init("cwd", .string(directory)),
-            ]
+            var request: [JSONValue.Member] = [.init("provider", .string(provider)), .init("prompt", .string(text))]
+            if let worktreeOf {
+                request.append(.init("worktreeOf", .string(worktreeOf)))
+            } else {
+                request.append(.init("cwd", .string(directory)))
+            }
+            if worktree || base != nil { request.append(.init("isolation", "worktree")) }
+            if noWorktree { request.append(.init("isolation", "none")) }
+            if let base { request.append(.init("baseRef", .string(base))) }
             for (key, value) in [("model", model), ("effort", effort), ("label", label), ("resumeSession", session.resume)] {
                 if let value { request.append(.init(key, .string(value))) }
             }

@@ -56,6 +56,11 @@ struct ShowCommand: ParsableCommand {
                 }
                 if let hook = result["hook"] { lines.append("hook      \(String(decoding: JSONWriter.serialize(hook), as: UTF8.self))") }
             }
+            if let worktree = job.worktree {
+                lines.append("worktree  \(worktree.path) (\(worktree.state.rawValue))")
+                lines.append("branch    \(worktree.branch) from \(worktree.baseRef)" + (worktree.baseCommit.map { " (\($0.prefix(12)))" } ?? ""))
+                if let summary = worktree.summary { lines.append("change    \(summary) (agentgate diff \(job.id))") }
+            }
             if let error = job.errorTail, job.status != .done { lines.append("error     \(error)") }
             if let hookError = job.hookError { lines.append("hookError \(hookError)") }
             print(TerminalText.escaped(lines.joined(separator: "\n")))

@@ -15,6 +15,7 @@ export class ApiError extends Error {
     this.status = status;
     this.code = body?.code;
     this.field = body?.field;
+    this.conflicts = body?.conflicts ?? [];
   }
 }
 
@@ -29,6 +30,10 @@ function authorization() {
 }
 
 async function call(method, path, body) {
+  return callFor(method, path, body, (text) => (text ? JSON.parse(text) : null));
+}
+
+async function callFor(method, path, body, read) {
   const init = { method, headers: authorization() };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -36,10 +41,9 @@ async function call(method, path, body) {
   }
   const response = await fetch(path, init);
   const text = await response.text();
-  const json = text ? JSON.parse(text) : null;
   if (response.status === 401) window.dispatchEvent(new Event("agentgate:signed-out"));
-  if (!response.ok) throw new ApiError(response.status, json);
-  return json;
+  if (!response.ok) throw new ApiError(response.status, text ? JSON.parse(text) : null);
+  return read(text);
 }
 
 /// Whether the address carries a token to sign in with.
@@ -89,5 +93,12 @@ export const api = {
   killAll: () => call("DELETE", "/api/agents/jobs"),
   deleteJob: (id) => call("POST", `/api/agents/jobs/${encodeURIComponent(id)}/delete`),
   /** A page of the job list, newest first, older than `cursor` (a page's nextCursor). */
+  job: (id) => call("GET", `/api/agents/jobs/${encodeURIComponent(id)}`),
+  /** A worktree job's change: the summary with each file's piece of the diff. */
+  diff: (id) => call("GET", `/api/agents/jobs/${encodeURIComponent(id)}/diff?format=json`),
+  /** The unified diff as text (for a download). */
+  patch: (id) => callFor("GET", `/api/agents/jobs/${encodeURIComponent(id)}/diff`, undefined, (text) => text),
+  apply: (id, mode) => call("POST", `/api/agents/jobs/${encodeURIComponent(id)}/apply`, { mode }),
+  discard: (id) => call("POST", `/api/agents/jobs/${encodeURIComponent(id)}/discard`),
   jobs: (cursor, limit = 100) => call("GET", `/api/agents/jobs?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
 };

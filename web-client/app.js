@@ -4,6 +4,7 @@
 import { api, ApiError, hasTokenInAddress, signIn, signOut } from "./api.js";
 import { Connection } from "./connection.js";
 import { LogView } from "./log-view.js";
+import { ChangeView } from "./change-view.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -29,6 +30,8 @@ const state = {
 
 let connection;
 let log;
+/** The selected job's change, when it ran in a worktree. */
+let changeView;
 
 // MARK: formatting
 
@@ -174,6 +177,11 @@ async function launch(event) {
   for (const key of ["cwd", "label", ...FORM_FIELDS.filter((name) => fields.has(name))]) {
     const value = String(form.get(key) ?? "").trim();
     if (value) request[key] = value;
+  }
+  if (form.get("worktree")) {
+    request.isolation = "worktree";
+    const base = String(form.get("baseRef") ?? "").trim();
+    if (base) request.baseRef = base;
   }
   const button = $("#launch-submit");
   button.disabled = true;
@@ -349,6 +357,7 @@ function jobMeta(job) {
   if (cost(job)) parts.push(cost(job));
   if (job.result?.numTurns) parts.push(`${job.result.numTurns} turn${job.result.numTurns === 1 ? "" : "s"}`);
   // It worked on while the server restarted; nothing of it was lost.
+  if (job.worktree?.summary) parts.push(job.worktree.summary);
   if (job.reattachCount) parts.push(`re-attached after ${job.reattachCount === 1 ? "a server restart" : `${job.reattachCount} server restarts`}`);
   return parts.join(" · ");
 }
@@ -363,13 +372,16 @@ function renderSelectedHeader() {
   if (prompt.textContent !== job.prompt) prompt.textContent = job.prompt ?? "";
   $("#job-kill").hidden = !isKillable(job);
   $("#job-delete").hidden = isActive(job);
+  changeView?.render(job);
   renderResult(job);
 }
 
 function renderResult(job) {
   const finished = !isActive(job);
   const result = job.result;
-  $("#job-result").hidden = !finished || (!result && !job.errorTail && !job.hookError);
+  // A worktree job's diff has a section of its own.
+  const said = result && Object.keys(result).some((key) => key !== "diff");
+  $("#job-result").hidden = !finished || (!said && !job.errorTail && !job.hookError);
   // Why a run failed (an API error, max turns, a kill) comes first.
   const errors = job.status !== "done" ? (result?.errors ?? []).join("\n") : null;
   const text = [errors, result?.text, job.status !== "done" ? job.errorTail : null, job.hookError ? `hook: ${job.hookError}` : null]
@@ -412,6 +424,11 @@ function logLine(event) {
     case "job:log":
       return { text: event.text, stream: event.stream, kind: event.kind };
     case "job:started":
+      if (event.info.status === "preparing") return { text: `[agentgate] ${event.info.provider} preparing its worktree`, stream: "system", kind: "info" };
+      return { text: `[agentgate] ${event.info.provider} started${event.info.pid ? ` (pid ${event.info.pid})` : ""}`, stream: "system", kind: "info" };
+    case "job:status":
+      // Running once its worktree is ready (stopping is said by the log).
+      if (event.info?.status !== "running") return null;
       return { text: `[agentgate] ${event.info.provider} started${event.info.pid ? ` (pid ${event.info.pid})` : ""}`, stream: "system", kind: "info" };
     case "job:completed": {
       let text = `[agentgate] job ${event.status}`;
@@ -505,6 +522,11 @@ function onState(connectionState, seconds) {
 // MARK: start
 
 function wire() {
+  changeView = new ChangeView($("#job-change"), api, (job) => {
+    state.jobs.set(job.id, job);
+    renderJobs();
+  });
+  $("#launch-worktree").addEventListener("change", (event) => { $("#launch-base-field").hidden = !event.target.checked; });
   $("#launch").addEventListener("submit", launch);
   $("#launch-provider").addEventListener("change", updateProviderFields);
   $("#refresh-agents").addEventListener("click", refreshAgents);

@@ -154,9 +154,11 @@ struct ProcessHygieneTests {
     @Test func aFIFOInPlaceOfTheEventFileReadsAsNoEvents() throws {
         let harness = try EngineHarness()
         let eventFile = harness.data.path + "/jobs/$AGENTGATE_JOB_ID/events.ndjson"
-        // The server may write the file again between rm and mkfifo: retry until the FIFO is in.
+        // Once the server has written the file (before that, its first write finds the FIFO and
+        // the job fails: its events cannot be stored); it may write again between rm and
+        // mkfifo: retry until the FIFO is in.
         let job = try harness.launch(
-            script: "until mkfifo \"\(eventFile)\" 2>/dev/null; do rm -f \"\(eventFile)\"; done; echo planted")
+            script: "until [ -s \"\(eventFile)\" ]; do sleep 0.01; done; until mkfifo \"\(eventFile)\" 2>/dev/null; do rm -f \"\(eventFile)\"; done; echo planted")
         let done = try #require(harness.waitForCompletion(job.id))
         #expect(done.status == .done)
         let path = harness.store.jobDirectory(job.id) + "/events.ndjson"

@@ -6,6 +6,7 @@ The fake `claude` reads its prompt from stdin and acts on it:
   "slow [N]"     replays a real transcript slowly, then N numbered steps (default 20)
   "lines N"      prints N lines at once
   "hang"         runs until killed
+  "edit"         changes files in its working directory (a worktree job's change)
   anything else  replays the transcript at once
 """
 
@@ -13,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -47,6 +49,12 @@ case "$prompt" in
     printf '%s\\n' "$result";;
   lines*) seq 1 ${{prompt#lines }} | sed 's/^/output line /';;
   hang*) exec sleep 300;;
+  edit*)
+    echo "changed by the agent" >> a.txt
+    printf 'new file\n' > new.txt
+    echo '<img src=x onerror="window.pwned=1">' > markup.txt
+    seq 1 700 > big.txt
+    echo "edited 4 files";;
   stubborn*) trap '' TERM; echo 'ignoring SIGTERM'; sleep 300 & wait;;
   stream*)
     printf '%s\\n' '{{"type":"stream_event","api_message_id":"m1","event":{{"type":"content_block_start","index":0,"content_block":{{"type":"text","text":""}}}}}}'
@@ -375,6 +383,105 @@ class Dashboard(unittest.TestCase):
         driver.get(base + f"#token={TOKEN}")
         self.wait(lambda: self.text("#connection") == "live", message="pasting the token URL into the same tab did not sign in")
         self.assertNotIn("token", driver.current_url)
+
+
+    def test_worktree_review(self):
+        """A worktree job's change in the job view: the files, a readable diff, Apply (a
+        conflict named, nothing changed; then a merge) and Discard behind confirmations."""
+        driver = self.driver
+        repo = os.path.join(self.server.temp, "project")
+        os.makedirs(repo)
+
+        def git(*args):
+            return subprocess.run(["git", "-C", repo, *args], check=True, capture_output=True, text=True,
+                                  env={"PATH": "/usr/bin:/bin", "HOME": self.server.temp, "GIT_CONFIG_NOSYSTEM": "1"}).stdout
+
+        git("init", "-q", "-b", "main")
+        git("config", "user.email", "me@example.com")
+        git("config", "user.name", "Me")
+        with open(os.path.join(repo, "a.txt"), "w") as file:
+            file.write("one\n")
+        git("add", "-A")
+        git("commit", "-qm", "initial")
+
+        self.open_dashboard()
+        cwd = driver.find_element(By.ID, "launch-cwd")
+        cwd.clear()
+        cwd.send_keys(repo)
+        self.assertFalse(driver.find_element(By.ID, "launch-base-field").is_displayed())
+        driver.find_element(By.ID, "launch-worktree").click()
+        self.assertTrue(driver.find_element(By.ID, "launch-base-field").is_displayed())
+        job_id = self.launch("edit")
+        self.wait(lambda: self.selected_status() == "done")
+        self.assertIn("[agentgate] claude preparing its worktree", self.log_lines())
+        self.assertTrue(any(line.startswith("[agentgate] claude started") for line in self.log_lines()))
+        self.wait(lambda: driver.find_element(By.ID, "job-change").is_displayed())
+        self.wait(lambda: self.text("#change-summary") == "4 files changed, +703 \u22120")
+        self.assertEqual(self.text("#change-state"), "ready")
+        self.assertIn(f"branch agentgate/{job_id}", self.text("#change-where"))
+        self.assertIn("4 files changed", self.text("#job-meta"))
+        self.wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#change-files .diff-file")) == 4)
+        files = {element.get_attribute("data-path"): element for element in driver.find_elements(By.CSS_SELECTOR, "#change-files .diff-file")}
+        self.assertEqual(set(files), {"a.txt", "new.txt", "markup.txt", "big.txt"})
+        # A 700-line diff: everything starts collapsed, nothing drawn until opened.
+        self.assertFalse(any(element.get_attribute("open") for element in files.values()))
+        self.assertEqual(len(driver.find_elements(By.CSS_SELECTOR, "#change-files .diff-line")), 0)
+        self.assertEqual(files["a.txt"].find_element(By.CSS_SELECTOR, ".file-status").text, "M")
+        self.assertEqual(files["new.txt"].find_element(By.CSS_SELECTOR, ".file-counts").text, "+1 \u22120")
+        files["a.txt"].find_element(By.CSS_SELECTOR, "summary").click()
+        self.wait(lambda: files["a.txt"].find_elements(By.CSS_SELECTOR, ".diff-line.add"))
+        self.assertEqual([line.text for line in files["a.txt"].find_elements(By.CSS_SELECTOR, ".diff-line.add")], ["+changed by the agent"])
+        self.assertTrue(files["a.txt"].find_elements(By.CSS_SELECTOR, ".diff-line.hunk"))
+        # What the agent wrote is text, never markup.
+        files["markup.txt"].find_element(By.CSS_SELECTOR, "summary").click()
+        self.wait(lambda: files["markup.txt"].find_elements(By.CSS_SELECTOR, ".diff-line.add"))
+        self.assertIn('<img src=x onerror="window.pwned=1">', files["markup.txt"].text)
+        self.assertFalse(driver.find_elements(By.CSS_SELECTOR, "#change-files img"))
+        self.assertIsNone(self.js("return window.pwned ?? null"))
+        self.shot("16-worktree-diff")
+
+        # The user committed over a.txt meanwhile: Apply names the conflict, nothing changes.
+        with open(os.path.join(repo, "a.txt"), "w") as file:
+            file.write("one\nmine\n")
+        git("commit", "-qam", "mine")
+        head = git("rev-parse", "HEAD")
+        driver.find_element(By.ID, "change-apply").click()
+        self.wait(lambda: driver.find_element(By.ID, "confirm-apply").get_attribute("open") is not None)
+        self.assertIn(f"agentgate/{job_id}", self.text("#confirm-apply .text"))
+        self.shot("17-apply-confirmation")
+        driver.find_element(By.CSS_SELECTOR, "#confirm-apply button[value='merge']").click()
+        self.wait(lambda: "conflicts" in self.text("#change-error"))
+        self.assertEqual([item.text for item in driver.find_elements(By.CSS_SELECTOR, "#change-error .conflicts li")], ["a.txt"])
+        self.assertEqual(git("rev-parse", "HEAD"), head)
+        self.assertEqual(git("status", "--porcelain"), "")
+        self.shot("18-apply-conflict")
+
+        # Cancelling the dialog does nothing; then the merge goes through.
+        git("reset", "-q", "--hard", "HEAD~1")
+        driver.find_element(By.ID, "change-apply").click()
+        self.wait(lambda: driver.find_element(By.ID, "confirm-apply").get_attribute("open") is not None)
+        driver.find_element(By.CSS_SELECTOR, "#confirm-apply button[value='cancel']").click()
+        time.sleep(0.3)
+        self.assertEqual(self.text("#change-state"), "ready")
+        driver.find_element(By.ID, "change-apply").click()
+        self.wait(lambda: driver.find_element(By.ID, "confirm-apply").get_attribute("open") is not None)
+        driver.find_element(By.CSS_SELECTOR, "#confirm-apply button[value='merge']").click()
+        self.wait(lambda: self.text("#change-state") == "applied")
+        self.assertEqual(self.text("#change-error"), "")
+        with open(os.path.join(repo, "a.txt")) as file:
+            self.assertEqual(file.read(), "one\nchanged by the agent\n")
+        self.assertTrue(os.path.exists(os.path.join(repo, "big.txt")))
+        self.assertFalse(driver.find_element(By.ID, "change-apply").is_displayed())
+
+        # Discard: the worktree and the branch go.
+        driver.find_element(By.ID, "change-discard").click()
+        self.wait(lambda: driver.find_element(By.ID, "confirm-discard").get_attribute("open") is not None)
+        self.assertIn("the change was applied", self.text("#confirm-discard .text"))
+        driver.find_element(By.CSS_SELECTOR, "#confirm-discard button[value='discard']").click()
+        self.wait(lambda: self.text("#change-state") == "discarded")
+        self.assertNotIn(f"agentgate/{job_id}", git("branch", "--list"))
+        self.assertEqual(self.server.job(job_id)["worktree"]["state"], "discarded")
+        self.shot("19-discarded")
 
 
 if __name__ == "__main__":

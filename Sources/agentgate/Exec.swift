@@ -72,10 +72,13 @@ struct Exec: ParsableCommand {
             if let privateDirectory { try? FileManager.default.removeItem(atPath: privateDirectory) }
         }
         let environment = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }.sorted()
-        let configuration: JobManager.Configuration
+        var configuration: JobManager.Configuration
         do {
             try engine.validatePassEnv()
             configuration = try engine.managerConfiguration(environment: environment)
+            // Beside the data dir's other worktrees, never in a private directory: that is
+            // removed when exec ends, and a worktree holds work nobody reviewed yet.
+            configuration.worktreesDirectory = engine.resolvedDataDirectory + "/worktrees"
         } catch {
             printError("agentgate: \(error)")
             throw ExitCode(2)

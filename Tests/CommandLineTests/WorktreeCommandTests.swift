@@ -96,3 +96,27 @@ struct WorktreeCommandTests {
         #expect(none.status == 5 && none.stderr.contains("did not run in a worktree"))
     }
 }
+
+/// `exec` in a checkout below `--isolate-in`, while a server owns the data dir: the job's record
+/// lives in a private directory removed when exec ends, but its worktree must not go with it.
+@Suite(.processExclusive, .timeLimit(.minutes(20)))
+struct ExecWorktreeTests {
+    @Test func anExecWorktreeOutlivesTheExecsPrivateDirectory() throws {
+        let server = try ServedGateway()
+        let repository = GitRepository(files: ["a.txt": "one\n"])
+        let tool = CommandLineTests()
+        let exec = try tool.run(
+            ["exec", "claude", "--prompt", "hi", "--data-dir", server.data.path, "--isolate-in", repository.directory.path, "--cwd", repository.path],
+            environment: ["FAKE_SCRIPT": "echo two >> a.txt"])
+        #expect(exec.status == 0, "\(exec)")
+        #expect(exec.stderr.contains("its jobs are left alone"))
+        #expect(exec.stdout.contains("1 file changed, +1 \u{2212}0 in agentgate/"), "\(exec.stdout)")
+        let worktrees = try FileManager.default.contentsOfDirectory(atPath: server.data.file("worktrees"))
+        #expect(worktrees.count == 1)
+        let id = try #require(worktrees.first)
+        #expect(repository.branches.contains("agentgate/\(id)"))
+        #expect((try? String(contentsOfFile: server.data.file("worktrees/\(id)/a.txt"), encoding: .utf8)) == "one\ntwo\n")
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: server.data.file("exec")))?.isEmpty ?? true)
+        #expect(repository.read("a.txt") == "one\n")
+    }
+}

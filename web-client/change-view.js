@@ -46,13 +46,16 @@ export class ChangeView {
     this.$("#change-summary").textContent = worktree.summary ?? (worktree.state === "preparing" ? "making the worktree…" : "recorded when the agent exits");
     const where = [`branch ${worktree.branch}`, `from ${worktree.baseRef}${worktree.baseCommit ? ` (${worktree.baseCommit.slice(0, 12)})` : ""}`];
     if (worktree.state !== "discarded") where.push(`worktree ${worktree.workingDirectory ?? worktree.path}`);
+    if (worktree.appliedAs) where.push(`applied as ${worktree.appliedAs === "patch" ? "a patch" : "a merge"}${worktree.appliedTo ? ` onto ${worktree.appliedTo}` : ""}`);
     this.$("#change-where").textContent = where.join(" · ");
     const state = this.$("#change-state");
     state.textContent = worktree.state;
     state.className = `status change-${worktree.state}`;
-    const reviewable = Boolean(worktree.headCommit) && (worktree.state === "ready" || worktree.state === "applied");
-    this.$("#change-apply").hidden = !reviewable || worktree.state === "applied";
-    this.$("#change-discard").hidden = worktree.state === "discarded" || worktree.state === "active" || worktree.state === "preparing";
+    // Nothing is reviewed while an agent works in the worktree; a finished job's worktree can
+    // always be discarded, recorded or not (its agent was interrupted, say).
+    const working = ["preparing", "starting", "running", "stopping"].includes(job.status);
+    this.$("#change-apply").hidden = working || !worktree.headCommit || worktree.state !== "ready";
+    this.$("#change-discard").hidden = working || worktree.state === "discarded";
     this.$("#change-download").hidden = !worktree.headCommit;
     const key = worktree.headCommit ? `${job.id}@${worktree.headCommit}` : "";
     if (key === this.shown) return;

@@ -56,6 +56,7 @@ public struct APIError: Error, Sendable, Equatable {
         case .notFound(let id): self = .unknownJob(id)
         case .noWorktree(let message): self.init(409, "no_worktree", message)
         case .busy(let message): self.init(409, "worktree_busy", message)
+        case .alreadyApplied(let message): self.init(409, "already_applied", message)
         case .failed(let failure):
             self.init(409, failure.conflicts.isEmpty ? "git_failed" : "apply_conflict", failure.message)
             conflicts = failure.conflicts

@@ -11,7 +11,7 @@ extension Gateway {
     func diff(_ request: HTTPRequest, id: String) -> HTTPServer.Response {
         guard let job = manager.job(id) else { return APIError.unknownJob(id).response }
         guard let worktree = job.worktree else {
-            return APIError(404, "no_diff", "job \(id) did not run in a worktree, so it has no diff").response
+            return APIError(409, "no_worktree", "job \(id) did not run in a worktree, so it has no diff").response
         }
         guard worktree.headCommit != nil, let summary = manager.diff(of: id) else {
             return APIError(409, "diff_not_ready", "job \(id)'s change is recorded when its agent exits (it is \(job.status.rawValue))").response
@@ -21,12 +21,16 @@ extension Gateway {
             return APIError.invalidQuery("format must be patch or json").response
         }
         let path = manager.diffPath(id)
+        let listPath = manager.diffListPath(id)
         let loop = manager.loop
         return .later { complete in
             let bound = LoopBound(complete)
             DispatchQueue.global(qos: .utility).async {
                 let patch = (try? Data(contentsOf: URL(fileURLWithPath: path))).map { [UInt8]($0) } ?? []
-                let body = format == "patch" ? patch : JSONWriter.serialize(Self.perFileJSON(summary, patch: patch))
+                // The whole file list (the job's result holds the first files only).
+                let whole = (try? Data(contentsOf: URL(fileURLWithPath: listPath))).flatMap { try? JSONParser.parse([UInt8]($0)) }
+                    .flatMap(WorktreeDiff.init(json:)) ?? summary
+                let body = format == "patch" ? patch : JSONWriter.serialize(Self.perFileJSON(whole, patch: patch))
                 loop.execute {
                     var headers = HTTPHeaders()
                     headers.add("Cache-Control", "no-store")
@@ -79,7 +83,9 @@ extension Gateway {
         let manager = self.manager
         return .later { complete in
             manager.applyChange(of: id, mode: mode) { result in
-                complete(Self.reviewResponse(result))
+                // What was applied: the newest change of the worktree (a follow-up's, in a chain).
+                let applied = (try? result.get()).flatMap { _ in manager.newestChange(of: id) }
+                complete(Self.reviewResponse(result, applied: applied))
             }
         }
     }
@@ -92,9 +98,12 @@ extension Gateway {
         }
     }
 
-    static func reviewResponse(_ result: Result<Job, JobManager.ReviewError>) -> HTTPServer.Response {
+    static func reviewResponse(_ result: Result<Job, JobManager.ReviewError>, applied: Worktree? = nil) -> HTTPServer.Response {
         switch result {
-        case .success(let job): return .json(200, JSONWriter.serialize(.object(["job": job.json])))
+        case .success(let job):
+            var members: [JSONValue.Member] = [.init("job", job.json)]
+            if let applied { members.append(.init("applied", applied.json)) }
+            return .json(200, JSONWriter.serialize(.object(members)))
         case .failure(let error): return APIError(error).response
         }
     }

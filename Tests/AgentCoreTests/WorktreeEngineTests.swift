@@ -173,6 +173,9 @@ import TestSupport
         #expect(engine.logLines(of: job.id).contains { $0.kind == .error && $0.text.contains("cannot make the job's worktree") })
         #expect(engine.events(of: job.id).filter { if case .completed = $0.payload { true } else { false } }.count == 1)
         #expect(!engine.logLines(of: job.id).map(\.text).contains("never"))
+        // Nothing was made, so nothing holds the job back from retention or deletion.
+        #expect(job.worktree?.state == .discarded && job.worktree?.holdsUnreviewedWork == false)
+        try engine.manager.delete(job.id)
     }
 
     @Test func aFollowUpContinuesTheChangeInTheSameWorktreeAndApplyTakesTheWholeOfIt() throws {
@@ -193,6 +196,33 @@ import TestSupport
         #expect((try? applied.get())?.worktree?.state == .applied)
         #expect(repository.read("notes.txt") == "one\ntwo\nthree\n")
         #expect(engine.manager.job(second.id)?.worktree?.state == .applied)
+        // What was applied is the chain's newest change, and it is said where it went.
+        #expect(engine.manager.newestChange(of: first.id)?.summary == "1 file changed, +2 \u{2212}0")
+        #expect(engine.manager.job(first.id)?.worktree?.appliedAs == "merge" && engine.manager.job(first.id)?.worktree?.appliedTo == "main")
+        let again = try Self.await(engine) { engine.manager.applyChange(of: second.id, mode: .merge, completion: $0) }
+        guard case .failure(.alreadyApplied) = again else { Issue.record("applied twice: \(again)"); return }
+        // Discarded after it was applied: that it was applied is kept.
+        let gone = try Self.await(engine) { engine.manager.discardChange(of: first.id, completion: $0) }
+        #expect((try? gone.get())?.worktree?.state == .discarded && (try? gone.get())?.worktree?.appliedAs == "merge")
+    }
+
+    @Test func aJobKilledWhileItsWorktreeIsMadeNeverRunsAndLeavesNothingToReview() throws {
+        let engine = try Self.harness()
+        let repository = GitRepository()
+        let witness = repository.directory.file("ran")
+        let launched = try Self.launch(engine, "touch '\(witness)'", cwd: repository.path)
+        try engine.manager.kill(launched.id)
+        #expect(engine.manager.job(launched.id)?.status == .stopping)
+        let job = try Self.finished(engine, launched.id)
+        #expect(job.status == .killed && job.pid == nil)
+        #expect(!FileManager.default.fileExists(atPath: witness))
+        #expect(job.worktree?.state == .ready && job.worktree?.summary == "no changes" && job.worktree?.holdsUnreviewedWork == false)
+        #expect(engine.manager.diff(of: job.id)?.filesChanged == 0)
+        #expect(engine.logLines(of: job.id).contains { $0.text.contains("the job stops once its worktree is made") })
+        // Nothing to lose: deleting the job takes its worktree and branch with it.
+        try engine.manager.delete(job.id)
+        #expect(engine.spin(until: { !repository.branches.contains("agentgate/\(job.id)") }))
+        #expect(!FileManager.default.fileExists(atPath: job.worktree!.path))
     }
 
     @Test func aConflictingApplyNamesTheFilesAndChangesNothing() throws {

@@ -243,4 +243,141 @@ import TestSupport
         #expect(WorktreeDiff.perFile(patch).map { String(decoding: $0, as: UTF8.self) } == ["diff --git a/x b/x\n+1\n", "diff --git a/y b/y\n-2\n"])
         #expect(WorktreeDiff.capped(Array("ab\ncd\nef".utf8), cap: 7).0 == Array("ab\ncd\n".utf8))
     }
+
+    // MARK: an agent that attacks (attacker trial)
+
+    @Test func aRewrittenGitFileOrAnotherBranchCannotSendTheCommitAnywhereButTheJobsBranch() throws {
+        let repository = GitRepository(files: ["a.txt": "one\n", "release.txt": "r\n"])
+        repository.git("branch", "release")
+        repository.write(["staged.txt": "the user's staged work\n"])
+        repository.git("add", "staged.txt")
+        let main = repository.head
+        let release = repository.git("rev-parse", "release")
+
+        // The agent points its `.git` file at the repository itself, then at another branch.
+        let worktree = try made(plan(repository))
+        write(worktree, "EVIL.txt", Array("evil\n".utf8))
+        write(worktree, ".git", Array("gitdir: \(repository.path)/.git\n".utf8))
+        let (recorded, diff, _) = try record(worktree)
+        #expect(diff.files.map(\.path).contains("EVIL.txt"))
+        #expect(repository.head == main && repository.git("rev-parse", "release") == release)
+        #expect(repository.status.contains("A  staged.txt") && !repository.status.contains("EVIL"))
+        #expect(repository.git("rev-parse", "agentgate/0123456789abcdef").trimmingCharacters(in: .whitespacesAndNewlines) == recorded.headCommit)
+
+        let second = try made(plan(repository, id: "00000000000000cc"))
+        _ = GitRepository.run(["checkout", "-q", "release"], in: second.path)
+        write(second, "release.txt", Array("changed on release\n".utf8))
+        let (onBranch, moved, _) = try record(second)
+        #expect(moved.files.map(\.path) == ["release.txt"])
+        #expect(repository.git("rev-parse", "release") == release)
+        #expect(repository.git("rev-parse", "agentgate/00000000000000cc").trimmingCharacters(in: .whitespacesAndNewlines) == onBranch.headCommit)
+    }
+
+    @Test func aWorktreeReplacedByALinkIsNeitherRecordedNorFollowedWhenDiscarded() throws {
+        let repository = GitRepository()
+        let victim = TemporaryDirectory("agentgate-victim")
+        victim.write("precious.txt", "keep me\n")
+        let worktree = try made(plan(repository))
+        try FileManager.default.moveItem(atPath: worktree.path, toPath: worktree.path + ".moved")
+        try FileManager.default.createSymbolicLink(atPath: worktree.path, withDestinationPath: victim.path)
+        guard case .failure(let failure) = operations.record(worktree, message: "m", patchPath: place.file("p"), capBytes: 1 << 20) else {
+            Issue.record("recorded through a link")
+            return
+        }
+        #expect(failure.message.contains("replaced by a link"))
+        _ = try operations.discard(worktree).get()
+        #expect(victim.read("precious.txt") == "keep me\n")
+        var info = stat()
+        #expect(lstat(worktree.path, &info) != 0)
+        #expect(!repository.branches.contains("agentgate/0123456789abcdef"))
+    }
+
+    @Test func driverCommandsTheAgentAddsAreNeverRunAndNothingIsRecordedOrApplied() throws {
+        let repository = GitRepository(files: ["app.js": "ok\n"])
+        let witness = repository.directory.file("filter-ran")
+        let worktree = try made(plan(repository))
+        // A clean filter that runs code, and a textconv that hides a line from the diff.
+        let config = repository.path + "/.git/config"
+        let extra = "[filter \"pwn\"]\n\tclean = touch '\(witness)'; cat\n[diff \"hide\"]\n\ttextconv = grep -v EVIL\n"
+        let handle = try #require(FileHandle(forWritingAtPath: config))
+        handle.seekToEndOfFile()
+        handle.write(Data(extra.utf8))
+        handle.closeFile()
+        write(worktree, ".gitattributes", Array("*.txt filter=pwn\n*.js diff=hide\n".utf8))
+        write(worktree, "x.txt", Array("x\n".utf8))
+        write(worktree, "app.js", Array("ok\nrun(evil) // EVIL\n".utf8))
+        guard case .failure(let failure) = operations.record(worktree, message: "m", patchPath: place.file("p"), capBytes: 1 << 20) else {
+            Issue.record("recorded with the agent's filters")
+            return
+        }
+        #expect(failure.message.contains("filter.pwn.clean") && failure.message.contains("diff.hide.textconv"), "\(failure.message)")
+        #expect(!FileManager.default.fileExists(atPath: witness))
+        // The same worktree with the settings gone: recorded, and the diff shows every line.
+        _ = GitRepository.run(["config", "--remove-section", "filter.pwn"], in: repository.path)
+        _ = GitRepository.run(["config", "--remove-section", "diff.hide"], in: repository.path)
+        let (_, _, patch) = try record(worktree)
+        #expect(patch.contains("+run(evil) // EVIL"))
+    }
+
+    @Test func aMergeNeverOverwritesAnIgnoredFileNorLeavesStagedWorkUnnamed() throws {
+        let repository = GitRepository(files: [".gitignore": ".env\n", "a.txt": "a\n"])
+        repository.write([".env": "API_KEY=the user's\n"])
+        let worktree = try made(plan(repository))
+        write(worktree, ".env", Array("API_KEY=the agent's\n".utf8))
+        _ = GitRepository.run(["add", "-f", ".env"], in: worktree.path)
+        let (recorded, _, _) = try record(worktree)
+        guard case .failure(let failure) = operations.apply(recorded, mode: .merge, message: "m") else {
+            Issue.record("merged over an ignored file")
+            return
+        }
+        #expect(failure.conflicts == [".env"])
+        #expect(repository.read(".env") == "API_KEY=the user's\n")
+
+        // Staged changes in the way are named like any local change.
+        let second = try made(plan(repository, id: "00000000000000dd"))
+        write(second, "a.txt", Array("a\nagent\n".utf8))
+        let (other, _, _) = try record(second)
+        repository.write(["a.txt": "a\nstaged\n"])
+        repository.git("add", "a.txt")
+        guard case .failure(let staged) = operations.apply(other, mode: .merge, message: "m") else {
+            Issue.record("merged over staged work")
+            return
+        }
+        #expect(staged.conflicts == ["a.txt"], "\(staged)")
+        #expect(repository.read("a.txt") == "a\nstaged\n")
+    }
+
+    /// Makes `path` impossible to replace: immutable for root (who writes anywhere), read-only
+    /// for others; nil where neither works.
+    static func lock(_ path: String) -> (() -> Void)? {
+        if getuid() == 0 {
+            guard GitRepository.runTool("/usr/bin/chattr", ["+i", path]) == 0 else { return nil }
+            return { _ = GitRepository.runTool("/usr/bin/chattr", ["-i", path]) }
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        chmod(directory, 0o555)
+        return { chmod(directory, 0o755) }
+    }
+
+    @Test func anApplyThatFailsPartWayPutsEveryFileBack() throws {
+        let repository = GitRepository(files: ["a.txt": "a\n", "locked/b.txt": "b\n"])
+        let worktree = try made(plan(repository))
+        write(worktree, "a.txt", Array("a\nagent\n".utf8))
+        write(worktree, "a_new.txt", Array("new\n".utf8))
+        write(worktree, "locked/b.txt", Array("b\nagent\n".utf8))
+        let (recorded, _, _) = try record(worktree)
+        let head = repository.head
+        // A file git cannot replace: it fails after it wrote the ones before it.
+        let unlock = try #require(Self.lock(repository.path + "/locked/b.txt"), "chattr is not usable here")
+        defer { unlock() }
+        for mode in [WorktreeOperations.ApplyMode.merge, .patch] {
+            guard case .failure = operations.apply(recorded, mode: mode, message: "m") else {
+                Issue.record("\(mode) went through a file it cannot write")
+                continue
+            }
+            #expect(repository.head == head)
+            #expect(repository.read("a.txt") == "a\n" && repository.read("a_new.txt") == nil, "\(mode)")
+            #expect(repository.status.isEmpty, "\(mode): \(repository.status)")
+        }
+    }
 }

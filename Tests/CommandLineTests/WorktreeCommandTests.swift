@@ -35,6 +35,8 @@ struct WorktreeCommandTests {
         #expect(printed.contains("2 files changed, +2 \u{2212}0 in agentgate/\(id)"))
         #expect(printed.contains("[agentgate] job \(id) done (exit 0): 2 files changed, +2 \u{2212}0 in agentgate/\(id)"))
 
+        let listed = try client(["jobs"])
+        #expect(listed.stdout.contains("make a change · worktree ready: 2 files changed, +2 \u{2212}0"), "\(listed.stdout)")
         let shown = try client(["show", id])
         #expect(shown.stdout.contains("branch    agentgate/\(id) from HEAD"))
         #expect(shown.stdout.contains("change    2 files changed, +2 \u{2212}0 (agentgate diff \(id))"))
@@ -59,13 +61,16 @@ struct WorktreeCommandTests {
         let conflict = try client(["apply", id])
         #expect(conflict.status == 9, "\(conflict)")
         #expect(conflict.stderr.contains("conflicts; nothing was changed") && conflict.stderr.contains("  a.txt"))
+        #expect(conflict.stderr.contains("--worktree-of \(id)"))
         #expect(repository.head == head && repository.status.isEmpty)
         #expect(try client(["apply", id, "--patch"]).status == 9)
         #expect(repository.status.isEmpty)
 
         repository.git("reset", "-q", "--hard", "HEAD~1")
         let applied = try client(["apply", id])
-        #expect(applied.status == 0 && applied.stdout.contains("applied job \(id) to \(repository.path) (merged)"), "\(applied)")
+        #expect(applied.status == 0 && applied.stdout.contains("applied job \(id) to \(repository.path) on main (merged)"), "\(applied)")
+        let twice = try client(["apply", id])
+        #expect(twice.status == 7 && twice.stderr.contains("was applied already (merge into main)"), "\(twice)")
         #expect(repository.read("a.txt") == "one\ntwo\n")
 
         let discarded = try client(["discard", id])
@@ -93,7 +98,7 @@ struct WorktreeCommandTests {
         let plainJob = try client(["run", "claude", "x", "--cwd", repository.path, "--env", "FAKE_SCRIPT=true"])
         let plainID = try #require(plainJob.stdout.split(separator: " ").dropFirst(2).first.map(String.init))
         let none = try client(["diff", plainID])
-        #expect(none.status == 5 && none.stderr.contains("did not run in a worktree"))
+        #expect(none.status == 7 && none.stderr.contains("did not run in a worktree"))
     }
 }
 
@@ -118,5 +123,54 @@ struct ExecWorktreeTests {
         #expect((try? String(contentsOfFile: server.data.file("worktrees/\(id)/a.txt"), encoding: .utf8)) == "one\ntwo\n")
         #expect((try? FileManager.default.contentsOfDirectory(atPath: server.data.file("exec")))?.isEmpty ?? true)
         #expect(repository.read("a.txt") == "one\n")
+    }
+}
+
+/// Worktree jobs across server restarts: the agent works on under its supervisor while no
+/// server runs, and a server that dies right after recording the change leaves it recorded.
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(20)))
+struct WorktreeRestartTests {
+    func detached(_ script: String, _ server: ServerProcess, _ repository: GitRepository) throws -> String {
+        let (status, stdout, stderr) = try ClientProcess(
+            ["run", "claude", "x", "--cwd", repository.path, "--worktree", "--detach", "--env", "FAKE_SCRIPT=\(script)"], server: server
+        ).finish()
+        #expect(status == 0, "\(stderr)")
+        return stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func diff(_ id: String, _ server: ServerProcess) throws -> (Int32, String) {
+        let (status, stdout, _) = try ClientProcess(["diff", id], server: server).finish()
+        return (status, stdout)
+    }
+
+    @Test func aWorktreeJobSurvivesARestartAndACrashAfterItsChangeWasRecorded() throws {
+        let server = try ServerProcess(surviving: true, extra: ["--pass-env", "FAKE_SCRIPT"])
+        let repository = GitRepository(files: ["a.txt": "one\n"])
+
+        // The server crashes while the agent works; the next one records its change.
+        let long = try detached("sleep 1; echo two >> a.txt", server, repository)
+        usleep(300_000)
+        server.crash()
+        try server.start()
+        let (status, _, stderr) = try ClientProcess(["tail", long, "--follow"], server: server).finish()
+        #expect(status == 0, "\(stderr)")
+        let (longStatus, longText) = try diff(long, server)
+        #expect(longStatus == 0 && longText.contains("+two"), "\(longText)")
+
+        // The server dies right after recording the change, before the job completed.
+        server.failPoint = "change-recorded"
+        server.crash()
+        try server.start()
+        let short = try detached("echo three >> a.txt", server, repository)
+        #expect(server.awaitCrash(seconds: 20), "the server never reached change-recorded")
+        server.failPoint = nil
+        try server.start()
+        let (ended, shown, _) = try ClientProcess(["tail", short, "--follow"], server: server).finish()
+        #expect(ended == 0, "\(shown)")
+        let (diffStatus, text) = try diff(short, server)
+        #expect(diffStatus == 0 && text.contains("+three"), "\(text)")
+        let (_, show, _) = try ClientProcess(["show", short], server: server).finish()
+        #expect(show.contains("change    1 file changed, +1 \u{2212}0"), "\(show)")
+        #expect(repository.branches.contains("agentgate/\(long)") && repository.branches.contains("agentgate/\(short)"))
     }
 }

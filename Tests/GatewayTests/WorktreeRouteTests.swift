@@ -78,7 +78,8 @@ struct WorktreeRouteTests {
         // What is not a worktree job, or no job at all.
         let plain = try launch(gateway, #"{"provider":"claude","prompt":"x","env":{"FAKE_SCRIPT":"true"}}"#)
         _ = try waitFor(gateway, plain, status: "done")
-        #expect(try gateway.request("GET", "/api/agents/jobs/\(plain)/diff").json["code"] as? String == "no_diff")
+        let noDiff = try gateway.request("GET", "/api/agents/jobs/\(plain)/diff")
+        #expect(noDiff.status == 409 && noDiff.json["code"] as? String == "no_worktree")
         #expect(try gateway.request("POST", "/api/agents/jobs/\(plain)/discard").json["code"] as? String == "no_worktree")
         #expect(try gateway.request("GET", "/api/agents/jobs/ffffffffffffffff/diff").status == 404)
         #expect(try gateway.request("POST", "/api/agents/jobs/ffffffffffffffff/apply").status == 404)

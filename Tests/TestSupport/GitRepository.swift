@@ -48,6 +48,18 @@ public final class GitRepository: @unchecked Sendable {
     @discardableResult
     public func git(_ arguments: String...) -> String { Self.run(arguments, in: path).stdout }
 
+    /// Runs a program to its end; its exit status.
+    public static func runTool(_ executable: String, _ arguments: [String]) -> Int32 {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        do { try process.run() } catch { return -1 }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
     /// Runs git in `directory`: its stdout and exit status.
     public static func run(_ arguments: [String], in directory: String) -> (stdout: String, status: Int32) {
         let process = Process()

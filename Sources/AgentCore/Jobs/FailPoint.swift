@@ -12,6 +12,9 @@ public enum FailPoint: String, Sendable {
     case eventsTorn = "events-torn"
     /// The agent's exit is known (exit.json read); nothing of its end is recorded yet.
     case agentExited = "agent-exited"
+    /// A worktree job's change is committed and recorded with the job; its results and hook
+    /// are not.
+    case changeRecorded = "change-recorded"
     /// The completion hook ran and its outcome is recorded; `job:completed` is not written.
     case hookRecorded = "hook-recorded"
 

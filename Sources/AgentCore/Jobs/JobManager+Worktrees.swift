@@ -21,6 +21,8 @@ extension JobManager {
         case busy(String)
         /// git refused; with the conflicting files for an apply.
         case failed(WorktreeOperations.Failure)
+        /// The newest change of the worktree was applied before.
+        case alreadyApplied(String)
     }
 
     /// Where worktrees are made.
@@ -28,6 +30,11 @@ extension JobManager {
 
     /// The job's unified diff, once its change was recorded.
     public func diffPath(_ id: String) -> String { store.jobDirectory(id) + "/diff.patch" }
+
+    /// The job's whole per-file list (`WorktreeDiff.json`); the job's result holds the first
+    /// files only (`WorktreeDiff.resultJSON`), so a change of thousands of long paths cannot
+    /// make every read of the job a megabyte.
+    public func diffListPath(_ id: String) -> String { store.jobDirectory(id) + "/diff.json" }
 
     /// The worktree a launch runs in, nil when it runs in its cwd; throws for a request that
     /// asks for isolation where there can be none.
@@ -37,7 +44,7 @@ extension JobManager {
             guard var worktree = earlier.worktree else {
                 throw LaunchError(.noWorktree, field: "worktreeOf", "job \(source) did not run in a worktree")
             }
-            guard worktree.state != .discarded, worktree.baseCommit != nil, ExecutableSearch.isDirectory(worktree.path) else {
+            guard worktree.state != .discarded, worktree.baseCommit != nil, WorktreeOperations.isGenuineDirectory(worktree.path) else {
                 throw LaunchError(.noWorktree, field: "worktreeOf", "the worktree of job \(source) was discarded or is gone")
             }
             if let busy = jobWorking(in: worktree.owner) {
@@ -73,8 +80,13 @@ extension JobManager {
             throw LaunchError(.invalidField, field: "isolation", "git is not installed on this machine; isolation \"worktree\" needs it")
         }
         let subdirectory = directory == checkout ? "" : String(directory.dropFirst(checkout == "/" ? 1 : checkout.count + 1))
+        // Its real path (the data dir may be reached through a link): a worktree is later
+        // checked to be that directory itself, not a link an agent put in its place.
+        let base = worktreesDirectory
+        let above = (base as NSString).deletingLastPathComponent
+        let resolved = WorkspacePolicy.realPath(base) ?? ((WorkspacePolicy.realPath(above) ?? above) + "/" + (base as NSString).lastPathComponent)
         return Worktree(
-            path: worktreesDirectory + "/" + id, branch: "agentgate/" + id, repository: checkout, subdirectory: subdirectory,
+            path: resolved + "/" + id, branch: "agentgate/" + id, repository: checkout, subdirectory: subdirectory,
             baseRef: request.baseRef ?? "HEAD", owner: id)
     }
 
@@ -105,13 +117,18 @@ extension JobManager {
             case .announceCompleted:
                 // Killed while its worktree was made: it ends without having run.
                 preparing[id] = nil
-                let place = jobsByID[id]?.worktree.map { " (its worktree is kept: \($0.path))" } ?? ""
-                emit(id, .log(LogLine(.system, .info, "stopped before its agent started\(place)")))
+                emit(id, .log(LogLine(.system, .info, "stopped before its agent started: it changed nothing")))
                 update(id) {
+                    // Made but never worked in: nothing to review, so nothing holds it back.
+                    $0.worktree?.recordNothing()
                     $0.status = waiting.lifecycle.status
                     $0.endedAt = WallClock.milliseconds()
                     $0.result = .object([.init("isError", .bool(true)), .init("endReason", .string(waiting.lifecycle.killReason?.endReason ?? "killed"))])
+                    if $0.worktree?.headCommit != nil {
+                        $0.result = $0.result?.setting("diff", to: WorktreeDiff(files: [], patchBytes: 0, truncated: false, capBytes: configuration.maxDiffBytes).json)
+                    }
                 }
+                if jobsByID[id]?.worktree?.headCommit != nil { _ = FileManager.default.createFile(atPath: diffPath(id), contents: nil) }
                 emit(id, .completed(jobsByID[id]!))
                 persist(id)
                 flushLogs()
@@ -138,6 +155,8 @@ extension JobManager {
                 self.carryOutPreparing(actions, id)
             case .failure(let failure):
                 self.preparing[id] = nil
+                // git made nothing (it cleans up a worktree it could not finish): nothing to keep.
+                self.update(id) { $0.worktree?.state = .discarded }
                 self.fail(id, reason: "cannot make the job's worktree: \(failure.message)", lifecycle: waiting.lifecycle, event: .prepareFailed)
             }
         }
@@ -151,20 +170,30 @@ extension JobManager {
         let title = job.label ?? firstLine.trimmingCharacters(in: .whitespaces)
         let message = "agentgate job \(id)" + (title.isEmpty ? "" : ": \(title)")
         let patchPath = diffPath(id)
+        let listPath = diffListPath(id)
         let cap = configuration.maxDiffBytes
-        worktreeQueue.perform({ operations.record(worktree, message: message, patchPath: patchPath, capBytes: cap) }) {
+        worktreeQueue.perform({ () -> Result<(Worktree, WorktreeDiff), WorktreeOperations.Failure> in
+            let recorded = operations.record(worktree, message: message, patchPath: patchPath, capBytes: cap)
+            if case .success(let (_, diff)) = recorded {
+                try? Data(JSONWriter.serialize(diff.json)).write(to: URL(fileURLWithPath: listPath), options: .atomic)
+            }
+            return recorded
+        }) {
             [weak self] result in
             guard let self else { return }
             switch result {
             case .success(let (recorded, diff)):
-                self.update(id) { $0.worktree = recorded }
-                self.running[id]?.diff = diff.json
+                self.update(id) {
+                    $0.worktree = recorded
+                    $0.result = ($0.result ?? .object([])).setting("diff", to: diff.resultJSON)
+                }
                 let cut = diff.truncated ? " (diff cut at \(ByteCount.text(diff.capBytes)))" : ""
                 self.emit(id, .log(LogLine(.system, .info, "\(diff.summary) in \(recorded.branch)\(cut)")))
             case .failure(let failure):
                 self.emit(id, .log(LogLine(.system, .error, "the job's change could not be recorded: \(failure.message); its worktree \(worktree.path) is kept")))
             }
             self.persist(id)
+            FailPoint.reach(.changeRecorded)
             then()
         }
     }
@@ -184,6 +213,9 @@ extension JobManager {
         guard worktree.headCommit != nil, worktree.state == .ready || worktree.state == .applied else {
             return completion(.failure(.noWorktree("job \(id)'s change was never recorded (its agent did not finish in this worktree)")))
         }
+        guard worktree.state != .applied else {
+            return completion(.failure(.alreadyApplied("job \(id)'s change was applied already (\(worktree.appliedAs ?? "merge") into \(worktree.appliedTo ?? worktree.repository))")))
+        }
         guard let operations = worktreeOperations else { return completion(.failure(.failed(.init("git is not installed")))) }
         let summary = worktree.summary ?? "its change"
         let message = "Merge agentgate job \(worktree.owner) (\(worktree.branch)): \(summary)"
@@ -201,6 +233,13 @@ extension JobManager {
         review(worktree, then: completion, id: id, work: { operations.discard(worktree) })
     }
 
+    /// The newest recorded change in the worktree of job `id` (a follow-up's, in a chain): what
+    /// an apply brings in.
+    public func newestChange(of id: String) -> Worktree? {
+        guard let owner = jobsByID[id]?.worktree?.owner else { return nil }
+        return order.reversed().lazy.compactMap { self.jobsByID[$0]?.worktree }.first { $0.owner == owner && $0.headCommit != nil }
+    }
+
     /// The newest record of the job's worktree, when a review action may run on it now.
     private func reviewable(_ id: String) -> Result<Worktree, ReviewError> {
         guard let job = jobsByID[id] else { return .failure(.notFound(id)) }
@@ -211,8 +250,7 @@ extension JobManager {
         }
         guard !reviewing.contains(own.owner) else { return .failure(.busy("an apply or discard of this worktree is under way")) }
         // A follow-up's record holds the latest change of a shared worktree.
-        let newest = order.reversed().lazy.compactMap { self.jobsByID[$0]?.worktree }.first { $0.owner == own.owner && $0.headCommit != nil }
-        return .success(newest ?? own)
+        return .success(newestChange(of: id) ?? own)
     }
 
     private func review(
@@ -225,7 +263,7 @@ extension JobManager {
             self.reviewing.remove(worktree.owner)
             switch result {
             case .success(let done):
-                self.setWorktreeState(owner: worktree.owner, done.state)
+                self.setWorktreeState(owner: worktree.owner, done)
                 completion(self.jobsByID[id].map { .success(self.details(of: $0.id) ?? $0) } ?? .failure(.notFound(id)))
             case .failure(let failure):
                 completion(.failure(.failed(failure)))
@@ -233,13 +271,21 @@ extension JobManager {
         }
     }
 
-    /// Sets the state of the worktree shared by every job of `owner`, in memory and in the store.
-    private func setWorktreeState(owner: String, _ state: Worktree.State) {
+    /// Sets the state of the worktree shared by every job of `owner` (and how it was applied),
+    /// in memory and in the store.
+    private func setWorktreeState(owner: String, _ done: Worktree) {
+        func change(_ worktree: inout Worktree?) {
+            worktree?.state = done.state
+            if done.appliedAs != nil {
+                worktree?.appliedAs = done.appliedAs
+                worktree?.appliedTo = done.appliedTo
+            }
+        }
         for id in order where jobsByID[id]?.worktree?.owner == owner {
-            jobsByID[id]?.worktree?.state = state
+            change(&jobsByID[id]!.worktree)
             if jobsByID[id]?.isCompact == true {
                 if var stored = store.loadJob(id) {
-                    stored.worktree?.state = state
+                    change(&stored.worktree)
                     try? store.save(stored)
                 }
             } else {

@@ -744,8 +744,11 @@ public final class JobManager {
             $0.exitCode = status.exitCode
             $0.signal = status.signal
             $0.errorTail = runner.stderr.tailText
+            // The change recorded from its worktree (saved with the job before this, so a job
+            // finished by the next server after a restart keeps it too).
+            let diff = $0.result?["diff"]
             $0.result = report.isEmpty ? nil : report.json
-            if let diff = runner.diff { $0.result = ($0.result ?? .object([])).setting("diff", to: diff) }
+            if let diff { $0.result = ($0.result ?? .object([])).setting("diff", to: diff) }
             if let model = report.model, $0.model == nil { $0.model = model }
         }
         // Hook (b): the output file the command line named.
@@ -1088,8 +1091,6 @@ public final class JobManager {
 final class RunningJob {
     let spec: LaunchSpec
     let process: any AgentProcess
-    /// The change the job made in its worktree (`WorktreeDiff.json`), once recorded.
-    var diff: JSONValue?
     var splitter = LineSplitter()
     /// Bytes of stdout fed to `splitter`.
     var stdoutFed = 0

@@ -34,6 +34,17 @@ public struct Worktree: Sendable, Equatable {
     public var filesChanged: Int?
     public var additions: Int?
     public var deletions: Int?
+    /// How the change was applied (`merge`, `patch`) and to which branch of the source
+    /// checkout: kept when the worktree is discarded afterwards.
+    public var appliedAs: String?
+    public var appliedTo: String?
+    /// The worktree's own git directory (`<repository's .git>/worktrees/<name>`), read from its
+    /// `.git` file when it was made, before any agent ran in it: agentgate's git commands name
+    /// it, so an agent that rewrites its `.git` file cannot point them at another repository.
+    public var gitDirectory: String?
+    /// The repository's driver commands (filters, textconv, external diff, merge drivers)
+    /// when the worktree was made: agentgate runs none that appeared after.
+    public var driverConfig: String?
 
     public init(path: String, branch: String, repository: String, subdirectory: String, baseRef: String, owner: String) {
         self.path = path
@@ -67,6 +78,8 @@ public struct Worktree: Sendable, Equatable {
             .init("baseCommit", text(baseCommit)), .init("headCommit", text(headCommit)), .init("owner", .string(owner)),
             .init("state", .string(state.rawValue)), .init("summary", text(summary)), .init("filesChanged", int(filesChanged)),
             .init("additions", int(additions)), .init("deletions", int(deletions)),
+            .init("appliedAs", text(appliedAs)), .init("appliedTo", text(appliedTo)),
+            .init("gitDirectory", text(gitDirectory)), .init("driverConfig", text(driverConfig)),
         ])
     }
 
@@ -85,5 +98,20 @@ public struct Worktree: Sendable, Equatable {
         filesChanged = json["filesChanged"]?.intValue
         additions = json["additions"]?.intValue
         deletions = json["deletions"]?.intValue
+        appliedAs = json["appliedAs"]?.stringValue
+        appliedTo = json["appliedTo"]?.stringValue
+        gitDirectory = json["gitDirectory"]?.stringValue
+        driverConfig = json["driverConfig"]?.stringValue
+    }
+
+    /// Marks the worktree as one whose agent never ran (killed while it was made): no change.
+    mutating func recordNothing() {
+        guard let baseCommit else { return }
+        headCommit = baseCommit
+        state = .ready
+        summary = WorktreeDiff(files: [], patchBytes: 0, truncated: false, capBytes: 0).summary
+        filesChanged = 0
+        additions = 0
+        deletions = 0
     }
 }

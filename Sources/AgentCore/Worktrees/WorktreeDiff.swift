@@ -42,8 +42,11 @@ public struct WorktreeDiff: Sendable, Equatable {
         }
     }
 
-    /// At most this many files are listed in the job's result (the counts cover all of them).
+    /// At most this many files are listed (the counts cover all of them): in `diff.json`, and
+    /// `resultFiles` (with at most `resultPathBytes` of paths) in the job's result.
     public static let maxListedFiles = 5_000
+    public static let resultFiles = 200
+    public static let resultPathBytes = 32 * 1024
 
     public var files: [File]
     /// Files changed in all (`files` may list fewer, see `maxListedFiles`).
@@ -79,6 +82,18 @@ public struct WorktreeDiff: Sendable, Equatable {
             .init("filesListed", .int(files.count)), .init("patchBytes", .int(patchBytes)),
             .init("truncated", .bool(truncated)), .init("capBytes", .int(capBytes)),
         ])
+    }
+
+    /// `json` with the first files only (`resultFiles`, `resultPathBytes`): what the job's
+    /// result keeps; `filesListed` says how many.
+    public var resultJSON: JSONValue {
+        var kept = self
+        var bytes = 0
+        kept.files = Array(files.prefix(Self.resultFiles).prefix { file in
+            bytes += file.path.utf8.count + (file.oldPath?.utf8.count ?? 0)
+            return bytes <= Self.resultPathBytes
+        })
+        return kept.json
     }
 
     public init?(json: JSONValue) {

@@ -46,8 +46,43 @@ public struct WorktreeOperations: Sendable {
         }
     }
 
+    /// A directory that is itself, not a link to one, nor reached through one: an agent can
+    /// replace its worktree (or the directory above it) with a symlink to anything.
+    static func isGenuineDirectory(_ path: String) -> Bool {
+        var info = stat()
+        guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { return false }
+        return WorkspacePolicy.realPath(path) == path
+    }
+
+    /// Config keys whose values git runs as commands while it adds, diffs, merges or checks
+    /// out: filters, textconv, external diff and merge drivers.
+    static let driverKeys = #"^(filter\..*\.(clean|smudge|process)|diff\..*\.(textconv|command)|merge\..*\.driver|diff\.external)$"#
+
+    /// The repository's driver commands (every config file git reads for it), as git lists them.
+    func driverConfig(in repository: String) -> String {
+        let listed = git.run(["config", "-z", "--get-regexp", Self.driverKeys], in: repository)
+        if listed.status == .exited(1) { return "" }
+        return listed.succeeded ? listed.text : "unreadable: \(listed.failureMessage)"
+    }
+
+    /// Refuses when driver commands appeared or changed since the worktree was made: an agent
+    /// can write the repository's config, and git would run what it wrote inside agentgate's
+    /// own commands (outside the job, after it ended), or hide lines from the diff.
+    func checkDrivers(_ worktree: Worktree) -> Failure? {
+        let now = driverConfig(in: worktree.repository)
+        let then = worktree.driverConfig ?? ""
+        guard now != then else { return nil }
+        let before = Set(then.split(separator: "\0"))
+        let added = now.split(separator: "\0").filter { !before.contains($0) }.map { $0.split(separator: "\n").first.map(String.init) ?? "" }
+        let named = added.isEmpty ? "some were removed" : added.prefix(5).joined(separator: ", ")
+        return Failure(
+            "the repository's git config changed its filter, diff or merge driver commands while the job ran (\(named)); "
+                + "agentgate runs none it did not see when the worktree was made, so nothing was done: review the worktree \(worktree.path) yourself, "
+                + "or remove those settings and try again")
+    }
+
     /// Makes `worktree` (its path, branch and base as set) and returns it `active`, with the
-    /// base commit it starts from.
+    /// base commit it starts from, its own git directory and the repository's driver commands.
     public func create(_ worktree: Worktree) -> Result<Worktree, Failure> {
         var made = worktree
         let base = git.run(["rev-parse", "--verify", "--quiet", "--end-of-options", worktree.baseRef + "^{commit}"], in: worktree.repository)
@@ -62,8 +97,15 @@ public struct WorktreeOperations: Sendable {
         if mkdir(parent, 0o700) != 0 && errno != EEXIST {
             return .failure(Failure("cannot make \(parent): \(String(cString: strerror(errno)))"))
         }
+        made.driverConfig = driverConfig(in: worktree.repository)
         let added = git.run(["worktree", "add", "--quiet", "-b", worktree.branch, worktree.path, commit], in: worktree.repository)
         guard added.succeeded else { return .failure(Failure(added.failureMessage)) }
+        // Read before any agent runs in it: `gitdir: <repository's .git>/worktrees/<name>`.
+        let pointer = (try? String(contentsOfFile: worktree.path + "/.git", encoding: .utf8)) ?? ""
+        guard pointer.hasPrefix("gitdir: ") else { return .failure(Failure("\(worktree.path)/.git does not name the worktree's git directory")) }
+        var gitDirectory = pointer.dropFirst("gitdir: ".count).trimmingCharacters(in: .whitespacesAndNewlines)
+        if !gitDirectory.hasPrefix("/") { gitDirectory = worktree.path + "/" + gitDirectory }
+        made.gitDirectory = WorkspacePolicy.realPath(gitDirectory) ?? gitDirectory
         if !worktree.subdirectory.isEmpty {
             try? FileManager.default.createDirectory(atPath: worktree.workingDirectory, withIntermediateDirectories: true)
         }
@@ -73,34 +115,43 @@ public struct WorktreeOperations: Sendable {
     }
 
     /// Records what the job changed: everything in the worktree (tracked, untracked, deleted;
-    /// ignored files stay out) is committed to its branch, the diff against the base is taken,
-    /// and the unified diff is written to `patchPath`, cut at `capBytes`. The user's own
-    /// checkout, branch and index are not touched. Returns the worktree `ready`.
+    /// ignored files stay out) becomes a commit on the job's branch — and only there, whatever
+    /// the agent did to its `.git` file or which branch it checked out — and the diff against
+    /// the base is taken; the unified diff is written to `patchPath`, cut at `capBytes`. The
+    /// user's own checkout, branches and index are not touched. Returns the worktree `ready`.
     public func record(_ worktree: Worktree, message: String, patchPath: String, capBytes: Int) -> Result<(Worktree, WorktreeDiff), Failure> {
-        guard let base = worktree.baseCommit else { return .failure(Failure("the worktree was never made")) }
-        guard ExecutableSearch.isDirectory(worktree.path) else {
-            return .failure(Failure("the worktree \(worktree.path) is gone"))
+        guard let base = worktree.baseCommit, let gitDirectory = worktree.gitDirectory else {
+            return .failure(Failure("the worktree was never made"))
         }
+        guard Self.isGenuineDirectory(worktree.path) else {
+            return .failure(Failure("the worktree \(worktree.path) is gone or was replaced by a link; nothing was recorded"))
+        }
+        if let failure = checkDrivers(worktree) { return .failure(failure) }
         let path = worktree.path
-        let staged = git.run(["add", "--all", "--", "."], in: path)
+        let own = ["--git-dir=" + gitDirectory]
+        let scoped = own + ["--work-tree=" + path]
+        let staged = git.run(scoped + ["add", "--all", "--", "."], in: path)
         guard staged.succeeded else { return .failure(Failure(staged.failureMessage)) }
-        let pending = git.run(["diff", "--cached", "--quiet"], in: path)
-        if pending.status == .exited(1) {
-            let committed = git.run(
-                ["commit", "--quiet", "--no-verify", "--no-gpg-sign", "--allow-empty-message", "-m", message], in: path,
-                extraEnvironment: identity(in: path))
-            guard committed.succeeded else { return .failure(Failure(committed.failureMessage)) }
-        } else if !pending.succeeded {
-            return .failure(Failure(pending.failureMessage))
+        let tree = git.run(scoped + ["write-tree"], in: path)
+        guard tree.succeeded, let treeID = tree.text.split(separator: "\n").first.map(String.init) else { return .failure(Failure(tree.failureMessage)) }
+        let ref = "refs/heads/" + worktree.branch
+        let tip = git.run(own + ["rev-parse", "--verify", "--quiet", ref + "^{commit}"], in: path)
+        let parent = tip.succeeded ? tip.text.trimmingCharacters(in: .whitespacesAndNewlines) : base
+        let parentTree = git.run(own + ["rev-parse", "--verify", "--quiet", parent + "^{tree}"], in: path).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        var commit = parent
+        if treeID != parentTree {
+            let made = git.run(
+                own + ["commit-tree", "--no-gpg-sign", treeID, "-p", parent, "-m", message], in: path, extraEnvironment: identity(in: path))
+            guard made.succeeded else { return .failure(Failure(made.failureMessage)) }
+            commit = made.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let moved = git.run(own + ["update-ref", "-m", "agentgate: the job's change", ref, commit] + (tip.succeeded ? [parent] : []), in: path)
+            guard moved.succeeded else { return .failure(Failure(moved.failureMessage)) }
         }
-        let head = git.run(["rev-parse", "--verify", "HEAD"], in: path)
-        guard head.succeeded, let commit = head.text.split(separator: "\n").first.map(String.init) else {
-            return .failure(Failure(head.failureMessage))
-        }
-        let names = git.run(["diff", "-z", "--name-status", "-M", base, commit], in: path, maxOutput: 64 << 20)
-        let counts = git.run(["diff", "-z", "--numstat", "-M", base, commit], in: path, maxOutput: 64 << 20)
+        let diff = own + ["diff", "--no-textconv", "--no-ext-diff"]
+        let names = git.run(diff + ["-z", "--name-status", "-M", base, commit], in: path, maxOutput: 64 << 20)
+        let counts = git.run(diff + ["-z", "--numstat", "-M", base, commit], in: path, maxOutput: 64 << 20)
         guard names.succeeded, counts.succeeded else { return .failure(Failure(names.succeeded ? counts.failureMessage : names.failureMessage)) }
-        let patch = git.run(["diff", "-M", base, commit], in: path, maxOutput: capBytes + 1)
+        let patch = git.run(diff + ["-M", base, commit], in: path, maxOutput: capBytes + 1)
         guard patch.succeeded || patch.truncated else { return .failure(Failure(patch.failureMessage)) }
         let (kept, cut) = WorktreeDiff.capped(patch.stdout, cap: capBytes)
         do {
@@ -108,85 +159,164 @@ public struct WorktreeOperations: Sendable {
         } catch {
             return .failure(Failure("cannot write \(patchPath): \(error.localizedDescription)"))
         }
-        let diff = WorktreeDiff(
+        let diffSummary = WorktreeDiff(
             files: WorktreeDiff.files(nameStatus: names.stdout, numstat: counts.stdout), patchBytes: kept.count, truncated: cut,
             capBytes: capBytes)
         var recorded = worktree
         recorded.headCommit = commit
         recorded.state = .ready
-        recorded.summary = diff.summary
-        recorded.filesChanged = diff.filesChanged
-        recorded.additions = diff.additions
-        recorded.deletions = diff.deletions
-        return .success((recorded, diff))
+        recorded.summary = diffSummary.summary
+        recorded.filesChanged = diffSummary.filesChanged
+        recorded.additions = diffSummary.additions
+        recorded.deletions = diffSummary.deletions
+        return .success((recorded, diffSummary))
     }
 
-    /// Brings the recorded change into the source checkout. All or nothing: on a conflict (or
-    /// local changes in the way) the checkout is left as it was and the files are named.
+    /// Brings the recorded change into the source checkout, onto the branch checked out there.
+    /// All or nothing: a conflict or an untracked, ignored or locally changed file in the way
+    /// is found before anything is written (the merge is computed with `git merge-tree`, then
+    /// the checkout fast-forwards to it), and if writing fails part-way (a read-only file, a
+    /// full disk) the files touched are put back as they were.
     public func apply(_ worktree: Worktree, mode: ApplyMode, message: String) -> Result<Worktree, Failure> {
         guard let base = worktree.baseCommit, let head = worktree.headCommit else {
             return .failure(Failure("the job's change was not recorded"))
         }
         let repository = worktree.repository
         guard ExecutableSearch.isDirectory(repository) else { return .failure(Failure("the source checkout \(repository) is gone")) }
+        if let failure = checkDrivers(worktree) { return .failure(failure) }
+        // Paths are taken literally: a file named `:(glob)*` is that file.
+        let literal = ["--literal-pathspecs"]
         switch mode {
         case .merge:
             if git.run(["rev-parse", "--quiet", "--verify", "MERGE_HEAD"], in: repository).succeeded {
                 return .failure(Failure("\(repository) is in the middle of a merge; finish or abort it first"))
             }
-            let merged = git.run(
-                // Unsigned: a signing prompt nobody sees would hold the merge until git's deadline.
-                ["merge", "--no-ff", "--no-edit", "--no-gpg-sign", "-m", message, head], in: repository,
-                extraEnvironment: identity(in: repository))
-            if merged.succeeded { break }
-            let unmerged = git.run(["diff", "--name-only", "--diff-filter=U", "-z"], in: repository)
-            let conflicts = unmerged.stdout.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            if git.run(["rev-parse", "--quiet", "--verify", "MERGE_HEAD"], in: repository).succeeded {
-                _ = git.run(["merge", "--abort"], in: repository)
-            }
-            if !conflicts.isEmpty {
-                return .failure(Failure("merging \(worktree.branch) into \(repository) conflicts; nothing was changed", conflicts: conflicts))
-            }
-            let inTheWay = Self.indentedPaths(in: merged.stderr + merged.text)
+            let current = git.run(["rev-parse", "--verify", "HEAD"], in: repository)
+            guard current.succeeded else { return .failure(Failure(current.failureMessage)) }
+            let into = current.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            // git lets a merge overwrite ignored files (a `.env`); nothing of the user's may go.
+            let inTheWay = untrackedInTheWay(of: changedPaths(from: base, to: head, in: repository), in: repository)
             if !inTheWay.isEmpty {
-                return .failure(Failure("local changes in \(repository) would be overwritten; nothing was changed", conflicts: inTheWay))
+                return .failure(Failure("untracked or ignored files in \(repository) would be overwritten; nothing was changed", conflicts: inTheWay))
             }
-            return .failure(Failure(merged.failureMessage + merged.text.split(separator: "\n").prefix(3).joined(separator: " ")))
+            let merged = git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", into, head], in: repository)
+            let fields = merged.stdout.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
+            if merged.status == .exited(1) {
+                return .failure(Failure("merging \(worktree.branch) into \(repository) conflicts; nothing was changed", conflicts: Array(fields.dropFirst())))
+            }
+            guard merged.succeeded, let tree = fields.first else { return .failure(Failure(merged.failureMessage)) }
+            let commit = git.run(
+                ["commit-tree", "--no-gpg-sign", tree, "-p", into, "-p", head, "-m", message], in: repository,
+                extraEnvironment: identity(in: repository))
+            guard commit.succeeded else { return .failure(Failure(commit.failureMessage)) }
+            let mergeCommit = commit.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            let written = changedPaths(from: into, to: mergeCommit, in: repository)
+            let backup = CheckoutBackup(repository: repository, paths: written)
+            let forward = git.run(["merge", "--ff-only", "--no-edit", "--quiet", mergeCommit], in: repository)
+            if !forward.succeeded {
+                let moved = git.run(["rev-parse", "--verify", "HEAD"], in: repository).text.trimmingCharacters(in: .whitespacesAndNewlines) != into
+                let local = Self.indentedPaths(in: forward.stderr + forward.text)
+                if !moved {
+                    backup.restore()
+                    // The index entries it updated go back to HEAD's (the paths on stdin: thousands
+                    // do not fit a command line).
+                    if !written.isEmpty {
+                        _ = git.run(
+                            literal + ["reset", "--quiet", "--pathspec-from-file=-", "--pathspec-file-nul", into], in: repository,
+                            stdin: Array(written.joined(separator: "\0").utf8) + [0])
+                    }
+                }
+                if !local.isEmpty {
+                    return .failure(Failure("local changes in \(repository) would be overwritten; nothing was changed", conflicts: local))
+                }
+                return .failure(Failure(forward.failureMessage + (moved ? "" : "; the files it touched were put back as they were")))
+            }
         case .patch:
-            let patch = git.run(["diff", "--binary", "-M", base, head], in: worktree.path, maxOutput: 512 << 20)
+            let patch = git.run(["diff", "--no-textconv", "--no-ext-diff", "--binary", "-M", base, head], in: repository, maxOutput: 512 << 20)
             guard patch.succeeded, !patch.truncated else {
                 return .failure(Failure(patch.truncated ? "the change is over 512 MiB as a patch; apply it as a merge" : patch.failureMessage))
             }
             if patch.stdout.isEmpty { break }
+            let touched = changedPaths(from: base, to: head, in: repository)
+            let backup = CheckoutBackup(repository: repository, paths: touched)
             let applied = git.run(["apply", "--whitespace=nowarn", "-"], in: repository, stdin: patch.stdout)
             guard applied.succeeded else {
-                return .failure(Failure("the patch does not apply to \(repository); nothing was changed", conflicts: Self.patchFailures(applied.stderr)))
+                backup.restore()
+                let named = Self.patchFailures(applied.stderr).filter { touched.contains($0) }
+                return .failure(Failure("the patch does not apply to \(repository); nothing was changed", conflicts: named))
             }
         }
         var done = worktree
         done.state = .applied
+        done.appliedAs = mode.rawValue
+        let branch = git.run(["rev-parse", "--abbrev-ref", "HEAD"], in: repository).text.trimmingCharacters(in: .whitespacesAndNewlines)
+        done.appliedTo = branch.isEmpty ? nil : branch
         return .success(done)
     }
 
-    /// Removes the worktree and its branch: the one way agentgate deletes a job's work.
+    /// The paths of `paths` (or a directory above one) that exist in the checkout's files but
+    /// are not tracked there: untracked or ignored files a merge would overwrite. Looked up on
+    /// disk and in one listing of the index (thousands of paths do not fit a command line).
+    func untrackedInTheWay(of paths: [String], in repository: String) -> [String] {
+        guard !paths.isEmpty else { return [] }
+        let listed = git.run(["ls-files", "-z", "--cached"], in: repository, maxOutput: 256 << 20)
+        let tracked = Set(listed.stdout.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
+        var found: [String] = []
+        for path in paths {
+            var prefix = ""
+            for component in path.split(separator: "/") {
+                prefix += prefix.isEmpty ? String(component) : "/" + component
+                var info = stat()
+                guard lstat(repository + "/" + prefix, &info) == 0 else { break }
+                let isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
+                if !isDirectory, !tracked.contains(prefix), !found.contains(prefix) { found.append(prefix) }
+                if !isDirectory { break }
+            }
+        }
+        return found
+    }
+
+    /// Every path a change between two commits touches (both sides of a rename).
+    func changedPaths(from: String, to: String, in directory: String) -> [String] {
+        let listed = git.run(["diff", "--no-textconv", "--no-ext-diff", "-z", "--name-status", "-M", from, to], in: directory, maxOutput: 64 << 20)
+        var paths: [String] = []
+        var fields = listed.stdout.split(separator: 0, omittingEmptySubsequences: false).makeIterator()
+        while let status = fields.next() {
+            guard let letter = status.first else { continue }
+            let count = letter == UInt8(ascii: "R") || letter == UInt8(ascii: "C") ? 2 : 1
+            for _ in 0..<count {
+                if let path = fields.next() { paths.append(String(decoding: path, as: UTF8.self)) }
+            }
+        }
+        return paths
+    }
+
+    /// Removes the worktree and its branch: the one way agentgate deletes a job's work. A
+    /// worktree replaced by a link is unlinked, never followed.
     public func discard(_ worktree: Worktree) -> Result<Worktree, Failure> {
         let repository = worktree.repository
-        if ExecutableSearch.isDirectory(repository) {
-            if ExecutableSearch.isDirectory(worktree.path) {
-                let removed = git.run(["worktree", "remove", "--force", "--force", worktree.path], in: repository)
-                if !removed.succeeded, ExecutableSearch.isDirectory(worktree.path) {
-                    return .failure(Failure(removed.failureMessage))
+        var info = stat()
+        let present = lstat(worktree.path, &info) == 0
+        if present, (info.st_mode & S_IFMT) != S_IFDIR || !Self.isGenuineDirectory(worktree.path) {
+            // A link (or a file) where the worktree was: remove the link itself.
+            guard (info.st_mode & S_IFMT) != S_IFDIR, unlink(worktree.path) == 0 else {
+                return .failure(Failure("\(worktree.path) is reached through a link; agentgate removes nothing there"))
+            }
+        } else if present {
+            let removed = ExecutableSearch.isDirectory(repository)
+                ? git.run(["worktree", "remove", "--force", "--force", worktree.path], in: repository) : nil
+            // git refuses a worktree whose `.git` file was rewritten: it is ours, remove it.
+            if removed?.succeeded != true, Self.isGenuineDirectory(worktree.path) {
+                do { try FileManager.default.removeItem(atPath: worktree.path) } catch {
+                    return .failure(Failure("cannot remove \(worktree.path): \(error.localizedDescription)"))
                 }
             }
+        }
+        if ExecutableSearch.isDirectory(repository) {
             _ = git.run(["worktree", "prune"], in: repository)
             let branch = git.run(["branch", "-D", "--", worktree.branch], in: repository)
             if !branch.succeeded, git.run(["rev-parse", "--quiet", "--verify", "refs/heads/" + worktree.branch], in: repository).succeeded {
                 return .failure(Failure(branch.failureMessage))
-            }
-        } else if ExecutableSearch.isDirectory(worktree.path) {
-            // The checkout it came from is gone: its branch went with it; only the files remain.
-            do { try FileManager.default.removeItem(atPath: worktree.path) } catch {
-                return .failure(Failure("cannot remove \(worktree.path): \(error.localizedDescription)"))
             }
         }
         var gone = worktree
@@ -205,9 +335,11 @@ public struct WorktreeOperations: Sendable {
         return environment
     }
 
-    /// The tab-indented paths git lists under "…would be overwritten by merge:".
+    /// The indented paths git lists under "…would be overwritten by merge:" (a tab, or two
+    /// spaces for staged changes).
     static func indentedPaths(in text: String) -> [String] {
-        text.split(separator: "\n").filter { $0.hasPrefix("\t") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        text.split(separator: "\n").filter { $0.hasPrefix("\t") || $0.hasPrefix("  ") }.map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
     }
 
     /// Paths named by `git apply`'s errors ("error: patch failed: a.txt:3", "error: b.txt:

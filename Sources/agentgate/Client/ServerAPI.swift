@@ -61,7 +61,9 @@ struct ServerAPI {
         return reply.body
     }
 
-    func request(_ method: String, _ path: String, body: JSONValue? = nil) throws(ClientFailure) -> Reply {
+    /// - Parameter timeoutSeconds: how long the answer may take (git work on a large
+    ///   repository, an apply or a discard, takes minutes).
+    func request(_ method: String, _ path: String, body: JSONValue? = nil, timeoutSeconds: Int = 60) throws(ClientFailure) -> Reply {
         let socket: BlockingSocket
         do {
             socket = try BlockingSocket(host: address.host, port: address.port)
@@ -81,7 +83,7 @@ struct ServerAPI {
         var response: HTTPHead?
         var received: [UInt8] = []
         while true {
-            switch socket.receive(timeoutMilliseconds: 60_000) {
+            switch socket.receive(timeoutMilliseconds: Int32(timeoutSeconds * 1_000)) {
             case .bytes(let bytes):
                 if response == nil {
                     switch parser.feed(bytes) {
@@ -103,7 +105,7 @@ struct ServerAPI {
                     return try Self.reply(response, Array(received.prefix(length)))
                 }
             case .timedOut:
-                throw ClientFailure(message: "the server at \(address.url) did not answer within 60 s", exitCode: 8)
+                throw ClientFailure(message: "the server at \(address.url) did not answer within \(timeoutSeconds) s", exitCode: 8)
             case .closed:
                 guard let response else { throw ClientFailure.serverGone }
                 return try Self.reply(response, received)

@@ -90,10 +90,12 @@ enum QueryString {
 enum JobTable {
     static let header = pad("ID", 17) + pad("STATUS", 12) + pad("PROVIDER", 10) + pad("STARTED", 13) + pad("ELAPSED", 9) + "PROMPT"
 
-    /// One line per job: its label (in brackets) and the first line of its prompt last.
+    /// One line per job: its label (in brackets) and the first line of its prompt last, then
+    /// for a worktree job its change and where review stands (unreviewed work is findable).
     static func row(_ job: Job) -> String {
         pad(job.id, 17) + pad(job.status.rawValue, 12) + pad(job.provider, 10) + pad(startTime(job), 13) + pad(elapsed(job), 9)
             + (job.label.map { "[\($0)] " } ?? "") + promptLine(job.prompt)
+            + (job.worktree.map { " · worktree \($0.state.rawValue)" + ($0.summary.map { ": \($0)" } ?? "") } ?? "")
     }
 
     static func promptLine(_ prompt: String, limit: Int = 60) -> String {

@@ -6,7 +6,7 @@ import Foundation
 struct DiffCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff", abstract: "Show the change a worktree job made (a unified diff).",
-        discussion: "Exit status: 0 shown, 5 no such job or no worktree, 7 not recorded yet (the job still runs).")
+        discussion: "Exit status: 0 shown, 5 no such job, 7 no worktree or not recorded yet (the job still runs).")
 
     @Argument(help: "The job id.")
     var id: String
@@ -45,8 +45,10 @@ struct DiffCommand: ParsableCommand {
                     case "copied": letter = "C"
                     default: letter = "M"
                     }
-                    let path = file["path"]?.stringValue ?? ""
-                    let from = file["oldPath"]?.stringValue.map { "\($0) → " } ?? ""
+                    // A name may hold a newline: one file, one line.
+                    func oneLine(_ text: String) -> String { text.replacingOccurrences(of: "\n", with: "\\n").replacingOccurrences(of: "\t", with: "\\t") }
+                    let path = oneLine(file["path"]?.stringValue ?? "")
+                    let from = file["oldPath"]?.stringValue.map { "\(oneLine($0)) → " } ?? ""
                     let counts = file["binary"]?.boolValue == true
                         ? "binary" : "+\(file["additions"]?.intValue ?? 0) \u{2212}\(file["deletions"]?.intValue ?? 0)"
                     print(TerminalText.escaped("\(letter) \(from)\(path)  \(counts)"))
@@ -75,8 +77,9 @@ struct ApplyCommand: ParsableCommand {
         commandName: "apply", abstract: "Apply a worktree job's change to the checkout it was launched in (a merge, or --patch).",
         discussion: """
             All or nothing: on a conflict, or local changes in the way, the checkout is left as it \
-            was. Exit status: 0 applied, 9 conflict (the files are listed), 5 no such job, 7 no \
-            change to apply or a job still works in the worktree.
+            was. The change goes onto the branch checked out in that checkout now. Exit status: 0 \
+            applied, 9 conflict (the files are listed), 5 no such job, 7 no change to apply, \
+            applied already, or a job still works in the worktree.
             """)
 
     @Argument(help: "The job id.")
@@ -91,18 +94,24 @@ struct ApplyCommand: ParsableCommand {
 
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
+            // git may take minutes on a large repository.
             let reply = try client.api().request(
-                "POST", "/api/agents/jobs/\(id)/apply", body: .object(["mode": .string(patch ? "patch" : "merge")]))
+                "POST", "/api/agents/jobs/\(id)/apply", body: .object(["mode": .string(patch ? "patch" : "merge")]), timeoutSeconds: 660)
             if reply.status == 409, reply.body["code"]?.stringValue == "apply_conflict" {
                 printError("agentgate: " + TerminalText.escaped(reply.body["error"]?.stringValue ?? "conflict"))
                 for file in reply.body["conflicts"]?.arrayValue ?? [] { printError("  " + TerminalText.escaped(file.stringValue ?? "")) }
+                printError(
+                    "agentgate: merge the job's branch yourself (git merge agentgate/…) and resolve it, or run a follow-up on it "
+                        + "(agentgate run … --worktree-of \(id)); then agentgate discard \(id)")
                 return 9
             }
             guard (200..<300).contains(reply.status) else { throw ClientFailure.http(reply.status, reply.body) }
-            let worktree = reply.body["job"]?["worktree"]
-            let repository = worktree?["repository"]?.stringValue ?? "the checkout"
-            let summary = worktree?["summary"]?.stringValue ?? "the change"
-            print(TerminalText.escaped("applied job \(id) to \(repository) (\(patch ? "as uncommitted changes" : "merged")): \(summary)"))
+            let applied = reply.body["applied"] ?? reply.body["job"]?["worktree"]
+            let repository = applied?["repository"]?.stringValue ?? "the checkout"
+            let summary = applied?["summary"]?.stringValue ?? "the change"
+            let onto = applied?["appliedTo"]?.stringValue.map { " on \($0)" } ?? ""
+            print(TerminalText.escaped(
+                "applied job \(id) to \(repository)\(onto) (\(patch ? "as uncommitted changes" : "merged")): \(summary)"))
             return 0
         }
     }
@@ -123,7 +132,9 @@ struct DiscardCommand: ParsableCommand {
 
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
-            let reply = try client.api().call("POST", "/api/agents/jobs/\(id)/discard")
+            let answer = try client.api().request("POST", "/api/agents/jobs/\(id)/discard", timeoutSeconds: 660)
+            guard (200..<300).contains(answer.status) else { throw ClientFailure.http(answer.status, answer.body) }
+            let reply = answer.body
             let worktree = reply["job"]?["worktree"]
             print(TerminalText.escaped(
                 "discarded \(worktree?["path"]?.stringValue ?? "the worktree") and branch \(worktree?["branch"]?.stringValue ?? "")"))

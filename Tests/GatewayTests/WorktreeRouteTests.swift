@@ -41,6 +41,8 @@ struct WorktreeRouteTests {
         #expect(worktree["state"] as? String == "ready" && worktree["summary"] as? String == "2 files changed, +2 \u{2212}0")
         #expect(((job["result"] as? [String: Any])?["diff"] as? [String: Any])?["filesChanged"] as? Int == 2)
 
+        let metrics = try gateway.request("GET", "/metrics").body
+        #expect(metrics.contains("agentgate_worktree_tasks 0") && metrics.contains("agentgate_jobs{status=\"preparing\"} 0"), "\(metrics)")
         let patch = try gateway.request("GET", "/api/agents/jobs/\(id)/diff")
         #expect(patch.status == 200 && patch.header("Content-Type") == "text/x-diff; charset=utf-8")
         #expect(patch.header("X-Diff-Truncated") == "false")

@@ -25,6 +25,9 @@ extension JobManager {
         case alreadyApplied(String)
     }
 
+    /// Git tasks (making worktrees, recording changes, applying, discarding) queued or running.
+    public var worktreeTasksPending: Int { worktreeQueue.pending }
+
     /// Where worktrees are made.
     public var worktreesDirectory: String { configuration.worktreesDirectory ?? store.dataDirectory + "/worktrees" }
 

@@ -95,7 +95,7 @@ public final class GatewayServer {
         metric("queued_bytes", "gauge", "Bytes waiting in viewers' outbound queues (ranges of ready frames files included).", [("", hub.queuedBytes)])
         metric("replay_frames_bytes_total", "counter", "Bytes of replayed events sent from finished jobs' ready frames files (sendfile, no copy through memory).", [("", hub.bytesFromFrames)])
         metric("replays_in_flight", "gauge", "Viewers being caught up from the store now (each one replay, reading ahead of it).", [("", hub.readsInFlight)])
-        metric("worktree_tasks", "gauge", "Git tasks for worktree jobs (make, record, apply, discard) queued or running, one at a time.", [("", manager.worktreeTasksPending)])
+        metric("worktree_tasks", "gauge", "Git tasks for worktree jobs (make, record, apply, discard) queued or running (one at a time per repository).", [("", manager.worktreeTasksPending)])
         let storage = manager.storage
         metric("data_free_bytes", "gauge", "Free space in the data dir's file system (last measured).", [("", Int(storage.freeBytes ?? -1))])
         metric("storage_low", "gauge", "1 while the data dir's free space is below the warning threshold.", [("", storage.low ? 1 : 0)])

@@ -145,7 +145,7 @@ extension JobManager {
     private func prepareWorktree(_ id: String) {
         guard let operations = worktreeOperations, let worktree = jobsByID[id]?.worktree else { return }
         emit(id, .log(LogLine(.system, .info, "making a worktree on branch \(worktree.branch) from \(worktree.baseRef) of \(worktree.repository)")))
-        worktreeQueue.perform({ operations.create(worktree) }) { [weak self] result in
+        worktreeQueue.perform(in: worktree.repository, { operations.create(worktree) }) { [weak self] result in
             guard let self, var waiting = self.preparing[id] else { return }
             switch result {
             case .success(let made):
@@ -175,7 +175,7 @@ extension JobManager {
         let patchPath = diffPath(id)
         let listPath = diffListPath(id)
         let cap = configuration.maxDiffBytes
-        worktreeQueue.perform({ () -> Result<(Worktree, WorktreeDiff), WorktreeOperations.Failure> in
+        worktreeQueue.perform(in: worktree.repository, { () -> Result<(Worktree, WorktreeDiff), WorktreeOperations.Failure> in
             let recorded = operations.record(worktree, message: message, patchPath: patchPath, capBytes: cap)
             if case .success(let (_, diff)) = recorded {
                 try? Data(JSONWriter.serialize(diff.json)).write(to: URL(fileURLWithPath: listPath), options: .atomic)
@@ -261,7 +261,7 @@ extension JobManager {
         work: @escaping @Sendable () -> Result<Worktree, WorktreeOperations.Failure>
     ) {
         reviewing.insert(worktree.owner)
-        worktreeQueue.perform(work) { [weak self] result in
+        worktreeQueue.perform(in: worktree.repository, work) { [weak self] result in
             guard let self else { return }
             self.reviewing.remove(worktree.owner)
             switch result {
@@ -313,6 +313,6 @@ extension JobManager {
         guard worktree.state != .discarded, !worktree.holdsUnreviewedWork, let operations = worktreeOperations,
             !order.contains(where: { jobsByID[$0]?.worktree?.owner == worktree.owner })
         else { return }
-        worktreeQueue.perform({ operations.discard(worktree) }) { _ in }
+        worktreeQueue.perform(in: worktree.repository, { operations.discard(worktree) }) { _ in }
     }
 }

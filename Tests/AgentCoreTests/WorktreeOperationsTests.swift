@@ -380,4 +380,69 @@ import TestSupport
             #expect(repository.status.isEmpty, "\(mode): \(repository.status)")
         }
     }
+
+    // MARK: the second attacker trial
+
+    @Test func aBranchLinkedToMainOrAnIndexLinkedToTheUsersLeavesTheUsersRepositoryAlone() throws {
+        let repository = GitRepository(files: ["a.txt": "a\n"])
+        repository.write(["staged.txt": "staged by the user\n"])
+        repository.git("add", "staged.txt")
+        let main = repository.head
+        let worktree = try made(plan(repository))
+        let gitDirectory = try #require(worktree.gitDirectory)
+        // The job's branch made a link to main, and the worktree's index a link to the user's.
+        _ = GitRepository.run(["symbolic-ref", "refs/heads/\(worktree.branch)", "refs/heads/main"], in: worktree.path)
+        try FileManager.default.removeItem(atPath: gitDirectory + "/index")
+        try FileManager.default.createSymbolicLink(atPath: gitDirectory + "/index", withDestinationPath: repository.path + "/.git/index")
+        write(worktree, "a.txt", Array("a\nevil\n".utf8))
+        let (recorded, diff, _) = try record(worktree)
+        #expect(diff.files.map(\.path) == ["a.txt"])
+        #expect(repository.head == main)
+        #expect(repository.status.contains("A  staged.txt") && !repository.status.contains("a.txt"), "\(repository.status)")
+        #expect(repository.git("rev-parse", "refs/heads/\(worktree.branch)").trimmingCharacters(in: .whitespacesAndNewlines) == recorded.headCommit)
+        #expect(GitRepository.run(["symbolic-ref", "-q", "refs/heads/\(worktree.branch)"], in: repository.path).status != 0)
+    }
+
+    @Test func driverCommandsIncludedOnlyForTheJobsWorktreeNeverRun() throws {
+        let repository = GitRepository(files: ["a.txt": "a\n"])
+        let witness = repository.directory.file("filter-ran")
+        let worktree = try made(plan(repository))
+        let common = try #require(worktree.commonDirectory)
+        // Config the agent made apply only where its branch is checked out, or only in its
+        // worktree: agentgate works on the repository's own git directory, where neither holds.
+        repository.directory.write("evil.cfg", "[filter \"x\"]\n\tclean = touch '\(witness)'; cat\n")
+        _ = GitRepository.run(["config", "-f", common + "/config", "includeIf.onbranch:agentgate/**.path", repository.directory.file("evil.cfg")], in: repository.path)
+        _ = GitRepository.run(["config", "-f", common + "/config", "includeIf.gitdir:**/worktrees/**.path", repository.directory.file("evil.cfg")], in: repository.path)
+        _ = GitRepository.run(["config", "-f", common + "/config", "extensions.worktreeConfig", "true"], in: repository.path)
+        _ = GitRepository.run(["config", "-f", try #require(worktree.gitDirectory) + "/config.worktree", "filter.y.clean", "touch '\(witness)'; cat"], in: repository.path)
+        write(worktree, ".gitattributes", Array("* filter=x\n*.txt filter=y\n".utf8))
+        write(worktree, "b.txt", Array("b\n".utf8))
+        let (recorded, diff, _) = try record(worktree)
+        #expect(diff.files.map(\.path).contains("b.txt"))
+        #expect(!FileManager.default.fileExists(atPath: witness))
+        _ = operations.apply(recorded, mode: .merge, message: "m")
+        _ = operations.apply(recorded, mode: .patch, message: "m")
+        #expect(!FileManager.default.fileExists(atPath: witness))
+    }
+
+    @Test func aMergeFromAnotherBaseNeverOverwritesAnIgnoredFileThatBaseTracks() throws {
+        let repository = GitRepository(files: ["a.txt": "a\n"])
+        repository.git("checkout", "-q", "-b", "feature")
+        repository.write([".env": "FROM_FEATURE\n"])
+        repository.git("add", "-f", ".env")
+        repository.git("commit", "-qm", "feature tracks .env")
+        repository.git("checkout", "-q", "main")
+        repository.write([".gitignore": ".env\n"])
+        repository.commit("main ignores .env")
+        repository.write([".env": "SECRET=the user's\n"])
+        let worktree = try made(plan(repository, base: "feature"))
+        write(worktree, "new.txt", Array("hi\n".utf8))
+        let (recorded, _, _) = try record(worktree)
+        guard case .failure(let failure) = operations.apply(recorded, mode: .merge, message: "m") else {
+            Issue.record("merged over an ignored file the base tracks")
+            return
+        }
+        #expect(failure.conflicts == [".env"])
+        #expect(repository.read(".env") == "SECRET=the user's\n")
+    }
 }

@@ -6,10 +6,14 @@ import EventLoop
 /// Runs one `git` command to its end on the calling thread (never the server's loop: see
 /// `WorktreeQueue`), with stdout and stderr kept apart, stdout capped and a deadline.
 ///
-/// Every run disables hooks (`core.hooksPath=/dev/null`): an agent can write the repository's
-/// hooks, and agentgate must not run what it wrote when it commits, merges or checks out on
-/// the job's behalf. Prompts are off (a credential helper asking on a terminal would hang),
-/// and output is in the C locale, so messages parse the same everywhere.
+/// Every run disables what an agent could make it run: hooks (`core.hooksPath=/dev/null`; an
+/// agent can write the repository's hooks), every transport (`protocol.allow=never`, so no
+/// lazy fetch of a "promisor" remote the agent configured runs its upload-pack command), the
+/// fsmonitor, automatic gc and maintenance, and recursion into submodules (their config is
+/// the agent's too). Driver commands (filters, textconv, merge drivers) are checked by
+/// `WorktreeOperations` before any command that could run them. Prompts are off (a
+/// credential helper asking on a terminal would hang), and output is in the C locale, so
+/// messages parse the same everywhere.
 public struct GitCommand: Sendable {
     public struct Outcome: Sendable {
         public var status: ExitStatus?
@@ -63,7 +67,7 @@ public struct GitCommand: Sendable {
             let name = entry.split(separator: "=", maxSplits: 1).first.map(String.init) ?? entry
             return !repositoryVariables.contains(name)
         }
-        kept += ["GIT_TERMINAL_PROMPT=0", "GIT_PAGER=cat", "GIT_EDITOR=true", "LC_ALL=C"]
+        kept += ["GIT_TERMINAL_PROMPT=0", "GIT_PAGER=cat", "GIT_EDITOR=true", "LC_ALL=C", "GIT_NO_LAZY_FETCH=1"]
         self.environment = kept
     }
 
@@ -72,7 +76,10 @@ public struct GitCommand: Sendable {
         _ arguments: [String], in directory: String, extraEnvironment: [String] = [], stdin: [UInt8] = [],
         maxOutput: Int = 16 << 20
     ) -> Outcome {
-        let argv = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "color.ui=false"] + arguments
+        let argv = [
+            "git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "color.ui=false", "-c", "protocol.allow=never",
+            "-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "submodule.recurse=false",
+        ] + arguments
         let loop: EventLoop
         do { loop = try EventLoop() } catch {
             return Outcome(status: nil, stdout: [], truncated: false, stderr: "\(error)", timedOut: false)

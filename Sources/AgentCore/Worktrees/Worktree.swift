@@ -42,6 +42,10 @@ public struct Worktree: Sendable, Equatable {
     /// `.git` file when it was made, before any agent ran in it: agentgate's git commands name
     /// it, so an agent that rewrites its `.git` file cannot point them at another repository.
     public var gitDirectory: String?
+    /// The repository's own git directory (its `--git-common-dir`, real path), read when the
+    /// worktree was made: where agentgate's commands find the job's branch and objects, with
+    /// an index of their own, never through the worktree's git directory.
+    public var commonDirectory: String?
     /// The repository's driver commands (filters, textconv, external diff, merge drivers)
     /// when the worktree was made: agentgate runs none that appeared after.
     public var driverConfig: String?
@@ -79,7 +83,8 @@ public struct Worktree: Sendable, Equatable {
             .init("state", .string(state.rawValue)), .init("summary", text(summary)), .init("filesChanged", int(filesChanged)),
             .init("additions", int(additions)), .init("deletions", int(deletions)),
             .init("appliedAs", text(appliedAs)), .init("appliedTo", text(appliedTo)),
-            .init("gitDirectory", text(gitDirectory)), .init("driverConfig", text(driverConfig)),
+            .init("gitDirectory", text(gitDirectory)), .init("commonDirectory", text(commonDirectory)),
+            .init("driverConfig", text(driverConfig)),
         ])
     }
 
@@ -101,6 +106,7 @@ public struct Worktree: Sendable, Equatable {
         appliedAs = json["appliedAs"]?.stringValue
         appliedTo = json["appliedTo"]?.stringValue
         gitDirectory = json["gitDirectory"]?.stringValue
+        commonDirectory = json["commonDirectory"]?.stringValue
         driverConfig = json["driverConfig"]?.stringValue
     }
 

@@ -58,22 +58,31 @@ public struct WorktreeOperations: Sendable {
     /// out: filters, textconv, external diff and merge drivers.
     static let driverKeys = #"^(filter\..*\.(clean|smudge|process)|diff\..*\.(textconv|command)|merge\..*\.driver|diff\.external)$"#
 
-    /// The repository's driver commands (every config file git reads for it), as git lists them.
-    func driverConfig(in repository: String) -> String {
-        let listed = git.run(["config", "-z", "--get-regexp", Self.driverKeys], in: repository)
-        if listed.status == .exited(1) { return "" }
-        return listed.succeeded ? listed.text : "unreadable: \(listed.failureMessage)"
+    /// The repository's driver commands, as git lists them (every config file it reads,
+    /// includes and conditional includes resolved) for both ways agentgate runs git there: in
+    /// the source checkout (apply) and on its git directory (record). An include an agent made
+    /// conditional on the job's branch, or a per-worktree config, shows in one of them.
+    func driverConfig(of worktree: Worktree) -> String {
+        func listed(_ arguments: [String]) -> String {
+            let outcome = git.run(arguments + ["config", "-z", "--get-regexp", Self.driverKeys], in: worktree.repository)
+            if outcome.status == .exited(1) { return "" }
+            return outcome.succeeded ? outcome.text : "unreadable: \(outcome.failureMessage)"
+        }
+        let checkout = listed([])
+        guard let common = worktree.commonDirectory else { return checkout }
+        let direct = listed(["--git-dir=" + common])
+        return direct == checkout ? checkout : checkout + "\u{1}" + direct
     }
 
     /// Refuses when driver commands appeared or changed since the worktree was made: an agent
     /// can write the repository's config, and git would run what it wrote inside agentgate's
     /// own commands (outside the job, after it ended), or hide lines from the diff.
     func checkDrivers(_ worktree: Worktree) -> Failure? {
-        let now = driverConfig(in: worktree.repository)
+        let now = driverConfig(of: worktree)
         let then = worktree.driverConfig ?? ""
         guard now != then else { return nil }
-        let before = Set(then.split(separator: "\0"))
-        let added = now.split(separator: "\0").filter { !before.contains($0) }.map { $0.split(separator: "\n").first.map(String.init) ?? "" }
+        let before = Set(then.split(whereSeparator: { $0 == "\0" || $0 == "\u{1}" }))
+        let added = now.split(whereSeparator: { $0 == "\0" || $0 == "\u{1}" }).filter { !before.contains($0) }.map { $0.split(separator: "\n").first.map(String.init) ?? "" }
         let named = added.isEmpty ? "some were removed" : added.prefix(5).joined(separator: ", ")
         return Failure(
             "the repository's git config changed its filter, diff or merge driver commands while the job ran (\(named)); "
@@ -97,7 +106,12 @@ public struct WorktreeOperations: Sendable {
         if mkdir(parent, 0o700) != 0 && errno != EEXIST {
             return .failure(Failure("cannot make \(parent): \(String(cString: strerror(errno)))"))
         }
-        made.driverConfig = driverConfig(in: worktree.repository)
+        let common = git.run(["rev-parse", "--path-format=absolute", "--git-common-dir"], in: worktree.repository)
+        guard common.succeeded, let commonPath = common.text.split(separator: "\n").first.map(String.init) else {
+            return .failure(Failure(common.failureMessage))
+        }
+        made.commonDirectory = WorkspacePolicy.realPath(commonPath) ?? commonPath
+        made.driverConfig = driverConfig(of: made)
         let added = git.run(["worktree", "add", "--quiet", "-b", worktree.branch, worktree.path, commit], in: worktree.repository)
         guard added.succeeded else { return .failure(Failure(added.failureMessage)) }
         // Read before any agent runs in it: `gitdir: <repository's .git>/worktrees/<name>`.
@@ -120,7 +134,7 @@ public struct WorktreeOperations: Sendable {
     /// the base is taken; the unified diff is written to `patchPath`, cut at `capBytes`. The
     /// user's own checkout, branches and index are not touched. Returns the worktree `ready`.
     public func record(_ worktree: Worktree, message: String, patchPath: String, capBytes: Int) -> Result<(Worktree, WorktreeDiff), Failure> {
-        guard let base = worktree.baseCommit, let gitDirectory = worktree.gitDirectory else {
+        guard let base = worktree.baseCommit, let common = worktree.commonDirectory else {
             return .failure(Failure("the worktree was never made"))
         }
         guard Self.isGenuineDirectory(worktree.path) else {
@@ -128,25 +142,51 @@ public struct WorktreeOperations: Sendable {
         }
         if let failure = checkDrivers(worktree) { return .failure(failure) }
         let path = worktree.path
-        let own = ["--git-dir=" + gitDirectory]
-        let scoped = own + ["--work-tree=" + path]
-        let staged = git.run(scoped + ["add", "--all", "--", "."], in: path)
-        guard staged.succeeded else { return .failure(Failure(staged.failureMessage)) }
-        let tree = git.run(scoped + ["write-tree"], in: path)
-        guard tree.succeeded, let treeID = tree.text.split(separator: "\n").first.map(String.init) else { return .failure(Failure(tree.failureMessage)) }
+        // The repository's own git directory and an index of agentgate's own: nothing the
+        // agent did to the worktree's git directory (its HEAD, index, commondir, a link) counts.
+        let own = ["--git-dir=" + common]
+        let scratch = TemporaryIndex()
+        defer { scratch.remove() }
+        let index = ["GIT_INDEX_FILE=" + scratch.path]
         let ref = "refs/heads/" + worktree.branch
-        let tip = git.run(own + ["rev-parse", "--verify", "--quiet", ref + "^{commit}"], in: path)
-        let parent = tip.succeeded ? tip.text.trimmingCharacters(in: .whitespacesAndNewlines) : base
+        // A branch the agent made a link to another (`symbolic-ref`) is not followed.
+        let symbolic = git.run(own + ["symbolic-ref", "-q", ref], in: path).succeeded
+        let tip = symbolic ? nil : git.run(own + ["rev-parse", "--verify", "--quiet", ref + "^{commit}"], in: path)
+        let parent = tip?.succeeded == true ? tip!.text.trimmingCharacters(in: .whitespacesAndNewlines) : base
+        let start = git.run(own + ["read-tree", parent], in: path, extraEnvironment: index)
+        guard start.succeeded else { return .failure(Failure(start.failureMessage)) }
+        let staged = git.run(own + ["--work-tree=" + path, "add", "--all", "--", "."], in: path, extraEnvironment: index)
+        guard staged.succeeded else { return .failure(Failure(staged.failureMessage)) }
+        // Files the agent added on purpose though ignored (`git add -f`) are in its own index:
+        // read (never written) for their names, and added too.
+        if let gitDirectory = worktree.gitDirectory {
+            let listed = git.run(own + ["ls-files", "-z", "--cached"], in: path, extraEnvironment: ["GIT_INDEX_FILE=" + gitDirectory + "/index"], maxOutput: 256 << 20)
+            let forced = listed.stdout.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }.filter { name in
+                var info = stat()
+                return !name.hasPrefix("/") && !name.split(separator: "/").contains("..") && lstat(path + "/" + name, &info) == 0
+            }
+            if listed.succeeded, !forced.isEmpty {
+                _ = git.run(
+                    ["--literal-pathspecs"] + own + ["--work-tree=" + path, "add", "--force", "--pathspec-from-file=-", "--pathspec-file-nul"],
+                    in: path, extraEnvironment: index, stdin: Array(forced.joined(separator: "\0").utf8) + [0])
+            }
+        }
+        let tree = git.run(own + ["write-tree"], in: path, extraEnvironment: index)
+        guard tree.succeeded, let treeID = tree.text.split(separator: "\n").first.map(String.init) else { return .failure(Failure(tree.failureMessage)) }
         let parentTree = git.run(own + ["rev-parse", "--verify", "--quiet", parent + "^{tree}"], in: path).text.trimmingCharacters(in: .whitespacesAndNewlines)
         var commit = parent
-        if treeID != parentTree {
-            let made = git.run(
-                own + ["commit-tree", "--no-gpg-sign", treeID, "-p", parent, "-m", message], in: path, extraEnvironment: identity(in: path))
-            guard made.succeeded else { return .failure(Failure(made.failureMessage)) }
-            commit = made.text.trimmingCharacters(in: .whitespacesAndNewlines)
-            let moved = git.run(own + ["update-ref", "-m", "agentgate: the job's change", ref, commit] + (tip.succeeded ? [parent] : []), in: path)
+        if treeID != parentTree || symbolic {
+            if treeID != parentTree {
+                let made = git.run(
+                    own + ["commit-tree", "--no-gpg-sign", treeID, "-p", parent, "-m", message], in: path, extraEnvironment: identity(in: path))
+                guard made.succeeded else { return .failure(Failure(made.failureMessage)) }
+                commit = made.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let expected = tip?.succeeded == true ? [parent] : []
+            let moved = git.run(own + ["update-ref", "--no-deref", "-m", "agentgate: the job's change", ref, commit] + expected, in: path)
             guard moved.succeeded else { return .failure(Failure(moved.failureMessage)) }
         }
+        syncWorktreeIndex(worktree, to: commit)
         let diff = own + ["diff", "--no-textconv", "--no-ext-diff"]
         let names = git.run(diff + ["-z", "--name-status", "-M", base, commit], in: path, maxOutput: 64 << 20)
         let counts = git.run(diff + ["-z", "--numstat", "-M", base, commit], in: path, maxOutput: 64 << 20)
@@ -195,10 +235,6 @@ public struct WorktreeOperations: Sendable {
             guard current.succeeded else { return .failure(Failure(current.failureMessage)) }
             let into = current.text.trimmingCharacters(in: .whitespacesAndNewlines)
             // git lets a merge overwrite ignored files (a `.env`); nothing of the user's may go.
-            let inTheWay = untrackedInTheWay(of: changedPaths(from: base, to: head, in: repository), in: repository)
-            if !inTheWay.isEmpty {
-                return .failure(Failure("untracked or ignored files in \(repository) would be overwritten; nothing was changed", conflicts: inTheWay))
-            }
             let merged = git.run(["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", into, head], in: repository)
             let fields = merged.stdout.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
             if merged.status == .exited(1) {
@@ -210,7 +246,13 @@ public struct WorktreeOperations: Sendable {
                 extraEnvironment: identity(in: repository))
             guard commit.succeeded else { return .failure(Failure(commit.failureMessage)) }
             let mergeCommit = commit.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            // What the fast-forward writes (not only the job's own change: a base other than
+            // the checkout's branch brings files of its own).
             let written = changedPaths(from: into, to: mergeCommit, in: repository)
+            let inTheWay = untrackedInTheWay(of: written, in: repository)
+            if !inTheWay.isEmpty {
+                return .failure(Failure("untracked or ignored files in \(repository) would be overwritten; nothing was changed", conflicts: inTheWay))
+            }
             let backup = CheckoutBackup(repository: repository, paths: written)
             let forward = git.run(["merge", "--ff-only", "--no-edit", "--quiet", mergeCommit], in: repository)
             if !forward.succeeded {
@@ -274,6 +316,22 @@ public struct WorktreeOperations: Sendable {
             }
         }
         return found
+    }
+
+    /// Makes the worktree's own index match the commit, so the worktree shows as clean to a
+    /// follow-up job and to a person inspecting it; only where its git directory is still the
+    /// one agentgate made, with HEAD on the job's branch. The index is written by renaming a
+    /// new file over it: a link an agent left there is replaced, never written through.
+    private func syncWorktreeIndex(_ worktree: Worktree, to commit: String) {
+        guard let gitDirectory = worktree.gitDirectory, let common = worktree.commonDirectory,
+            Self.isGenuineDirectory(gitDirectory), gitDirectory.hasPrefix(common + "/worktrees/"),
+            (try? String(contentsOfFile: gitDirectory + "/HEAD", encoding: .utf8)) == "ref: refs/heads/\(worktree.branch)\n"
+        else { return }
+        // git follows a link when it locks a file: an index that is not a plain file goes first.
+        let index = gitDirectory + "/index"
+        var info = stat()
+        if lstat(index, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG || info.st_nlink > 1 { unlink(index) }
+        _ = git.run(["--git-dir=" + common, "read-tree", commit], in: worktree.path, extraEnvironment: ["GIT_INDEX_FILE=" + index])
     }
 
     /// Every path a change between two commits touches (both sides of a rename).

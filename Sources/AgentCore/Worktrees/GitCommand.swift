@@ -67,7 +67,9 @@ public struct GitCommand: Sendable {
             let name = entry.split(separator: "=", maxSplits: 1).first.map(String.init) ?? entry
             return !repositoryVariables.contains(name)
         }
-        kept += ["GIT_TERMINAL_PROMPT=0", "GIT_PAGER=cat", "GIT_EDITOR=true", "LC_ALL=C", "GIT_NO_LAZY_FETCH=1"]
+        kept += ["GIT_TERMINAL_PROMPT=0", "GIT_PAGER=cat", "GIT_EDITOR=true", "LC_ALL=C", "GIT_NO_LAZY_FETCH=1",
+            // Replace refs would let the diff show one blob while the commit holds another.
+            "GIT_NO_REPLACE_OBJECTS=1"]
         self.environment = kept
     }
 

@@ -46,9 +46,9 @@ public struct Worktree: Sendable, Equatable {
     /// worktree was made: where agentgate's commands find the job's branch and objects, with
     /// an index of their own, never through the worktree's git directory.
     public var commonDirectory: String?
-    /// The repository's driver commands (filters, textconv, external diff, merge drivers)
-    /// when the worktree was made: agentgate runs none that appeared after.
-    public var driverConfig: String?
+    /// The repository's git setup when the worktree was made (`WorktreeOperations.gitSetup`):
+    /// agentgate does no git work on a setup that changed since.
+    public var gitSetup: String?
 
     public init(path: String, branch: String, repository: String, subdirectory: String, baseRef: String, owner: String) {
         self.path = path
@@ -84,7 +84,7 @@ public struct Worktree: Sendable, Equatable {
             .init("additions", int(additions)), .init("deletions", int(deletions)),
             .init("appliedAs", text(appliedAs)), .init("appliedTo", text(appliedTo)),
             .init("gitDirectory", text(gitDirectory)), .init("commonDirectory", text(commonDirectory)),
-            .init("driverConfig", text(driverConfig)),
+            .init("gitSetup", text(gitSetup)),
         ])
     }
 
@@ -107,7 +107,7 @@ public struct Worktree: Sendable, Equatable {
         appliedTo = json["appliedTo"]?.stringValue
         gitDirectory = json["gitDirectory"]?.stringValue
         commonDirectory = json["commonDirectory"]?.stringValue
-        driverConfig = json["driverConfig"]?.stringValue
+        gitSetup = json["gitSetup"]?.stringValue
     }
 
     /// Marks the worktree as one whose agent never ran (killed while it was made): no change.

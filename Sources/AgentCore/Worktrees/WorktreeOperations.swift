@@ -54,44 +54,63 @@ public struct WorktreeOperations: Sendable {
         return WorkspacePolicy.realPath(path) == path
     }
 
-    /// Config keys whose values git runs as commands while it adds, diffs, merges or checks
-    /// out: filters, textconv, external diff and merge drivers.
-    static let driverKeys = #"^(filter\..*\.(clean|smudge|process)|diff\..*\.(textconv|command)|merge\..*\.driver|diff\.external)$"#
+    /// Config sections that change nothing in what agentgate's git commands do (no transport
+    /// runs: `protocol.allow=never`), and that a person changes while a job runs (`git push
+    /// -u` writes `branch.*`): left out of `gitSetup`.
+    static let inertSections = [
+        "branch.", "remote.", "user.", "color.", "advice.", "gui.", "pull.", "push.", "fetch.", "http.", "url.", "credential.",
+        "alias.", "log.", "format.", "status.", "help.", "column.", "i18n.", "pager.",
+    ]
+    /// Files of the repository's git directory that change what git reads, writes or shows.
+    static let setupFiles = ["info/attributes", "info/exclude", "info/sparse-checkout", "info/grafts", "objects/info/alternates"]
 
-    /// The repository's driver commands, as git lists them (every config file it reads,
-    /// includes and conditional includes resolved) for both ways agentgate runs git there: in
-    /// the source checkout (apply) and on its git directory (record). An include an agent made
-    /// conditional on the job's branch, or a per-worktree config, shows in one of them.
-    func driverConfig(of worktree: Worktree) -> String {
-        func listed(_ arguments: [String]) -> String {
-            let outcome = git.run(arguments + ["config", "-z", "--get-regexp", Self.driverKeys], in: worktree.repository)
-            if outcome.status == .exited(1) { return "" }
-            return outcome.succeeded ? outcome.text : "unreadable: \(outcome.failureMessage)"
+    /// How the repository's git is set up, as far as it changes what agentgate's git commands
+    /// run, write or show: every config entry (includes and conditional includes resolved)
+    /// outside `inertSections`, for both ways agentgate runs git there (in the source checkout
+    /// for apply, on its git directory for record), and the `setupFiles`. An allow-list by
+    /// comparison: whatever an agent adds (a filter, `core.worktree`, `merge.autostash`,
+    /// `diff.noprefix`, a sparse checkout, an include), agentgate notices it changed.
+    func gitSetup(of worktree: Worktree) -> String {
+        func listed(_ arguments: [String]) -> [String] {
+            let outcome = git.run(arguments + ["config", "-z", "--list"], in: worktree.repository, maxOutput: 4 << 20)
+            guard outcome.succeeded || outcome.status == .exited(1) else { return ["unreadable: \(outcome.failureMessage)"] }
+            return outcome.stdout.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                .filter { entry in !Self.inertSections.contains { entry.hasPrefix($0) } }
         }
-        let checkout = listed([])
-        guard let common = worktree.commonDirectory else { return checkout }
-        let direct = listed(["--git-dir=" + common])
-        return direct == checkout ? checkout : checkout + "\u{1}" + direct
+        var entries = listed([])
+        if let common = worktree.commonDirectory {
+            let direct = listed(["--git-dir=" + common])
+            if direct != entries { entries += ["\u{1}"] + direct }
+            for name in Self.setupFiles {
+                let path = common + "/" + name
+                let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? "(none)"
+                entries.append("file \(name)\n" + text)
+            }
+        }
+        return entries.joined(separator: "\0")
     }
 
-    /// Refuses when driver commands appeared or changed since the worktree was made: an agent
-    /// can write the repository's config, and git would run what it wrote inside agentgate's
-    /// own commands (outside the job, after it ended), or hide lines from the diff.
-    func checkDrivers(_ worktree: Worktree) -> Failure? {
-        let now = driverConfig(of: worktree)
-        let then = worktree.driverConfig ?? ""
+    /// Refuses when the repository's git setup changed since the worktree was made: an agent
+    /// can write the repository's config and `.git/info`, and git would run what it wrote
+    /// inside agentgate's own commands (outside the job, after it ended), write outside the
+    /// checkout, or show a diff other than what applying brings in.
+    func checkSetup(_ worktree: Worktree) -> Failure? {
+        let now = gitSetup(of: worktree)
+        let then = worktree.gitSetup ?? ""
         guard now != then else { return nil }
-        let before = Set(then.split(whereSeparator: { $0 == "\0" || $0 == "\u{1}" }))
-        let added = now.split(whereSeparator: { $0 == "\0" || $0 == "\u{1}" }).filter { !before.contains($0) }.map { $0.split(separator: "\n").first.map(String.init) ?? "" }
-        let named = added.isEmpty ? "some were removed" : added.prefix(5).joined(separator: ", ")
+        let before = Set(then.split(separator: "\0"))
+        let after = Set(now.split(separator: "\0"))
+        let changed = after.symmetricDifference(before).map { $0.split(separator: "\n").first.map(String.init) ?? "" }
+            .filter { $0 != "\u{1}" }
+        let named = Array(Set(changed)).sorted().prefix(6).joined(separator: ", ")
         return Failure(
-            "the repository's git config changed its filter, diff or merge driver commands while the job ran (\(named)); "
-                + "agentgate runs none it did not see when the worktree was made, so nothing was done: review the worktree \(worktree.path) yourself, "
-                + "or remove those settings and try again")
+            "the repository's git setup changed while the job ran (\(named.isEmpty ? "its config" : named)); agentgate does no git work "
+                + "on a setup it did not see when the worktree was made, so nothing was done: review the worktree \(worktree.path) yourself, "
+                + "or undo those settings and try again")
     }
 
     /// Makes `worktree` (its path, branch and base as set) and returns it `active`, with the
-    /// base commit it starts from, its own git directory and the repository's driver commands.
+    /// base commit it starts from, its own git directory and the repository's git setup.
     public func create(_ worktree: Worktree) -> Result<Worktree, Failure> {
         var made = worktree
         let base = git.run(["rev-parse", "--verify", "--quiet", "--end-of-options", worktree.baseRef + "^{commit}"], in: worktree.repository)
@@ -111,7 +130,7 @@ public struct WorktreeOperations: Sendable {
             return .failure(Failure(common.failureMessage))
         }
         made.commonDirectory = WorkspacePolicy.realPath(commonPath) ?? commonPath
-        made.driverConfig = driverConfig(of: made)
+        made.gitSetup = gitSetup(of: made)
         let added = git.run(["worktree", "add", "--quiet", "-b", worktree.branch, worktree.path, commit], in: worktree.repository)
         guard added.succeeded else { return .failure(Failure(added.failureMessage)) }
         // Read before any agent runs in it: `gitdir: <repository's .git>/worktrees/<name>`.
@@ -140,7 +159,7 @@ public struct WorktreeOperations: Sendable {
         guard Self.isGenuineDirectory(worktree.path) else {
             return .failure(Failure("the worktree \(worktree.path) is gone or was replaced by a link; nothing was recorded"))
         }
-        if let failure = checkDrivers(worktree) { return .failure(failure) }
+        if let failure = checkSetup(worktree) { return .failure(failure) }
         let path = worktree.path
         // The repository's own git directory and an index of agentgate's own: nothing the
         // agent did to the worktree's git directory (its HEAD, index, commondir, a link) counts.
@@ -187,11 +206,17 @@ public struct WorktreeOperations: Sendable {
             guard moved.succeeded else { return .failure(Failure(moved.failureMessage)) }
         }
         syncWorktreeIndex(worktree, to: commit)
-        let diff = own + ["diff", "--no-textconv", "--no-ext-diff"]
-        let names = git.run(diff + ["-z", "--name-status", "-M", base, commit], in: path, maxOutput: 64 << 20)
-        let counts = git.run(diff + ["-z", "--numstat", "-M", base, commit], in: path, maxOutput: 64 << 20)
+        // Diffs from the git directory itself, with an empty index and no attributes file: no
+        // `.gitattributes` of the agent's (`-diff`, `binary`) hides a text file's lines, and
+        // the paths carry the usual a/ b/ prefixes whatever the config says.
+        let empty = TemporaryIndex()
+        defer { empty.remove() }
+        let diff = own + ["-c", "core.attributesFile=/dev/null", "diff"] + Self.diffOptions
+        let bare = ["GIT_INDEX_FILE=" + empty.path]
+        let names = git.run(diff + ["-z", "--name-status", base, commit], in: common, extraEnvironment: bare, maxOutput: 64 << 20)
+        let counts = git.run(diff + ["-z", "--numstat", base, commit], in: common, extraEnvironment: bare, maxOutput: 64 << 20)
         guard names.succeeded, counts.succeeded else { return .failure(Failure(names.succeeded ? counts.failureMessage : names.failureMessage)) }
-        let patch = git.run(diff + ["-M", base, commit], in: path, maxOutput: capBytes + 1)
+        let patch = git.run(diff + [base, commit], in: common, extraEnvironment: bare, maxOutput: capBytes + 1)
         guard patch.succeeded || patch.truncated else { return .failure(Failure(patch.failureMessage)) }
         let (kept, cut) = WorktreeDiff.capped(patch.stdout, cap: capBytes)
         do {
@@ -223,11 +248,16 @@ public struct WorktreeOperations: Sendable {
         }
         let repository = worktree.repository
         guard ExecutableSearch.isDirectory(repository) else { return .failure(Failure("the source checkout \(repository) is gone")) }
-        if let failure = checkDrivers(worktree) { return .failure(failure) }
+        if let failure = checkSetup(worktree) { return .failure(failure) }
         // Paths are taken literally: a file named `:(glob)*` is that file.
         let literal = ["--literal-pathspecs"]
         switch mode {
         case .merge:
+            // The checkout's files are where it says (no `core.worktree` sending them elsewhere).
+            let top = git.run(["rev-parse", "--show-toplevel"], in: repository).text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard WorkspacePolicy.realPath(top) == WorkspacePolicy.realPath(repository) else {
+                return .failure(Failure("the work tree of \(repository) is set to \(top.isEmpty ? "nothing" : top); nothing was changed"))
+            }
             if git.run(["rev-parse", "--quiet", "--verify", "MERGE_HEAD"], in: repository).succeeded {
                 return .failure(Failure("\(repository) is in the middle of a merge; finish or abort it first"))
             }
@@ -254,7 +284,7 @@ public struct WorktreeOperations: Sendable {
                 return .failure(Failure("untracked or ignored files in \(repository) would be overwritten; nothing was changed", conflicts: inTheWay))
             }
             let backup = CheckoutBackup(repository: repository, paths: written)
-            let forward = git.run(["merge", "--ff-only", "--no-edit", "--quiet", mergeCommit], in: repository)
+            let forward = git.run(["merge", "--ff-only", "--no-edit", "--no-autostash", "--quiet", mergeCommit], in: repository)
             if !forward.succeeded {
                 let moved = git.run(["rev-parse", "--verify", "HEAD"], in: repository).text.trimmingCharacters(in: .whitespacesAndNewlines) != into
                 let local = Self.indentedPaths(in: forward.stderr + forward.text)
@@ -274,7 +304,7 @@ public struct WorktreeOperations: Sendable {
                 return .failure(Failure(forward.failureMessage + (moved ? "" : "; the files it touched were put back as they were")))
             }
         case .patch:
-            let patch = git.run(["diff", "--no-textconv", "--no-ext-diff", "--binary", "-M", base, head], in: repository, maxOutput: 512 << 20)
+            let patch = git.run(["diff"] + Self.diffOptions + ["--binary", base, head], in: repository, maxOutput: 512 << 20)
             guard patch.succeeded, !patch.truncated else {
                 return .failure(Failure(patch.truncated ? "the change is over 512 MiB as a patch; apply it as a merge" : patch.failureMessage))
             }
@@ -336,7 +366,7 @@ public struct WorktreeOperations: Sendable {
 
     /// Every path a change between two commits touches (both sides of a rename).
     func changedPaths(from: String, to: String, in directory: String) -> [String] {
-        let listed = git.run(["diff", "--no-textconv", "--no-ext-diff", "-z", "--name-status", "-M", from, to], in: directory, maxOutput: 64 << 20)
+        let listed = git.run(["diff"] + Self.diffOptions + ["-z", "--name-status", from, to], in: directory, maxOutput: 64 << 20)
         var paths: [String] = []
         var fields = listed.stdout.split(separator: 0, omittingEmptySubsequences: false).makeIterator()
         while let status = fields.next() {
@@ -392,6 +422,10 @@ public struct WorktreeOperations: Sendable {
         if email.isEmpty { environment += ["GIT_AUTHOR_EMAIL=agentgate@localhost", "GIT_COMMITTER_EMAIL=agentgate@localhost"] }
         return environment
     }
+
+    /// What every diff agentgate takes says, whatever the repository's config: renames found,
+    /// no textconv or external diff, the a/ b/ prefixes `git apply` expects, whole-tree paths.
+    static let diffOptions = ["--no-textconv", "--no-ext-diff", "-M", "--src-prefix=a/", "--dst-prefix=b/", "--no-relative"]
 
     /// The indented paths git lists under "…would be overwritten by merge:" (a tab, or two
     /// spaces for staged changes).

@@ -256,4 +256,19 @@ import TestSupport
         #expect(hook?["bytes"]?.intValue == engine.manager.diff(of: job.id)?.patchBytes)
         #expect(job.result?["diff"]?["summary"]?.stringValue == "1 file changed, +1 \u{2212}0")
     }
+
+    @Test func commandsAnAgentLeftInTheRepositorysConfigNeverRunWhenTheNextWorktreeIsMade() throws {
+        let engine = try Self.harness()
+        let repository = GitRepository(files: ["a.txt": "a\n"])
+        let witness = repository.directory.file("smudge-ran")
+        let first = try Self.finished(engine, try Self.launch(engine, "echo one > one.txt", cwd: repository.path).id)
+        #expect(first.worktree?.state == .ready)
+        // What an agent (or anything) left: a smudge filter for every file.
+        repository.git("config", "filter.x.smudge", "touch '\(witness)'; cat")
+        repository.directory.write("repo/.git/info/attributes", "* filter=x\n")
+        let second = try Self.finished(engine, try Self.launch(engine, "echo two > two.txt", cwd: repository.path).id)
+        #expect(second.status == .failed)
+        #expect(second.errorTail?.contains("filter.x.smudge") == true, "\(second.errorTail ?? "")")
+        #expect(!FileManager.default.fileExists(atPath: witness))
+    }
 }

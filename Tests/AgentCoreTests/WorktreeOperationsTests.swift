@@ -489,4 +489,47 @@ import TestSupport
         _ = try operations.apply(recorded, mode: .merge, message: "m").get()
         #expect(repository.read("b.txt") == "b\n")
     }
+
+    // MARK: the fourth attacker trial
+
+    @Test func historyGraftedOntoTheUsersNewerCommitsCannotUndoThemThroughAMerge() throws {
+        let repository = GitRepository(files: ["a.txt": "a\n"])
+        let worktree = try made(plan(repository))
+        repository.write(["security.txt": "the user's fix\n", "a.txt": "a\nthe user's edit\n"])
+        repository.commit("the user's newer work")
+        let main = repository.head
+        // The agent resets its branch onto main's tip with main's tree, then adds a file.
+        let grafted = GitRepository.run(["commit-tree", "-m", "wip", "-p", main, main + "^{tree}"], in: worktree.path).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = GitRepository.run(["update-ref", "refs/heads/\(worktree.branch)", grafted], in: worktree.path)
+        write(worktree, "feature.txt", Array("innocent\n".utf8))
+        let (recorded, diff, _) = try record(worktree)
+        #expect(diff.files.map(\.path) == ["feature.txt"])
+        guard case .failure(let failure) = operations.apply(recorded, mode: .merge, message: "m") else {
+            Issue.record("a merge undid the user's commits")
+            return
+        }
+        #expect(Set(failure.conflicts) == ["security.txt", "a.txt"], "\(failure)")
+        #expect(repository.head == main && repository.read("security.txt") == "the user's fix\n")
+    }
+
+    @Test func aFailedMergePutsFilesBackWithoutFollowingALinkTheChangeMade() throws {
+        let repository = GitRepository(files: ["d/x": "the user's x\n"])
+        let outside = TemporaryDirectory("agentgate-outside")
+        let worktree = try made(plan(repository))
+        try FileManager.default.removeItem(atPath: worktree.path + "/d")
+        try FileManager.default.createSymbolicLink(atPath: worktree.path + "/d", withDestinationPath: outside.path)
+        let (recorded, _, _) = try record(worktree)
+        // The final ref update fails after git wrote the files.
+        _ = FileManager.default.createFile(atPath: repository.path + "/.git/refs/heads/main.lock", contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: repository.path + "/.git/refs/heads/main.lock") }
+        guard case .failure = operations.apply(recorded, mode: .merge, message: "m") else {
+            Issue.record("merged with main locked")
+            return
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside.path).isEmpty)
+        #expect(repository.read("d/x") == "the user's x\n")
+        var info = stat()
+        #expect(lstat(repository.path + "/d", &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR)
+    }
 }

@@ -145,7 +145,10 @@ extension JobManager {
     private func prepareWorktree(_ id: String) {
         guard let operations = worktreeOperations, let worktree = jobsByID[id]?.worktree else { return }
         emit(id, .log(LogLine(.system, .info, "making a worktree on branch \(worktree.branch) from \(worktree.baseRef) of \(worktree.repository)")))
-        worktreeQueue.perform(in: worktree.repository, { operations.create(worktree) }) { [weak self] result in
+        // The setup the newest earlier worktree of this repository was made with.
+        let previous = order.reversed().lazy.compactMap { self.jobsByID[$0]?.worktree }
+            .first { $0.repository == worktree.repository && $0.owner != worktree.owner && $0.gitSetup != nil }?.gitSetup
+        worktreeQueue.perform(in: worktree.repository, { operations.create(worktree, previousSetup: previous) }) { [weak self] result in
             guard let self, var waiting = self.preparing[id] else { return }
             switch result {
             case .success(let made):

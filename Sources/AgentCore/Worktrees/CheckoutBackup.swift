@@ -32,29 +32,55 @@ struct CheckoutBackup {
         }
     }
 
-    /// Puts each saved path back as it was (a file that did not exist is removed again).
+    /// Puts each saved path back as it was, never through a link: what did not exist before
+    /// goes (deepest first, a link itself, never its target), then each saved file or link is
+    /// written back below directories that are real (a link in their place is removed first).
     func restore() {
         let files = FileManager.default
+        for (path, state) in saved.sorted(by: { $0.path.count > $1.path.count }) {
+            guard case .absent = state else { continue }
+            let full = repository + "/" + path
+            var info = stat()
+            guard lstat(full, &info) == 0 else { continue }
+            if (info.st_mode & S_IFMT) == S_IFDIR { rmdir(full) } else { unlink(full) }
+        }
         for (path, state) in saved {
             let full = repository + "/" + path
             switch state {
             case .absent:
-                var info = stat()
-                if lstat(full, &info) == 0, (info.st_mode & S_IFMT) != S_IFDIR { unlink(full) }
+                continue
             case .link(let target):
+                guard makeRealParents(of: path) else { continue }
                 unlink(full)
                 try? files.createSymbolicLink(atPath: full, withDestinationPath: target)
             case .file(let data, let mode):
+                guard makeRealParents(of: path) else { continue }
                 var info = stat()
                 if lstat(full, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG,
                     let current = files.contents(atPath: full), current == data, info.st_mode & 0o7777 == mode
                 {
                     continue
                 }
-                try? files.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                if lstat(full, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR { continue }
                 unlink(full)
                 _ = files.createFile(atPath: full, contents: data, attributes: [.posixPermissions: Int(mode)])
             }
         }
+    }
+
+    /// Makes every directory above `path` (inside the checkout) a real one: a link or a file
+    /// in a directory's place is removed and the directory made. False when that fails.
+    private func makeRealParents(of path: String) -> Bool {
+        var prefix = repository
+        for component in path.split(separator: "/").dropLast() {
+            prefix += "/" + component
+            var info = stat()
+            if lstat(prefix, &info) == 0 {
+                if (info.st_mode & S_IFMT) == S_IFDIR { continue }
+                unlink(prefix)
+            }
+            guard mkdir(prefix, 0o755) == 0 else { return false }
+        }
+        return true
     }
 }

@@ -54,15 +54,19 @@ public struct WorktreeOperations: Sendable {
         return WorkspacePolicy.realPath(path) == path
     }
 
+    /// Config keys whose values git runs as commands while it adds, diffs, merges or checks
+    /// out: filters, textconv, external diff and merge drivers.
+    static let driverKeys = #"^(filter\..*\.(clean|smudge|process)|diff\..*\.(textconv|command)|merge\..*\.driver|diff\.external)$"#
+
     /// Config sections that change nothing in what agentgate's git commands do (no transport
     /// runs: `protocol.allow=never`), and that a person changes while a job runs (`git push
     /// -u` writes `branch.*`): left out of `gitSetup`.
     static let inertSections = [
-        "branch.", "remote.", "user.", "color.", "advice.", "gui.", "pull.", "push.", "fetch.", "http.", "url.", "credential.",
+        "branch.", "remote.", "user.", "advice.", "gui.", "pull.", "push.", "fetch.", "http.", "url.", "credential.",
         "alias.", "log.", "format.", "status.", "help.", "column.", "i18n.", "pager.",
     ]
     /// Files of the repository's git directory that change what git reads, writes or shows.
-    static let setupFiles = ["info/attributes", "info/exclude", "info/sparse-checkout", "info/grafts", "objects/info/alternates"]
+    static let setupFiles = ["info/attributes", "info/exclude", "info/sparse-checkout", "info/grafts", "objects/info/alternates", "shallow"]
 
     /// How the repository's git is set up, as far as it changes what agentgate's git commands
     /// run, write or show: every config entry (includes and conditional includes resolved)
@@ -111,7 +115,11 @@ public struct WorktreeOperations: Sendable {
 
     /// Makes `worktree` (its path, branch and base as set) and returns it `active`, with the
     /// base commit it starts from, its own git directory and the repository's git setup.
-    public func create(_ worktree: Worktree) -> Result<Worktree, Failure> {
+    /// - Parameter previousSetup: the git setup the last worktree of this repository was made
+    ///   with: driver commands (filters, textconv, merge drivers, attributes) that appeared
+    ///   since are refused before `git worktree add`, whose checkout would run them inside the
+    ///   server (an earlier job's agent may have put them there).
+    public func create(_ worktree: Worktree, previousSetup: String? = nil) -> Result<Worktree, Failure> {
         var made = worktree
         let base = git.run(["rev-parse", "--verify", "--quiet", "--end-of-options", worktree.baseRef + "^{commit}"], in: worktree.repository)
         guard base.succeeded, let commit = base.text.split(separator: "\n").first.map(String.init), !commit.isEmpty else {
@@ -131,6 +139,19 @@ public struct WorktreeOperations: Sendable {
         }
         made.commonDirectory = WorkspacePolicy.realPath(commonPath) ?? commonPath
         made.gitSetup = gitSetup(of: made)
+        if let previousSetup, let setup = made.gitSetup {
+            let before: Set<Substring> = Set(previousSetup.split(separator: "\0"))
+            var appeared: [String] = []
+            for entry in setup.split(separator: "\0") where !before.contains(entry) {
+                let key = String(entry.split(separator: "\n").first ?? "")
+                if key == "file info/attributes" || key.range(of: Self.driverKeys, options: .regularExpression) != nil { appeared.append(key) }
+            }
+            if !appeared.isEmpty {
+                return .failure(Failure(
+                    "the repository's git setup gained commands since its last worktree (\(Set(appeared).sorted().prefix(6).joined(separator: ", "))); "
+                        + "agentgate runs none it has not seen: remove them if an agent put them there (git config --unset …), then launch again"))
+            }
+        }
         let added = git.run(["worktree", "add", "--quiet", "-b", worktree.branch, worktree.path, commit], in: worktree.repository)
         guard added.succeeded else { return .failure(Failure(added.failureMessage)) }
         // Read before any agent runs in it: `gitdir: <repository's .git>/worktrees/<name>`.
@@ -171,7 +192,10 @@ public struct WorktreeOperations: Sendable {
         // A branch the agent made a link to another (`symbolic-ref`) is not followed.
         let symbolic = git.run(own + ["symbolic-ref", "-q", ref], in: path).succeeded
         let tip = symbolic ? nil : git.run(own + ["rev-parse", "--verify", "--quiet", ref + "^{commit}"], in: path)
-        let parent = tip?.succeeded == true ? tip!.text.trimmingCharacters(in: .whitespacesAndNewlines) : base
+        var parent = tip?.succeeded == true ? tip!.text.trimmingCharacters(in: .whitespacesAndNewlines) : base
+        // History the agent grafted on that does not grow from the base (its branch reset onto
+        // the user's newer commits) would move the merge base: the change starts from the base.
+        if parent != base, !git.run(own + ["merge-base", "--is-ancestor", base, parent], in: path).succeeded { parent = base }
         let start = git.run(own + ["read-tree", parent], in: path, extraEnvironment: index)
         guard start.succeeded else { return .failure(Failure(start.failureMessage)) }
         let staged = git.run(own + ["--work-tree=" + path, "add", "--all", "--", "."], in: path, extraEnvironment: index)
@@ -279,6 +303,15 @@ public struct WorktreeOperations: Sendable {
             // What the fast-forward writes (not only the job's own change: a base other than
             // the checkout's branch brings files of its own).
             let written = changedPaths(from: into, to: mergeCommit, in: repository)
+            // The merge may change only what the reviewed diff shows: history an agent wrote
+            // could otherwise pick a merge base that undoes the user's own commits.
+            let reviewed = Set(changedPaths(from: base, to: head, in: repository))
+            let unseen = written.filter { !reviewed.contains($0) }
+            if !unseen.isEmpty {
+                return .failure(Failure(
+                    "merging would change files the job's diff does not show (its branch's history does not grow from its base); nothing was changed",
+                    conflicts: Array(unseen.prefix(50))))
+            }
             let inTheWay = untrackedInTheWay(of: written, in: repository)
             if !inTheWay.isEmpty {
                 return .failure(Failure("untracked or ignored files in \(repository) would be overwritten; nothing was changed", conflicts: inTheWay))
@@ -425,7 +458,7 @@ public struct WorktreeOperations: Sendable {
 
     /// What every diff agentgate takes says, whatever the repository's config: renames found,
     /// no textconv or external diff, the a/ b/ prefixes `git apply` expects, whole-tree paths.
-    static let diffOptions = ["--no-textconv", "--no-ext-diff", "-M", "--src-prefix=a/", "--dst-prefix=b/", "--no-relative"]
+    static let diffOptions = ["--no-textconv", "--no-ext-diff", "--no-color", "-M", "--src-prefix=a/", "--dst-prefix=b/", "--no-relative"]
 
     /// The indented paths git lists under "…would be overwritten by merge:" (a tab, or two
     /// spaces for staged changes).

@@ -93,7 +93,9 @@ class Server:
             # (serve --kill-jobs-on-exit), the path before issue 14.
             spooled = ["--kill-jobs-on-exit"] if kind == "agentgate-pipes" else []
             command = [os.path.join(ROOT, ".build", "release", "agentgate"), "serve", "--port", str(self.port),
-                       "--data-dir", os.path.join(work, "data"), "--max-connections", "40000", "--max-connections-per-client", "40000"] + spooled
+                       "--data-dir", os.path.join(work, "data"), "--max-connections", "40000", "--max-connections-per-client", "40000",
+                       # S10 runs 100 jobs at once: fan-out is measured here, not admission control.
+                       "--max-running", "0"] + spooled
         else:
             command = [os.path.join(BENCH, "hummingbird-peer", ".build", "release", "HummingbirdPeer")]
         self.process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

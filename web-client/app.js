@@ -57,9 +57,21 @@ function exitText(job) {
   return "";
 }
 
-/** A job that can be killed: running, or on its way to it (its worktree being made). */
+/** A job that can be killed: running, or on its way to it (queued, its worktree being made). */
 function isKillable(job) {
-  return job.status === "running" || job.status === "starting" || job.status === "preparing";
+  return job.status === "running" || job.status === "starting" || job.status === "preparing" || job.status === "queued";
+}
+
+/** "1st", "2nd", "3rd", "11th": a place in the queue. */
+function ordinal(number) {
+  const tens = number % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : ({ 1: "st", 2: "nd", 3: "rd" })[number % 10] ?? "th";
+  return `${number}${suffix}`;
+}
+
+/** "queued (3rd)": a queued job's status with its place. */
+function statusText(job) {
+  return job.status === "queued" && job.queuePosition ? `queued (${ordinal(job.queuePosition)})` : job.status;
 }
 
 /** A job that is still running (or being stopped), so it has a Kill button and a clock. */
@@ -81,10 +93,11 @@ function promptLine(job) {
   return first.length > 120 ? `${first.slice(0, 120)}…` : first;
 }
 
-function statusBadge(status) {
+function statusBadge(status, text = status, title = "") {
   const badge = document.createElement("span");
   badge.className = `status status-${status}`;
-  badge.textContent = status;
+  badge.textContent = text;
+  if (title) badge.title = title;
   return badge;
 }
 
@@ -265,12 +278,13 @@ function jobRow(job) {
   }
   row.classList.toggle("selected", state.selected === job.id);
   const [status, , promptCell, started, provider, label, elapsedCell, exit, costCell, turns, actions] = row.children;
-  if (row.dataset.status !== job.status) {
-    row.dataset.status = job.status;
-    status.replaceChildren(statusBadge(job.status));
+  if (row.dataset.status !== statusText(job) || status.firstChild?.title !== (job.queueReason ?? "")) {
+    row.dataset.status = statusText(job);
+    status.replaceChildren(statusBadge(job.status, statusText(job), job.queueReason ?? ""));
   }
   promptCell.title = job.prompt ?? "";
-  for (const [cell, value] of [[promptCell, promptLine(job)], [started, startTime(job)], [provider, job.provider], [label, job.label ?? ""], [elapsedCell, elapsed(job)],
+  const labelText = [job.project, job.label].filter(Boolean).join(" · ");
+  for (const [cell, value] of [[promptCell, promptLine(job)], [started, startTime(job)], [provider, job.provider], [label, labelText], [elapsedCell, elapsed(job)],
     [exit, exitText(job)], [costCell, cost(job)], [turns, job.result?.numTurns ?? ""]]) {
     if (cell.textContent !== String(value)) cell.textContent = String(value);
   }
@@ -279,12 +293,16 @@ function jobRow(job) {
     const kill = document.createElement("button");
     kill.type = "button";
     kill.className = "danger small";
-    kill.textContent = "Kill";
-    kill.setAttribute("aria-label", `Kill job ${job.id}`);
     kill.addEventListener("click", () => killJob(job.id));
     actions.append(kill);
   } else if (!killable && actions.firstChild) {
     actions.replaceChildren();
+  }
+  // A queued job is cancelled (it never runs), a running one killed.
+  const verb = job.status === "queued" ? "Cancel" : "Kill";
+  if (killable && actions.firstChild.textContent !== verb) {
+    actions.firstChild.textContent = verb;
+    actions.firstChild.setAttribute("aria-label", `${verb} job ${job.id}`);
   }
   return row;
 }
@@ -349,9 +367,17 @@ async function confirmKillAll() {
 
 function jobMeta(job) {
   const parts = [job.provider];
+  if (job.project) parts.push(`project ${job.project}`);
   if (job.label) parts.push(job.label);
+  if (job.key) parts.push(`key ${job.key}`);
+  if (job.status === "queued") {
+    parts.push(`${statusText(job)}${job.queueReason ? `: ${job.queueReason}` : ""}`);
+    parts.push(`waiting ${elapsed(job)}`);
+    return parts.join(" · ");
+  }
   parts.push(`started ${startTime(job)}`);
   parts.push(elapsed(job));
+  if (job.admittedAt && job.admittedAt - job.createdAt >= 1000) parts.push(`waited ${Math.round((job.admittedAt - job.createdAt) / 1000)} s in the queue`);
   const exit = exitText(job);
   if (exit) parts.push(`exit ${exit}`);
   if (cost(job)) parts.push(cost(job));
@@ -366,11 +392,12 @@ function renderSelectedHeader() {
   const job = state.jobs.get(state.selected);
   if (!job) return;
   $("#job-title").textContent = `Job ${job.id}`;
-  $("#job-status").replaceChildren(statusBadge(job.status));
+  $("#job-status").replaceChildren(statusBadge(job.status, statusText(job), job.queueReason ?? ""));
   $("#job-meta").textContent = jobMeta(job);
   const prompt = $("#job-prompt");
   if (prompt.textContent !== job.prompt) prompt.textContent = job.prompt ?? "";
   $("#job-kill").hidden = !isKillable(job);
+  $("#job-kill").textContent = job.status === "queued" ? "Cancel" : "Kill";
   $("#job-delete").hidden = isActive(job);
   changeView?.render(job);
   renderResult(job);
@@ -424,10 +451,16 @@ function logLine(event) {
     case "job:log":
       return { text: event.text, stream: event.stream, kind: event.kind };
     case "job:started":
+      // Queued: its log says where and why.
+      if (event.info.status === "queued") return null;
       if (event.info.status === "preparing") return { text: `[agentgate] ${event.info.provider} preparing its worktree`, stream: "system", kind: "info" };
       return { text: `[agentgate] ${event.info.provider} started${event.info.pid ? ` (pid ${event.info.pid})` : ""}`, stream: "system", kind: "info" };
+    case "job:queue":
+      return { text: `[agentgate] ${ordinal(event.position)} in the queue${event.reason ? `: ${event.reason}` : ""}`, stream: "system", kind: "info" };
     case "job:status":
-      // Running once its worktree is ready (stopping is said by the log).
+      // Admitted from the queue into making its worktree.
+      if (event.info?.status === "preparing") return { text: `[agentgate] ${event.info.provider} preparing its worktree`, stream: "system", kind: "info" };
+      // Running once admitted or its worktree is ready (stopping is said by the log).
       if (event.info?.status !== "running") return null;
       return { text: `[agentgate] ${event.info.provider} started${event.info.pid ? ` (pid ${event.info.pid})` : ""}`, stream: "system", kind: "info" };
     case "job:completed": {
@@ -481,6 +514,15 @@ function onMessage(message) {
       state.jobs.set(message.info.id, message.info);
       renderJobs();
       break;
+    case "job:queue": {
+      // A queued job's new place: small, so the job is updated rather than sent again.
+      const job = state.jobs.get(message.job);
+      if (job && job.status === "queued") {
+        state.jobs.set(message.job, { ...job, queuePosition: message.position, queueReason: message.reason ?? null });
+        renderJobs();
+      }
+      break;
+    }
     case "gap":
       if (message.job === state.selected) {
         pendingLines.push({ text: `[agentgate] events ${message.from}–${message.to} of this job are missing from the server's store`, stream: "system", kind: "error" });

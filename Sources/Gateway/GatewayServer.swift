@@ -95,6 +95,15 @@ public final class GatewayServer {
         metric("queued_bytes", "gauge", "Bytes waiting in viewers' outbound queues (ranges of ready frames files included).", [("", hub.queuedBytes)])
         metric("replay_frames_bytes_total", "counter", "Bytes of replayed events sent from finished jobs' ready frames files (sendfile, no copy through memory).", [("", hub.bytesFromFrames)])
         metric("replays_in_flight", "gauge", "Viewers being caught up from the store now (each one replay, reading ahead of it).", [("", hub.readsInFlight)])
+        let admission = manager.admission
+        metric("queue_length", "gauge", "Jobs waiting in the queue for a running slot or their key.", [("", admission.waiting.count)])
+        metric("running_cap", "gauge", "Jobs that may run at once (serve --max-running; -1: no cap).", [("", admission.limits.maxRunning ?? -1)])
+        metric("admitted_slots", "gauge", "Jobs holding a running slot (preparing, running, stopping or finishing).", [("", admission.active.count)])
+        let now = WallClock.milliseconds()
+        let oldest = admission.waiting.compactMap { manager.job($0.id)?.createdAt }.min().map { now - $0 } ?? 0
+        metric("queue_oldest_wait_milliseconds", "gauge", "How long the longest-waiting queued job has waited.", [("", oldest)])
+        metric("queue_admitted_total", "counter", "Jobs that waited in the queue and then started.", [("", manager.queueWaits.count)])
+        metric("queue_wait_milliseconds_total", "counter", "Time those jobs waited, summed (divide by queue_admitted_total for the mean).", [("", manager.queueWaits.totalMilliseconds)])
         metric("worktree_tasks", "gauge", "Git tasks for worktree jobs (make, record, apply, discard) queued or running (one at a time per repository).", [("", manager.worktreeTasksPending)])
         let storage = manager.storage
         metric("data_free_bytes", "gauge", "Free space in the data dir's file system (last measured).", [("", Int(storage.freeBytes ?? -1))])

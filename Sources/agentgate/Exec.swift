@@ -308,6 +308,8 @@ final class LogPrinter {
         case .log(let line):
             return line.displayText
         case .agentEvent: return nil
+        case .queue(let position, let reason):
+            return "[agentgate] queued (\(AdmissionQueue.ordinal(position)))" + (reason.map { ": \($0)" } ?? "")
         case .status(let job):
             // Running after preparing its worktree: said like a start; stopping is said by the log.
             guard job.status == .running else { return nil }

@@ -69,8 +69,11 @@ struct ServeCommand: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    @OptionGroup(title: "Admission control") var admission: AdmissionOptions
+
     func validate() throws {
         try engine.validatePassEnv()
+        _ = try admission.limits()
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level \(logLevel): one of \(OperatorLog.levels.joined(separator: ", "))")
         }
@@ -121,6 +124,8 @@ struct ServeCommand: ParsableCommand {
             managerConfiguration = try engine.managerConfiguration(
                 environment: environment.filter { $0.key != "AGENTGATE_TOKEN" }.map { "\($0.key)=\($0.value)" }.sorted(),
                 defaultWorkspaces: [homeDirectory()])
+            managerConfiguration.admission = try admission.limits()
+            managerConfiguration.maxPriority = admission.maxPriority
         } catch {
             printError("agentgate: \(error)")
             throw ExitCode(2)
@@ -262,6 +267,9 @@ struct ServeCommand: ParsableCommand {
                 ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
         }
         if !manager.adopted.isEmpty { banner += "re-attached \(manager.adopted.count) job(s) that ran on while no server did\n" }
+        if manager.queuedCount > 0 { banner += "\(manager.queuedCount) queued job(s) wait again, in their order\n" }
+        let limits = managerConfiguration.admission
+        banner += "jobs run \(limits.maxRunning.map { "at most \($0) at once" } ?? "with no cap") (--max-running); up to \(limits.maxQueued) more wait queued\n"
         FileHandle.standardOutput.write(Data(banner.utf8))
         log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.jobRunner.containmentDescription) containment")
         if webRoot == nil { log.logger.warning("the dashboard's files were not found (--web-root, or README \"Installing on PATH\")") }
@@ -275,7 +283,7 @@ struct ServeCommand: ParsableCommand {
         loop.run()
         if surviveRestarts {
             log.logger.notice(
-                "stopping: \(manager.runningCount) running job(s) keep working under their supervisors; the next `agentgate serve` on \(dataDirectory) re-attaches them (--kill-jobs-on-exit stops them instead)")
+                "stopping: \(manager.runningCount) running job(s) keep working under their supervisors and \(manager.queuedCount) queued job(s) keep their places; the next `agentgate serve` on \(dataDirectory) re-attaches them (--kill-jobs-on-exit stops them instead)")
             manager.flushLogs()
             OperatorLog.stderr.drain()
             // The jobs' inotify instances, closed at once rather than one by one at exit

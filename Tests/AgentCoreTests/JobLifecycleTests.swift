@@ -80,7 +80,44 @@ import Testing
         let (_, actions, statuses) = Self.run([.killRequested(.request), .spawned, .exited(succeeded: true), .finalized])
         #expect(actions == [[], [.announceStarted, .signalGroup], [.finalize], [.announceCompleted]])
         #expect(statuses == [.starting, .stopping, .stopping, .killed])
-        #expect(Self.run([.killRequested(.request), .spawned], from: .queued).1 == [[], [.announceStarted, .signalGroup]])
+    }
+
+    // MARK: queued (admission control)
+
+    @Test func aQueuedJobIsAnnouncedQueuedThenStartsOnceAdmittedAndSaysItRuns() {
+        let (lifecycle, actions, statuses) = Self.run([.enqueue, .admitted, .spawned, .exited(succeeded: true), .finalized])
+        // Announced once, when it was queued: running is a status change.
+        #expect(actions == [[.announceStarted], [], [.announceStatus], [.finalize], [.announceCompleted]])
+        #expect(statuses == [.queued, .starting, .running, .running, .done])
+        #expect(lifecycle.phase == .finished(.done))
+    }
+
+    @Test func aQueuedJobWithAWorktreeSaysPreparingAsAStatusChange() {
+        let (_, actions, statuses) = Self.run([.enqueue, .admitted, .isolate, .prepared, .spawned])
+        #expect(actions == [[.announceStarted], [], [.announceStatus, .prepare], [.spawn], [.announceStatus]])
+        #expect(statuses == [.queued, .starting, .preparing, .starting, .running])
+    }
+
+    @Test func aKillWhileQueuedEndsTheJobAtOnceWithoutRunningIt() {
+        let (lifecycle, actions, statuses) = Self.run([.enqueue, .killRequested(.request), .admitted, .spawned])
+        #expect(actions == [[.announceStarted], [.announceCompleted], [], []])
+        #expect(statuses == [.queued, .killed, .killed, .killed])
+        #expect(lifecycle.killReason == .request)
+        // Stopped by the server instead: still killed, not failed.
+        #expect(Self.run([.killRequested(.serverStopping)], from: .queued).2 == [.killed])
+    }
+
+    @Test func aQueuedJobWhoseCommandCannotBeMadeAgainFails() {
+        let (_, actions, statuses) = Self.run([.spawnFailed], from: .queued)
+        #expect(actions == [[.announceCompleted]])
+        #expect(statuses == [.failed])
+    }
+
+    @Test func eventsThatCannotHappenWhileQueuedAreIgnored() {
+        for event: JobLifecycle.Event in [.spawned, .exited(succeeded: true), .finalized, .prepared, .isolate, .enqueue] {
+            let (lifecycle, actions, _) = Self.run([event], from: .queued)
+            #expect(actions == [[]] && lifecycle.phase == .queued, "\(event)")
+        }
     }
 
     // MARK: preparing (a worktree)

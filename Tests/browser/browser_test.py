@@ -385,6 +385,49 @@ class Dashboard(unittest.TestCase):
         self.assertNotIn("token", driver.current_url)
 
 
+    def test_queue(self):
+        """A queued job in the list and the job view: its place and why it waits, live as the
+        queue moves, a Cancel that ends it without running, and the log once it runs."""
+        driver = self.driver
+        self.open_dashboard()
+
+        def launch(prompt, **fields):
+            status, reply, _ = self.server.request("POST", "/api/agents/jobs", {"provider": "claude", "prompt": prompt, **fields})
+            self.assertEqual(status, 201, reply)
+            return reply["job"]["id"]
+
+        holder = launch("hang", key="story-7", project="web")
+        second = launch("slow 3", key="story-7", project="web")
+        third = launch("slow 3", key="story-7", project="web")
+        self.assertEqual(self.server.job(third)["queuePosition"], 2)
+        driver.get(f"http://127.0.0.1:{self.server.port}/#job={third}")
+        self.wait(lambda: self.selected_status() == "queued (2nd)")
+        self.wait(lambda: f"key story-7 is held by job {holder}" in self.text("#job-meta"))
+        self.assertIn("project web", self.text("#job-meta"))
+        self.assertIn("queued (2nd): key story-7 is held by job " + holder, self.log_lines())
+        self.assertEqual(self.text("#job-kill"), "Cancel")
+        row = driver.find_element(By.CSS_SELECTOR, f"#jobs tr[data-job='{second}'] .status")
+        self.assertEqual(row.text, "queued (1st)")
+        self.shot("13-queued")
+
+        # Cancel the one ahead: this one moves up, live.
+        driver.find_element(By.CSS_SELECTOR, f"button[aria-label='Cancel job {second}']").click()
+        self.wait(lambda: self.server.job(second)["status"] == "killed")
+        self.wait(lambda: self.selected_status() == "queued (1st)")
+        self.assertIn("[agentgate] 1st in the queue: key story-7 is held by job " + holder, self.log_lines())
+        self.assertIsNone(self.server.job(second)["pid"])
+
+        # The holder ends: this one runs, and its log goes on from the queue's lines.
+        self.server.request("DELETE", f"/api/agents/jobs/{holder}")
+        self.wait(lambda: self.selected_status() == "done")
+        lines = self.log_lines()
+        self.assertTrue(any(line.startswith("admitted after waiting") for line in lines), lines)
+        self.assertIn("step 3 of 3: still working", lines)
+        # Leave the list as the other tests expect it.
+        for job in (holder, second, third):
+            self.wait(lambda: self.server.job(job)["status"] in ("done", "killed"))
+            self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
+
     def test_worktree_review(self):
         """A worktree job's change in the job view: the files, a readable diff, Apply (a
         conflict named, nothing changed; then a merge) and Discard behind confirmations."""

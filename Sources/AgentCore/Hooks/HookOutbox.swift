@@ -56,27 +56,6 @@ enum HookOutbox {
     }
 
     private static func write(_ value: JSONValue, jobDirectory: String) -> Bool {
-        let target = path(jobDirectory: jobDirectory)
-        let temporary = target + ".tmp"
-        unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { return false }
-        let bytes = JSONWriter.serialize(value)
-        let written = bytes.withUnsafeBytes { buffer -> Bool in
-            do throws(SystemError) { try FileDescriptor.writeAll(fd, buffer) } catch { return false }
-            return true
-        }
-        let synced = written && fsync(fd) == 0
-        close(fd)
-        guard synced, rename(temporary, target) == 0 else {
-            unlink(temporary)
-            return false
-        }
-        let directory = open(jobDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if directory >= 0 {
-            fsync(directory)
-            close(directory)
-        }
-        return true
+        SmallJSONFile.write(value, to: path(jobDirectory: jobDirectory))
     }
 }

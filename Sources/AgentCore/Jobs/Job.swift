@@ -36,6 +36,17 @@ public struct Job: Sendable, Equatable {
     /// The job's own git worktree and branch (`isolation: "worktree"`), nil when it runs in
     /// the requested cwd itself.
     public var worktree: Worktree?
+    /// Admission control (`AdmissionQueue`): the job's project and key as launched, its
+    /// priority, and the workspace root its cwd is in (what per-workspace caps count).
+    public var project: String?
+    public var key: String?
+    public var priority = 0
+    public var workspace: String?
+    /// While it is queued: its place (1: next) and why it waits ("4 of 4 jobs running").
+    public var queuePosition: Int?
+    public var queueReason: String?
+    /// When admission control let it start (its creation, for a job that never waited).
+    public var admittedAt: Int?
     /// A finished job as the server keeps it in memory: prompt and result cut down to what
     /// the job list shows; the whole job is in the store (`JobManager.details(of:)`).
     /// Not serialized.
@@ -102,6 +113,13 @@ public struct Job: Sendable, Equatable {
         members.append(.init("reattachCount", .int(reattachCount)))
         members.append(.init("reattachedAt", reattachedAt.map(JSONValue.int) ?? .null))
         members.append(.init("worktree", worktree?.json ?? .null))
+        members.append(.init("project", text(project)))
+        members.append(.init("key", text(key)))
+        members.append(.init("priority", .int(priority)))
+        members.append(.init("workspace", text(workspace)))
+        members.append(.init("queuePosition", queuePosition.map(JSONValue.int) ?? .null))
+        members.append(.init("queueReason", text(queueReason)))
+        members.append(.init("admittedAt", admittedAt.map(JSONValue.int) ?? .null))
         return .object(members)
     }
 
@@ -132,6 +150,13 @@ public struct Job: Sendable, Equatable {
         reattachCount = json["reattachCount"]?.intValue ?? 0
         reattachedAt = json["reattachedAt"]?.intValue
         worktree = json["worktree"].flatMap(Worktree.init(json:))
+        project = json["project"]?.stringValue
+        key = json["key"]?.stringValue
+        priority = json["priority"]?.intValue ?? 0
+        workspace = json["workspace"]?.stringValue
+        queuePosition = json["queuePosition"]?.intValue
+        queueReason = json["queueReason"]?.stringValue
+        admittedAt = json["admittedAt"]?.intValue
     }
 }
 

@@ -10,6 +10,9 @@ public struct JobEvent: Sendable, Equatable {
         /// One raw JSON line of the agent's stdout, verbatim, for clients that want structure.
         case agentEvent(String)
         case completed(Job)
+        /// A queued job's place changed (1: next), and why it waits: small, since every move of
+        /// the queue sends one to each job behind.
+        case queue(position: Int, reason: String?)
     }
 
     public var jobId: String
@@ -32,6 +35,7 @@ public struct JobEvent: Sendable, Equatable {
         case .log: "job:log"
         case .agentEvent: "job:event"
         case .completed: "job:completed"
+        case .queue: "job:queue"
         }
     }
 
@@ -42,6 +46,7 @@ public struct JobEvent: Sendable, Equatable {
     ///     {"type":"job:started","job":"…","seq":1,"time":…,"status":"running","info":{…job…}}
     ///     {"type":"job:completed","job":"…","seq":42,"time":…,"status":"done","exitCode":0,
     ///      "signal":null,"errorTail":null,"result":{…},"hookError":null,"info":{…job…}}
+    ///     {"type":"job:queue","job":"…","seq":3,"time":…,"position":2,"reason":"4 of 4 jobs running"}
     public func encoded() -> [UInt8] {
         var writer = JSONWriter(capacity: Self.estimatedSize(payload))
         writer.raw("{\"type\":\"")
@@ -78,6 +83,11 @@ public struct JobEvent: Sendable, Equatable {
             writer.value(job.hookError.map(JSONValue.string) ?? .null)
             writer.raw(",\"info\":")
             writer.value(job.json)
+        case .queue(let position, let reason):
+            writer.raw(",\"position\":")
+            writer.int(position)
+            writer.raw(",\"reason\":")
+            writer.value(reason.map(JSONValue.string) ?? .null)
         }
         writer.raw("}")
         return writer.bytes
@@ -116,6 +126,7 @@ public struct JobEvent: Sendable, Equatable {
         case .log(let line): line.text.utf8.count + 128
         case .agentEvent(let raw): raw.utf8.count + 96
         case .started, .status, .completed: 1_024
+        case .queue: 192
         }
     }
 
@@ -146,6 +157,9 @@ public struct JobEvent: Sendable, Equatable {
         case "job:completed":
             guard let job = json["info"].flatMap(Job.init(json:)) else { return nil }
             payload = .completed(job)
+        case "job:queue":
+            guard let position = json["position"]?.intValue else { return nil }
+            payload = .queue(position: position, reason: json["reason"]?.stringValue)
         default:
             return nil
         }

@@ -3,16 +3,16 @@
 /// rules are in one place and tested without a process.
 ///
 /// ```
-///  (queued ─▶) starting ──spawned──▶ running ──exited──▶ finalizing ──finalized──▶ finished
-///    isolate │    ▲  │                  │ kill               │ kill: hook cancelled,
-///            ▼    │  │ spawnFailed      ▼                    │ still finalized once
-///    preparing ───┘  └─▶ finished(failed) stopping ──exited───┘
-///      prepared  │ prepareFailed, or prepared after a kill ──▶ finished
+///  queued ──admitted──▶ starting ──spawned──▶ running ──exited──▶ finalizing ──finalized──▶ finished
+///    ▲ enqueue │ kill      isolate │  ▲  │                │ kill               │ kill: hook cancelled,
+///    │         ▼                   ▼  │  │ spawnFailed    ▼                    │ still finalized once
+///  starting  finished(killed) preparing ┘  └─▶ finished(failed) stopping ──exited───┘
+///                    prepared  │ prepareFailed, or prepared after a kill ──▶ finished
 ///  found unfinished when the server starts ──▶ finished(interrupted)
 /// ```
 ///
-/// `preparing` is where a job waits for its worktree; `queued` is where admission control
-/// will go (nothing enters it yet).
+/// `queued` is where a job waits for admission control (caps, its key); `preparing` is where
+/// it waits for its worktree.
 public struct JobLifecycle: Sendable, Equatable {
     public enum Phase: Sendable, Equatable {
         case queued, preparing, starting, running, stopping, finalizing
@@ -20,6 +20,10 @@ public struct JobLifecycle: Sendable, Equatable {
     }
 
     public enum Event: Sendable, Equatable {
+        /// Admission control holds it back: it waits in the queue.
+        case enqueue
+        /// It may start now.
+        case admitted
         /// The job runs in a worktree of its own, which must be made first.
         case isolate
         /// Its worktree is ready.
@@ -73,7 +77,8 @@ public struct JobLifecycle: Sendable, Equatable {
     public var status: JobStatus {
         switch phase {
         case .preparing: killReason == nil ? .preparing : .stopping
-        case .queued, .starting: .starting
+        case .queued: .queued
+        case .starting: .starting
         case .running: .running
         case .stopping: .stopping
         case .finalizing: killReason == nil ? .running : .stopping
@@ -99,10 +104,27 @@ public struct JobLifecycle: Sendable, Equatable {
         case (_, .serverRestarted):
             phase = .finished(.interrupted)
             return [.announceCompleted]
+        case (.starting, .enqueue):
+            phase = .queued
+            announced = true
+            return [.announceStarted]
+        case (.queued, .admitted):
+            phase = .starting
+            return []
+        case (.queued, .spawnFailed):
+            // Its command line could not be made again (after a restart): announced when queued.
+            phase = .finished(.failed)
+            return [.announceCompleted]
+        case (.queued, .killRequested(let reason)):
+            // Cancelled while it waited: it ends without having run.
+            killReason = reason
+            phase = .finished(endingStatus)
+            return [.announceCompleted]
         case (.starting, .isolate):
             phase = .preparing
+            let first = !announced
             announced = true
-            return [.announceStarted, .prepare]
+            return [first ? .announceStarted : .announceStatus, .prepare]
         case (.preparing, .prepared):
             // Killed while its worktree was made: it never starts.
             if killReason != nil {
@@ -114,18 +136,18 @@ public struct JobLifecycle: Sendable, Equatable {
         case (.preparing, .prepareFailed):
             phase = .finished(killReason == nil ? .failed : endingStatus)
             return [.announceCompleted]
-        case (.queued, .spawned), (.starting, .spawned):
+        case (.starting, .spawned):
             phase = killReason == nil ? .running : .stopping
             let announce: Action = announced ? .announceStatus : .announceStarted
             return killReason == nil ? [announce] : [announce, .signalGroup]
-        case (.queued, .spawnFailed), (.starting, .spawnFailed):
+        case (.starting, .spawnFailed):
             phase = .finished(.failed)
             return announced ? [.announceCompleted] : [.announceStarted, .announceCompleted]
         case (.preparing, .killRequested(let reason)):
             guard killReason == nil else { return [] }
             killReason = reason
             return [.announceStatus]
-        case (.queued, .killRequested(let reason)), (.starting, .killRequested(let reason)):
+        case (.starting, .killRequested(let reason)):
             // Nothing runs yet: stopped when it spawns.
             if killReason == nil { killReason = reason }
             return []

@@ -95,7 +95,9 @@ extension JobManager {
 
     /// The unfinished job working in the worktree of `owner`, if any.
     func jobWorking(in owner: String) -> String? {
-        for id in running.keys.sorted() + preparing.keys.sorted() where jobsByID[id]?.worktree?.owner == owner { return id }
+        for id in running.keys.sorted() + preparing.keys.sorted() + queued.keys.sorted() where jobsByID[id]?.worktree?.owner == owner {
+            return id
+        }
         return nil
     }
 
@@ -136,6 +138,7 @@ extension JobManager {
                 persist(id)
                 flushLogs()
                 store.events.close(job: id)
+                releaseAdmission(id)
             case .signalGroup, .cancelHook, .finalize:
                 break
             }

@@ -51,6 +51,10 @@ public final class JobManager {
         /// Bytes of a job's unified diff that are kept (4 MiB); the per-file summary covers
         /// the whole change.
         public var maxDiffBytes = 4 << 20
+        /// Caps on running jobs and the queue's length (`serve --max-running` …); none by default.
+        public var admission = AdmissionQueue.Limits()
+        /// The largest `priority` a launch may ask for, either way (`serve --max-priority`).
+        public var maxPriority = 10
 
         public init() {}
     }
@@ -147,6 +151,13 @@ public final class JobManager {
     var running: [String: RunningJob] = [:]
     /// Jobs waiting for their worktree, with the command line they will run.
     var preparing: [String: PreparingJob] = [:]
+    /// Jobs admission control holds back, with the command line they will run.
+    var queued: [String: QueuedJob] = [:]
+    /// Caps, keys and the queue's order (made from `configuration.admission` on first use).
+    public internal(set) lazy var admission = AdmissionQueue(limits: configuration.admission)
+    var admissionScheduled = false
+    /// How long admitted jobs waited, for `/metrics`.
+    public internal(set) var queueWaits = QueueWaits()
     /// Worktree owners with an apply or discard under way.
     var reviewing: Set<String> = []
     /// Git work (worktrees, diffs, apply) runs here, off the loop.
@@ -210,6 +221,9 @@ public final class JobManager {
 
     /// Jobs not finished: running, stopping, or preparing their worktree.
     public var runningCount: Int { running.count + preparing.count }
+
+    /// Jobs waiting in the queue.
+    public var queuedCount: Int { queued.count }
 
     /// All jobs, newest first, without copying the list.
     public var jobsNewestFirst: some Sequence<Job> { order.reversed().lazy.compactMap { self.jobsByID[$0] } }
@@ -314,6 +328,8 @@ public final class JobManager {
                 ended[job.id] = completed
                 continue
             }
+            // Never started: it waits again (`requeue`).
+            if job.status == .queued { continue }
             let log = store.events.eventsFile(job: job.id)
             let found = log.flatMap { SpoolCursor.lastWithEnd(inLog: $0) }
             switch jobRunner.adopt(job: job, cursor: found?.cursor) {
@@ -336,6 +352,8 @@ public final class JobManager {
         for var job in stored {
             if let process = adoptions[job.id] {
                 takeUp(job, process)
+                // It keeps its slot, whatever the caps are now.
+                admission.hold(ticket(for: job))
                 // Killed while no server ran: it ends `killed`, as if asked here.
                 if stopRequested.contains(job.id) { try? kill(job.id) }
                 continue
@@ -346,6 +364,10 @@ public final class JobManager {
                 job = completed
                 jobsByID[job.id] = job
                 persist(job.id)
+            }
+            if job.status == .queued {
+                requeue(job)
+                continue
             }
             if !job.status.isFinished {
                 job.lastSeq = store.lastSeq(for: job.id)
@@ -374,6 +396,7 @@ public final class JobManager {
             store.events.close(job: job.id)
             if !unsavedJobs.contains(job.id) { jobsByID[job.id] = job.compacted() }
         }
+        if !admission.waiting.isEmpty { scheduleAdmission() }
         return interrupted
     }
 
@@ -477,10 +500,18 @@ public final class JobManager {
         let builder = CommandBuilder(
             policy: configuration.policy, capabilities: detector.current(), searchPath: detector.configuration.path)
         var spec = try builder.build(request, outputFile: outputFile)
+        let workspace = request.worktreeOf.flatMap { jobsByID[$0]?.workspace } ?? workspace(of: spec.workingDirectory)
         let worktree = try worktreePlan(for: request, id: id, cwd: spec.workingDirectory)
         if let worktree { spec = try builder.build(request, outputFile: outputFile, runningIn: worktree.workingDirectory) }
+        try checkPriority(request)
 
         try checkRoomToLaunch()
+
+        // Decided before anything is recorded: a refused launch leaves nothing behind.
+        let ticket = AdmissionQueue.Ticket(
+            id: id, provider: spec.provider, workspace: workspace, project: request.project, key: request.key, priority: request.priority ?? 0)
+        let decision = admission.admit(ticket, onConflict: request.onConflict ?? .queue)
+        if let refusal = refusal(decision, key: request.key) { throw refusal }
 
         var job = Job(id: id, provider: spec.provider, prompt: request.prompt, createdAt: WallClock.milliseconds())
         job.label = request.label
@@ -488,29 +519,38 @@ public final class JobManager {
         job.model = request.model
         job.command = spec.arguments
         job.worktree = worktree
+        job.project = request.project
+        job.key = request.key
+        job.priority = request.priority ?? 0
+        job.workspace = workspace
+        if case .wait = decision { job.status = .queued }
 
         // Recorded before anything runs: a job whose record or directory cannot be written
         // is refused, never started unrecorded (it would vanish at the next start).
         do {
             try store.events.create(job: id)
-            try store.save(job)
-        } catch let error as SystemError {
-            throw LaunchError(.insufficientStorage, field: nil, "cannot create the job's directory in \(store.dataDirectory): \(error.message)")
         } catch {
+            releaseAdmission(id)
+            throw LaunchError(.insufficientStorage, field: nil, "cannot create the job's directory in \(store.dataDirectory): \(error.message)")
+        }
+        do {
+            // A queued job keeps its request: the next server launches it if this one stops first.
+            if case .wait = decision { try saveRequest(request, of: id) }
+            try store.save(job)
+        } catch {
+            releaseAdmission(id)
             store.events.close(job: id)
+            unlink(store.jobDirectory(id) + "/" + Self.requestFileName)
             rmdir(store.jobDirectory(id))
             throw LaunchError(.insufficientStorage, field: nil, "cannot record the job in \(store.dataDirectory): \(error)")
         }
         jobsByID[id] = job
         order.append(id)
 
-        var lifecycle = JobLifecycle()
-        if let worktree, worktree.state == .preparing {
-            let actions = lifecycle.handle(.isolate)
-            preparing[id] = PreparingJob(spec: spec, lifecycle: lifecycle)
-            carryOutPreparing(actions, id)
+        if case .wait(let position) = decision {
+            enqueue(id, spec, position: position)
         } else {
-            spawn(id, spec, lifecycle: lifecycle)
+            begin(id, spec, lifecycle: JobLifecycle())
         }
         return jobsByID[id]!
     }
@@ -579,6 +619,7 @@ public final class JobManager {
         persist(id)
         flushLogs()
         store.events.close(job: id)
+        releaseAdmission(id)
     }
 
     /// Does what the job's lifecycle asked for, in order.
@@ -826,6 +867,7 @@ public final class JobManager {
         persist(id)
         flushLogs()
         store.events.close(job: id)
+        releaseAdmission(id)
         // From here the store has the whole job; memory keeps what the job list shows.
         if !unsavedJobs.contains(id), let job = jobsByID[id] { jobsByID[id] = job.compacted() }
         // Released on a later turn: we may be inside one of its callbacks.
@@ -839,6 +881,7 @@ public final class JobManager {
     /// running is marked killed and its hook stopped; it still completes exactly once.
     public func kill(_ id: String, reason: KillReason = .request) throws(KillError) {
         guard let job = jobsByID[id] else { throw .notFound(id) }
+        if let waiting = queued[id] { return cancelQueued(id, waiting, reason: reason) }
         if var waiting = preparing[id] {
             let actions = waiting.lifecycle.handle(.killRequested(reason))
             preparing[id] = waiting
@@ -860,6 +903,10 @@ public final class JobManager {
         }
         for id in preparing.keys.sorted() where preparing[id]?.lifecycle.killReason == nil {
             if (try? kill(id, reason: reason)) != nil { count += 1 }
+        }
+        // Latest first: a cancel moves up only those behind it, which are gone already.
+        for ticket in admission.waiting.reversed() where queued[ticket.id] != nil {
+            if (try? kill(ticket.id, reason: reason)) != nil { count += 1 }
         }
         return count
     }

@@ -11,6 +11,7 @@ public struct JobQuery: Sendable, Equatable {
     public var statuses: Set<JobStatus>?
     public var provider: String?
     public var label: String?
+    public var project: String?
 
     public init() {}
 
@@ -45,7 +46,7 @@ public struct JobQuery: Sendable, Equatable {
         }
     }
 
-    /// Parses `limit`, `cursor`, `status` (comma-separated), `provider` and `label`; nil
+    /// Parses `limit`, `cursor`, `status` (comma-separated), `provider`, `label` and `project`; nil
     /// and the reason for a value past its limits.
     public static func parse(_ query: [String: String]) -> Result<JobQuery, QueryError> {
         var parsed = JobQuery()
@@ -72,7 +73,7 @@ public struct JobQuery: Sendable, Equatable {
             }
             parsed.statuses = statuses
         }
-        for (field, keyPath) in [("provider", \JobQuery.provider), ("label", \JobQuery.label)] {
+        for (field, keyPath) in [("provider", \JobQuery.provider), ("label", \JobQuery.label), ("project", \JobQuery.project)] {
             guard let text = query[field] else { continue }
             guard !text.isEmpty, text.utf8.count <= 1_024 else {
                 return .failure(QueryError(field: field, message: "\(field) must be 1…1024 bytes"))
@@ -91,6 +92,7 @@ public struct JobQuery: Sendable, Equatable {
         if let statuses, !statuses.contains(job.status) { return false }
         if let provider, job.provider != provider { return false }
         if let label, job.label != label { return false }
+        if let project, job.project != project { return false }
         if let cursor, !(Cursor(job) < cursor) { return false }
         return true
     }

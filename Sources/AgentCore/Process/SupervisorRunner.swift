@@ -446,18 +446,3 @@ struct AgentRecord: Equatable {
         return carriesJobMarker(pid)
     }
 }
-
-/// A small JSON file the supervisor wrote (a few hundred bytes; anything larger or not an
-/// object is not one of ours).
-enum SmallJSONFile {
-    static func read(_ path: String, maxBytes: Int = 4096) -> JSONValue? {
-        guard case .opened(let fd) = AgentWrittenFile.open(path) else { return nil }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_size <= maxBytes else { return nil }
-        var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-        let got = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
-        guard got == bytes.count, let value = try? JSONParser.parse(bytes), case .object = value else { return nil }
-        return value
-    }
-}

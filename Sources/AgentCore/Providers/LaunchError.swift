@@ -30,15 +30,20 @@ public struct LaunchError: Error, Sendable, Equatable, CustomStringConvertible {
         /// `worktreeOf` names a worktree a job works in now, or one being applied or discarded.
         case worktreeBusy = "worktree_busy"
         case unknownJob = "unknown_job"
+        /// Another unfinished job holds the launch's key and it asked `onConflict: "reject"`.
+        case keyConflict = "key_conflict"
+        /// As many jobs wait as the operator lets queue (`--max-queued`).
+        case queueFull = "queue_full"
     }
 
     /// The HTTP status the API answers with: 507 when the server, not the request, is at
-    /// fault (a full disk), 409 for a worktree in use, 404 for a job that does not exist,
-    /// 400 otherwise.
+    /// fault (a full disk), 503 for a full queue, 409 for a worktree in use or a key held,
+    /// 404 for a job that does not exist, 400 otherwise.
     public var httpStatus: Int {
         switch code {
         case .insufficientStorage: 507
-        case .worktreeBusy, .noWorktree: 409
+        case .queueFull: 503
+        case .worktreeBusy, .noWorktree, .keyConflict: 409
         case .unknownJob: 404
         default: 400
         }

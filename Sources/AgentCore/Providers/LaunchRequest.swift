@@ -1,6 +1,6 @@
 /// What a client asks for: `{provider, prompt, cwd?, model?, effort?, label?, env?,
-/// resumeSession?, maxTurns?, command?, isolation?, baseRef?, worktreeOf?}` (`reasoningEffort`
-/// is read as `effort`). Permission and sandbox modes are deliberately
+/// resumeSession?, maxTurns?, command?, isolation?, baseRef?, worktreeOf?, project?, key?,
+/// onConflict?, priority?}` (`reasoningEffort` is read as `effort`). Permission and sandbox modes are deliberately
 /// absent: they come from the operator's `LaunchPolicy`, never from a client.
 public struct LaunchRequest: Sendable, Equatable {
     public var provider: String
@@ -21,6 +21,14 @@ public struct LaunchRequest: Sendable, Equatable {
     public var baseRef: String?
     /// Run in the worktree of this earlier job (a follow-up to its change).
     public var worktreeOf: String?
+    /// The project the job belongs to: a filter for lists and streams, and a cap of its own.
+    public var project: String?
+    /// At most one unfinished job per key runs (a story, a branch); `onConflict` says what a
+    /// launch does while another holds it.
+    public var key: String?
+    public var onConflict: AdmissionQueue.ConflictPolicy?
+    /// Higher starts first from the queue; bounded by the operator (`--max-priority`).
+    public var priority: Int?
 
     public enum Isolation: String, Sendable, CaseIterable {
         case none, worktree
@@ -31,12 +39,19 @@ public struct LaunchRequest: Sendable, Equatable {
     public static let maxEnvironmentEntries = 100
     public static let maxEnvironmentValueBytes = 32 * 1024
     public static let maxShortFieldBytes = 4096
+    /// The widest priority any server takes; the operator's `--max-priority` narrows it.
+    public static let maxPriority = 1_000
+    /// Keys: a story id, a branch name.
+    public static let maxKeyBytes = 200
+    /// Projects: a short name (`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`), safe in a URL and a metric label.
+    public static let projectPattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
     public init(
         provider: String, prompt: String, cwd: String? = nil, model: String? = nil, effort: String? = nil,
         label: String? = nil, env: [String: String] = [:], resumeSession: String? = nil,
         maxTurns: Int? = nil, command: [String]? = nil, isolation: Isolation? = nil, baseRef: String? = nil,
-        worktreeOf: String? = nil
+        worktreeOf: String? = nil, project: String? = nil, key: String? = nil, onConflict: AdmissionQueue.ConflictPolicy? = nil,
+        priority: Int? = nil
     ) {
         self.provider = provider
         self.prompt = prompt
@@ -51,13 +66,17 @@ public struct LaunchRequest: Sendable, Equatable {
         self.isolation = isolation
         self.baseRef = baseRef
         self.worktreeOf = worktreeOf
+        self.project = project
+        self.key = key
+        self.onConflict = onConflict
+        self.priority = priority
     }
 
     /// Every field a request may carry. Anything else is refused (`unknown_field`): a typo
     /// or a field from a newer API must not be silently dropped.
     public static let knownFields: Set<String> = [
         "provider", "prompt", "cwd", "model", "effort", "reasoningEffort", "label", "env", "resumeSession", "maxTurns", "command",
-        "isolation", "baseRef", "worktreeOf",
+        "isolation", "baseRef", "worktreeOf", "project", "key", "onConflict", "priority",
     ]
 
     /// Decodes a JSON body, naming the first unknown field or field of the wrong type.
@@ -107,6 +126,21 @@ public struct LaunchRequest: Sendable, Equatable {
         }
         baseRef = try string("baseRef")
         worktreeOf = try string("worktreeOf")
+        project = try string("project")
+        key = try string("key")
+        if let text = try string("onConflict") {
+            guard let value = AdmissionQueue.ConflictPolicy(rawValue: text) else {
+                throw LaunchError(.invalidField, field: "onConflict", "onConflict must be \"queue\" or \"reject\"")
+            }
+            onConflict = value
+        } else {
+            onConflict = nil
+        }
+        switch json["priority"] {
+        case nil, .null?: priority = nil
+        case .int(let value)? where abs(value) <= Self.maxPriority: priority = value
+        default: throw LaunchError(.invalidField, field: "priority", "priority must be an integer from -\(Self.maxPriority) to \(Self.maxPriority)")
+        }
         switch json["maxTurns"] {
         case nil, .null?: maxTurns = nil
         case .int(let value)? where value > 0 && value <= 10_000: maxTurns = value
@@ -136,6 +170,29 @@ public struct LaunchRequest: Sendable, Equatable {
             command = strings
         default: throw LaunchError(.invalidField, field: "command", "command must be a non-empty array of strings")
         }
+    }
+
+    /// The request as `init(json:)` reads it back: what a queued job keeps in its directory
+    /// (`request.json`) to be launched by the next server after a restart.
+    public var json: JSONValue {
+        var members: [JSONValue.Member] = [.init("provider", .string(provider)), .init("prompt", .string(prompt))]
+        func add(_ key: String, _ value: String?) { if let value { members.append(.init(key, .string(value))) } }
+        add("cwd", cwd)
+        add("model", model)
+        add("effort", effort)
+        add("label", label)
+        if !env.isEmpty { members.append(.init("env", .object(env.sorted { $0.key < $1.key }.map { .init($0.key, .string($0.value)) }))) }
+        add("resumeSession", resumeSession)
+        if let maxTurns { members.append(.init("maxTurns", .int(maxTurns))) }
+        if let command { members.append(.init("command", .array(command.map(JSONValue.string)))) }
+        add("isolation", isolation?.rawValue)
+        add("baseRef", baseRef)
+        add("worktreeOf", worktreeOf)
+        add("project", project)
+        add("key", key)
+        add("onConflict", onConflict?.rawValue)
+        if let priority { members.append(.init("priority", .int(priority))) }
+        return .object(members)
     }
 
     /// A provider field's value as the request gave it.
@@ -196,6 +253,20 @@ public struct LaunchRequest: Sendable, Equatable {
                     .invalidField, field: "worktreeOf", "worktreeOf runs in that job's worktree: give it without cwd, baseRef or isolation \"none\"")
             }
         }
+        if let project, !Self.isProjectName(project) {
+            throw LaunchError(.invalidField, field: "project", "project must match \(Self.projectPattern)")
+        }
+        if let key {
+            if key.isEmpty || key.utf8.count > Self.maxKeyBytes {
+                throw LaunchError(.invalidField, field: "key", "key must be 1…\(Self.maxKeyBytes) bytes")
+            }
+            if let bad = Self.firstControlCharacter(key, allowing: [], refusingLayout: true) {
+                throw LaunchError(.invalidField, field: "key", "key contains control character \(bad)")
+            }
+        }
+        if onConflict != nil, key == nil {
+            throw LaunchError(.invalidField, field: "onConflict", "onConflict says what happens when another job holds the launch's key: give key too")
+        }
         if env.count > Self.maxEnvironmentEntries {
             throw LaunchError(.invalidEnvironment, field: "env", "at most \(Self.maxEnvironmentEntries) env entries")
         }
@@ -223,6 +294,14 @@ public struct LaunchRequest: Sendable, Equatable {
             }
         }
         return nil
+    }
+
+    /// `projectPattern`.
+    public static func isProjectName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        func isAlphanumeric(_ c: UInt8) -> Bool { (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) }
+        guard let first = bytes.first, isAlphanumeric(first), bytes.count <= 100 else { return false }
+        return bytes.allSatisfy { isAlphanumeric($0) || $0 == 0x2E || $0 == 0x5F || $0 == 0x2D }
     }
 
     /// `^[A-Za-z_][A-Za-z0-9_]*$`

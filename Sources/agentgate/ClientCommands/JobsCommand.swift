@@ -6,7 +6,7 @@ import Foundation
 struct JobsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "jobs", abstract: "List the server's jobs, newest first.")
 
-    @Option(help: "Only jobs with this status (starting, running, stopping, done, failed, killed, interrupted; comma-separated for several).")
+    @Option(help: "Only jobs with this status (queued, preparing, starting, running, stopping, done, failed, killed, interrupted; comma-separated for several).")
     var status: String?
 
     @Option(help: "Only jobs of this provider (claude, codex, …).")
@@ -14,6 +14,9 @@ struct JobsCommand: ParsableCommand {
 
     @Option(help: "Only jobs with this label.")
     var label: String?
+
+    @Option(help: "Only jobs of this project.")
+    var project: String?
 
     @Option(help: "At most this many jobs (the newest).")
     var limit = 100
@@ -40,6 +43,7 @@ struct JobsCommand: ParsableCommand {
                 if let status { query.append(("status", status)) }
                 if let provider { query.append(("provider", provider)) }
                 if let label { query.append(("label", label)) }
+                if let project { query.append(("project", project)) }
                 if let cursor { query.append(("cursor", cursor)) }
                 let reply = try api.call("GET", "/api/agents/jobs?" + QueryString.encode(query))
                 jobs += reply["jobs"]?.arrayValue ?? []
@@ -94,7 +98,8 @@ enum JobTable {
     /// for a worktree job its change and where review stands (unreviewed work is findable).
     static func row(_ job: Job) -> String {
         pad(job.id, 17) + pad(job.status.rawValue, 12) + pad(job.provider, 10) + pad(startTime(job), 13) + pad(elapsed(job), 9)
-            + (job.label.map { "[\($0)] " } ?? "") + promptLine(job.prompt)
+            + (job.project.map { "\($0): " } ?? "") + (job.label.map { "[\($0)] " } ?? "") + promptLine(job.prompt)
+            + (job.queuePosition.map { " · queued (\(AdmissionQueue.ordinal($0)))" + (job.queueReason.map { ": \($0)" } ?? "") } ?? "")
             + (job.worktree.map { " · worktree \($0.state.rawValue)" + ($0.summary.map { ": \($0)" } ?? "") } ?? "")
     }
 

@@ -33,6 +33,18 @@ struct RunCommand: ParsableCommand {
 
     @OptionGroup var session: AgentSessionOptions
 
+    @Option(help: "The project the job belongs to (jobs --project lists them; the server may cap jobs per project).")
+    var project: String?
+
+    @Option(help: "A conflict key (a story, a branch): at most one unfinished job per key runs at a time.")
+    var key: String?
+
+    @Option(help: "While another job holds --key: queue (wait for it, the default) or reject (fail at once, naming it).")
+    var onConflict: String?
+
+    @Option(help: "Higher starts first from the queue (default 0; the server bounds it, 10 unless --max-priority).")
+    var priority: Int?
+
     @Flag(help: "Run in a git worktree of its own (branch agentgate/<id>); its change is the result (agentgate diff, apply, discard).")
     var worktree = false
 
@@ -60,6 +72,10 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func validate() throws {
+        if let onConflict, AdmissionQueue.ConflictPolicy(rawValue: onConflict) == nil {
+            throw ValidationError("--on-conflict \(onConflict): queue or reject")
+        }
+        if onConflict != nil && key == nil { throw ValidationError("--on-conflict needs --key") }
         if worktree && noWorktree { throw ValidationError("--worktree and --no-worktree exclude each other") }
         if let worktreeOf {
             try validateJobID(worktreeOf)
@@ -89,9 +105,14 @@ struct RunCommand: ParsableCommand {
             if worktree || base != nil { request.append(.init("isolation", "worktree")) }
             if noWorktree { request.append(.init("isolation", "none")) }
             if let base { request.append(.init("baseRef", .string(base))) }
-            for (key, value) in [("model", model), ("effort", effort), ("label", label), ("resumeSession", session.resume)] {
-                if let value { request.append(.init(key, .string(value))) }
+            let fields = [
+                ("model", model), ("effort", effort), ("label", label), ("resumeSession", session.resume), ("project", project), ("key", key),
+                ("onConflict", onConflict),
+            ]
+            for (name, value) in fields {
+                if let value { request.append(.init(name, .string(value))) }
             }
+            if let priority { request.append(.init("priority", .int(priority))) }
             if let maxTurns = session.maxTurns { request.append(.init("maxTurns", .int(maxTurns))) }
             if !session.env.isEmpty {
                 request.append(.init("env", .object(session.environment.map { .init($0.key, .string($0.value)) })))

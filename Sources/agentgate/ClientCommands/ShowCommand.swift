@@ -33,7 +33,16 @@ struct ShowCommand: ParsableCommand {
                     + (job.signal.map { " (\(ExitStatus.signalName($0)))" } ?? ""),
                 "provider  \(job.provider)" + (job.model.map { " · model \($0)" } ?? ""),
             ]
+            if let position = job.queuePosition {
+                lines.append("queue     \(AdmissionQueue.ordinal(position))" + (job.queueReason.map { ": \($0)" } ?? ""))
+            }
             if let label = job.label { lines.append("label     \(label)") }
+            if let project = job.project { lines.append("project   \(project)") }
+            if let key = job.key { lines.append("key       \(key)") }
+            if job.priority != 0 { lines.append("priority  \(job.priority)") }
+            if let admitted = job.admittedAt, admitted - job.createdAt >= 1_000 {
+                lines.append("waited    \(JobManager.seconds(Double(admitted - job.createdAt) / 1000)) in the queue")
+            }
             if let cwd = job.cwd { lines.append("cwd       \(cwd)") }
             lines.append("started   \(JobTable.startTime(job, full: true))")
             lines.append("elapsed   \(JobTable.elapsed(job))")

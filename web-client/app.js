@@ -62,6 +62,19 @@ function isKillable(job) {
   return job.status === "running" || job.status === "starting" || job.status === "preparing" || job.status === "queued";
 }
 
+/** "budget 600 s · 3 of 20 turns · $0.41 of $2": a job's limits with what it spent so far. */
+function budgetText(job) {
+  const budget = job.budget;
+  if (!budget) return "";
+  const turns = job.turns ?? job.result?.numTurns;
+  const spent = job.costUsd ?? job.result?.costUsd;
+  const parts = [];
+  if (budget.timeoutSeconds) parts.push(`${budget.timeoutSeconds} s`);
+  if (budget.maxTurns) parts.push(`${turns ?? 0} of ${budget.maxTurns} turns`);
+  if (budget.maxBudgetUsd) parts.push(`$${(spent ?? 0).toFixed(2)} of $${budget.maxBudgetUsd}`);
+  return parts.length ? `budget ${parts.join(" · ")}` : "";
+}
+
 /** "1st", "2nd", "3rd", "11th": a place in the queue. */
 function ordinal(number) {
   const tens = number % 100;
@@ -134,6 +147,17 @@ function renderAgents() {
     option.disabled = !info.available;
     return option;
   }));
+  // The operator's profiles, when it has any: a profile chooses the provider and its fields.
+  const profiles = state.capabilities?.profiles ?? [];
+  const profileSelect = $("#launch-profile");
+  const chosen = profileSelect.value;
+  profileSelect.replaceChildren(new Option("none", ""), ...profiles.map((profile) => {
+    const option = new Option(profile.name, profile.name);
+    option.title = [profile.provider, profile.description].filter(Boolean).join(": ");
+    return option;
+  }));
+  profileSelect.value = profiles.some((profile) => profile.name === chosen) ? chosen : "";
+  $("#launch-profile-field").hidden = profiles.length === 0;
   const firstAvailable = providers.find((info) => info.available)?.id;
   select.value = providers.some((info) => info.id === previous && info.available) ? previous : firstAvailable ?? "";
   updateProviderFields();
@@ -155,7 +179,10 @@ async function refreshAgents() {
 }
 
 function updateProviderFields() {
-  const fields = providerFields($("#launch-provider").value);
+  // With a profile, its provider and fields are the operator's: only the open fields show.
+  const profile = $("#launch-profile").value;
+  $("#launch-provider-field").hidden = Boolean(profile);
+  const fields = profile ? new Map() : providerFields($("#launch-provider").value);
   for (const element of document.querySelectorAll("[data-for]")) {
     element.hidden = !fields.has(element.dataset.for);
   }
@@ -184,14 +211,22 @@ async function launch(event) {
   event.preventDefault();
   clearErrors();
   const form = new FormData($("#launch"));
+  const profile = String(form.get("profile") ?? "");
   const provider = String(form.get("provider") ?? "");
-  const request = { provider, prompt: String(form.get("prompt") ?? "") };
-  const fields = providerFields(provider);
-  for (const key of ["cwd", "label", ...FORM_FIELDS.filter((name) => fields.has(name))]) {
+  const request = profile ? { profile, prompt: String(form.get("prompt") ?? "") } : { provider, prompt: String(form.get("prompt") ?? "") };
+  const profileProvider = state.capabilities?.profiles?.find((entry) => entry.name === profile)?.provider;
+  const fields = profile ? new Map() : providerFields(provider);
+  for (const key of ["cwd", "label", "project", "key", ...FORM_FIELDS.filter((name) => fields.has(name))]) {
     const value = String(form.get(key) ?? "").trim();
     if (value) request[key] = value;
   }
-  if (form.get("worktree")) {
+  // Budgets are numbers; the server refuses one past its maximum, naming the field.
+  const budgetTaken = profile ? providerFields(profileProvider ?? "").has("maxBudgetUsd") : fields.has("maxBudgetUsd");
+  for (const key of ["timeoutSeconds", ...(budgetTaken ? ["maxBudgetUsd"] : [])]) {
+    const value = String(form.get(key) ?? "").trim();
+    if (value) request[key] = Number(value);
+  }
+  if (form.get("worktree") && !profile) {
     request.isolation = "worktree";
     const base = String(form.get("baseRef") ?? "").trim();
     if (base) request.baseRef = base;
@@ -235,6 +270,11 @@ function renderJobs() {
     $("#jobs-empty").hidden = shown.length > 0;
     $("#jobs-empty").textContent = jobs.length ? "No jobs with this status." : "No jobs yet. Launch one on the left.";
     const running = jobs.filter((job) => isKillable(job)).length;
+    // Jobs holding a slot against the operator's cap, and those waiting for one.
+    const holding = jobs.filter((job) => isActive(job) && job.status !== "queued").length;
+    const queued = jobs.filter((job) => job.status === "queued").length;
+    const cap = state.capabilities?.admission?.maxRunning;
+    $("#jobs-load").textContent = `${holding}${cap ? ` of ${cap}` : ""} running${queued ? ` · ${queued} queued` : ""}`;
     $("#kill-all").disabled = running === 0;
     // The snapshot holds the running jobs and the newest finished ones; older ones come a page
     // at a time from the job list.
@@ -377,6 +417,8 @@ function jobMeta(job) {
   }
   parts.push(`started ${startTime(job)}`);
   parts.push(elapsed(job));
+  const budget = budgetText(job);
+  if (budget) parts.push(budget);
   if (job.admittedAt && job.admittedAt - job.createdAt >= 1000) parts.push(`waited ${Math.round((job.admittedAt - job.createdAt) / 1000)} s in the queue`);
   const exit = exitText(job);
   if (exit) parts.push(`exit ${exit}`);
@@ -571,6 +613,7 @@ function wire() {
   $("#launch-worktree").addEventListener("change", (event) => { $("#launch-base-field").hidden = !event.target.checked; });
   $("#launch").addEventListener("submit", launch);
   $("#launch-provider").addEventListener("change", updateProviderFields);
+  $("#launch-profile").addEventListener("change", updateProviderFields);
   $("#refresh-agents").addEventListener("click", refreshAgents);
   $("#status-filter").addEventListener("change", (event) => {
     state.filter = event.target.value;

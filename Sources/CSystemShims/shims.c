@@ -478,7 +478,7 @@ static long long ag_age_ms(const char *path) {
 }
 
 int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms,
-                 const char *heartbeat, long long orphan_timeout_ms) {
+                 const char *heartbeat, long long orphan_timeout_ms, long long deadline_ms) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -517,11 +517,12 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
              (int)pid, (int)pid, ag_start_time(pid), boot, (int)getpid());
     ag_write_atomically(dirfd, "agent.json", text);
 
-    int status = 0, stopped_by = 0, killed = 0, exited = 0, orphaned = 0;
+    int status = 0, stopped_by = 0, killed = 0, exited = 0, orphaned = 0, timed_out = 0;
     /* How often the server's heartbeat is looked at: often enough for the timeout. */
     long long check_ms = orphan_timeout_ms / 4;
     if (check_ms > 1000) check_ms = 1000;
     if (check_ms < 50) check_ms = 50;
+    int watching_heartbeat = heartbeat && orphan_timeout_ms > 0;
     for (;;) {
         int child_status;
         pid_t reaped;
@@ -530,13 +531,24 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
         }
         if (exited) break;
         int signal_number;
-        if (heartbeat && orphan_timeout_ms > 0) {
-            struct timespec wait = { check_ms / 1000, (check_ms % 1000) * 1000000 };
+        if (watching_heartbeat || (deadline_ms > 0 && !stopped_by)) {
+            long long wait_ms = watching_heartbeat ? check_ms : 1000;
+            if (deadline_ms > 0 && !stopped_by) {
+                long long left = deadline_ms - ag_now_ms();
+                if (left < wait_ms) wait_ms = left < 1 ? 1 : left;
+            }
+            struct timespec wait = { wait_ms / 1000, (wait_ms % 1000) * 1000000 };
             signal_number = sigtimedwait(&wanted, NULL, &wait);
-            long long age = ag_age_ms(heartbeat);
+            /* The job's timeout: stopped as a SIGTERM would stop it, whether or not a server
+               is attached (the server stops it at the same time when one is). */
+            if (signal_number < 0 && !stopped_by && deadline_ms > 0 && ag_now_ms() >= deadline_ms) {
+                timed_out = 1;
+                signal_number = SIGTERM;
+            }
+            long long age = watching_heartbeat ? ag_age_ms(heartbeat) : 0;
             /* No server has touched the heartbeat for too long (or it is gone): nothing runs
                unobserved forever. Stopped as a SIGTERM would stop it. */
-            if (signal_number < 0 && !stopped_by && (age < 0 || age > orphan_timeout_ms)) {
+            if (signal_number < 0 && watching_heartbeat && !stopped_by && (age < 0 || age > orphan_timeout_ms)) {
                 orphaned = 1;
                 signal_number = SIGTERM;
             }
@@ -571,11 +583,11 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
     close(out);
     close(err);
     if (WIFSIGNALED(status)) {
-        snprintf(text, sizeof text, "{\"kind\":\"signaled\",\"signal\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"orphanTimeout\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
-                 WTERMSIG(status), ag_now_ms(), stopped_by ? "true" : "false", orphaned ? "true" : "false", out_bytes, err_bytes);
+        snprintf(text, sizeof text, "{\"kind\":\"signaled\",\"signal\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"orphanTimeout\":%s,\"timedOut\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
+                 WTERMSIG(status), ag_now_ms(), stopped_by ? "true" : "false", orphaned ? "true" : "false", timed_out ? "true" : "false", out_bytes, err_bytes);
     } else {
-        snprintf(text, sizeof text, "{\"kind\":\"exited\",\"code\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"orphanTimeout\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
-                 WEXITSTATUS(status), ag_now_ms(), stopped_by ? "true" : "false", orphaned ? "true" : "false", out_bytes, err_bytes);
+        snprintf(text, sizeof text, "{\"kind\":\"exited\",\"code\":%d,\"endedAt\":%lld,\"stopRequested\":%s,\"orphanTimeout\":%s,\"timedOut\":%s,\"stdoutBytes\":%lld,\"stderrBytes\":%lld}\n",
+                 WEXITSTATUS(status), ag_now_ms(), stopped_by ? "true" : "false", orphaned ? "true" : "false", timed_out ? "true" : "false", out_bytes, err_bytes);
     }
     int written = ag_write_atomically(dirfd, "exit.json", text);
     close(dirfd);

@@ -85,7 +85,7 @@ public final class Gateway {
         }
         switch (method, Route(path: path)) {
         case ("GET", .capabilities):
-            return .json(200, JSONWriter.serialize(manager.detector.current().json))
+            return .json(200, capabilitiesBody(manager.detector.current()))
         case ("POST", .capabilitiesRefresh):
             return refreshCapabilities()
         case ("GET", .jobs):
@@ -240,6 +240,22 @@ public final class Gateway {
 
     // MARK: capabilities
 
+    /// The agent CLIs found, with the operator's launch profiles (`profiles`, by name).
+    func capabilitiesBody(_ capabilities: AgentCapabilities) -> [UInt8] {
+        var value = capabilities.json
+        if case .object(var members) = value {
+            let profiles = manager.configuration.profiles.values.sorted { $0.name < $1.name }
+            members.append(.init("profiles", .array(profiles.map(\.json))))
+            // The caps, so a dashboard can show "3 of 4 running".
+            let limits = manager.admission.limits
+            members.append(.init("admission", .object([
+                "maxRunning": limits.maxRunning.map(JSONValue.int), "maxQueued": .int(limits.maxQueued),
+            ])))
+            value = .object(members)
+        }
+        return JSONWriter.serialize(value)
+    }
+
     /// Probes off the loop (each `--version` may take up to its timeout) and answers when
     /// done; concurrent refreshes share one probe.
     private func refreshCapabilities() -> HTTPServer.Response {
@@ -251,8 +267,8 @@ public final class Gateway {
             let bound = LoopBound(self)
             Thread.detachNewThread {
                 let capabilities = detector.refresh()
-                let body = JSONWriter.serialize(capabilities.json)
                 loop.execute {
+                    let body = bound.value.capabilitiesBody(capabilities)
                     let waiters = bound.value.refreshWaiters
                     bound.value.refreshWaiters.removeAll()
                     for waiter in waiters { waiter(.json(200, body)) }
@@ -268,8 +284,12 @@ public final class Gateway {
         let query = Self.query(request.head.target) ?? [:]
         let lastEventID = ServerSentEvents.lastEventID(request.head.headers)
         let raw = query["events"] == "true"
+        let project = query["project"]
+        if let project, !LaunchRequest.isProjectName(project) {
+            return APIError(400, "invalid_query", "project must match \(LaunchRequest.projectPattern)", field: "project").response
+        }
         return .stream(200, headers: Self.streamHeaders) { tcp in
-            hub.attachAllJobsStream(tcp, lastEventID: lastEventID, rawEvents: raw, principal: principal)
+            hub.attachAllJobsStream(tcp, lastEventID: lastEventID, rawEvents: raw, principal: principal, project: project)
         }
     }
 

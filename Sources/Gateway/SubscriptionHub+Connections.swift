@@ -59,11 +59,11 @@ extension SubscriptionHub {
         let commands = JobCommands(manager: manager)
         do throws(APIError) {
             switch try parsed.get() {
-            case .subscribe(let job, let since, let rawEvents):
+            case .subscribe(let job, let since, let rawEvents, let project):
                 guard viewer.subscriptions[job] != nil || viewer.subscriptions.count < limits.maxSubscriptionsPerConnection else {
                     throw APIError(400, "too_many_subscriptions", "at most \(limits.maxSubscriptionsPerConnection) subscriptions per connection")
                 }
-                subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: request)
+                subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: request, project: project)
             case .unsubscribe(let job):
                 if job == "*" {
                     lifecycleViewers[ObjectIdentifier(viewer.tcp)] = nil
@@ -101,9 +101,10 @@ extension SubscriptionHub {
     /// Serves every job's events: a snapshot, then each event with the manager's version as
     /// its id. A client that reconnects with a `Last-Event-ID` still in memory resumes
     /// exactly; an older one gets `reset` and a fresh snapshot.
-    public func attachAllJobsStream(_ tcp: TCPConnection, lastEventID: Int?, rawEvents: Bool, principal: Gateway.Principal) {
+    public func attachAllJobsStream(_ tcp: TCPConnection, lastEventID: Int?, rawEvents: Bool, principal: Gateway.Principal, project: String? = nil) {
         let viewer = attachStream(tcp, format: .sseAll, principal: principal)
         viewer.allRawEvents = rawEvents
+        viewer.projectFilter = project
         allJobsViewers[ObjectIdentifier(tcp)] = viewer
         recordingAllJobs = true
         if let stopRecordingTimer { manager.loop.cancel(stopRecordingTimer) }
@@ -179,7 +180,18 @@ extension SubscriptionHub {
     /// Queues the current snapshot: a text message on a WebSocket, an event with the version
     /// as its id on an SSE stream.
     func sendSnapshotNow(_ viewer: Viewer) {
-        viewer.sendSnapshot(snapshot, version: manager.version)
+        viewer.sendSnapshot(viewer.projectFilter.map(projectSnapshot) ?? snapshot, version: manager.version)
+    }
+
+    /// A snapshot of one project's jobs, for a viewer that follows only them (built for it:
+    /// such requests are rate-limited like any snapshot).
+    func projectSnapshot(_ project: String) -> SharedMessage {
+        let (jobs, total) = manager.snapshotJobs(finished: limits.snapshotFinishedJobs, project: project)
+        let value: JSONValue = .object([
+            "type": "snapshot", "jobs": .array(jobs.map(\.summaryJSON)), "version": .int(manager.version), "total": .int(total),
+            "project": .string(project),
+        ])
+        return SharedMessage(payload: JSONWriter.serialize(value), isText: true, compressor: compressor)
     }
 
     /// Sends a `"*"` viewer the snapshot it asked for, unless it got one less than

@@ -144,9 +144,10 @@ public final class SubscriptionHub {
 
     // MARK: subscriptions
 
-    func subscribe(_ viewer: Viewer, job: String, since: Int, rawEvents: Bool, request: JSONValue?) {
+    func subscribe(_ viewer: Viewer, job: String, since: Int, rawEvents: Bool, request: JSONValue?, project: String? = nil) {
         if job == "*" {
             lifecycleViewers[ObjectIdentifier(viewer.tcp)] = viewer
+            viewer.projectFilter = project
             sendControl(viewer, Self.ack(request, [.init("job", "*")]))
             viewer.snapshotWanted = true
             sendWantedSnapshot(viewer)
@@ -258,7 +259,12 @@ public final class SubscriptionHub {
 
     /// `"*"` viewers get every job's start and end (unless they follow that job anyway).
     func deliverLifecycle(_ event: JobEvent, _ bytes: [UInt8], shared: inout SharedEncodings) {
+        var project: String??
         for viewer in lifecycleViewers.values where viewer.pacing.isFlowing && viewer.subscriptions[event.jobId] == nil {
+            if let filter = viewer.projectFilter {
+                if project == nil { project = .some(manager.job(event.jobId)?.project) }
+                guard project == .some(filter) else { continue }
+            }
             write(event, bytes, version: nil, to: viewer, shared: &shared)
         }
     }
@@ -267,6 +273,7 @@ public final class SubscriptionHub {
         guard let cursor = viewer.allCursor, version > cursor else { return }
         viewer.allCursor = version
         if case .agentEvent = event.payload, !viewer.allRawEvents { return }
+        if let filter = viewer.projectFilter, manager.job(event.jobId)?.project != filter { return }
         write(event, bytes, version: version, to: viewer, shared: &shared)
     }
 

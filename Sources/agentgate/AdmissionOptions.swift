@@ -2,7 +2,8 @@ import AgentCore
 import ArgumentParser
 import Foundation
 
-/// `serve`'s admission control: how many jobs run at once, and how many may wait.
+/// `serve`'s admission control: how many jobs run at once, how many may wait, and what each
+/// may spend.
 struct AdmissionOptions: ParsableArguments {
     @Option(help: "Jobs that may run at once; a launch past it waits, queued (default: twice the cores, at least 4; 0: no cap).")
     var maxRunning: Int?
@@ -28,6 +29,63 @@ struct AdmissionOptions: ParsableArguments {
 
     @Option(help: "The largest priority a launch may ask for, either way (higher starts first; default priority 0).")
     var maxPriority = 10
+
+    @Option(help: "Seconds a job may run (from its start) when its launch names no timeoutSeconds.")
+    var defaultTimeout: Int?
+
+    @Option(help: "The most seconds a launch may ask for (timeoutSeconds); also the timeout of jobs that name none when --default-timeout is not given.")
+    var maxTimeout: Int?
+
+    @Option(help: "Turns a job may take when its launch names no maxTurns (providers that report turns).")
+    var defaultMaxTurns: Int?
+
+    @Option(help: "The most turns a launch may ask for (maxTurns); also the limit of jobs that name none without --default-max-turns.")
+    var maxTurnsLimit: Int?
+
+    @Option(help: "US dollars a job may spend when its launch names no maxBudgetUsd (providers that report cost: claude, opencode).")
+    var defaultBudgetUsd: Double?
+
+    @Option(help: "The most dollars a launch may ask for (maxBudgetUsd); also the budget of jobs that name none without --default-budget-usd.")
+    var maxBudgetUsd: Double?
+
+    @Option(help: "A JSON file of named launch profiles (README \"Profiles\"); read at start and again on SIGHUP.")
+    var profiles: String?
+
+    /// The profiles file's profiles (none without --profiles); a file that does not read or
+    /// check is an error naming it.
+    func loadProfiles() throws -> [String: LaunchProfile] {
+        guard let profiles else { return [:] }
+        guard let data = FileManager.default.contents(atPath: profiles) else { throw ValidationError("--profiles \(profiles): cannot be read") }
+        guard data.count <= 4 << 20 else { throw ValidationError("--profiles \(profiles): larger than 4 MiB") }
+        do {
+            return try LaunchProfile.parse(Array(data))
+        } catch {
+            throw ValidationError("--profiles \(profiles): \(error.message)")
+        }
+    }
+
+    func budgets() throws -> BudgetPolicy {
+        var policy = BudgetPolicy()
+        for (option, value, limit) in [
+            ("--default-timeout", defaultTimeout, LaunchRequest.maxTimeoutSeconds), ("--max-timeout", maxTimeout, LaunchRequest.maxTimeoutSeconds),
+            ("--default-max-turns", defaultMaxTurns, 10_000), ("--max-turns-limit", maxTurnsLimit, 10_000),
+        ] {
+            if let value, !(1...limit).contains(value) { throw ValidationError("\(option) must be 1…\(limit)") }
+        }
+        for (option, value) in [("--default-budget-usd", defaultBudgetUsd), ("--max-budget-usd", maxBudgetUsd)] {
+            if let value, !(value >= 0.01 && value <= 100_000) { throw ValidationError("\(option) must be 0.01…100000 dollars") }
+        }
+        if let low = defaultTimeout, let high = maxTimeout, low > high { throw ValidationError("--default-timeout is more than --max-timeout") }
+        if let low = defaultMaxTurns, let high = maxTurnsLimit, low > high { throw ValidationError("--default-max-turns is more than --max-turns-limit") }
+        if let low = defaultBudgetUsd, let high = maxBudgetUsd, low > high { throw ValidationError("--default-budget-usd is more than --max-budget-usd") }
+        policy.defaultTimeoutSeconds = defaultTimeout
+        policy.maxTimeoutSeconds = maxTimeout
+        policy.defaultMaxTurns = defaultMaxTurns
+        policy.maxMaxTurns = maxTurnsLimit
+        policy.defaultBudgetUsd = defaultBudgetUsd
+        policy.maxBudgetUsd = maxBudgetUsd
+        return policy
+    }
 
     /// Twice the cores, at least 4: agents mostly wait on their model, but the builds and
     /// tests they run take cores.

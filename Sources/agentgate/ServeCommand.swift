@@ -74,6 +74,8 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         try engine.validatePassEnv()
         _ = try admission.limits()
+        _ = try admission.budgets()
+        _ = try admission.loadProfiles()
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level \(logLevel): one of \(OperatorLog.levels.joined(separator: ", "))")
         }
@@ -126,6 +128,8 @@ struct ServeCommand: ParsableCommand {
                 defaultWorkspaces: [homeDirectory()])
             managerConfiguration.admission = try admission.limits()
             managerConfiguration.maxPriority = admission.maxPriority
+            managerConfiguration.budgets = try admission.budgets()
+            managerConfiguration.profiles = try admission.loadProfiles()
         } catch {
             printError("agentgate: \(error)")
             throw ExitCode(2)
@@ -242,6 +246,7 @@ struct ServeCommand: ParsableCommand {
         sigemptyset(&signalSet)
         sigaddset(&signalSet, SIGINT)
         sigaddset(&signalSet, SIGTERM)
+        sigaddset(&signalSet, SIGHUP)
         pthread_sigmask(SIG_UNBLOCK, &signalSet, nil)
         let surviving = surviveRestarts
         let sources = handleTerminationSignals(loop: loop, manager: manager) { manager in
@@ -249,6 +254,18 @@ struct ServeCommand: ParsableCommand {
             loop.stop()
         }
         defer { sources.forEach { $0.cancel() } }
+        // SIGHUP reads the profiles again; a file that no longer checks keeps the old ones.
+        let reloadLog = LoopBound(log)
+        let reload = handleReloadSignal(loop: loop, manager: manager) { [admission] manager in
+            do {
+                let profiles = try admission.loadProfiles()
+                manager.configuration.profiles = profiles
+                reloadLog.value.logger.notice("profiles reloaded: \(profiles.keys.sorted().joined(separator: ", "))")
+            } catch {
+                reloadLog.value.logger.error("profiles not reloaded, the old ones stay: \(error)")
+            }
+        }
+        defer { reload.cancel() }
 
         var banner = "agentgate listening on \(serverURL)\n"
         banner += "dashboard: \(serverURL)/#token=\(token)\n"

@@ -30,6 +30,9 @@ struct ShimCommand: ParsableCommand {
     @Option(name: .customLong("orphan-timeout-ms"), help: "Stop the agent when --heartbeat has not been touched for this long (0: never).")
     var orphanTimeoutMilliseconds = 0
 
+    @Option(name: .customLong("deadline-ms"), help: "Stop the agent at this time (milliseconds since the Unix epoch: the job's timeout), server or not.")
+    var deadlineMilliseconds: Int64 = 0
+
     @Argument(parsing: .postTerminator, help: "The agent's executable (a path) and its arguments.")
     var command: [String] = []
 
@@ -39,11 +42,13 @@ struct ShimCommand: ParsableCommand {
         guard (0...600_000).contains(graceMilliseconds) else { throw ValidationError("--grace-ms must be 0…600000") }
         guard orphanTimeoutMilliseconds >= 0 else { throw ValidationError("--orphan-timeout-ms must be 0 or more") }
         if orphanTimeoutMilliseconds > 0 && heartbeat == nil { throw ValidationError("--orphan-timeout-ms needs --heartbeat") }
+        guard deadlineMilliseconds >= 0 else { throw ValidationError("--deadline-ms must be 0 (none) or a time") }
     }
 
     func run() throws {
         let error = SupervisedProcess.withCStrings(command) { argv in
-            ag_supervise(directory, command[0], argv, environ, cwd, Int32(graceMilliseconds), heartbeat, Int64(orphanTimeoutMilliseconds))
+            ag_supervise(
+                directory, command[0], argv, environ, cwd, Int32(graceMilliseconds), heartbeat, Int64(orphanTimeoutMilliseconds), deadlineMilliseconds)
         }
         guard error == 0 else {
             FileHandle.standardError.write(Data("agentgate shim: \(directory): \(String(cString: strerror(error)))\n".utf8))

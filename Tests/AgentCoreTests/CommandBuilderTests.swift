@@ -123,7 +123,7 @@ struct CommandBuilderTests {
         }
         let request = try LaunchRequest(json: ["provider": "codex", "prompt": "x", "label": "L", "reasoningEffort": "high", "env": ["K": "v"]])
         #expect(request == LaunchRequest(provider: "codex", prompt: "x", effort: "high", label: "L", env: ["K": "v"]))
-        #expect(throws: LaunchError(.unknownField, field: "unknown", "unknown field 'unknown'; known fields: baseRef, command, cwd, effort, env, isolation, key, label, maxTurns, model, onConflict, priority, project, prompt, provider, reasoningEffort, resumeSession, worktreeOf")) {
+        #expect(throws: LaunchError(.unknownField, field: "unknown", "unknown field 'unknown'; known fields: baseRef, command, cwd, effort, env, isolation, key, label, maxBudgetUsd, maxTurns, model, onConflict, priority, profile, project, prompt, provider, reasoningEffort, resumeSession, timeoutSeconds, worktreeOf")) {
             try LaunchRequest(json: ["provider": "codex", "prompt": "x", "unknown": true])
         }
         #expect(throws: LaunchError.self) { try LaunchRequest(json: ["provider": "codex", "prompt": "x", "effort": "low", "reasoningEffort": "high"]) }

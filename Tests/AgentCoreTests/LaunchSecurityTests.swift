@@ -120,8 +120,9 @@ struct LaunchSecurityTests {
     }
 
     @Test func aFieldTheProviderCannotHonourIsRefusedNotDropped() {
-        #expect(code(LaunchRequest(provider: "codex", prompt: "x", maxTurns: 3))! == (.unsupportedField, "maxTurns"))
-        #expect(code(LaunchRequest(provider: "opencode", prompt: "x", maxTurns: 3))! == (.unsupportedField, "maxTurns"))
+        // Neither reports its cost, so a cost budget could not be kept.
+        #expect(code(LaunchRequest(provider: "codex", prompt: "x", maxBudgetUsd: 3))! == (.unsupportedField, "maxBudgetUsd"))
+        #expect(code(LaunchRequest(provider: "goose", prompt: "x", maxBudgetUsd: 3))! == (.unsupportedField, "maxBudgetUsd"))
         #expect(code(LaunchRequest(provider: "claude", prompt: "x", command: ["ls"]))! == (.unsupportedField, "command"))
     }
 

@@ -100,3 +100,89 @@ struct AdmissionCommandTests {
         }
     }
 }
+
+/// A job's timeout holds while no server runs: its supervisor stops the agent at the deadline,
+/// and the next server ends the job `failed` with reason timeout.
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(5)))
+struct BudgetCommandTests {
+    @Test func theTimeoutStopsTheAgentWhileTheServerIsDown() throws {
+        let server = try ServerProcess(surviving: true)
+        let (status, stdout, stderr) = try ClientProcess(["run", "claude", "hang", "--timeout", "2", "--detach"], server: server).finish()
+        #expect(status == 0, "\(stderr)")
+        let id = stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let record = server.data.path + "/jobs/\(id)/agent/agent.json"
+        for _ in 0..<300 where !FileManager.default.fileExists(atPath: record) { usleep(10_000) }
+        let agent = (try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: record)))) as? [String: Any]
+        let pid = try #require(agent?["pid"] as? Int32)
+        server.crash()
+        // No server: the supervisor stops the agent at its deadline (2 s, plus the grace).
+        var gone = false
+        for _ in 0..<600 where !gone {
+            usleep(10_000)
+            gone = !ClientCommandTests.alive(pid)
+        }
+        #expect(gone, "the agent outlived its timeout with no server attached")
+        let exit = server.data.read("jobs/\(id)/agent/exit.json") ?? ""
+        #expect(exit.contains("\"timedOut\":true"), "\(exit)")
+        try server.start()
+        let (ended, text, _) = try ClientProcess(["tail", id, "--follow"], server: server).finish()
+        #expect(ended == 1, "\(text)")
+        #expect(text.contains("failed") && text.contains("stopped: it ran past its timeout of 2 s"), "\(text)")
+        let (_, shown, _) = try ClientProcess(["show", id], server: server).finish()
+        #expect(shown.contains("ended     timeout") && shown.contains("budget    2 s"), "\(shown)")
+    }
+}
+
+/// Profiles as an operator and a user meet them: listed by `capabilities`, launched with
+/// `run --profile`, read again on SIGHUP (a broken file keeps the old ones); and the
+/// operator's budget maxima refuse a launch that asks for more.
+@Suite(.serialized, .processExclusive, .timeLimit(.minutes(5)))
+struct ProfileCommandTests {
+    @Test func profilesAreListedLaunchedAndReloadedOnSIGHUP() throws {
+        let files = TemporaryDirectory("agentgate-profiles")
+        files.write("profiles.json", #"{"profiles": {"review": {"provider": "claude", "model": "opus", "permissionMode": "plan", "description": "Read-only review", "prompt": "Review: {{prompt}}"}}}"#)
+        let server = try ServerProcess(extra: ["--profiles", files.path + "/profiles.json", "--max-timeout", "60"])
+        func client(_ arguments: [String]) throws -> (Int32, String, String) { try ClientProcess(arguments, server: server).finish() }
+
+        let (_, listed, _) = try client(["capabilities"])
+        #expect(listed.contains("profile review") && listed.contains("model opus") && listed.contains("permission mode plan"), "\(listed)")
+        let (status, out, err) = try client(["run", "--profile", "review", "the auth module", "--detach"])
+        #expect(status == 0, "\(err)")
+        let id = out.trimmingCharacters(in: .whitespacesAndNewlines)
+        _ = try client(["tail", id, "--follow"])
+        let (_, shown, _) = try client(["show", id, "--json"])
+        #expect(shown.contains("\"profile\":\"review\"") && shown.contains("--model=opus") && shown.contains("--permission-mode=plan"), "\(shown)")
+        #expect(shown.contains("Review: the auth module"), "\(shown)")
+
+        // SIGHUP: a new file is taken; a broken one is refused and the last good one stays.
+        files.write("profiles.json", #"{"profiles": {"fast": {"provider": "claude", "effort": "low"}}}"#)
+        kill(try #require(server.pid), SIGHUP)
+        var now = ""
+        for _ in 0..<100 where !now.contains("profile fast") {
+            usleep(20_000)
+            now = try client(["capabilities"]).1
+        }
+        #expect(now.contains("profile fast") && !now.contains("profile review"), "\(now)")
+        files.write("profiles.json", #"{"profiles": {"broken": {"provider": "claude", "effort": "extreme"}}}"#)
+        kill(try #require(server.pid), SIGHUP)
+        var log = ""
+        for _ in 0..<100 where !log.contains("profiles not reloaded") {
+            usleep(20_000)
+            log = server.data.read("serve.err") ?? ""
+        }
+        #expect(log.contains("profiles not reloaded, the old ones stay") && log.contains("effort for claude must be one of"), "\(log)")
+        #expect(try client(["capabilities"]).1.contains("profile fast"))
+        let (unknown, _, unknownErr) = try client(["run", "--profile", "review", "x"])
+        #expect(unknown == 2 && unknownErr.contains("no profile 'review' on this server; profiles: fast"), "\(unknownErr)")
+
+        // Past the operator's maximum: refused, naming the field and the option.
+        let (over, _, overErr) = try client(["run", "claude", "x", "--timeout", "61"])
+        #expect(over == 2 && overErr.contains("timeoutSeconds must be at most 60 on this server (serve --max-timeout)"), "\(overErr)")
+        // A bad profiles file stops the server at start, naming it.
+        let data = TemporaryDirectory("agentgate-profiles-bad")
+        let started = try ChildProcess(
+            CommandLineTests.binary, ["serve", "--port", "0", "--data-dir", data.path, "--profiles", files.path + "/profiles.json"],
+            environment: ["PATH": "/usr/bin:/bin", "HOME": data.path], stdout: data.file("out"), stderr: data.file("err"))
+        #expect(started.wait() != 0 && (data.read("err") ?? "").contains("--profiles"), "\(data.read("err") ?? "")")
+    }
+}

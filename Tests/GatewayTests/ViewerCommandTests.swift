@@ -13,6 +13,10 @@ import Testing
     @Test func wellFormedOpsBecomeCommands() throws {
         #expect(try Self.parse(#"{"op":"subscribe","job":"j","since":7,"events":true,"req":1}"#).0.get() == .subscribe(job: "j", since: 7, rawEvents: true))
         #expect(try Self.parse(#"{"op":"subscribe","job":"j"}"#).0.get() == .subscribe(job: "j", since: 0, rawEvents: false))
+        #expect(try Self.parse(#"{"op":"subscribe","job":"*","project":"web"}"#).0.get() == .subscribe(job: "*", since: 0, rawEvents: false, project: "web"))
+        for bad in [#"{"op":"subscribe","job":"j","project":"web"}"#, #"{"op":"subscribe","job":"*","project":"-x"}"#, #"{"op":"subscribe","job":"*","project":7}"#] {
+            #expect(throws: APIError.self, "\(bad)") { try Self.parse(bad).0.get() }
+        }
         #expect(try Self.parse(#"{"op":"unsubscribe","job":"*"}"#).0.get() == .unsubscribe(job: "*"))
         #expect(try Self.parse(#"{"op":"kill","job":"*","req":"k"}"#).0.get() == .kill(job: "*"))
         // A launch keeps its fields, not the message's own op and req.

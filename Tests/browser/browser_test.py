@@ -423,9 +423,20 @@ class Dashboard(unittest.TestCase):
         lines = self.log_lines()
         self.assertTrue(any(line.startswith("admitted after waiting") for line in lines), lines)
         self.assertIn("step 3 of 3: still working", lines)
+        # A budget from the form: the job is stopped at its timeout and says so.
+        timeout_box = driver.find_element(By.ID, "launch-timeoutSeconds")
+        timeout_box.clear()
+        timeout_box.send_keys("1")
+        timed = self.launch("hang")
+        timeout_box.clear()
+        self.wait(lambda: self.selected_status() == "failed")
+        self.assertIn("budget 1 s", self.text("#job-meta"))
+        self.assertTrue(any(line.startswith("timeout of 1 s reached") for line in self.log_lines()), self.log_lines())
+        self.assertEqual(self.server.job(timed)["result"]["endReason"], "timeout")
+        self.assertIn("stopped: it ran past its timeout of 1 s", self.text("#result-text"))
         # Leave the list as the other tests expect it.
-        for job in (holder, second, third):
-            self.wait(lambda: self.server.job(job)["status"] in ("done", "killed"))
+        for job in (holder, second, third, timed):
+            self.wait(lambda: self.server.job(job)["status"] in ("done", "killed", "failed"))
             self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
 
     def test_worktree_review(self):

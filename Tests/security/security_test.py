@@ -623,8 +623,8 @@ def argv_injection_through_every_field_of_every_provider():
                 cases.append((provider, field, value, CWD_CODES if field == "cwd" else ARGV_CODES))
         for value in ("5", -1, 0, 1.5, True, "--auto", 10 ** 12, [1]):
             cases.append((provider, "maxTurns", value, ARGV_CODES))
-        if provider in ("codex", "opencode"):
-            cases.append((provider, "maxTurns", 5, {"unsupported_field"}))  # cannot be honoured: never silently dropped
+        if provider in ("codex", "goose"):
+            cases.append((provider, "maxBudgetUsd", 5, {"unsupported_field"}))  # no cost reported: never silently dropped
         if provider == "goose":
             cases.append((provider, "effort", "high", {"unsupported_field"}))
     for provider, field, value, codes in cases:

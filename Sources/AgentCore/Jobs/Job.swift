@@ -47,6 +47,12 @@ public struct Job: Sendable, Equatable {
     public var queueReason: String?
     /// When admission control let it start (its creation, for a job that never waited).
     public var admittedAt: Int?
+    /// The operator's launch profile it was launched with.
+    public var profile: String?
+    /// Its budgets, and what its agent reported spending so far (live while it runs).
+    public var budget: JobBudget?
+    public var turns: Int?
+    public var costUsd: Double?
     /// A finished job as the server keeps it in memory: prompt and result cut down to what
     /// the job list shows; the whole job is in the store (`JobManager.details(of:)`).
     /// Not serialized.
@@ -120,6 +126,10 @@ public struct Job: Sendable, Equatable {
         members.append(.init("queuePosition", queuePosition.map(JSONValue.int) ?? .null))
         members.append(.init("queueReason", text(queueReason)))
         members.append(.init("admittedAt", admittedAt.map(JSONValue.int) ?? .null))
+        members.append(.init("profile", text(profile)))
+        members.append(.init("budget", budget?.json ?? .null))
+        members.append(.init("turns", turns.map(JSONValue.int) ?? .null))
+        members.append(.init("costUsd", costUsd.map(JSONValue.double) ?? .null))
         return .object(members)
     }
 
@@ -157,6 +167,10 @@ public struct Job: Sendable, Equatable {
         queuePosition = json["queuePosition"]?.intValue
         queueReason = json["queueReason"]?.stringValue
         admittedAt = json["admittedAt"]?.intValue
+        profile = json["profile"]?.stringValue
+        budget = json["budget"].flatMap(JobBudget.init(json:))
+        turns = json["turns"]?.intValue
+        costUsd = json["costUsd"]?.doubleValue
     }
 }
 
@@ -167,6 +181,9 @@ extension Job {
     /// Results larger than this (an output file, a hook's answer, a long final text) are kept
     /// in memory as their summary fields only.
     public static let compactResultBytes = 4_096
+    /// End reasons of a job agentgate stopped for passing a budget or a limit.
+    static let limitEndReasons: Set<String> = ["timeout", "max_turns", "budget", "output_limit", "storage"]
+
     /// The result fields the job list and the dashboard show.
     static let summaryResultKeys: Set<String> = [
         "isError", "costUsd", "numTurns", "durationMs", "endReason", "errors", "sessionId", "model", "denials",
@@ -194,6 +211,10 @@ extension Job {
         if let exitCode { text += " (exit \(exitCode))" }
         if let signal { text += " (\(ExitStatus.signalName(signal)))" }
         if let worktree, let summary = worktree.summary { text += ": \(summary) in \(worktree.branch)" }
+        // Stopped by a budget or a limit: the last line says which.
+        if let reason = result?["endReason"]?.stringValue, Self.limitEndReasons.contains(reason), let why = result?["errors"]?[0]?.stringValue {
+            text += ": \(why)"
+        }
         return text
     }
 }

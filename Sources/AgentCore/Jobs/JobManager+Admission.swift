@@ -152,8 +152,31 @@ extension JobManager {
 
     // MARK: restart
 
+    /// A request as the operator's choices make it: its profile applied (with the profile's
+    /// permission modes and env keys in the policy it is built under), then the budgets'
+    /// defaults and maxima.
+    func resolve(_ asked: LaunchRequest) throws(LaunchError) -> (LaunchRequest, LaunchPolicy) {
+        var request = asked
+        var policy = configuration.policy
+        if let name = asked.profile {
+            guard let profile = configuration.profiles[name] else {
+                let known = configuration.profiles.keys.sorted()
+                throw LaunchError(
+                    .unknownProfile, field: "profile",
+                    "no profile '\(name)' on this server" + (known.isEmpty ? " (it has none)" : "; profiles: \(known.joined(separator: ", "))"))
+            }
+            request = try profile.apply(to: asked)
+            if let mode = profile.permissionMode { policy.claudePermissionMode = mode }
+            if let sandbox = profile.codexSandbox { policy.codexSandbox = sandbox }
+            policy.environment.allowed += profile.allowEnv + profile.env.keys.sorted()
+        } else if asked.provider == LaunchProfile.anyProvider {
+            throw LaunchError(.missingField, field: "provider", "provider is required")
+        }
+        return (try configuration.budgets.apply(to: request), policy)
+    }
+
     /// Writes the request a queued job will be launched from, by the next server if this one
-    /// stops first.
+    /// stops first (as the client sent it: profile and budgets are applied again then).
     func saveRequest(_ request: LaunchRequest, of id: String) throws(LaunchError) {
         let path = store.jobDirectory(id) + "/" + Self.requestFileName
         guard SmallJSONFile.write(request.json, to: path) else {
@@ -186,8 +209,8 @@ extension JobManager {
         let path = store.jobDirectory(job.id) + "/" + Self.requestFileName
         // A prompt of 1 MiB may take 6 MiB escaped; the env and argv a few more.
         guard let value = SmallJSONFile.read(path, maxBytes: 16 << 20) else { throw LaunchError(.invalidField, field: nil, "its request (\(path)) is missing or unreadable") }
-        let request = try LaunchRequest(json: value)
-        let builder = CommandBuilder(policy: configuration.policy, capabilities: detector.current(), searchPath: detector.configuration.path)
+        let (request, policy) = try resolve(LaunchRequest(json: value))
+        let builder = CommandBuilder(policy: policy, capabilities: detector.current(), searchPath: detector.configuration.path)
         let outputFile = store.jobDirectory(job.id) + "/output.txt"
         return try builder.build(request, outputFile: outputFile, runningIn: job.worktree?.workingDirectory)
     }

@@ -45,6 +45,10 @@ public final class JobManager {
         public var warnFreeBytes: Int64 = 1 << 30
         /// Where jobs' worktrees are made (nil: `<data>/worktrees`).
         public var worktreesDirectory: String?
+        /// Operator defaults and maxima for jobs' budgets (`serve --default-timeout` …).
+        public var budgets = BudgetPolicy()
+        /// The operator's launch profiles by name (`serve --profiles FILE`, reloaded on SIGHUP).
+        public var profiles: [String: LaunchProfile] = [:]
         /// Resolved directories where a job whose cwd is in a git checkout runs in a worktree
         /// of its own unless it asks for `isolation: "none"` (`serve --isolate-in`).
         public var isolateIn: [String] = []
@@ -71,6 +75,10 @@ public final class JobManager {
         case outputLimit(Int)
         /// Its events could not be stored (the disk is full, or refuses writes).
         case storage(String)
+        /// Its budgets (`JobBudget`): seconds since it started, turns, dollars.
+        case timeout(Int)
+        case maxTurns(Int)
+        case budget(Double)
 
         var text: String {
             switch self {
@@ -79,6 +87,9 @@ public final class JobManager {
             case .interrupted: "killed by Ctrl-C"
             case .outputLimit(let bytes): "stopped: its output passed the limit of \(ByteCount.text(bytes))"
             case .storage(let message): "stopped: its events cannot be stored (\(message))"
+            case .timeout(let seconds): "stopped: it ran past its timeout of \(seconds) s"
+            case .maxTurns(let turns): "stopped: it went past its limit of \(turns) turn\(turns == 1 ? "" : "s")"
+            case .budget(let dollars): "stopped: its reported cost reached its budget of $\(LaunchRequest.dollars(dollars))"
             }
         }
 
@@ -90,6 +101,9 @@ public final class JobManager {
             case .interrupted: "interrupted"
             case .outputLimit(let bytes): "output limit of \(ByteCount.text(bytes)) reached"
             case .storage(let message): "events cannot be stored (\(message))"
+            case .timeout(let seconds): "timeout of \(seconds) s reached"
+            case .maxTurns(let turns): "limit of \(turns) turn\(turns == 1 ? "" : "s") passed"
+            case .budget(let dollars): "budget of $\(LaunchRequest.dollars(dollars)) reached"
             }
         }
 
@@ -100,6 +114,9 @@ public final class JobManager {
             case .request, .serverStopping, .interrupted: "killed"
             case .outputLimit: "output_limit"
             case .storage: "storage"
+            case .timeout: "timeout"
+            case .maxTurns: "max_turns"
+            case .budget: "budget"
             }
         }
 
@@ -231,10 +248,14 @@ public final class JobManager {
     /// What a `"*"` snapshot holds: every unfinished job and the newest `finished` finished
     /// ones, oldest first, and how many jobs there are in all. A dashboard gets the rest a
     /// page at a time, so a snapshot stays small however many jobs the store holds.
-    public func snapshotJobs(finished: Int = JobQuery.defaultLimit) -> (jobs: [Job], total: Int) {
+    /// `project`: that project's jobs only (`total` counts them).
+    public func snapshotJobs(finished: Int = JobQuery.defaultLimit, project: String? = nil) -> (jobs: [Job], total: Int) {
         var kept: [Job] = []
         var finishedKept = 0
+        var total = 0
         for job in jobsNewestFirst {
+            if let project, job.project != project { continue }
+            total += 1
             if !job.status.isFinished {
                 kept.append(job)
             } else if finishedKept < finished {
@@ -242,7 +263,7 @@ public final class JobManager {
                 finishedKept += 1
             }
         }
-        return (kept.reversed(), order.count)
+        return (kept.reversed(), project == nil ? order.count : total)
     }
 
     /// Grows by one with every event of any job: the sum of all jobs' last seqs. It changes
@@ -431,6 +452,7 @@ public final class JobManager {
         running[job.id] = runner
         let id = job.id
         watch(id, runner)
+        armBudget(id, runner)
         persist(id)
         let lastEvent = store.events.eventsFile(job: id).flatMap { path -> Int? in
             var info = stat()
@@ -494,11 +516,11 @@ public final class JobManager {
 
     /// Validates the request, spawns the agent and returns the job (running, or failed when
     /// the spawn itself failed). Throws only for requests that must be corrected.
-    public func launch(_ request: LaunchRequest) throws(LaunchError) -> Job {
+    public func launch(_ asked: LaunchRequest) throws(LaunchError) -> Job {
+        let (request, policy) = try resolve(asked)
         let id = JobID.make()
         let outputFile = store.jobDirectory(id) + "/output.txt"
-        let builder = CommandBuilder(
-            policy: configuration.policy, capabilities: detector.current(), searchPath: detector.configuration.path)
+        let builder = CommandBuilder(policy: policy, capabilities: detector.current(), searchPath: detector.configuration.path)
         var spec = try builder.build(request, outputFile: outputFile)
         let workspace = request.worktreeOf.flatMap { jobsByID[$0]?.workspace } ?? workspace(of: spec.workingDirectory)
         let worktree = try worktreePlan(for: request, id: id, cwd: spec.workingDirectory)
@@ -523,6 +545,8 @@ public final class JobManager {
         job.key = request.key
         job.priority = request.priority ?? 0
         job.workspace = workspace
+        job.budget = JobBudget(request)
+        job.profile = request.profile
         if case .wait = decision { job.status = .queued }
 
         // Recorded before anything runs: a job whose record or directory cannot be written
@@ -535,7 +559,7 @@ public final class JobManager {
         }
         do {
             // A queued job keeps its request: the next server launches it if this one stops first.
-            if case .wait = decision { try saveRequest(request, of: id) }
+            if case .wait = decision { try saveRequest(asked, of: id) }
             try store.save(job)
         } catch {
             releaseAdmission(id)
@@ -561,12 +585,16 @@ public final class JobManager {
             base: configuration.baseEnvironment, request: spec.environment, jobID: id, serverURL: configuration.serverURL)
 
         let process: any AgentProcess
+        let budget = jobsByID[id]?.budget
+        let started = WallClock.milliseconds()
         do {
+            // A supervisor stops the agent at its deadline even while no server is attached.
             process = try jobRunner.process(
                 forJob: id,
                 spec: .init(
                     executable: spec.executable, arguments: spec.arguments, environment: environment,
-                    workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8)))
+                    workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8),
+                    deadlineMilliseconds: budget?.timeoutSeconds.map { started + $0 * 1_000 }))
         } catch {
             fail(id, reason: "\(spec.executable): \(error.message)", lifecycle: lifecycle)
             return
@@ -576,12 +604,13 @@ public final class JobManager {
         runner.lifecycle = lifecycle
         running[id] = runner
         update(id) {
-            $0.startedAt = WallClock.milliseconds()
+            $0.startedAt = started
             $0.pid = process.identity.pid
             $0.pgid = process.identity.pid
             $0.processStartTime = process.identity.startTime
         }
         carryOut(runner.lifecycle.handle(.spawned), id, runner)
+        armBudget(id, runner)
 
         watch(id, runner)
     }
@@ -720,6 +749,7 @@ public final class JobManager {
         }
         if let raw = output.rawEvent { emit(id, .agentEvent(raw), runner: runner) }
         for logLine in output.lines { emit(id, .log(logLine), runner: runner) }
+        if runner.watchesReports { checkSpending(id, runner) }
     }
 
     private func stderr(_ id: String, _ bytes: UnsafeRawBufferPointer) {
@@ -859,6 +889,7 @@ public final class JobManager {
     /// Emits `job:completed` exactly once.
     func complete(_ id: String, _ runner: RunningJob) {
         guard running.removeValue(forKey: id) === runner else { return }
+        if let timer = runner.deadlineTimer { loop.cancel(timer) }
         update(id) {
             $0.status = runner.lifecycle.status
             $0.endedAt = WallClock.milliseconds()
@@ -1165,6 +1196,13 @@ final class RunningJob {
     var cursorQueued = false
     /// The agent's session id as last put in the job's record.
     var recordedSessionId: String?
+    /// Whether it has turn or cost budgets (checked as its lines are read), and the timer
+    /// of its timeout.
+    var watchesReports = false
+    var deadlineTimer: EventLoop.TimerID?
+    /// The turns and cost its agent reported, as last put in the job's record.
+    var reportedTurns: Int?
+    var reportedCost: Double?
 
     init(spec: LaunchSpec, process: any AgentProcess) {
         self.spec = spec

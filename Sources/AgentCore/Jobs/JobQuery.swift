@@ -73,7 +73,13 @@ public struct JobQuery: Sendable, Equatable {
             }
             parsed.statuses = statuses
         }
-        for (field, keyPath) in [("provider", \JobQuery.provider), ("label", \JobQuery.label), ("project", \JobQuery.project)] {
+        if let project = query["project"] {
+            guard LaunchRequest.isProjectName(project) else {
+                return .failure(QueryError(field: "project", message: "project must match \(LaunchRequest.projectPattern)"))
+            }
+            parsed.project = project
+        }
+        for (field, keyPath) in [("provider", \JobQuery.provider), ("label", \JobQuery.label)] {
             guard let text = query[field] else { continue }
             guard !text.isEmpty, text.utf8.count <= 1_024 else {
                 return .failure(QueryError(field: field, message: "\(field) must be 1…1024 bytes"))

@@ -29,8 +29,15 @@ public final class SupervisedProcess {
         public var workingDirectory: String?
         /// Written to stdin, which is then closed.
         public var stdin: [UInt8]
+        /// When the job's timeout passes (milliseconds since the Unix epoch): a per-job
+        /// supervisor stops the agent then even with no server attached. Nil: none.
+        public var deadlineMilliseconds: Int?
 
-        public init(executable: String, arguments: [String], environment: [String], workingDirectory: String? = nil, stdin: [UInt8] = []) {
+        public init(
+            executable: String, arguments: [String], environment: [String], workingDirectory: String? = nil, stdin: [UInt8] = [],
+            deadlineMilliseconds: Int? = nil
+        ) {
+            self.deadlineMilliseconds = deadlineMilliseconds
             self.executable = executable
             self.arguments = arguments
             self.environment = environment

@@ -145,6 +145,7 @@ public final class SupervisedAgent: AgentProcess {
         if let orphanTimeout {
             arguments += ["--heartbeat", orphanTimeout.heartbeat, "--orphan-timeout-ms", String(orphanTimeout.milliseconds)]
         }
+        if let deadline = spec.deadlineMilliseconds { arguments += ["--deadline-ms", String(deadline)] }
         arguments += ["--", spec.executable] + spec.arguments.dropFirst()
         // The job's container (a subreaper sweep: supervisors do not use cgroups) is released
         // when the job ends, not when the supervisor does: an agent whose supervisor died works

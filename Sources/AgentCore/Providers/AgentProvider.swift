@@ -53,13 +53,19 @@ public struct AgentProvider: Sendable {
     static let model = LaunchField("model", .identifier, "model name or alias")
     static let resumeSession = LaunchField("resumeSession", .sessionID, "session id to resume")
     static let maxTurns = LaunchField("maxTurns", .integer(1...10_000), "stop after this many turns")
+    /// Stopped by agentgate from the turns the agent reports as it streams (codex's
+    /// `turn.completed`, opencode's steps): it has no flag of its own.
+    static let maxTurnsEnforced = LaunchField("maxTurns", .integer(1...10_000), "stop after this many turns (agentgate counts the turns the agent reports)")
+    /// Only for agents that report their cost as they run (Claude Code's results, opencode's
+    /// steps): for the others it could not be honoured, so it is refused, never dropped.
+    static let maxBudget = LaunchField("maxBudgetUsd", .number(0.01...100_000), "stop once the run's reported cost reaches this many US dollars")
 
     /// `claude -p --output-format stream-json --verbose --include-partial-messages`, prompt on
     /// stdin. Partial messages let viewers see text while it streams (`job:partial`). Values go
     /// as `--flag=value`, so none can be taken for a flag of its own.
     public static let claude = AgentProvider(
         id: "claude", name: "Claude Code", executableName: "claude", outputFormat: .claudeStreamJSON, hasACPMode: false,
-        fields: [model, LaunchField("effort", .choice(["low", "medium", "high"]), "claude --effort"), resumeSession, maxTurns]
+        fields: [model, LaunchField("effort", .choice(["low", "medium", "high"]), "claude --effort"), resumeSession, maxTurns, maxBudget]
     ) { context in
         let request = context.request
         var arguments = [context.executable, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
@@ -67,6 +73,7 @@ public struct AgentProvider: Sendable {
         if let effort = request.effort { arguments.append("--effort=\(effort)") }
         if let session = request.resumeSession { arguments.append("--resume=\(session)") }
         if let turns = request.maxTurns { arguments.append("--max-turns=\(turns)") }
+        if let budget = request.maxBudgetUsd { arguments.append("--max-budget-usd=\(LaunchRequest.dollars(budget))") }
         if let mode = context.policy.claudePermissionMode { arguments.append("--permission-mode=\(mode)") }
         return CommandLine(arguments: arguments, stdin: request.prompt, outputFile: nil)
     }
@@ -77,7 +84,7 @@ public struct AgentProvider: Sendable {
         id: "codex", name: "Codex CLI", executableName: "codex", outputFormat: .codexJSON, hasACPMode: false,
         fields: [
             model, LaunchField("effort", .choice(["none", "minimal", "low", "medium", "high", "xhigh"]), "codex model_reasoning_effort"),
-            resumeSession,
+            resumeSession, maxTurnsEnforced,
         ]
     ) { context in
         let request = context.request
@@ -100,7 +107,10 @@ public struct AgentProvider: Sendable {
     /// `opencode run --format json … -- PROMPT` (opencode takes the message as arguments).
     public static let opencode = AgentProvider(
         id: "opencode", name: "opencode", executableName: "opencode", outputFormat: .opencodeJSON, hasACPMode: true,
-        fields: [model, LaunchField("effort", .choice(["minimal", "low", "medium", "high", "max"]), "opencode --variant"), resumeSession]
+        fields: [
+            model, LaunchField("effort", .choice(["minimal", "low", "medium", "high", "max"]), "opencode --variant"), resumeSession,
+            maxTurnsEnforced, maxBudget,
+        ]
     ) { context in
         let request = context.request
         var arguments = [context.executable, "run", "--format", "json"]

@@ -28,7 +28,7 @@ public struct CommandBuilder: Sendable {
                 .customCommandsDisabled, field: "provider",
                 "custom commands are disabled; the operator must start the server with --allow-custom-commands")
         }
-        try checkFields(request, for: provider)
+        try Self.checkFields(request, for: provider)
         try policy.environment.check(request.env)
         var workingDirectory: String?
         if let workspaces = policy.workspaces {
@@ -60,7 +60,7 @@ public struct CommandBuilder: Sendable {
     }
 
     /// Every optional field must be one the provider has, with a value it allows.
-    private func checkFields(_ request: LaunchRequest, for provider: AgentProvider) throws(LaunchError) {
+    static func checkFields(_ request: LaunchRequest, for provider: AgentProvider) throws(LaunchError) {
         for (name, value) in request.providerFields {
             guard let field = provider.field(name) else {
                 let takers = AgentProvider.all.filter { $0.field(name) != nil }.map(\.id)
@@ -92,6 +92,11 @@ public struct CommandBuilder: Sendable {
                 break
             case (.integer(let range), _):
                 throw LaunchError(.invalidField, field: name, "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+            case (.number(let range), .number(let number)) where range.contains(number):
+                break
+            case (.number(let range), _):
+                throw LaunchError(
+                    .invalidField, field: name, "\(name) must be a number from \(LaunchRequest.dollars(range.lowerBound)) to \(LaunchRequest.dollars(range.upperBound))")
             case (.argv, _):
                 throw LaunchError(.invalidField, field: name, "\(name) must be a non-empty array of strings")
             }

@@ -34,6 +34,10 @@ public struct LaunchError: Error, Sendable, Equatable, CustomStringConvertible {
         case keyConflict = "key_conflict"
         /// As many jobs wait as the operator lets queue (`--max-queued`).
         case queueFull = "queue_full"
+        /// `profile` names none of the server's profiles.
+        case unknownProfile = "unknown_profile"
+        /// The request sets a field its profile fixes, differently.
+        case profileField = "profile_field"
     }
 
     /// The HTTP status the API answers with: 507 when the server, not the request, is at

@@ -12,6 +12,8 @@ public struct LaunchField: Sendable, Equatable {
         case sessionID
         /// An integer in a range (max turns).
         case integer(ClosedRange<Int>)
+        /// A number in a range (a budget in dollars).
+        case number(ClosedRange<Double>)
         /// A custom command's argv.
         case argv
     }
@@ -72,6 +74,10 @@ public struct LaunchField: Sendable, Equatable {
             members.append(.init("type", .string("integer")))
             members.append(.init("minimum", .int(range.lowerBound)))
             members.append(.init("maximum", .int(range.upperBound)))
+        case .number(let range):
+            members.append(.init("type", .string("number")))
+            members.append(.init("minimum", .double(range.lowerBound)))
+            members.append(.init("maximum", .double(range.upperBound)))
         case .argv:
             members.append(.init("type", .string("argv")))
         }

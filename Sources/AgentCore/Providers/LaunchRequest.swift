@@ -1,6 +1,7 @@
 /// What a client asks for: `{provider, prompt, cwd?, model?, effort?, label?, env?,
 /// resumeSession?, maxTurns?, command?, isolation?, baseRef?, worktreeOf?, project?, key?,
-/// onConflict?, priority?}` (`reasoningEffort` is read as `effort`). Permission and sandbox modes are deliberately
+/// onConflict?, priority?, timeoutSeconds?, maxBudgetUsd?, profile?}` (`reasoningEffort` is read
+/// as `effort`; with a `profile`, `provider` may be left out). Permission and sandbox modes are deliberately
 /// absent: they come from the operator's `LaunchPolicy`, never from a client.
 public struct LaunchRequest: Sendable, Equatable {
     public var provider: String
@@ -29,6 +30,12 @@ public struct LaunchRequest: Sendable, Equatable {
     public var onConflict: AdmissionQueue.ConflictPolicy?
     /// Higher starts first from the queue; bounded by the operator (`--max-priority`).
     public var priority: Int?
+    /// Budgets (with `maxTurns`): the job is stopped past its wall-clock time from its start,
+    /// or once the cost the agent reports reaches this many dollars.
+    public var timeoutSeconds: Int?
+    public var maxBudgetUsd: Double?
+    /// An operator-defined launch profile (`LaunchProfile`) this request uses.
+    public var profile: String?
 
     public enum Isolation: String, Sendable, CaseIterable {
         case none, worktree
@@ -41,6 +48,9 @@ public struct LaunchRequest: Sendable, Equatable {
     public static let maxShortFieldBytes = 4096
     /// The widest priority any server takes; the operator's `--max-priority` narrows it.
     public static let maxPriority = 1_000
+    /// A week: longer than any agent run, short enough that a typo is not "for ever".
+    public static let maxTimeoutSeconds = 7 * 86_400
+
     /// Keys: a story id, a branch name.
     public static let maxKeyBytes = 200
     /// Projects: a short name (`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`), safe in a URL and a metric label.
@@ -51,8 +61,9 @@ public struct LaunchRequest: Sendable, Equatable {
         label: String? = nil, env: [String: String] = [:], resumeSession: String? = nil,
         maxTurns: Int? = nil, command: [String]? = nil, isolation: Isolation? = nil, baseRef: String? = nil,
         worktreeOf: String? = nil, project: String? = nil, key: String? = nil, onConflict: AdmissionQueue.ConflictPolicy? = nil,
-        priority: Int? = nil
+        priority: Int? = nil, timeoutSeconds: Int? = nil, maxBudgetUsd: Double? = nil, profile: String? = nil
     ) {
+        self.profile = profile
         self.provider = provider
         self.prompt = prompt
         self.cwd = cwd
@@ -70,13 +81,15 @@ public struct LaunchRequest: Sendable, Equatable {
         self.key = key
         self.onConflict = onConflict
         self.priority = priority
+        self.timeoutSeconds = timeoutSeconds
+        self.maxBudgetUsd = maxBudgetUsd
     }
 
     /// Every field a request may carry. Anything else is refused (`unknown_field`): a typo
     /// or a field from a newer API must not be silently dropped.
     public static let knownFields: Set<String> = [
         "provider", "prompt", "cwd", "model", "effort", "reasoningEffort", "label", "env", "resumeSession", "maxTurns", "command",
-        "isolation", "baseRef", "worktreeOf", "project", "key", "onConflict", "priority",
+        "isolation", "baseRef", "worktreeOf", "project", "key", "onConflict", "priority", "timeoutSeconds", "maxBudgetUsd", "profile",
     ]
 
     /// Decodes a JSON body, naming the first unknown field or field of the wrong type.
@@ -102,7 +115,11 @@ public struct LaunchRequest: Sendable, Equatable {
             default: throw LaunchError(.invalidField, field: key, "\(key) must be a string")
             }
         }
-        provider = try string("provider", required: true)!
+        profile = try string("profile")
+        if let profile, !LaunchProfile.isValidName(profile) {
+            throw LaunchError(.unknownProfile, field: "profile", "profile must be the name of one of the server's profiles")
+        }
+        provider = try string("provider", required: profile == nil) ?? LaunchProfile.anyProvider
         prompt = try string("prompt") ?? ""
         cwd = try string("cwd")
         model = try string("model")
@@ -141,6 +158,17 @@ public struct LaunchRequest: Sendable, Equatable {
         case .int(let value)? where abs(value) <= Self.maxPriority: priority = value
         default: throw LaunchError(.invalidField, field: "priority", "priority must be an integer from -\(Self.maxPriority) to \(Self.maxPriority)")
         }
+        switch json["timeoutSeconds"] {
+        case nil, .null?: timeoutSeconds = nil
+        case .int(let value)? where value > 0 && value <= Self.maxTimeoutSeconds: timeoutSeconds = value
+        default: throw LaunchError(.invalidField, field: "timeoutSeconds", "timeoutSeconds must be an integer from 1 to \(Self.maxTimeoutSeconds)")
+        }
+        switch json["maxBudgetUsd"] {
+        case nil, .null?: maxBudgetUsd = nil
+        case .int(let value)?: maxBudgetUsd = Double(value)
+        case .double(let value)? where value.isFinite: maxBudgetUsd = value
+        default: throw LaunchError(.invalidField, field: "maxBudgetUsd", "maxBudgetUsd must be a number of US dollars")
+        }
         switch json["maxTurns"] {
         case nil, .null?: maxTurns = nil
         case .int(let value)? where value > 0 && value <= 10_000: maxTurns = value
@@ -175,7 +203,9 @@ public struct LaunchRequest: Sendable, Equatable {
     /// The request as `init(json:)` reads it back: what a queued job keeps in its directory
     /// (`request.json`) to be launched by the next server after a restart.
     public var json: JSONValue {
-        var members: [JSONValue.Member] = [.init("provider", .string(provider)), .init("prompt", .string(prompt))]
+        var members: [JSONValue.Member] = [.init("prompt", .string(prompt))]
+        if provider != LaunchProfile.anyProvider { members.insert(.init("provider", .string(provider)), at: 0) }
+        if let profile { members.append(.init("profile", .string(profile))) }
         func add(_ key: String, _ value: String?) { if let value { members.append(.init(key, .string(value))) } }
         add("cwd", cwd)
         add("model", model)
@@ -192,6 +222,8 @@ public struct LaunchRequest: Sendable, Equatable {
         add("key", key)
         add("onConflict", onConflict?.rawValue)
         if let priority { members.append(.init("priority", .int(priority))) }
+        if let timeoutSeconds { members.append(.init("timeoutSeconds", .int(timeoutSeconds))) }
+        if let maxBudgetUsd { members.append(.init("maxBudgetUsd", .double(maxBudgetUsd))) }
         return .object(members)
     }
 
@@ -199,6 +231,7 @@ public struct LaunchRequest: Sendable, Equatable {
     public enum FieldValue: Sendable, Equatable {
         case text(String)
         case integer(Int)
+        case number(Double)
         case argv([String])
     }
 
@@ -210,6 +243,7 @@ public struct LaunchRequest: Sendable, Equatable {
         if let effort { fields.append(("effort", .text(effort))) }
         if let resumeSession { fields.append(("resumeSession", .text(resumeSession))) }
         if let maxTurns { fields.append(("maxTurns", .integer(maxTurns))) }
+        if let maxBudgetUsd { fields.append(("maxBudgetUsd", .number(maxBudgetUsd))) }
         if let command { fields.append(("command", .argv(command))) }
         return fields
     }
@@ -294,6 +328,17 @@ public struct LaunchRequest: Sendable, Equatable {
             }
         }
         return nil
+    }
+
+    /// "2.5", "0.25", "10": dollars as a flag or a message shows them (no exponent, at most
+    /// four decimals).
+    public static func dollars(_ value: Double) -> String {
+        let units = Int((value * 10_000).rounded())
+        let fraction = String(units % 10_000)
+        var text = String(units / 10_000) + "." + String(repeating: "0", count: 4 - fraction.count) + fraction
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
     }
 
     /// `projectPattern`.

@@ -109,7 +109,9 @@ int ag_set_thread_niceness(int value);
 /// file, fsync, rename, fsync of the directory). SIGPIPE and SIGHUP are ignored. With a
 /// `heartbeat` path and `orphan_timeout_ms` > 0, the agent is stopped the same way once that
 /// file has not been modified for longer than the timeout (no server attached: nothing runs
-/// unobserved forever); exit.json then says `"orphanTimeout":true`. Returns 0 when exit.json
+/// unobserved forever); exit.json then says `"orphanTimeout":true`. With `deadline_ms` > 0
+/// (milliseconds since the Unix epoch: the job's timeout) the agent is stopped the same way
+/// at that time, server or not; exit.json then says `"timedOut":true`. Returns 0 when exit.json
 /// was written, else an errno value (and writes nothing more).
 int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms,
-                 const char *heartbeat, long long orphan_timeout_ms);
+                 const char *heartbeat, long long orphan_timeout_ms, long long deadline_ms);

@@ -56,6 +56,8 @@ final class Viewer {
     /// All-jobs streams: the last version sent (nil for every other viewer).
     var allCursor: Int?
     var allRawEvents = false
+    /// A `"*"` viewer or all-jobs stream that follows one project's jobs only.
+    var projectFilter: String?
     var format = EventWire.Format.json
     var closesWhenJobEnds = false
     /// `"*"` snapshots: one was asked for and not sent yet; when the last one was sent

@@ -3,7 +3,8 @@ import AgentCore
 /// One message a WebSocket client sends on `/ws`, checked: what the hub does with it, or the
 /// error it answers. No I/O, so every malformed message is a unit test.
 enum ViewerCommand: Equatable {
-    case subscribe(job: String, since: Int, rawEvents: Bool)
+    /// `project`: a `"*"` subscription to that project's jobs only.
+    case subscribe(job: String, since: Int, rawEvents: Bool, project: String? = nil)
     case unsubscribe(job: String)
     /// The launch request's fields (the message without `op` and `req`).
     case launch(JSONValue)
@@ -29,7 +30,11 @@ enum ViewerCommand: Equatable {
             guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("subscribe needs job")) }
             let since = value["since"]?.intValue ?? 0
             guard since >= 0 else { return .failure(.invalidMessage("since must be ≥ 0")) }
-            return .success(.subscribe(job: job, since: since, rawEvents: value["events"]?.boolValue ?? false))
+            let project = value["project"]?.stringValue
+            if value["project"] != nil, job != "*" || project.map(LaunchRequest.isProjectName) != true {
+                return .failure(.invalidMessage("project filters a \"*\" subscription: a project name (\(LaunchRequest.projectPattern))"))
+            }
+            return .success(.subscribe(job: job, since: since, rawEvents: value["events"]?.boolValue ?? false, project: project))
         case "unsubscribe":
             guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("unsubscribe needs job")) }
             return .success(.unsubscribe(job: job))

@@ -40,6 +40,16 @@ struct CapabilitiesCommand: ParsableCommand {
             }
             let available = (reply["available"]?.arrayValue ?? []).compactMap(\.stringValue)
             print("available: " + (available.isEmpty ? "none" : available.joined(separator: ", ")))
+            // The operator's launch profiles (run --profile NAME).
+            for profile in reply["profiles"]?.arrayValue ?? [] {
+                var line = "profile " + JobTable.pad(profile["name"]?.stringValue ?? "?", 12) + (profile["provider"]?.stringValue ?? "")
+                if case .object(let fields)? = profile["fields"], !fields.isEmpty {
+                    line += " · " + fields.map { "\($0.key) \($0.value.stringValue ?? String(decoding: JSONWriter.serialize($0.value), as: UTF8.self))" }.joined(separator: ", ")
+                }
+                if let mode = profile["permissionMode"]?.stringValue { line += " · permission mode \(mode)" }
+                if let description = profile["description"]?.stringValue { line += " — \(description)" }
+                print(TerminalText.escaped(line))
+            }
             return 0
         }
     }

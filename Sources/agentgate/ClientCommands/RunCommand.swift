@@ -13,11 +13,14 @@ struct RunCommand: ParsableCommand {
             3 server unreachable, 4 token refused, 6 server gone mid-stream.
             """)
 
-    @Argument(help: "claude, codex, opencode, goose (or custom, if the server allows it).")
+    @Argument(help: "claude, codex, opencode, goose (or custom, if the server allows it); left out with --profile.")
     var provider: String
 
     @Argument(help: "The prompt, or - to read it from stdin.")
-    var prompt: String
+    var prompt: String?
+
+    @Option(help: "Launch with one of the server's profiles (agentgate capabilities lists them): run --profile review \"the auth module\".")
+    var profile: String?
 
     @Option(help: "Working directory for the agent (on the server's machine).")
     var cwd: String?
@@ -44,6 +47,12 @@ struct RunCommand: ParsableCommand {
 
     @Option(help: "Higher starts first from the queue (default 0; the server bounds it, 10 unless --max-priority).")
     var priority: Int?
+
+    @Option(help: "Stop the job this many seconds after it starts (it fails with end reason timeout).")
+    var timeout: Int?
+
+    @Option(help: "Stop the job once the cost its agent reports reaches this many US dollars (claude, opencode).")
+    var maxBudgetUsd: Double?
 
     @Flag(help: "Run in a git worktree of its own (branch agentgate/<id>); its change is the result (agentgate diff, apply, discard).")
     var worktree = false
@@ -72,6 +81,7 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func validate() throws {
+        if prompt == nil && profile == nil { throw ValidationError("give a provider and a prompt (or --profile NAME and a prompt)") }
         if let onConflict, AdmissionQueue.ConflictPolicy(rawValue: onConflict) == nil {
             throw ValidationError("--on-conflict \(onConflict): queue or reject")
         }
@@ -88,15 +98,19 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         try runClient { () throws(ClientFailure) -> Int32 in
             let api = try client.api()
-            var text = prompt
-            if prompt == "-" {
+            // With a profile the one argument is the prompt; a provider given too must be the profile's.
+            let (providerName, given) = prompt.map { (provider, $0) } ?? ("", provider)
+            var text = given
+            if given == "-" {
                 text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
             }
             // The job runs where the caller is unless told otherwise, and the server resolves
             // paths on its side: always send an absolute one.
             let here = FileManager.default.currentDirectoryPath
             let directory = cwd.map { $0.hasPrefix("/") ? $0 : here + "/" + $0 } ?? here
-            var request: [JSONValue.Member] = [.init("provider", .string(provider)), .init("prompt", .string(text))]
+            var request: [JSONValue.Member] = [.init("prompt", .string(text))]
+            if !providerName.isEmpty { request.append(.init("provider", .string(providerName))) }
+            if let profile { request.append(.init("profile", .string(profile))) }
             if let worktreeOf {
                 request.append(.init("worktreeOf", .string(worktreeOf)))
             } else {
@@ -113,6 +127,8 @@ struct RunCommand: ParsableCommand {
                 if let value { request.append(.init(name, .string(value))) }
             }
             if let priority { request.append(.init("priority", .int(priority))) }
+            if let timeout { request.append(.init("timeoutSeconds", .int(timeout))) }
+            if let maxBudgetUsd { request.append(.init("maxBudgetUsd", .double(maxBudgetUsd))) }
             if let maxTurns = session.maxTurns { request.append(.init("maxTurns", .int(maxTurns))) }
             if !session.env.isEmpty {
                 request.append(.init("env", .object(session.environment.map { .init($0.key, .string($0.value)) })))

@@ -50,6 +50,16 @@ struct ShowCommand: ParsableCommand {
             if job.reattachCount > 0 {
                 lines.append("restarts  re-attached after \(job.reattachCount == 1 ? "a server restart" : "\(job.reattachCount) server restarts")")
             }
+            if let budget = job.budget {
+                var limits: [String] = []
+                if let seconds = budget.timeoutSeconds { limits.append("\(seconds) s") }
+                if let turns = budget.maxTurns { limits.append("\(turns) turns") }
+                if let dollars = budget.maxBudgetUsd { limits.append("$\(LaunchRequest.dollars(dollars))") }
+                var spent: [String] = []
+                if let turns = job.turns { spent.append("\(turns) turn\(turns == 1 ? "" : "s")") }
+                if let cost = job.costUsd { spent.append("$\(LaunchRequest.dollars(cost))") }
+                lines.append("budget    " + limits.joined(separator: " · ") + (spent.isEmpty ? "" : " (spent \(spent.joined(separator: ", ")))"))
+            }
             lines.append("command   \(job.command.joined(separator: " "))")
             lines.append("events    \(job.lastSeq)")
             // The whole prompt, each of its lines indented under the first.

@@ -1,0 +1,44 @@
+import EventLoop
+
+/// Budgets in the job engine: a job's timeout runs from its start (its supervisor holds the
+/// same deadline, so it holds while no server is attached), and its turns and cost are taken
+/// from what the agent reports as it streams. Past one the job is stopped and fails with the
+/// budget as its end reason (`JobBudget`, `KillReason`).
+extension JobManager {
+    /// Watches a started (or re-attached) job's budgets. A deadline already past (it passed
+    /// while no server ran) stops the job at once.
+    func armBudget(_ id: String, _ runner: RunningJob) {
+        guard let job = jobsByID[id], let budget = job.budget else { return }
+        runner.watchesReports = budget.watchesReports
+        guard let seconds = budget.timeoutSeconds, let started = job.startedAt else { return }
+        let left = started + seconds * 1_000 - WallClock.milliseconds()
+        // Passed while no server ran (its supervisor stopped the agent then): it ends timed
+        // out, before its exit is read.
+        guard left > 0 else {
+            try? kill(id, reason: .timeout(seconds))
+            return
+        }
+        runner.deadlineTimer = loop.schedule(afterMilliseconds: left) { [weak self, weak runner] in
+            guard let self, let runner, self.running[id] === runner else { return }
+            runner.deadlineTimer = nil
+            try? self.kill(id, reason: .timeout(seconds))
+        }
+    }
+
+    /// After a line of a job with turn or cost budgets: keeps what its agent reported in the
+    /// job's record when it changed, and stops the job once a budget is used up.
+    func checkSpending(_ id: String, _ runner: RunningJob) {
+        let turns = runner.interpreter.report.numTurns
+        let cost = runner.interpreter.report.costUSD
+        guard turns != runner.reportedTurns || cost != runner.reportedCost else { return }
+        runner.reportedTurns = turns
+        runner.reportedCost = cost
+        update(id) {
+            $0.turns = turns
+            $0.costUsd = cost
+        }
+        persist(id)
+        guard runner.killReason == nil, let reason = jobsByID[id]?.budget?.exceeded(turns: turns, cost: cost) else { return }
+        try? kill(id, reason: reason)
+    }
+}

@@ -1,0 +1,116 @@
+import EventLoop
+import Foundation
+import Glibc
+import TestSupport
+import Testing
+
+@testable import AgentCore
+
+/// Each budget stops a real child, which ends `failed` with the budget as its reason.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct BudgetEngineTests {
+    func launch(_ harness: EngineHarness, _ provider: String = "claude", script: String, timeout: Int? = nil, maxTurns: Int? = nil,
+                budget: Double? = nil, argsFile: String? = nil) throws -> Job {
+        var env = ["FAKE_SCRIPT": script]
+        if let argsFile { env["FAKE_ARGS_FILE"] = argsFile }
+        return try harness.manager.launch(
+            LaunchRequest(provider: provider, prompt: "x", env: env, maxTurns: maxTurns, timeoutSeconds: timeout, maxBudgetUsd: budget))
+    }
+
+    func expectStopped(_ job: Job?, _ reason: String, _ line: String, _ harness: EngineHarness) {
+        #expect(job?.status == .failed)
+        #expect(job?.result?["endReason"]?.stringValue == reason)
+        #expect(job?.result?["errors"]?[0]?.stringValue?.hasPrefix(line) == true, "\(String(describing: job?.result))")
+        #expect(job?.statusLine.contains(": " + line) == true, "\(job?.statusLine ?? "")")
+        if let pid = job?.pid { #expect(!processIsRunning(pid)) }
+    }
+
+    @Test func aTimeoutStopsTheAgentFromItsStart() throws {
+        let harness = try EngineHarness()
+        let started = MonotonicClock.milliseconds()
+        let job = try launch(harness, script: "echo working; exec sleep 30", timeout: 1)
+        let done = harness.waitForCompletion(job.id)
+        #expect(MonotonicClock.milliseconds() - started < 5_000)
+        expectStopped(done, "timeout", "stopped: it ran past its timeout of 1 s", harness)
+        #expect(harness.logLines(of: job.id).contains { $0.text.hasPrefix("timeout of 1 s reached: SIGTERM sent") })
+        #expect(done?.budget == JobBudget(timeoutSeconds: 1))
+    }
+
+    /// A Claude stream-json run that reports its cost as it goes (stream-json input gives a
+    /// result per turn, each with the running total): stopped at the result that reaches the
+    /// budget, and the CLI got the budget as its own flag too.
+    @Test func aCostBudgetStopsAClaudeRunAtTheResultThatReachesIt() throws {
+        let harness = try EngineHarness()
+        let args = harness.scratch.path + "/args"
+        let result = { (cost: String, turns: Int) in
+            #"{"type":"result","subtype":"success","is_error":false,"result":"ok","num_turns":\#(turns),"total_cost_usd":\#(cost),"session_id":"s1"}"#
+        }
+        let script = """
+            echo '\(result("0.0647", 1))'; sleep 0.2
+            echo '\(result("0.0838", 1))'; sleep 0.2
+            echo '\(result("0.1200", 1))'; exec sleep 30
+            """
+        let job = try launch(harness, script: script, budget: 0.08, argsFile: args)
+        let done = harness.waitForCompletion(job.id)
+        expectStopped(done, "budget", "stopped: its reported cost reached its budget of $0.08", harness)
+        #expect(done?.costUsd == 0.0838, "stopped at the result that reached it")
+        #expect((try? String(contentsOfFile: args, encoding: .utf8))?.contains("--max-budget-usd=0.08") == true)
+    }
+
+    /// codex has no turn flag: agentgate counts the turns it reports.
+    @Test func aTurnBudgetStopsAnAgentThatReportsTurns() throws {
+        let harness = try EngineHarness()
+        let turn = #"{"type":"turn.completed","usage":{"input_tokens":10,"output_tokens":2}}"#
+        let job = try launch(harness, "codex", script: "echo '\(turn)'; sleep 0.2; echo '\(turn)'; sleep 0.2; echo '\(turn)'; exec sleep 30", maxTurns: 1)
+        let done = harness.waitForCompletion(job.id)
+        expectStopped(done, "max_turns", "stopped: it went past its limit of 1 turn", harness)
+        #expect(done?.turns == 2)
+    }
+
+    @Test func budgetsAnAgentCannotHonourAreRefusedNotDropped() throws {
+        let harness = try EngineHarness()
+        for provider in ["codex", "goose"] {
+            #expect(throws: LaunchError.self) { try launch(harness, provider, script: "true", budget: 1) }
+        }
+        #expect(harness.manager.jobs.isEmpty)
+    }
+}
+
+/// A profile launch runs what the operator chose: its model and permission mode on the real
+/// command line, its env, its prompt template on stdin.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct ProfileEngineTests {
+    @Test func aProfileLaunchRunsTheOperatorsChoices() throws {
+        let profiles = try LaunchProfile.parse(Array(LaunchProfileTests.file.utf8))
+        let harness = try EngineHarness { configuration in
+            configuration.profiles = profiles
+            configuration.policy.claudePermissionMode = "acceptEdits"
+        }
+        let files = harness.scratch.path
+        // FAKE_* are the harness's --pass-env; MYAPP_TICKET only the profile allows.
+        let job = try harness.manager.launch(LaunchRequest(json: [
+            "profile": "review", "prompt": "the auth module",
+            "env": ["FAKE_SCRIPT": "echo reviewed", "FAKE_ARGS_FILE": .string(files + "/args"), "FAKE_STDIN_FILE": .string(files + "/stdin"),
+                    "FAKE_ENV_FILE": .string(files + "/env"), "MYAPP_TICKET": "T-1"],
+        ]))
+        let done = harness.waitForCompletion(job.id)
+        #expect(done?.status == .done && done?.profile == "review" && done?.budget == JobBudget(timeoutSeconds: 600, maxTurns: 40))
+        let args = harness.scratch.read("args") ?? ""
+        #expect(args.contains("--model=opus") && args.contains("--effort=high") && args.contains("--max-turns=40"), "\(args)")
+        #expect(args.contains("--permission-mode=plan") && !args.contains("acceptEdits"), "\(args)")
+        #expect(harness.scratch.read("stdin") == "Review this change. Focus: the auth module")
+        let env = harness.scratch.read("env") ?? ""
+        #expect(env.contains("MYAPP_MODE=review") && env.contains("MYAPP_TICKET=T-1"), "\(env)")
+
+        // Without the profile, its env key is not the request's to set; an unknown profile is named.
+        #expect(throws: LaunchError.self) {
+            try harness.manager.launch(LaunchRequest(provider: "claude", prompt: "x", env: ["MYAPP_TICKET": "T-1"]))
+        }
+        do {
+            _ = try harness.manager.launch(LaunchRequest(json: ["profile": "nope", "prompt": "x"]))
+            Issue.record("an unknown profile was taken")
+        } catch {
+            #expect(error.code == .unknownProfile && error.message == "no profile 'nope' on this server; profiles: quick, review")
+        }
+    }
+}

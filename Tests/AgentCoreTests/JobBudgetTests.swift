@@ -1,0 +1,66 @@
+import Testing
+
+@testable import AgentCore
+
+/// Budgets with no process: what a request asks for, what the operator allows, when one is used up.
+@Suite struct JobBudgetTests {
+    @Test func theOperatorsDefaultsFillInAndItsMaximaRefuseNamingTheField() throws {
+        var policy = BudgetPolicy()
+        policy.defaultTimeoutSeconds = 600
+        policy.maxTimeoutSeconds = 3_600
+        policy.maxMaxTurns = 50
+        policy.defaultBudgetUsd = 2
+        policy.maxBudgetUsd = 10
+
+        let plain = try policy.apply(to: LaunchRequest(provider: "claude", prompt: "x"))
+        #expect(plain.timeoutSeconds == 600 && plain.maxTurns == 50 && plain.maxBudgetUsd == 2)
+        // A provider that reports no cost gets no cost budget from a default (it would be refused).
+        let codex = try policy.apply(to: LaunchRequest(provider: "codex", prompt: "x"))
+        #expect(codex.timeoutSeconds == 600 && codex.maxTurns == 50 && codex.maxBudgetUsd == nil)
+        let goose = try policy.apply(to: LaunchRequest(provider: "goose", prompt: "x"))
+        #expect(goose.maxBudgetUsd == nil && goose.maxTurns == 50)
+        let asked = try policy.apply(to: LaunchRequest(provider: "claude", prompt: "x", maxTurns: 5, timeoutSeconds: 30, maxBudgetUsd: 0.5))
+        #expect(asked.timeoutSeconds == 30 && asked.maxTurns == 5 && asked.maxBudgetUsd == 0.5)
+
+        for (request, field, message) in [
+            (LaunchRequest(provider: "claude", prompt: "x", timeoutSeconds: 3_601), "timeoutSeconds", "timeoutSeconds must be at most 3600 on this server (serve --max-timeout)"),
+            (LaunchRequest(provider: "claude", prompt: "x", maxTurns: 51), "maxTurns", "maxTurns must be at most 50 on this server (serve --max-turns-limit)"),
+            (LaunchRequest(provider: "claude", prompt: "x", maxBudgetUsd: 10.5), "maxBudgetUsd", "maxBudgetUsd must be at most 10 on this server (serve --max-budget-usd)"),
+        ] {
+            #expect(throws: LaunchError(.invalidField, field: field, message)) { try policy.apply(to: request) }
+        }
+        // No policy: nothing added.
+        let none = try BudgetPolicy().apply(to: LaunchRequest(provider: "claude", prompt: "x"))
+        #expect(JobBudget(none) == nil)
+    }
+
+    @Test func aBudgetIsUsedUpPastItsTurnsOrAtItsCost() {
+        let budget = JobBudget(timeoutSeconds: 60, maxTurns: 3, maxBudgetUsd: 0.08)
+        #expect(budget.exceeded(turns: 3, cost: 0.0799) == nil)
+        #expect(budget.exceeded(turns: 4, cost: nil) == .maxTurns(3))
+        #expect(budget.exceeded(turns: nil, cost: 0.08) == .budget(0.08))
+        #expect(JobBudget(timeoutSeconds: 5).exceeded(turns: 100, cost: 100) == nil)
+        #expect(JobBudget(json: budget.json) == budget)
+    }
+
+    @Test func requestsTakeBudgetsWithinTheirLimitsAndProvidersOnlyTheOnesTheyCanHonour() throws {
+        let parsed = try LaunchRequest(json: ["provider": "claude", "prompt": "x", "timeoutSeconds": 30, "maxBudgetUsd": 2])
+        #expect(parsed.timeoutSeconds == 30 && parsed.maxBudgetUsd == 2)
+        #expect(try LaunchRequest(json: parsed.json) == parsed)
+        for (field, value) in [("timeoutSeconds", JSONValue.int(0)), ("timeoutSeconds", .int(7 * 86_400 + 1)), ("timeoutSeconds", .string("30")),
+                               ("timeoutSeconds", .double(1.5)), ("maxBudgetUsd", .string("1")), ("maxBudgetUsd", .bool(true))] {
+            #expect(throws: LaunchError.self, "\(field)=\(value)") {
+                try LaunchRequest(json: .object([.init("provider", "claude"), .init("prompt", "x"), .init(field, value)]))
+            }
+        }
+        #expect(LaunchRequest.dollars(0.08) == "0.08" && LaunchRequest.dollars(2) == "2" && LaunchRequest.dollars(1e-7) == "0")
+        #expect(KillReasonText.of(.timeout(30)) == ("stopped: it ran past its timeout of 30 s", "timeout"))
+        #expect(KillReasonText.of(.budget(0.5)) == ("stopped: its reported cost reached its budget of $0.5", "budget"))
+        #expect(KillReasonText.of(.maxTurns(1)) == ("stopped: it went past its limit of 1 turn", "max_turns"))
+    }
+}
+
+/// The log text and end reason of a kill reason (internal to the engine).
+enum KillReasonText {
+    static func of(_ reason: JobManager.KillReason) -> (String, String) { (reason.text, reason.endReason) }
+}

@@ -90,6 +90,9 @@ struct ServeCommand: ParsableCommand {
     }
 
     func run() throws {
+        // SIGHUP reloads the profiles (handled once the loop runs); until then it is ignored,
+        // never the default that ends the process.
+        signal(SIGHUP, SIG_IGN)
         let environment = ProcessInfo.processInfo.environment
         let dataDirectory = engine.resolvedDataDirectory
         let loop = try EventLoop()

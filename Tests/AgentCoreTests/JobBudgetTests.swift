@@ -48,7 +48,9 @@ import Testing
         #expect(parsed.timeoutSeconds == 30 && parsed.maxBudgetUsd == 2)
         #expect(try LaunchRequest(json: parsed.json) == parsed)
         for (field, value) in [("timeoutSeconds", JSONValue.int(0)), ("timeoutSeconds", .int(7 * 86_400 + 1)), ("timeoutSeconds", .string("30")),
-                               ("timeoutSeconds", .double(1.5)), ("maxBudgetUsd", .string("1")), ("maxBudgetUsd", .bool(true))] {
+                               ("timeoutSeconds", .double(1.5)), ("maxBudgetUsd", .string("1")), ("maxBudgetUsd", .bool(true)),
+                               // abs(Int.min) traps: found by review, it crashed the server.
+                               ("priority", .int(Int.min)), ("priority", .int(Int.max)), ("priority", .int(1_001))] {
             #expect(throws: LaunchError.self, "\(field)=\(value)") {
                 try LaunchRequest(json: .object([.init("provider", "claude"), .init("prompt", "x"), .init(field, value)]))
             }

@@ -31,6 +31,11 @@ import Testing
         #expect(throws: LaunchError(.profileField, field: "provider", "profile review runs claude; leave provider out or give claude")) {
             try review.apply(to: LaunchRequest(provider: "codex", prompt: "x", profile: "review"))
         }
+        // Its env is the operator's too; a budget of 5 is the same as 5.0.
+        #expect(throws: LaunchError(.profileField, field: "env.MYAPP_MODE", "profile review sets env MYAPP_MODE; leave it out of the request")) {
+            try review.apply(to: LaunchRequest(json: ["profile": "review", "prompt": "x", "env": ["MYAPP_MODE": "write"]]))
+        }
+        _ = try review.apply(to: LaunchRequest(json: ["profile": "review", "prompt": "x", "timeoutSeconds": 600, "maxTurns": 40]))
         // Without a template the request's text is the prompt.
         #expect(try profiles["quick"]!.apply(to: LaunchRequest(json: ["profile": "quick", "prompt": "go"])).prompt == "go")
         #expect(review.json["permissionMode"] == "plan" && review.json["env"] == ["MYAPP_MODE"])

@@ -122,7 +122,12 @@ struct BudgetCommandTests {
             gone = !ClientCommandTests.alive(pid)
         }
         #expect(gone, "the agent outlived its timeout with no server attached")
-        let exit = server.data.read("jobs/\(id)/agent/exit.json") ?? ""
+        // Written last, once the supervisor has cleared the agent's group.
+        var exit = ""
+        for _ in 0..<1_000 where exit.isEmpty {
+            usleep(10_000)
+            exit = server.data.read("jobs/\(id)/agent/exit.json") ?? ""
+        }
         #expect(exit.contains("\"timedOut\":true"), "\(exit)")
         try server.start()
         let (ended, text, _) = try ClientProcess(["tail", id, "--follow"], server: server).finish()

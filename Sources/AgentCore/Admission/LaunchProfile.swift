@@ -144,7 +144,9 @@ public struct LaunchProfile: Sendable, Equatable {
         }
         for field in fields {
             if let asked = members.first(where: { $0.key == field.key }) {
-                guard asked.value == field.value else {
+                // 5 and 5.0 are the same budget.
+                let same = asked.value == field.value || (asked.value.doubleValue != nil && asked.value.doubleValue == field.value.doubleValue)
+                guard same else {
                     throw LaunchError(.profileField, field: field.key, "profile \(name) sets \(field.key); leave it out of the request")
                 }
                 continue
@@ -155,7 +157,13 @@ public struct LaunchProfile: Sendable, Equatable {
         merged = .object(members)
         var result = try LaunchRequest(json: merged)
         result.profile = name
-        for (key, value) in env where result.env[key] == nil { result.env[key] = value }
+        // The profile's env is the operator's: a request may not change it.
+        for (key, value) in env {
+            if let asked = result.env[key], asked != value {
+                throw LaunchError(.profileField, field: "env.\(key)", "profile \(name) sets env \(key); leave it out of the request")
+            }
+            result.env[key] = value
+        }
         if let promptTemplate {
             result.prompt = promptTemplate.replacingOccurrences(of: Self.placeholder, with: request.prompt)
         }

@@ -32,7 +32,7 @@ extension JobManager {
     }
 
     func checkPriority(_ request: LaunchRequest) throws(LaunchError) {
-        guard let priority = request.priority, abs(priority) > configuration.maxPriority else { return }
+        guard let priority = request.priority, priority < -configuration.maxPriority || priority > configuration.maxPriority else { return }
         throw LaunchError(
             .invalidField, field: "priority",
             "priority must be from -\(configuration.maxPriority) to \(configuration.maxPriority) on this server (serve --max-priority)")
@@ -198,6 +198,8 @@ extension JobManager {
         do throws(LaunchError) {
             spec = try queuedSpec(of: job)
         } catch {
+            // Its worktree was planned, never made: nothing to review.
+            update(id) { if $0.worktree?.state == .preparing { $0.worktree?.state = .discarded } }
             return fail(id, reason: "could not be queued again after the server restarted: \(error.message)", lifecycle: JobLifecycle(phase: .queued), event: .spawnFailed)
         }
         queued[id] = QueuedJob(spec: spec, lifecycle: JobLifecycle(phase: .queued))

@@ -25,6 +25,18 @@ extension JobManager {
         }
     }
 
+    /// An agent that exited at or past its deadline was stopped by its supervisor's timeout
+    /// (which may beat the server's timer to it): the job ends timed out like one the server
+    /// stopped. Nothing is signalled: the agent is gone.
+    func timedOutBySupervisor(_ id: String, _ runner: RunningJob) {
+        guard runner.killReason == nil, let job = jobsByID[id], let seconds = job.budget?.timeoutSeconds, let started = job.startedAt,
+            WallClock.milliseconds() >= started + seconds * 1_000
+        else { return }
+        let reason = KillReason.timeout(seconds)
+        emit(id, .log(LogLine(.system, .error, "\(reason.why): its supervisor stopped the agent")))
+        carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup }, id, runner)
+    }
+
     /// After a line of a job with turn or cost budgets: keeps what its agent reported in the
     /// job's record when it changed, and stops the job once a budget is used up.
     func checkSpending(_ id: String, _ runner: RunningJob) {

@@ -770,6 +770,9 @@ public final class JobManager {
         guard let runner = running[id] else { return }
         FailPoint.reach(.agentExited)
         runner.exitStatus = status
+        timedOutBySupervisor(id, runner)
+        if let timer = runner.deadlineTimer { loop.cancel(timer) }
+        runner.deadlineTimer = nil
         if let timer = runner.stderrTimer { loop.cancel(timer) }
         runner.stderrTimer = nil
         if !runner.outputCapped {

@@ -155,7 +155,8 @@ public struct LaunchRequest: Sendable, Equatable {
         }
         switch json["priority"] {
         case nil, .null?: priority = nil
-        case .int(let value)? where abs(value) <= Self.maxPriority: priority = value
+        // Compared without abs: abs(Int.min) traps, and a client can send it.
+        case .int(let value)? where value >= -Self.maxPriority && value <= Self.maxPriority: priority = value
         default: throw LaunchError(.invalidField, field: "priority", "priority must be an integer from -\(Self.maxPriority) to \(Self.maxPriority)")
         }
         switch json["timeoutSeconds"] {

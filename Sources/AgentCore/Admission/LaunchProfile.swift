@@ -136,38 +136,41 @@ public struct LaunchProfile: Sendable, Equatable {
     /// the request's, and the prompt through the template. A request field the profile fixes
     /// must be absent or the same.
     public func apply(to request: LaunchRequest) throws(LaunchError) -> LaunchRequest {
-        var merged = request.json
-        guard case .object(var members) = merged else { return request }
-        members.removeAll { $0.key == "profile" || $0.key == "provider" }
-        if request.provider != LaunchProfile.anyProvider && request.provider != provider {
-            throw LaunchError(.profileField, field: "provider", "profile \(name) runs \(provider); leave provider out or give \(provider)")
-        }
-        for field in fields {
-            if let asked = members.first(where: { $0.key == field.key }) {
-                // 5 and 5.0 are the same budget.
-                let same = asked.value == field.value || (asked.value.doubleValue != nil && asked.value.doubleValue == field.value.doubleValue)
-                guard same else {
-                    throw LaunchError(.profileField, field: field.key, "profile \(name) sets \(field.key); leave it out of the request")
-                }
-                continue
-            }
-            members.append(field)
-        }
+        if let conflict = conflict(with: request) { throw conflict }
+        guard case .object(let asked) = request.json else { return request }
+        var members = asked.filter { $0.key != "profile" && $0.key != "provider" }
+        let given = Set(members.map(\.key))
+        members += fields.filter { !given.contains($0.key) }
         members.append(.init("provider", .string(provider)))
-        merged = .object(members)
-        var result = try LaunchRequest(json: merged)
+        var result = try LaunchRequest(json: .object(members))
         result.profile = name
-        // The profile's env is the operator's: a request may not change it.
-        for (key, value) in env {
-            if let asked = result.env[key], asked != value {
-                throw LaunchError(.profileField, field: "env.\(key)", "profile \(name) sets env \(key); leave it out of the request")
-            }
-            result.env[key] = value
-        }
+        result.env.merge(env) { _, fixed in fixed }
         if let promptTemplate {
             result.prompt = promptTemplate.replacingOccurrences(of: Self.placeholder, with: request.prompt)
         }
         return result
+    }
+
+    /// The first field of `request` that the profile sets to something else (the provider, a
+    /// launch field, an env key), as the refusal; nil when there is none.
+    private func conflict(with request: LaunchRequest) -> LaunchError? {
+        if request.provider != LaunchProfile.anyProvider && request.provider != provider {
+            return LaunchError(.profileField, field: "provider", "profile \(name) runs \(provider); leave provider out or give \(provider)")
+        }
+        guard case .object(let asked) = request.json else { return nil }
+        for field in fields {
+            guard let value = asked.first(where: { $0.key == field.key })?.value else { continue }
+            // 5 and 5.0 are the same budget.
+            let numbersMatch = value.doubleValue != nil && value.doubleValue == field.value.doubleValue
+            if value != field.value && !numbersMatch {
+                return LaunchError(.profileField, field: field.key, "profile \(name) sets \(field.key); leave it out of the request")
+            }
+        }
+        // The profile's env is the operator's: a request may not change it.
+        for key in env.keys.sorted() where request.env[key] != nil && request.env[key] != env[key] {
+            return LaunchError(.profileField, field: "env.\(key)", "profile \(name) sets env \(key); leave it out of the request")
+        }
+        return nil
     }
 
     /// A request's provider when it names a profile and no provider.

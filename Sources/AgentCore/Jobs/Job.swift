@@ -211,8 +211,10 @@ extension Job {
         if let exitCode { text += " (exit \(exitCode))" }
         if let signal { text += " (\(ExitStatus.signalName(signal)))" }
         if let worktree, let summary = worktree.summary { text += ": \(summary) in \(worktree.branch)" }
-        // Stopped by a budget or a limit: the last line says which.
-        if let reason = result?["endReason"]?.stringValue, Self.limitEndReasons.contains(reason), let why = result?["errors"]?[0]?.stringValue {
+        // Stopped by agentgate for a budget or a limit: the last line says which (an agent that
+        // stopped itself at its own --max-turns says so in its log already).
+        if let reason = result?["endReason"]?.stringValue, Self.limitEndReasons.contains(reason), let why = result?["errors"]?[0]?.stringValue,
+            why.hasPrefix("stopped: ") {
             text += ": \(why)"
         }
         return text

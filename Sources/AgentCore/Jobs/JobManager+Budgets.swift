@@ -50,7 +50,11 @@ extension JobManager {
             $0.costUsd = cost
         }
         persist(id)
-        guard runner.killReason == nil, let reason = jobsByID[id]?.budget?.exceeded(turns: turns, cost: cost) else { return }
+        // An agent that takes the turn limit as a flag (claude, goose) enforces it itself and
+        // counts its own way (Claude Code reports 2 turns for --max-turns 1): only agents
+        // without one are stopped by agentgate's count.
+        let ownTurnFlag = jobsByID[id].flatMap { AgentProvider.named($0.provider)?.field("maxTurns") } == AgentProvider.maxTurns
+        guard runner.killReason == nil, let reason = jobsByID[id]?.budget?.exceeded(turns: ownTurnFlag ? nil : turns, cost: cost) else { return }
         try? kill(id, reason: reason)
     }
 }

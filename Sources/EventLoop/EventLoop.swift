@@ -255,6 +255,10 @@ public final class EventLoop: @unchecked Sendable {
     /// One turn: wait (bounded by the next timer), dispatch fd events, tasks, due timers, then
     /// end-of-turn hooks.
     public func runOnce(timeoutMilliseconds: Int?) {
+        // Called on its own (a test stepping the loop), it is the loop thread for the turn.
+        let me = UInt(bitPattern: Int(bitPattern: pthread_self()))
+        let entered = loopThread.compareExchange(expected: 0, desired: me, ordering: .relaxed).exchanged
+        defer { if entered { loopThread.store(0, ordering: .relaxed) } }
         var timeout = timeoutMilliseconds ?? -1
         if let next = nextTimerDeadline() {
             let now = MonotonicClock.nanoseconds()

@@ -57,11 +57,26 @@ struct AdmissionOptions: ParsableArguments {
         guard let profiles else { return [:] }
         guard let data = FileManager.default.contents(atPath: profiles) else { throw ValidationError("--profiles \(profiles): cannot be read") }
         guard data.count <= 4 << 20 else { throw ValidationError("--profiles \(profiles): larger than 4 MiB") }
+        let loaded: [String: LaunchProfile]
         do {
-            return try LaunchProfile.parse(Array(data))
+            loaded = try LaunchProfile.parse(Array(data))
         } catch {
             throw ValidationError("--profiles \(profiles): \(error.message)")
         }
+        // Within this server's maxima too: a profile past one could never launch, and its
+        // users could not ask for less (the profile's fields are fixed).
+        let policy = try budgets()
+        for (name, profile) in loaded.sorted(by: { $0.key < $1.key }) {
+            do throws(LaunchError) {
+                let made = try policy.apply(to: profile.apply(to: profile.sampleRequest))
+                if let priority = made.priority, abs(priority) > maxPriority {
+                    throw LaunchError(.invalidField, field: "priority", "priority must be from -\(maxPriority) to \(maxPriority) on this server (serve --max-priority)")
+                }
+            } catch {
+                throw ValidationError("--profiles \(profiles): profile \(name): \(error.message)")
+            }
+        }
+        return loaded
     }
 
     func budgets() throws -> BudgetPolicy {

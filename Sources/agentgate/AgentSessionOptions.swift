@@ -2,7 +2,7 @@ import ArgumentParser
 
 /// Launch options that `run` (through a server) and `exec` (in this process) both take.
 struct AgentSessionOptions: ParsableArguments {
-    @Option(help: "Stop after this many agent turns (claude, goose).")
+    @Option(help: "Stop after this many agent turns (claude and goose take it as a flag; agentgate counts codex and opencode turns).")
     var maxTurns: Int?
 
     @Option(name: [.customLong("resume"), .customLong("session")], help: "Continue this agent session (claude, codex, opencode, goose).")

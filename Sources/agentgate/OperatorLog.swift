@@ -65,6 +65,9 @@ final class OperatorLog {
         switch event.payload {
         case .started(let job) where job.status == .failed:
             logger.warning("job \(job.id) could not start: \(Self.oneLine(job.errorTail ?? "unknown reason"))")
+        case .started(let job) where job.status == .queued:
+            let place = job.queuePosition.map { " (\(AdmissionQueue.ordinal($0)))" } ?? ""
+            logger.info("job \(job.id) queued\(place): \(job.provider) in \(Self.oneLine(job.cwd ?? "?"))")
         case .started(let job):
             let pid = job.pid.map { " pid \($0)" } ?? ""
             logger.info("job \(job.id) started: \(job.provider)\(pid) in \(Self.oneLine(job.cwd ?? "?"))")

@@ -290,6 +290,9 @@ struct ServeCommand: ParsableCommand {
         if manager.queuedCount > 0 { banner += "\(manager.queuedCount) queued job(s) wait again, in their order\n" }
         let limits = managerConfiguration.admission
         banner += "jobs run \(limits.maxRunning.map { "at most \($0) at once" } ?? "with no cap") (--max-running); up to \(limits.maxQueued) more wait queued\n"
+        if !managerConfiguration.profiles.isEmpty {
+            banner += "profiles: \(managerConfiguration.profiles.keys.sorted().joined(separator: ", ")) (kill -HUP \(getpid()) reads \(admission.profiles ?? "the file") again)\n"
+        }
         FileHandle.standardOutput.write(Data(banner.utf8))
         log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.jobRunner.containmentDescription) containment")
         if webRoot == nil { log.logger.warning("the dashboard's files were not found (--web-root, or README \"Installing on PATH\")") }

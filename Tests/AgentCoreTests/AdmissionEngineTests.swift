@@ -27,6 +27,13 @@ struct AdmissionEngineTests {
         return found
     }
 
+    /// The files this process has open.
+    static func openFiles() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)
+        }
+    }
+
     static func harness(_ configure: @escaping (inout AdmissionQueue.Limits) -> Void) throws -> EngineHarness {
         try EngineHarness { configuration in
             configure(&configuration.admission)
@@ -46,6 +53,10 @@ struct AdmissionEngineTests {
         #expect(ids.dropFirst(4).allSatisfy { manager.job($0)?.status == .queued })
         #expect(positions(harness, Array(ids.dropFirst(4))) == (1...46).map { $0 })
         #expect(manager.job(ids[10])?.queueReason == "4 of 4 jobs running")
+        // A waiting job holds no descriptor: its log is opened for each line and closed.
+        manager.flushLogs()
+        let open = Self.openFiles().filter { path in ids.contains { path.contains("/jobs/\($0)/") } }
+        #expect(open.count == 4 * 2, "the running jobs' logs and indexes only: \(open)")
 
         let all = Set(ids)
         var most = 0
@@ -245,6 +256,44 @@ struct AdmissionEngineTests {
             let lines = manager.events(for: id).compactMap { if case .log(let line) = $0.payload { line.text } else { nil } }
             #expect(lines.contains("server restarted: still queued"), "\(lines)")
         }
+    }
+
+    /// A queued job's request file sits where an agent could rewrite it: one that no longer
+    /// says what the job's record says is not run by the next server (attacker trial: a
+    /// rewritten prompt, provider or profile ran while the record showed the old one).
+    @Test func aQueuedRequestChangedOnDiskIsNotRun() throws {
+        let agents = FakeAgents()
+        let data = TemporaryDirectory("agentgate-admission-tamper")
+        let ran = data.path + "/ran"
+        var ids: [String] = []
+        let changes: [(String, JSONValue)] = [("prompt", "delete everything"), ("provider", "codex"), ("priority", .int(5)), ("maxTurns", .int(3))]
+        do {
+            let loop = try EventLoop()
+            let store = try JobStore(dataDirectory: data.path)
+            let manager = JobManager(loop: loop, store: store, detector: Self.detector(agents), configuration: Self.configuration(agents))
+            _ = try manager.launch(LaunchRequest(provider: "claude", prompt: "holder", env: ["FAKE_SCRIPT": "sleep 30"]))
+            for _ in changes {
+                ids.append(try manager.launch(LaunchRequest(provider: "claude", prompt: "summarise", env: ["FAKE_SCRIPT": "touch '\(ran)'"])).id)
+            }
+            manager.flushLogs()
+        }
+        for (id, change) in zip(ids, changes) {
+            let path = data.path + "/jobs/\(id)/request.json"
+            var request = try #require(SmallJSONFile.read(path, maxBytes: 1 << 20))
+            request = request.setting(change.0, to: change.1)
+            #expect(SmallJSONFile.write(request, to: path))
+        }
+        let loop = try EventLoop()
+        let store = try JobStore(dataDirectory: data.path)
+        let manager = JobManager(loop: loop, store: store, detector: Self.detector(agents), configuration: Self.configuration(agents))
+        _ = try manager.recover()
+        loop.run(untilMilliseconds: 1_000) { false }
+        for (id, change) in zip(ids, changes) {
+            let job = try #require(manager.job(id))
+            #expect(job.status == .failed && job.queuePosition == nil)
+            #expect(job.errorTail?.contains("no longer matches its record (\(change.0))") == true, "\(job.errorTail ?? "")")
+        }
+        #expect(!FileManager.default.fileExists(atPath: ran), "a changed request ran")
     }
 
     static func detector(_ agents: FakeAgents) -> AgentDetector {

@@ -179,4 +179,23 @@ import Testing
         queue.release("adopted2")
         #expect(queue.startReady() == ["q2"])
     }
+
+    /// The reasons of a whole queue in one pass say what each job's own reason says.
+    @Test func aQueuesReasonsInOnePassAreEachJobsReason() {
+        var queue = Self.queue(maxRunning: 3) {
+            $0.maxPerProvider = ["codex": 1]
+            $0.maxPerProject = 1
+        }
+        _ = queue.admit(Ticket(id: "r1", provider: "codex", key: "k"))
+        _ = queue.admit(Ticket(id: "r2", provider: "claude", project: "web"))
+        let tickets = [
+            Ticket(id: "w1", provider: "codex"), Ticket(id: "w2", provider: "claude", key: "k"),
+            Ticket(id: "w3", provider: "claude", project: "web"), Ticket(id: "w4", provider: "claude", key: "q"),
+            Ticket(id: "w5", provider: "claude", key: "q"), Ticket(id: "w6", provider: "claude", priority: 2),
+        ]
+        for ticket in tickets { _ = queue.admit(ticket) }
+        #expect(!queue.waiting.isEmpty)
+        #expect(queue.reasons() == queue.waiting.map { queue.reason(for: $0.id) })
+        #expect(queue.reasons().contains("key k is held by job r1"))
+    }
 }

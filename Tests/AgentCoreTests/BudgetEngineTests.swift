@@ -67,6 +67,74 @@ struct BudgetEngineTests {
         #expect(done?.turns == 2)
     }
 
+    /// An agent that says when a turn begins is stopped as it begins one too many, before
+    /// that turn has run.
+    @Test func aTurnBudgetStopsAnAgentAsItBeginsATurnTooMany() throws {
+        let harness = try EngineHarness()
+        let start = #"{"type":"step_start","part":{"type":"step-start"}}"#
+        let finish = #"{"type":"step_finish","part":{"type":"step-finish","cost":0.001}}"#
+        let text = { (n: Int) in #"{"type":"text","part":{"text":"step \#(n)"}}"# }
+        // Each step's work comes a moment after it begins.
+        let script = (1...3).map { "echo '\(start)'; sleep 0.2; echo '\(text($0))'; echo '\(finish)'" }.joined(separator: "; ") + "; exec sleep 30"
+        let job = try launch(harness, "opencode", script: script, maxTurns: 2)
+        let done = harness.waitForCompletion(job.id)
+        expectStopped(done, "max_turns", "stopped: it went past its limit of 2 turns", harness)
+        let texts = harness.logLines(of: job.id).map(\.text)
+        #expect(texts.contains("step 2") && !texts.contains("step 3"), "\(texts)")
+        #expect(done?.turns == 2)
+    }
+
+    /// Claude Code stops itself at its --max-turns; one that runs on regardless is stopped
+    /// by agentgate's count of the model calls it streams (one call to spare: Claude's own
+    /// count differs from its messages by one).
+    @Test func aClaudeRunThatIgnoresItsTurnFlagIsStoppedByTheStreamedCalls() throws {
+        let harness = try EngineHarness()
+        let args = harness.scratch.path + "/args"
+        let call = { (n: Int) in
+            #"{"type":"assistant","message":{"id":"msg_\#(n)","role":"assistant","content":[{"type":"text","text":"turn \#(n)"}]}}"#
+        }
+        // Two events of one message are one call.
+        let script = (1...5).map { "echo '\(call($0))'; echo '\(call($0))'; sleep 0.1" }.joined(separator: "; ") + "; exec sleep 30"
+        let job = try launch(harness, script: script, maxTurns: 2, argsFile: args)
+        let done = harness.waitForCompletion(job.id)
+        expectStopped(done, "max_turns", "stopped: it went past its limit of 2 turns", harness)
+        let texts = harness.logLines(of: job.id).map(\.text)
+        #expect(texts.contains("turn 4") && !texts.contains("turn 5"), "\(texts)")
+        #expect((try? String(contentsOfFile: args, encoding: .utf8))?.contains("--max-turns=2") == true)
+    }
+
+    /// What an agent spent before a restart counts after it: the next server goes on from
+    /// the recorded cost (opencode reports it one step at a time), not from zero.
+    @Test func spendingBeforeARestartCountsAgainstTheBudgetAfterIt() throws {
+        let agents = FakeAgents()
+        let data = TemporaryDirectory("agentgate-budget-restart")
+        let go = data.path + "/go"
+        let step = #"{"type":"step_finish","sessionID":"s1","part":{"type":"step-finish","cost":0.02}}"#
+        let script = "echo '\(step)'; echo '\(step)'; while [ ! -e '\(go)' ]; do sleep 0.05; done; echo '\(step)'; exec sleep 30"
+        func engine() throws -> EngineHarness {
+            try EngineHarness(agents: agents, data: data, runner: { loop, path in
+                SupervisorRunner(
+                    loop: loop, supervisorExecutable: SupervisorRunnerTests.supervisor, jobsDirectory: path + "/jobs",
+                    graceMilliseconds: 300, containment: JobContainment(useCgroups: false))
+            })
+        }
+        // This server stops running (kept, not freed: its process handles would kill what
+        // it started); the agent goes on under its supervisor.
+        let first = try engine()
+        let id = try launch(first, "opencode", script: script, budget: 0.05).id
+        #expect(first.spin(until: { first.manager.job(id)?.costUsd == 0.04 }))
+        first.manager.flushLogs()
+        defer { withExtendedLifetime(first) {} }
+        let second = try engine()
+        _ = try second.manager.recover()
+        #expect(second.manager.adopted.map(\.id) == [id])
+        data.write("go", "")
+        let done = second.waitForCompletion(id)
+        expectStopped(done, "budget", "stopped: its reported cost reached its budget of $0.05", second)
+        #expect(abs((done?.costUsd ?? 0) - 0.06) < 1e-9)
+        #expect(done?.turns == 3)
+    }
+
     @Test func budgetsAnAgentCannotHonourAreRefusedNotDropped() throws {
         let harness = try EngineHarness()
         for provider in ["codex", "goose"] {

@@ -8,7 +8,7 @@ import TestSupport
 /// A real job engine over a temporary data directory, with fake agents on its PATH.
 final class EngineHarness {
     let agents: FakeAgents
-    let data = TemporaryDirectory("agentgate-data")
+    let data: TemporaryDirectory
     let scratch = TemporaryDirectory("agentgate-scratch")
     let loop: EventLoop
     let store: JobStore
@@ -18,10 +18,11 @@ final class EngineHarness {
 
     /// - Parameters: records, events: stores of the test's own (default: SQLite and files in `data`).
     init(
-        agents: FakeAgents = FakeAgents(), records: (any JobRecords)? = nil, events: (any JobEventStore)? = nil,
+        agents: FakeAgents = FakeAgents(), data: TemporaryDirectory = TemporaryDirectory("agentgate-data"), records: (any JobRecords)? = nil, events: (any JobEventStore)? = nil,
         configure: (inout JobManager.Configuration) -> Void = { _ in }, runner: ((EventLoop, _ dataPath: String) -> any JobRunner)? = nil
     ) throws {
         self.agents = agents
+        self.data = data
         loop = try EventLoop()
         store = try JobStore(dataDirectory: data.path, records: records, events: events)
         var detectorConfiguration = AgentDetector.Configuration(

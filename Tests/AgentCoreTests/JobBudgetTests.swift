@@ -60,6 +60,41 @@ import Testing
         #expect(KillReasonText.of(.budget(0.5)) == ("stopped: its reported cost reached its budget of $0.5", "budget"))
         #expect(KillReasonText.of(.maxTurns(1)) == ("stopped: it went past its limit of 1 turn", "max_turns"))
     }
+
+    /// An agent's report may lie past any number (attacker trial: two results of 2^63-1
+    /// turns trapped the server, and `show` trapped on a cost of 1e300): clamped and shown.
+    @Test func countsAnAgentReportsNeverTrap() {
+        var claude = StdoutInterpreter(format: .claudeStreamJSON)
+        for turns in [Int.max, 1, Int.min, -1] {
+            let line = #"{"type":"result","subtype":"success","num_turns":\#(turns),"duration_ms":\#(turns),"usage":{"input_tokens":\#(turns)},"total_cost_usd":1e300}"#
+            _ = claude.interpret(LineSplitter.Line(text: line, droppedBytes: 0))
+        }
+        #expect(claude.report.numTurns == Int.max)
+        #expect(claude.report.durationMs == Int.max)
+        #expect(claude.report.usage?["input_tokens"]?.intValue == Int.max)
+        claude.carry(turns: Int.max, costUSD: nil)
+        #expect(claude.report.numTurns == Int.max)
+        #expect(LaunchRequest.dollars(1e300) == "1e+300")
+        #expect(LaunchRequest.dollars(-0.5) == "-0.5")
+        #expect(LaunchRequest.dollars(.infinity) == "inf" && LaunchRequest.dollars(.nan) == "nan")
+    }
+
+    /// A re-attached job's turns and cost go on from what the last server recorded: step
+    /// costs add to it, a running total (Claude Code's) already includes it.
+    @Test func spendingCarriesOverToTheNextServersInterpreter() throws {
+        var opencode = StdoutInterpreter(format: .opencodeJSON)
+        opencode.carry(turns: 2, costUSD: 0.04)
+        _ = opencode.interpret(LineSplitter.Line(text: #"{"type":"step_finish","part":{"cost":0.02}}"#, droppedBytes: 0))
+        #expect(opencode.report.numTurns == 3)
+        #expect(abs((opencode.report.costUSD ?? 0) - 0.06) < 1e-12)
+
+        var claude = StdoutInterpreter(format: .claudeStreamJSON)
+        claude.carry(turns: nil, costUSD: 0.5)
+        #expect(claude.report.costUSD == 0.5)
+        _ = claude.interpret(LineSplitter.Line(text: #"{"type":"result","subtype":"success","num_turns":4,"total_cost_usd":0.75}"#, droppedBytes: 0))
+        #expect(claude.report.costUSD == 0.75)
+        #expect(claude.report.numTurns == 4)
+    }
 }
 
 /// The log text and end reason of a kill reason (internal to the engine).

@@ -41,6 +41,16 @@ import Testing
         #expect(review.json["permissionMode"] == "plan" && review.json["env"] == ["MYAPP_MODE"])
     }
 
+    /// A template without {{prompt}} is the whole prompt: a request with text of its own is
+    /// refused rather than its text silently dropped.
+    @Test func aFixedPromptRefusesARequestsText() throws {
+        let profiles = try LaunchProfile.parse(Array(#"{"profiles": {"lint": {"provider": "claude", "prompt": "Run the linter and fix what it finds."}}}"#.utf8))
+        let lint = try #require(profiles["lint"])
+        let made = try lint.apply(to: LaunchRequest(provider: LaunchProfile.anyProvider, prompt: "", profile: "lint"))
+        #expect(made.prompt == "Run the linter and fix what it finds.")
+        #expect(throws: LaunchError.self) { try lint.apply(to: LaunchRequest(provider: LaunchProfile.anyProvider, prompt: "also rm -rf", profile: "lint")) }
+    }
+
     @Test func aFileThatWouldMakeABadLaunchIsRefusedNamingTheProfile() {
         let bad: [(String, String)] = [
             (#"{"profiles": {"x": {"provider": "nobody"}}}"#, "profile x: provider must be one of"),

@@ -129,12 +129,18 @@ struct BudgetCommandTests {
             exit = server.data.read("jobs/\(id)/agent/exit.json") ?? ""
         }
         #expect(exit.contains("\"timedOut\":true"), "\(exit)")
+        // Down a while longer: the job ended at its deadline, not when the server came back.
+        usleep(1_500_000)
         try server.start()
         let (ended, text, _) = try ClientProcess(["tail", id, "--follow"], server: server).finish()
         #expect(ended == 1, "\(text)")
         #expect(text.contains("failed") && text.contains("stopped: it ran past its timeout of 2 s"), "\(text)")
         let (_, shown, _) = try ClientProcess(["show", id], server: server).finish()
         #expect(shown.contains("ended     timeout") && shown.contains("budget    2 s"), "\(shown)")
+        let (_, json, _) = try ClientProcess(["show", id, "--json"], server: server).finish()
+        let job = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        let ran = (job["endedAt"] as? Int ?? 0) - (job["startedAt"] as? Int ?? 0)
+        #expect(ran >= 2_000 && ran < 3_500, "ran \(ran) ms by its record")
     }
 }
 
@@ -177,6 +183,15 @@ struct ProfileCommandTests {
         }
         #expect(log.contains("profiles not reloaded, the old ones stay") && log.contains("effort for claude must be one of"), "\(log)")
         #expect(try client(["capabilities"]).1.contains("profile fast"))
+        // A profile past the server's maximum could never launch: refused at load too.
+        files.write("profiles.json", #"{"profiles": {"long": {"provider": "claude", "timeoutSeconds": 1800}}}"#)
+        kill(try #require(server.pid), SIGHUP)
+        for _ in 0..<100 where !log.contains("profile long") {
+            usleep(20_000)
+            log = server.data.read("serve.err") ?? ""
+        }
+        #expect(log.contains("profile long: timeoutSeconds must be at most 60 on this server"), "\(log)")
+        #expect(try client(["capabilities"]).1.contains("profile fast"))
         let (unknown, _, unknownErr) = try client(["run", "--profile", "review", "x"])
         #expect(unknown == 2 && unknownErr.contains("no profile 'review' on this server; profiles: fast"), "\(unknownErr)")
 
@@ -184,6 +199,7 @@ struct ProfileCommandTests {
         let (over, _, overErr) = try client(["run", "claude", "x", "--timeout", "61"])
         #expect(over == 2 && overErr.contains("timeoutSeconds must be at most 60 on this server (serve --max-timeout)"), "\(overErr)")
         // A bad profiles file stops the server at start, naming it.
+        files.write("profiles.json", #"{"profiles": {"broken": {"provider": "claude", "effort": "extreme"}}}"#)
         let data = TemporaryDirectory("agentgate-profiles-bad")
         let started = try ChildProcess(
             CommandLineTests.binary, ["serve", "--port", "0", "--data-dir", data.path, "--profiles", files.path + "/profiles.json"],

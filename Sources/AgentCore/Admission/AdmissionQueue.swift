@@ -156,10 +156,35 @@ public struct AdmissionQueue: Sendable, Equatable {
     /// jobs ahead of it.
     public func reason(for id: String) -> String? {
         guard let index = waiting.firstIndex(where: { $0.id == id }) else { return nil }
-        let ticket = waiting[index]
+        let earlier = waiting[index].key.flatMap { key in waiting[..<index].first(where: { $0.key == key })?.id }
+        return reason(at: index, counts: counts(), heldKeys: heldKeys(), earlierWithKey: earlier)
+    }
+
+    /// Every waiting job's reason, in queue order, in one pass (a move of a queue of a
+    /// thousand asks for all of them).
+    public func reasons() -> [String] {
         let counts = counts()
-        if let key = ticket.key, let holder = active.values.first(where: { $0.key == key }) {
-            return "key \(key) is held by job \(holder.id)"
+        let held = heldKeys()
+        var firstWithKey: [String: String] = [:]
+        return waiting.indices.map { index in
+            let key = waiting[index].key
+            let earlier = key.flatMap { firstWithKey[$0] }
+            if let key, earlier == nil { firstWithKey[key] = waiting[index].id }
+            return reason(at: index, counts: counts, heldKeys: held, earlierWithKey: earlier)
+        }
+    }
+
+    /// The running job holding each key.
+    private func heldKeys() -> [String: String] {
+        var held: [String: String] = [:]
+        for ticket in active.values { if let key = ticket.key { held[key] = min(held[key] ?? ticket.id, ticket.id) } }
+        return held
+    }
+
+    private func reason(at index: Int, counts: Counts, heldKeys: [String: String], earlierWithKey: String?) -> String {
+        let ticket = waiting[index]
+        if let key = ticket.key, let holder = heldKeys[key] {
+            return "key \(key) is held by job \(holder)"
         }
         if let maxRunning = limits.maxRunning, counts.all >= maxRunning {
             return "\(counts.all) of \(maxRunning) jobs running"
@@ -173,8 +198,8 @@ public struct AdmissionQueue: Sendable, Equatable {
         if let project = ticket.project, let cap = limits.projectCap(project), counts.projects[project, default: 0] >= cap {
             return "\(counts.projects[project, default: 0]) of \(cap) jobs running in project \(project)"
         }
-        if let key = ticket.key, let earlier = waiting[..<index].first(where: { $0.key == key }) {
-            return "job \(earlier.id) with key \(key) is ahead of it"
+        if let key = ticket.key, let earlierWithKey {
+            return "job \(earlierWithKey) with key \(key) is ahead of it"
         }
         return index == 0 ? "starting" : "\(index) job\(index == 1 ? "" : "s") ahead of it"
     }

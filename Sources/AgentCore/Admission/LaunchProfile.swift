@@ -123,7 +123,7 @@ public struct LaunchProfile: Sendable, Equatable {
         // The profile's fields must make a valid launch on their own: the request's own limits
         // and the provider's fields and values (what does not depend on this machine).
         do throws(LaunchError) {
-            let made = try profile.apply(to: LaunchRequest(provider: provider, prompt: "x", profile: name))
+            let made = try profile.apply(to: profile.sampleRequest)
             try made.validate()
             if let agent = AgentProvider.named(provider) { try CommandBuilder.checkFields(made, for: agent) }
         } catch {
@@ -166,11 +166,21 @@ public struct LaunchProfile: Sendable, Equatable {
                 return LaunchError(.profileField, field: field.key, "profile \(name) sets \(field.key); leave it out of the request")
             }
         }
+        // A template without {{prompt}} is the whole prompt: a request's text would be lost.
+        if let promptTemplate, !promptTemplate.contains(Self.placeholder), !request.prompt.isEmpty {
+            return LaunchError(.profileField, field: "prompt", "profile \(name) sets the whole prompt; leave prompt out of the request")
+        }
         // The profile's env is the operator's: a request may not change it.
         for key in env.keys.sorted() where request.env[key] != nil && request.env[key] != env[key] {
             return LaunchError(.profileField, field: "env.\(key)", "profile \(name) sets env \(key); leave it out of the request")
         }
         return nil
+    }
+
+    /// The least a client sends to launch it: what the file's checks launch.
+    public var sampleRequest: LaunchRequest {
+        let fixedPrompt = promptTemplate.map { !$0.contains(Self.placeholder) } ?? false
+        return LaunchRequest(provider: provider, prompt: fixedPrompt ? "" : "x", profile: name)
     }
 
     /// A request's provider when it names a profile and no provider.

@@ -7,6 +7,16 @@ import EventLoop
 struct QueuedJob {
     var spec: LaunchSpec
     var lifecycle: JobLifecycle
+    /// The place last sent in a `job:queue` event, and when.
+    var announced: (position: Int, reason: String?, at: Int)?
+
+    /// How long a waiting job's place may go unannounced after it moved: each move is a
+    /// stored event in every waiting job's log, so far back in a long queue they are spaced
+    /// out (attacker trial: a launch and a cancel in front of 998 waiting jobs wrote 257 KB).
+    /// Near the front every move is told at once.
+    static func announceInterval(position: Int) -> Int {
+        position <= 10 ? 0 : position <= 100 ? 1_000 : 5_000
+    }
 }
 
 /// Admission control in the job engine: a launch over a cap waits `queued` (its request kept
@@ -59,8 +69,8 @@ extension JobManager {
     func enqueue(_ id: String, _ spec: LaunchSpec, position: Int) {
         var lifecycle = JobLifecycle()
         let actions = lifecycle.handle(.enqueue)
-        queued[id] = QueuedJob(spec: spec, lifecycle: lifecycle)
         let reason = admission.reason(for: id)
+        queued[id] = QueuedJob(spec: spec, lifecycle: lifecycle, announced: (position, reason, WallClock.milliseconds()))
         update(id) {
             $0.queuePosition = position
             $0.queueReason = reason
@@ -114,15 +124,39 @@ extension JobManager {
             emit(id, .log(LogLine(.system, .info, "admitted after waiting \(Self.seconds(waited))")))
             begin(id, waiting.spec, lifecycle: waiting.lifecycle)
         }
-        for (index, ticket) in admission.waiting.enumerated() {
+        announceQueue()
+    }
+
+    /// Gives each waiting job its place (the job's fields at once) and sends the moves as
+    /// `job:queue` events, spaced out far back in the queue (`QueuedJob.announceInterval`):
+    /// a place not yet told is told by a later pass.
+    func announceQueue() {
+        let now = WallClock.milliseconds()
+        var owed = Int.max
+        for (index, (ticket, reason)) in zip(admission.waiting, admission.reasons()).enumerated() {
             let position = index + 1
-            let reason = admission.reason(for: ticket.id)
-            guard let job = jobsByID[ticket.id], job.queuePosition != position || job.queueReason != reason else { continue }
-            update(ticket.id) {
-                $0.queuePosition = position
-                $0.queueReason = reason
+            guard let job = jobsByID[ticket.id], var waiting = queued[ticket.id] else { continue }
+            if job.queuePosition != position || job.queueReason != reason {
+                update(ticket.id) {
+                    $0.queuePosition = position
+                    $0.queueReason = reason
+                }
             }
+            guard waiting.announced.map({ $0.position != position || $0.reason != reason }) ?? true else { continue }
+            let due = (waiting.announced?.at ?? 0) + QueuedJob.announceInterval(position: position)
+            guard due <= now else {
+                owed = min(owed, due)
+                continue
+            }
+            waiting.announced = (position, reason, now)
+            queued[ticket.id] = waiting
             emit(ticket.id, .queue(position: position, reason: reason))
+        }
+        guard owed != Int.max, !queueAnnouncementScheduled else { return }
+        queueAnnouncementScheduled = true
+        loop.schedule(afterMilliseconds: owed - now) { [weak self] in
+            self?.queueAnnouncementScheduled = false
+            self?.announceQueue()
         }
     }
 
@@ -134,13 +168,16 @@ extension JobManager {
         queued[id] = nil
         let position = admission.position(of: id)
         releaseAdmission(id)
-        emit(id, .log(LogLine(.system, .info, "\(reason.why) while queued" + (position.map { " (\(AdmissionQueue.ordinal($0)))" } ?? "") + ": it never ran")))
+        let said = "\(reason.why) while queued" + (position.map { " (\(AdmissionQueue.ordinal($0)))" } ?? "") + ": it never ran"
+        emit(id, .log(LogLine(.system, .info, said)))
         update(id) {
             $0.status = lifecycle.status
             $0.endedAt = WallClock.milliseconds()
             $0.queuePosition = nil
             $0.queueReason = nil
-            $0.result = .object([.init("isError", .bool(true)), .init("endReason", .string(reason.endReason))])
+            $0.result = .object([
+                .init("isError", .bool(true)), .init("endReason", .string(reason.endReason)), .init("errors", .array([.string(said)])),
+            ])
             // Planned, never made: nothing to review.
             if $0.worktree?.state == .preparing { $0.worktree?.state = .discarded }
         }
@@ -198,8 +235,12 @@ extension JobManager {
         do throws(LaunchError) {
             spec = try queuedSpec(of: job)
         } catch {
-            // Its worktree was planned, never made: nothing to review.
-            update(id) { if $0.worktree?.state == .preparing { $0.worktree?.state = .discarded } }
+            update(id) {
+                $0.queuePosition = nil
+                $0.queueReason = nil
+                // Its worktree was planned, never made: nothing to review.
+                if $0.worktree?.state == .preparing { $0.worktree?.state = .discarded }
+            }
             return fail(id, reason: "could not be queued again after the server restarted: \(error.message)", lifecycle: JobLifecycle(phase: .queued), event: .spawnFailed)
         }
         queued[id] = QueuedJob(spec: spec, lifecycle: JobLifecycle(phase: .queued))
@@ -211,10 +252,37 @@ extension JobManager {
         let path = store.jobDirectory(job.id) + "/" + Self.requestFileName
         // A prompt of 1 MiB may take 6 MiB escaped; the env and argv a few more.
         guard let value = SmallJSONFile.read(path, maxBytes: 16 << 20) else { throw LaunchError(.invalidField, field: nil, "its request (\(path)) is missing or unreadable") }
-        let (request, policy) = try resolve(LaunchRequest(json: value))
+        let asked = try LaunchRequest(json: value)
+        let (request, policy) = try resolve(asked)
+        // The file sits in the job's directory, where an agent running as the same user could
+        // rewrite it: what it asks for must be what the job's record shows.
+        if let field = Self.mismatch(asked: asked, resolved: request, job) {
+            throw LaunchError(
+                .invalidField, field: field,
+                "its request (\(path)) no longer matches its record (\(field)): the file was changed after the job was queued, or the profile it names was")
+        }
         let builder = CommandBuilder(policy: policy, capabilities: detector.current(), searchPath: detector.configuration.path)
         let outputFile = store.jobDirectory(job.id) + "/output.txt"
-        return try builder.build(request, outputFile: outputFile, runningIn: job.worktree?.workingDirectory)
+        let spec = try builder.build(request, outputFile: outputFile, runningIn: job.worktree?.workingDirectory)
+        if (spec.workingDirectory ?? request.cwd) != job.cwd {
+            throw LaunchError(.invalidField, field: "cwd", "its request (\(path)) no longer matches its record (cwd): the file was changed after the job was queued")
+        }
+        return spec
+    }
+
+    /// The first field where a queued job's request says other than its record. Budgets the
+    /// request left to the operator may differ (the operator's defaults may have changed).
+    static func mismatch(asked: LaunchRequest, resolved request: LaunchRequest, _ job: Job) -> String? {
+        let prompt = job.promptWasCut ? request.prompt.hasPrefix(job.prompt) : request.prompt == job.prompt
+        func same<T: Equatable>(_ asked: T?, _ recorded: T?) -> Bool { asked == nil || asked == recorded }
+        let fields: [(String, Bool)] = [
+            ("provider", request.provider == job.provider), ("prompt", prompt), ("profile", request.profile == job.profile),
+            ("model", request.model == job.model), ("label", request.label == job.label), ("project", request.project == job.project),
+            ("key", request.key == job.key), ("priority", (request.priority ?? 0) == job.priority),
+            ("timeoutSeconds", same(asked.timeoutSeconds, job.budget?.timeoutSeconds)), ("maxTurns", same(asked.maxTurns, job.budget?.maxTurns)),
+            ("maxBudgetUsd", same(asked.maxBudgetUsd, job.budget?.maxBudgetUsd)),
+        ]
+        return fields.first { !$0.1 }?.0
     }
 
     public static func seconds(_ value: Double) -> String {

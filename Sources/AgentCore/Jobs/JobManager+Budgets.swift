@@ -10,6 +10,7 @@ extension JobManager {
     func armBudget(_ id: String, _ runner: RunningJob) {
         guard let job = jobsByID[id], let budget = job.budget else { return }
         runner.watchesReports = budget.watchesReports
+        runner.ownTurnFlag = AgentProvider.named(job.provider)?.field("maxTurns") == AgentProvider.maxTurns
         guard let seconds = budget.timeoutSeconds, let started = job.startedAt else { return }
         let left = started + seconds * 1_000 - WallClock.milliseconds()
         // Passed while no server ran (its supervisor stopped the agent then): it ends timed
@@ -40,21 +41,25 @@ extension JobManager {
     /// After a line of a job with turn or cost budgets: keeps what its agent reported in the
     /// job's record when it changed, and stops the job once a budget is used up.
     func checkSpending(_ id: String, _ runner: RunningJob) {
-        let turns = runner.interpreter.report.numTurns
-        let cost = runner.interpreter.report.costUSD
-        guard turns != runner.reportedTurns || cost != runner.reportedCost else { return }
-        runner.reportedTurns = turns
-        runner.reportedCost = cost
-        update(id) {
-            $0.turns = turns
-            $0.costUsd = cost
+        let report = runner.interpreter.report
+        let (turns, cost) = (report.numTurns, report.costUSD)
+        if turns != runner.reportedTurns || cost != runner.reportedCost {
+            runner.reportedTurns = turns
+            runner.reportedCost = cost
+            update(id) {
+                $0.turns = turns
+                $0.costUsd = cost
+            }
+            persist(id)
         }
-        persist(id)
-        // An agent that takes the turn limit as a flag (claude, goose) enforces it itself and
-        // counts its own way (Claude Code reports 2 turns for --max-turns 1): only agents
-        // without one are stopped by agentgate's count.
-        let ownTurnFlag = jobsByID[id].flatMap { AgentProvider.named($0.provider)?.field("maxTurns") } == AgentProvider.maxTurns
-        guard runner.killReason == nil, let reason = jobsByID[id]?.budget?.exceeded(turns: ownTurnFlag ? nil : turns, cost: cost) else { return }
+        guard runner.killReason == nil, let budget = jobsByID[id]?.budget else { return }
+        // Turns are counted as they begin (`streamedTurns`; an agent that streams no starts,
+        // as they end). An agent that takes the limit as a flag stops itself there, counting
+        // its own way (Claude Code reports 2 turns for --max-turns 1, and a subagent's
+        // messages may look like its own): for it the count has one turn to spare, a
+        // backstop for an agent that ignores its flag.
+        let counted = runner.ownTurnFlag ? report.streamedTurns.map { $0 - 1 } : report.streamedTurns ?? turns
+        guard let reason = budget.exceeded(turns: counted, cost: cost) else { return }
         try? kill(id, reason: reason)
     }
 }

@@ -173,6 +173,7 @@ public final class JobManager {
     /// Caps, keys and the queue's order (made from `configuration.admission` on first use).
     public internal(set) lazy var admission = AdmissionQueue(limits: configuration.admission)
     var admissionScheduled = false
+    var queueAnnouncementScheduled = false
     /// How long admitted jobs waited, for `/metrics`.
     public internal(set) var queueWaits = QueueWaits()
     /// Worktree owners with an apply or discard under way.
@@ -449,6 +450,8 @@ public final class JobManager {
             outputFile: job.command.contains(outputFile) ? outputFile : nil)
         let runner = RunningJob(spec: spec, process: process)
         runner.lifecycle = JobLifecycle(phase: .running)
+        runner.interpreter.carry(turns: job.turns, costUSD: job.costUsd)
+        (runner.reportedTurns, runner.reportedCost) = (job.turns, job.costUsd)
         running[job.id] = runner
         let id = job.id
         watch(id, runner)
@@ -893,9 +896,12 @@ public final class JobManager {
     func complete(_ id: String, _ runner: RunningJob) {
         guard running.removeValue(forKey: id) === runner else { return }
         if let timer = runner.deadlineTimer { loop.cancel(timer) }
+        let now = WallClock.milliseconds()
         update(id) {
             $0.status = runner.lifecycle.status
-            $0.endedAt = WallClock.milliseconds()
+            // When the agent ended (it may have while no server was attached), within reason.
+            let started = $0.startedAt ?? $0.createdAt
+            $0.endedAt = runner.process.endedAt.map { min(max($0, started), now) } ?? now
         }
         emit(id, .completed(jobsByID[id]!))
         persist(id)
@@ -1067,7 +1073,11 @@ public final class JobManager {
             do {
                 storedSeqs[id] = try store.events.append(job: id, lines: bytes)
                 if hasCursor { FailPoint.reach(.eventsAppended) }
-                if let job = jobsByID[id], job.status.isFinished, pendingLogBytes[id] == nil { store.events.close(job: id) }
+                // A finished job writes no more; a queued one only a line per move of the
+                // queue: neither keeps its two descriptors (a thousand may wait).
+                if let job = jobsByID[id], job.status.isFinished || job.status == .queued, pendingLogBytes[id] == nil {
+                    store.events.close(job: id)
+                }
             } catch {
                 keepUnstored(id, bytes)
                 failures.append((id, error))
@@ -1202,6 +1212,8 @@ final class RunningJob {
     /// Whether it has turn or cost budgets (checked as its lines are read), and the timer
     /// of its timeout.
     var watchesReports = false
+    /// Its agent takes the turn limit as a flag of its own (claude, goose).
+    var ownTurnFlag = false
     var deadlineTimer: EventLoop.TimerID?
     /// The turns and cost its agent reported, as last put in the job's record.
     var reportedTurns: Int?

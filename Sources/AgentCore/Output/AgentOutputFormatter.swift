@@ -17,6 +17,9 @@ public protocol AgentOutputFormatter: Sendable {
     /// Whether a JSON event is kept as `job:event`. Streaming deltas are not: their text
     /// reaches the log as lines, and thousands of them would bloat the stored history.
     func keepsRawEvent(_ event: JSONValue) -> Bool
+    /// Whether `report.costUSD` is the agent's own running total (Claude Code's
+    /// `total_cost_usd`) rather than a sum of the costs it reported one step at a time.
+    var reportsCostAsRunningTotal: Bool { get }
 }
 
 extension AgentOutputFormatter {
@@ -24,6 +27,7 @@ extension AgentOutputFormatter {
     public var partialLine: LogLine? { nil }
     public func keepsRawEvent(_ event: JSONValue) -> Bool { true }
     public var sessionId: String? { report.sessionId }
+    public var reportsCostAsRunningTotal: Bool { false }
 }
 
 /// The formatters agentgate knows, by the output format a provider's command line asks for.
@@ -56,12 +60,33 @@ public struct StdoutInterpreter: Sendable {
     }
 
     public private(set) var formatter: any AgentOutputFormatter
+    /// What the agent had reported spending before this interpreter took over its stream (a
+    /// re-attached job's output goes on from a cursor; its turns and cost go on from here).
+    private var spentBefore = AgentReport()
 
     public init(format: OutputFormat) {
         formatter = format.makeFormatter()
     }
 
-    public var report: AgentReport { formatter.report }
+    /// Continues a re-attached job's turns and cost from what the last server recorded.
+    public mutating func carry(turns: Int?, costUSD: Double?) {
+        spentBefore.numTurns = turns
+        spentBefore.costUSD = costUSD
+    }
+
+    public var report: AgentReport {
+        var report = formatter.report
+        guard spentBefore.numTurns != nil || spentBefore.costUSD != nil else { return report }
+        if let before = spentBefore.numTurns {
+            report.numTurns = AgentReport.adding(before, to: report.numTurns)
+            report.streamedTurns = report.streamedTurns.map { AgentReport.adding(before, to: $0) }
+        }
+        if let before = spentBefore.costUSD {
+            // A running total already counts what was spent before; step costs add to it.
+            report.costUSD = formatter.reportsCostAsRunningTotal ? max(before, report.costUSD ?? 0) : before + (report.costUSD ?? 0)
+        }
+        return report
+    }
     public var sessionId: String? { formatter.sessionId }
 
     /// See `AgentOutputFormatter.partialLine`.
@@ -92,6 +117,7 @@ struct DetectingFormatter: AgentOutputFormatter {
     private var inner: (any AgentOutputFormatter)?
 
     var report: AgentReport { inner?.report ?? AgentReport() }
+    var reportsCostAsRunningTotal: Bool { inner?.reportsCostAsRunningTotal ?? false }
     var sessionId: String? { inner?.sessionId }
     var partialLine: LogLine? { inner?.partialLine }
     func keepsRawEvent(_ event: JSONValue) -> Bool { inner?.keepsRawEvent(event) ?? true }

@@ -11,6 +11,10 @@ public struct AgentReport: Sendable, Equatable {
     public var errors: [String] = []
     public var costUSD: Double?
     public var numTurns: Int?
+    /// The turns begun so far, as they streamed (Claude Code's assistant messages, codex
+    /// `turn.started`, opencode `step_start`): a turn budget stops an agent as it begins one
+    /// too many, not after it has run it. Not part of the result.
+    public var streamedTurns: Int?
     public var durationMs: Int?
     public var usage: JSONValue?
     /// Why the run ended, as the agent said (Claude `terminal_reason`: completed, max_turns,
@@ -48,5 +52,14 @@ public struct AgentReport: Sendable, Equatable {
             "apiErrorStatus": apiErrorStatus.map(JSONValue.int),
             "permissionDenials": permissionDenials.isEmpty ? nil : .array(permissionDenials),
         ])
+    }
+}
+
+extension AgentReport {
+    /// `total + count` for the counts an agent reports (turns, milliseconds, tokens): one
+    /// that lies (2^63, negative) is clamped, never trapped on, and never counts down.
+    static func adding(_ count: Int, to total: Int?) -> Int {
+        let (sum, overflow) = (total ?? 0).addingReportingOverflow(max(0, count))
+        return overflow ? Int.max : sum
     }
 }

@@ -14,6 +14,8 @@ import Foundation
 ///   report a second `result`, and an API error that ended the run once, with its status.
 public struct ClaudeStreamFormatter: AgentOutputFormatter {
     public private(set) var report = AgentReport()
+    public var reportsCostAsRunningTotal: Bool { true }
+    private var recentMessageIDs: [String] = []
 
     /// Streamed text blocks whose complete `assistant` line has not arrived yet, oldest first.
     private var streams: [(messageID: String, text: StreamingTextLines)] = []
@@ -197,6 +199,16 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
 
     // MARK: assistant
 
+    /// A main-agent message not seen before is a model call: one per message, though each
+    /// of its content blocks comes as an event of its own. The last few ids are kept (blocks
+    /// of one message arrive together), not all of them.
+    private mutating func countTurn(_ messageID: String, subagent: Bool) {
+        guard !subagent, !messageID.isEmpty, !recentMessageIDs.contains(messageID) else { return }
+        recentMessageIDs.append(messageID)
+        if recentMessageIDs.count > 8 { recentMessageIDs.removeFirst() }
+        report.streamedTurns = AgentReport.adding(1, to: report.streamedTurns)
+    }
+
     private mutating func assistant(_ event: JSONValue) -> [LogLine] {
         let message = event["message"]
         if let model = message?["model"]?.stringValue, report.model == nil, model != "<synthetic>" { report.model = model }
@@ -207,6 +219,7 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         }
         let prefix = Self.prefix(event)
         let messageID = message?["id"]?.stringValue ?? ""
+        countTurn(messageID, subagent: !prefix.isEmpty)
         var lines: [LogLine] = []
         for block in message?["content"]?.arrayValue ?? [] {
             switch block["type"]?.stringValue {
@@ -315,8 +328,8 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
             if let text = event["result"]?.stringValue, !text.isEmpty || report.resultText == nil { report.resultText = text }
         }
         report.costUSD = event["total_cost_usd"]?.doubleValue ?? event["cost_usd"]?.doubleValue ?? report.costUSD
-        if let turns = event["num_turns"]?.intValue { report.numTurns = (report.numTurns ?? 0) + turns }
-        if let ms = event["duration_ms"]?.intValue { report.durationMs = (report.durationMs ?? 0) + ms }
+        if let turns = event["num_turns"]?.intValue { report.numTurns = AgentReport.adding(turns, to: report.numTurns) }
+        if let ms = event["duration_ms"]?.intValue { report.durationMs = AgentReport.adding(ms, to: report.durationMs) }
         report.usage = Self.adding(report.usage, event["usage"])
         for denial in event["permission_denials"]?.arrayValue ?? [] {
             guard let id = denial["tool_use_id"]?.stringValue,
@@ -343,7 +356,7 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         for member in new {
             if let index = members.firstIndex(where: { $0.key == member.key }) {
                 if let a = members[index].value.intValue, let b = member.value.intValue {
-                    members[index].value = .int(a + b)
+                    members[index].value = .int(AgentReport.adding(b, to: a))
                 }
             } else {
                 members.append(member)

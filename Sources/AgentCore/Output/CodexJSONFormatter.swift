@@ -14,9 +14,12 @@ public struct CodexJSONFormatter: AgentOutputFormatter {
             return [LogLine(.stdout, .info, "session \(id ?? "?")")]
         case "item.started": return itemStarted(event["item"])
         case "item.completed": return itemCompleted(event["item"])
+        case "turn.started":
+            report.streamedTurns = AgentReport.adding(1, to: report.streamedTurns)
+            return []
         case "turn.completed":
             report.usage = event["usage"]
-            report.numTurns = (report.numTurns ?? 0) + 1
+            report.numTurns = AgentReport.adding(1, to: report.numTurns)
             return [LogLine(.stdout, .info, "turn completed" + Self.tokens(event["usage"]))]
         case "turn.failed":
             let message = Self.errorMessage(event["error"]?["message"]?.stringValue ?? "turn failed")

@@ -26,9 +26,12 @@ public struct OpencodeJSONFormatter: AgentOutputFormatter {
                 lines.append(LogLine(.stdout, .toolResult, "← " + (output.isEmpty ? "(no output)" : Summary.firstLine(output))))
             }
             return lines
+        case "step_start":
+            report.streamedTurns = AgentReport.adding(1, to: report.streamedTurns)
+            return []
         case "step_finish":
             if let cost = part?["cost"]?.doubleValue { report.costUSD = (report.costUSD ?? 0) + cost }
-            report.numTurns = (report.numTurns ?? 0) + 1
+            report.numTurns = AgentReport.adding(1, to: report.numTurns)
             report.usage = part?["tokens"] ?? report.usage
             return []
         case "error":

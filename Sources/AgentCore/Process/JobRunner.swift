@@ -20,10 +20,14 @@ public protocol AgentProcess: AnyObject {
     /// Where in its spool files its output starts being read (nil: its output is not in
     /// files, as with pipes): the engine keeps a `SpoolCursor` in the event log from it.
     var spoolStart: SpoolCursor? { get }
+    /// When the agent ended, as its runner recorded it (wall clock, ms), once `onExit` ran:
+    /// an agent that ended while no server was attached ended then, not when it was seen.
+    var endedAt: Int? { get }
 }
 
 extension AgentProcess {
     public var spoolStart: SpoolCursor? { nil }
+    public var endedAt: Int? { nil }
 }
 
 /// Where and how jobs' agents run. The engine asks a runner for a process and sees only

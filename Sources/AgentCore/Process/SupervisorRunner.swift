@@ -85,6 +85,7 @@ public final class SupervisedAgent: AgentProcess {
     public var onStderr: ((UnsafeRawBufferPointer) -> Void)?
     public var onExit: ((ExitStatus) -> Void)?
     public var onNotice: ((String) -> Void)?
+    public private(set) var endedAt: Int?
 
     public let directory: String
     private let loop: EventLoop
@@ -301,6 +302,7 @@ public final class SupervisedAgent: AgentProcess {
         finished = true
         closeWatch()
         container?.release(on: loop)
+        endedAt = SmallJSONFile.read(directory + "/exit.json")?["endedAt"]?.intValue
         let status: ExitStatus
         switch record {
         case .some(.exited(let code, let orphaned)):

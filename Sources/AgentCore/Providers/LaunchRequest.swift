@@ -334,6 +334,9 @@ public struct LaunchRequest: Sendable, Equatable {
     /// "2.5", "0.25", "10": dollars as a flag or a message shows them (no exponent, at most
     /// four decimals).
     public static func dollars(_ value: Double) -> String {
+        // An agent's report may say anything (1e300, -3, inf): shown, never trapped on.
+        guard value.isFinite, abs(value) < 1e12 else { return "\(value)" }
+        if value < 0 { return "-" + dollars(-value) }
         let units = Int((value * 10_000).rounded())
         let fraction = String(units % 10_000)
         var text = String(units / 10_000) + "." + String(repeating: "0", count: 4 - fraction.count) + fraction

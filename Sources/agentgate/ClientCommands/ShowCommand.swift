@@ -44,8 +44,14 @@ struct ShowCommand: ParsableCommand {
                 lines.append("waited    \(JobManager.seconds(Double(admitted - job.createdAt) / 1000)) in the queue")
             }
             if let cwd = job.cwd { lines.append("cwd       \(cwd)") }
-            lines.append("started   \(JobTable.startTime(job, full: true))")
-            lines.append("elapsed   \(JobTable.elapsed(job))")
+            if job.startedAt != nil {
+                lines.append("started   \(JobTable.startTime(job, full: true))")
+                lines.append("elapsed   \(JobTable.elapsed(job))")
+            } else {
+                // Queued, or cancelled before it ran.
+                lines.append("created   \(JobTable.startTime(job, full: true)) (never started)")
+            }
+            if let profile = job.profile { lines.append("profile   \(profile)") }
             // It worked on while the server restarted (README "Restarts, upgrades and systemd").
             if job.reattachCount > 0 {
                 lines.append("restarts  re-attached after \(job.reattachCount == 1 ? "a server restart" : "\(job.reattachCount) server restarts")")

@@ -222,10 +222,13 @@ async function launch(event) {
   }
   // Budgets are numbers; the server refuses one past its maximum, naming the field.
   const budgetTaken = profile ? providerFields(profileProvider ?? "").has("maxBudgetUsd") : fields.has("maxBudgetUsd");
-  for (const key of ["timeoutSeconds", ...(budgetTaken ? ["maxBudgetUsd"] : [])]) {
+  const turnsTaken = !profile && fields.has("maxTurns");
+  for (const key of ["timeoutSeconds", "priority", ...(budgetTaken ? ["maxBudgetUsd"] : []), ...(turnsTaken ? ["maxTurns"] : [])]) {
     const value = String(form.get(key) ?? "").trim();
     if (value) request[key] = Number(value);
   }
+  // What happens when the key is held matters only with a key.
+  if (request.key && form.get("onConflict")) request.onConflict = String(form.get("onConflict"));
   if (form.get("worktree") && !profile) {
     request.isolation = "worktree";
     const base = String(form.get("baseRef") ?? "").trim();

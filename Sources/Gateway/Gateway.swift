@@ -246,10 +246,16 @@ public final class Gateway {
         if case .object(var members) = value {
             let profiles = manager.configuration.profiles.values.sorted { $0.name < $1.name }
             members.append(.init("profiles", .array(profiles.map(\.json))))
-            // The caps, so a dashboard can show "3 of 4 running".
+            // The caps, so a dashboard can show "3 of 4 running"; the budgets' defaults and
+            // maxima, so a client can offer what this server accepts.
             let limits = manager.admission.limits
+            let budgets = manager.configuration.budgets
             members.append(.init("admission", .object([
                 "maxRunning": limits.maxRunning.map(JSONValue.int), "maxQueued": .int(limits.maxQueued),
+                "maxPriority": .int(manager.configuration.maxPriority),
+                "defaultTimeoutSeconds": budgets.defaultTimeoutSeconds.map(JSONValue.int), "maxTimeoutSeconds": budgets.maxTimeoutSeconds.map(JSONValue.int),
+                "defaultMaxTurns": budgets.defaultMaxTurns.map(JSONValue.int), "maxTurnsLimit": budgets.maxMaxTurns.map(JSONValue.int),
+                "defaultBudgetUsd": budgets.defaultBudgetUsd.map(JSONValue.double), "maxBudgetUsd": budgets.maxBudgetUsd.map(JSONValue.double),
             ])))
             value = .object(members)
         }

@@ -157,6 +157,12 @@ struct ProfileCommandTests {
 
         let (_, listed, _) = try client(["capabilities"])
         #expect(listed.contains("profile review") && listed.contains("model opus") && listed.contains("permission mode plan"), "\(listed)")
+        // The server's caps and budget maxima, for clients to offer what it accepts.
+        let (_, listedJSON, _) = try client(["capabilities", "--json"])
+        let capabilities = try #require(try JSONSerialization.jsonObject(with: Data(listedJSON.utf8)) as? [String: Any])
+        let admission = try #require(capabilities["admission"] as? [String: Any])
+        #expect(admission["maxTimeoutSeconds"] as? Int == 60 && admission["maxPriority"] as? Int == 10, "\(admission)")
+        #expect(admission["defaultTimeoutSeconds"] == nil && admission["maxBudgetUsd"] == nil, "unset: absent \(admission)")
         let (status, out, err) = try client(["run", "--profile", "review", "the auth module", "--detach"])
         #expect(status == 0, "\(err)")
         let id = out.trimmingCharacters(in: .whitespacesAndNewlines)

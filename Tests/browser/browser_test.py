@@ -423,6 +423,23 @@ class Dashboard(unittest.TestCase):
         lines = self.log_lines()
         self.assertTrue(any(line.startswith("admitted after waiting") for line in lines), lines)
         self.assertIn("step 3 of 3: still working", lines)
+        # From the form: a key held by a running job, with "refuse", is refused on the key
+        # field, naming the holder; a priority reaches the job.
+        blocker = launch("hang", key="story-8")
+        driver.find_element(By.ID, "launch-key").send_keys("story-8")
+        Select(driver.find_element(By.ID, "launch-onConflict")).select_by_value("reject")
+        driver.find_element(By.ID, "launch-prompt").send_keys("hang")
+        driver.find_element(By.ID, "launch-submit").click()
+        self.wait(lambda: f"job {blocker} (running) holds key story-8" in self.text("#error-key"))
+        driver.find_element(By.ID, "launch-key").clear()
+        Select(driver.find_element(By.ID, "launch-onConflict")).select_by_value("")
+        self.server.request("DELETE", f"/api/agents/jobs/{blocker}")
+        priority_box = driver.find_element(By.ID, "launch-priority")
+        priority_box.send_keys("3")
+        prioritised = self.launch("slow 1")
+        priority_box.clear()
+        self.assertEqual(self.server.job(prioritised)["priority"], 3)
+        self.wait(lambda: self.selected_status() == "done")
         # A budget from the form: the job is stopped at its timeout and says so.
         timeout_box = driver.find_element(By.ID, "launch-timeoutSeconds")
         timeout_box.clear()
@@ -435,7 +452,7 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(self.server.job(timed)["result"]["endReason"], "timeout")
         self.assertIn("stopped: it ran past its timeout of 1 s", self.text("#result-text"))
         # Leave the list as the other tests expect it.
-        for job in (holder, second, third, timed):
+        for job in (holder, second, third, timed, blocker, prioritised):
             self.wait(lambda: self.server.job(job)["status"] in ("done", "killed", "failed"))
             self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
 

@@ -71,7 +71,7 @@ final class SQLiteJobRecords: JobRecords {
     func loadAll() throws(JobStore.Error) -> [Job] {
         let rows: [[SQLiteDatabase.Value]]
         do {
-            rows = try database.query("SELECT data FROM jobs ORDER BY created_at, id")
+            rows = try database.query("SELECT data FROM jobs ORDER BY created_at, rowid")
         } catch {
             throw failure("read the jobs", error)
         }

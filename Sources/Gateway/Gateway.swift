@@ -287,7 +287,10 @@ public final class Gateway {
 
     private func allJobsStream(_ request: HTTPRequest, principal: Principal) -> HTTPServer.Response {
         guard let hub else { return APIError.notFound("streams are not served here").response }
-        let query = Self.query(request.head.target) ?? [:]
+        // A filter that does not parse is refused, not dropped: the stream would show all.
+        guard let query = Self.query(request.head.target) else {
+            return APIError(400, "invalid_query", "the query string is not valid (bad percent-encoding, or a parameter given twice)").response
+        }
         let lastEventID = ServerSentEvents.lastEventID(request.head.headers)
         let raw = query["events"] == "true"
         let project = query["project"]
@@ -517,13 +520,16 @@ public final class Gateway {
     }
 
     /// `a=1&b=x%20y` → ["a": "1", "b": "x y"], percent-decoded (`+` is a space); nil when a
-    /// value is not valid percent-encoded UTF-8.
+    /// value is not valid percent-encoded UTF-8, or a name comes twice (`?project=a&project=b`
+    /// would otherwise filter by whichever came last).
     static func query(_ target: String) -> [String: String]? {
         guard let mark = target.firstIndex(of: "?") else { return [:] }
         var result: [String: String] = [:]
         for pair in target[target.index(after: mark)...].split(separator: "&") {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let key = percentDecoded(parts[0]), let value = percentDecoded(parts.count > 1 ? parts[1] : "") else { return nil }
+            guard let key = percentDecoded(parts[0]), let value = percentDecoded(parts.count > 1 ? parts[1] : ""), result[key] == nil else {
+                return nil
+            }
             result[key] = value
         }
         return result

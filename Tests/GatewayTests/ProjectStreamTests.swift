@@ -49,5 +49,8 @@ struct ProjectStreamTests {
         viewer.send(#"{"op":"subscribe","job":"*","project":"../x","req":2}"#)
         #expect(viewer.next()?["code"] as? String == "invalid_message")
         #expect(try EventStreamClient(port: gateway.port, path: "/api/agents/jobs/stream?project=a%20b").status == 400)
+        // Given twice, or not decodable: refused, not the unfiltered stream.
+        #expect(try EventStreamClient(port: gateway.port, path: "/api/agents/jobs/stream?project=web&project=api").status == 400)
+        #expect(try EventStreamClient(port: gateway.port, path: "/api/agents/jobs/stream?project=%ZZ").status == 400)
     }
 }

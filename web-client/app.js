@@ -568,6 +568,15 @@ function onMessage(message) {
       }
       break;
     }
+    case "job:spend": {
+      // What a budgeted job spent so far: its fields, so the list and its view show it live.
+      const job = state.jobs.get(message.job);
+      if (job) {
+        state.jobs.set(message.job, { ...job, turns: message.turns ?? null, costUsd: message.costUsd ?? null });
+        renderJobs();
+      }
+      break;
+    }
     case "gap":
       if (message.job === state.selected) {
         pendingLines.push({ text: `[agentgate] events ${message.from}–${message.to} of this job are missing from the server's store`, stream: "system", kind: "error" });

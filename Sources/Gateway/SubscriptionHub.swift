@@ -230,6 +230,7 @@ public final class SubscriptionHub {
         if case .started = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
         if case .status = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
         if case .queue = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
+        if case .spend = event.payload { deliverLifecycle(event, bytes, shared: &shared) }
         if case .completed = event.payload {
             deliverLifecycle(event, bytes, shared: &shared)
             prepareFrames(afterCompletionOf: event.jobId)

@@ -310,6 +310,9 @@ final class LogPrinter {
         case .agentEvent: return nil
         case .queue(let position, let reason):
             return "[agentgate] queued (\(AdmissionQueue.ordinal(position)))" + (reason.map { ": \($0)" } ?? "")
+        case .spend:
+            // The agent's own lines say what it spent; the job's fields keep the running total.
+            return nil
         case .status(let job):
             // Running after preparing its worktree: said like a start; stopping is said by the log.
             guard job.status == .running else { return nil }

@@ -54,6 +54,13 @@ struct BudgetEngineTests {
         let done = harness.waitForCompletion(job.id)
         expectStopped(done, "budget", "stopped: its reported cost reached its budget of $0.08", harness)
         #expect(done?.costUsd == 0.0838, "stopped at the result that reached it")
+        // Viewers saw the spend as it went: a small stored event per change, that reads back.
+        let spends = harness.events(of: job.id).compactMap { event -> Double? in
+            if case .spend(_, let cost) = event.payload { cost } else { nil }
+        }
+        #expect(spends == [0.0647, 0.0838])
+        let stored = harness.encoded[job.id]?.compactMap { try? JSONParser.parse($0) }.compactMap(JobEvent.init(json:)) ?? []
+        #expect(stored.contains { $0.payload == .spend(turns: 2, costUsd: 0.0838) }, "\(stored.map(\.type))")
         #expect((try? String(contentsOfFile: args, encoding: .utf8))?.contains("--max-budget-usd=0.08") == true)
     }
 

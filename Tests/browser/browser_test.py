@@ -6,6 +6,7 @@ The fake `claude` reads its prompt from stdin and acts on it:
   "slow [N]"     replays a real transcript slowly, then N numbered steps (default 20)
   "lines N"      prints N lines at once
   "hang"         runs until killed
+  "spend"        reports a cost twice ($0.02, then $0.03 in all), then runs until killed
   "edit"         changes files in its working directory (a worktree job's change)
   anything else  replays the transcript at once
 """
@@ -49,6 +50,12 @@ case "$prompt" in
     printf '%s\\n' "$result";;
   lines*) seq 1 ${{prompt#lines }} | sed 's/^/output line /';;
   hang*) exec sleep 300;;
+  spend*)
+    for cost in 0.02 0.03; do
+      printf '%s\\n' '{{"type":"result","subtype":"success","is_error":false,"result":"ok","num_turns":1,"total_cost_usd":'$cost',"session_id":"s1"}}'
+      sleep 1.5
+    done
+    exec sleep 300;;
   edit*)
     echo "changed by the agent" >> a.txt
     printf 'new file\n' > new.txt
@@ -451,8 +458,16 @@ class Dashboard(unittest.TestCase):
         self.assertTrue(any(line.startswith("timeout of 1 s reached") for line in self.log_lines()), self.log_lines())
         self.assertEqual(self.server.job(timed)["result"]["endReason"], "timeout")
         self.assertIn("stopped: it ran past its timeout of 1 s", self.text("#result-text"))
+        # The spend against a cost budget, live while the job runs.
+        spender = launch("spend", maxBudgetUsd=1)
+        driver.get(f"http://127.0.0.1:{self.server.port}/#job={spender}")
+        # Loaded before the second report (1.5 s after the first): it arrives live.
+        self.wait(lambda: "$0.02 of $1" in self.text("#job-meta"))
+        self.wait(lambda: "$0.03 of $1" in self.text("#job-meta"))
+        self.assertEqual(self.server.job(spender)["status"], "running")
+        self.server.request("DELETE", f"/api/agents/jobs/{spender}")
         # Leave the list as the other tests expect it.
-        for job in (holder, second, third, timed, blocker, prioritised):
+        for job in (holder, second, third, timed, blocker, prioritised, spender):
             self.wait(lambda: self.server.job(job)["status"] in ("done", "killed", "failed"))
             self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
 

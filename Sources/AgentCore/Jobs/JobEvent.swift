@@ -13,6 +13,9 @@ public struct JobEvent: Sendable, Equatable {
         /// A queued job's place changed (1: next), and why it waits: small, since every move of
         /// the queue sends one to each job behind.
         case queue(position: Int, reason: String?)
+        /// What a job with a turn or cost budget has spent so far, as its agent reported it,
+        /// each time that changes: small, so viewers see the spend against the budget live.
+        case spend(turns: Int?, costUsd: Double?)
     }
 
     public var jobId: String
@@ -36,6 +39,7 @@ public struct JobEvent: Sendable, Equatable {
         case .agentEvent: "job:event"
         case .completed: "job:completed"
         case .queue: "job:queue"
+        case .spend: "job:spend"
         }
     }
 
@@ -47,6 +51,7 @@ public struct JobEvent: Sendable, Equatable {
     ///     {"type":"job:completed","job":"…","seq":42,"time":…,"status":"done","exitCode":0,
     ///      "signal":null,"errorTail":null,"result":{…},"hookError":null,"info":{…job…}}
     ///     {"type":"job:queue","job":"…","seq":3,"time":…,"position":2,"reason":"4 of 4 jobs running"}
+    ///     {"type":"job:spend","job":"…","seq":9,"time":…,"turns":3,"costUsd":0.41}
     public func encoded() -> [UInt8] {
         var writer = JSONWriter(capacity: Self.estimatedSize(payload))
         writer.raw("{\"type\":\"")
@@ -88,6 +93,11 @@ public struct JobEvent: Sendable, Equatable {
             writer.int(position)
             writer.raw(",\"reason\":")
             writer.value(reason.map(JSONValue.string) ?? .null)
+        case .spend(let turns, let costUsd):
+            writer.raw(",\"turns\":")
+            writer.value(turns.map(JSONValue.int) ?? .null)
+            writer.raw(",\"costUsd\":")
+            writer.value(costUsd.map(JSONValue.double) ?? .null)
         }
         writer.raw("}")
         return writer.bytes
@@ -127,6 +137,7 @@ public struct JobEvent: Sendable, Equatable {
         case .agentEvent(let raw): raw.utf8.count + 96
         case .started, .status, .completed: 1_024
         case .queue: 192
+        case .spend: 160
         }
     }
 
@@ -160,6 +171,8 @@ public struct JobEvent: Sendable, Equatable {
         case "job:queue":
             guard let position = json["position"]?.intValue else { return nil }
             payload = .queue(position: position, reason: json["reason"]?.stringValue)
+        case "job:spend":
+            payload = .spend(turns: json["turns"]?.intValue, costUsd: json["costUsd"]?.doubleValue)
         default:
             return nil
         }

@@ -51,6 +51,7 @@ extension JobManager {
                 $0.costUsd = cost
             }
             persist(id)
+            emit(id, .spend(turns: turns, costUsd: cost))
         }
         guard runner.killReason == nil, let budget = jobsByID[id]?.budget else { return }
         // Turns are counted as they begin (`streamedTurns`; an agent that streams no starts,

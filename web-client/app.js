@@ -214,14 +214,14 @@ async function launch(event) {
   const profile = String(form.get("profile") ?? "");
   const provider = String(form.get("provider") ?? "");
   const request = profile ? { profile, prompt: String(form.get("prompt") ?? "") } : { provider, prompt: String(form.get("prompt") ?? "") };
-  const profileProvider = state.capabilities?.profiles?.find((entry) => entry.name === profile)?.provider;
   const fields = profile ? new Map() : providerFields(provider);
   for (const key of ["cwd", "label", "project", "key", ...FORM_FIELDS.filter((name) => fields.has(name))]) {
     const value = String(form.get(key) ?? "").trim();
     if (value) request[key] = value;
   }
   // Budgets are numbers; the server refuses one past its maximum, naming the field.
-  const budgetTaken = profile ? providerFields(profileProvider ?? "").has("maxBudgetUsd") : fields.has("maxBudgetUsd");
+  // A field the form hides (with a profile, the profile's) is not sent.
+  const budgetTaken = !profile && fields.has("maxBudgetUsd");
   const turnsTaken = !profile && fields.has("maxTurns");
   for (const key of ["timeoutSeconds", "priority", ...(budgetTaken ? ["maxBudgetUsd"] : []), ...(turnsTaken ? ["maxTurns"] : [])]) {
     const value = String(form.get(key) ?? "").trim();

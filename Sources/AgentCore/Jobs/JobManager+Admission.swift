@@ -168,7 +168,11 @@ extension JobManager {
         queued[id] = nil
         let position = admission.position(of: id)
         releaseAdmission(id)
-        let said = "\(reason.why) while queued" + (position.map { " (\(AdmissionQueue.ordinal($0)))" } ?? "") + ": it never ran"
+        endUnrun(id, lifecycle, reason: reason, said: "\(reason.why) while queued" + (position.map { " (\(AdmissionQueue.ordinal($0)))" } ?? "") + ": it never ran")
+    }
+
+    /// A queued job's end without having run: said, recorded, completed.
+    private func endUnrun(_ id: String, _ lifecycle: JobLifecycle, reason: KillReason, said: String) {
         emit(id, .log(LogLine(.system, .info, said)))
         update(id) {
             $0.status = lifecycle.status
@@ -231,6 +235,12 @@ extension JobManager {
         jobsByID[job.id] = job
         order.append(job.id)
         let id = job.id
+        // `agentgate kill` while no server ran: cancelled before it could start.
+        if StopWithoutServer.wasRequested(in: store.jobDirectory(id)) {
+            var lifecycle = JobLifecycle(phase: .queued)
+            _ = lifecycle.handle(.killRequested(.request))
+            return endUnrun(id, lifecycle, reason: .request, said: "kill requested while no server ran: it never ran")
+        }
         let spec: LaunchSpec
         do throws(LaunchError) {
             spec = try queuedSpec(of: job)

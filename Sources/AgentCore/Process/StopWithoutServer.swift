@@ -47,8 +47,20 @@ public enum StopWithoutServer {
         return .stoppedUnsupervised
     }
 
-    /// True when a stop was asked for while no server ran.
-    static func wasRequested(agentDirectory: String) -> Bool {
-        access(agentDirectory + "/" + requestFile, F_OK) == 0
+    /// A job still queued (its request kept, no agent started) is cancelled by a note in its
+    /// directory: the next server ends it `killed` without running it. False when the job
+    /// is not a queued one. Call while holding the data dir's lock.
+    public static func cancelQueued(jobDirectory: String) -> Bool {
+        guard access(jobDirectory + "/" + JobManager.requestFileName, F_OK) == 0, access(jobDirectory + "/agent", F_OK) != 0 else { return false }
+        let marker = open(jobDirectory + "/" + requestFile, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard marker >= 0 else { return false }
+        close(marker)
+        return true
+    }
+
+    /// True when a stop was asked for while no server ran (`directory`: a job's `agent`
+    /// directory, or a queued job's own).
+    static func wasRequested(in directory: String) -> Bool {
+        access(directory + "/" + requestFile, F_OK) == 0
     }
 }

@@ -57,7 +57,7 @@ public final class SupervisorRunner: JobRunner {
         let start = cursor ?? SpoolCursor(stdout: 0, stderr: 0)
         let agent = AgentRecord.read(directory + "/agent.json")
         let sameBoot = agent.map { $0.bootId == ProcessIdentity.bootId() } ?? true
-        let stopRequested = StopWithoutServer.wasRequested(agentDirectory: directory)
+        let stopRequested = StopWithoutServer.wasRequested(in: directory)
         if let pid = job.pid, let startTime = job.processStartTime, sameBoot {
             let supervisor = ProcessIdentity(pid: pid, startTime: startTime)
             if supervisor.isAlive {

@@ -10,7 +10,8 @@ struct KillCommand: ParsableCommand {
             Exit status: 0 asked to stop, 5 no such job, 7 already finished.
 
             With no server running on the data dir, a job that outlives its server (serve's default) \
-            is stopped through its supervisor; the next `agentgate serve` records it as killed.
+            is stopped through its supervisor, and a queued job is cancelled; the next `agentgate \
+            serve` records it as killed.
             """)
 
     @Argument(help: "The job id.")
@@ -67,6 +68,10 @@ struct KillCommand: ParsableCommand {
         case .notRunning:
             guard access(jobDirectory, F_OK) == 0 else {
                 throw ClientFailure(message: unreachable.message + "; and no job \(id) in \(dataDirectory)", exitCode: 5)
+            }
+            if StopWithoutServer.cancelQueued(jobDirectory: jobDirectory) {
+                print("cancelled \(id) (it was queued and no server is running: the next `agentgate serve` records it killed, never run)")
+                return 0
             }
             throw ClientFailure(message: "job \(id) is not running (no server is running on \(dataDirectory))", exitCode: 7)
         }

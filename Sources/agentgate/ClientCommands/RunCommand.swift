@@ -10,11 +10,12 @@ struct RunCommand: ParsableCommand {
         discussion: """
             Exit status: 0 done, 1 failed or interrupted, 137 killed, 130 detached by Ctrl-C (the \
             job keeps running; re-attach with `agentgate tail ID --follow`), 2 invalid request, \
-            3 server unreachable, 4 token refused, 6 server gone mid-stream.
+            3 server unreachable, 4 token refused, 6 server gone mid-stream, 7 the --key is held \
+            (--on-conflict reject), 8 other server errors (503 queue_full: the queue is full).
             """)
 
     @Argument(help: "claude, codex, opencode, goose (or custom, if the server allows it); left out with --profile.")
-    var provider: String
+    var provider: String?
 
     @Argument(help: "The prompt, or - to read it from stdin.")
     var prompt: String?
@@ -81,7 +82,8 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func validate() throws {
-        if prompt == nil && profile == nil { throw ValidationError("give a provider and a prompt (or --profile NAME and a prompt)") }
+        // With a profile the prompt may be left out too (a profile whose template is the whole prompt).
+        if (provider == nil || prompt == nil) && profile == nil { throw ValidationError("give a provider and a prompt (or --profile NAME and a prompt)") }
         if let onConflict, AdmissionQueue.ConflictPolicy(rawValue: onConflict) == nil {
             throw ValidationError("--on-conflict \(onConflict): queue or reject")
         }
@@ -99,7 +101,7 @@ struct RunCommand: ParsableCommand {
         try runClient { () throws(ClientFailure) -> Int32 in
             let api = try client.api()
             // With a profile the one argument is the prompt; a provider given too must be the profile's.
-            let (providerName, given) = prompt.map { (provider, $0) } ?? ("", provider)
+            let (providerName, given) = prompt.map { (provider ?? "", $0) } ?? ("", provider ?? "")
             var text = given
             if given == "-" {
                 text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)

@@ -24,7 +24,8 @@ struct QueuedJob {
 /// waiting job its new place (`job:queue`), and a job that ends lets the next ones start.
 /// The rules themselves are `AdmissionQueue`'s.
 extension JobManager {
-    /// The request a queued job keeps for the next server.
+    /// Where a queued job's request was kept before it went into the records (a job queued
+    /// by an earlier build is still launched from it, checked against its record).
     static let requestFileName = "request.json"
 
     /// What admission knows of a job.
@@ -84,6 +85,8 @@ extension JobManager {
     /// Starts an admitted job: its worktree first when it has one to make, else its agent.
     func begin(_ id: String, _ spec: LaunchSpec, lifecycle start: JobLifecycle) {
         var lifecycle = start
+        // Admitted: it is launched from its spec now, never again from its request.
+        store.deleteRequest(id)
         update(id) {
             $0.admittedAt = WallClock.milliseconds()
             $0.queuePosition = nil
@@ -189,6 +192,7 @@ extension JobManager {
         persist(id)
         flushLogs()
         store.events.close(job: id)
+        store.deleteRequest(id)
     }
 
     // MARK: restart
@@ -216,12 +220,14 @@ extension JobManager {
         return (try configuration.budgets.apply(to: request), policy)
     }
 
-    /// Writes the request a queued job will be launched from, by the next server if this one
-    /// stops first (as the client sent it: profile and budgets are applied again then).
+    /// Keeps the request a queued job will be launched from, by the next server if this one
+    /// stops first (as the client sent it: profile and budgets are applied again then), with
+    /// the job records: not in the job's directory, which its agent's neighbours could write.
     func saveRequest(_ request: LaunchRequest, of id: String) throws(LaunchError) {
-        let path = store.jobDirectory(id) + "/" + Self.requestFileName
-        guard SmallJSONFile.write(request.json, to: path) else {
-            throw LaunchError(.insufficientStorage, field: nil, "cannot keep the queued job's request in \(store.dataDirectory): \(String(cString: strerror(errno)))")
+        do {
+            try store.saveRequest(JSONWriter.string(request.json), of: id)
+        } catch {
+            throw LaunchError(.insufficientStorage, field: nil, "cannot keep the queued job's request: \(error)")
         }
     }
 
@@ -251,6 +257,7 @@ extension JobManager {
                 // Its worktree was planned, never made: nothing to review.
                 if $0.worktree?.state == .preparing { $0.worktree?.state = .discarded }
             }
+            store.deleteRequest(id)
             return fail(id, reason: "could not be queued again after the server restarted: \(error.message)", lifecycle: JobLifecycle(phase: .queued), event: .spawnFailed)
         }
         queued[id] = QueuedJob(spec: spec, lifecycle: JobLifecycle(phase: .queued))
@@ -259,23 +266,26 @@ extension JobManager {
     }
 
     private func queuedSpec(of job: Job) throws(LaunchError) -> LaunchSpec {
-        let path = store.jobDirectory(job.id) + "/" + Self.requestFileName
+        let file = store.jobDirectory(job.id) + "/" + Self.requestFileName
+        let path = store.loadRequest(job.id) != nil ? "the job records" : file
         // A prompt of 1 MiB may take 6 MiB escaped; the env and argv a few more.
-        guard let value = SmallJSONFile.read(path, maxBytes: 16 << 20) else { throw LaunchError(.invalidField, field: nil, "its request (\(path)) is missing or unreadable") }
+        guard let value = store.loadRequest(job.id).flatMap({ try? JSONParser.parse($0) }) ?? SmallJSONFile.read(file, maxBytes: 16 << 20) else {
+            throw LaunchError(.invalidField, field: nil, "its request is missing or unreadable")
+        }
         let asked = try LaunchRequest(json: value)
         let (request, policy) = try resolve(asked)
-        // The file sits in the job's directory, where an agent running as the same user could
-        // rewrite it: what it asks for must be what the job's record shows.
+        // What it asks for must be what the job's record shows (a request file of an earlier
+        // build sits where an agent running as the same user could rewrite it).
         if let field = Self.mismatch(asked: asked, resolved: request, job) {
             throw LaunchError(
                 .invalidField, field: field,
-                "its request (\(path)) no longer matches its record (\(field)): the file was changed after the job was queued, or the profile it names was")
+                "its request (\(path)) no longer matches its record (\(field)): it was changed after the job was queued, or the profile it names was")
         }
         let builder = CommandBuilder(policy: policy, capabilities: detector.current(), searchPath: detector.configuration.path)
         let outputFile = store.jobDirectory(job.id) + "/output.txt"
         let spec = try builder.build(request, outputFile: outputFile, runningIn: job.worktree?.workingDirectory)
         if (spec.workingDirectory ?? request.cwd) != job.cwd {
-            throw LaunchError(.invalidField, field: "cwd", "its request (\(path)) no longer matches its record (cwd): the file was changed after the job was queued")
+            throw LaunchError(.invalidField, field: "cwd", "its request (\(path)) no longer matches its record (cwd): it was changed after the job was queued")
         }
         return spec
     }

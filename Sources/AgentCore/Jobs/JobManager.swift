@@ -567,7 +567,7 @@ public final class JobManager {
         } catch {
             releaseAdmission(id)
             store.events.close(job: id)
-            unlink(store.jobDirectory(id) + "/" + Self.requestFileName)
+            store.deleteRequest(id)
             rmdir(store.jobDirectory(id))
             throw LaunchError(.insufficientStorage, field: nil, "cannot record the job in \(store.dataDirectory): \(error)")
         }

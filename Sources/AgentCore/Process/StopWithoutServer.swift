@@ -47,11 +47,11 @@ public enum StopWithoutServer {
         return .stoppedUnsupervised
     }
 
-    /// A job still queued (its request kept, no agent started) is cancelled by a note in its
+    /// A job still queued (by its record; no agent started) is cancelled by a note in its
     /// directory: the next server ends it `killed` without running it. False when the job
     /// is not a queued one. Call while holding the data dir's lock.
-    public static func cancelQueued(jobDirectory: String) -> Bool {
-        guard access(jobDirectory + "/" + JobManager.requestFileName, F_OK) == 0, access(jobDirectory + "/agent", F_OK) != 0 else { return false }
+    public static func cancelQueued(jobDirectory: String, store: JobStore, id: String) -> Bool {
+        guard store.loadJob(id)?.status == .queued, access(jobDirectory + "/agent", F_OK) != 0 else { return false }
         let marker = open(jobDirectory + "/" + requestFile, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard marker >= 0 else { return false }
         close(marker)

@@ -14,6 +14,11 @@ public protocol JobRecords: AnyObject {
     /// Every record, oldest first (by creation time, then id).
     func loadAll() throws(JobStore.Error) -> [Job]
     func delete(_ id: String) throws(JobStore.Error)
+    /// A queued job's launch request (its JSON), kept with the records rather than in the
+    /// job's directory, where an agent running as the same user could rewrite it.
+    func saveRequest(_ request: String, of id: String) throws(JobStore.Error)
+    func loadRequest(_ id: String) -> String?
+    func deleteRequest(_ id: String)
 }
 
 /// The `jobs` table of `<data>/agentgate.sqlite` (WAL): id, created_at, status and the job's
@@ -40,6 +45,10 @@ final class SQLiteJobRecords: JobRecords {
                 data TEXT NOT NULL
             );
             CREATE INDEX IF NOT EXISTS jobs_created ON jobs(created_at);
+            CREATE TABLE IF NOT EXISTS queued_requests (
+                id TEXT PRIMARY KEY,
+                request TEXT NOT NULL
+            );
             """)
         let check = try database.query("PRAGMA quick_check(1)")
         guard case .text("ok")? = check.first?.first else {
@@ -84,9 +93,31 @@ final class SQLiteJobRecords: JobRecords {
     func delete(_ id: String) throws(JobStore.Error) {
         do {
             try database.query("DELETE FROM jobs WHERE id = ?", [.text(id)])
+            try database.query("DELETE FROM queued_requests WHERE id = ?", [.text(id)])
         } catch {
             throw failure("delete job \(id)", error)
         }
+    }
+
+    func saveRequest(_ request: String, of id: String) throws(JobStore.Error) {
+        do {
+            try database.query(
+                "INSERT INTO queued_requests (id, request) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET request = excluded.request",
+                [.text(id), .text(request)])
+        } catch {
+            throw failure("keep the request of job \(id)", error)
+        }
+    }
+
+    func loadRequest(_ id: String) -> String? {
+        guard let rows = try? database.query("SELECT request FROM queued_requests WHERE id = ?", [.text(id)]),
+            case .text(let text)? = rows.first?.first
+        else { return nil }
+        return text
+    }
+
+    func deleteRequest(_ id: String) {
+        _ = try? database.query("DELETE FROM queued_requests WHERE id = ?", [.text(id)])
     }
 }
 
@@ -101,5 +132,12 @@ public final class JobRecordsInMemory: JobRecords {
     public func loadAll() throws(JobStore.Error) -> [Job] {
         jobs.values.sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
     }
-    public func delete(_ id: String) throws(JobStore.Error) { jobs[id] = nil }
+    public func delete(_ id: String) throws(JobStore.Error) {
+        jobs[id] = nil
+        requests[id] = nil
+    }
+    private var requests: [String: String] = [:]
+    public func saveRequest(_ request: String, of id: String) throws(JobStore.Error) { requests[id] = request }
+    public func loadRequest(_ id: String) -> String? { requests[id] }
+    public func deleteRequest(_ id: String) { requests[id] = nil }
 }

@@ -182,6 +182,11 @@ public final class JobStore {
     /// One stored job as saved, whole.
     public func loadJob(_ id: String) -> Job? { records.load(id) }
 
+    /// A queued job's launch request, kept with the records until it is admitted or ends.
+    public func saveRequest(_ request: String, of id: String) throws(Error) { try records.saveRequest(request, of: id) }
+    public func loadRequest(_ id: String) -> String? { records.loadRequest(id) }
+    public func deleteRequest(_ id: String) { records.deleteRequest(id) }
+
     /// Every stored job, oldest first.
     public func loadJobs() throws(Error) -> [Job] { try records.loadAll() }
 

@@ -69,7 +69,7 @@ struct KillCommand: ParsableCommand {
             guard access(jobDirectory, F_OK) == 0 else {
                 throw ClientFailure(message: unreachable.message + "; and no job \(id) in \(dataDirectory)", exitCode: 5)
             }
-            if StopWithoutServer.cancelQueued(jobDirectory: jobDirectory) {
+            if let store = try? JobStore(dataDirectory: dataDirectory), StopWithoutServer.cancelQueued(jobDirectory: jobDirectory, store: store, id: id) {
                 print("cancelled \(id) (it was queued and no server is running: the next `agentgate serve` records it killed, never run)")
                 return 0
             }

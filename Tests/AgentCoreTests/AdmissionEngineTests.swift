@@ -234,9 +234,13 @@ struct AdmissionEngineTests {
         data.write("duration", "0.1")
         let loop = try EventLoop()
         let store = try JobStore(dataDirectory: data.path)
-        let manager = JobManager(loop: loop, store: store, detector: Self.detector(agents), configuration: Self.configuration(agents))
+        // This server bounds time: the queued jobs wait under its budgets, and say so.
+        var configuration = Self.configuration(agents)
+        configuration.budgets.maxTimeoutSeconds = 600
+        let manager = JobManager(loop: loop, store: store, detector: Self.detector(agents), configuration: configuration)
         _ = try manager.recover()
         #expect(manager.queuedCount == 4)
+        #expect(manager.job(ids[1])?.budget == JobBudget(timeoutSeconds: 600))
         #expect(manager.admission.waiting.map(\.id) == [ids[4], ids[1], ids[2], ids[3]])
         var starts: [String] = []
         var most = 0

@@ -7,7 +7,8 @@ import EventLoop
 struct QueuedJob {
     var spec: LaunchSpec
     var lifecycle: JobLifecycle
-    /// The place last sent in a `job:queue` event, and when.
+    /// The place last sent in a `job:queue` event, and when (monotonic ms: a wall clock
+    /// stepped back must not silence the queue).
     var announced: (position: Int, reason: String?, at: Int)?
 
     /// How long a waiting job's place may go unannounced after it moved: each move is a
@@ -71,7 +72,7 @@ extension JobManager {
         var lifecycle = JobLifecycle()
         let actions = lifecycle.handle(.enqueue)
         let reason = admission.reason(for: id)
-        queued[id] = QueuedJob(spec: spec, lifecycle: lifecycle, announced: (position, reason, WallClock.milliseconds()))
+        queued[id] = QueuedJob(spec: spec, lifecycle: lifecycle, announced: (position, reason, MonotonicClock.milliseconds()))
         update(id) {
             $0.queuePosition = position
             $0.queueReason = reason
@@ -134,7 +135,7 @@ extension JobManager {
     /// `job:queue` events, spaced out far back in the queue (`QueuedJob.announceInterval`):
     /// a place not yet told is told by a later pass.
     func announceQueue() {
-        let now = WallClock.milliseconds()
+        let now = MonotonicClock.milliseconds()
         var owed = Int.max
         for (index, (ticket, reason)) in zip(admission.waiting, admission.reasons()).enumerated() {
             let position = index + 1
@@ -155,11 +156,14 @@ extension JobManager {
             queued[ticket.id] = waiting
             emit(ticket.id, .queue(position: position, reason: reason))
         }
-        guard owed != Int.max, !queueAnnouncementScheduled else { return }
-        queueAnnouncementScheduled = true
+        // One pass when the first owed place is due; an earlier one replaces a later one (a
+        // place near the front owed while one far back waits its 5 s).
+        guard owed != Int.max, owed < queueAnnouncementDue ?? Int.max else { return }
+        queueAnnouncementDue = owed
         loop.schedule(afterMilliseconds: owed - now) { [weak self] in
-            self?.queueAnnouncementScheduled = false
-            self?.announceQueue()
+            guard let self, self.queueAnnouncementDue == owed else { return }
+            self.queueAnnouncementDue = nil
+            self.announceQueue()
         }
     }
 
@@ -248,8 +252,9 @@ extension JobManager {
             return endUnrun(id, lifecycle, reason: .request, said: "kill requested while no server ran: it never ran")
         }
         let spec: LaunchSpec
+        let request: LaunchRequest
         do throws(LaunchError) {
-            spec = try queuedSpec(of: job)
+            (spec, request) = try queuedSpec(of: job)
         } catch {
             update(id) {
                 $0.queuePosition = nil
@@ -260,12 +265,18 @@ extension JobManager {
             store.deleteRequest(id)
             return fail(id, reason: "could not be queued again after the server restarted: \(error.message)", lifecycle: JobLifecycle(phase: .queued), event: .spawnFailed)
         }
+        // Under this server's budgets and flags: the record says what will run.
+        update(id) {
+            $0.command = spec.arguments
+            $0.budget = JobBudget(request)
+        }
+        persist(id)
         queued[id] = QueuedJob(spec: spec, lifecycle: JobLifecycle(phase: .queued))
         admission.requeue(ticket(for: job))
         emit(id, .log(LogLine(.system, .info, "server restarted: still queued")))
     }
 
-    private func queuedSpec(of job: Job) throws(LaunchError) -> LaunchSpec {
+    private func queuedSpec(of job: Job) throws(LaunchError) -> (LaunchSpec, LaunchRequest) {
         let file = store.jobDirectory(job.id) + "/" + Self.requestFileName
         let path = store.loadRequest(job.id) != nil ? "the job records" : file
         // A prompt of 1 MiB may take 6 MiB escaped; the env and argv a few more.
@@ -287,7 +298,7 @@ extension JobManager {
         if (spec.workingDirectory ?? request.cwd) != job.cwd {
             throw LaunchError(.invalidField, field: "cwd", "its request (\(path)) no longer matches its record (cwd): it was changed after the job was queued")
         }
-        return spec
+        return (spec, request)
     }
 
     /// The first field where a queued job's request says other than its record. Budgets the

@@ -173,7 +173,8 @@ public final class JobManager {
     /// Caps, keys and the queue's order (made from `configuration.admission` on first use).
     public internal(set) lazy var admission = AdmissionQueue(limits: configuration.admission)
     var admissionScheduled = false
-    var queueAnnouncementScheduled = false
+    /// When the pass that announces owed queue places runs (monotonic ms).
+    var queueAnnouncementDue: Int?
     /// How long admitted jobs waited, for `/metrics`.
     public internal(set) var queueWaits = QueueWaits()
     /// Worktree owners with an apply or discard under way.

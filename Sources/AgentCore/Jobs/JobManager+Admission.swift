@@ -163,6 +163,9 @@ extension JobManager {
         loop.schedule(afterMilliseconds: owed - now) { [weak self] in
             guard let self, self.queueAnnouncementDue == owed else { return }
             self.queueAnnouncementDue = nil
+            // A job ended and its slot is not yet given out: the admission pass due this turn
+            // announces after it (now, a place would say "3 of 4 running" for a moment).
+            guard !self.admissionScheduled else { return }
             self.announceQueue()
         }
     }

@@ -25,7 +25,8 @@ struct AdmissionCommandTests {
         // A run behind it says where it waits, then streams once it runs.
         let follower = try ClientProcess(["run", "claude", "slow", "--project", "web"], server: server)
         var shown = ""
-        for _ in 0..<300 where !shown.contains("queued") {
+        // The place comes on a line of its own after the launch line: wait for it, not the word.
+        for _ in 0..<500 where !shown.contains("jobs running") {
             usleep(10_000)
             shown = follower.files.read("out") ?? ""
         }

@@ -367,6 +367,25 @@ async function killJob(id) {
   }
 }
 
+/** Sends the follow-up in the box to the selected job's agent; it shows in the log as `› …`. */
+async function sendMessage(event) {
+  event.preventDefault();
+  const id = state.selected;
+  const box = $("#message-text");
+  const text = box.value;
+  if (!id || !text.trim()) return;
+  $("#message-error").textContent = "";
+  $("#message-send").disabled = true;
+  try {
+    await api.sendMessage(id, text);
+    box.value = "";
+  } catch (error) {
+    $("#message-error").textContent = error.message;
+  } finally {
+    $("#message-send").disabled = false;
+  }
+}
+
 async function confirmDelete() {
   const job = state.jobs.get(state.selected);
   if (!job) return;
@@ -444,6 +463,7 @@ function renderSelectedHeader() {
   $("#job-kill").hidden = !isKillable(job);
   $("#job-kill").textContent = job.status === "queued" ? "Cancel" : "Kill";
   $("#job-delete").hidden = isActive(job);
+  $("#job-message").hidden = !job.acceptsMessages;
   changeView?.render(job);
   renderResult(job);
 }
@@ -494,6 +514,8 @@ function routeFromHash() {
 function logLine(event) {
   switch (event.type) {
     case "job:log":
+      // The user's turn in a conversation reads as the CLI prints it.
+      if (event.stream === "user") return { text: `› ${event.text}`, stream: "user", kind: event.kind };
       return { text: event.text, stream: event.stream, kind: event.kind };
     case "job:started":
       // Queued: its log says where and why.
@@ -639,6 +661,11 @@ function wire() {
   });
   $("#job-kill").addEventListener("click", () => state.selected && killJob(state.selected));
   $("#job-delete").addEventListener("click", confirmDelete);
+  $("#job-message").addEventListener("submit", sendMessage);
+  $("#message-text").addEventListener("keydown", (event) => {
+    // Enter sends; Shift+Enter is a new line.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) sendMessage(event);
+  });
   $("#jobs-older").addEventListener("click", loadOlderJobs);
   $("#confirm-delete").addEventListener("close", async () => {
     const id = state.selected;

@@ -21,6 +21,7 @@
 #include <sys/time.h>
 #include <sys/ioctl.h>
 #include <dirent.h>
+#include <sys/signalfd.h>
 
 #ifdef __linux__
 int ag_has_epoll(void) { return 1; }
@@ -477,8 +478,57 @@ static long long ag_age_ms(const char *path) {
     return (long long)(now.tv_sec - info.st_mtim.tv_sec) * 1000 + (now.tv_nsec - info.st_mtim.tv_nsec) / 1000000;
 }
 
+/* The agent's stdin in a conversation: the server appends messages to `input` in the job's
+   directory and sends SIGURG; the supervisor copies what is new into the agent's stdin pipe,
+   which it holds open (a server that stops or restarts never sends EOF). Once `input.closed`
+   exists and everything before it was copied, the pipe is closed: the agent reads EOF. */
+struct ag_input {
+    int file;          /* `input`, read from `offset` */
+    int pipe;          /* the write end of the agent's stdin, non-blocking; -1 once closed */
+    long long offset;
+    char buffer[65536];
+    size_t start, end; /* bytes read from the file and not yet written to the pipe */
+    int blocked;       /* the pipe was full: try again soon */
+};
+
+static void ag_input_close(struct ag_input *input) {
+    if (input->pipe >= 0) close(input->pipe);
+    input->pipe = -1;
+    if (input->file >= 0) close(input->file);
+    input->file = -1;
+}
+
+static void ag_input_pump(struct ag_input *input, int dirfd) {
+    input->blocked = 0;
+    while (input->pipe >= 0) {
+        if (input->start == input->end) {
+            ssize_t count = pread(input->file, input->buffer, sizeof input->buffer, (off_t)input->offset);
+            if (count < 0 && errno == EINTR) continue;
+            if (count <= 0) {
+                /* Everything written so far is in the pipe: close it if the server said so. */
+                if (faccessat(dirfd, "input.closed", F_OK, 0) == 0) {
+                    /* Written before the marker? Read once more, then close. */
+                    count = pread(input->file, input->buffer, sizeof input->buffer, (off_t)input->offset);
+                    if (count > 0) { input->offset += count; input->start = 0; input->end = (size_t)count; continue; }
+                    ag_input_close(input);
+                }
+                return;
+            }
+            input->offset += count;
+            input->start = 0;
+            input->end = (size_t)count;
+        }
+        ssize_t written = write(input->pipe, input->buffer + input->start, input->end - input->start);
+        if (written < 0 && errno == EINTR) continue;
+        if (written < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) { input->blocked = 1; return; }
+        /* EPIPE: the agent closed its stdin; nothing more can reach it. */
+        if (written <= 0) { ag_input_close(input); return; }
+        input->start += (size_t)written;
+    }
+}
+
 int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms,
-                 const char *heartbeat, long long orphan_timeout_ms, long long deadline_ms) {
+                 const char *heartbeat, long long orphan_timeout_ms, long long deadline_ms, int follow_input) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -490,15 +540,31 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
     sigaddset(&wanted, SIGINT);
     sigaddset(&wanted, SIGALRM);
     sigaddset(&wanted, SIGCHLD);
+    /* SIGURG: the server appended to `input`. Its default is to be ignored, so one sent
+       before this mask is set is harmless (the first copy below reads what it announced). */
+    sigaddset(&wanted, SIGURG);
     sigprocmask(SIG_BLOCK, &wanted, NULL);
 
     int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) return errno;
     int out = openat(dirfd, "stdout", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     int err = openat(dirfd, "stderr", O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    int in = openat(dirfd, "stdin", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (in >= 0) fcntl(in, F_SETFL, 0);
-    else in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    static struct ag_input input;
+    input.file = -1;
+    input.pipe = -1;
+    int in;
+    if (follow_input) {
+        int fds[2];
+        input.file = openat(dirfd, "input", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (input.file < 0 || pipe2(fds, O_CLOEXEC) != 0) { int error = errno; close(dirfd); return error ? error : EIO; }
+        fcntl(fds[1], F_SETFL, O_NONBLOCK);
+        in = fds[0];
+        input.pipe = fds[1];
+    } else {
+        in = openat(dirfd, "stdin", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (in >= 0) fcntl(in, F_SETFL, 0);
+        else in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
     if (out < 0 || err < 0 || in < 0) { int error = errno; close(dirfd); return error ? error : EIO; }
 
     char boot[64];
@@ -508,6 +574,7 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
     int rc = ag_spawn(path, argv, envp, cwd, in, out, err, -1, &pid);
     close(in);
     if (rc != 0) {
+        ag_input_close(&input);
         snprintf(text, sizeof text, "{\"kind\":\"spawn_failed\",\"errno\":%d,\"error\":\"%s\",\"endedAt\":%lld}\n", rc, strerror(rc), ag_now_ms());
         int written = ag_write_atomically(dirfd, "exit.json", text);
         close(out); close(err); close(dirfd);
@@ -530,9 +597,14 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
             if (reaped == pid) { status = child_status; exited = 1; }
         }
         if (exited) break;
+        ag_input_pump(&input, dirfd);
+        int following = input.pipe >= 0;
         int signal_number;
-        if (watching_heartbeat || (deadline_ms > 0 && !stopped_by)) {
+        if (watching_heartbeat || (deadline_ms > 0 && !stopped_by) || following) {
             long long wait_ms = watching_heartbeat ? check_ms : 1000;
+            /* A full pipe is tried again soon; otherwise SIGURG wakes the copy (and a look
+               each second catches a signal that was lost). */
+            if (following && input.blocked && wait_ms > 20) wait_ms = 20;
             if (deadline_ms > 0 && !stopped_by) {
                 long long left = deadline_ms - ag_now_ms();
                 if (left < wait_ms) wait_ms = left < 1 ? 1 : left;
@@ -574,6 +646,7 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
     }
     while (waitpid(-1, NULL, WNOHANG) > 0) {}
     ag_end_strays(grace_ms);
+    ag_input_close(&input);
 
     fdatasync(out);
     fdatasync(err);
@@ -630,4 +703,21 @@ void ag_close_in_parallel(const int *fds, int count) {
     for (int i = 0; i < count; i++) if (started && started[i]) pthread_join(threads[i], NULL);
     free(threads);
     free(started);
+}
+
+int ag_termination_signalfd(void) {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &signals, NULL) != 0) return -1;
+    return signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+int ag_signalfd_drain(int fd) {
+    struct signalfd_siginfo info;
+    int count = 0;
+    while (read(fd, &info, sizeof info) == (ssize_t)sizeof info) count++;
+    return count;
 }

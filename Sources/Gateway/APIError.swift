@@ -50,6 +50,19 @@ public struct APIError: Error, Sendable, Equatable {
         }
     }
 
+    /// A follow-up message refused.
+    init(_ error: JobManager.MessageError, job id: String) {
+        switch error {
+        case .unknownJob: self = .unknownJob(id)
+        case .invalidText(let message): self.init(400, "invalid_field", message, field: "text")
+        case .notConversational(let provider):
+            self.init(409, "not_conversational", "job \(id)'s agent (\(provider)) takes no messages while it runs")
+        case .notAccepting(let status):
+            let why = status == .running ? "its agent has answered every message and is ending" : "it is \(status.rawValue)"
+            self.init(409, "not_accepting_messages", "job \(id) takes no messages now: \(why)")
+        }
+    }
+
     /// An apply or discard refused; a conflict names its files (`conflicts`).
     init(_ error: JobManager.ReviewError) {
         switch error {

@@ -129,11 +129,13 @@ public final class Gateway {
             return apply(request, id: id)
         case ("POST", .jobDiscard(let id)):
             return discard(id)
+        case ("POST", .jobMessages(let id)):
+            return sendMessage(request, id: id)
         case (_, .jobs):
             return Self.methodNotAllowed("GET, POST, DELETE")
         case (_, .job):
             return Self.methodNotAllowed("GET, DELETE")
-        case (_, .capabilitiesRefresh), (_, .jobDelete), (_, .jobApply), (_, .jobDiscard):
+        case (_, .capabilitiesRefresh), (_, .jobDelete), (_, .jobApply), (_, .jobDiscard), (_, .jobMessages):
             return Self.methodNotAllowed("POST")
         case (_, .capabilities), (_, .jobEvents), (_, .jobsStream), (_, .jobStream), (_, .jobDiff):
             return Self.methodNotAllowed("GET")
@@ -143,6 +145,20 @@ public final class Gateway {
     }
 
     // MARK: jobs
+
+    /// `POST /api/agents/jobs/{id}/messages` `{"text": "…"}`: 202 `{"job", "seq"}` once the
+    /// message is on its way to the agent (`seq`: the log line that shows it).
+    private func sendMessage(_ request: HTTPRequest, id: String) -> HTTPServer.Response {
+        do throws(APIError) {
+            let body: JSONValue
+            do { body = try JSONParser.parse(request.body) } catch { throw APIError.invalidJSON("\(error)") }
+            let seq = try commands.send(id, text: try JobCommands.messageText(body))
+            let job = manager.job(id).map(\.summaryJSON) ?? .null
+            return .json(202, JSONWriter.serialize(.object(["job": job, "seq": .int(seq)])))
+        } catch {
+            return error.response
+        }
+    }
 
     /// `{jobs, version, nextCursor}`: a page of the job list, newest first (`limit`, 100 by
     /// default), filtered by `status`, `provider` and `label`, the next page after `cursor`;
@@ -448,7 +464,9 @@ public final class Gateway {
     static func mediaTypeFailure(_ request: HTTPRequest, route: Route) -> HTTPServer.Response? {
         let method = request.head.method
         guard method != "GET", method != "HEAD" else { return nil }
-        let needsJSON = !request.body.isEmpty || (method == "POST" && route == .jobs)
+        var takesBody = route == .jobs
+        if case .jobMessages = route { takesBody = true }
+        let needsJSON = !request.body.isEmpty || (method == "POST" && takesBody)
         guard needsJSON else { return nil }
         let contentType = request.head.headers["Content-Type"] ?? ""
         let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingSpaces().lowercasedASCII() } ?? ""
@@ -488,6 +506,7 @@ public final class Gateway {
         case jobDiff(String)
         case jobApply(String)
         case jobDiscard(String)
+        case jobMessages(String)
         case unknown
 
         /// Exact paths only: an empty segment (`/api/agents/jobs/`, `//`) names no route, so a
@@ -510,6 +529,7 @@ public final class Gateway {
             case (5, "jobs") where parts[4] == "diff": self = .jobDiff(parts[3])
             case (5, "jobs") where parts[4] == "apply": self = .jobApply(parts[3])
             case (5, "jobs") where parts[4] == "discard": self = .jobDiscard(parts[3])
+            case (5, "jobs") where parts[4] == "messages": self = .jobMessages(parts[3])
             default: self = .unknown
             }
         }

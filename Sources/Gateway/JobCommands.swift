@@ -25,6 +25,26 @@ struct JobCommands {
         return job
     }
 
+    /// Sends a user's message to a running job's agent (`POST …/{id}/messages`, op `send`):
+    /// the seq of the log line that shows it.
+    func send(_ id: String, text: String) throws(APIError) -> Int {
+        do throws(JobManager.MessageError) {
+            return try manager.sendMessage(id, text: text)
+        } catch {
+            throw APIError(error, job: id)
+        }
+    }
+
+    /// The `text` of a message body (`{"text": "…"}`).
+    static func messageText(_ body: JSONValue) throws(APIError) -> String {
+        guard case .object(let members) = body else { throw APIError(400, "invalid_json", "send {\"text\": \"…\"}") }
+        if let other = members.first(where: { $0.key != "text" && $0.key != "op" && $0.key != "req" && $0.key != "job" }) {
+            throw APIError(400, "unknown_field", "unknown field \(other.key); a message has text", field: other.key)
+        }
+        guard let text = body["text"]?.stringValue else { throw APIError(400, "missing_field", "text is required (a string)", field: "text") }
+        return text
+    }
+
     /// Deletes a finished job with its events and files (`POST …/{id}/delete`, op `delete`).
     func delete(_ id: String) throws(APIError) {
         do throws(JobManager.DeleteError) {

@@ -81,6 +81,9 @@ extension SubscriptionHub {
             case .delete(let job):
                 try commands.delete(job)
                 sendControl(viewer, Self.ack(request, [.init("deleted", .string(job))]))
+            case .send(let job, let text):
+                let seq = try commands.send(job, text: text)
+                sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(seq))]))
             }
         } catch {
             sendControl(viewer, error.message(request: request))

@@ -1,6 +1,7 @@
 import AgentCore
 import ArgumentParser
 import Foundation
+import Gateway
 
 /// Options that shape how jobs run, shared by every command that runs them.
 struct EngineOptions: ParsableArguments {
@@ -21,6 +22,9 @@ struct EngineOptions: ParsableArguments {
 
     @Option(help: "codex --sandbox for every job (read-only, workspace-write, danger-full-access).")
     var codexSandbox: String?
+
+    @Option(help: "How ACP agents' permission requests are answered (opencode-acp, goose-acp): allow or deny.")
+    var acpPermissions = ACPClientSession.PermissionPolicy.deny.rawValue
 
     @Option(help: "Seconds between SIGTERM and SIGKILL when a job is killed.")
     var killGrace: Double = 5
@@ -93,6 +97,11 @@ struct EngineOptions: ParsableArguments {
             claudePermissionMode: claudePermissionMode, codexSandbox: codexSandbox,
             allowCustomCommands: allowCustomCommands, environment: EnvironmentPolicy(allowed: passEnv),
             workspaces: workspacePolicy)
+        guard let acpPolicy = ACPClientSession.PermissionPolicy(rawValue: acpPermissions) else {
+            throw ValidationError("--acp-permissions \(acpPermissions): allow or deny")
+        }
+        configuration.policy.acpPermissions = acpPolicy
+        configuration.policy.acpClientExecutable = StaticFiles.executablePath(argumentZero: CommandLine.arguments[0])
         configuration.killGraceMilliseconds = Int(killGrace * 1000)
         guard let maxOutput = ByteCount.parse(maxJobOutput), maxOutput >= 4096 else {
             throw ValidationError("--max-job-output \(maxJobOutput): a size such as 512M or 1G (at least 4K)")

@@ -33,6 +33,9 @@ struct ShimCommand: ParsableCommand {
     @Option(name: .customLong("deadline-ms"), help: "Stop the agent at this time (milliseconds since the Unix epoch: the job's timeout), server or not.")
     var deadlineMilliseconds: Int64 = 0
 
+    @Flag(help: "Feed the agent's stdin from the directory's input file as it grows, until input.closed exists (a conversation).")
+    var input = false
+
     @Argument(parsing: .postTerminator, help: "The agent's executable (a path) and its arguments.")
     var command: [String] = []
 
@@ -48,7 +51,7 @@ struct ShimCommand: ParsableCommand {
     func run() throws {
         let error = SupervisedProcess.withCStrings(command) { argv in
             ag_supervise(
-                directory, command[0], argv, environ, cwd, Int32(graceMilliseconds), heartbeat, Int64(orphanTimeoutMilliseconds), deadlineMilliseconds)
+                directory, command[0], argv, environ, cwd, Int32(graceMilliseconds), heartbeat, Int64(orphanTimeoutMilliseconds), deadlineMilliseconds, input ? 1 : 0)
         }
         guard error == 0 else {
             FileHandle.standardError.write(Data("agentgate shim: \(directory): \(String(cString: strerror(error)))\n".utf8))

@@ -273,7 +273,8 @@ struct AdmissionEngineTests {
         let prompts = data.path + "/prompts"
         var ids: [String] = []
         let changes: [(String, JSONValue)] = [("prompt", "delete everything"), ("provider", "codex"), ("priority", .int(5)), ("maxTurns", .int(3))]
-        let script = "touch '\(ran)'; cat >> '\(prompts)'; echo >> '\(prompts)'"
+        // Claude's stdin holds one stream-json message (it stays open for follow-ups).
+        let script = "touch '\(ran)'; head -n 1 >> '\(prompts)'"
         var forged = ""
         do {
             let loop = try EventLoop()
@@ -308,7 +309,9 @@ struct AdmissionEngineTests {
         }
         #expect(manager.job(forged)?.status != .failed)
         loop.run(untilMilliseconds: 5_000) { (try? String(contentsOfFile: prompts, encoding: .utf8)) != nil }
-        #expect((try? String(contentsOfFile: prompts, encoding: .utf8)) == "summarise\n", "only the forged job's own request ran")
+        let ranPrompts = try? String(contentsOfFile: prompts, encoding: .utf8)
+        #expect(ranPrompts?.split(separator: "\n").count == 1, "\(ranPrompts ?? "")")
+        #expect(FakeAgents.claudeMessageText(ranPrompts) == "summarise", "only the forged job's own request ran")
     }
 
     static func detector(_ agents: FakeAgents) -> AgentDetector {

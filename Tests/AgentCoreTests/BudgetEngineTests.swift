@@ -173,7 +173,7 @@ struct ProfileEngineTests {
         let args = harness.scratch.read("args") ?? ""
         #expect(args.contains("--model=opus") && args.contains("--effort=high") && args.contains("--max-turns=40"), "\(args)")
         #expect(args.contains("--permission-mode=plan") && !args.contains("acceptEdits"), "\(args)")
-        #expect(harness.scratch.read("stdin") == "Review this change. Focus: the auth module")
+        #expect(FakeAgents.claudeMessageText(harness.scratch.read("stdin")) == "Review this change. Focus: the auth module")
         let env = harness.scratch.read("env") ?? ""
         #expect(env.contains("MYAPP_MODE=review") && env.contains("MYAPP_TICKET=T-1"), "\(env)")
 

@@ -16,7 +16,8 @@ struct CapabilityTests {
         let agents = FakeAgents(["claude", "codex", "opencode", "goose"], acp: ["opencode"])
         let capabilities = detector(agents).refresh()
         #expect(capabilities.mode == "local")
-        #expect(capabilities.available == ["claude", "codex", "opencode", "goose"])
+        // opencode's `acp --help` succeeds: its ACP mode is a provider of its own; goose's fails.
+        #expect(capabilities.available == ["claude", "codex", "opencode", "goose", "opencode-acp"])
         let byID = Dictionary(uniqueKeysWithValues: capabilities.providers.map { ($0.id, $0) })
         #expect(byID["claude"]?.version == "2.1.12 (Claude Code)")
         #expect(byID["claude"]?.path == agents.directory.file("claude"))
@@ -24,6 +25,8 @@ struct CapabilityTests {
         #expect(byID["codex"]?.version == "codex-cli 0.154.0")
         #expect(byID["opencode"]?.acp == true)
         #expect(byID["goose"]?.acp == false)
+        #expect(byID["opencode-acp"]?.path == agents.directory.file("opencode") && byID["opencode-acp"]?.name == "opencode (ACP)")
+        #expect(byID["goose-acp"]?.available == false && byID["goose-acp"]?.path == agents.directory.file("goose"))
     }
 
     @Test func missingCLIsAreListedAsUnavailable() {

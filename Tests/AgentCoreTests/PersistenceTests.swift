@@ -128,7 +128,9 @@ struct PersistenceTests {
 }
 
 /// One process owns a data directory: a second one learns who has it, and a lock dies with
-/// its holder.
+/// its holder. Process-exclusive: a child spawned by another test at the moment a lock is
+/// taken holds a copy of its descriptor until it execs, and with it the lock.
+@Suite(.processExclusive)
 struct DataDirectoryLockTests {
     @Test func aSecondOwnerIsToldWhoHoldsTheDirectory() throws {
         let data = TemporaryDirectory("agentgate-lock")

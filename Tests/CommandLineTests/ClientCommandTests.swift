@@ -11,9 +11,14 @@ final class ServerProcess {
     private var process: ChildProcess?
     var pid: pid_t? { process?.pid }
 
-    /// The fake agents act on the prompt they read from stdin.
+    /// The fake agents act on the prompt they read from stdin (Claude's: one stream-json user
+    /// message, its stdin kept open for follow-ups).
     static let script = """
-        prompt=$(cat); case "$prompt" in
+        case "$0" in
+          *claude) IFS= read -r message; prompt=$(printf '%s' "$message" | sed 's/.*"text":"\\([^"]*\\)".*/\\1/');;
+          *) prompt=$(cat);;
+        esac
+        case "$prompt" in
           fail*) echo 'it broke' >&2; exit 3;;
           hang*) echo 'waiting'; exec sleep 300;;
           stray*) setsid sleep 300 </dev/null >/dev/null 2>&1 & echo 'left a stray'; sleep 1; echo 'leaving';;

@@ -54,7 +54,7 @@ struct CommandLineTests {
             printed = files.read("out") ?? ""
         }
         #expect(process.isRunning, "the first line came only when the job ended")
-        #expect(printed.contains("args=-p --output-format stream-json --verbose --include-partial-messages --resume=abc-123 --max-turns=3 note=hello"), "\(printed)")
+        #expect(printed.contains("args=-p --input-format stream-json --output-format stream-json --verbose --include-partial-messages --resume=abc-123 --max-turns=3 note=hello"), "\(printed)")
         #expect(!printed.contains("second"))
         #expect(process.wait() == 0)
         #expect(files.read("out")?.contains("second") == true)
@@ -77,12 +77,14 @@ struct CommandLineTests {
         let json = try run(["probe", "--json"])
         let value = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
         #expect(value?["mode"] as? String == "local")
-        #expect((value?["providers"] as? [[String: Any]])?.count == 4)
-        #expect(value?["available"] as? [String] == ["claude", "codex", "opencode", "goose"])
+        // The four CLIs, and the ACP modes of opencode and goose (goose's unavailable here).
+        #expect((value?["providers"] as? [[String: Any]])?.count == 6)
+        #expect(value?["available"] as? [String] == ["claude", "codex", "opencode", "goose", "opencode-acp"])
     }
 
     /// `agentgate exec <provider> --prompt hi` prints readable lines for every transcript.
-    @Test(arguments: Fixtures.transcriptNames.filter { Fixtures.provider(ofTranscript: $0) != nil })
+    /// (ACP transcripts are exchanges, both sides: `Tests/acp` runs a real ACP agent instead.)
+    @Test(arguments: Fixtures.transcriptNames.filter { Fixtures.provider(ofTranscript: $0) != nil && !$0.hasPrefix("acp-") })
     func execPrintsEveryTranscriptReadably(_ name: String) throws {
         let provider = Fixtures.provider(ofTranscript: name)!
         let outcome = try run(
@@ -108,9 +110,10 @@ struct CommandLineTests {
         let file = data.file("prompt")
         let outcome = try run(
             ["exec", "claude", "--data-dir", data.path], stdin: "from stdin\n",
-            environment: ["FAKE_SCRIPT": "cat > '\(file)'; echo nope >&2; exit 7"])
+            environment: ["FAKE_SCRIPT": "head -n 1 > '\(file)'; echo nope >&2; exit 7"])
         #expect(outcome.status == 1)
-        #expect(data.read("prompt") == "from stdin\n")
+        // As a stream-json user message: Claude's stdin stays open for follow-ups.
+        #expect(FakeAgents.claudeMessageText(data.read("prompt")) == "from stdin\n")
         #expect(outcome.stdout.contains("[stderr] nope"))
         #expect(outcome.stdout.contains("failed (exit 7)"))
     }
@@ -133,7 +136,7 @@ struct CommandLineTests {
     @Test func execUnknownProviderSaysWhichAreAvailable() throws {
         let outcome = try run(["exec", "gemini", "--prompt", "hi", "--data-dir", data.path])
         #expect(outcome.status == 2)
-        #expect(outcome.stderr == "agentgate: unknown provider 'gemini'; available: claude, codex, opencode, goose\n")
+        #expect(outcome.stderr == "agentgate: unknown provider 'gemini'; available: claude, codex, opencode, goose, opencode-acp\n")
         let custom = try run(["exec", "custom", "--data-dir", data.path, "--", "echo", "hi"])
         #expect(custom.status == 2)
         #expect(custom.stderr.contains("--allow-custom-commands"))

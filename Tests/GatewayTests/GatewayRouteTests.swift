@@ -128,7 +128,7 @@ struct GatewayRouteTests {
         #expect(later.map { $0["seq"] as? Int } == [3, 4])
         let list = try gateway.request("GET", "/api/agents/jobs")
         #expect((list.json["jobs"] as? [[String: Any]])?.count == 1)
-        #expect(try gateway.request("GET", "/api/agents/capabilities").json["available"] as? [String] == ["claude", "codex", "opencode", "goose"])
+        #expect(try gateway.request("GET", "/api/agents/capabilities").json["available"] as? [String] == ["claude", "codex", "opencode", "goose", "opencode-acp"])
         #expect(try gateway.request("DELETE", "/api/agents/jobs/\(id)").status == 409)
     }
 

@@ -23,6 +23,7 @@ import Testing
         let launch = try Self.parse(#"{"op":"launch","req":3,"provider":"claude","prompt":"hi"}"#).0.get()
         #expect(launch == .launch(.object(["provider": "claude", "prompt": "hi"])))
         #expect(Self.parse(#"{"op":"kill","job":"x","req":{"n":1}}"#).1 == .object(["n": .int(1)]))
+        #expect(try Self.parse(#"{"op":"send","job":"j","text":"now the tests","req":2}"#).0.get() == .send(job: "j", text: "now the tests"))
     }
 
     @Test func malformedMessagesAreRefusedWithACodeAndTheirReq() {
@@ -34,6 +35,10 @@ import Testing
             (#"{"op":"unsubscribe"}"#, "invalid_message"),
             (#"{"op":"kill","job":5}"#, "invalid_message"),
             (#"{"op":"explode","req":9}"#, "unknown_op"),
+            (#"{"op":"send","text":"hi"}"#, "invalid_message"),
+            (#"{"op":"send","job":"j"}"#, "missing_field"),
+            (#"{"op":"send","job":"j","text":7}"#, "missing_field"),
+            (#"{"op":"send","job":"j","text":"hi","urgent":true}"#, "unknown_field"),
             (#"{"job":"j"}"#, "unknown_op"),
         ]
         for (text, code) in cases {

@@ -32,10 +32,19 @@ public final class FakeAgents: @unchecked Sendable {
             if [ "$1" = "--version" ]; then echo "\(version)"; exit 0; fi
             if [ "$1" = "acp" ] && [ "$2" = "--help" ]; then \(acp ? "echo 'ACP server'; exit 0" : "echo 'unknown command acp' >&2; exit 2"); fi
             if [ -n "$FAKE_ARGS_FILE" ]; then printf '%s\\n' "$@" > "$FAKE_ARGS_FILE"; fi
-            if [ -n "$FAKE_STDIN_FILE" ]; then cat > "$FAKE_STDIN_FILE"; fi
+            if [ -n "$FAKE_STDIN_FILE" ]; then \(name == "claude" ? "head -n 1" : "cat") > "$FAKE_STDIN_FILE"; fi
             if [ -n "$FAKE_ENV_FILE" ]; then env > "$FAKE_ENV_FILE"; fi
             eval "$FAKE_SCRIPT"
             """, mode: 0o755)
+    }
+
+    /// The text of the user message a fake `claude` read from its stdin (one
+    /// `--input-format stream-json` line; it keeps no more, since its stdin stays open).
+    public static func claudeMessageText(_ line: String?) -> String? {
+        guard let line, let value = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            let message = value["message"] as? [String: Any], let content = message["content"] as? [[String: Any]]
+        else { return nil }
+        return content.first?["text"] as? String
     }
 
     /// Installs a script with arbitrary content under `name`.

@@ -35,7 +35,8 @@ public enum Fixtures {
         for provider in ["claude", "codex", "opencode", "goose"] where name.hasPrefix(provider + "-") {
             return provider
         }
-        return nil
+        // ACP exchanges, as agentgate's ACP client writes them for its ACP providers.
+        return name.hasPrefix("acp-") ? "opencode-acp" : nil
     }
 
     public static var goldenDirectory: String { packageRoot + "/Tests/AgentCoreTests/Golden" }

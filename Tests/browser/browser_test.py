@@ -2,12 +2,13 @@
 `agentgate serve` with fake agents on PATH. Screenshots of each step go to
 Tests/browser/screenshots/ (git-ignored). Run with `Tests/browser/run`.
 
-The fake `claude` reads its prompt from stdin and acts on it:
+The fake `claude` reads its prompt from stdin (one stream-json user message) and acts on it:
   "slow [N]"     replays a real transcript slowly, then N numbered steps (default 20)
   "lines N"      prints N lines at once
   "hang"         runs until killed
   "spend"        reports a cost twice ($0.02, then $0.03 in all), then runs until killed
   "edit"         changes files in its working directory (a worktree job's change)
+  "converse"     works 6 s on its first turn, then answers each follow-up message ("you said: …")
   anything else  replays the transcript at once
 """
 
@@ -35,7 +36,8 @@ TRANSCRIPT = os.path.join(FIXTURES, "claude-stream-json-bash-ls-assembled.jsonl"
 FAKE_CLAUDE = f"""#!/bin/sh
 if [ "$1" = "--version" ]; then echo "2.1.12 (Claude Code)"; exit 0; fi
 if [ "$1" = "acp" ]; then exit 2; fi
-prompt=$(cat)
+IFS= read -r message
+prompt=$(printf '%s' "$message" | sed 's/.*"text":"\\([^"]*\\)".*/\\1/')
 case "$prompt" in
   slow*)
     steps=${{prompt#slow}}; steps=${{steps# }}; [ -n "$steps" ] || steps=20
@@ -62,6 +64,16 @@ case "$prompt" in
     echo '<img src=x onerror="window.pwned=1">' > markup.txt
     seq 1 700 > big.txt
     echo "edited 4 files";;
+  converse*)
+    printf '%s\n' '{{"type":"system","subtype":"init","session_id":"s1","model":"fake"}}'
+    i=1; while [ $i -le 6 ]; do echo "working on it ($i)"; sleep 1; i=$((i+1)); done
+    printf '%s\n' '{{"type":"result","subtype":"success","is_error":false,"result":"first","num_turns":1,"session_id":"s1"}}'
+    while IFS= read -r message; do
+      text=$(printf '%s' "$message" | sed 's/.*"text":"\\([^"]*\\)".*/\\1/')
+      printf '%s\n' '{{"type":"system","subtype":"init","session_id":"s1","model":"fake"}}'
+      echo "you said: $text"
+      printf '%s\n' '{{"type":"result","subtype":"success","is_error":false,"result":"second","num_turns":1,"session_id":"s1"}}'
+    done;;
   stubborn*) trap '' TERM; echo 'ignoring SIGTERM'; sleep 300 & wait;;
   stream*)
     printf '%s\\n' '{{"type":"stream_event","api_message_id":"m1","event":{{"type":"content_block_start","index":0,"content_block":{{"type":"text","text":""}}}}}}'
@@ -470,6 +482,31 @@ class Dashboard(unittest.TestCase):
         for job in (holder, second, third, timed, blocker, prioritised, spender):
             self.wait(lambda: self.server.job(job)["status"] in ("done", "killed", "failed"))
             self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
+
+    def test_conversation(self):
+        """A follow-up typed into the job view while the agent works: it shows in the log as
+        the user's turn, then the agent's answer to it; the box goes once the job ends."""
+        driver = self.driver
+        self.open_dashboard()
+        job = self.launch("converse")
+        box = driver.find_element(By.ID, "message-text")
+        self.wait(lambda: box.is_displayed(), message="no message box while the job runs")
+        self.assertTrue(self.server.job(job)["acceptsMessages"])
+        box.send_keys("now the tests too")
+        box.send_keys("\n")  # Enter sends
+        self.wait(lambda: "› now the tests too" in self.log_lines(), message="the message is not in the log")
+        self.assertEqual(box.get_attribute("value"), "")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#log .line.stream-user")
+        self.assertEqual([row.text for row in rows], ["› now the tests too"])
+        self.shot("16-conversation")
+        self.wait(lambda: self.selected_status() == "done", timeout=30)
+        lines = self.log_lines()
+        self.assertIn("you said: now the tests too", lines)
+        self.assertLess(lines.index("› now the tests too"), lines.index("you said: now the tests too"))
+        self.assertFalse(driver.find_element(By.ID, "job-message").is_displayed())
+        final = self.server.job(job)
+        self.assertEqual((final["messages"], final["acceptsMessages"], final["result"]["text"]), (1, False, "second"))
+        self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
 
     def test_worktree_review(self):
         """A worktree job's change in the job view: the files, a readable diff, Apply (a

@@ -315,6 +315,56 @@ def test_killed_mid_answer_keeps_what_was_said():
             sandbox.close()
 
 
+# conversations
+
+
+def test_a_follow_up_reaches_the_running_cli_and_the_job_ends_after_it():
+    """`agentgate send` while the real CLI writes its first answer: the message reaches the
+    model in the same session (through the CLI's stream-json stdin), the log shows the user's
+    turn and both answers, and the job ends done once both are answered."""
+    script = [
+        {"text_deltas": ["Fixing the bug"] + ["."] * 40 + ["\n"], "delay": 0.05},
+        {"match": "now also fix the tests", "text": "Tests fixed too."},
+    ]
+    with FakeMessagesAPI(script) as api:
+        sandbox = Sandbox(api)
+        server = Serve(sandbox)
+        try:
+            job = server.launch(sandbox.cwd)
+            sent = []
+
+            async def send_when_streaming(message):
+                if message["text"].startswith("Fixing") and not sent:
+                    sent.append(True)
+                    result = await asyncio.get_running_loop().run_in_executor(None, lambda: subprocess.run(
+                        [BINARY, "send", job, "now also fix the tests", "--server", server.url],
+                        env={**sandbox.env, "AGENTGATE_TOKEN": TOKEN}, capture_output=True, text=True, timeout=30))
+                    sent.append(result)
+
+            messages = asyncio.run(follow_json(server, job, on_partial=send_when_streaming))
+            assert len(sent) == 2 and sent[1].returncode == 0, sent
+            assert sent[1].stdout.startswith(f"sent to {job} (log line "), sent[1].stdout
+            logs = [(m["stream"], m["text"]) for _, m in messages if m["type"] == "job:log" and m["stream"] != "system"]
+            texts = [normalize(text, sandbox) for _, text in logs]
+            assert ("user", "now also fix the tests") in logs, logs
+            assert texts[-2:] == ["Tests fixed too.", "✓ done · T · 2 turns · $C"], texts
+            assert texts.index("now also fix the tests") < texts.index("Tests fixed too."), texts
+            assert any(t.startswith("Fixing the bug") for t in texts[:texts.index("Tests fixed too.")]), texts
+            # The model saw the follow-up as the user's next message, after its first answer.
+            assert api.served == 2, api.served
+            assert "now also fix the tests" in FakeMessagesAPI.last_user_text(api.requests[-1]), api.requests[-1]
+            final = server.api("GET", f"/api/agents/jobs/{job}")["job"]
+            assert final["status"] == "done" and final["messages"] == 1 and final["acceptsMessages"] is False, final
+            assert final["result"]["text"] == "Tests fixed too.", final["result"]
+            # Ended: another message is refused (exit 7, the reason on stderr).
+            late = subprocess.run([BINARY, "send", job, "and more", "--server", server.url],
+                                  env={**sandbox.env, "AGENTGATE_TOKEN": TOKEN}, capture_output=True, text=True, timeout=30)
+            assert late.returncode == 7 and "takes no messages now" in late.stderr, (late.returncode, late.stderr)
+        finally:
+            server.close()
+            sandbox.close()
+
+
 # recording
 
 
@@ -326,7 +376,7 @@ def record():
         with FakeMessagesAPI(copy.deepcopy(sc["script"])) as api:
             sandbox = Sandbox(api, sc.get("setup"))
             try:
-                command = [CLAUDE, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+                command = [CLAUDE, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]  # prompt as text
                 if sc.get("mode"):
                     command.append(f"--permission-mode={sc['mode']}")
                 if sc.get("options", {}).get("maxTurns"):

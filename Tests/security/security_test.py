@@ -74,9 +74,15 @@ def note(text):
 
 # ---------------------------------------------------------------------------- fake agents
 
+def stdin_reader(name):
+    """How the fake keeps what reached its stdin: claude's stays open after its one stream-json
+    message (for follow-ups) until it answers, so it reads one line; opencode takes its prompt
+    as an argument."""
+    return {"claude": "/usr/bin/head -n 1", "opencode": ":"}.get(name, "/bin/cat")
+
+
 def fake_agent_body(name, records, bin_dir):
     """The fake's shell body (without shebang)."""
-    reads_stdin = name != "opencode"  # opencode takes its prompt as an argument
     return f"""
 if [ "$1" = "--version" ]; then echo "{VERSIONS[name]}"; exit 0; fi
 if [ "$1" = "acp" ]; then exit 2; fi
@@ -84,7 +90,7 @@ rec="{records}/{name}.${{AGENTGATE_JOB_ID:-nojob}}.$$"
 printf '%s\\0' "$@" > "$rec.argv"
 /bin/cat /proc/$$/environ > "$rec.env"
 pwd -P > "$rec.cwd"
-{'/bin/cat > "$rec.stdin"' if reads_stdin else ': > "$rec.stdin"'}
+{stdin_reader(name)} > "$rec.stdin"
 [ -f "{bin_dir}/{name}.extra" ] && . "{bin_dir}/{name}.extra"
 /bin/cat <<'AGENT_OUTPUT'
 {OUTPUTS[name]}
@@ -493,8 +499,7 @@ def env_node_options_runs_no_javascript():
     agent = os.path.join(WORK, "node-claude")
     write_executable(agent, f"""#!{node}
 if (process.argv[2] === '--version') {{ console.log({json.dumps(VERSIONS['claude'])}); process.exit(0); }}
-process.stdin.resume();
-process.stdin.on('end', () => {{ console.log({json.dumps(CLAUDE_OUTPUT)}); }});
+process.stdin.once('data', () => {{ console.log({json.dumps(CLAUDE_OUTPUT)}); process.exit(0); }});
 """)
     assert_attack_works_by_hand([agent, "--version"], {"NODE_OPTIONS": f"--require={evil}", "PATH": BASE_PATH}, marker)
     env_attack("NODE_OPTIONS", f"--require={evil}", marker, agent_file=agent)
@@ -866,7 +871,7 @@ def cli_kill_of_a_non_id_kills_nothing():
     /api/agents/jobs/? — the route that kills every job."""
     problems = Problems()
     server = Server()
-    server.extra("claude", 'case "$(cat "$rec.stdin")" in hang*) exec sleep 300 </dev/null >/dev/null 2>&1;; esac\n')
+    server.extra("claude", 'case "$(cat "$rec.stdin")" in *\\"text\\":\\"hang*) exec sleep 300 </dev/null >/dev/null 2>&1;; esac\n')
     server.start()
     ids = [server.launch({"provider": "claude", "prompt": "hang"}).body["job"]["id"] for _ in range(2)]
     for job_id in ids:
@@ -1292,7 +1297,7 @@ GRANDCHILD = """
 pidfile="{marks}/grandchild.$AGENTGATE_JOB_ID"
 setsid /bin/sh -c 'echo $$ > "$0"; exec sleep 300' "$pidfile" </dev/null >/dev/null 2>&1 &
 i=0; while [ ! -s "$pidfile" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
-case "$(cat "$rec.stdin")" in hang*) exec sleep 300 </dev/null >/dev/null 2>&1;; esac
+case "$(cat "$rec.stdin")" in *'"text":"hang'*) exec sleep 300 </dev/null >/dev/null 2>&1;; esac
 """
 
 
@@ -1366,8 +1371,9 @@ def inherited_descriptor_is_not_visible_in_the_agent():
                 FILE *out = fopen(name, "w");
                 fputs(listing, out);
                 fclose(out);
-                char buffer[4096];
-                while (read(0, buffer, sizeof buffer) > 0) {{}}
+                /* Its prompt: one stream-json line (its stdin stays open for follow-ups). */
+                char buffer[4096]; ssize_t got;
+                while ((got = read(0, buffer, sizeof buffer)) > 0 && !memchr(buffer, '\\n', (size_t)got)) {{}}
                 puts({json.dumps(CLAUDE_OUTPUT)});
                 return 0;
             }}""", os.path.join(server.bin, "claude"))

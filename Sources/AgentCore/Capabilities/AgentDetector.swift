@@ -50,7 +50,16 @@ public final class AgentDetector: Sendable {
             let info = probe(kinds[index])
             results.withLock { $0[index] = info }
         }
-        let providers = results.withLock { $0.compactMap { $0 } }
+        var providers = results.withLock { $0.compactMap { $0 } }
+        // ACP providers: the CLI's own probe says whether its acp mode exists.
+        for kind in AgentProvider.all {
+            guard let base = kind.acpModeOf, let found = providers.first(where: { $0.id == base }) else { continue }
+            var info = ProviderInfo(id: kind.id, name: kind.name, available: found.available && found.acp == true)
+            info.path = found.path
+            info.version = found.version
+            info.acp = found.acp
+            providers.append(info)
+        }
         var available = providers.filter(\.available).map(\.id)
         if configuration.allowCustomCommands { available.append(AgentProvider.customID) }
         let capabilities = AgentCapabilities(

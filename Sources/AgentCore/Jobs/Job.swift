@@ -53,6 +53,11 @@ public struct Job: Sendable, Equatable {
     public var budget: JobBudget?
     public var turns: Int?
     public var costUsd: Double?
+    /// A message can be sent to it now: its agent is running and takes follow-ups on its
+    /// stdin (a conversation), and has not been told the conversation is over.
+    public var acceptsMessages = false
+    /// The follow-up messages its users sent (the prompt not counted).
+    public var messages = 0
     /// A finished job as the server keeps it in memory: prompt and result cut down to what
     /// the job list shows; the whole job is in the store (`JobManager.details(of:)`).
     /// Not serialized.
@@ -130,6 +135,8 @@ public struct Job: Sendable, Equatable {
         members.append(.init("budget", budget?.json ?? .null))
         members.append(.init("turns", turns.map(JSONValue.int) ?? .null))
         members.append(.init("costUsd", costUsd.map(JSONValue.double) ?? .null))
+        members.append(.init("acceptsMessages", .bool(acceptsMessages)))
+        members.append(.init("messages", .int(messages)))
         return .object(members)
     }
 
@@ -171,6 +178,8 @@ public struct Job: Sendable, Equatable {
         budget = json["budget"].flatMap(JobBudget.init(json:))
         turns = json["turns"]?.intValue
         costUsd = json["costUsd"]?.doubleValue
+        acceptsMessages = json["acceptsMessages"]?.boolValue ?? false
+        messages = json["messages"]?.intValue ?? 0
     }
 }
 

@@ -373,6 +373,8 @@ public final class JobManager {
         // Sets up containment now, which also kills what escaped those groups (cgroup path).
         _ = containment
         for var job in stored {
+            // Only a job taken up again can be sent messages (`takeUp` says whether).
+            job.acceptsMessages = false
             if let process = adoptions[job.id] {
                 takeUp(job, process)
                 // It keeps its slot, whatever the caps are now.
@@ -448,7 +450,9 @@ public final class JobManager {
         let spec = LaunchSpec(
             provider: job.provider, executable: job.command.first ?? "", arguments: job.command, environment: [:],
             workingDirectory: job.cwd, stdin: "", outputFormat: AgentProvider.named(job.provider)?.outputFormat ?? .auto,
-            outputFile: job.command.contains(outputFile) ? outputFile : nil)
+            outputFile: job.command.contains(outputFile) ? outputFile : nil,
+            takesMessages: AgentProvider.named(job.provider)?.encodeMessage != nil && process.acceptsInput)
+        jobsByID[job.id]?.acceptsMessages = spec.takesMessages
         let runner = RunningJob(spec: spec, process: process)
         runner.lifecycle = JobLifecycle(phase: .running)
         runner.interpreter.carry(turns: job.turns, costUSD: job.costUsd)
@@ -598,7 +602,7 @@ public final class JobManager {
                 spec: .init(
                     executable: spec.executable, arguments: spec.arguments, environment: environment,
                     workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8),
-                    deadlineMilliseconds: budget?.timeoutSeconds.map { started + $0 * 1_000 }))
+                    deadlineMilliseconds: budget?.timeoutSeconds.map { started + $0 * 1_000 }, keepsStdinOpen: spec.takesMessages))
         } catch {
             fail(id, reason: "\(spec.executable): \(error.message)", lifecycle: lifecycle)
             return
@@ -612,6 +616,7 @@ public final class JobManager {
             $0.pid = process.identity.pid
             $0.pgid = process.identity.pid
             $0.processStartTime = process.identity.startTime
+            $0.acceptsMessages = process.acceptsInput
         }
         carryOut(runner.lifecycle.handle(.spawned), id, runner)
         armBudget(id, runner)
@@ -664,10 +669,9 @@ public final class JobManager {
             case .announceStatus:
                 announce(id, status: runner.lifecycle.status, first: false)
             case .signalGroup:
-                runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
                 let reason = runner.killReason ?? .request
-                let level: LogLine.Kind = reason.failsTheJob ? .error : .info
-                emit(id, .log(LogLine(.system, level, "\(reason.why): SIGTERM sent to the agent's process group (job pid \(jobsByID[id]?.pid ?? 0))")))
+                if reason != .serverStopping, askToStop(id, runner) { break }
+                signalGroup(id, runner)
             case .cancelHook:
                 runner.hook?.cancel(reason: "job was killed while its completion hook ran")
                 emit(id, .log(LogLine(.system, .info, "kill requested: the agent had exited; its completion hook is stopped")))
@@ -682,10 +686,22 @@ public final class JobManager {
         }
     }
 
+    /// SIGTERM to the job's group (SIGKILL after the grace period), and the log says why.
+    func signalGroup(_ id: String, _ runner: RunningJob) {
+        runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
+        let reason = runner.killReason ?? .request
+        let level: LogLine.Kind = reason.failsTheJob ? .error : .info
+        emit(id, .log(LogLine(.system, level, "\(reason.why): SIGTERM sent to the agent's process group (job pid \(jobsByID[id]?.pid ?? 0))")))
+    }
+
     /// Shows the job's new status to everyone (`job:started` the first time, then
     /// `job:status`) and saves it.
     func announce(_ id: String, status: JobStatus, first: Bool) {
-        update(id) { $0.status = status }
+        update(id) {
+            $0.status = status
+            // Stopping or ended: a message could not reach the agent any more.
+            if status != .running { $0.acceptsMessages = false }
+        }
         emit(id, first ? .started(jobsByID[id]!) : .status(jobsByID[id]!))
         persist(id)
     }
@@ -752,7 +768,12 @@ public final class JobManager {
             }
         }
         if let raw = output.rawEvent { emit(id, .agentEvent(raw), runner: runner) }
-        for logLine in output.lines { emit(id, .log(logLine), runner: runner) }
+        var endsTurn = false
+        for logLine in output.lines {
+            emit(id, .log(logLine), runner: runner)
+            if logLine.kind == .result { endsTurn = true }
+        }
+        if endsTurn { closeInputIfAnswered(id, runner) }
         if runner.watchesReports { checkSpending(id, runner) }
     }
 
@@ -774,9 +795,12 @@ public final class JobManager {
         guard let runner = running[id] else { return }
         FailPoint.reach(.agentExited)
         runner.exitStatus = status
+        update(id) { $0.acceptsMessages = false }
         timedOutBySupervisor(id, runner)
         if let timer = runner.deadlineTimer { loop.cancel(timer) }
         runner.deadlineTimer = nil
+        if let timer = runner.interruptTimer { loop.cancel(timer) }
+        runner.interruptTimer = nil
         if let timer = runner.stderrTimer { loop.cancel(timer) }
         runner.stderrTimer = nil
         if !runner.outputCapped {
@@ -1216,6 +1240,8 @@ final class RunningJob {
     /// Its agent takes the turn limit as a flag of its own (claude, goose).
     var ownTurnFlag = false
     var deadlineTimer: EventLoop.TimerID?
+    /// A kill asked the agent to stop its turn first: SIGTERM follows when this fires.
+    var interruptTimer: EventLoop.TimerID?
     /// The turns and cost its agent reported, as last put in the job's record.
     var reportedTurns: Int?
     var reportedCost: Double?

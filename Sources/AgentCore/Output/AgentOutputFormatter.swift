@@ -20,6 +20,9 @@ public protocol AgentOutputFormatter: Sendable {
     /// Whether `report.costUSD` is the agent's own running total (Claude Code's
     /// `total_cost_usd`) rather than a sum of the costs it reported one step at a time.
     var reportsCostAsRunningTotal: Bool { get }
+    /// The agent has answered every message it was given (its turn ended with nothing left
+    /// running in the background): a conversation's stdin can be closed so that it ends.
+    var answeredEveryMessage: Bool { get }
 }
 
 extension AgentOutputFormatter {
@@ -28,6 +31,7 @@ extension AgentOutputFormatter {
     public func keepsRawEvent(_ event: JSONValue) -> Bool { true }
     public var sessionId: String? { report.sessionId }
     public var reportsCostAsRunningTotal: Bool { false }
+    public var answeredEveryMessage: Bool { false }
 }
 
 /// The formatters agentgate knows, by the output format a provider's command line asks for.
@@ -36,6 +40,8 @@ public enum OutputFormat: String, Sendable, CaseIterable {
     case codexJSON = "codex-json"
     case opencodeJSON = "opencode-json"
     case gooseStreamJSON = "goose-stream-json"
+    /// An Agent Client Protocol exchange, as `agentgate acp-client` writes it.
+    case acpJSONRPC = "acp-jsonrpc"
     /// Picks one of the above from the first JSON event; plain text otherwise.
     case auto
 
@@ -45,6 +51,7 @@ public enum OutputFormat: String, Sendable, CaseIterable {
         case .codexJSON: CodexJSONFormatter()
         case .opencodeJSON: OpencodeJSONFormatter()
         case .gooseStreamJSON: GooseStreamFormatter()
+        case .acpJSONRPC: ACPFormatter()
         case .auto: DetectingFormatter()
         }
     }
@@ -118,6 +125,7 @@ struct DetectingFormatter: AgentOutputFormatter {
 
     var report: AgentReport { inner?.report ?? AgentReport() }
     var reportsCostAsRunningTotal: Bool { inner?.reportsCostAsRunningTotal ?? false }
+    var answeredEveryMessage: Bool { inner?.answeredEveryMessage ?? false }
     var sessionId: String? { inner?.sessionId }
     var partialLine: LogLine? { inner?.partialLine }
     func keepsRawEvent(_ event: JSONValue) -> Bool { inner?.keepsRawEvent(event) ?? true }

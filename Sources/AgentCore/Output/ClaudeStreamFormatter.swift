@@ -15,6 +15,9 @@ import Foundation
 public struct ClaudeStreamFormatter: AgentOutputFormatter {
     public private(set) var report = AgentReport()
     public var reportsCostAsRunningTotal: Bool { true }
+    /// Each message the CLI takes starts a turn with a `system/init`; each turn ends with a
+    /// `result` (a background subagent's notification starts one more, answered the same way).
+    public var answeredEveryMessage: Bool { report.resultCount > 0 && report.resultCount >= turnsStarted && backgroundTasks.isEmpty }
     private var recentMessageIDs: [String] = []
 
     /// Streamed text blocks whose complete `assistant` line has not arrived yet, oldest first.

@@ -1,8 +1,9 @@
 /// One human-readable line of a job's log, as viewers show it.
 public struct LogLine: Sendable, Equatable {
-    /// Where the line came from: the agent's stdout, its stderr, or agentgate itself.
+    /// Where the line came from: the agent's stdout, its stderr, agentgate itself, or a
+    /// user's message to the agent (a follow-up in a conversation).
     public enum Stream: String, Sendable {
-        case stdout, stderr, system
+        case stdout, stderr, system, user
     }
 
     /// What the line is, so viewers can style tool calls apart from assistant text.
@@ -39,6 +40,7 @@ public struct LogLine: Sendable, Equatable {
         case .stdout: text
         case .stderr: "[stderr] " + text
         case .system: "[agentgate] " + text
+        case .user: "› " + text
         }
     }
 

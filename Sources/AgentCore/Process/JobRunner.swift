@@ -23,11 +23,21 @@ public protocol AgentProcess: AnyObject {
     /// When the agent ended, as its runner recorded it (wall clock, ms), once `onExit` ran:
     /// an agent that ended while no server was attached ended then, not when it was seen.
     var endedAt: Int? { get }
+    /// Its stdin is open for messages (a conversation that was not closed).
+    var acceptsInput: Bool { get }
+    /// Adds a message to a conversation's stdin (`Spec.keepsStdinOpen`); false when it cannot
+    /// reach the agent (stdin closed, or not a conversation).
+    func sendInput(_ bytes: [UInt8]) -> Bool
+    /// Ends a conversation's stdin once what was sent reached it: the agent reads EOF.
+    func closeInput()
 }
 
 extension AgentProcess {
     public var spoolStart: SpoolCursor? { nil }
     public var endedAt: Int? { nil }
+    public var acceptsInput: Bool { false }
+    public func sendInput(_ bytes: [UInt8]) -> Bool { false }
+    public func closeInput() {}
 }
 
 /// Where and how jobs' agents run. The engine asks a runner for a process and sees only

@@ -27,17 +27,21 @@ public final class SupervisedProcess {
         /// "KEY=value" entries: the child's whole environment.
         public var environment: [String]
         public var workingDirectory: String?
-        /// Written to stdin, which is then closed.
+        /// Written to stdin, which is then closed (unless `keepsStdinOpen`).
         public var stdin: [UInt8]
+        /// A conversation: stdin stays open after `stdin` for the messages `sendInput` adds,
+        /// until `closeInput`.
+        public var keepsStdinOpen: Bool
         /// When the job's timeout passes (milliseconds since the Unix epoch): a per-job
         /// supervisor stops the agent then even with no server attached. Nil: none.
         public var deadlineMilliseconds: Int?
 
         public init(
             executable: String, arguments: [String], environment: [String], workingDirectory: String? = nil, stdin: [UInt8] = [],
-            deadlineMilliseconds: Int? = nil
+            deadlineMilliseconds: Int? = nil, keepsStdinOpen: Bool = false
         ) {
             self.deadlineMilliseconds = deadlineMilliseconds
+            self.keepsStdinOpen = keepsStdinOpen
             self.executable = executable
             self.arguments = arguments
             self.environment = environment
@@ -64,6 +68,8 @@ public final class SupervisedProcess {
     private var stdinRegistration: EventLoop.Registration?
     private var stdinBytes: [UInt8]
     private var stdinOffset = 0
+    /// Stdin stays open once written (a conversation) until `closeInput`.
+    private var stdinStaysOpen: Bool
     private var pidFD: Int32 = -1
     private var pidRegistration: EventLoop.Registration?
     private var reapPollTimer: EventLoop.TimerID?
@@ -124,6 +130,7 @@ public final class SupervisedProcess {
         identity = ProcessIdentity.of(pid: pid)
         stdinFD = stdinPipe.write
         stdinBytes = spec.stdin
+        stdinStaysOpen = spec.keepsStdinOpen
         stdoutSource = PipeByteSource(loop: loop, fd: stdoutPipe.read)
         stderrSource = PipeByteSource(loop: loop, fd: stderrPipe.read)
     }
@@ -151,11 +158,6 @@ public final class SupervisedProcess {
             onBytes: { [unowned self] in self.onStderr?($0) },
             onEnd: { [unowned self] in self.stderrOpen = false; self.finishIfDone() })
         writeStdin()
-        if stdinFD >= 0 {
-            stdinRegistration = try loop.register(fd: stdinFD, interest: .writable) { [unowned self] _ in
-                self.writeStdin()
-            }
-        }
         pidFD = ag_pidfd_open(identity.pid)
         if pidFD >= 0 {
             pidRegistration = try loop.register(fd: pidFD, interest: .readable) { [unowned self] _ in
@@ -182,6 +184,8 @@ public final class SupervisedProcess {
         }
     }
 
+    /// Writes what is pending as the child reads it: watched for writability only while the
+    /// pipe is full (an open, idle stdin is always writable and would wake every turn).
     private func writeStdin() {
         guard stdinFD >= 0 else { return }
         while stdinOffset < stdinBytes.count {
@@ -189,12 +193,37 @@ public final class SupervisedProcess {
                 FileDescriptor.writeSome(stdinFD, UnsafeRawBufferPointer(rebasing: bytes[stdinOffset...]))
             }
             switch result {
-            case .success(0): return  // pipe full: wait for writability
+            case .success(0):  // pipe full: wait for writability
+                if stdinRegistration == nil {
+                    stdinRegistration = try? loop.register(fd: stdinFD, interest: .writable) { [unowned self] _ in self.writeStdin() }
+                    if stdinRegistration == nil { closeStdin() }
+                }
+                return
             case .success(let written): stdinOffset += written
             case .failure: closeStdin(); return  // EPIPE: the child does not read stdin
             }
         }
-        closeStdin()
+        guard stdinStaysOpen else { return closeStdin() }
+        if let stdinRegistration { loop.deregister(stdinRegistration) }
+        stdinRegistration = nil
+        stdinBytes.removeAll()
+        stdinOffset = 0
+    }
+
+    public var acceptsInput: Bool { stdinFD >= 0 && stdinStaysOpen }
+
+    /// Adds a message to a conversation's stdin; false once stdin is closed.
+    public func sendInput(_ bytes: [UInt8]) -> Bool {
+        guard stdinFD >= 0, stdinStaysOpen else { return false }
+        stdinBytes += bytes
+        writeStdin()
+        return true
+    }
+
+    /// Closes a conversation's stdin once what was sent is written: the agent reads EOF.
+    public func closeInput() {
+        stdinStaysOpen = false
+        writeStdin()
     }
 
     private func closeStdin() {

@@ -115,6 +115,8 @@ public final class SupervisedAgent: AgentProcess {
     /// The agent, followed by itself once its supervisor died without a record.
     private var lostAgent: LostAgentWatch?
     private var followedLostAgent = false
+    /// A conversation whose stdin is still open (`input` without `input.closed`).
+    private var inputOpen: Bool
 
     /// Bytes of each spool handed on per loop turn: a chatty agent cannot hold a turn.
     static let maxBytesPerTurn = 64 * 1024
@@ -136,7 +138,13 @@ public final class SupervisedAgent: AgentProcess {
         if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(directory)") }
         try Self.create(directory + "/stdout", bytes: [])
         try Self.create(directory + "/stderr", bytes: [])
-        if !spec.stdin.isEmpty { try Self.create(directory + "/stdin", bytes: spec.stdin) }
+        // A conversation's stdin is `input`, which grows with each message (`sendInput`).
+        if spec.keepsStdinOpen {
+            try Self.create(directory + "/input", bytes: spec.stdin)
+        } else if !spec.stdin.isEmpty {
+            try Self.create(directory + "/stdin", bytes: spec.stdin)
+        }
+        inputOpen = spec.keepsStdinOpen
         stdout = SpoolTail(path: directory + "/stdout")
         stderr = SpoolTail(path: directory + "/stderr")
         spoolStart = SpoolCursor(stdout: 0, stderr: 0)
@@ -147,6 +155,7 @@ public final class SupervisedAgent: AgentProcess {
             arguments += ["--heartbeat", orphanTimeout.heartbeat, "--orphan-timeout-ms", String(orphanTimeout.milliseconds)]
         }
         if let deadline = spec.deadlineMilliseconds { arguments += ["--deadline-ms", String(deadline)] }
+        if spec.keepsStdinOpen { arguments.append("--input") }
         arguments += ["--", spec.executable] + spec.arguments.dropFirst()
         // The job's container (a subreaper sweep: supervisors do not use cgroups) is released
         // when the job ends, not when the supervisor does: an agent whose supervisor died works
@@ -172,6 +181,42 @@ public final class SupervisedAgent: AgentProcess {
         adopted = supervisor
         identity = supervisor ?? ProcessIdentity(pid: 0, startTime: nil)
         if supervisor == nil { supervisorExit = .exited(0) }  // the real status is in exit.json
+        inputOpen = supervisor != nil && access(directory + "/input", F_OK) == 0 && access(directory + "/input.closed", F_OK) != 0
+    }
+
+    public var acceptsInput: Bool { inputOpen && supervisorExit == nil && !followedLostAgent }
+
+    /// Appends a message to `input` and wakes the supervisor (SIGURG), which copies it into
+    /// the agent's stdin: the file outlives this server, so a message is never half-sent by a
+    /// restart.
+    public func sendInput(_ bytes: [UInt8]) -> Bool {
+        guard acceptsInput else { return false }
+        let fd = open(directory + "/input", O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let written = bytes.withUnsafeBytes { buffer -> Bool in
+            do throws(SystemError) { try FileDescriptor.writeAll(fd, buffer) } catch { return false }
+            return true
+        }
+        guard written else { return false }
+        wakeSupervisor()
+        return true
+    }
+
+    /// `input.closed`: the supervisor closes the agent's stdin once it copied all of `input`.
+    public func closeInput() {
+        guard inputOpen else { return }
+        inputOpen = false
+        let fd = open(directory + "/input.closed", O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        if fd >= 0 { close(fd) }
+        wakeSupervisor()
+    }
+
+    /// SIGURG to the supervisor (ignored by default, so never fatal to a process that has not
+    /// started listening for it), only while it is the process recorded.
+    private func wakeSupervisor() {
+        guard supervisorExit == nil else { return }
+        if child != nil || adopted?.isAlive == true { kill(identity.pid, SIGURG) }
     }
 
     deinit {

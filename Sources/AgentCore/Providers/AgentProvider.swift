@@ -33,11 +33,36 @@ public struct AgentProvider: Sendable {
     /// other field in a request for it is refused with `unsupported_field`.
     public let fields: [LaunchField]
     let commandLine: @Sendable (Context) -> CommandLine
+    /// How a user's message is written to the agent's stdin while it runs, for agents that
+    /// take messages there (a conversation; nil: none). The prompt goes the same way.
+    public let encodeMessage: (@Sendable (String) -> [UInt8])?
+    /// For an ACP provider: the CLI whose `acp` mode it runs (available when the probe found
+    /// that CLI and its `acp --help` succeeded; not probed on its own).
+    public let acpModeOf: String?
+    /// A stdin line that asks the running agent to stop its turn by itself (an ACP client
+    /// sends `session/cancel`): a kill tries it before SIGTERM.
+    public var interruptLine: [UInt8]? { acpModeOf != nil ? Array(#"{"type":"interrupt"}"#.utf8) + [0x0A] : nil }
+
+    init(
+        id: String, name: String, executableName: String?, outputFormat: OutputFormat, hasACPMode: Bool, fields: [LaunchField],
+        encodeMessage: (@Sendable (String) -> [UInt8])? = nil, acpModeOf: String? = nil,
+        commandLine: @escaping @Sendable (Context) -> CommandLine
+    ) {
+        self.id = id
+        self.name = name
+        self.executableName = executableName
+        self.outputFormat = outputFormat
+        self.hasACPMode = hasACPMode
+        self.fields = fields
+        self.encodeMessage = encodeMessage
+        self.acpModeOf = acpModeOf
+        self.commandLine = commandLine
+    }
 
     public func field(_ name: String) -> LaunchField? { fields.first { $0.name == name } }
 
     /// Every provider, in the order they are listed.
-    public static let all: [AgentProvider] = [.claude, .codex, .opencode, .goose, .custom]
+    public static let all: [AgentProvider] = [.claude, .codex, .opencode, .goose, .opencodeACP, .gooseACP, .custom]
     /// The CLIs looked for on PATH.
     public static var detectable: [AgentProvider] { all.filter { $0.executableName != nil } }
 
@@ -60,22 +85,40 @@ public struct AgentProvider: Sendable {
     /// steps): for the others it could not be honoured, so it is refused, never dropped.
     static let maxBudget = LaunchField("maxBudgetUsd", .number(0.01...100_000), "stop once the run's reported cost reaches this many US dollars")
 
-    /// `claude -p --output-format stream-json --verbose --include-partial-messages`, prompt on
-    /// stdin. Partial messages let viewers see text while it streams (`job:partial`). Values go
-    /// as `--flag=value`, so none can be taken for a flag of its own.
+    /// `claude -p --input-format stream-json --output-format stream-json --verbose
+    /// --include-partial-messages`, the prompt on stdin as a user message. Stdin stays open:
+    /// follow-up messages reach the running CLI the same way, and it ends once it answered
+    /// them all (its stdin is closed then). Partial messages let viewers see text while it
+    /// streams (`job:partial`). Values go as `--flag=value`, so none can be taken for a flag
+    /// of its own.
     public static let claude = AgentProvider(
         id: "claude", name: "Claude Code", executableName: "claude", outputFormat: .claudeStreamJSON, hasACPMode: false,
-        fields: [model, LaunchField("effort", .choice(["low", "medium", "high"]), "claude --effort"), resumeSession, maxTurns, maxBudget]
+        fields: [model, LaunchField("effort", .choice(["low", "medium", "high"]), "claude --effort"), resumeSession, maxTurns, maxBudget],
+        encodeMessage: claudeUserMessage
     ) { context in
         let request = context.request
-        var arguments = [context.executable, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+        var arguments = [
+            context.executable, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
+            "--include-partial-messages",
+        ]
         if let model = request.model { arguments.append("--model=\(model)") }
         if let effort = request.effort { arguments.append("--effort=\(effort)") }
         if let session = request.resumeSession { arguments.append("--resume=\(session)") }
         if let turns = request.maxTurns { arguments.append("--max-turns=\(turns)") }
         if let budget = request.maxBudgetUsd { arguments.append("--max-budget-usd=\(LaunchRequest.dollars(budget))") }
         if let mode = context.policy.claudePermissionMode { arguments.append("--permission-mode=\(mode)") }
-        return CommandLine(arguments: arguments, stdin: request.prompt, outputFile: nil)
+        return CommandLine(arguments: arguments, stdin: String(decoding: claudeUserMessage(request.prompt), as: UTF8.self), outputFile: nil)
+    }
+
+    /// One `--input-format stream-json` line: `{"type":"user","message":{"role":"user","content":[{"type":"text","text":…}]}}`.
+    @Sendable static func claudeUserMessage(_ text: String) -> [UInt8] {
+        let message: JSONValue = .object([
+            "type": .string("user"),
+            "message": .object([
+                "role": .string("user"), "content": .array([.object(["type": .string("text"), "text": .string(text)])]),
+            ]),
+        ])
+        return JSONWriter.serialize(message) + [0x0A]
     }
 
     /// `codex exec --json … -` (prompt on stdin). `resume` takes neither `-C` nor `--sandbox`,
@@ -133,6 +176,27 @@ public struct AgentProvider: Sendable {
         if let session = request.resumeSession { arguments += ["--resume", "--session-id=\(session)"] }
         arguments += ["-i", "-"]
         return CommandLine(arguments: arguments, stdin: request.prompt, outputFile: nil)
+    }
+
+    /// `opencode acp` through agentgate's ACP client (`agentgate acp-client`).
+    public static let opencodeACP = acp(of: "opencode", name: "opencode (ACP)")
+    /// `goose acp` through agentgate's ACP client.
+    public static let gooseACP = acp(of: "goose", name: "goose (ACP)")
+
+    /// `agentgate acp-client [--resume=ID] --permissions=P -- <cli> acp`: the client speaks the
+    /// Agent Client Protocol to the CLI's ACP mode and writes the exchange as the job's
+    /// output. The prompt and each follow-up go to it as user messages on its stdin, like
+    /// Claude's; the permission policy is the operator's (`--acp-permissions`).
+    static func acp(of base: String, name: String) -> AgentProvider {
+        AgentProvider(
+            id: base + "-acp", name: name, executableName: nil, outputFormat: .acpJSONRPC, hasACPMode: false, fields: [resumeSession],
+            encodeMessage: claudeUserMessage, acpModeOf: base
+        ) { context in
+            var arguments = [context.policy.acpClientExecutable ?? "agentgate", "acp-client"]
+            if let session = context.request.resumeSession { arguments.append("--resume=\(session)") }
+            arguments += ["--permissions=\(context.policy.acpPermissions.rawValue)", "--", context.executable, "acp"]
+            return CommandLine(arguments: arguments, stdin: String(decoding: claudeUserMessage(context.request.prompt), as: UTF8.self), outputFile: nil)
+        }
     }
 
     /// The request's own argv, only with the operator's `--allow-custom-commands`.

@@ -51,12 +51,18 @@ public struct CommandBuilder: Sendable {
             }
             executable = path
         }
+        if provider.acpModeOf != nil, policy.acpClientExecutable == nil {
+            throw LaunchError(.providerUnavailable, field: "provider", "provider '\(provider.id)' needs agentgate's ACP client, which this server cannot run")
+        }
         let context = AgentProvider.Context(
             request: request, executable: executable, policy: policy, outputFile: outputFile, workingDirectory: workingDirectory)
         let line = provider.commandLine(context)
         return LaunchSpec(
-            provider: provider.id, executable: executable, arguments: line.arguments, environment: request.env,
-            workingDirectory: workingDirectory, stdin: line.stdin, outputFormat: provider.outputFormat, outputFile: line.outputFile)
+            // An ACP provider runs agentgate's ACP client, which runs the CLI.
+            provider: provider.id, executable: provider.acpModeOf != nil ? line.arguments[0] : executable, arguments: line.arguments,
+            environment: request.env,
+            workingDirectory: workingDirectory, stdin: line.stdin, outputFormat: provider.outputFormat, outputFile: line.outputFile,
+            takesMessages: provider.encodeMessage != nil)
     }
 
     /// Every optional field must be one the provider has, with a value it allows.

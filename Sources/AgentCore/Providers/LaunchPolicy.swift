@@ -12,6 +12,11 @@ public struct LaunchPolicy: Sendable {
     public var environment = EnvironmentPolicy()
     /// Where jobs may run (nil: anywhere, for `exec`, which runs as its caller's own command).
     public var workspaces: WorkspacePolicy?
+    /// How ACP agents' permission requests are answered (deny unless the operator says allow).
+    public var acpPermissions = ACPClientSession.PermissionPolicy.deny
+    /// The `agentgate` executable that runs ACP agents (`agentgate acp-client`); nil: ACP
+    /// providers cannot run.
+    public var acpClientExecutable: String?
 
     public init(
         claudePermissionMode: String? = nil, codexSandbox: String? = nil, allowCustomCommands: Bool = false,

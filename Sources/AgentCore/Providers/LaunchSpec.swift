@@ -13,4 +13,7 @@ public struct LaunchSpec: Sendable, Equatable {
     public var outputFormat: OutputFormat
     /// A file the agent writes its result to, ingested by the completion hook.
     public var outputFile: String?
+    /// Stdin stays open for follow-up messages, each encoded by the provider's
+    /// `encodeMessage` (a conversation); closed once the agent has answered all it was sent.
+    public var takesMessages: Bool = false
 }

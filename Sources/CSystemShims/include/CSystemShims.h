@@ -62,6 +62,13 @@ int ag_wexitstatus(int status);
 int ag_wifsignaled(int status);
 int ag_wtermsig(int status);
 
+
+/// Blocks SIGTERM, SIGINT and SIGHUP and returns a non-blocking, close-on-exec signalfd that
+/// reports them (-1 on failure): a poll() loop takes them as input, with no handler.
+int ag_termination_signalfd(void);
+
+/// Reads every signal pending on a signalfd; how many there were.
+int ag_signalfd_drain(int fd);
 #endif
 
 /// A listening TCP socket on host:port (numeric IPv4 or IPv6 address, or a name), non-blocking
@@ -112,6 +119,10 @@ int ag_set_thread_niceness(int value);
 /// unobserved forever); exit.json then says `"orphanTimeout":true`. With `deadline_ms` > 0
 /// (milliseconds since the Unix epoch: the job's timeout) the agent is stopped the same way
 /// at that time, server or not; exit.json then says `"timedOut":true`. Returns 0 when exit.json
-/// was written, else an errno value (and writes nothing more).
+/// was written, else an errno value (and writes nothing more). With `follow_input`, the
+/// agent's stdin is a pipe the supervisor holds open and feeds from the directory's `input`
+/// file as it grows (woken by SIGURG, and once a second), closed once `input.closed` exists
+/// and all of `input` was copied: a conversation's messages reach the agent across restarts
+/// of the server, which never sends it EOF by stopping.
 int ag_supervise(const char *dir, const char *path, char *const argv[], char *const envp[], const char *cwd, int grace_ms,
-                 const char *heartbeat, long long orphan_timeout_ms, long long deadline_ms);
+                 const char *heartbeat, long long orphan_timeout_ms, long long deadline_ms, int follow_input);

@@ -12,6 +12,8 @@ enum ViewerCommand: Equatable {
     case kill(job: String)
     /// A finished job, deleted with its events and files.
     case delete(job: String)
+    /// A user's message to a running job's agent (a follow-up).
+    case send(job: String, text: String)
 
     /// Parses a text message; the error names what is wrong. `request` is the message's
     /// `req` (echoed in the answer), when it has one.
@@ -47,8 +49,15 @@ enum ViewerCommand: Equatable {
         case "delete":
             guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("delete needs job")) }
             return .success(.delete(job: job))
+        case "send":
+            guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("send needs job")) }
+            do throws(APIError) {
+                return .success(.send(job: job, text: try JobCommands.messageText(value)))
+            } catch {
+                return .failure(error)
+            }
         default:
-            return .failure(APIError(400, "unknown_op", "op must be subscribe, unsubscribe, launch, kill or delete"))
+            return .failure(APIError(400, "unknown_op", "op must be subscribe, unsubscribe, launch, kill, delete or send"))
         }
     }
 }

@@ -1,0 +1,197 @@
+/// agentgate's side of an Agent Client Protocol session (JSON-RPC 2.0 over the agent's stdio),
+/// as a state machine with no I/O: what arrives (a user's message, the end of the messages,
+/// a line from the agent, a cancel) goes in; what to write to the agent, what to keep in the
+/// transcript and when to stop come out. `agentgate acp-client` does the I/O.
+///
+/// ```
+///  start ─▶ initialize ─▶ session/new (or session/load to continue) ─▶ ready
+///  ready + a message ─▶ session/prompt … its response ─▶ the next message, or, once the
+///  messages ended, stop (exit 0)
+///  session/request_permission ─▶ answered at once by the operator's policy
+///  cancel ─▶ session/cancel; the prompt's response (stopReason "cancelled") ─▶ stop
+/// ```
+public struct ACPClientSession: Sendable {
+    /// How permission requests are answered: the operator's choice, never a request's.
+    public enum PermissionPolicy: String, Sendable, CaseIterable {
+        /// The first option of kind allow_once (or allow_always).
+        case allow
+        /// The first option of kind reject_once (or reject_always); cancelled when none.
+        case deny
+    }
+
+    public enum Input: Sendable {
+        /// A user's message: the job's prompt, then each follow-up.
+        case userMessage(String)
+        /// No more messages will come (the job's stdin ended).
+        case messagesEnded
+        /// One JSON-RPC message from the agent.
+        case agentMessage(JSONValue)
+        /// The job is being stopped.
+        case cancel
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Write to the agent (and keep in the transcript).
+        case send(JSONValue)
+        /// Keep in the transcript only (what the agent sent).
+        case record(JSONValue)
+        /// Close the agent's stdin, let it exit (killing it if it does not) and exit with this code.
+        case stop(exitCode: Int32, reason: String?)
+    }
+
+    public enum Phase: Sendable, Equatable {
+        case starting, initializing, openingSession, ready, stopped
+    }
+
+    public let workingDirectory: String
+    /// A session of the agent to continue (`session/load`) rather than a new one.
+    public let resumeSession: String?
+    public let policy: PermissionPolicy
+    public private(set) var phase = Phase.starting
+    public private(set) var sessionId: String?
+    private var nextID = 1
+    private var initializeID = 0
+    private var sessionRequestID = 0
+    private var promptID: Int?
+    private var queued: [String] = []
+    private var messagesEnded = false
+    private var cancelling = false
+    /// The last prompt failed (an error response or a refusal): the exit code says so.
+    private var lastPromptFailed = false
+
+    public init(workingDirectory: String, resumeSession: String? = nil, policy: PermissionPolicy) {
+        self.workingDirectory = workingDirectory
+        self.resumeSession = resumeSession
+        self.policy = policy
+    }
+
+    /// `initialize`, with what agentgate offers: no file system, no terminal (the agent uses
+    /// its own tools in its working directory).
+    public mutating func start(clientVersion: String) -> [Action] {
+        guard phase == .starting else { return [] }
+        phase = .initializing
+        initializeID = takeID()
+        return [.send(Self.request(initializeID, "initialize", [
+            "protocolVersion": .int(1),
+            "clientCapabilities": .object(["fs": .object(["readTextFile": .bool(false), "writeTextFile": .bool(false)]), "terminal": .bool(false)]),
+            "clientInfo": .object(["name": .string("agentgate"), "version": .string(clientVersion)]),
+        ]))]
+    }
+
+    public mutating func handle(_ input: Input) -> [Action] {
+        guard phase != .stopped else { return [] }
+        switch input {
+        case .userMessage(let text):
+            queued.append(text)
+            return promptIfReady()
+        case .messagesEnded:
+            messagesEnded = true
+            return stopIfDone()
+        case .cancel:
+            guard !cancelling else { return [] }
+            cancelling = true
+            queued.removeAll()
+            guard promptID != nil, let sessionId else { return stop(143, "cancelled before a prompt ran") }
+            return [.send(Self.notification("session/cancel", ["sessionId": .string(sessionId)]))]
+        case .agentMessage(let message):
+            return received(message)
+        }
+    }
+
+    // MARK: from the agent
+
+    private mutating func received(_ message: JSONValue) -> [Action] {
+        if let method = message["method"]?.stringValue {
+            guard let id = message["id"] else { return [.record(message)] }  // a notification
+            return [.record(message), agentRequest(method, id: id, message["params"])]
+        }
+        guard let id = message["id"]?.intValue else { return [.record(message)] }
+        var actions: [Action] = [.record(message)]
+        let error = message["error"]
+        switch id {
+        case initializeID where phase == .initializing:
+            if let error { return actions + stop(1, "the agent refused initialize: \(Self.describe(error))") }
+            guard message["result"]?["protocolVersion"]?.intValue == 1 else {
+                return actions + stop(1, "the agent speaks ACP protocol \(message["result"]?["protocolVersion"].map(JSONWriter.string) ?? "?"), not 1")
+            }
+            phase = .openingSession
+            sessionRequestID = takeID()
+            var params: [String: JSONValue] = ["cwd": .string(workingDirectory), "mcpServers": .array([])]
+            if let resumeSession { params["sessionId"] = .string(resumeSession) }
+            actions.append(.send(Self.request(sessionRequestID, resumeSession == nil ? "session/new" : "session/load", params)))
+        case sessionRequestID where phase == .openingSession:
+            if let error { return actions + stop(1, "the agent could not open a session: \(Self.describe(error))") }
+            guard let session = resumeSession ?? message["result"]?["sessionId"]?.stringValue else {
+                return actions + stop(1, "the agent's session/new answer has no sessionId")
+            }
+            sessionId = session
+            phase = .ready
+            actions += cancelling ? stop(143, nil) : promptIfReady()
+        case promptID:
+            promptID = nil
+            lastPromptFailed = error != nil || message["result"]?["stopReason"]?.stringValue == "refusal"
+            if cancelling { return actions + stop(143, nil) }
+            actions += promptIfReady()
+        default:
+            break
+        }
+        return actions
+    }
+
+    /// The agent asks something of the client: a permission (answered by the policy), or a
+    /// capability agentgate does not offer (an error, so the agent goes on without it).
+    private func agentRequest(_ method: String, id: JSONValue, _ params: JSONValue?) -> Action {
+        guard method == "session/request_permission" else {
+            return .send(.object(["jsonrpc": .string("2.0"), "id": id, "error": .object([
+                "code": .int(-32601), "message": .string("\(method) is not offered by agentgate"),
+            ])]))
+        }
+        let kinds: [String] = policy == .allow ? ["allow_once", "allow_always"] : ["reject_once", "reject_always"]
+        let options = params?["options"]?.arrayValue ?? []
+        let chosen = cancelling ? nil : kinds.lazy.compactMap { kind in options.first { $0["kind"]?.stringValue == kind } }.first
+        let outcome: JSONValue = chosen.flatMap { $0["optionId"] }.map { .object(["outcome": .string("selected"), "optionId": $0]) }
+            ?? .object(["outcome": .string("cancelled")])
+        return .send(.object(["jsonrpc": .string("2.0"), "id": id, "result": .object(["outcome": outcome])]))
+    }
+
+    // MARK: prompts
+
+    private mutating func promptIfReady() -> [Action] {
+        guard phase == .ready, promptID == nil, !cancelling else { return [] }
+        guard !queued.isEmpty, let sessionId else { return stopIfDone() }
+        let text = queued.removeFirst()
+        let id = takeID()
+        promptID = id
+        return [.send(Self.request(id, "session/prompt", [
+            "sessionId": .string(sessionId), "prompt": .array([.object(["type": .string("text"), "text": .string(text)])]),
+        ]))]
+    }
+
+    /// Every message answered and no more to come: the session ends.
+    private mutating func stopIfDone() -> [Action] {
+        guard messagesEnded, queued.isEmpty, promptID == nil, phase == .ready else { return [] }
+        return stop(lastPromptFailed ? 1 : 0, nil)
+    }
+
+    private mutating func stop(_ code: Int32, _ reason: String?) -> [Action] {
+        phase = .stopped
+        return [.stop(exitCode: code, reason: reason)]
+    }
+
+    private mutating func takeID() -> Int {
+        defer { nextID += 1 }
+        return nextID
+    }
+
+    static func request(_ id: Int, _ method: String, _ params: [String: JSONValue]) -> JSONValue {
+        .object(["jsonrpc": .string("2.0"), "id": .int(id), "method": .string(method), "params": .object(params.sorted { $0.key < $1.key }.map { .init($0.key, $0.value) })])
+    }
+
+    static func notification(_ method: String, _ params: [String: JSONValue]) -> JSONValue {
+        .object(["jsonrpc": .string("2.0"), "method": .string(method), "params": .object(params.sorted { $0.key < $1.key }.map { .init($0.key, $0.value) })])
+    }
+
+    private static func describe(_ error: JSONValue) -> String {
+        (error["message"]?.stringValue ?? "error") + (error["code"]?.intValue.map { " (\($0))" } ?? "")
+    }
+}

@@ -1,0 +1,70 @@
+/// Conversations (issue 17): a user's follow-up message reaches a running agent that takes
+/// messages on its stdin (Claude Code with `--input-format stream-json`), and shows in the
+/// job's log as the user's turn. The agent's stdin stays open while it works and is closed
+/// once it has answered every message it was given, so the job ends as a one-prompt job does.
+extension JobManager {
+    /// Why a message was not taken.
+    public enum MessageError: Error, Equatable {
+        case unknownJob
+        /// Empty, or longer than a prompt may be.
+        case invalidText(String)
+        /// Its agent takes no messages while it runs.
+        case notConversational(provider: String)
+        /// Not running (queued, preparing, ending or ended), or its agent has answered
+        /// everything and is ending.
+        case notAccepting(JobStatus)
+    }
+
+    /// Sends `text` to job `id`'s agent as the user's next message. Returns the seq of the
+    /// log line that shows it.
+    public func sendMessage(_ id: String, text: String) throws(MessageError) -> Int {
+        guard let job = jobsByID[id] else { throw .unknownJob }
+        guard text.contains(where: { !$0.isWhitespace }) else { throw .invalidText("text is empty") }
+        guard text.utf8.count <= LaunchRequest.maxPromptBytes else {
+            throw .invalidText("text is \(text.utf8.count) bytes; the limit is \(LaunchRequest.maxPromptBytes)")
+        }
+        guard let encode = AgentProvider.named(job.provider)?.encodeMessage else { throw .notConversational(provider: job.provider) }
+        guard let runner = running[id], runner.lifecycle.phase == .running, runner.spec.takesMessages,
+            runner.process.sendInput(encode(text))
+        else { throw .notAccepting(job.status) }
+        update(id) { $0.messages += 1 }
+        for line in LogLine.lines(.text, text, stream: .user) { emit(id, .log(line)) }
+        persist(id)
+        return jobsByID[id]?.lastSeq ?? 0
+    }
+
+    /// After a turn's summary line: once the agent has answered every message, its stdin is
+    /// closed so that it ends (a later message continues the job by resume).
+    func closeInputIfAnswered(_ id: String, _ runner: RunningJob) {
+        guard runner.spec.takesMessages, runner.process.acceptsInput, runner.interpreter.formatter.answeredEveryMessage else { return }
+        runner.process.closeInput()
+        stopAcceptingMessages(id)
+    }
+
+    func stopAcceptingMessages(_ id: String) {
+        guard jobsByID[id]?.acceptsMessages == true else { return }
+        update(id) { $0.acceptsMessages = false }
+        persist(id)
+    }
+
+    /// How long an agent asked to stop its turn has before SIGTERM.
+    static let interruptGraceMilliseconds = 3_000
+
+    /// A kill of an agent that can stop its turn by itself (an ACP agent, through its client's
+    /// `session/cancel`) asks it first: it ends its turn, says so, and exits; SIGTERM follows
+    /// only if it has not ended in `interruptGraceMilliseconds`. False: not such an agent.
+    func askToStop(_ id: String, _ runner: RunningJob) -> Bool {
+        guard let line = AgentProvider.named(runner.spec.provider)?.interruptLine, runner.process.acceptsInput,
+            runner.process.sendInput(line)
+        else { return false }
+        let reason = runner.killReason ?? .request
+        let seconds = Self.interruptGraceMilliseconds / 1_000
+        emit(id, .log(LogLine(.system, reason.failsTheJob ? .error : .info, "\(reason.why): the agent is asked to cancel its turn (SIGTERM in \(seconds) s if it has not ended)")))
+        runner.interruptTimer = loop.schedule(afterMilliseconds: Self.interruptGraceMilliseconds) { [weak self, weak runner] in
+            guard let self, let runner, self.running[id] === runner, runner.exitStatus == nil else { return }
+            runner.interruptTimer = nil
+            self.signalGroup(id, runner)
+        }
+        return true
+    }
+}

@@ -1,0 +1,38 @@
+import AgentCore
+import ArgumentParser
+import Foundation
+
+/// `agentgate send ID "…"`: a follow-up message to a running job's agent (a conversation).
+struct SendCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send", abstract: "Send a follow-up message to a running job's agent.",
+        discussion: """
+            The message reaches the agent while it works (Claude Code takes it after the turn it \
+            is in) and shows in the job's log as your turn (› …). Give - to read the message from \
+            stdin.
+
+            Exit status: 0 sent, 2 bad message, 5 no such job, 7 the job takes no messages now \
+            (not running, its agent takes none, or it answered everything and is ending).
+            """)
+
+    @Argument(help: "The job id.")
+    var id: String
+
+    @Argument(help: "The message (- reads it from stdin).")
+    var text: String
+
+    @OptionGroup var client: ClientOptions
+
+    func validate() throws {
+        try validateJobID(id)
+    }
+
+    func run() throws {
+        let message = text == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : text
+        try runClient { () throws(ClientFailure) -> Int32 in
+            let reply = try client.api().call("POST", "/api/agents/jobs/\(id)/messages", body: .object(["text": .string(message)]))
+            print("sent to \(id) (log line \(reply["seq"]?.intValue ?? 0))")
+            return 0
+        }
+    }
+}

@@ -91,8 +91,6 @@ export const api = {
   launch: (request) => call("POST", "/api/agents/jobs", request),
   kill: (id) => call("DELETE", `/api/agents/jobs/${encodeURIComponent(id)}`),
   killAll: () => call("DELETE", "/api/agents/jobs"),
-  /** A follow-up message to a running job's agent: `{job, seq}`. */
-  sendMessage: (id, text) => call("POST", `/api/agents/jobs/${encodeURIComponent(id)}/messages`, { text }),
   deleteJob: (id) => call("POST", `/api/agents/jobs/${encodeURIComponent(id)}/delete`),
   /** A page of the job list, newest first, older than `cursor` (a page's nextCursor). */
   job: (id) => call("GET", `/api/agents/jobs/${encodeURIComponent(id)}`),

@@ -26,6 +26,9 @@ const state = {
   /** Jobs on the server (the snapshot's `total`), and where the next older page starts. */
   totalJobs: 0,
   olderCursor: null,
+  /** job → its last `presence` (viewers, controller, you); job → connections asking this page for control. */
+  presence: new Map(),
+  controlAsks: new Map(),
 };
 
 let connection;
@@ -238,6 +241,8 @@ async function launch(event) {
   button.disabled = true;
   try {
     const { job } = await api.launch(request);
+    // This page launched it, so it steers it: send messages, kill (others may only watch).
+    connection.request({ op: "control", job: job.id }).catch(() => {});
     state.jobs.set(job.id, job);
     renderJobs();
     $("#launch-prompt").value = "";
@@ -361,10 +366,55 @@ function tick() {
 
 async function killJob(id) {
   try {
-    await api.kill(id);
+    // Over the page's WebSocket: a viewer that does not control the job is refused.
+    await connection.request({ op: "kill", job: id });
   } catch (error) {
-    if (error.status !== 409) alert(`Could not kill ${id}: ${error.message}`);
+    if (error.code !== "already_finished") alert(`Could not kill ${id}: ${error.message}`);
   }
+}
+
+/** Who watches the selected job and who steers it (its `presence`), with the buttons that
+ * ask for control or hand it over; the message box shows only to whoever may steer. */
+function renderControl() {
+  const job = state.jobs.get(state.selected);
+  if (!job) return;
+  const presence = state.presence.get(job.id);
+  const asks = [...(state.controlAsks.get(job.id) ?? [])];
+  const mine = presence?.you === "controller";
+  const held = presence && presence.controller !== null;
+  let text = "";
+  if (presence) {
+    text = `${presence.viewers} watching · `;
+    text += mine ? "you control this job" : held ? `connection ${presence.controller} controls this job` : "nobody controls this job: anyone may steer it";
+  }
+  $("#job-presence").textContent = text;
+  $("#job-control-ask").hidden = !isActive(job) || !held || mine;
+  $("#job-control-asks").textContent = mine && asks.length ? `connection ${asks[0]} asks for control` : "";
+  $("#job-control-give").hidden = !mine || asks.length === 0;
+  $("#job-message").hidden = !job.acceptsMessages || (held && !mine);
+}
+
+async function askForControl() {
+  const id = state.selected;
+  try {
+    const reply = await connection.request({ op: "control", job: id });
+    if (reply.asked) $("#job-presence").textContent += " · asked";
+  } catch (error) {
+    alert(`Could not ask for control of ${id}: ${error.message}`);
+  }
+}
+
+async function handOver() {
+  const id = state.selected;
+  const asks = [...(state.controlAsks.get(id) ?? [])];
+  if (!asks.length) return;
+  try {
+    await connection.request({ op: "handover", job: id, to: asks[0] });
+    state.controlAsks.delete(id);
+  } catch (error) {
+    alert(`Could not hand over ${id}: ${error.message}`);
+  }
+  renderControl();
 }
 
 /** Sends the follow-up in the box to the selected job's agent; it shows in the log as `› …`. */
@@ -377,7 +427,8 @@ async function sendMessage(event) {
   $("#message-error").textContent = "";
   $("#message-send").disabled = true;
   try {
-    await api.sendMessage(id, text);
+    // Over the page's WebSocket: a viewer that does not control the job is refused.
+    await connection.request({ op: "send", job: id, text });
     box.value = "";
   } catch (error) {
     $("#message-error").textContent = error.message;
@@ -463,7 +514,7 @@ function renderSelectedHeader() {
   $("#job-kill").hidden = !isKillable(job);
   $("#job-kill").textContent = job.status === "queued" ? "Cancel" : "Kill";
   $("#job-delete").hidden = isActive(job);
-  $("#job-message").hidden = !job.acceptsMessages;
+  renderControl();
   changeView?.render(job);
   renderResult(job);
 }
@@ -569,6 +620,19 @@ function onMessage(message) {
       state.olderCursor = null;
       renderJobs();
       return;
+    case "presence":
+      state.presence.set(message.job, message);
+      // Asks are for a controller; a page that lost control forgets them.
+      if (message.you !== "controller") state.controlAsks.delete(message.job);
+      if (message.job === state.selected) renderControl();
+      return;
+    case "control_request": {
+      const asks = state.controlAsks.get(message.job) ?? new Set();
+      asks.add(message.from);
+      state.controlAsks.set(message.job, asks);
+      if (message.job === state.selected) renderControl();
+      return;
+    }
     case "job:deleted":
       state.jobs.delete(message.job);
       state.totalJobs = Math.max(0, (state.totalJobs ?? 1) - 1);
@@ -662,6 +726,8 @@ function wire() {
   $("#job-kill").addEventListener("click", () => state.selected && killJob(state.selected));
   $("#job-delete").addEventListener("click", confirmDelete);
   $("#job-message").addEventListener("submit", sendMessage);
+  $("#job-control-ask").addEventListener("click", askForControl);
+  $("#job-control-give").addEventListener("click", handOver);
   $("#message-text").addEventListener("keydown", (event) => {
     // Enter sends; Shift+Enter is a new line.
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) sendMessage(event);

@@ -18,6 +18,8 @@ export class Connection {
     this.delay = MIN_DELAY;
     this.socket = null;
     this.nextRequest = 1;
+    /// req → { resolve, reject } of ops awaiting their ack (`request`).
+    this.pending = new Map();
   }
 
   open() {
@@ -35,6 +37,13 @@ export class Connection {
     socket.onmessage = (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
+      const waiting = this.pending.get(message.req);
+      if (waiting && (message.type === "ack" || message.type === "error")) {
+        this.pending.delete(message.req);
+        if (message.type === "ack") waiting.resolve(message);
+        else waiting.reject(Object.assign(new Error(message.error ?? "refused"), { code: message.code }));
+        return;
+      }
       const subscription = this.subscriptions.get(message.job);
       // Seqs the server's store lost: it said so; a resubscribe must not ask for them again.
       if (subscription && message.type === "gap" && typeof message.to === "number") {
@@ -50,6 +59,8 @@ export class Connection {
     socket.onclose = async (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
+      for (const waiting of this.pending.values()) waiting.reject(new Error("the connection to the server was lost"));
+      this.pending.clear();
       // 4401: the server ended this session (signed out elsewhere, expired, token rotated).
       // A refused handshake looks like any other close: ask whether the session is still
       // live before trying again.
@@ -82,6 +93,16 @@ export class Connection {
     this.send({ op: "unsubscribe", job });
   }
 
+  /// Sends an op and resolves with its ack; rejects with the server's error (its `code` too).
+  request(message) {
+    return new Promise((resolve, reject) => {
+      if (this.socket?.readyState !== WebSocket.OPEN) return reject(new Error("not connected to the server"));
+      const req = this.nextRequest++;
+      this.pending.set(req, { resolve, reject });
+      this.socket.send(JSON.stringify({ ...message, req }));
+    });
+  }
+
   send(message) {
     if (this.socket?.readyState !== WebSocket.OPEN) return false;
     this.socket.send(JSON.stringify({ ...message, req: this.nextRequest++ }));
@@ -90,7 +111,8 @@ export class Connection {
 
   #sendSubscribe(job, subscription) {
     const message = { op: "subscribe", job };
-    if (job !== "*") message.since = subscription.since;
+    // A job's viewers also get its presence: how many watch it and who controls it.
+    if (job !== "*") Object.assign(message, { since: subscription.since, presence: true });
     this.send(message);
   }
 }

@@ -54,6 +54,6 @@ struct JobCommands {
         }
     }
 
-    /// Kills every running job; how many were asked to stop.
-    func killAll() -> Int { manager.killAll() }
+    /// Kills every running job (that `allowed` lets go); how many were asked to stop.
+    func killAll(allowed: (String) -> Bool = { _ in true }) -> Int { manager.killAll(allowed: allowed) }
 }

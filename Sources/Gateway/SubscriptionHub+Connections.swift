@@ -40,6 +40,9 @@ extension SubscriptionHub {
         let viewer = Viewer(transport: .websocket(session), principal: admitted.principal, timeouts: limits.pacing)
         let key = ObjectIdentifier(session.tcp)
         viewers[key] = viewer
+        viewer.connection = nextConnection
+        connections[nextConnection] = viewer
+        nextConnection += 1
         session.tcp.onFlushed = { [unowned self] in self.flushed(key) }
         guard let request = session.request else { return }
         let path = request.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
@@ -59,31 +62,46 @@ extension SubscriptionHub {
         let commands = JobCommands(manager: manager)
         do throws(APIError) {
             switch try parsed.get() {
-            case .subscribe(let job, let since, let rawEvents, let project):
+            case .subscribe(let job, let since, let rawEvents, let project, let presence):
                 guard viewer.subscriptions[job] != nil || viewer.subscriptions.count < limits.maxSubscriptionsPerConnection else {
                     throw APIError(400, "too_many_subscriptions", "at most \(limits.maxSubscriptionsPerConnection) subscriptions per connection")
                 }
-                subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: request, project: project)
+                subscribe(viewer, job: job, since: since, rawEvents: rawEvents, request: request, project: project, presence: presence)
             case .unsubscribe(let job):
                 if job == "*" {
                     lifecycleViewers[ObjectIdentifier(viewer.tcp)] = nil
                     viewer.snapshotWanted = false
                 } else {
                     detach(viewer, from: job)
+                    stoppedWatching(viewer, job)
                 }
                 sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
             case .launch(let fields):
-                sendControl(viewer, Self.ack(request, [.init("job", try commands.launch(fields).summaryJSON)]))
+                let job = try commands.launch(fields)
+                launched(job.id, by: viewer)
+                sendControl(viewer, Self.ack(request, [.init("job", job.summaryJSON), .init("connection", .int(viewer.connection))]))
             case .kill(let job):
-                if job == "*" { return sendControl(viewer, Self.ack(request, [.init("killed", .int(commands.killAll()))])) }
+                if job == "*" {
+                    // Every job this connection may steer: those others control stay.
+                    let killed = commands.killAll { [control] in control.mayControl($0, viewer.connection) }
+                    return sendControl(viewer, Self.ack(request, [.init("killed", .int(killed))]))
+                }
+                try checkControl(viewer, job)
                 _ = try commands.kill(job)
                 sendControl(viewer, Self.ack(request, [.init("job", .string(job))]))
             case .delete(let job):
                 try commands.delete(job)
                 sendControl(viewer, Self.ack(request, [.init("deleted", .string(job))]))
             case .send(let job, let text):
+                try checkControl(viewer, job)
                 let seq = try commands.send(job, text: text)
                 sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(seq))]))
+            case .control(let job):
+                try askControl(viewer, job, request: request)
+            case .release(let job):
+                try releaseControl(viewer, job, request: request)
+            case .handOver(let job, let to):
+                try handOver(viewer, job, to: to, request: request)
             }
         } catch {
             sendControl(viewer, error.message(request: request))

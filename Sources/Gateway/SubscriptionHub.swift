@@ -80,6 +80,13 @@ public final class SubscriptionHub {
     /// The snapshot of every job at `manager.version`, encoded once for every viewer that
     /// asks before the next event (dropped by that event).
     var snapshotCache: SharedMessage?
+    /// Who steers each job (`JobControl`), the open WebSocket connections by their id, and
+    /// the jobs whose presence is due (`SubscriptionHub+Control`).
+    var control = JobControl()
+    var connections: [JobControl.Connection: Viewer] = [:]
+    var nextConnection = 1
+    var presenceDue: Set<String> = []
+    var presenceTimer: EventLoop.TimerID?
 
     public init(manager: JobManager, websockets: WebSocketServer, limits: ViewerLimits = ViewerLimits()) {
         self.manager = manager
@@ -121,7 +128,13 @@ public final class SubscriptionHub {
     func remove(_ key: ObjectIdentifier) {
         guard let viewer = viewers.removeValue(forKey: key) else { return }
         viewer.pacing.closed()
-        for job in Array(viewer.subscriptions.keys) { detach(viewer, from: job) }
+        let watched = Array(viewer.subscriptions.keys)
+        for job in watched { detach(viewer, from: job) }
+        if viewer.connection != 0 {
+            connections[viewer.connection] = nil
+            connectionClosed(viewer)
+        }
+        for job in watched { presenceChanged(job) }
         if let timer = viewer.snapshotTimer { manager.loop.cancel(timer) }
         if let timer = viewer.wakeTimer { manager.loop.cancel(timer) }
         lifecycleViewers[key] = nil
@@ -144,7 +157,7 @@ public final class SubscriptionHub {
 
     // MARK: subscriptions
 
-    func subscribe(_ viewer: Viewer, job: String, since: Int, rawEvents: Bool, request: JSONValue?, project: String? = nil) {
+    func subscribe(_ viewer: Viewer, job: String, since: Int, rawEvents: Bool, request: JSONValue?, project: String? = nil, presence: Bool = false) {
         if job == "*" {
             lifecycleViewers[ObjectIdentifier(viewer.tcp)] = viewer
             viewer.projectFilter = project
@@ -167,9 +180,13 @@ public final class SubscriptionHub {
         let subscription = Subscription(job: job, cursor: cursor, rawEvents: rawEvents, viewer: viewer)
         viewer.subscriptions[job] = subscription
         channels[job, default: []].append(subscription)
+        if presence { viewer.presenceJobs.insert(job) } else { viewer.presenceJobs.remove(job) }
         if viewer.format == .json, request != nil || !viewer.closesWhenJobEnds {
-            sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(subscription.cursor.lastSent))]))
+            var members: [JSONValue.Member] = [.init("job", .string(job)), .init("seq", .int(subscription.cursor.lastSent))]
+            if presence { members.append(.init("connection", .int(viewer.connection))) }
+            sendControl(viewer, Self.ack(request, members))
         }
+        presenceChanged(job)
         if subscription.cursor.endIfFinished(jobEnded: current.status.isFinished, lastSeq: current.lastSeq) {
             return end(viewer)
         }
@@ -184,6 +201,8 @@ public final class SubscriptionHub {
     func deleted(_ job: String) {
         snapshotCache = nil
         history.forget(job: job)
+        control.forget(job)
+        presenceDue.remove(job)
         let message: JSONValue = .object(["type": "job:deleted", "job": .string(job)])
         var told = Set<ObjectIdentifier>()
         for subscription in channels[job] ?? [] {

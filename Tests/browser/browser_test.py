@@ -8,7 +8,7 @@ The fake `claude` reads its prompt from stdin (one stream-json user message) and
   "hang"         runs until killed
   "spend"        reports a cost twice ($0.02, then $0.03 in all), then runs until killed
   "edit"         changes files in its working directory (a worktree job's change)
-  "converse"     works 6 s on its first turn, then answers each follow-up message ("you said: …")
+  "converse"     works 10 s on its first turn, then answers each follow-up message ("you said: …")
   anything else  replays the transcript at once
 """
 
@@ -66,7 +66,7 @@ case "$prompt" in
     echo "edited 4 files";;
   converse*)
     printf '%s\n' '{{"type":"system","subtype":"init","session_id":"s1","model":"fake"}}'
-    i=1; while [ $i -le 6 ]; do echo "working on it ($i)"; sleep 1; i=$((i+1)); done
+    i=1; while [ $i -le 10 ]; do echo "working on it ($i)"; sleep 1; i=$((i+1)); done
     printf '%s\n' '{{"type":"result","subtype":"success","is_error":false,"result":"first","num_turns":1,"session_id":"s1"}}'
     while IFS= read -r message; do
       text=$(printf '%s' "$message" | sed 's/.*"text":"\\([^"]*\\)".*/\\1/')
@@ -484,13 +484,33 @@ class Dashboard(unittest.TestCase):
             self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
 
     def test_conversation(self):
-        """A follow-up typed into the job view while the agent works: it shows in the log as
-        the user's turn, then the agent's answer to it; the box goes once the job ends."""
+        """The window that launched a job steers it; a second window watches (two viewers,
+        who controls it, no message box), asks for control and is handed it; its follow-up
+        shows in the log as the user's turn, then the agent's answer; the box goes once the
+        job ends."""
         driver = self.driver
         self.open_dashboard()
         job = self.launch("converse")
+        self.wait(lambda: self.text("#job-presence") == "1 watching · you control this job")
+        self.assertTrue(driver.find_element(By.ID, "message-text").is_displayed())
+        first_window = driver.current_window_handle
+        driver.switch_to.new_window("window")
+        second_window = driver.current_window_handle
+        driver.get(f"http://127.0.0.1:{self.server.port}/#job={job}")
+        self.wait(lambda: self.text("#job-presence").startswith("2 watching · connection ")
+                  and self.text("#job-presence").endswith(" controls this job"))
+        self.assertFalse(driver.find_element(By.ID, "job-message").is_displayed())
+        driver.find_element(By.ID, "job-control-ask").click()
+        driver.switch_to.window(first_window)
+        self.wait(lambda: "asks for control" in self.text("#job-control-asks"))
+        self.shot("16-control-asked")
+        driver.find_element(By.ID, "job-control-give").click()
+        self.wait(lambda: self.text("#job-presence").startswith("2 watching · connection "))
+        self.assertFalse(driver.find_element(By.ID, "job-message").is_displayed())
+        driver.switch_to.window(second_window)
+        self.wait(lambda: self.text("#job-presence") == "2 watching · you control this job")
         box = driver.find_element(By.ID, "message-text")
-        self.wait(lambda: box.is_displayed(), message="no message box while the job runs")
+        self.wait(lambda: box.is_displayed(), message="no message box for the new controller")
         self.assertTrue(self.server.job(job)["acceptsMessages"])
         box.send_keys("now the tests too")
         box.send_keys("\n")  # Enter sends
@@ -498,14 +518,16 @@ class Dashboard(unittest.TestCase):
         self.assertEqual(box.get_attribute("value"), "")
         rows = driver.find_elements(By.CSS_SELECTOR, "#log .line.stream-user")
         self.assertEqual([row.text for row in rows], ["› now the tests too"])
-        self.shot("16-conversation")
-        self.wait(lambda: self.selected_status() == "done", timeout=30)
+        self.shot("17-conversation")
+        self.wait(lambda: self.selected_status() == "done", timeout=40)
         lines = self.log_lines()
         self.assertIn("you said: now the tests too", lines)
         self.assertLess(lines.index("› now the tests too"), lines.index("you said: now the tests too"))
         self.assertFalse(driver.find_element(By.ID, "job-message").is_displayed())
         final = self.server.job(job)
         self.assertEqual((final["messages"], final["acceptsMessages"], final["result"]["text"]), (1, False, "second"))
+        driver.close()
+        driver.switch_to.window(first_window)
         self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
 
     def test_worktree_review(self):

@@ -961,16 +961,18 @@ public final class JobManager {
 
     /// Kills every running job; returns how many were asked to stop.
     @discardableResult
-    public func killAll(reason: KillReason = .request) -> Int {
+    /// - Parameter allowed: which jobs may be killed (a WebSocket viewer's kill of `"*"`
+    ///   leaves the jobs another connection controls).
+    public func killAll(reason: KillReason = .request, allowed: (String) -> Bool = { _ in true }) -> Int {
         var count = 0
-        for id in running.keys.sorted() where running[id]?.killReason == nil {
+        for id in running.keys.sorted() where running[id]?.killReason == nil && allowed(id) {
             if (try? kill(id, reason: reason)) != nil { count += 1 }
         }
-        for id in preparing.keys.sorted() where preparing[id]?.lifecycle.killReason == nil {
+        for id in preparing.keys.sorted() where preparing[id]?.lifecycle.killReason == nil && allowed(id) {
             if (try? kill(id, reason: reason)) != nil { count += 1 }
         }
         // Latest first: a cancel moves up only those behind it, which are gone already.
-        for ticket in admission.waiting.reversed() where queued[ticket.id] != nil {
+        for ticket in admission.waiting.reversed() where queued[ticket.id] != nil && allowed(ticket.id) {
             if (try? kill(ticket.id, reason: reason)) != nil { count += 1 }
         }
         return count

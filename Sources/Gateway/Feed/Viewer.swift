@@ -65,6 +65,10 @@ final class Viewer {
     var snapshotWanted = false
     var snapshotSentAt: Int?
     var snapshotTimer: EventLoop.TimerID?
+    /// This connection's id in `JobControl` (WebSocket connections; 0 for streams).
+    var connection = 0
+    /// Jobs it asked `presence` for (`subscribe` with `"presence": true`).
+    var presenceJobs: Set<String> = []
 
     init(transport: Transport, principal: Gateway.Principal, timeouts: ViewerPacing.Timeouts) {
         self.transport = transport

@@ -4,7 +4,8 @@ import AgentCore
 /// error it answers. No I/O, so every malformed message is a unit test.
 enum ViewerCommand: Equatable {
     /// `project`: a `"*"` subscription to that project's jobs only.
-    case subscribe(job: String, since: Int, rawEvents: Bool, project: String? = nil)
+    /// `presence`: also get `presence` messages for the job (viewers, who controls it).
+    case subscribe(job: String, since: Int, rawEvents: Bool, project: String? = nil, presence: Bool = false)
     case unsubscribe(job: String)
     /// The launch request's fields (the message without `op` and `req`).
     case launch(JSONValue)
@@ -14,6 +15,10 @@ enum ViewerCommand: Equatable {
     case delete(job: String)
     /// A user's message to a running job's agent (a follow-up).
     case send(job: String, text: String)
+    /// Ask for control of a job (`JobControl`); give it up; hand it to another connection.
+    case control(job: String)
+    case release(job: String)
+    case handOver(job: String, to: Int)
 
     /// Parses a text message; the error names what is wrong. `request` is the message's
     /// `req` (echoed in the answer), when it has one.
@@ -36,7 +41,9 @@ enum ViewerCommand: Equatable {
             if value["project"] != nil, job != "*" || project.map(LaunchRequest.isProjectName) != true {
                 return .failure(.invalidMessage("project filters a \"*\" subscription: a project name (\(LaunchRequest.projectPattern))"))
             }
-            return .success(.subscribe(job: job, since: since, rawEvents: value["events"]?.boolValue ?? false, project: project))
+            return .success(.subscribe(
+                job: job, since: since, rawEvents: value["events"]?.boolValue ?? false, project: project,
+                presence: job != "*" && value["presence"]?.boolValue == true))
         case "unsubscribe":
             guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("unsubscribe needs job")) }
             return .success(.unsubscribe(job: job))
@@ -56,8 +63,17 @@ enum ViewerCommand: Equatable {
             } catch {
                 return .failure(error)
             }
+        case "control", "release":
+            guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("\(op ?? "") needs job")) }
+            return .success(op == "control" ? .control(job: job) : .release(job: job))
+        case "handover":
+            guard let job = value["job"]?.stringValue, let to = value["to"]?.intValue, to > 0 else {
+                return .failure(.invalidMessage("handover needs job and to (a connection id from a control_request)"))
+            }
+            return .success(.handOver(job: job, to: to))
         default:
-            return .failure(APIError(400, "unknown_op", "op must be subscribe, unsubscribe, launch, kill, delete or send"))
+            return .failure(APIError(
+                400, "unknown_op", "op must be subscribe, unsubscribe, launch, kill, delete, send, control, release or handover"))
         }
     }
 }

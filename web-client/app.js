@@ -29,6 +29,8 @@ const state = {
   /** job → its last `presence` (viewers, controller, you); job → connections asking this page for control. */
   presence: new Map(),
   controlAsks: new Map(),
+  /** job → request → its open `job:permission` question (the agent waits for an answer). */
+  questions: new Map(),
 };
 
 let connection;
@@ -129,7 +131,8 @@ function renderAgents() {
     name.textContent = info.name;
     const detail = document.createElement("span");
     detail.className = "meta";
-    detail.textContent = info.available ? (info.version ?? "") : info.path ? "found, but --version failed" : "not found";
+    const broken = info.id.endsWith("-acp") && info.acp === false ? "found, but it has no ACP mode" : "found, but --version failed";
+    detail.textContent = info.available ? (info.version ?? "") : info.path ? broken : "not found";
     item.append(name, " ", detail);
     if (info.acp) {
       const acp = document.createElement("span");
@@ -392,6 +395,41 @@ function renderControl() {
   $("#job-control-asks").textContent = mine && asks.length ? `connection ${asks[0]} asks for control` : "";
   $("#job-control-give").hidden = !mine || asks.length === 0;
   $("#job-message").hidden = !job.acceptsMessages || (held && !mine);
+  renderQuestions(job, !held || mine);
+}
+
+/** The agent's open permission questions, each with a button per option for whoever may
+ * steer (the others see the question, and that the controller answers it). */
+function renderQuestions(job, mayAnswer) {
+  const box = $("#job-questions");
+  const open = isActive(job) ? [...(state.questions.get(job.id)?.values() ?? [])] : [];
+  box.hidden = open.length === 0;
+  box.replaceChildren(...open.map((question) => {
+    const row = document.createElement("div");
+    row.className = "question";
+    const text = document.createElement("span");
+    const left = question.expiresAt ? Math.max(0, Math.round((question.expiresAt - Date.now()) / 1000)) : null;
+    text.textContent = `The agent asks permission for ${question.title}${left !== null ? ` (the operator's default answers in ${left} s)` : ""}`;
+    row.append(text);
+    for (const option of question.options ?? []) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = `small ${String(option.kind ?? "").startsWith("allow") ? "primary" : ""}`;
+      button.textContent = option.name ?? option.optionId;
+      button.disabled = !mayAnswer;
+      button.addEventListener("click", () => answerQuestion(job.id, question.request, option.optionId));
+      row.append(button);
+    }
+    return row;
+  }));
+}
+
+async function answerQuestion(id, request, optionId) {
+  try {
+    await connection.request({ op: "answer", job: id, request, optionId });
+  } catch (error) {
+    alert(`Could not answer: ${error.message}`);
+  }
 }
 
 async function askForControl() {
@@ -626,6 +664,14 @@ function onMessage(message) {
       if (message.you !== "controller") state.controlAsks.delete(message.job);
       if (message.job === state.selected) renderControl();
       return;
+    case "job:permission": {
+      const open = state.questions.get(message.job) ?? new Map();
+      if (message.answer === null || message.answer === undefined) open.set(message.request, message);
+      else open.delete(message.request);
+      state.questions.set(message.job, open);
+      if (message.job === state.selected) renderControl();
+      break;
+    }
     case "control_request": {
       const asks = state.controlAsks.get(message.job) ?? new Set();
       asks.add(message.from);

@@ -63,6 +63,16 @@ public struct APIError: Error, Sendable, Equatable {
         }
     }
 
+    /// A permission answer refused.
+    init(_ error: JobManager.PermissionError, job id: String) {
+        switch error {
+        case .unknownJob: self = .unknownJob(id)
+        case .noQuestion(let request): self.init(409, "no_question", "job \(id) has no open permission question \(request) (answered, expired, or never asked)")
+        case .unknownOption(let option): self.init(400, "invalid_field", "the question has no option \(option)", field: "optionId")
+        case .notRunning(let status): self.init(409, "not_running", "job \(id) is \(status.rawValue)")
+        }
+    }
+
     /// An apply or discard refused; a conflict names its files (`conflicts`).
     init(_ error: JobManager.ReviewError) {
         switch error {

@@ -131,11 +131,20 @@ public final class Gateway {
             return discard(id)
         case ("POST", .jobMessages(let id)):
             return sendMessage(request, id: id)
+        case ("POST", .jobPermissions(let id)):
+            do throws(APIError) {
+                let body: JSONValue
+                do { body = try JSONParser.parse(request.body) } catch { throw APIError.invalidJSON("\(error)") }
+                try commands.answer(id, body)
+                return .json(202, JSONWriter.serialize(.object(["answered": .string(body["request"]?.stringValue ?? "")])))
+            } catch {
+                return error.response
+            }
         case (_, .jobs):
             return Self.methodNotAllowed("GET, POST, DELETE")
         case (_, .job):
             return Self.methodNotAllowed("GET, DELETE")
-        case (_, .capabilitiesRefresh), (_, .jobDelete), (_, .jobApply), (_, .jobDiscard), (_, .jobMessages):
+        case (_, .capabilitiesRefresh), (_, .jobDelete), (_, .jobApply), (_, .jobDiscard), (_, .jobMessages), (_, .jobPermissions):
             return Self.methodNotAllowed("POST")
         case (_, .capabilities), (_, .jobEvents), (_, .jobsStream), (_, .jobStream), (_, .jobDiff):
             return Self.methodNotAllowed("GET")
@@ -466,6 +475,7 @@ public final class Gateway {
         guard method != "GET", method != "HEAD" else { return nil }
         var takesBody = route == .jobs
         if case .jobMessages = route { takesBody = true }
+        if case .jobPermissions = route { takesBody = true }
         let needsJSON = !request.body.isEmpty || (method == "POST" && takesBody)
         guard needsJSON else { return nil }
         let contentType = request.head.headers["Content-Type"] ?? ""
@@ -507,6 +517,7 @@ public final class Gateway {
         case jobApply(String)
         case jobDiscard(String)
         case jobMessages(String)
+        case jobPermissions(String)
         case unknown
 
         /// Exact paths only: an empty segment (`/api/agents/jobs/`, `//`) names no route, so a
@@ -530,6 +541,7 @@ public final class Gateway {
             case (5, "jobs") where parts[4] == "apply": self = .jobApply(parts[3])
             case (5, "jobs") where parts[4] == "discard": self = .jobDiscard(parts[3])
             case (5, "jobs") where parts[4] == "messages": self = .jobMessages(parts[3])
+            case (5, "jobs") where parts[4] == "permissions": self = .jobPermissions(parts[3])
             default: self = .unknown
             }
         }

@@ -35,6 +35,25 @@ struct JobCommands {
         }
     }
 
+    /// Answers a job's open permission question (`POST …/{id}/permissions`, op `answer`).
+    func answer(_ id: String, _ body: JSONValue) throws(APIError) {
+        guard case .object(let members) = body else { throw APIError(400, "invalid_json", "send {\"request\": \"…\", \"optionId\": \"…\"}") }
+        if let other = members.first(where: { !["request", "optionId", "op", "req", "job"].contains($0.key) }) {
+            throw APIError(400, "unknown_field", "unknown field \(other.key); an answer has request and optionId", field: other.key)
+        }
+        guard let request = body["request"]?.stringValue, request.utf8.count <= 256 else {
+            throw APIError(400, "missing_field", "request is required: the question's request (from its job:permission)", field: "request")
+        }
+        if let option = body["optionId"], option.stringValue == nil, !option.isNull {
+            throw APIError(400, "invalid_field", "optionId must be a string (or null to cancel the question)", field: "optionId")
+        }
+        do throws(JobManager.PermissionError) {
+            try manager.answerPermission(id, request: request, optionId: body["optionId"]?.stringValue)
+        } catch {
+            throw APIError(error, job: id)
+        }
+    }
+
     /// The `text` of a message body (`{"text": "…"}`).
     static func messageText(_ body: JSONValue) throws(APIError) -> String {
         guard case .object(let members) = body else { throw APIError(400, "invalid_json", "send {\"text\": \"…\"}") }

@@ -96,6 +96,10 @@ extension SubscriptionHub {
                 try checkControl(viewer, job)
                 let seq = try commands.send(job, text: text)
                 sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(seq))]))
+            case .answer(let job, let fields):
+                try checkControl(viewer, job)
+                try commands.answer(job, fields)
+                sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("answered", fields["request"] ?? .null)]))
             case .control(let job):
                 try askControl(viewer, job, request: request)
             case .release(let job):

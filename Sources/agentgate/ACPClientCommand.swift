@@ -22,8 +22,14 @@ struct ACPClientCommand: ParsableCommand {
     @Option(help: "Continue this session of the agent (session/load) instead of starting one.")
     var resume: String?
 
-    @Option(help: "How the agent's permission requests are answered: allow or deny.")
+    @Option(help: "How the agent's permission requests are answered: allow, deny, or ask (a permission line on stdin answers).")
     var permissions = ACPClientSession.PermissionPolicy.deny.rawValue
+
+    @Option(name: .customLong("ask-timeout-ms"), help: "With ask: how long a question waits for its answer.")
+    var askTimeoutMilliseconds = 120_000
+
+    @Option(name: .customLong("ask-default"), help: "With ask: the answer once nobody answered in time (allow or deny).")
+    var askDefault = ACPClientSession.PermissionPolicy.deny.rawValue
 
     @Argument(parsing: .postTerminator, help: "The agent's executable (a path) and its arguments.")
     var command: [String] = []
@@ -32,7 +38,9 @@ struct ACPClientCommand: ParsableCommand {
         guard let executable = command.first, executable.hasPrefix("/") else {
             throw ValidationError("give the agent as an absolute path after --: agentgate acp-client -- /path/to/agent acp")
         }
-        guard ACPClientSession.PermissionPolicy(rawValue: permissions) != nil else { throw ValidationError("--permissions must be allow or deny") }
+        guard ACPClientSession.PermissionPolicy(rawValue: permissions) != nil else { throw ValidationError("--permissions must be allow, deny or ask") }
+        guard askDefault == "allow" || askDefault == "deny" else { throw ValidationError("--ask-default must be allow or deny") }
+        guard (1...86_400_000).contains(askTimeoutMilliseconds) else { throw ValidationError("--ask-timeout-ms must be 1…86400000") }
         if let cwd, !cwd.hasPrefix("/") { throw ValidationError("--cwd must be an absolute path") }
     }
 
@@ -43,7 +51,8 @@ struct ACPClientCommand: ParsableCommand {
             free(current)
         }
         let session = ACPClientSession(
-            workingDirectory: directory ?? "/", resumeSession: resume, policy: ACPClientSession.PermissionPolicy(rawValue: permissions) ?? .deny)
+            workingDirectory: directory ?? "/", resumeSession: resume, policy: ACPClientSession.PermissionPolicy(rawValue: permissions) ?? .deny,
+            askTimeoutMilliseconds: askTimeoutMilliseconds, askDefault: ACPClientSession.PermissionPolicy(rawValue: askDefault) ?? .deny)
         var bridge = ACPBridge(session: session, command: command)
         throw ExitCode(bridge.run())
     }
@@ -64,6 +73,8 @@ struct ACPBridge {
     private var agentLines = LineSplitter(maxLineBytes: 16 << 20)
     /// After a cancel, how long the agent has to answer before it is stopped anyway.
     private var cancelDeadline: UInt64?
+    /// Open permission questions and when the operator's default answers each (monotonic ns).
+    private var questionDeadlines: [String: UInt64] = [:]
     static let cancelGraceNanoseconds: UInt64 = 3_000_000_000
 
     init(session: ACPClientSession, command: [String]) {
@@ -83,10 +94,18 @@ struct ACPBridge {
             if stdinOpen { fds.append(pollfd(fd: 0, events: Int16(POLLIN), revents: 0)) }
             if !pendingToAgent.isEmpty { fds.append(pollfd(fd: toAgent, events: Int16(POLLOUT), revents: 0)) }
             var timeout: Int32 = -1
+            let now = MonotonicClock.nanoseconds()
             if let cancelDeadline {
-                let now = MonotonicClock.nanoseconds()
                 if now >= cancelDeadline { return finish(143, "the agent did not answer the cancel within 3 s") }
                 timeout = Int32((cancelDeadline - now) / 1_000_000) + 1
+            }
+            for (key, deadline) in questionDeadlines where now >= deadline {
+                questionDeadlines[key] = nil
+                if let code = perform(session.handle(.permissionTimedOut(key: key))) { return finish(code) }
+            }
+            if let next = questionDeadlines.values.min() {
+                let wait = Int32(min((next - min(next, now)) / 1_000_000 + 1, 86_400_000))
+                timeout = timeout < 0 ? wait : min(timeout, wait)
             }
             if poll(&fds, nfds_t(fds.count), timeout) < 0 {
                 if errno == EINTR { continue }
@@ -105,6 +124,11 @@ struct ACPBridge {
                     if count > 0 {
                         let lines = buffer.withUnsafeBytes { stdinLines.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
                         for line in lines {
+                            if let (key, optionId) = Self.permissionAnswer(line) {
+                                questionDeadlines[key] = nil
+                                if let code = perform(session.handle(.permissionAnswer(key: key, optionId: optionId))) { return finish(code) }
+                                continue
+                            }
                             if Self.isInterrupt(line) {
                                 // The job is being killed: the turn is cancelled, SIGTERM follows if need be.
                                 cancelDeadline = cancelDeadline ?? MonotonicClock.nanoseconds() + Self.cancelGraceNanoseconds
@@ -159,6 +183,10 @@ struct ACPBridge {
             case .stop(let code, let reason):
                 if let reason { Self.note(reason) }
                 return code
+            case .awaitAnswer(let key, let milliseconds):
+                questionDeadlines[key] = MonotonicClock.nanoseconds() + UInt64(milliseconds) * 1_000_000
+            case .note(let text):
+                Self.note(text)
             }
         }
         return nil
@@ -276,6 +304,15 @@ struct ACPBridge {
         else { return nil }
         let text = content.compactMap { $0["type"]?.stringValue == "text" ? $0["text"]?.stringValue : nil }.joined(separator: "\n")
         return text.isEmpty ? nil : text
+    }
+
+    /// `{"type":"permission","request":KEY,"optionId":…}`: a person's answer to an open
+    /// question (no optionId: cancel it).
+    static func permissionAnswer(_ line: LineSplitter.Line) -> (String, String?)? {
+        guard line.text.contains("\"permission\""), let value = try? JSONParser.parse(Array(line.text.utf8)),
+            value["type"]?.stringValue == "permission", let key = value["request"]?.stringValue
+        else { return nil }
+        return (key, value["optionId"]?.stringValue)
     }
 
     /// `{"type":"interrupt"}`: the server asks for the turn to be cancelled (a kill).

@@ -14,7 +14,7 @@ struct AgentGate: ParsableCommand {
         abstract: "Runs coding-agent CLIs as background jobs and streams what they do.",
         version: AgentGate.version,
         subcommands: [
-            ServeCommand.self, RunCommand.self, SendCommand.self, JobsCommand.self, ShowCommand.self, TailCommand.self, KillCommand.self,
+            ServeCommand.self, RunCommand.self, SendCommand.self, AnswerCommand.self, JobsCommand.self, ShowCommand.self, TailCommand.self, KillCommand.self,
             DeleteCommand.self,
             DiffCommand.self, ApplyCommand.self, DiscardCommand.self,
             CapabilitiesCommand.self, TokenCommand.self, Probe.self, Exec.self, EchoServerCommand.self, ShimCommand.self, ACPClientCommand.self,

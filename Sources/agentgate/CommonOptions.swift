@@ -23,8 +23,14 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "codex --sandbox for every job (read-only, workspace-write, danger-full-access).")
     var codexSandbox: String?
 
-    @Option(help: "How ACP agents' permission requests are answered (opencode-acp, goose-acp): allow or deny.")
+    @Option(help: "How ACP agents' permission requests are answered (opencode-acp, goose-acp): allow, deny, or ask (the job's controller answers).")
     var acpPermissions = ACPClientSession.PermissionPolicy.deny.rawValue
+
+    @Option(help: "With --acp-permissions ask: seconds a question waits for an answer.")
+    var permissionTimeout = 120
+
+    @Option(help: "With --acp-permissions ask: the answer when nobody answered in time (allow or deny).")
+    var permissionDefault = ACPClientSession.PermissionPolicy.deny.rawValue
 
     @Option(help: "Seconds between SIGTERM and SIGKILL when a job is killed.")
     var killGrace: Double = 5
@@ -98,9 +104,15 @@ struct EngineOptions: ParsableArguments {
             allowCustomCommands: allowCustomCommands, environment: EnvironmentPolicy(allowed: passEnv),
             workspaces: workspacePolicy)
         guard let acpPolicy = ACPClientSession.PermissionPolicy(rawValue: acpPermissions) else {
-            throw ValidationError("--acp-permissions \(acpPermissions): allow or deny")
+            throw ValidationError("--acp-permissions \(acpPermissions): allow, deny or ask")
         }
         configuration.policy.acpPermissions = acpPolicy
+        guard let fallback = ACPClientSession.PermissionPolicy(rawValue: permissionDefault), fallback != .ask else {
+            throw ValidationError("--permission-default \(permissionDefault): allow or deny")
+        }
+        guard (1...86_400).contains(permissionTimeout) else { throw ValidationError("--permission-timeout must be 1…86400 seconds") }
+        configuration.policy.permissionDefault = fallback
+        configuration.policy.permissionTimeoutSeconds = permissionTimeout
         configuration.policy.acpClientExecutable = StaticFiles.executablePath(argumentZero: CommandLine.arguments[0])
         configuration.killGraceMilliseconds = Int(killGrace * 1000)
         guard let maxOutput = ByteCount.parse(maxJobOutput), maxOutput >= 4096 else {

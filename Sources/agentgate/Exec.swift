@@ -313,6 +313,12 @@ final class LogPrinter {
         case .spend:
             // The agent's own lines say what it spent; the job's fields keep the running total.
             return nil
+        case .permission(let request, _, let options, let expiresAt, let answer):
+            // The question and its answer are in the agent's lines; this says how to answer.
+            guard answer == nil else { return nil }
+            let ids = (options.arrayValue ?? []).compactMap { $0["optionId"]?.stringValue }
+            let wait = expiresAt.map { " within \(max(0, ($0 - WallClock.milliseconds() + 999) / 1_000)) s" } ?? ""
+            return "[agentgate] answer\(wait) with: agentgate answer \(event.jobId) \(request) <\(ids.joined(separator: "|"))>"
         case .status(let job):
             // Running after preparing its worktree: said like a start; stopping is said by the log.
             guard job.status == .running else { return nil }

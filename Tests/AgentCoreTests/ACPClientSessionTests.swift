@@ -71,6 +71,39 @@ struct ACPClientSessionTests {
         #expect(Self.sent(session.handle(onlyAllow)).first?["result"]?["outcome"] == .object(["outcome": "cancelled"]))
     }
 
+    /// `ask`: the question waits for a person; a wrong option is refused, the right one
+    /// answers; unanswered, the operator's default answers at the timeout; a cancel answers
+    /// whatever is still open with "cancelled".
+    @Test func askWaitsForAPersonThenTheOperatorsDefault() {
+        var session = ACPClientSession(workingDirectory: "/w", policy: .ask, askTimeoutMilliseconds: 5_000, askDefault: .allow)
+        _ = session.start(clientVersion: "0.2.0")
+        _ = session.handle(Self.result(1, ["protocolVersion": 1]))
+        _ = session.handle(Self.result(2, ["sessionId": "s-1"]))
+        _ = session.handle(.userMessage("go"))
+        func ask(_ id: JSONValue) -> ACPClientSession.Input {
+            .agentMessage(.object(["jsonrpc": "2.0", "id": id, "method": "session/request_permission", "params": .object([
+                "options": [["optionId": "yes", "name": "Yes", "kind": "allow_once"], ["optionId": "no", "name": "No", "kind": "reject_once"]],
+            ])]))
+        }
+        let waiting = session.handle(ask(7))
+        #expect(waiting.last == .awaitAnswer(key: "7", milliseconds: 5_000) && Self.sent(waiting).isEmpty)
+        #expect(session.handle(.permissionAnswer(key: "7", optionId: "maybe")) == [.note("permission question 7 has no option maybe")])
+        let answered = Self.sent(session.handle(.permissionAnswer(key: "7", optionId: "no")))
+        #expect(answered.first?["id"] == 7 && answered.first?["result"]?["outcome"]?["optionId"] == "no")
+        #expect(session.handle(.permissionAnswer(key: "7", optionId: "no")) == [.note("no open permission question 7")])
+        // Nobody answers: the operator's default (allow here) does.
+        _ = session.handle(ask("q-8"))
+        let defaulted = Self.sent(session.handle(.permissionTimedOut(key: #""q-8""#)))
+        #expect(defaulted.first?["id"] == "q-8" && defaulted.first?["result"]?["outcome"]?["optionId"] == "yes")
+        #expect(session.handle(.permissionTimedOut(key: #""q-8""#)).isEmpty, "answered once")
+        // A cancel answers the questions still open, then cancels the turn.
+        _ = session.handle(ask(9))
+        let cancelled = Self.sent(session.handle(.cancel))
+        #expect(cancelled.first?["id"] == 9 && cancelled.first?["result"]?["outcome"] == .object(["outcome": "cancelled"]))
+        #expect(cancelled.last?["method"] == "session/cancel")
+        #expect(session.questions.isEmpty)
+    }
+
     @Test func capabilitiesNotOfferedGetAnErrorAndNotificationsAreKept() {
         var session = Self.ready()
         let read = session.handle(.agentMessage(.object(["jsonrpc": "2.0", "id": 7, "method": "fs/read_text_file", "params": ["path": "/etc/passwd"]])))

@@ -26,6 +26,14 @@ final class ServerProcess {
           many*) i=1; while [ $i -le 20000 ]; do echo "line $i of many, written whether or not a server reads it"; [ $((i % 500)) -eq 0 ] && sleep 0.15; i=$((i+1)); done;;
           escapes*) cat "$HOME/escapes.jsonl";;
           env*) echo "note=$MYAPP_NOTE args=$*";;
+          converse*)
+            echo '{"type":"system","subtype":"init","session_id":"s1","model":"fake"}'; sleep 1
+            echo '{"type":"result","subtype":"success","is_error":false,"result":"first","num_turns":1,"session_id":"s1"}'
+            while IFS= read -r message; do
+              echo '{"type":"system","subtype":"init","session_id":"s1","model":"fake"}'
+              echo "you said: $(printf '%s' "$message" | sed 's/.*"text":"\\([^"]*\\)".*/\\1/')"
+              echo '{"type":"result","subtype":"success","is_error":false,"result":"second","num_turns":1,"session_id":"s1"}'
+            done;;
           stream*)
             echo '{"type":"stream_event","api_message_id":"m1","event":{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}}'
             for word in Writing the answer; do
@@ -138,7 +146,7 @@ final class ClientProcess {
     let files = TemporaryDirectory("agentgate-client-run")
 
     /// - Parameter direct: run this executable with `arguments` as they are, instead of agentgate.
-    init(_ arguments: [String], server: ServerProcess, environment: [String: String] = [:], direct: String? = nil) throws {
+    init(_ arguments: [String], server: ServerProcess, environment: [String: String] = [:], direct: String? = nil, stdin: String = "/dev/null") throws {
         var all = arguments
         if direct == nil {
             if !arguments.contains("--server") && arguments.first != "token" { all += ["--server", server.url] }
@@ -147,7 +155,7 @@ final class ClientProcess {
         child = try ChildProcess(
             direct ?? CommandLineTests.binary, all,
             environment: ["PATH": "/usr/bin:/bin", "HOME": server.data.path].merging(environment) { $1 },
-            stdout: files.file("out"), stderr: files.file("err"))
+            stdin: stdin, stdout: files.file("out"), stderr: files.file("err"))
     }
 
     var pid: pid_t { child.pid }
@@ -224,6 +232,27 @@ struct ClientCommandTests {
         #expect(stdout.contains("\u{1B}[2m[agentgate] job"))  // system lines dimmed
         #expect(stdout.contains("⠋ running") || stdout.contains("⠙ running"))  // the spinner's status line
         #expect(stdout.contains("\u{1B}[32m[agentgate] job"))  // done in green
+    }
+
+    /// `run --interactive`: lines typed while the job runs are follow-ups; `send` does the
+    /// same from elsewhere, and is refused once the job has ended.
+    @Test func runInteractiveSendsEachLineAsAFollowUp() throws {
+        let files = TemporaryDirectory("agentgate-interactive")
+        files.write("typed", "\nnow the tests too\n/answer 5\n")
+        let run = try ClientProcess(["run", "claude", "converse", "--interactive"], server: server, stdin: files.file("typed"))
+        let (status, out, err) = run.finish()
+        #expect(status == 0, "\(out)\(err)")
+        let lines = out.split(separator: "\n").map(String.init)
+        let said = try #require(lines.firstIndex(of: "› now the tests too"), "\(out)")
+        let answered = try #require(lines.firstIndex(of: "you said: now the tests too"), "\(out)")
+        #expect(said < answered && lines.last?.hasSuffix(" done (exit 0)") == true, "\(out)")
+        // The blank line is skipped; a malformed /answer is explained, not sent.
+        #expect(err.contains("/answer REQUEST OPTION") && !out.contains("› /answer"), "\(err)")
+        let id = try #require(lines.first?.split(separator: " ").dropFirst(2).first.map(String.init))
+        let late = try client(["send", id, "and more"])
+        #expect(late.status == 7 && late.stderr.contains("takes no messages now: it is done"), "\(late.stderr)")
+        let unknown = try client(["send", "0123456789abcdef", "hi"])
+        #expect(unknown.status == 5)
     }
 
     @Test func aKilledJobExits137AndKillReportsUnknownAndFinishedJobs() throws {

@@ -24,6 +24,10 @@ import Testing
         #expect(launch == .launch(.object(["provider": "claude", "prompt": "hi"])))
         #expect(Self.parse(#"{"op":"kill","job":"x","req":{"n":1}}"#).1 == .object(["n": .int(1)]))
         #expect(try Self.parse(#"{"op":"send","job":"j","text":"now the tests","req":2}"#).0.get() == .send(job: "j", text: "now the tests"))
+        #expect(try Self.parse(#"{"op":"control","job":"j"}"#).0.get() == .control(job: "j"))
+        #expect(try Self.parse(#"{"op":"release","job":"j"}"#).0.get() == .release(job: "j"))
+        #expect(try Self.parse(#"{"op":"handover","job":"j","to":4}"#).0.get() == .handOver(job: "j", to: 4))
+        #expect(try Self.parse(#"{"op":"subscribe","job":"j","presence":true}"#).0.get() == .subscribe(job: "j", since: 0, rawEvents: false, presence: true))
     }
 
     @Test func malformedMessagesAreRefusedWithACodeAndTheirReq() {
@@ -39,6 +43,10 @@ import Testing
             (#"{"op":"send","job":"j"}"#, "missing_field"),
             (#"{"op":"send","job":"j","text":7}"#, "missing_field"),
             (#"{"op":"send","job":"j","text":"hi","urgent":true}"#, "unknown_field"),
+            (#"{"op":"control"}"#, "invalid_message"),
+            (#"{"op":"handover","job":"j"}"#, "invalid_message"),
+            (#"{"op":"handover","job":"j","to":0}"#, "invalid_message"),
+            (#"{"op":"answer","request":"5"}"#, "invalid_message"),
             (#"{"job":"j"}"#, "unknown_op"),
         ]
         for (text, code) in cases {

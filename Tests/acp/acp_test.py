@@ -201,6 +201,62 @@ def test_a_later_job_loads_the_session_and_sees_its_turns():
         server.close()
 
 
+def permission_events(server, job):
+    return [e for e in server.api("GET", f"/api/agents/jobs/{job}/events?limit=10000")["events"] if e["type"] == "job:permission"]
+
+
+def wait_for_question(server, job, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        open_questions = [e for e in permission_events(server, job) if e["answer"] is None]
+        if open_questions:
+            return open_questions[0]
+        time.sleep(0.05)
+    raise AssertionError(f"job {job} asked no question")
+
+
+def answer(server, job, *arguments):
+    return subprocess.run([BINARY, "answer", job, *arguments, "--server", server.url], env=server.env,
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_ask_the_question_goes_to_a_person_who_answers_it():
+    server = Serve("--acp-permissions", "ask", "--permission-timeout", "60")
+    try:
+        job = server.launch("please edit the notes")
+        question = wait_for_question(server, job)
+        assert question["title"] == "Write notes.txt", question
+        assert [o["optionId"] for o in question["options"]] == ["allow", "reject"], question
+        assert question["expiresAt"] > time.time() * 1000 + 50_000, question
+        assert not os.path.exists(os.path.join(server.work, "notes.txt")), "written before anyone answered"
+        wrong = answer(server, job, question["request"], "maybe")
+        assert wrong.returncode == 2 and "no option maybe" in wrong.stderr, (wrong.returncode, wrong.stderr)
+        right = answer(server, job, question["request"], "allow")
+        assert right.returncode == 0, right.stderr
+        lines = agent_lines(server.lines(job))
+        assert "permission for Write notes.txt: Allow once" in lines and "← Write notes.txt: wrote notes.txt" in lines, lines
+        assert open(os.path.join(server.work, "notes.txt")).read() == "noted\n"
+        assert [e["answer"] for e in permission_events(server, job)] == [None, "allow"]
+        again = answer(server, job, question["request"], "allow")
+        assert again.returncode == 7, (again.returncode, again.stderr)
+    finally:
+        server.close()
+
+
+def test_ask_unanswered_gets_the_operators_default_in_time():
+    server = Serve("--acp-permissions", "ask", "--permission-timeout", "1", "--permission-default", "deny")
+    try:
+        job = server.launch("please edit the notes")
+        asked = wait_for_question(server, job)
+        lines = agent_lines(server.lines(job))
+        assert "permission for Write notes.txt: Reject" in lines, lines
+        assert not os.path.exists(os.path.join(server.work, "notes.txt")), "the default was deny"
+        answered = permission_events(server, job)[-1]
+        assert answered["answer"] == "reject" and answered["time"] - asked["time"] >= 900, (asked, answered)
+    finally:
+        server.close()
+
+
 def main():
     pattern = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
     tests = [(name, function) for name, function in globals().items() if name.startswith("test_") and pattern in name]

@@ -88,6 +88,26 @@ esac
 """
 
 
+# An ACP agent in a few lines of shell, for the permission question: the client's requests
+# are numbered 1 (initialize), 2 (session/new), 3 (the prompt); it asks to write a file and
+# ends its turn once answered.
+FAKE_OPENCODE = """#!/bin/sh
+if [ "$1" = "--version" ]; then echo "1.0.150"; exit 0; fi
+[ "$1" = "acp" ] || exit 2
+[ "$2" = "--help" ] && { echo "Start an ACP server"; exit 0; }
+read -r line; echo '{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":1}}'
+read -r line; echo '{"jsonrpc":"2.0","id":2,"result":{"sessionId":"s1"}}'
+read -r line
+echo '{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s1","update":{"sessionUpdate":"tool_call","toolCallId":"c1","title":"Write notes.txt","kind":"edit","status":"pending"}}}'
+echo '{"jsonrpc":"2.0","id":0,"method":"session/request_permission","params":{"sessionId":"s1","toolCall":{"toolCallId":"c1","title":"Write notes.txt"},"options":[{"optionId":"allow","name":"Allow once","kind":"allow_once"},{"optionId":"reject","name":"Reject","kind":"reject_once"}]}}'
+read -r answer
+case "$answer" in *'"optionId":"allow"'*) status=completed;; *) status=failed;; esac
+echo '{"jsonrpc":"2.0","method":"session/update","params":{"sessionId":"s1","update":{"sessionUpdate":"tool_call_update","toolCallId":"c1","status":"'$status'"}}}'
+echo '{"jsonrpc":"2.0","id":3,"result":{"stopReason":"end_turn"}}'
+while read -r line; do :; done
+"""
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -102,6 +122,8 @@ class DashboardServer(Server):
         self.fixed_port = free_port()
         with open(os.path.join(self.bin_dir, "claude"), "w") as script:
             script.write(FAKE_CLAUDE)
+        with open(os.path.join(self.bin_dir, "opencode"), "w") as script:
+            script.write(FAKE_OPENCODE)
 
     def start(self):
         env = {"PATH": f"{self.bin_dir}:/usr/local/bin:/usr/bin:/bin", "HOME": self.temp, "AGENTGATE_TOKEN": TOKEN}
@@ -109,7 +131,8 @@ class DashboardServer(Server):
         import re
         self.process = subprocess.Popen(
             [os.environ.get("AGENTGATE_BIN", os.path.join(os.path.dirname(SHOTS), "..", "..", ".build", "debug", "agentgate")),
-             "serve", "--port", str(self.fixed_port), "--data-dir", self.data_dir, "--kill-grace", "1"],
+             "serve", "--port", str(self.fixed_port), "--data-dir", self.data_dir, "--kill-grace", "1",
+             "--acp-permissions", "ask", "--permission-timeout", "120"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.process.stdout.readline()
         if not re.search(r"listening on", line):
@@ -198,7 +221,8 @@ class Dashboard(unittest.TestCase):
         cookies = driver.execute_cdp_cmd("Network.getAllCookies", {})["cookies"]
         self.assertFalse([c for c in cookies if TOKEN in c["value"] or session in c["value"]], cookies)
         self.assertNotIn(TOKEN, self.js("return JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})"))
-        self.wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#agents li.available")) == 4)
+        # The four CLIs, and opencode's ACP mode.
+        self.wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#agents li.available")) == 5)
         self.assertIn("2.1.12 (Claude Code)", self.text("#agents"))
         self.shot("01-dashboard")
 
@@ -528,6 +552,29 @@ class Dashboard(unittest.TestCase):
         self.assertEqual((final["messages"], final["acceptsMessages"], final["result"]["text"]), (1, False, "second"))
         driver.close()
         driver.switch_to.window(first_window)
+        self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
+
+    def test_permission_question(self):
+        """An ACP agent asks permission (the operator's policy is ask): the job view shows the
+        question with a button per option; the answer reaches the agent and the log."""
+        driver = self.driver
+        self.open_dashboard()
+        status, reply, _ = self.server.request("POST", "/api/agents/jobs", {"provider": "opencode-acp", "prompt": "write the notes"})
+        self.assertEqual(status, 201, reply)
+        job = reply["job"]["id"]
+        driver.get(f"http://127.0.0.1:{self.server.port}/#job={job}")
+        self.wait(lambda: "The agent asks permission for Write notes.txt" in self.text("#job-questions"))
+        self.assertIn("? permission for Write notes.txt: Allow once / Reject", self.log_lines())
+        self.shot("18-permission-question")
+        driver.find_element(By.XPATH, "//div[@id='job-questions']//button[text()='Allow once']").click()
+        self.wait(lambda: self.selected_status() == "done")
+        lines = self.log_lines()
+        self.assertIn("permission for Write notes.txt: Allow once", lines)
+        self.assertIn("← Write notes.txt", lines)
+        self.assertFalse(driver.find_element(By.ID, "job-questions").is_displayed())
+        answers = [e["answer"] for e in self.server.request("GET", f"/api/agents/jobs/{job}/events?limit=1000")[1]["events"]
+                   if e["type"] == "job:permission"]
+        self.assertEqual(answers, [None, "allow"])
         self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)
 
     def test_worktree_review(self):

@@ -17,6 +17,9 @@ public struct ACPClientSession: Sendable {
         case allow
         /// The first option of kind reject_once (or reject_always); cancelled when none.
         case deny
+        /// The job's controller answers (a `permission` line on the client's stdin); past
+        /// the operator's timeout, the operator's default (allow or deny) does.
+        case ask
     }
 
     public enum Input: Sendable {
@@ -28,6 +31,11 @@ public struct ACPClientSession: Sendable {
         case agentMessage(JSONValue)
         /// The job is being stopped.
         case cancel
+        /// A person's answer to a permission question (`key`: the request's id as JSON):
+        /// one of its options, or nil to cancel it.
+        case permissionAnswer(key: String, optionId: String?)
+        /// Nobody answered in time: the operator's default answers.
+        case permissionTimedOut(key: String)
     }
 
     public enum Action: Sendable, Equatable {
@@ -37,6 +45,10 @@ public struct ACPClientSession: Sendable {
         case record(JSONValue)
         /// Close the agent's stdin, let it exit (killing it if it does not) and exit with this code.
         case stop(exitCode: Int32, reason: String?)
+        /// A permission question waits for a person: `permissionTimedOut(key)` after this long.
+        case awaitAnswer(key: String, milliseconds: Int)
+        /// Something the client itself has to say (a refused answer), for its stderr.
+        case note(String)
     }
 
     public enum Phase: Sendable, Equatable {
@@ -47,7 +59,13 @@ public struct ACPClientSession: Sendable {
     /// A session of the agent to continue (`session/load`) rather than a new one.
     public let resumeSession: String?
     public let policy: PermissionPolicy
+    /// With `ask`: how long a question waits, and the operator's answer after that.
+    public let askTimeoutMilliseconds: Int
+    public let askDefault: PermissionPolicy
     public private(set) var phase = Phase.starting
+    /// Permission questions waiting for a person, by the request's id as JSON.
+    public private(set) var questions: [String: (id: JSONValue, options: [JSONValue])] = [:]
+    static let maxQuestions = 64
     public private(set) var sessionId: String?
     private var nextID = 1
     private var initializeID = 0
@@ -59,11 +77,19 @@ public struct ACPClientSession: Sendable {
     /// The last prompt failed (an error response or a refusal): the exit code says so.
     private var lastPromptFailed = false
 
-    public init(workingDirectory: String, resumeSession: String? = nil, policy: PermissionPolicy) {
+    public init(
+        workingDirectory: String, resumeSession: String? = nil, policy: PermissionPolicy, askTimeoutMilliseconds: Int = 120_000,
+        askDefault: PermissionPolicy = .deny
+    ) {
         self.workingDirectory = workingDirectory
         self.resumeSession = resumeSession
         self.policy = policy
+        self.askTimeoutMilliseconds = askTimeoutMilliseconds
+        self.askDefault = askDefault == .ask ? .deny : askDefault
     }
+
+    /// A JSON-RPC id as the key of a question (`5`, `"p-9"`).
+    public static func key(of id: JSONValue) -> String { JSONWriter.string(id) }
 
     /// `initialize`, with what agentgate offers: no file system, no terminal (the agent uses
     /// its own tools in its working directory).
@@ -91,8 +117,21 @@ public struct ACPClientSession: Sendable {
             guard !cancelling else { return [] }
             cancelling = true
             queued.removeAll()
-            guard promptID != nil, let sessionId else { return stop(143, "cancelled before a prompt ran") }
-            return [.send(Self.notification("session/cancel", ["sessionId": .string(sessionId)]))]
+            // Questions still open are answered "cancelled" (the protocol's rule on cancel).
+            let open = questions.values.map { Action.send(Self.outcome(for: $0.id, nil)) }
+            questions.removeAll()
+            guard promptID != nil, let sessionId else { return open + stop(143, "cancelled before a prompt ran") }
+            return open + [.send(Self.notification("session/cancel", ["sessionId": .string(sessionId)]))]
+        case .permissionAnswer(let key, let optionId):
+            guard let question = questions[key] else { return [.note("no open permission question \(key)")] }
+            if let optionId, !question.options.contains(where: { $0["optionId"]?.stringValue == optionId }) {
+                return [.note("permission question \(key) has no option \(optionId)")]
+            }
+            questions[key] = nil
+            return [.send(Self.outcome(for: question.id, optionId.map(JSONValue.string)))]
+        case .permissionTimedOut(let key):
+            guard let question = questions.removeValue(forKey: key) else { return [] }
+            return [.send(Self.outcome(for: question.id, Self.choose(askDefault, from: question.options)))]
         case .agentMessage(let message):
             return received(message)
         }
@@ -140,18 +179,35 @@ public struct ACPClientSession: Sendable {
 
     /// The agent asks something of the client: a permission (answered by the policy), or a
     /// capability agentgate does not offer (an error, so the agent goes on without it).
-    private func agentRequest(_ method: String, id: JSONValue, _ params: JSONValue?) -> Action {
+    private mutating func agentRequest(_ method: String, id: JSONValue, _ params: JSONValue?) -> Action {
         guard method == "session/request_permission" else {
             return .send(.object(["jsonrpc": .string("2.0"), "id": id, "error": .object([
                 "code": .int(-32601), "message": .string("\(method) is not offered by agentgate"),
             ])]))
         }
-        let kinds: [String] = policy == .allow ? ["allow_once", "allow_always"] : ["reject_once", "reject_always"]
         let options = params?["options"]?.arrayValue ?? []
-        let chosen = cancelling ? nil : kinds.lazy.compactMap { kind in options.first { $0["kind"]?.stringValue == kind } }.first
-        let outcome: JSONValue = chosen.flatMap { $0["optionId"] }.map { .object(["outcome": .string("selected"), "optionId": $0]) }
+        guard policy == .ask, !cancelling else { return .send(Self.outcome(for: id, cancelling ? nil : Self.choose(policy, from: options))) }
+        let key = Self.key(of: id)
+        // More open questions than anyone could answer: the operator's default, at once.
+        guard questions.count < Self.maxQuestions || questions[key] != nil else {
+            return .send(Self.outcome(for: id, Self.choose(askDefault, from: options)))
+        }
+        questions[key] = (id, options)
+        return .awaitAnswer(key: key, milliseconds: askTimeoutMilliseconds)
+    }
+
+    /// The option a policy picks: allow_once (or allow_always) for allow, reject_once (or
+    /// reject_always) for deny; nil (cancelled) when the request offers none of those.
+    static func choose(_ policy: PermissionPolicy, from options: [JSONValue]) -> JSONValue? {
+        let kinds: [String] = policy == .allow ? ["allow_once", "allow_always"] : ["reject_once", "reject_always"]
+        return kinds.lazy.compactMap { kind in options.first { $0["kind"]?.stringValue == kind }?["optionId"] }.first
+    }
+
+    /// The response to a permission request: the option selected, or cancelled.
+    static func outcome(for id: JSONValue, _ optionId: JSONValue?) -> JSONValue {
+        let outcome: JSONValue = optionId.map { .object(["outcome": .string("selected"), "optionId": $0]) }
             ?? .object(["outcome": .string("cancelled")])
-        return .send(.object(["jsonrpc": .string("2.0"), "id": id, "result": .object(["outcome": outcome])]))
+        return .object(["jsonrpc": .string("2.0"), "id": id, "result": .object(["outcome": outcome])])
     }
 
     // MARK: prompts

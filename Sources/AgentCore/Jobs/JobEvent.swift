@@ -16,6 +16,11 @@ public struct JobEvent: Sendable, Equatable {
         /// What a job with a turn or cost budget has spent so far, as its agent reported it,
         /// each time that changes: small, so viewers see the spend against the budget live.
         case spend(turns: Int?, costUsd: Double?)
+        /// A permission question the agent asked while the operator's policy is "ask": for the
+        /// job's controller to answer (`request`, one of `options` by its optionId) before
+        /// `expiresAt`, when the operator's default answers. Again with `answer` (an optionId,
+        /// or "cancelled") once it is answered.
+        case permission(request: String, title: String, options: JSONValue, expiresAt: Int?, answer: String?)
     }
 
     public var jobId: String
@@ -40,6 +45,7 @@ public struct JobEvent: Sendable, Equatable {
         case .completed: "job:completed"
         case .queue: "job:queue"
         case .spend: "job:spend"
+        case .permission: "job:permission"
         }
     }
 
@@ -52,6 +58,8 @@ public struct JobEvent: Sendable, Equatable {
     ///      "signal":null,"errorTail":null,"result":{…},"hookError":null,"info":{…job…}}
     ///     {"type":"job:queue","job":"…","seq":3,"time":…,"position":2,"reason":"4 of 4 jobs running"}
     ///     {"type":"job:spend","job":"…","seq":9,"time":…,"turns":3,"costUsd":0.41}
+    ///     {"type":"job:permission","job":"…","seq":12,"time":…,"request":"5","title":"Write notes.txt",
+    ///      "options":[{"optionId":"allow","name":"Allow once","kind":"allow_once"},…],"expiresAt":…,"answer":null}
     public func encoded() -> [UInt8] {
         var writer = JSONWriter(capacity: Self.estimatedSize(payload))
         writer.raw("{\"type\":\"")
@@ -98,6 +106,17 @@ public struct JobEvent: Sendable, Equatable {
             writer.value(turns.map(JSONValue.int) ?? .null)
             writer.raw(",\"costUsd\":")
             writer.value(costUsd.map(JSONValue.double) ?? .null)
+        case .permission(let request, let title, let options, let expiresAt, let answer):
+            writer.raw(",\"request\":")
+            writer.string(request)
+            writer.raw(",\"title\":")
+            writer.string(title)
+            writer.raw(",\"options\":")
+            writer.value(options)
+            writer.raw(",\"expiresAt\":")
+            writer.value(expiresAt.map(JSONValue.int) ?? .null)
+            writer.raw(",\"answer\":")
+            writer.value(answer.map(JSONValue.string) ?? .null)
         }
         writer.raw("}")
         return writer.bytes
@@ -138,6 +157,7 @@ public struct JobEvent: Sendable, Equatable {
         case .started, .status, .completed: 1_024
         case .queue: 192
         case .spend: 160
+        case .permission(_, let title, _, _, _): title.utf8.count + 512
         }
     }
 
@@ -173,6 +193,11 @@ public struct JobEvent: Sendable, Equatable {
             payload = .queue(position: position, reason: json["reason"]?.stringValue)
         case "job:spend":
             payload = .spend(turns: json["turns"]?.intValue, costUsd: json["costUsd"]?.doubleValue)
+        case "job:permission":
+            guard let request = json["request"]?.stringValue else { return nil }
+            payload = .permission(
+                request: request, title: json["title"]?.stringValue ?? "", options: json["options"] ?? .array([]),
+                expiresAt: json["expiresAt"]?.intValue, answer: json["answer"]?.stringValue)
         default:
             return nil
         }

@@ -67,4 +67,51 @@ extension JobManager {
         }
         return true
     }
+
+    // MARK: permission questions
+
+    /// Why an answer was not taken.
+    public enum PermissionError: Error, Equatable {
+        case unknownJob
+        /// No question with that request key is open (answered, expired, or never asked).
+        case noQuestion(String)
+        case unknownOption(String)
+        case notRunning(JobStatus)
+    }
+
+    /// An ACP exchange line: a permission question the client waits on (policy ask) becomes a
+    /// `job:permission` event for the job's controller; its answer (a person's, the operator's
+    /// default, or a cancel) closes it with another.
+    func noticeQuestion(_ id: String, _ runner: RunningJob, _ text: String) {
+        let asking = text.contains("\"session/request_permission\"")
+        guard asking || (!runner.questions.isEmpty && text.contains("\"outcome\"")) else { return }
+        guard let message = try? JSONParser.parse(Array(text.utf8)), let requestID = message["id"] else { return }
+        let key = ACPClientSession.key(of: requestID)
+        if asking, message["method"]?.stringValue == "session/request_permission" {
+            guard runner.spec.arguments.contains("--permissions=ask"), runner.questions.count < ACPClientSession.maxQuestions else { return }
+            let params = message["params"]
+            let options = (params?["options"]?.arrayValue ?? []).prefix(16).map { option -> JSONValue in
+                .object(["optionId": option["optionId"], "name": option["name"], "kind": option["kind"]])
+            }
+            runner.questions[key] = Set(options.compactMap { $0["optionId"]?.stringValue })
+            let title = params?["toolCall"]?["title"]?.stringValue ?? params?["toolCall"]?["toolCallId"]?.stringValue ?? "a tool call"
+            let expiresAt = WallClock.milliseconds() + configuration.policy.permissionTimeoutSeconds * 1_000
+            emit(id, .permission(request: key, title: String(title.prefix(500)), options: .array(options), expiresAt: expiresAt, answer: nil))
+        } else if message["method"] == nil, let outcome = message["result"]?["outcome"], runner.questions.removeValue(forKey: key) != nil {
+            let answer = outcome["outcome"]?.stringValue == "selected" ? outcome["optionId"]?.stringValue ?? "selected" : "cancelled"
+            emit(id, .permission(request: key, title: "", options: .array([]), expiresAt: nil, answer: answer))
+        }
+    }
+
+    /// A person answers job `id`'s open permission question `request` with one of its
+    /// options (nil: cancel it). The agent's client passes it on; the exchange shows it.
+    public func answerPermission(_ id: String, request: String, optionId: String?) throws(PermissionError) {
+        guard let job = jobsByID[id] else { throw .unknownJob }
+        guard let runner = running[id], runner.lifecycle.phase == .running else { throw .notRunning(job.status) }
+        guard let options = runner.questions[request] else { throw .noQuestion(request) }
+        if let optionId, !options.contains(optionId) { throw .unknownOption(optionId) }
+        var fields: [JSONValue.Member] = [.init("type", "permission"), .init("request", .string(request))]
+        if let optionId { fields.append(.init("optionId", .string(optionId))) }
+        guard runner.process.sendInput(JSONWriter.serialize(.object(fields)) + [0x0A]) else { throw .notRunning(job.status) }
+    }
 }

@@ -774,6 +774,7 @@ public final class JobManager {
             if logLine.kind == .result { endsTurn = true }
         }
         if endsTurn { closeInputIfAnswered(id, runner) }
+        if runner.spec.outputFormat == .acpJSONRPC, output.rawEvent != nil { noticeQuestion(id, runner, line.text) }
         if runner.watchesReports { checkSpending(id, runner) }
     }
 
@@ -1244,6 +1245,9 @@ final class RunningJob {
     var deadlineTimer: EventLoop.TimerID?
     /// A kill asked the agent to stop its turn first: SIGTERM follows when this fires.
     var interruptTimer: EventLoop.TimerID?
+    /// Permission questions its agent asked that wait for a person (ACP, policy ask), by
+    /// request key: the options' ids.
+    var questions: [String: Set<String>] = [:]
     /// The turns and cost its agent reported, as last put in the job's record.
     var reportedTurns: Int?
     var reportedCost: Double?

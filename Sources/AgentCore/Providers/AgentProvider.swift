@@ -194,7 +194,11 @@ public struct AgentProvider: Sendable {
         ) { context in
             var arguments = [context.policy.acpClientExecutable ?? "agentgate", "acp-client"]
             if let session = context.request.resumeSession { arguments.append("--resume=\(session)") }
-            arguments += ["--permissions=\(context.policy.acpPermissions.rawValue)", "--", context.executable, "acp"]
+            arguments.append("--permissions=\(context.policy.acpPermissions.rawValue)")
+            if context.policy.acpPermissions == .ask {
+                arguments += ["--ask-timeout-ms=\(context.policy.permissionTimeoutSeconds * 1_000)", "--ask-default=\(context.policy.permissionDefault.rawValue)"]
+            }
+            arguments += ["--", context.executable, "acp"]
             return CommandLine(arguments: arguments, stdin: String(decoding: claudeUserMessage(context.request.prompt), as: UTF8.self), outputFile: nil)
         }
     }

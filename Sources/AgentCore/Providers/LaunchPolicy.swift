@@ -12,8 +12,12 @@ public struct LaunchPolicy: Sendable {
     public var environment = EnvironmentPolicy()
     /// Where jobs may run (nil: anywhere, for `exec`, which runs as its caller's own command).
     public var workspaces: WorkspacePolicy?
-    /// How ACP agents' permission requests are answered (deny unless the operator says allow).
+    /// How ACP agents' permission requests are answered (deny unless the operator says allow
+    /// or ask); with ask, how long a question waits for the job's controller and the answer
+    /// after that.
     public var acpPermissions = ACPClientSession.PermissionPolicy.deny
+    public var permissionTimeoutSeconds = 120
+    public var permissionDefault = ACPClientSession.PermissionPolicy.deny
     /// The `agentgate` executable that runs ACP agents (`agentgate acp-client`); nil: ACP
     /// providers cannot run.
     public var acpClientExecutable: String?

@@ -63,7 +63,7 @@ enum EventWire {
         switch event.payload {
         case .log(let line): text = TerminalText.escaped(line.displayText)
         case .completed(let job): text = TerminalText.escaped(job.statusLine)
-        case .started, .status, .agentEvent, .queue, .spend: return nil
+        case .started, .status, .agentEvent, .queue, .spend, .permission: return nil
         }
         return text.isEmpty ? " " : text
     }

@@ -19,6 +19,8 @@ enum ViewerCommand: Equatable {
     case control(job: String)
     case release(job: String)
     case handOver(job: String, to: Int)
+    /// An answer to a job's permission question (the fields of `POST …/permissions`).
+    case answer(job: String, fields: JSONValue)
 
     /// Parses a text message; the error names what is wrong. `request` is the message's
     /// `req` (echoed in the answer), when it has one.
@@ -66,6 +68,9 @@ enum ViewerCommand: Equatable {
         case "control", "release":
             guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("\(op ?? "") needs job")) }
             return .success(op == "control" ? .control(job: job) : .release(job: job))
+        case "answer":
+            guard let job = value["job"]?.stringValue else { return .failure(.invalidMessage("answer needs job")) }
+            return .success(.answer(job: job, fields: value))
         case "handover":
             guard let job = value["job"]?.stringValue, let to = value["to"]?.intValue, to > 0 else {
                 return .failure(.invalidMessage("handover needs job and to (a connection id from a control_request)"))
@@ -73,7 +78,7 @@ enum ViewerCommand: Equatable {
             return .success(.handOver(job: job, to: to))
         default:
             return .failure(APIError(
-                400, "unknown_op", "op must be subscribe, unsubscribe, launch, kill, delete, send, control, release or handover"))
+                400, "unknown_op", "op must be subscribe, unsubscribe, launch, kill, delete, send, answer, control, release or handover"))
         }
     }
 }

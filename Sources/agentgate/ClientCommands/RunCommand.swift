@@ -70,6 +70,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print the job id and return at once.")
     var detach = false
 
+    @Flag(help: "Read follow-up messages from stdin, one per line, while the job runs (/answer REQUEST OPTION answers a permission question).")
+    var interactive = false
+
     @Flag(help: "Ctrl-C kills the job instead of detaching from it.")
     var killOnInterrupt = false
 
@@ -89,6 +92,9 @@ struct RunCommand: ParsableCommand {
         }
         if onConflict != nil && key == nil { throw ValidationError("--on-conflict needs --key") }
         if worktree && noWorktree { throw ValidationError("--worktree and --no-worktree exclude each other") }
+        if interactive && (detach || prompt == "-" || (prompt == nil && provider == "-")) {
+            throw ValidationError("--interactive reads follow-ups from stdin: give the prompt as an argument, without --detach")
+        }
         if let worktreeOf {
             try validateJobID(worktreeOf)
             if cwd != nil || base != nil || noWorktree {
@@ -144,6 +150,7 @@ struct RunCommand: ParsableCommand {
                 return 0
             }
             JobFollower.catchInterrupts()
+            if interactive { FollowUpReader.start(api: api, job: job.id) }
             let output = JobOutput(json: json, raw: raw)
             var follower = JobFollower(api: api, output: output)
             follower.rawEvents = json

@@ -724,7 +724,7 @@ function onMessage(message) {
     default:
       break;
   }
-  if (message.job === state.selected && message.type?.startsWith("job:")) {
+  if (message.job === state.selected && message.type?.startsWith("job:") && !message.beforeSubscribed) {
     const line = logLine(message);
     if (line) {
       pendingLines.push(line);

@@ -45,6 +45,17 @@ export class Connection {
         return;
       }
       const subscription = this.subscriptions.get(message.job);
+      // The server takes the subscription before it acks it; from then on the job's events
+      // come in order on it (and no more through "*").
+      if (subscription && message.type === "ack" && message.req === subscription.req) subscription.acked = true;
+      // Before that ack, a lifecycle event of the job came through "*", possibly ahead of
+      // what the subscription will replay: it updates the job, but moves no cursor and adds
+      // no line (the replay brings it in order).
+      if (subscription && !subscription.acked && message.type?.startsWith("job:")) {
+        message.beforeSubscribed = true;
+        this.onMessage(message);
+        return;
+      }
       // Seqs the server's store lost: it said so; a resubscribe must not ask for them again.
       if (subscription && message.type === "gap" && typeof message.to === "number") {
         subscription.since = Math.max(subscription.since, message.to);
@@ -113,6 +124,8 @@ export class Connection {
     const message = { op: "subscribe", job };
     // A job's viewers also get its presence: how many watch it and who controls it.
     if (job !== "*") Object.assign(message, { since: subscription.since, presence: true });
+    subscription.acked = false;
+    subscription.req = this.nextRequest;
     this.send(message);
   }
 }

@@ -23,13 +23,13 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "codex --sandbox for every job (read-only, workspace-write, danger-full-access).")
     var codexSandbox: String?
 
-    @Option(help: "How ACP agents' permission requests are answered (opencode-acp, goose-acp): allow, deny, or ask (the job's controller answers).")
-    var acpPermissions = ACPClientSession.PermissionPolicy.deny.rawValue
+    @Option(help: "How agents' permission requests are answered (ACP agents' requests; Claude Code's prompts where its mode asks): deny, allow, or ask (the job's controller answers).")
+    var agentPermissions = ACPClientSession.PermissionPolicy.deny.rawValue
 
-    @Option(help: "With --acp-permissions ask: seconds a question waits for an answer.")
+    @Option(help: "With --agent-permissions ask: seconds a question waits for an answer before --permission-default answers.")
     var permissionTimeout = 120
 
-    @Option(help: "With --acp-permissions ask: the answer when nobody answered in time (allow or deny).")
+    @Option(help: "With --agent-permissions ask: the answer when nobody answered in time (allow or deny).")
     var permissionDefault = ACPClientSession.PermissionPolicy.deny.rawValue
 
     @Option(help: "Seconds between SIGTERM and SIGKILL when a job is killed.")
@@ -103,10 +103,10 @@ struct EngineOptions: ParsableArguments {
             claudePermissionMode: claudePermissionMode, codexSandbox: codexSandbox,
             allowCustomCommands: allowCustomCommands, environment: EnvironmentPolicy(allowed: passEnv),
             workspaces: workspacePolicy)
-        guard let acpPolicy = ACPClientSession.PermissionPolicy(rawValue: acpPermissions) else {
-            throw ValidationError("--acp-permissions \(acpPermissions): allow, deny or ask")
+        guard let acpPolicy = ACPClientSession.PermissionPolicy(rawValue: agentPermissions) else {
+            throw ValidationError("--agent-permissions \(agentPermissions): allow, deny or ask")
         }
-        configuration.policy.acpPermissions = acpPolicy
+        configuration.policy.agentPermissions = acpPolicy
         guard let fallback = ACPClientSession.PermissionPolicy(rawValue: permissionDefault), fallback != .ask else {
             throw ValidationError("--permission-default \(permissionDefault): allow or deny")
         }

@@ -114,7 +114,7 @@ PLAN = ["plan:", "  ✓ Read the request", "  ▸ Answer it", "Thinking about it
 
 
 def test_a_prompt_through_the_whole_protocol_with_permission_allowed():
-    server = Serve("--acp-permissions", "allow")
+    server = Serve("--agent-permissions", "allow")
     try:
         capabilities = server.api("GET", "/api/agents/capabilities")
         assert "opencode-acp" in capabilities["available"], capabilities["available"]
@@ -221,7 +221,7 @@ def answer(server, job, *arguments):
 
 
 def test_ask_the_question_goes_to_a_person_who_answers_it():
-    server = Serve("--acp-permissions", "ask", "--permission-timeout", "60")
+    server = Serve("--agent-permissions", "ask", "--permission-timeout", "60")
     try:
         job = server.launch("please edit the notes")
         question = wait_for_question(server, job)
@@ -244,7 +244,7 @@ def test_ask_the_question_goes_to_a_person_who_answers_it():
 
 
 def test_ask_unanswered_gets_the_operators_default_in_time():
-    server = Serve("--acp-permissions", "ask", "--permission-timeout", "1", "--permission-default", "deny")
+    server = Serve("--agent-permissions", "ask", "--permission-timeout", "1", "--permission-default", "deny")
     try:
         job = server.launch("please edit the notes")
         asked = wait_for_question(server, job)

@@ -132,7 +132,7 @@ class DashboardServer(Server):
         self.process = subprocess.Popen(
             [os.environ.get("AGENTGATE_BIN", os.path.join(os.path.dirname(SHOTS), "..", "..", ".build", "debug", "agentgate")),
              "serve", "--port", str(self.fixed_port), "--data-dir", self.data_dir, "--kill-grace", "1",
-             "--acp-permissions", "ask", "--permission-timeout", "120"],
+             "--agent-permissions", "ask", "--permission-timeout", "120"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.process.stdout.readline()
         if not re.search(r"listening on", line):

@@ -365,6 +365,49 @@ def test_a_follow_up_reaches_the_running_cli_and_the_job_ends_after_it():
             sandbox.close()
 
 
+# permission prompts
+
+
+def permission_events(server, job):
+    return [e for e in server.api("GET", f"/api/agents/jobs/{job}/events?limit=5000")["events"] if e["type"] == "job:permission"]
+
+
+def test_permission_prompts_go_to_a_person_or_the_operators_policy():
+    """With --agent-permissions ask, the real CLI's prompt to write a file (its default mode
+    asks) becomes a job:permission question; `agentgate answer … allow` lets it write. With
+    allow it writes without asking; with ask and no answer in time, the default (deny) denies."""
+    write = [{"blocks": [{"tool": "Write", "input": {"file_path": "notes.txt", "content": "one\n"}}]}, {"text": "Done."}]
+    for policy, extra, expect_written, expect_line in [
+        ("ask", ["--permission-timeout", "60"], True, "[agentgate] permission for Write notes.txt: allowed by a person"),
+        ("allow", [], True, "[agentgate] permission for Write notes.txt: allowed by the operator's policy"),
+        ("ask", ["--permission-timeout", "1"], False, "[agentgate] permission for Write notes.txt: denied by the operator's default (no answer in time)"),
+    ]:
+        with FakeMessagesAPI(copy.deepcopy(write)) as api:
+            sandbox = Sandbox(api)
+            server = Serve(sandbox, extra=["--agent-permissions", policy, *extra])
+            try:
+                job = server.launch(sandbox.cwd)
+                if policy == "ask" and expect_written:
+                    deadline = time.monotonic() + 60
+                    while not permission_events(server, job) and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    question = permission_events(server, job)[0]
+                    assert question["title"] == "Write notes.txt" and [o["optionId"] for o in question["options"]] == ["allow", "deny"], question
+                    assert not os.path.exists(os.path.join(sandbox.cwd, "notes.txt")), "written before the answer"
+                    answered = subprocess.run([BINARY, "answer", job, question["request"], "allow", "--server", server.url],
+                                              env={**sandbox.env, "AGENTGATE_TOKEN": TOKEN}, capture_output=True, text=True, timeout=30)
+                    assert answered.returncode == 0, answered.stderr
+                lines = [normalize(line, sandbox) for line in websocat_lines(server, job)]
+                assert "? permission for Write notes.txt" in lines and expect_line in lines, (policy, lines)
+                assert lines[-1] == "[agentgate] job J done (exit 0)", lines[-3:]
+                assert os.path.exists(os.path.join(sandbox.cwd, "notes.txt")) == expect_written, (policy, extra)
+                if policy == "ask":
+                    assert [e["answer"] for e in permission_events(server, job)] == [None, "allow" if expect_written else "deny"]
+            finally:
+                server.close()
+                sandbox.close()
+
+
 # recording
 
 

@@ -103,6 +103,52 @@ extension JobManager {
         }
     }
 
+    /// Claude Code asks to use a tool (`control_request` `can_use_tool`, with
+    /// `--permission-prompt-tool stdio`): answered at once by the operator's allow or deny, or,
+    /// with ask, a `job:permission` question for a person, the operator's default answering
+    /// once `--permission-timeout` passes. (The CLI waits for the answer on its stdin: while
+    /// no server runs, nothing answers it.)
+    func claudeAsks(_ id: String, _ runner: RunningJob, _ text: String) {
+        guard let message = try? JSONParser.parse(Array(text.utf8)), message["type"]?.stringValue == "control_request",
+            let request = message["request_id"]?.stringValue, message["request"]?["subtype"]?.stringValue == "can_use_tool",
+            runner.claudeQuestions[request] == nil, runner.claudeQuestions.count < ACPClientSession.maxQuestions
+        else { return }
+        let title = ClaudeStreamFormatter.permissionTitle(message["request"])
+        let input = message["request"]?["input"] ?? .object([])
+        let policy = configuration.policy
+        runner.claudeQuestions[request] = (input, title, nil)
+        guard policy.agentPermissions == .ask else {
+            return answerClaude(id, runner, request: request, allow: policy.agentPermissions == .allow, by: "the operator's policy")
+        }
+        let options: JSONValue = .array([
+            .object(["optionId": "allow", "name": "Allow", "kind": "allow_once"]), .object(["optionId": "deny", "name": "Deny", "kind": "reject_once"]),
+        ])
+        runner.questions[request] = ["allow", "deny"]
+        let milliseconds = policy.permissionTimeoutSeconds * 1_000
+        runner.claudeQuestions[request]?.timer = loop.schedule(afterMilliseconds: milliseconds) { [weak self, weak runner] in
+            guard let self, let runner, self.running[id] === runner, runner.claudeQuestions[request] != nil else { return }
+            self.answerClaude(id, runner, request: request, allow: policy.permissionDefault == .allow, by: "the operator's default (no answer in time)")
+        }
+        emit(id, .permission(request: request, title: title, options: options, expiresAt: WallClock.milliseconds() + milliseconds, answer: nil))
+    }
+
+    /// Writes the `control_response` to Claude Code's stdin, and says so in the log.
+    func answerClaude(_ id: String, _ runner: RunningJob, request: String, allow: Bool, by whom: String) {
+        guard let question = runner.claudeQuestions.removeValue(forKey: request) else { return }
+        if let timer = question.timer { loop.cancel(timer) }
+        let asked = runner.questions.removeValue(forKey: request) != nil
+        let answer: JSONValue = allow
+            ? .object(["behavior": "allow", "updatedInput": question.input])
+            : .object(["behavior": "deny", "message": .string("denied by \(whom)")])
+        let response: JSONValue = .object([
+            "type": "control_response",
+            "response": .object(["subtype": "success", "request_id": .string(request), "response": answer]),
+        ])
+        _ = runner.process.sendInput(JSONWriter.serialize(response) + [0x0A])
+        emit(id, .log(LogLine(.system, .info, "permission for \(question.title): \(allow ? "allowed" : "denied") by \(whom)")))
+        if asked { emit(id, .permission(request: request, title: "", options: .array([]), expiresAt: nil, answer: allow ? "allow" : "deny")) }
+    }
+
     /// A person answers job `id`'s open permission question `request` with one of its
     /// options (nil: cancel it). The agent's client passes it on; the exchange shows it.
     public func answerPermission(_ id: String, request: String, optionId: String?) throws(PermissionError) {
@@ -110,6 +156,9 @@ extension JobManager {
         guard let runner = running[id], runner.lifecycle.phase == .running else { throw .notRunning(job.status) }
         guard let options = runner.questions[request] else { throw .noQuestion(request) }
         if let optionId, !options.contains(optionId) { throw .unknownOption(optionId) }
+        if runner.claudeQuestions[request] != nil {
+            return answerClaude(id, runner, request: request, allow: optionId == "allow", by: "a person")
+        }
         var fields: [JSONValue.Member] = [.init("type", "permission"), .init("request", .string(request))]
         if let optionId { fields.append(.init("optionId", .string(optionId))) }
         guard runner.process.sendInput(JSONWriter.serialize(.object(fields)) + [0x0A]) else { throw .notRunning(job.status) }

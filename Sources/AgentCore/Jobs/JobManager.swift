@@ -775,6 +775,9 @@ public final class JobManager {
         }
         if endsTurn { closeInputIfAnswered(id, runner) }
         if runner.spec.outputFormat == .acpJSONRPC, output.rawEvent != nil { noticeQuestion(id, runner, line.text) }
+        if runner.spec.outputFormat == .claudeStreamJSON, output.rawEvent != nil, line.text.contains("\"can_use_tool\"") {
+            claudeAsks(id, runner, line.text)
+        }
         if runner.watchesReports { checkSpending(id, runner) }
     }
 
@@ -1248,6 +1251,9 @@ final class RunningJob {
     /// Permission questions its agent asked that wait for a person (ACP, policy ask), by
     /// request key: the options' ids.
     var questions: [String: Set<String>] = [:]
+    /// Claude Code's open permission prompts: what the tool would run with (an allow passes it
+    /// back), its title, and the timer of the operator's default answer.
+    var claudeQuestions: [String: (input: JSONValue, title: String, timer: EventLoop.TimerID?)] = [:]
     /// The turns and cost its agent reported, as last put in the job's record.
     var reportedTurns: Int?
     var reportedCost: Double?

@@ -65,11 +65,23 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
         case "assistant": return assistant(event)
         case "user": return user(event)
         case "result": return result(event)
+        case "control_request":
+            // A permission prompt (`--permission-prompt-tool stdio`): agentgate answers it.
+            guard event["request"]?["subtype"]?.stringValue == "can_use_tool" else { return [] }
+            return finishStreams() + [LogLine(.stdout, .info, "? permission for \(Self.permissionTitle(event["request"]))")]
         case "rate_limit_event":
             let status = event["rate_limit_info"]?["status"]?.stringValue ?? "unknown"
             return status == "allowed" ? [] : [LogLine(.stdout, .info, "rate limit: \(status)")]
         default: return []
         }
+    }
+
+    /// What a `can_use_tool` request asks for: the tool and what it says it does ("Write
+    /// notes.txt", "Bash: rm -rf build").
+    public static func permissionTitle(_ request: JSONValue?) -> String {
+        let tool = request?["display_name"]?.stringValue ?? request?["tool_name"]?.stringValue ?? "a tool"
+        guard let description = request?["description"]?.stringValue, !description.isEmpty else { return tool }
+        return tool + " " + Summary.firstLine(description, limit: 200)
     }
 
     /// Ends every open text stream: their unfinished lines, as lines.

@@ -107,6 +107,9 @@ public struct AgentProvider: Sendable {
         if let turns = request.maxTurns { arguments.append("--max-turns=\(turns)") }
         if let budget = request.maxBudgetUsd { arguments.append("--max-budget-usd=\(LaunchRequest.dollars(budget))") }
         if let mode = context.policy.claudePermissionMode { arguments.append("--permission-mode=\(mode)") }
+        // Where its mode would ask, the CLI asks agentgate (a control_request on stdout, answered
+        // on stdin): by the operator's policy, or a person's answer. With deny, the CLI denies.
+        if context.policy.agentPermissions != .deny { arguments.append("--permission-prompt-tool=stdio") }
         return CommandLine(arguments: arguments, stdin: String(decoding: claudeUserMessage(request.prompt), as: UTF8.self), outputFile: nil)
     }
 
@@ -186,7 +189,7 @@ public struct AgentProvider: Sendable {
     /// `agentgate acp-client [--resume=ID] --permissions=P -- <cli> acp`: the client speaks the
     /// Agent Client Protocol to the CLI's ACP mode and writes the exchange as the job's
     /// output. The prompt and each follow-up go to it as user messages on its stdin, like
-    /// Claude's; the permission policy is the operator's (`--acp-permissions`).
+    /// Claude's; the permission policy is the operator's (`--agent-permissions`).
     static func acp(of base: String, name: String) -> AgentProvider {
         AgentProvider(
             id: base + "-acp", name: name, executableName: nil, outputFormat: .acpJSONRPC, hasACPMode: false, fields: [resumeSession],
@@ -194,8 +197,8 @@ public struct AgentProvider: Sendable {
         ) { context in
             var arguments = [context.policy.acpClientExecutable ?? "agentgate", "acp-client"]
             if let session = context.request.resumeSession { arguments.append("--resume=\(session)") }
-            arguments.append("--permissions=\(context.policy.acpPermissions.rawValue)")
-            if context.policy.acpPermissions == .ask {
+            arguments.append("--permissions=\(context.policy.agentPermissions.rawValue)")
+            if context.policy.agentPermissions == .ask {
                 arguments += ["--ask-timeout-ms=\(context.policy.permissionTimeoutSeconds * 1_000)", "--ask-default=\(context.policy.permissionDefault.rawValue)"]
             }
             arguments += ["--", context.executable, "acp"]

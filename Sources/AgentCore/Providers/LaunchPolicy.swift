@@ -15,7 +15,7 @@ public struct LaunchPolicy: Sendable {
     /// How ACP agents' permission requests are answered (deny unless the operator says allow
     /// or ask); with ask, how long a question waits for the job's controller and the answer
     /// after that.
-    public var acpPermissions = ACPClientSession.PermissionPolicy.deny
+    public var agentPermissions = ACPClientSession.PermissionPolicy.deny
     public var permissionTimeoutSeconds = 120
     public var permissionDefault = ACPClientSession.PermissionPolicy.deny
     /// The `agentgate` executable that runs ACP agents (`agentgate acp-client`); nil: ACP

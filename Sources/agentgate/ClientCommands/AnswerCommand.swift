@@ -2,12 +2,12 @@ import AgentCore
 import ArgumentParser
 
 /// `agentgate answer ID REQUEST OPTION`: answers a job's permission question (an ACP agent
-/// under `serve --acp-permissions ask`); the log says which request and options.
+/// under `serve --agent-permissions ask`); the log says which request and options.
 struct AnswerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "answer", abstract: "Answer a job's permission question with one of its options (or --cancel).",
         discussion: """
-            A job whose agent asks for permission (serve --acp-permissions ask) shows the \
+            A job whose agent asks for permission (serve --agent-permissions ask) shows the \
             question in its log with the command to answer it. Past the server's \
             --permission-timeout its --permission-default answers instead.
 

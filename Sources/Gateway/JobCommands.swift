@@ -41,9 +41,10 @@ struct JobCommands {
         if let other = members.first(where: { !["request", "optionId", "op", "req", "job"].contains($0.key) }) {
             throw APIError(400, "unknown_field", "unknown field \(other.key); an answer has request and optionId", field: other.key)
         }
-        guard let request = body["request"]?.stringValue, request.utf8.count <= 256 else {
+        guard let request = body["request"]?.stringValue else {
             throw APIError(400, "missing_field", "request is required: the question's request (from its job:permission)", field: "request")
         }
+        guard request.utf8.count <= 256 else { throw APIError(400, "invalid_field", "request is at most 256 characters", field: "request") }
         if let option = body["optionId"], option.stringValue == nil, !option.isNull {
             throw APIError(400, "invalid_field", "optionId must be a string (or null to cancel the question)", field: "optionId")
         }

@@ -129,6 +129,7 @@ def test_a_prompt_through_the_whole_protocol_with_permission_allowed():
         assert open(os.path.join(server.work, "notes.txt")).read() == "noted\n"
         final = server.job(job)
         assert final["status"] == "done" and final["result"]["stopReason"] == "end_turn", final
+        assert final["result"]["toolCalls"] == [{"id": "call-1", "title": "Write notes.txt", "kind": "edit", "status": "completed"}], final["result"]
         assert re.fullmatch(r"sess-\d+-1", final["sessionId"]), final["sessionId"]
         assert final["command"][1:4] == ["acp-client", "--permissions=allow", "--"] and final["command"][-1] == "acp", final["command"]
     finally:

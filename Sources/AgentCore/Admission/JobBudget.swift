@@ -12,6 +12,12 @@ public struct JobBudget: Sendable, Equatable {
         self.maxBudgetUsd = maxBudgetUsd
     }
 
+    /// When the timeout passes for a job started at `started` (wall clock, ms); nil for none.
+    /// The server's timer, its supervisor and the check at its exit all use this one.
+    public func deadline(from started: Int) -> Int? {
+        timeoutSeconds.map { started + $0 * 1_000 }
+    }
+
     /// The budgets a launch request asks for (after the operator's defaults); nil for none.
     public init?(_ request: LaunchRequest) {
         self.init(timeoutSeconds: request.timeoutSeconds, maxTurns: request.maxTurns, maxBudgetUsd: request.maxBudgetUsd)

@@ -281,9 +281,10 @@ extension JobManager {
 
     private func queuedSpec(of job: Job) throws(LaunchError) -> (LaunchSpec, LaunchRequest) {
         let file = store.jobDirectory(job.id) + "/" + Self.requestFileName
-        let path = store.loadRequest(job.id) != nil ? "the job records" : file
+        let stored = store.loadRequest(job.id)
+        let path = stored != nil ? "the job records" : file
         // A prompt of 1 MiB may take 6 MiB escaped; the env and argv a few more.
-        guard let value = store.loadRequest(job.id).flatMap({ try? JSONParser.parse($0) }) ?? SmallJSONFile.read(file, maxBytes: 16 << 20) else {
+        guard let value = stored.flatMap({ try? JSONParser.parse($0) }) ?? SmallJSONFile.read(file, maxBytes: 16 << 20) else {
             throw LaunchError(.invalidField, field: nil, "its request is missing or unreadable")
         }
         let asked = try LaunchRequest(json: value)

@@ -11,8 +11,8 @@ extension JobManager {
         guard let job = jobsByID[id], let budget = job.budget else { return }
         runner.watchesReports = budget.watchesReports
         runner.ownTurnFlag = AgentProvider.named(job.provider)?.field("maxTurns") == AgentProvider.maxTurns
-        guard let seconds = budget.timeoutSeconds, let started = job.startedAt else { return }
-        let left = started + seconds * 1_000 - WallClock.milliseconds()
+        guard let seconds = budget.timeoutSeconds, let started = job.startedAt, let deadline = budget.deadline(from: started) else { return }
+        let left = deadline - WallClock.milliseconds()
         // Passed while no server ran (its supervisor stopped the agent then): it ends timed
         // out, before its exit is read.
         guard left > 0 else {
@@ -31,7 +31,7 @@ extension JobManager {
     /// stopped. Nothing is signalled: the agent is gone.
     func timedOutBySupervisor(_ id: String, _ runner: RunningJob) {
         guard runner.killReason == nil, let job = jobsByID[id], let seconds = job.budget?.timeoutSeconds, let started = job.startedAt,
-            WallClock.milliseconds() >= started + seconds * 1_000
+            let deadline = job.budget?.deadline(from: started), WallClock.milliseconds() >= deadline
         else { return }
         let reason = KillReason.timeout(seconds)
         emit(id, .log(LogLine(.system, .error, "\(reason.why): its supervisor stopped the agent")))

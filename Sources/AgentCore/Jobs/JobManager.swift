@@ -602,7 +602,7 @@ public final class JobManager {
                 spec: .init(
                     executable: spec.executable, arguments: spec.arguments, environment: environment,
                     workingDirectory: spec.workingDirectory, stdin: Array(spec.stdin.utf8),
-                    deadlineMilliseconds: budget?.timeoutSeconds.map { started + $0 * 1_000 }, keepsStdinOpen: spec.takesMessages))
+                    deadlineMilliseconds: budget?.deadline(from: started), keepsStdinOpen: spec.takesMessages))
         } catch {
             fail(id, reason: "\(spec.executable): \(error.message)", lifecycle: lifecycle)
             return

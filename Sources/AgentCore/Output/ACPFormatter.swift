@@ -198,12 +198,21 @@ public struct ACPFormatter: AgentOutputFormatter {
             let id = update["toolCallId"]?.stringValue ?? ""
             let title = update["title"]?.stringValue ?? "tool"
             if toolTitles.count < Self.maxTrackedIDs || toolTitles[id] != nil { toolTitles[id] = title }
+            if report.toolCalls.count < AgentReport.maxToolCalls {
+                report.toolCalls.append(.object([
+                    "id": .string(id), "title": .string(Summary.firstLine(title)), "kind": update["kind"],
+                    "status": update["status"] ?? .string("pending"),
+                ]))
+            }
             var lines = flushText() + [LogLine(.stdout, .tool, "→ \(Summary.firstLine(title))")]
             if let ended = toolEnded(update, title: title) { lines.append(ended) }
             return lines
         case "tool_call_update":
             let id = update["toolCallId"]?.stringValue ?? ""
             if let title = update["title"]?.stringValue, toolTitles[id] != nil { toolTitles[id] = title }
+            if let status = update["status"], let index = report.toolCalls.lastIndex(where: { $0["id"]?.stringValue == id }) {
+                report.toolCalls[index] = report.toolCalls[index].setting("status", to: status)
+            }
             guard let ended = toolEnded(update, title: toolTitles[id] ?? update["title"]?.stringValue ?? "tool") else { return [] }
             toolTitles[id] = nil
             return flushText() + [ended]

@@ -28,6 +28,10 @@ public struct AgentReport: Sendable, Equatable {
     public var permissionDenials: [JSONValue] = []
     /// How many `result` events the run reported (a background subagent adds one).
     public var resultCount = 0
+    /// The tool calls the run made, as ACP agents report them: `{id, title, kind, status}`
+    /// (the latest status of each; at most `maxToolCalls`).
+    public var toolCalls: [JSONValue] = []
+    static let maxToolCalls = 500
 
     public init() {}
 
@@ -51,6 +55,7 @@ public struct AgentReport: Sendable, Equatable {
             "stopReason": stopReason.map(JSONValue.string),
             "apiErrorStatus": apiErrorStatus.map(JSONValue.int),
             "permissionDenials": permissionDenials.isEmpty ? nil : .array(permissionDenials),
+            "toolCalls": toolCalls.isEmpty ? nil : .array(toolCalls),
         ])
     }
 }

@@ -31,6 +31,8 @@ const state = {
   controlAsks: new Map(),
   /** job → request → its open `job:permission` question (the agent waits for an answer). */
   questions: new Map(),
+  /** Jobs this page launched and has not watched yet: it takes control of them when it does. */
+  launchedHere: new Set(),
 };
 
 let connection;
@@ -244,8 +246,9 @@ async function launch(event) {
   button.disabled = true;
   try {
     const { job } = await api.launch(request);
-    // This page launched it, so it steers it: send messages, kill (others may only watch).
-    connection.request({ op: "control", job: job.id }).catch(() => {});
+    // This page launched it, so it steers it (others may only watch): control is taken once
+    // the page watches it (`select`).
+    state.launchedHere.add(job.id);
     state.jobs.set(job.id, job);
     renderJobs();
     $("#launch-prompt").value = "";
@@ -450,7 +453,9 @@ async function handOver() {
     await connection.request({ op: "handover", job: id, to: asks[0] });
     state.controlAsks.delete(id);
   } catch (error) {
-    alert(`Could not hand over ${id}: ${error.message}`);
+    // Gone since it asked: the next asker, if any, is offered instead.
+    if (error.code === "not_watching") state.controlAsks.get(id)?.delete(asks[0]);
+    else alert(`Could not hand over ${id}: ${error.message}`);
   }
   renderControl();
 }
@@ -590,6 +595,7 @@ function select(id) {
   document.body.classList.toggle("has-job", Boolean(id));
   if (id) {
     connection.subscribe(id, 0);
+    if (state.launchedHere.delete(id)) connection.request({ op: "control", job: id }).catch(() => {});
     renderSelectedHeader();
   }
   renderJobs();

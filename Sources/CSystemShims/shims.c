@@ -612,15 +612,19 @@ int ag_supervise(const char *dir, const char *path, char *const argv[], char *co
             struct timespec wait = { wait_ms / 1000, (wait_ms % 1000) * 1000000 };
             signal_number = sigtimedwait(&wanted, NULL, &wait);
             /* The job's timeout: stopped as a SIGTERM would stop it, whether or not a server
-               is attached (the server stops it at the same time when one is). */
-            if (signal_number < 0 && !stopped_by && deadline_ms > 0 && ag_now_ms() >= deadline_ms) {
+               is attached (the server stops it at the same time when one is). Checked also
+               when a message's SIGURG woke the wait: a stream of them must not put the
+               deadline or the orphan timeout off. (A SIGCHLD is seen to first: the agent may
+               have ended.) */
+            int idle = signal_number < 0 || signal_number == SIGURG;
+            if (idle && !stopped_by && deadline_ms > 0 && ag_now_ms() >= deadline_ms) {
                 timed_out = 1;
                 signal_number = SIGTERM;
             }
             long long age = watching_heartbeat ? ag_age_ms(heartbeat) : 0;
             /* No server has touched the heartbeat for too long (or it is gone): nothing runs
                unobserved forever. Stopped as a SIGTERM would stop it. */
-            if (signal_number < 0 && watching_heartbeat && !stopped_by && (age < 0 || age > orphan_timeout_ms)) {
+            if (idle && !timed_out && watching_heartbeat && !stopped_by && (age < 0 || age > orphan_timeout_ms)) {
                 orphaned = 1;
                 signal_number = SIGTERM;
             }

@@ -60,6 +60,8 @@ public struct APIError: Error, Sendable, Equatable {
         case .notAccepting(let status):
             let why = status == .running ? "its agent has answered every message and is ending" : "it is \(status.rawValue)"
             self.init(409, "not_accepting_messages", "job \(id) takes no messages now: \(why)")
+        case .tooMany(let message):
+            self.init(429, "too_many_messages", message)
         }
     }
 

@@ -83,7 +83,7 @@ extension SubscriptionHub {
             case .kill(let job):
                 if job == "*" {
                     // Every job this connection may steer: those others control stay.
-                    let killed = commands.killAll { [control] in control.mayControl($0, viewer.connection) }
+                    let killed = commands.killAll { [unowned self] in self.control.mayControl($0, viewer.connection, isWatching: self.isWatching($0)) }
                     return sendControl(viewer, Self.ack(request, [.init("killed", .int(killed))]))
                 }
                 try checkControl(viewer, job)

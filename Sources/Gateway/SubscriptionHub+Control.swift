@@ -18,7 +18,7 @@ extension SubscriptionHub {
 
     /// Refuses a steering op from a connection that does not control the job.
     func checkControl(_ viewer: Viewer, _ job: String) throws(APIError) {
-        guard !control.mayControl(job, viewer.connection), let holder = control.controller(of: job) else { return }
+        guard !control.mayControl(job, viewer.connection, isWatching: isWatching(job)), let holder = control.controller(of: job) else { return }
         throw APIError(
             409, "not_controller",
             "connection \(viewer.connection) is a viewer of job \(job); connection \(holder) controls it (ask with {\"op\":\"control\",\"job\":\"\(job)\"})")
@@ -32,6 +32,10 @@ extension SubscriptionHub {
     /// `control`: granted when nobody holds it; otherwise the holder is told who asks.
     func askControl(_ viewer: Viewer, _ job: String, request: JSONValue?) throws(APIError) {
         guard manager.job(job) != nil else { throw .unknownJob(job) }
+        // Control is for whoever watches: it goes when they stop.
+        guard viewer.subscriptions[job] != nil else {
+            throw APIError(409, "not_watching", "subscribe to job \(job) before asking for control of it")
+        }
         switch control.ask(job, viewer.connection) {
         case .granted:
             sendControl(viewer, Self.ack(request, controlMembers(job, viewer)))

@@ -125,8 +125,10 @@ struct ACPBridge {
                         let lines = buffer.withUnsafeBytes { stdinLines.feed(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
                         for line in lines {
                             if let (key, optionId) = Self.permissionAnswer(line) {
-                                questionDeadlines[key] = nil
-                                if let code = perform(session.handle(.permissionAnswer(key: key, optionId: optionId))) { return finish(code) }
+                                let actions = session.handle(.permissionAnswer(key: key, optionId: optionId))
+                                // A refused answer leaves the question open, its default still due.
+                                if actions.contains(where: { if case .send = $0 { true } else { false } }) { questionDeadlines[key] = nil }
+                                if let code = perform(actions) { return finish(code) }
                                 continue
                             }
                             if Self.isInterrupt(line) {
@@ -224,13 +226,14 @@ struct ACPBridge {
         flushToAgent()
         if toAgent >= 0 { close(toAgent) }
         toAgent = -1
-        // What it still writes before it exits belongs in the transcript.
-        drainAgent(milliseconds: 2_000)
+        // What it still writes before it exits belongs in the transcript. Short waits: the
+        // whole shutdown fits in the kill grace that follows a SIGTERM to this client.
+        drainAgent(milliseconds: 1_000)
         if reap(waitingMilliseconds: 0) == nil {
             kill(-agentPid, SIGTERM)
-            if reap(waitingMilliseconds: 2_000) == nil {
+            if reap(waitingMilliseconds: 1_000) == nil {
                 kill(-agentPid, SIGKILL)
-                _ = reap(waitingMilliseconds: 2_000)
+                _ = reap(waitingMilliseconds: 1_000)
             }
         }
         kill(-agentPid, SIGKILL)  // what it left in its group

@@ -11,9 +11,12 @@ import TestSupport
 /// way the real CLI does (an init, the answer, a result), ending when its stdin closes.
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct ConversationEngineTests {
-    /// The fake's script: the first turn waits for `go` (so a follow-up arrives mid-turn).
+    /// The fake's script: the first turn waits for `go`, the second for `go2` (so follow-ups
+    /// arrive mid-turn); like the real CLI, a message's turn begins (its init) only once the
+    /// turn before it has ended.
     static func conversingAgent(_ scratch: TemporaryDirectory) -> String {
         let go = scratch.file("go")
+        let go2 = scratch.file("go2")
         scratch.write(
             "converse.sh",
             #"""
@@ -23,6 +26,7 @@ struct ConversationEngineTests {
               text=$(printf '%s' "$line" | sed 's/.*"text":"\([^"]*\)".*/\1/')
               echo '{"type":"system","subtype":"init","session_id":"s1","model":"fake"}'
               if [ $n -eq 1 ]; then while [ ! -e '\#(go)' ]; do sleep 0.02; done; fi
+              if [ $n -eq 2 ]; then while [ ! -e '\#(go2)' ]; do sleep 0.02; done; fi
               echo "{\"type\":\"assistant\",\"message\":{\"id\":\"msg_$n\",\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"answer $n to $text\"}]}}"
               echo "{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,\"num_turns\":1,\"result\":\"answer $n\",\"session_id\":\"s1\",\"total_cost_usd\":0.0$n}"
             done
@@ -54,14 +58,22 @@ struct ConversationEngineTests {
         let seq = try harness.manager.sendMessage(job.id, text: "now also fix the tests")
         #expect(harness.events(of: job.id).last?.seq == seq)
         harness.scratch.write("go", "")
+        // The first turn ended before the follow-up's began: its stdin stays open for it, and
+        // for one more sent while it is answered.
+        #expect(harness.spin(until: { harness.logLines(of: job.id).contains { $0.text == "✓ done · 1 turn · $0.0100" } }))
+        harness.spin(milliseconds: 100)
+        #expect(harness.manager.job(job.id)?.acceptsMessages == true && harness.manager.job(job.id)?.answered == 1)
+        _ = try harness.manager.sendMessage(job.id, text: "and the docs")
+        harness.scratch.write("go2", "")
         let done = try #require(harness.waitForCompletion(job.id))
-        #expect(done.status == .done && done.messages == 1 && !done.acceptsMessages)
+        #expect(done.status == .done && done.messages == 2 && done.answered == 3 && !done.acceptsMessages)
         #expect(
             Self.transcript(harness, job.id) == [
                 "session s1 · model fake", "› now also fix the tests", "answer 1 to fix the bug", "✓ done · 1 turn · $0.0100",
-                "answer 2 to now also fix the tests", "✓ done · 2 turns · $0.0200", "[stderr] stdin closed after 2 messages",
+                "› and the docs", "answer 2 to now also fix the tests", "✓ done · 2 turns · $0.0200", "answer 3 to and the docs",
+                "✓ done · 3 turns · $0.0300", "[stderr] stdin closed after 3 messages",
             ])
-        #expect(done.result?["text"]?.stringValue == "answer 2")
+        #expect(done.result?["text"]?.stringValue == "answer 3")
         // Ended: the next message is refused, naming why.
         #expect(throws: JobManager.MessageError.notAccepting(.done)) { try harness.manager.sendMessage(job.id, text: "and more") }
     }
@@ -77,6 +89,18 @@ struct ConversationEngineTests {
         let agent = harness.data.path + "/jobs/\(job.id)/agent"
         #expect(FileManager.default.fileExists(atPath: agent + "/input.closed"))
         #expect(FakeAgents.claudeMessageText(try? String(contentsOfFile: agent + "/input", encoding: .utf8)) == "just this")
+    }
+
+    /// A client cannot pile messages up: at most `maxPendingMessages` wait unanswered.
+    @Test func messagesWaitingForTheAgentAreBounded() throws {
+        let harness = try Self.engine(supervised: false)
+        let job = try harness.launch(script: Self.conversingAgent(harness.scratch))
+        #expect(harness.spin(until: { harness.manager.job(job.id)?.acceptsMessages == true }))
+        for n in 1..<JobManager.maxPendingMessages { _ = try harness.manager.sendMessage(job.id, text: "message \(n)") }
+        #expect(throws: JobManager.MessageError.self) { try harness.manager.sendMessage(job.id, text: "one too many") }
+        #expect(harness.manager.job(job.id)?.messages == JobManager.maxPendingMessages - 1)
+        try harness.manager.kill(job.id)
+        harness.waitForCompletion(job.id)
     }
 
     @Test func messagesThatCannotBeTakenAreRefusedWithTheReason() throws {
@@ -112,6 +136,7 @@ struct ConversationEngineTests {
         #expect(second.manager.job(job.id)?.acceptsMessages == true)
         _ = try second.manager.sendMessage(job.id, text: "after the restart")
         first.scratch.write("go", "")
+        first.scratch.write("go2", "")
         let done = try #require(second.waitForCompletion(job.id))
         #expect(done.status == .done && done.messages == 1)
         let texts = Self.transcript(second, job.id)

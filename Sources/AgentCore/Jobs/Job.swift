@@ -56,8 +56,11 @@ public struct Job: Sendable, Equatable {
     /// A message can be sent to it now: its agent is running and takes follow-ups on its
     /// stdin (a conversation), and has not been told the conversation is over.
     public var acceptsMessages = false
-    /// The follow-up messages its users sent (the prompt not counted).
+    /// The follow-up messages its users sent (the prompt not counted), and the messages its
+    /// agent has answered so far (the prompt counted): its stdin is closed only once it has
+    /// answered all `messages + 1`.
     public var messages = 0
+    public var answered = 0
     /// A finished job as the server keeps it in memory: prompt and result cut down to what
     /// the job list shows; the whole job is in the store (`JobManager.details(of:)`).
     /// Not serialized.
@@ -137,6 +140,7 @@ public struct Job: Sendable, Equatable {
         members.append(.init("costUsd", costUsd.map(JSONValue.double) ?? .null))
         members.append(.init("acceptsMessages", .bool(acceptsMessages)))
         members.append(.init("messages", .int(messages)))
+        members.append(.init("answered", .int(answered)))
         return .object(members)
     }
 
@@ -180,6 +184,7 @@ public struct Job: Sendable, Equatable {
         costUsd = json["costUsd"]?.doubleValue
         acceptsMessages = json["acceptsMessages"]?.boolValue ?? false
         messages = json["messages"]?.intValue ?? 0
+        answered = json["answered"]?.intValue ?? 0
     }
 }
 

@@ -13,7 +13,13 @@ extension JobManager {
         /// Not running (queued, preparing, ending or ended), or its agent has answered
         /// everything and is ending.
         case notAccepting(JobStatus)
+        /// Too many messages wait for the agent, or the job has had its fill.
+        case tooMany(String)
     }
+
+    /// Messages sent and not answered yet, at most; follow-ups per job, at most.
+    static let maxPendingMessages = 8
+    static let maxMessagesPerJob = 200
 
     /// Sends `text` to job `id`'s agent as the user's next message. Returns the seq of the
     /// log line that shows it.
@@ -24,9 +30,14 @@ extension JobManager {
             throw .invalidText("text is \(text.utf8.count) bytes; the limit is \(LaunchRequest.maxPromptBytes)")
         }
         guard let encode = AgentProvider.named(job.provider)?.encodeMessage else { throw .notConversational(provider: job.provider) }
-        guard let runner = running[id], runner.lifecycle.phase == .running, runner.spec.takesMessages,
-            runner.process.sendInput(encode(text))
-        else { throw .notAccepting(job.status) }
+        guard let runner = running[id], runner.lifecycle.phase == .running, runner.spec.takesMessages, runner.process.acceptsInput else {
+            throw .notAccepting(job.status)
+        }
+        guard job.messages < Self.maxMessagesPerJob else { throw .tooMany("job \(id) has had \(Self.maxMessagesPerJob) follow-ups; launch a new job") }
+        guard 1 + job.messages - answered(runner) < Self.maxPendingMessages else {
+            throw .tooMany("\(Self.maxPendingMessages) messages wait for job \(id)'s agent already; send more once it has answered")
+        }
+        guard runner.process.sendInput(encode(text)) else { throw .notAccepting(job.status) }
         update(id) { $0.messages += 1 }
         for line in LogLine.lines(.text, text, stream: .user) { emit(id, .log(line)) }
         persist(id)
@@ -35,10 +46,26 @@ extension JobManager {
 
     /// After a turn's summary line: once the agent has answered every message, its stdin is
     /// closed so that it ends (a later message continues the job by resume).
+    /// Only once the agent has answered as many messages as it was sent (a follow-up it has
+    /// not begun yet is not in its own count) and no permission question waits.
     func closeInputIfAnswered(_ id: String, _ runner: RunningJob) {
-        guard runner.spec.takesMessages, runner.process.acceptsInput, runner.interpreter.formatter.answeredEveryMessage else { return }
+        guard runner.spec.takesMessages, let job = jobsByID[id] else { return }
+        let answered = answered(runner)
+        if job.answered != answered {
+            update(id) { $0.answered = answered }
+            persist(id)
+        }
+        guard runner.process.acceptsInput, runner.interpreter.formatter.answeredEveryMessage, answered >= 1 + job.messages,
+            runner.questions.isEmpty, runner.claudeQuestions.isEmpty
+        else { return }
         runner.process.closeInput()
         stopAcceptingMessages(id)
+    }
+
+    /// The messages its agent has answered (the prompt counted): Claude Code's results, an
+    /// ACP agent's prompt responses.
+    func answered(_ runner: RunningJob) -> Int {
+        runner.answeredBefore + runner.interpreter.formatter.report.resultCount
     }
 
     func stopAcceptingMessages(_ id: String) {

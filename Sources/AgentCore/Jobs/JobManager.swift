@@ -454,6 +454,7 @@ public final class JobManager {
             takesMessages: AgentProvider.named(job.provider)?.encodeMessage != nil && process.acceptsInput)
         jobsByID[job.id]?.acceptsMessages = spec.takesMessages
         let runner = RunningJob(spec: spec, process: process)
+        runner.answeredBefore = job.answered
         runner.lifecycle = JobLifecycle(phase: .running)
         runner.interpreter.carry(turns: job.turns, costUSD: job.costUsd)
         (runner.reportedTurns, runner.reportedCost) = (job.turns, job.costUsd)
@@ -1254,6 +1255,9 @@ final class RunningJob {
     /// Claude Code's open permission prompts: what the tool would run with (an allow passes it
     /// back), its title, and the timer of the operator's default answer.
     var claudeQuestions: [String: (input: JSONValue, title: String, timer: EventLoop.TimerID?)] = [:]
+    /// Messages its agent answered before this server took it up (a re-attached job's
+    /// formatter counts only what it reads from then on).
+    var answeredBefore = 0
     /// The turns and cost its agent reported, as last put in the job's record.
     var reportedTurns: Int?
     var reportedCost: Double?

@@ -200,8 +200,9 @@ public struct ACPFormatter: AgentOutputFormatter {
             if toolTitles.count < Self.maxTrackedIDs || toolTitles[id] != nil { toolTitles[id] = title }
             if report.toolCalls.count < AgentReport.maxToolCalls {
                 report.toolCalls.append(.object([
-                    "id": .string(id), "title": .string(Summary.firstLine(title)), "kind": update["kind"],
-                    "status": update["status"] ?? .string("pending"),
+                    "id": .string(String(id.prefix(200))), "title": .string(Summary.firstLine(title)),
+                    "kind": update["kind"]?.stringValue.map { .string(String($0.prefix(40))) },
+                    "status": .string(String((update["status"]?.stringValue ?? "pending").prefix(40))),
                 ]))
             }
             var lines = flushText() + [LogLine(.stdout, .tool, "→ \(Summary.firstLine(title))")]
@@ -210,8 +211,8 @@ public struct ACPFormatter: AgentOutputFormatter {
         case "tool_call_update":
             let id = update["toolCallId"]?.stringValue ?? ""
             if let title = update["title"]?.stringValue, toolTitles[id] != nil { toolTitles[id] = title }
-            if let status = update["status"], let index = report.toolCalls.lastIndex(where: { $0["id"]?.stringValue == id }) {
-                report.toolCalls[index] = report.toolCalls[index].setting("status", to: status)
+            if let status = update["status"]?.stringValue, let index = report.toolCalls.lastIndex(where: { $0["id"]?.stringValue == id }) {
+                report.toolCalls[index] = report.toolCalls[index].setting("status", to: .string(String(status.prefix(40))))
             }
             guard let ended = toolEnded(update, title: toolTitles[id] ?? update["title"]?.stringValue ?? "tool") else { return [] }
             toolTitles[id] = nil

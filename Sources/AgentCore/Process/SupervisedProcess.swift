@@ -217,7 +217,7 @@ public final class SupervisedProcess {
         guard stdinFD >= 0, stdinStaysOpen else { return false }
         stdinBytes += bytes
         writeStdin()
-        return true
+        return stdinFD >= 0  // EPIPE while writing: the agent closed its stdin
     }
 
     /// Closes a conversation's stdin once what was sent is written: the agent reads EOF.

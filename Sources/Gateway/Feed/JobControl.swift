@@ -28,9 +28,10 @@ struct JobControl {
 
     func controller(of job: String) -> Connection? { jobs[job]?.controller }
 
-    /// Whether `connection` may steer `job`: it holds control, or nobody does.
-    func mayControl(_ job: String, _ connection: Connection) -> Bool {
-        guard let holder = jobs[job]?.controller else { return true }
+    /// Whether `connection` may steer `job`: it holds control, or nobody does (a holder that
+    /// does not watch the job, as a launcher that never subscribed, holds nothing).
+    func mayControl(_ job: String, _ connection: Connection, isWatching: (Connection) -> Bool = { _ in true }) -> Bool {
+        guard let holder = jobs[job]?.controller, isWatching(holder) else { return true }
         return holder == connection
     }
 

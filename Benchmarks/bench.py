@@ -143,13 +143,16 @@ class Server:
 
 def make_workdir(prefix):
     """A temporary directory with bin/claude: the fake agent, reading its arguments from
-    the prompt on stdin."""
+    the prompt on stdin (one stream-json user message: Claude's stdin stays open for
+    follow-ups, so it reads that line, not to the end)."""
     work = tempfile.mkdtemp(prefix=prefix)
     os.makedirs(os.path.join(work, "bin"))
     with open(os.path.join(work, "bin", "claude"), "w") as wrapper:
         wrapper.write("#!/bin/sh\n"
                       'if [ "$1" = "--version" ]; then echo "2.1.12 (Claude Code)"; exit 0; fi\n'
-                      f'set -- $(cat); exec {TOOLS}/fake_agent "$@"\n')
+                      'IFS= read -r message\n'
+                      'set -- $(printf \'%s\' "$message" | sed \'s/.*"text":"\\([^"]*\\)".*/\\1/\')\n'
+                      f'exec {TOOLS}/fake_agent "$@"\n')
     os.chmod(os.path.join(work, "bin", "claude"), 0o755)
     return work
 

@@ -115,7 +115,7 @@ extension JobManager {
         guard let message = try? JSONParser.parse(Array(text.utf8)), let requestID = message["id"] else { return }
         let key = ACPClientSession.key(of: requestID)
         if asking, message["method"]?.stringValue == "session/request_permission" {
-            guard runner.spec.arguments.contains("--permissions=ask"), runner.questions.count < ACPClientSession.maxQuestions else { return }
+            guard runner.questions.count < ACPClientSession.maxQuestions else { return }
             let params = message["params"]
             let options = (params?["options"]?.arrayValue ?? []).prefix(16).map { option -> JSONValue in
                 .object(["optionId": option["optionId"], "name": option["name"], "kind": option["kind"]])

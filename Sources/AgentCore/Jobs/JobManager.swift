@@ -775,9 +775,9 @@ public final class JobManager {
             if logLine.kind == .result { endsTurn = true }
         }
         if endsTurn { closeInputIfAnswered(id, runner) }
-        if runner.spec.outputFormat == .acpJSONRPC, output.rawEvent != nil { noticeQuestion(id, runner, line.text) }
-        if runner.spec.outputFormat == .claudeStreamJSON, output.rawEvent != nil, line.text.contains("\"can_use_tool\"") {
-            claudeAsks(id, runner, line.text)
+        if runner.asksPermissions, output.rawEvent != nil {
+            if runner.spec.outputFormat == .acpJSONRPC { noticeQuestion(id, runner, line.text) }
+            if runner.spec.outputFormat == .claudeStreamJSON, line.text.contains("\"can_use_tool\"") { claudeAsks(id, runner, line.text) }
         }
         if runner.watchesReports { checkSpending(id, runner) }
     }
@@ -965,9 +965,9 @@ public final class JobManager {
     }
 
     /// Kills every running job; returns how many were asked to stop.
-    @discardableResult
     /// - Parameter allowed: which jobs may be killed (a WebSocket viewer's kill of `"*"`
     ///   leaves the jobs another connection controls).
+    @discardableResult
     public func killAll(reason: KillReason = .request, allowed: (String) -> Bool = { _ in true }) -> Int {
         var count = 0
         for id in running.keys.sorted() where running[id]?.killReason == nil && allowed(id) {
@@ -1262,10 +1262,16 @@ final class RunningJob {
     var reportedTurns: Int?
     var reportedCost: Double?
 
+    /// Its agent's permission requests wait for agentgate (Claude Code asked through its
+    /// stdio, an ACP client under the ask policy): read from its lines. Decided once from its
+    /// command line, so the jobs of the default policy pay nothing per line.
+    let asksPermissions: Bool
+
     init(spec: LaunchSpec, process: any AgentProcess) {
         self.spec = spec
         self.process = process
         self.interpreter = StdoutInterpreter(format: spec.outputFormat)
+        asksPermissions = spec.arguments.contains("--permission-prompt-tool=stdio") || spec.arguments.contains("--permissions=ask")
     }
 }
 

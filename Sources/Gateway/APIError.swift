@@ -62,6 +62,10 @@ public struct APIError: Error, Sendable, Equatable {
             self.init(409, "not_accepting_messages", "job \(id) takes no messages now: \(why)")
         case .tooMany(let message):
             self.init(429, "too_many_messages", message)
+        case .cannotContinue(let launch):
+            self.init(launch.httpStatus == 400 ? 409 : launch.httpStatus, "cannot_continue", "job \(id) cannot be continued: \(launch.message)", field: launch.field)
+        case .busy(let message):
+            self.init(503, "server_busy", message)
         }
     }
 

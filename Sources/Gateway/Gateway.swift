@@ -155,15 +155,18 @@ public final class Gateway {
 
     // MARK: jobs
 
-    /// `POST /api/agents/jobs/{id}/messages` `{"text": "…"}`: 202 `{"job", "seq"}` once the
-    /// message is on its way to the agent (`seq`: the log line that shows it).
+    /// `POST /api/agents/jobs/{id}/messages` `{"text": "…"}`: 202 `{"job", "seq", "resumed"}`
+    /// once the message is on its way to the agent (`seq`: the log line that shows it;
+    /// `resumed`: the job had finished and its agent's session resumes as its next run).
     private func sendMessage(_ request: HTTPRequest, id: String) -> HTTPServer.Response {
         do throws(APIError) {
             let body: JSONValue
             do { body = try JSONParser.parse(request.body) } catch { throw APIError.invalidJSON("\(error)") }
-            let seq = try commands.send(id, text: try JobCommands.messageText(body))
+            let text = try JobCommands.messageText(body)
+            let resumed = manager.job(id)?.status.isFinished == true
+            let seq = try commands.send(id, text: text)
             let job = manager.job(id).map(\.summaryJSON) ?? .null
-            return .json(202, JSONWriter.serialize(.object(["job": job, "seq": .int(seq)])))
+            return .json(202, JSONWriter.serialize(.object(["job": job, "seq": .int(seq), "resumed": .bool(resumed)])))
         } catch {
             return error.response
         }

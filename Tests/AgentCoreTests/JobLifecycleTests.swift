@@ -172,4 +172,28 @@ import Testing
         #expect(finished.1.dropFirst().allSatisfy { $0.isEmpty })
         #expect(finished.2.allSatisfy { $0 == .failed })
     }
+
+    @Test func aFinishedJobContinuedByAFollowUpRunsAgainAsANewRun() {
+        // Killed last time: the kill does not carry over to the new run, which succeeds.
+        let (lifecycle, actions, statuses) = Self.run(
+            [.spawned, .killRequested(.request), .exited(succeeded: true), .finalized, .continued, .spawned, .exited(succeeded: true), .finalized])
+        #expect(actions.suffix(4) == [[.announceStatus], [.announceStatus], [.finalize], [.announceCompleted]])
+        #expect(statuses == [.running, .stopping, .stopping, .killed, .starting, .running, .running, .done])
+        #expect(lifecycle.killReason == nil)
+        // A new run that cannot start fails (it was announced when it continued).
+        let failed = Self.run([.continued, .spawnFailed], from: .finished(.done))
+        #expect(failed.1 == [[.announceStatus], [.announceCompleted]])
+        #expect(failed.2 == [.starting, .failed])
+        // A new run killed while it runs ends killed.
+        let killed = Self.run([.continued, .spawned, .killRequested(.request), .exited(succeeded: true), .finalized], from: .finished(.failed))
+        #expect(killed.2.last == .killed)
+    }
+
+    @Test func onlyAFinishedJobIsContinued() {
+        for phase in [JobLifecycle.Phase.queued, .preparing, .starting, .running, .stopping, .finalizing] {
+            let (lifecycle, actions, _) = Self.run([.continued], from: phase)
+            #expect(actions == [[]])
+            #expect(lifecycle.phase == phase)
+        }
+    }
 }

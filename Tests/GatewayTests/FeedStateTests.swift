@@ -78,6 +78,15 @@ import Testing
         let r19 = replayed.replayed(through: 40, gap: nil, sawLast: true, lastSeq: 40)
         #expect(r19 == .ended)
 
+        // A job continued by a follow-up has an earlier run's end in its log: a replay
+        // passes it and goes on to the job's last event.
+        var continued = JobCursor(since: 0, lastSeq: 60, endsWithJob: true)
+        _ = continued.nextRead()
+        let r19b = continued.replayed(through: 45, gap: nil, sawLast: true, lastSeq: 60)
+        #expect(r19b == .behind && continued.state == .behind && continued.lastSent == 45)
+        _ = continued.nextRead()
+        #expect(continued.replayed(through: 60, gap: nil, sawLast: true, lastSeq: 60) == .ended)
+
         // A `/ws` viewer keeps its connection when a job ends.
         var multi = JobCursor(since: 0, lastSeq: 0, endsWithJob: false)
         let r20 = multi.live(seq: 1, isLast: true, flowing: true)

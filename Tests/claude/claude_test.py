@@ -325,6 +325,7 @@ def test_a_follow_up_reaches_the_running_cli_and_the_job_ends_after_it():
     script = [
         {"text_deltas": ["Fixing the bug"] + ["."] * 40 + ["\n"], "delay": 0.05},
         {"match": "now also fix the tests", "text": "Tests fixed too."},
+        {"match": "and more", "text": "More done."},
     ]
     with FakeMessagesAPI(script) as api:
         sandbox = Sandbox(api)
@@ -354,15 +355,49 @@ def test_a_follow_up_reaches_the_running_cli_and_the_job_ends_after_it():
             assert api.served == 2, api.served
             assert "now also fix the tests" in FakeMessagesAPI.last_user_text(api.requests[-1]), api.requests[-1]
             final = server.api("GET", f"/api/agents/jobs/{job}")["job"]
-            assert final["status"] == "done" and final["messages"] == 1 and final["acceptsMessages"] is False, final
+            assert final["status"] == "done" and final["messages"] == 1, final
             assert final["result"]["text"] == "Tests fixed too.", final["result"]
-            # Ended: another message is refused (exit 7, the reason on stderr).
-            late = subprocess.run([BINARY, "send", job, "and more", "--server", server.url],
-                                  env={**sandbox.env, "AGENTGATE_TOKEN": TOKEN}, capture_output=True, text=True, timeout=30)
-            assert late.returncode == 7 and "takes no messages now" in late.stderr, (late.returncode, late.stderr)
+            assert final["acceptsMessages"] is True, final  # a follow-up resumes its session now
+            continue_finished_job(server, sandbox, api, job, final)
         finally:
             server.close()
             sandbox.close()
+
+
+def continue_finished_job(server, sandbox, api, job, first):
+    """A follow-up to the finished job: the real CLI resumes the job's session (`--resume`) as
+    the job's next run. The model sees the whole conversation, the job runs and ends again
+    under the same id, and its log goes on with no gap: the user's turn, then the answer."""
+    late = subprocess.run([BINARY, "send", job, "and more", "--server", server.url],
+                          env={**sandbox.env, "AGENTGATE_TOKEN": TOKEN}, capture_output=True, text=True, timeout=30)
+    assert late.returncode == 0 and "resum" in late.stdout, (late.returncode, late.stdout, late.stderr)
+    deadline = time.monotonic() + 60
+    while True:
+        now = server.api("GET", f"/api/agents/jobs/{job}")["job"]
+        if now["status"] == "done" and now["messages"] == 2:
+            break
+        assert now["status"] in ("starting", "running", "done"), now
+        assert time.monotonic() < deadline, now
+        time.sleep(0.2)
+    assert now["result"]["text"] == "More done.", now["result"]
+    assert now["sessionId"] == first["sessionId"], (now["sessionId"], first["sessionId"])
+    assert f"--resume={first['sessionId']}" in now["command"], now["command"]
+    # The model got the earlier turns from the resumed session, then the follow-up.
+    assert api.served == 3, api.served
+    history = json.dumps(api.requests[-1]["messages"])
+    assert "now also fix the tests" in history and "Tests fixed too." in history, history[:2000]
+    assert "and more" in FakeMessagesAPI.last_user_text(api.requests[-1]), api.requests[-1]
+    events = server.api("GET", f"/api/agents/jobs/{job}/events?limit=5000")["events"]
+    assert [e["seq"] for e in events] == list(range(1, now["lastSeq"] + 1)), "seq has a gap or a repeat"
+    completions = [e["seq"] for e in events if e["type"] == "job:completed"]
+    assert len(completions) == 2 and completions[0] == first["lastSeq"] and completions[1] == now["lastSeq"], completions
+    after = [(e.get("stream"), normalize(e.get("text", ""), sandbox)) for e in events if e["seq"] > first["lastSeq"] and e["type"] == "job:log"]
+    assert after[0] == ("user", "and more"), after
+    assert ("stdout", "More done.") in after or any(t == "More done." for _, t in after), after
+    # A stream that ends with its job, opened now, replays both runs and ends at the last end.
+    lines = websocat_lines(server, job)
+    assert lines.count("› and more") == 1 and lines[-1].startswith(f"[agentgate] job {job} done"), lines[-5:]
+    assert sum(1 for line in lines if line.startswith(f"[agentgate] job {job} done")) == 2, lines
 
 
 # permission prompts

@@ -9,6 +9,7 @@
 ///  starting  finished(killed) preparing ┘  └─▶ finished(failed) stopping ──exited───┘
 ///                    prepared  │ prepareFailed, or prepared after a kill ──▶ finished
 ///  found unfinished when the server starts ──▶ finished(interrupted)
+///  finished ──continued (a follow-up resumes the agent's session)──▶ starting
 /// ```
 ///
 /// `queued` is where a job waits for admission control (caps, its key); `preparing` is where
@@ -41,6 +42,9 @@ public struct JobLifecycle: Sendable, Equatable {
         case finalized
         /// A server started and found the job unfinished, with nothing to re-attach to.
         case serverRestarted
+        /// A finished job takes a follow-up message: its agent's session is resumed as a new
+        /// run of the same job (same id, its events' seq going on).
+        case continued
     }
 
     public enum Action: Sendable, Equatable {
@@ -99,6 +103,13 @@ public struct JobLifecycle: Sendable, Equatable {
 
     public mutating func handle(_ event: Event) -> [Action] {
         switch (phase, event) {
+        case (.finished, .continued):
+            // A new run: nothing of the last one's ending carries over.
+            phase = .starting
+            killReason = nil
+            succeeded = false
+            announced = true
+            return [.announceStatus]
         case (.finished, _):
             return []
         case (_, .serverRestarted):

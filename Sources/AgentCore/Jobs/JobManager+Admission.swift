@@ -86,8 +86,15 @@ extension JobManager {
     /// Starts an admitted job: its worktree first when it has one to make, else its agent.
     func begin(_ id: String, _ spec: LaunchSpec, lifecycle start: JobLifecycle) {
         var lifecycle = start
-        // Admitted: it is launched from its spec now, never again from its request.
-        store.deleteRequest(id)
+        // Admitted: it is launched from its spec now, never again from its request (which is
+        // kept, without its prompt, for a follow-up once it ended).
+        if let stored = store.loadRequest(id) {
+            if let request = try? LaunchRequest(json: JSONParser.parse(stored)) {
+                if !request.prompt.isEmpty, (try? keepRequestForFollowUps(request, of: id)) == nil { store.deleteRequest(id) }
+            } else {
+                store.deleteRequest(id)
+            }
+        }
         update(id) {
             $0.admittedAt = WallClock.milliseconds()
             $0.queuePosition = nil

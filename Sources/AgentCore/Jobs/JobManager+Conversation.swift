@@ -15,20 +15,27 @@ extension JobManager {
         case notAccepting(JobStatus)
         /// Too many messages wait for the agent, or the job has had its fill.
         case tooMany(String)
+        /// A finished job whose next run cannot be launched (its session, its request under
+        /// today's policy, its worktree, its key).
+        case cannotContinue(LaunchError)
+        /// A finished job's next run would be over the server's caps: it is not queued.
+        case busy(String)
     }
 
     /// Messages sent and not answered yet, at most; follow-ups per job, at most.
     static let maxPendingMessages = 8
     static let maxMessagesPerJob = 200
 
-    /// Sends `text` to job `id`'s agent as the user's next message. Returns the seq of the
-    /// log line that shows it.
+    /// Sends `text` to job `id`'s agent as the user's next message: to the running agent, or
+    /// to a finished job by resuming its agent's session (`continueFinished`). Returns the seq
+    /// of the log line that shows it.
     public func sendMessage(_ id: String, text: String) throws(MessageError) -> Int {
         guard let job = jobsByID[id] else { throw .unknownJob }
         guard text.contains(where: { !$0.isWhitespace }) else { throw .invalidText("text is empty") }
         guard text.utf8.count <= LaunchRequest.maxPromptBytes else {
             throw .invalidText("text is \(text.utf8.count) bytes; the limit is \(LaunchRequest.maxPromptBytes)")
         }
+        if job.status.isFinished { return try continueFinished(id, text: text) }
         guard let encode = AgentProvider.named(job.provider)?.encodeMessage else { throw .notConversational(provider: job.provider) }
         guard let runner = running[id], runner.lifecycle.phase == .running, runner.spec.takesMessages, runner.process.acceptsInput else {
             throw .notAccepting(job.status)

@@ -283,18 +283,20 @@ extension JobManager {
     /// Sets the state of the worktree shared by every job of `owner` (and how it was applied),
     /// in memory and in the store.
     private func setWorktreeState(owner: String, _ done: Worktree) {
-        func change(_ worktree: inout Worktree?) {
-            worktree?.state = done.state
+        func change(_ job: inout Job) {
+            job.worktree?.state = done.state
             if done.appliedAs != nil {
-                worktree?.appliedAs = done.appliedAs
-                worktree?.appliedTo = done.appliedTo
+                job.worktree?.appliedAs = done.appliedAs
+                job.worktree?.appliedTo = done.appliedTo
             }
+            // Discarded: there is nothing for a follow-up to work on.
+            if job.status.isFinished { job.acceptsMessages = mayContinue(job) }
         }
         for id in order where jobsByID[id]?.worktree?.owner == owner {
-            change(&jobsByID[id]!.worktree)
+            change(&jobsByID[id]!)
             if jobsByID[id]?.isCompact == true {
                 if var stored = store.loadJob(id) {
-                    change(&stored.worktree)
+                    change(&stored)
                     try? store.save(stored)
                 }
             } else {

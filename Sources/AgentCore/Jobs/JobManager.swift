@@ -373,7 +373,8 @@ public final class JobManager {
         // Sets up containment now, which also kills what escaped those groups (cgroup path).
         _ = containment
         for var job in stored {
-            // Only a job taken up again can be sent messages (`takeUp` says whether).
+            // Only a job taken up again can be sent messages (`takeUp` says whether), or a
+            // finished one whose session a follow-up resumes.
             job.acceptsMessages = false
             if let process = adoptions[job.id] {
                 takeUp(job, process)
@@ -402,6 +403,7 @@ public final class JobManager {
                 job.status = lifecycle.status
                 job.endedAt = WallClock.milliseconds()
                 if job.errorTail == nil { job.errorTail = "agentgate stopped while the job was running" }
+                job.acceptsMessages = mayContinue(job)
                 jobsByID[job.id] = job
                 order.append(job.id)
                 emit(job.id, .completed(job))
@@ -412,6 +414,7 @@ public final class JobManager {
                 interrupted.append(job)
             } else {
                 version += job.lastSeq
+                job.acceptsMessages = mayContinue(job)
                 jobsByID[job.id] = job.compacted()
                 order.append(job.id)
             }
@@ -568,7 +571,7 @@ public final class JobManager {
         }
         do {
             // A queued job keeps its request: the next server launches it if this one stops first.
-            if case .wait = decision { try saveRequest(asked, of: id) }
+            if case .wait = decision { try saveRequest(asked, of: id) } else { try keepRequestForFollowUps(asked, of: id) }
             try store.save(job)
         } catch {
             releaseAdmission(id)
@@ -611,6 +614,8 @@ public final class JobManager {
 
         let runner = RunningJob(spec: spec, process: process)
         runner.lifecycle = lifecycle
+        // A follow-up's run: the messages before it were answered by the runs before.
+        runner.answeredBefore = jobsByID[id]?.answered ?? 0
         running[id] = runner
         update(id) {
             $0.startedAt = started
@@ -627,7 +632,7 @@ public final class JobManager {
 
     /// Refuses a launch while the data dir is short of space or refuses writes: the job's
     /// events would be lost.
-    private func checkRoomToLaunch() throws(LaunchError) {
+    func checkRoomToLaunch() throws(LaunchError) {
         if storage.failing {
             throw LaunchError(
                 .insufficientStorage, field: nil, "the data dir \(store.dataDirectory) refuses writes (a full disk?); jobs cannot be recorded")
@@ -933,6 +938,9 @@ public final class JobManager {
             let started = $0.startedAt ?? $0.createdAt
             $0.endedAt = runner.process.endedAt.map { min(max($0, started), now) } ?? now
         }
+        // A follow-up now resumes its agent's session, as the job's next run.
+        let continuable = mayContinue(jobsByID[id]!)
+        update(id) { $0.acceptsMessages = continuable }
         emit(id, .completed(jobsByID[id]!))
         persist(id)
         flushLogs()
@@ -1116,6 +1124,14 @@ public final class JobManager {
             }
         }
         for (id, error) in failures { storageFailed(id, error) }
+    }
+
+    /// Writes a cursor at the start of the spools into job `id`'s log now: a new run's spools
+    /// start empty, and a server that stops before the run's first events must not read them
+    /// from the offsets the last run reached.
+    func storeSpoolsRestarted(_ id: String) {
+        pendingLogBytes[id, default: []].append(contentsOf: SpoolCursor(stdout: 0, stderr: 0).line)
+        flushLogs()
     }
 
     /// Puts refused events back in front of any newer ones, dropping the oldest whole lines

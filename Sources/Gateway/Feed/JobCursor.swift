@@ -88,11 +88,13 @@ struct JobCursor: Equatable {
     }
 
     /// A slice went out: events through `through` (nil: none), after saying `gap` was
-    /// missing; `sawLast`: it held the job's last event.
+    /// missing; `sawLast`: it held a `job:completed`. That ends a stream that ends with its
+    /// job only when it is the job's last event: a job continued by a follow-up has the
+    /// `job:completed` of each earlier run in its log.
     mutating func replayed(through: Int?, gap: ClosedRange<Int>?, sawLast: Bool, lastSeq: Int) -> Outcome {
         if let gap, gap.upperBound > lastSent { lastSent = gap.upperBound }
         if let through, through > lastSent { lastSent = through }
-        if sawLast, endsWithJob {
+        if sawLast, endsWithJob, lastSent >= lastSeq {
             state = .ended
             return .ended
         }

@@ -398,6 +398,10 @@ function renderControl() {
   $("#job-control-asks").textContent = mine && asks.length ? `connection ${asks[0]} asks for control` : "";
   $("#job-control-give").hidden = !mine || asks.length === 0;
   $("#job-message").hidden = !job.acceptsMessages || (held && !mine);
+  // A finished job is continued: its agent's session resumes as the job's next run.
+  $("#message-text").placeholder = isActive(job)
+    ? "Send the agent a follow-up (Enter sends, Shift+Enter for a new line)"
+    : "Continue this job: the agent's session resumes with your message (Enter sends)";
   renderQuestions(job, !held || mine);
 }
 

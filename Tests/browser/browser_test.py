@@ -8,7 +8,8 @@ The fake `claude` reads its prompt from stdin (one stream-json user message) and
   "hang"         runs until killed
   "spend"        reports a cost twice ($0.02, then $0.03 in all), then runs until killed
   "edit"         changes files in its working directory (a worktree job's change)
-  "converse"     works 10 s on its first turn, then answers each follow-up message ("you said: …")
+  "converse"     works 10 s on its first turn, then answers each follow-up message ("you said: …");
+                 run with --resume=s1 it answers "resumed: …" (a finished job continued)
   anything else  replays the transcript at once
 """
 
@@ -38,6 +39,12 @@ if [ "$1" = "--version" ]; then echo "2.1.12 (Claude Code)"; exit 0; fi
 if [ "$1" = "acp" ]; then exit 2; fi
 IFS= read -r message
 prompt=$(printf '%s' "$message" | sed 's/.*"text":"\\([^"]*\\)".*/\\1/')
+case "$*" in *--resume=s1*)
+  printf '%s\n' '{{"type":"system","subtype":"init","session_id":"s1","model":"fake"}}'
+  echo "resumed: $prompt"
+  printf '%s\n' '{{"type":"result","subtype":"success","is_error":false,"result":"third","num_turns":1,"session_id":"s1"}}'
+  exit 0;;
+esac
 case "$prompt" in
   slow*)
     steps=${{prompt#slow}}; steps=${{steps# }}; [ -n "$steps" ] || steps=20
@@ -510,8 +517,8 @@ class Dashboard(unittest.TestCase):
     def test_conversation(self):
         """The window that launched a job steers it; a second window watches (two viewers,
         who controls it, no message box), asks for control and is handed it; its follow-up
-        shows in the log as the user's turn, then the agent's answer; the box goes once the
-        job ends."""
+        shows in the log as the user's turn, then the agent's answer; once the job ended, the
+        box continues it (the agent's session resumed as the job's next run)."""
         driver = self.driver
         self.open_dashboard()
         job = self.launch("converse")
@@ -547,9 +554,19 @@ class Dashboard(unittest.TestCase):
         lines = self.log_lines()
         self.assertIn("you said: now the tests too", lines)
         self.assertLess(lines.index("› now the tests too"), lines.index("you said: now the tests too"))
-        self.assertFalse(driver.find_element(By.ID, "job-message").is_displayed())
         final = self.server.job(job)
-        self.assertEqual((final["messages"], final["acceptsMessages"], final["result"]["text"]), (1, False, "second"))
+        self.assertEqual((final["messages"], final["acceptsMessages"], final["result"]["text"]), (1, True, "second"))
+        # Finished: the box stays, and a message continues the job (its session resumed).
+        self.wait(lambda: box.is_displayed() and box.get_attribute("placeholder").startswith("Continue this job"))
+        box.send_keys("and the docs")
+        box.send_keys("\n")
+        self.wait(lambda: "resumed: and the docs" in self.log_lines(), timeout=20, message="the job was not continued")
+        self.wait(lambda: self.selected_status() == "done" and self.server.job(job)["messages"] == 2, timeout=20)
+        lines = self.log_lines()
+        self.assertLess(lines.index("you said: now the tests too"), lines.index("› and the docs"))
+        self.assertLess(lines.index("› and the docs"), lines.index("resumed: and the docs"))
+        self.assertEqual(self.server.job(job)["result"]["text"], "third")
+        self.shot("17b-continued")
         driver.close()
         driver.switch_to.window(first_window)
         self.assertEqual(self.server.request("POST", f"/api/agents/jobs/{job}/delete")[0], 200)

@@ -63,7 +63,6 @@ extension JobManager {
         job.command = spec.arguments
         job.worktree = worktree ?? job.worktree
         job.budget = JobBudget(request)
-        job.admittedAt = WallClock.milliseconds()
         job.endedAt = nil
         job.exitCode = nil
         job.signal = nil

@@ -188,6 +188,19 @@ struct ClientCommandTests {
         }.first
     }
 
+    /// The job (`show --json`) once it is done with `messages` follow-ups, nil if it never is.
+    func waitForJob(id: String, messages: Int) throws -> [String: Any]? {
+        for _ in 0..<200 {
+            let shown = try client(["show", id, "--json"])
+            if let job = (try? JSONSerialization.jsonObject(with: Data(shown.stdout.utf8))) as? [String: Any],
+                job["status"] as? String == "done", job["messages"] as? Int == messages {
+                return job
+            }
+            usleep(50_000)
+        }
+        return nil
+    }
+
     func waitForJob(status: String) throws -> String {
         for _ in 0..<200 {
             if let id = try jobID(status: status) { return id }
@@ -249,10 +262,27 @@ struct ClientCommandTests {
         // The blank line is skipped; a malformed /answer is explained, not sent.
         #expect(err.contains("/answer REQUEST OPTION") && !out.contains("› /answer"), "\(err)")
         let id = try #require(lines.first?.split(separator: " ").dropFirst(2).first.map(String.init))
+        // Ended: a message continues it, its session resumed as the job's next run.
         let late = try client(["send", id, "and more"])
-        #expect(late.status == 7 && late.stderr.contains("takes no messages now: it is done"), "\(late.stderr)")
+        #expect(late.status == 0 && late.stdout.contains("its agent's session resumes as the job's next run"), "\(late)")
+        let again = try #require(try waitForJob(id: id, messages: 2))
+        #expect((again["command"] as? [String])?.contains("--resume=s1") == true, "\(again)")
         let unknown = try client(["send", "0123456789abcdef", "hi"])
         #expect(unknown.status == 5)
+    }
+
+    /// `run --interactive` goes on after the job ended: a line typed then continues it (its
+    /// session resumed) and is followed to its new end; the command ends with stdin.
+    @Test func runInteractiveContinuesTheJobWithALineTypedAfterItEnded() throws {
+        let command = "(echo; sleep 4; echo 'and the docs'; sleep 1) | '\(CommandLineTests.binary)' run claude converse --interactive --server \(server.url) --data-dir '\(server.data.path)'"
+        let run = try ClientProcess(["-c", command], server: server, direct: "/bin/sh")
+        let (status, out, err) = run.finish()
+        #expect(status == 0, "\(out)\(err)")
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines.filter { $0.hasSuffix(" done (exit 0)") }.count == 2, "\(out)")
+        let said = try #require(lines.firstIndex(of: "› and the docs"), "\(out)\(err)")
+        #expect(said > (lines.firstIndex { $0.hasSuffix(" done (exit 0)") } ?? .max), "\(out)")
+        #expect(lines.last?.hasSuffix(" done (exit 0)") == true && err.contains("type a message to continue it"), "\(out)\(err)")
     }
 
     @Test func aKilledJobExits137AndKillReportsUnknownAndFinishedJobs() throws {

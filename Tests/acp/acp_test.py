@@ -202,6 +202,36 @@ def test_a_later_job_loads_the_session_and_sees_its_turns():
         server.close()
 
 
+def test_a_finished_job_is_continued_in_its_session():
+    """A follow-up to the finished job: the client loads its session (session/load) as the
+    job's next run, whose log does not show the replayed turns again; seq goes on."""
+    server = Serve()
+    try:
+        job = server.launch("remember the number 7")
+        server.lines(job)
+        first = server.job(job)
+        assert first["acceptsMessages"] and first["sessionId"], first
+        sent = subprocess.run([BINARY, "send", job, "what was it?", "--server", server.url], env=server.env,
+                              capture_output=True, text=True, timeout=30)
+        assert sent.returncode == 0 and "resumes as the job's next run" in sent.stdout, (sent.stdout, sent.stderr)
+        deadline = time.monotonic() + 30
+        while not (server.job(job)["status"] == "done" and server.job(job)["messages"] == 1):
+            assert time.monotonic() < deadline, server.job(job)
+            time.sleep(0.1)
+        lines = agent_lines(server.lines(job))
+        later = lines[lines.index("› what was it?"):]
+        assert later[:2] == ["› what was it?", "ACP agent · protocol 1"], later
+        assert "session S resumed" in later and "Looking at: what was it?" in later and later[-1] == "✓ done · 1 turn", later
+        # The replayed turns (the first prompt, its answer) are not shown a second time.
+        assert "› remember the number 7" not in lines and lines.count("Looking at: remember the number 7") == 1, lines
+        final = server.job(job)
+        assert final["sessionId"] == first["sessionId"] and f"--resume={first['sessionId']}" in final["command"], final
+        events = server.api("GET", f"/api/agents/jobs/{job}/events?limit=10000")["events"]
+        assert [e["seq"] for e in events] == list(range(1, final["lastSeq"] + 1))
+    finally:
+        server.close()
+
+
 def permission_events(server, job):
     return [e for e in server.api("GET", f"/api/agents/jobs/{job}/events?limit=10000")["events"] if e["type"] == "job:permission"]
 

@@ -458,6 +458,7 @@ public final class JobManager {
         jobsByID[job.id]?.acceptsMessages = spec.takesMessages
         let runner = RunningJob(spec: spec, process: process)
         runner.answeredBefore = job.answered
+        if job.answered > 0 { runner.interpreter.continuesJob() }
         runner.lifecycle = JobLifecycle(phase: .running)
         runner.interpreter.carry(turns: job.turns, costUSD: job.costUsd)
         (runner.reportedTurns, runner.reportedCost) = (job.turns, job.costUsd)
@@ -614,8 +615,10 @@ public final class JobManager {
 
         let runner = RunningJob(spec: spec, process: process)
         runner.lifecycle = lifecycle
-        // A follow-up's run: the messages before it were answered by the runs before.
+        // A follow-up's run: the messages before it were answered by the runs before, and its
+        // log has the turns an agent replays when its session is loaded.
         runner.answeredBefore = jobsByID[id]?.answered ?? 0
+        if runner.answeredBefore > 0 { runner.interpreter.continuesJob() }
         running[id] = runner
         update(id) {
             $0.startedAt = started

@@ -26,9 +26,15 @@ public struct ACPFormatter: AgentOutputFormatter {
     private var answer = ""
     private var lastPlan: [String] = []
     private var promptsPending = 0
+    /// A `session/load` is under way: what the agent sends now are the session's earlier turns.
+    private var loading = false
+    /// Whether those are shown (not when the job's own log has them: a continued job).
+    private var showsLoadedTurns = true
     static let maxTrackedIDs = 1_024
 
     public init() {}
+
+    public mutating func continuesJob() { showsLoadedTurns = false }
 
     public var partialLine: LogLine? { message.partial }
 
@@ -65,6 +71,7 @@ public struct ACPFormatter: AgentOutputFormatter {
     // MARK: requests
 
     private mutating func request(_ method: String, id: String, _ params: JSONValue?) -> [LogLine] {
+        if method == "session/load" { loading = true }
         switch method {
         case "session/request_permission":
             let call = params?["toolCall"]
@@ -122,6 +129,8 @@ public struct ACPFormatter: AgentOutputFormatter {
             report.sessionId = session
             return [LogLine(.stdout, .info, "session \(session)")]
         case "session/load":
+            loading = false
+            guard showsLoadedTurns else { return [LogLine(.stdout, .info, "session \(report.sessionId ?? "") resumed")] }
             return [LogLine(.stdout, .info, "session \(report.sessionId ?? "") loaded: its earlier turns are above")]
         case "session/prompt":
             return promptEnded(stopReason: result?["stopReason"]?.stringValue ?? "end_turn", error: nil)
@@ -131,6 +140,7 @@ public struct ACPFormatter: AgentOutputFormatter {
     }
 
     private mutating func failed(_ method: String, _ error: JSONValue) -> [LogLine] {
+        if method == "session/load" { loading = false }
         let message = error["message"]?.stringValue ?? "error"
         let code = error["code"]?.intValue.map { " (\($0))" } ?? ""
         if method == "session/prompt" { return promptEnded(stopReason: nil, error: message + code) }
@@ -183,7 +193,7 @@ public struct ACPFormatter: AgentOutputFormatter {
     }
 
     private mutating func update(_ update: JSONValue?) -> [LogLine] {
-        guard let update else { return [] }
+        guard let update, !loading || showsLoadedTurns else { return [] }
         switch update["sessionUpdate"]?.stringValue {
         case "agent_message_chunk":
             let text = Self.text(of: update["content"])

@@ -23,6 +23,9 @@ public protocol AgentOutputFormatter: Sendable {
     /// The agent has answered every message it was given (its turn ended with nothing left
     /// running in the background): a conversation's stdin can be closed so that it ends.
     var answeredEveryMessage: Bool { get }
+    /// The run continues a job whose log shows its earlier turns already: a session the agent
+    /// replays when it is loaded (ACP `session/load`) is not shown again.
+    mutating func continuesJob()
 }
 
 extension AgentOutputFormatter {
@@ -32,6 +35,7 @@ extension AgentOutputFormatter {
     public var sessionId: String? { report.sessionId }
     public var reportsCostAsRunningTotal: Bool { false }
     public var answeredEveryMessage: Bool { false }
+    public mutating func continuesJob() {}
 }
 
 /// The formatters agentgate knows, by the output format a provider's command line asks for.
@@ -76,6 +80,9 @@ public struct StdoutInterpreter: Sendable {
     }
 
     /// Continues a re-attached job's turns and cost from what the last server recorded.
+    /// See `AgentOutputFormatter.continuesJob`.
+    public mutating func continuesJob() { formatter.continuesJob() }
+
     public mutating func carry(turns: Int?, costUSD: Double?) {
         spentBefore.numTurns = turns
         spentBefore.costUSD = costUSD

@@ -1,10 +1,16 @@
 import AgentCore
 import Foundation
+import Synchronization
+
+/// Follow-ups the reader sent that resumed the finished job, and whether stdin has ended.
+let followUpsResumed = Atomic<Int>(0)
+let followUpInputEnded = Atomic<Bool>(false)
 
 /// `run --interactive`: a thread that reads the user's lines from stdin while the job streams
 /// on the main thread, and sends each as a follow-up message (`/answer REQUEST OPTION`
 /// answers a permission question instead). It waits for the job to run before the first;
-/// what the server refuses is said on stderr and the reading goes on.
+/// what the server refuses is said on stderr and the reading goes on. A line typed after the
+/// job ended continues it (its agent's session resumed), and `run` follows it again.
 enum FollowUpReader {
     static func start(api: ServerAPI, job: String) {
         let thread = Thread {
@@ -21,14 +27,35 @@ enum FollowUpReader {
                         }
                         _ = try api.call("POST", "/api/agents/jobs/\(job)/permissions", body: .object(["request": .string(words[1]), "optionId": .string(words[2])]))
                     } else {
-                        _ = try api.call("POST", "/api/agents/jobs/\(job)/messages", body: .object(["text": .string(line)]))
+                        let reply = try api.call("POST", "/api/agents/jobs/\(job)/messages", body: .object(["text": .string(line)]))
+                        if reply["resumed"]?.boolValue == true { followUpsResumed.add(1, ordering: .sequentiallyConsistent) }
                     }
                 } catch {
                     note("agentgate: not sent: \(error.message)")
                 }
             }
+            followUpInputEnded.store(true, ordering: .sequentiallyConsistent)
         }
         thread.start()
+    }
+
+    /// After the job ended: true once a typed line continued it (follow it again), false when
+    /// stdin ends or Ctrl-C is pressed first.
+    static func waitForContinuation(of job: Job, seen: inout Int) -> Bool {
+        var told = false
+        while true {
+            let resumed = followUpsResumed.load(ordering: .sequentiallyConsistent)
+            if resumed > seen {
+                seen = resumed
+                return true
+            }
+            if followUpInputEnded.load(ordering: .sequentiallyConsistent) || clientInterrupted.load(ordering: .relaxed) { return false }
+            if !told {
+                told = true
+                note("agentgate: job \(job.id) \(job.status.rawValue); type a message to continue it (its session resumes), Ctrl-D to end")
+            }
+            usleep(100_000)
+        }
     }
 
     /// Until the job runs (it may wait in the queue or prepare its worktree first), or ends.

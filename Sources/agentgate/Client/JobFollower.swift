@@ -93,7 +93,9 @@ struct JobFollower {
                     }
                     lastSeq = seq
                     output.event(message)
-                    if type == "job:completed", let info = message["info"], let job = Job(json: info) {
+                    if type == "job:completed", let info = message["info"], var job = Job(json: info) {
+                        // Its end is this event (the job it carries was taken just before it).
+                        job.lastSeq = seq
                         socket.close()
                         return .ended(job)
                     }

@@ -70,7 +70,7 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Print the job id and return at once.")
     var detach = false
 
-    @Flag(help: "Read follow-up messages from stdin, one per line, while the job runs (/answer REQUEST OPTION answers a permission question).")
+    @Flag(help: "Read follow-up messages from stdin, one per line, while the job runs (/answer REQUEST OPTION answers a permission question); a line typed after it ended continues it, until stdin ends.")
     var interactive = false
 
     @Flag(help: "Ctrl-C kills the job instead of detaching from it.")
@@ -160,6 +160,12 @@ struct RunCommand: ParsableCommand {
                 _ = try? api.call("DELETE", "/api/agents/jobs/\(job.id)")
                 output.note("agentgate: killing job \(job.id)")
                 outcome = try follower.follow(job: job.id, since: lastSeq(outcome))
+            }
+            // A line typed once the job ended continues it: followed again from its end.
+            var resumed = 0
+            while interactive, case .ended(let final) = outcome, final.acceptsMessages,
+                FollowUpReader.waitForContinuation(of: final, seen: &resumed) {
+                outcome = try follower.follow(job: job.id, since: final.lastSeq)
             }
             output.finish()
             switch outcome {

@@ -183,6 +183,53 @@ extension JobManager {
         if asked { emit(id, .permission(request: request, title: "", options: .array([]), expiresAt: nil, answer: allow ? "allow" : "deny")) }
     }
 
+    /// Events read back, at most, for the questions a re-attached job had open.
+    static let questionScanEvents = 2_000
+
+    /// A job taken up after a restart: the permission questions it had open (asked, not yet
+    /// answered, in its log) are open again, for a person to answer, and Claude Code's get
+    /// the operator's default when their time is up (the CLI waits on its stdin for an answer;
+    /// an ACP agent's client answers by itself at the timeout).
+    func reopenQuestions(_ id: String, _ runner: RunningJob) {
+        guard runner.asksPermissions, let lastSeq = jobsByID[id]?.lastSeq else { return }
+        var open: [String: (title: String, options: Set<String>, expiresAt: Int?)] = [:]
+        var order: [String] = []
+        var inputs: [String: JSONValue] = [:]
+        for event in store.events(for: id, since: max(0, lastSeq - Self.questionScanEvents)) {
+            switch event.payload {
+            case .permission(let request, let title, let options, let expiresAt, let answer):
+                if answer != nil {
+                    open[request] = nil
+                } else {
+                    open[request] = (title, Set((options.arrayValue ?? []).compactMap { $0["optionId"]?.stringValue }), expiresAt)
+                    order.append(request)
+                }
+            case .agentEvent(let text) where text.contains("\"can_use_tool\""):
+                guard let message = try? JSONParser.parse(text), let request = message["request_id"]?.stringValue,
+                    let input = message["request"]?["input"]
+                else { continue }
+                inputs[request] = input
+            default:
+                continue
+            }
+        }
+        let policy = configuration.policy
+        for request in order where runner.questions[request] == nil {
+            guard let question = open[request], runner.questions.count < ACPClientSession.maxQuestions else { continue }
+            runner.questions[request] = question.options
+            guard let input = inputs[request] else { continue }  // an ACP agent's: its client answers at the timeout
+            runner.claudeQuestions[request] = (input, question.title, nil)
+            let left = max(0, (question.expiresAt ?? 0) - WallClock.milliseconds())
+            runner.claudeQuestions[request]?.timer = loop.schedule(afterMilliseconds: left) { [weak self, weak runner] in
+                guard let self, let runner, self.running[id] === runner, runner.claudeQuestions[request] != nil else { return }
+                self.answerClaude(id, runner, request: request, allow: policy.permissionDefault == .allow, by: "the operator's default (no answer in time)")
+            }
+        }
+        if !runner.questions.isEmpty {
+            emit(id, .log(LogLine(.system, .info, "\(runner.questions.count) permission question(s) still open after the restart")))
+        }
+    }
+
     /// A person answers job `id`'s open permission question `request` with one of its
     /// options (nil: cancel it). The agent's client passes it on; the exchange shows it.
     public func answerPermission(_ id: String, request: String, optionId: String?) throws(PermissionError) {

@@ -464,6 +464,7 @@ public final class JobManager {
         (runner.reportedTurns, runner.reportedCost) = (job.turns, job.costUsd)
         running[job.id] = runner
         let id = job.id
+        reopenQuestions(id, runner)
         watch(id, runner)
         armBudget(id, runner)
         persist(id)

@@ -79,6 +79,11 @@ struct AdmissionOptions: ParsableArguments {
         return loaded
     }
 
+    /// A default above its maximum would refuse every launch that leaves the field out.
+    private static func checkDefault<Value: Comparable>(_ value: Value?, _ option: String, within limit: Value?, _ limitOption: String) throws {
+        if let value, let limit, value > limit { throw ValidationError("\(option) is more than \(limitOption)") }
+    }
+
     func budgets() throws -> BudgetPolicy {
         var policy = BudgetPolicy()
         for (option, value, limit) in [
@@ -90,9 +95,9 @@ struct AdmissionOptions: ParsableArguments {
         for (option, value) in [("--default-budget-usd", defaultBudgetUsd), ("--max-budget-usd", maxBudgetUsd)] {
             if let value, !(value >= 0.01 && value <= 100_000) { throw ValidationError("\(option) must be 0.01…100000 dollars") }
         }
-        if let low = defaultTimeout, let high = maxTimeout, low > high { throw ValidationError("--default-timeout is more than --max-timeout") }
-        if let low = defaultMaxTurns, let high = maxTurnsLimit, low > high { throw ValidationError("--default-max-turns is more than --max-turns-limit") }
-        if let low = defaultBudgetUsd, let high = maxBudgetUsd, low > high { throw ValidationError("--default-budget-usd is more than --max-budget-usd") }
+        try Self.checkDefault(defaultTimeout, "--default-timeout", within: maxTimeout, "--max-timeout")
+        try Self.checkDefault(defaultMaxTurns, "--default-max-turns", within: maxTurnsLimit, "--max-turns-limit")
+        try Self.checkDefault(defaultBudgetUsd, "--default-budget-usd", within: maxBudgetUsd, "--max-budget-usd")
         policy.defaultTimeoutSeconds = defaultTimeout
         policy.maxTimeoutSeconds = maxTimeout
         policy.defaultMaxTurns = defaultMaxTurns

@@ -18,9 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
+from suite_runner import collect_tests, run_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -289,19 +291,7 @@ def test_ask_unanswered_gets_the_operators_default_in_time():
 
 
 def main():
-    pattern = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
-    tests = [(name, function) for name, function in globals().items() if name.startswith("test_") and pattern in name]
-    failures = 0
-    for name, function in tests:
-        started = time.monotonic()
-        try:
-            function()
-            print(f"ok    {name} ({time.monotonic() - started:.1f} s)", flush=True)
-        except Exception:
-            failures += 1
-            print(f"FAIL  {name}\n{traceback.format_exc()}", flush=True)
-    print(f"{len(tests) - failures} passed, {failures} failed")
-    sys.exit(1 if failures else 0)
+    run_tests(collect_tests(globals()))
 
 
 if __name__ == "__main__":

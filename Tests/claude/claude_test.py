@@ -24,13 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from fake_messages_api import FakeMessagesAPI  # noqa: E402
 from scenarios import SCENARIOS, scenario  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+from suite_runner import collect_tests, run_tests  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BINARY = os.environ.get("AGENTGATE_BIN", os.path.join(ROOT, ".build", "debug", "agentgate"))
@@ -474,28 +476,14 @@ def main():
     if "--record" in sys.argv:
         record()
         return
-    pattern = sys.argv[sys.argv.index("-k") + 1] if "-k" in sys.argv else ""
     tests = []
     for sc in SCENARIOS:
         tests.append((f"exec {sc['name']}", lambda sc=sc: run_exec(sc)))
         tests.append((f"serve {sc['name']}", lambda sc=sc: run_serve(sc)))
-    for name, function in list(globals().items()):
-        if name.startswith("test_"):
-            tests.append((name, function))
-    tests = [(name, function) for name, function in tests if pattern in name]
+    tests += collect_tests(globals())
     print(f"claude {subprocess.run([CLAUDE, '--version'], capture_output=True, text=True).stdout.strip()}, "
           f"{subprocess.run([WEBSOCAT, '--version'], capture_output=True, text=True).stdout.strip()}")
-    failures = 0
-    for name, function in tests:
-        started = time.monotonic()
-        try:
-            function()
-            print(f"ok    {name} ({time.monotonic() - started:.1f} s)", flush=True)
-        except Exception:
-            failures += 1
-            print(f"FAIL  {name}\n{traceback.format_exc()}", flush=True)
-    print(f"{len(tests) - failures} passed, {failures} failed")
-    sys.exit(1 if failures else 0)
+    run_tests(tests)
 
 
 if __name__ == "__main__":

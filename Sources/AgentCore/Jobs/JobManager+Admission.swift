@@ -190,10 +190,8 @@ extension JobManager {
 
     /// A queued job's end without having run: said, recorded, completed.
     private func endUnrun(_ id: String, _ lifecycle: JobLifecycle, reason: KillReason, said: String) {
-        emit(id, .log(LogLine(.system, .info, said)))
         update(id) {
             $0.status = lifecycle.status
-            $0.endedAt = WallClock.milliseconds()
             $0.queuePosition = nil
             $0.queueReason = nil
             $0.result = .object([
@@ -202,10 +200,7 @@ extension JobManager {
             // Planned, never made: nothing to review.
             if $0.worktree?.state == .preparing { $0.worktree?.state = .discarded }
         }
-        emit(id, .completed(jobsByID[id]!))
-        persist(id)
-        flushLogs()
-        store.events.close(job: id)
+        endWithoutRunning(id, saying: LogLine(.system, .info, said))
         store.deleteRequest(id)
     }
 

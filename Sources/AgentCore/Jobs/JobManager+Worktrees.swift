@@ -122,23 +122,17 @@ extension JobManager {
             case .announceCompleted:
                 // Killed while its worktree was made: it ends without having run.
                 preparing[id] = nil
-                emit(id, .log(LogLine(.system, .info, "stopped before its agent started: it changed nothing")))
                 update(id) {
                     // Made but never worked in: nothing to review, so nothing holds it back.
                     $0.worktree?.recordNothing()
                     $0.status = waiting.lifecycle.status
-                    $0.endedAt = WallClock.milliseconds()
                     $0.result = .object([.init("isError", .bool(true)), .init("endReason", .string(waiting.lifecycle.killReason?.endReason ?? "killed"))])
                     if $0.worktree?.headCommit != nil {
                         $0.result = $0.result?.setting("diff", to: WorktreeDiff(files: [], patchBytes: 0, truncated: false, capBytes: configuration.maxDiffBytes).json)
                     }
                 }
                 if jobsByID[id]?.worktree?.headCommit != nil { _ = FileManager.default.createFile(atPath: diffPath(id), contents: nil) }
-                emit(id, .completed(jobsByID[id]!))
-                persist(id)
-                flushLogs()
-                store.events.close(job: id)
-                releaseAdmission(id)
+                endWithoutRunning(id, saying: LogLine(.system, .info, "stopped before its agent started: it changed nothing"))
             case .signalGroup, .cancelHook, .finalize:
                 break
             }

@@ -661,7 +661,14 @@ public final class JobManager {
             $0.errorTail = reason
         }
         if actions.contains(.announceStarted) { emit(id, .started(jobsByID[id]!)) }
-        emit(id, .log(LogLine(.system, .error, reason)))
+        endWithoutRunning(id, saying: LogLine(.system, .error, reason))
+    }
+
+    /// The end of a job whose agent never ran (it could not start, was cancelled while queued,
+    /// or stopped while its worktree was made), its record already saying how it ended: the
+    /// last line says why, then `job:completed`; its record, log and slot are closed.
+    func endWithoutRunning(_ id: String, saying line: LogLine) {
+        emit(id, .log(line))
         update(id) { $0.endedAt = WallClock.milliseconds() }
         emit(id, .completed(jobsByID[id]!))
         persist(id)

@@ -196,7 +196,7 @@ extension SubscriptionHub {
                 sendGap(viewer, job: job.id, gap!)
             }
         }
-        let outcome = subscription.cursor.replayed(through: through, gap: replay.gap ?? gap, sawLast: sawLast, lastSeq: job.lastSeq)
+        let outcome = subscription.cursor.replayed(through: through, gap: replay.gap ?? gap, sawLast: sawLast, lastSeq: job.lastSeq, jobEnded: job.status.isFinished)
         if replay.isLast || outcome != .behind { endReplay(viewer) }
         switch outcome {
         case .ended: return end(viewer)
@@ -217,7 +217,7 @@ extension SubscriptionHub {
             let replay = EventWire.replay(slice, framing: viewer.framing(rawEvents: subscription.rawEvents), compressor: compressor)
             if let gap = replay.gap { sendGap(viewer, job: job.id, gap) }
             write(replay, job: job.id, to: viewer)
-            switch subscription.cursor.replayed(through: replay.through, gap: replay.gap, sawLast: replay.sawLast, lastSeq: job.lastSeq) {
+            switch subscription.cursor.replayed(through: replay.through, gap: replay.gap, sawLast: replay.sawLast, lastSeq: job.lastSeq, jobEnded: job.status.isFinished) {
             case .ended: return end(viewer)
             case .current: sendPartial(subscription)
             case .behind: break

@@ -21,7 +21,7 @@ struct CommandBuilderTests {
         let spec = try build(LaunchRequest(provider: "claude", prompt: "fix it", model: "opus", resumeSession: "abc", maxTurns: 3))
         #expect(spec.arguments == [
             "/bin/claude", "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
-            "--model=opus", "--resume=abc", "--max-turns=3",
+            "--replay-user-messages", "--model=opus", "--resume=abc", "--max-turns=3",
         ])
         // A user message, one line: stdin stays open for follow-ups (a conversation).
         #expect(spec.stdin == #"{"type":"user","message":{"role":"user","content":[{"type":"text","text":"fix it"}]}}"# + "\n")

@@ -19,11 +19,11 @@ import Testing
         let r4 = cursor.live(seq: 12, isLast: false, flowing: true)
         #expect(r4 == .skip)
         // The slice covered 1…10; the job is at 12 now: read again.
-        let r5 = cursor.replayed(through: 10, gap: nil, sawLast: false, lastSeq: 12)
+        let r5 = cursor.replayed(through: 10, gap: nil, sawLast: false, lastSeq: 12, jobEnded: true)
         #expect(r5 == .behind)
         let r6 = cursor.nextRead()
         #expect(r6 == 10)
-        let r7 = cursor.replayed(through: 12, gap: nil, sawLast: false, lastSeq: 12)
+        let r7 = cursor.replayed(through: 12, gap: nil, sawLast: false, lastSeq: 12, jobEnded: true)
         #expect(r7 == .current)
         // Current: the next event goes straight out, once.
         let r8 = cursor.live(seq: 12, isLast: false, flowing: true)
@@ -50,7 +50,7 @@ import Testing
         #expect(r11 == .skip)  // 6 first, from the store
         let r12 = cursor.nextRead()
         #expect(r12 == 5)
-        let r13 = cursor.replayed(through: 7, gap: nil, sawLast: false, lastSeq: 7)
+        let r13 = cursor.replayed(through: 7, gap: nil, sawLast: false, lastSeq: 7, jobEnded: true)
         #expect(r13 == .current)
         let r14 = cursor.live(seq: 8, isLast: false, flowing: true)
         #expect(r14 == .send)
@@ -75,17 +75,21 @@ import Testing
 
         var replayed = JobCursor(since: 0, lastSeq: 40, endsWithJob: true)
         _ = replayed.nextRead()
-        let r19 = replayed.replayed(through: 40, gap: nil, sawLast: true, lastSeq: 40)
+        let r19 = replayed.replayed(through: 40, gap: nil, sawLast: true, lastSeq: 40, jobEnded: true)
         #expect(r19 == .ended)
 
         // A job continued by a follow-up has an earlier run's end in its log: a replay
         // passes it and goes on to the job's last event.
         var continued = JobCursor(since: 0, lastSeq: 60, endsWithJob: true)
         _ = continued.nextRead()
-        let r19b = continued.replayed(through: 45, gap: nil, sawLast: true, lastSeq: 60)
+        let r19b = continued.replayed(through: 45, gap: nil, sawLast: true, lastSeq: 60, jobEnded: true)
         #expect(r19b == .behind && continued.state == .behind && continued.lastSent == 45)
+        // Caught up with a run under way: the earlier run's end does not end the stream.
+        var running = JobCursor(since: 0, lastSeq: 50, endsWithJob: true)
+        _ = running.nextRead()
+        #expect(running.replayed(through: 50, gap: nil, sawLast: true, lastSeq: 50, jobEnded: false) == .current)
         _ = continued.nextRead()
-        #expect(continued.replayed(through: 60, gap: nil, sawLast: true, lastSeq: 60) == .ended)
+        #expect(continued.replayed(through: 60, gap: nil, sawLast: true, lastSeq: 60, jobEnded: true) == .ended)
 
         // A `/ws` viewer keeps its connection when a job ends.
         var multi = JobCursor(since: 0, lastSeq: 0, endsWithJob: false)
@@ -109,7 +113,7 @@ import Testing
     @Test func aGapMovesTheCursorPastTheMissingSeqs() {
         var cursor = JobCursor(since: 3, lastSeq: 20, endsWithJob: false)
         _ = cursor.nextRead()
-        let r24 = cursor.replayed(through: nil, gap: 4...9, sawLast: false, lastSeq: 20)
+        let r24 = cursor.replayed(through: nil, gap: 4...9, sawLast: false, lastSeq: 20, jobEnded: true)
         #expect(r24 == .behind)
         #expect(cursor.lastSent == 9)
         let r25 = cursor.nextRead()

@@ -102,6 +102,35 @@ struct StreamEndTests {
         #expect(closeCode == .normalClosure)
     }
 
+    /// A job continued by a follow-up has its first run's `job:completed` in its log: a
+    /// stream opened while the next run is under way replays past it and ends at the job's
+    /// real end (it used to end as soon as it caught up, mid-run).
+    @Test func aStreamOpenedDuringAContinuedRunEndsAtTheJobsLastEnd() throws {
+        let gateway = try RunningGateway()
+        defer { gateway.stop() }
+        let script = #"echo '{"type":"system","subtype":"init","session_id":"s1","model":"fake"}'; "#
+            + #"case "$*" in *--resume=s1*) i=0; while [ $i -lt 15 ]; do echo "resumed step $i"; sleep 0.1; i=$((i+1)); done ;; *) echo first ;; esac; "#
+            + #"echo '{"type":"result","subtype":"success","is_error":false,"num_turns":1,"result":"ok","session_id":"s1"}'"#
+        let id = try launch(gateway, script: script)
+        let first = Self.waitForEnd(gateway, id)
+        #expect(first > 0)
+        let sent = try gateway.request("POST", "/api/agents/jobs/\(id)/messages", body: #"{"text":"more"}"#)
+        #expect(sent.status == 202 && sent.json["resumed"] as? Bool == true)
+        usleep(400_000)
+        let client = try RawClient(port: gateway.port, timeoutSeconds: 10)
+        try client.handshake(path: "/ws/jobs/\(id)?format=json&since=0", headers: [("Authorization", "Bearer \(RunningGateway.token)")])
+        let (seqs, _, closeCode) = Self.readUntilClosed(client)
+        let job = try #require(try gateway.request("GET", "/api/agents/jobs/\(id)").json["job"] as? [String: Any])
+        let lastSeq = try #require(job["lastSeq"] as? Int)
+        #expect(job["status"] as? String == "done" && lastSeq > first + 15)
+        // Every stored event but the agent's raw ones (not asked for), once, in order.
+        let events = try #require(try gateway.request("GET", "/api/agents/jobs/\(id)/events?limit=1000").json["events"] as? [[String: Any]])
+        let wanted = events.filter { $0["type"] as? String != "job:event" }.compactMap { $0["seq"] as? Int }
+        #expect(seqs == wanted && seqs.last == lastSeq)
+        #expect(events.filter { $0["type"] as? String == "job:completed" }.count == 2)
+        #expect(closeCode == .normalClosure)
+    }
+
     @Test func aViewerThatStopsReadingIsToldItLaggedRightBehindWholeFrames() throws {
         let gateway = try Self.slowViewerGateway(lagMilliseconds: 300)
         defer { gateway.stop() }

@@ -366,6 +366,42 @@ def test_a_follow_up_reaches_the_running_cli_and_the_job_ends_after_it():
             sandbox.close()
 
 
+def test_two_follow_ups_sent_during_one_turn_are_answered_together_and_the_job_ends():
+    """The CLI takes messages sent during a turn together, as one next turn (it echoes them,
+    --replay-user-messages): both are answered by that turn, and the job ends after it."""
+    script = [
+        {"text_deltas": ["Working"] + ["."] * 40 + ["\n"], "delay": 0.05},
+        {"match": "second thing", "text": "Both done."},
+    ]
+    with FakeMessagesAPI(script) as api:
+        sandbox = Sandbox(api)
+        server = Serve(sandbox)
+        try:
+            job = server.launch(sandbox.cwd)
+            deadline = time.monotonic() + 30
+            # Its first turn has begun (the CLI said which session); its answer takes 2 s.
+            while not any(e["type"] == "job:log" and e["text"].startswith("session ")
+                          for e in server.api("GET", f"/api/agents/jobs/{job}/events?limit=1000")["events"]):
+                assert time.monotonic() < deadline, "the first turn never began"
+                time.sleep(0.05)
+            for text in ("first thing", "second thing"):
+                sent = subprocess.run([BINARY, "send", job, text, "--server", server.url], env={**sandbox.env, "AGENTGATE_TOKEN": TOKEN},
+                                      capture_output=True, text=True, timeout=30)
+                assert sent.returncode == 0, sent.stderr
+            while server.api("GET", f"/api/agents/jobs/{job}")["job"]["status"] != "done":
+                assert time.monotonic() < deadline + 30, server.api("GET", f"/api/agents/jobs/{job}")["job"]
+                time.sleep(0.1)
+            final = server.api("GET", f"/api/agents/jobs/{job}")["job"]
+            assert final["messages"] == 2 and final["answered"] == 3 and final["result"]["text"] == "Both done.", final
+            # One turn for both: the model saw them in one request.
+            assert api.served == 2, api.served
+            last = FakeMessagesAPI.last_user_text(api.requests[-1])
+            assert "first thing" in last and "second thing" in last, last
+        finally:
+            server.close()
+            sandbox.close()
+
+
 def continue_finished_job(server, sandbox, api, job, first):
     """A follow-up to the finished job: the real CLI resumes the job's session (`--resume`) as
     the job's next run. The model sees the whole conversation, the job runs and ends again

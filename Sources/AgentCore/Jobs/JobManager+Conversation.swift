@@ -69,10 +69,12 @@ extension JobManager {
         stopAcceptingMessages(id)
     }
 
-    /// The messages its agent has answered (the prompt counted): Claude Code's results, an
-    /// ACP agent's prompt responses.
+    /// The messages its agent has answered (the prompt counted): those Claude Code echoed as
+    /// taken into turns that ended (it merges messages sent during a turn into one next turn),
+    /// an ACP agent's prompt responses, else one per result.
     func answered(_ runner: RunningJob) -> Int {
-        runner.answeredBefore + runner.interpreter.formatter.report.resultCount
+        let formatter = runner.interpreter.formatter
+        return runner.answeredBefore + (formatter.messagesAnswered ?? formatter.report.resultCount)
     }
 
     func stopAcceptingMessages(_ id: String) {

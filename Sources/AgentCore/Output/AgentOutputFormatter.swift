@@ -23,6 +23,10 @@ public protocol AgentOutputFormatter: Sendable {
     /// The agent has answered every message it was given (its turn ended with nothing left
     /// running in the background): a conversation's stdin can be closed so that it ends.
     var answeredEveryMessage: Bool { get }
+    /// The user messages the agent has answered, when it says which it took (Claude Code with
+    /// `--replay-user-messages` echoes each turn's messages, and merges those sent during a
+    /// turn into the next one); nil: one message per `result` (`report.resultCount`).
+    var messagesAnswered: Int? { get }
     /// The run continues a job whose log shows its earlier turns already: a session the agent
     /// replays when it is loaded (ACP `session/load`) is not shown again.
     mutating func continuesJob()
@@ -35,6 +39,7 @@ extension AgentOutputFormatter {
     public var sessionId: String? { report.sessionId }
     public var reportsCostAsRunningTotal: Bool { false }
     public var answeredEveryMessage: Bool { false }
+    public var messagesAnswered: Int? { nil }
     public mutating func continuesJob() {}
 }
 

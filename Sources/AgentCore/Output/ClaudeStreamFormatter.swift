@@ -35,6 +35,12 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
     /// Background subagents started and not yet reported done, by task id.
     private var backgroundTasks: [String: String] = [:]
     private var turnsStarted = 0
+    /// The user's messages the CLI echoed (`isReplay`) as it took them into a turn, and how
+    /// many of them had been taken when the last turn ended.
+    private var messagesTaken = 0
+    private var sawReplay = false
+    private var messagesAnsweredAtResult = 0
+    public var messagesAnswered: Int? { sawReplay ? messagesAnsweredAtResult : nil }
     private var summaryOwed = false
     /// The text of an API error the CLI reported as a synthetic assistant message: shown once,
     /// in the summary line, not as prose.
@@ -271,8 +277,15 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
     // MARK: user (tool results)
 
     private mutating func user(_ event: JSONValue) -> [LogLine] {
-        let prefix = Self.prefix(event)
         let content = event["message"]?["content"]
+        if event["isReplay"]?.boolValue == true {
+            // Our own messages, echoed as the CLI takes them (several sent during one turn
+            // come back as one, a text block each): the log shows each as it was sent.
+            sawReplay = true
+            messagesTaken += content?.stringValue != nil ? 1 : (content?.arrayValue ?? []).filter { $0["type"]?.stringValue == "text" }.count
+            return []
+        }
+        let prefix = Self.prefix(event)
         if let text = content?.stringValue {
             return LogLine.lines(.info, text, prefix: prefix + "» ")
         }
@@ -328,6 +341,7 @@ public struct ClaudeStreamFormatter: AgentOutputFormatter {
 
     private mutating func result(_ event: JSONValue) -> [LogLine] {
         report.resultCount += 1
+        messagesAnsweredAtResult = messagesTaken
         let subtype = event["subtype"]?.stringValue
         // is_error is authoritative: a bad model reports subtype "success" with is_error true.
         let isError = event["is_error"]?.boolValue ?? (subtype.map { $0 != "success" } ?? false)

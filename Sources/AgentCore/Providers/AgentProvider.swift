@@ -86,9 +86,10 @@ public struct AgentProvider: Sendable {
     static let maxBudget = LaunchField("maxBudgetUsd", .number(0.01...100_000), "stop once the run's reported cost reaches this many US dollars")
 
     /// `claude -p --input-format stream-json --output-format stream-json --verbose
-    /// --include-partial-messages`, the prompt on stdin as a user message. Stdin stays open:
-    /// follow-up messages reach the running CLI the same way, and it ends once it answered
-    /// them all (its stdin is closed then). Partial messages let viewers see text while it
+    /// --include-partial-messages --replay-user-messages`, the prompt on stdin as a user
+    /// message. Stdin stays open: follow-up messages reach the running CLI the same way, and it
+    /// ends once it answered them all (its stdin is closed then); the CLI echoes the messages
+    /// it takes into each turn, which says when that is (it merges those sent mid-turn). Partial messages let viewers see text while it
     /// streams (`job:partial`). Values go as `--flag=value`, so none can be taken for a flag
     /// of its own.
     public static let claude = AgentProvider(
@@ -99,7 +100,7 @@ public struct AgentProvider: Sendable {
         let request = context.request
         var arguments = [
             context.executable, "-p", "--input-format", "stream-json", "--output-format", "stream-json", "--verbose",
-            "--include-partial-messages",
+            "--include-partial-messages", "--replay-user-messages",
         ]
         if let model = request.model { arguments.append("--model=\(model)") }
         if let effort = request.effort { arguments.append("--effort=\(effort)") }

@@ -89,12 +89,12 @@ struct JobCursor: Equatable {
 
     /// A slice went out: events through `through` (nil: none), after saying `gap` was
     /// missing; `sawLast`: it held a `job:completed`. That ends a stream that ends with its
-    /// job only when it is the job's last event: a job continued by a follow-up has the
-    /// `job:completed` of each earlier run in its log.
-    mutating func replayed(through: Int?, gap: ClosedRange<Int>?, sawLast: Bool, lastSeq: Int) -> Outcome {
+    /// job only when it is the job's last event and the job has ended (`jobEnded`): a job
+    /// continued by a follow-up has the `job:completed` of each earlier run in its log.
+    mutating func replayed(through: Int?, gap: ClosedRange<Int>?, sawLast: Bool, lastSeq: Int, jobEnded: Bool) -> Outcome {
         if let gap, gap.upperBound > lastSent { lastSent = gap.upperBound }
         if let through, through > lastSent { lastSent = through }
-        if sawLast, endsWithJob, lastSent >= lastSeq {
+        if sawLast, endsWithJob, jobEnded, lastSent >= lastSeq {
             state = .ended
             return .ended
         }

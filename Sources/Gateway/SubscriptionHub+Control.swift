@@ -40,9 +40,9 @@ extension SubscriptionHub {
         case .granted:
             sendControl(viewer, Self.ack(request, controlMembers(job, viewer)))
             presenceChanged(job)
-        case .asked(let holder):
+        case .asked(let holder, let new):
             sendControl(viewer, Self.ack(request, controlMembers(job, viewer) + [.init("asked", true)]))
-            if let holderViewer = connections[holder] {
+            if new, let holderViewer = connections[holder] {
                 sendControl(holderViewer, .object(["type": "control_request", "job": .string(job), "from": .int(viewer.connection)]))
             }
         }

@@ -317,6 +317,10 @@ final class LogPrinter {
             // The question and its answer are in the agent's lines; this says how to answer.
             guard answer == nil else { return nil }
             let ids = (options.arrayValue ?? []).compactMap { $0["optionId"]?.stringValue }
+            // Replayed after its time was up (a finished job's log): nothing to type any more.
+            if let expiresAt, expiresAt <= WallClock.milliseconds() {
+                return "[agentgate] permission question \(request): its time is up (the operator's default answers it)"
+            }
             let wait = expiresAt.map { " within \(max(0, ($0 - WallClock.milliseconds() + 999) / 1_000)) s" } ?? ""
             return "[agentgate] answer\(wait) with: agentgate answer \(event.jobId) \(request) <\(ids.joined(separator: "|"))>"
         case .status(let job):

@@ -130,6 +130,15 @@ struct ContinuationEngineTests {
             guard case .cannotContinue(let launch) = error else { Issue.record("\(error)"); return }
             #expect(launch.message.contains("no session"))
         }
+        // A session id no resume could take (an agent may report anything): not continuable,
+        // and kept at most 256 bytes long.
+        for reported in ["--help", "../../x", String(repeating: "s", count: 10_000)] {
+            let odd = try harness.launch(
+                script: #"read -r line; echo '{"type":"result","subtype":"success","is_error":false,"result":"x","session_id":"\#(reported)"}'"#)
+            let done = try #require(harness.waitForCompletion(odd.id))
+            #expect(done.acceptsMessages == false && (done.sessionId?.utf8.count ?? 0) <= 256 && done.sessionId?.isEmpty == false)
+            #expect(throws: JobManager.MessageError.self) { try harness.manager.sendMessage(odd.id, text: "more") }
+        }
         // The server at its cap: the follow-up is refused, not queued, and nothing changed.
         let job = try harness.launch(script: Self.resumingAgent(harness.scratch), prompt: "one")
         let first = try #require(harness.waitForCompletion(job.id))

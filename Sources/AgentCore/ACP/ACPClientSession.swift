@@ -144,7 +144,13 @@ public struct ACPClientSession: Sendable {
             guard let id = message["id"] else { return [.record(message)] }  // a notification
             return [.record(message), agentRequest(method, id: id, message["params"])]
         }
-        guard let id = message["id"]?.intValue else { return [.record(message)] }
+        // A response to a request agentgate did not make (or no longer waits for) is not put
+        // in the transcript: an agent could answer its own permission question there, and the
+        // log would show an answer nobody gave (attacker trial).
+        guard let id = message["id"]?.intValue, awaits(id) else {
+            let shown = message["id"].map { String(JSONWriter.string($0).prefix(64)) } ?? "none"
+            return [.note("the agent answered a request agentgate did not make (id \(shown)): left out of the transcript")]
+        }
         var actions: [Action] = [.record(message)]
         let error = message["error"]
         switch id {
@@ -175,6 +181,11 @@ public struct ACPClientSession: Sendable {
             break
         }
         return actions
+    }
+
+    /// Whether a response with this id answers a request the client waits on.
+    private func awaits(_ id: Int) -> Bool {
+        (id == initializeID && phase == .initializing) || (id == sessionRequestID && phase == .openingSession) || id == promptID
     }
 
     /// The agent asks something of the client: a permission (answered by the policy), or a

@@ -12,9 +12,10 @@ import Foundation
 /// profile's template wrapped the first prompt only).
 extension JobManager {
     /// Whether a finished job can be continued by a follow-up: its agent resumes sessions
-    /// and reported one, it has not had its fill, and its worktree (if any) was not discarded.
+    /// and reported one that can be resumed (an agent may report anything), it has not had its
+    /// fill, and its worktree (if any) was not discarded.
     func mayContinue(_ job: Job) -> Bool {
-        guard job.status.isFinished, job.sessionId != nil, job.messages < Self.maxMessagesPerJob,
+        guard job.status.isFinished, let session = job.sessionId, LaunchField.isSessionID(session), job.messages < Self.maxMessagesPerJob,
             AgentProvider.named(job.provider)?.field(AgentProvider.resumeSession.name) != nil
         else { return false }
         return job.worktree.map { $0.state != .discarded } ?? true

@@ -136,6 +136,8 @@ extension JobManager {
         } else if message["method"] == nil, let outcome = message["result"]?["outcome"], runner.questions.removeValue(forKey: key) != nil {
             let answer = outcome["outcome"]?.stringValue == "selected" ? outcome["optionId"]?.stringValue ?? "selected" : "cancelled"
             emit(id, .permission(request: key, title: "", options: .array([]), expiresAt: nil, answer: answer))
+            // The last thing the agent waited for: a turn that ended meanwhile ends the job.
+            closeInputIfAnswered(id, runner)
         }
     }
 
@@ -183,6 +185,7 @@ extension JobManager {
         _ = runner.process.sendInput(JSONWriter.serialize(response) + [0x0A])
         emit(id, .log(LogLine(.system, .info, "permission for \(question.title): \(allow ? "allowed" : "denied") by \(whom)")))
         if asked { emit(id, .permission(request: request, title: "", options: .array([]), expiresAt: nil, answer: allow ? "allow" : "deny")) }
+        closeInputIfAnswered(id, runner)
     }
 
     /// Events read back, at most, for the questions a re-attached job had open.

@@ -776,9 +776,11 @@ public final class JobManager {
         let sessionId = runner.interpreter.sessionId
         if sessionId != nil, sessionId != runner.recordedSessionId {
             runner.recordedSessionId = sessionId
-            if jobsByID[id]?.sessionId != sessionId {
+            // As the agent said it, within reason: it goes with every job summary.
+            let kept = sessionId.map { $0.utf8.count <= Self.maxSessionIdBytes ? $0 : String(decoding: $0.utf8.prefix(Self.maxSessionIdBytes), as: UTF8.self) }
+            if jobsByID[id]?.sessionId != kept {
                 update(id) {
-                    $0.sessionId = sessionId
+                    $0.sessionId = kept
                     if $0.model == nil { $0.model = runner.interpreter.report.model }
                 }
                 persist(id)
@@ -1136,6 +1138,9 @@ public final class JobManager {
         }
         for (id, error) in failures { storageFailed(id, error) }
     }
+
+    /// Bytes of the session id an agent reports that are kept (a resumable one has at most 200).
+    static let maxSessionIdBytes = 256
 
     /// Writes a cursor at the start of the spools into job `id`'s log now: a new run's spools
     /// start empty, and a server that stops before the run's first events must not read them

@@ -18,8 +18,9 @@ struct JobControl {
     enum Answer: Equatable {
         /// Nobody held it (or the asker did): the asker controls the job now.
         case granted
-        /// Someone else holds it: the asker waits, and the holder is told.
-        case asked(holder: Connection)
+        /// Someone else holds it: the asker waits; the holder is told the first time it asks
+        /// (`new`), not again for each repeat (a viewer flooding asks must not flood the holder).
+        case asked(holder: Connection, new: Bool)
     }
 
     private(set) var jobs: [String: State] = [:]
@@ -48,8 +49,9 @@ struct JobControl {
             state.asking.removeAll { $0 == connection }
             return .granted
         }
-        if !state.asking.contains(connection), state.asking.count < Self.maxAsking { state.asking.append(connection) }
-        return .asked(holder: holder)
+        let new = !state.asking.contains(connection) && state.asking.count < Self.maxAsking
+        if new { state.asking.append(connection) }
+        return .asked(holder: holder, new: new)
     }
 
     /// The controller gives control to `to` (who must be watching: `isWatching`). False when

@@ -54,7 +54,7 @@ struct CommandLineTests {
             printed = files.read("out") ?? ""
         }
         #expect(process.isRunning, "the first line came only when the job ended")
-        #expect(printed.contains("args=-p --input-format stream-json --output-format stream-json --verbose --include-partial-messages --resume=abc-123 --max-turns=3 note=hello"), "\(printed)")
+        #expect(printed.contains("args=-p --input-format stream-json --output-format stream-json --verbose --include-partial-messages --replay-user-messages --resume=abc-123 --max-turns=3 note=hello"), "\(printed)")
         #expect(!printed.contains("second"))
         #expect(process.wait() == 0)
         #expect(files.read("out")?.contains("second") == true)

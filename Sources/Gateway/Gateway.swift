@@ -278,8 +278,13 @@ public final class Gateway {
             // maxima, so a client can offer what this server accepts.
             let limits = manager.admission.limits
             let budgets = manager.configuration.budgets
+            func caps(_ named: [String: Int]) -> JSONValue? {
+                named.isEmpty ? nil : .object(named.sorted { $0.key < $1.key }.map { .init($0.key, .int($0.value)) })
+            }
             members.append(.init("admission", .object([
                 "maxRunning": limits.maxRunning.map(JSONValue.int), "maxQueued": .int(limits.maxQueued),
+                "maxRunningPerProvider": caps(limits.maxPerProvider), "maxRunningPerWorkspace": limits.maxPerWorkspace.map(JSONValue.int),
+                "maxRunningPerProject": limits.maxPerProject.map(JSONValue.int), "maxRunningInProject": caps(limits.maxPerNamedProject),
                 "maxPriority": .int(manager.configuration.maxPriority),
                 "defaultTimeoutSeconds": budgets.defaultTimeoutSeconds.map(JSONValue.int), "maxTimeoutSeconds": budgets.maxTimeoutSeconds.map(JSONValue.int),
                 "defaultMaxTurns": budgets.defaultMaxTurns.map(JSONValue.int), "maxTurnsLimit": budgets.maxMaxTurns.map(JSONValue.int),

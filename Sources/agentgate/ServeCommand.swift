@@ -263,7 +263,7 @@ struct ServeCommand: ParsableCommand {
             do {
                 let profiles = try admission.loadProfiles()
                 manager.configuration.profiles = profiles
-                reloadLog.value.logger.notice("profiles reloaded: \(profiles.keys.sorted().joined(separator: ", "))")
+                reloadLog.value.logger.notice("profiles reloaded: \(profiles.isEmpty ? "none (the file names no profile)" : profiles.keys.sorted().joined(separator: ", "))")
             } catch {
                 reloadLog.value.logger.error("profiles not reloaded, the old ones stay: \(error)")
             }

@@ -159,7 +159,9 @@ struct ProfileCommandTests {
     @Test func profilesAreListedLaunchedAndReloadedOnSIGHUP() throws {
         let files = TemporaryDirectory("agentgate-profiles")
         files.write("profiles.json", #"{"profiles": {"review": {"provider": "claude", "model": "opus", "permissionMode": "plan", "description": "Read-only review", "prompt": "Review: {{prompt}}"}, "lint": {"provider": "claude", "prompt": "Run the linter."}}}"#)
-        let server = try ServerProcess(extra: ["--profiles", files.path + "/profiles.json", "--max-timeout", "60"])
+        let server = try ServerProcess(extra: [
+            "--profiles", files.path + "/profiles.json", "--max-timeout", "60", "--max-running-per-provider", "claude=3", "--max-running-in-project", "web=1",
+        ])
         func client(_ arguments: [String]) throws -> (Int32, String, String) { try ClientProcess(arguments, server: server).finish() }
 
         let (_, listed, _) = try client(["capabilities"])
@@ -170,6 +172,8 @@ struct ProfileCommandTests {
         let admission = try #require(capabilities["admission"] as? [String: Any])
         #expect(admission["maxTimeoutSeconds"] as? Int == 60 && admission["maxPriority"] as? Int == 10, "\(admission)")
         #expect(admission["defaultTimeoutSeconds"] == nil && admission["maxBudgetUsd"] == nil, "unset: absent \(admission)")
+        #expect((admission["maxRunningPerProvider"] as? [String: Int]) == ["claude": 3] && (admission["maxRunningInProject"] as? [String: Int]) == ["web": 1])
+        #expect(admission["maxRunningPerWorkspace"] == nil, "unset: absent \(admission)")
         let (status, out, err) = try client(["run", "--profile", "review", "the auth module", "--detach"])
         #expect(status == 0, "\(err)")
         let id = out.trimmingCharacters(in: .whitespacesAndNewlines)

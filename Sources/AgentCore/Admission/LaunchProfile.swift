@@ -39,6 +39,9 @@ public struct LaunchProfile: Sendable, Equatable {
     ]
     static let ownFields: Set<String> = ["description", "provider", "permissionMode", "codexSandbox", "env", "allowEnv", "prompt"]
 
+    /// Profiles a file may name, at most.
+    public static let maxProfiles = 256
+
     /// Profile names: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
     public static func isValidName(_ name: String) -> Bool {
         LaunchRequest.isProjectName(name) && name.utf8.count <= 64
@@ -62,6 +65,8 @@ public struct LaunchProfile: Sendable, Equatable {
         guard case .object(let top) = value, top.allSatisfy({ $0.key == "profiles" }), case .object(let entries)? = value["profiles"] else {
             throw FileError(message: "expected {\"profiles\": {\"NAME\": {…}, …}}")
         }
+        // Parsed on the loop at each SIGHUP and listed in every capabilities answer.
+        guard entries.count <= maxProfiles else { throw FileError(message: "\(entries.count) profiles; a file may name at most \(maxProfiles)") }
         var profiles: [String: LaunchProfile] = [:]
         for entry in entries {
             guard isValidName(entry.key) else { throw FileError(message: "profile name '\(entry.key)' must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$") }

@@ -86,6 +86,16 @@ extension JobManager {
     /// Starts an admitted job: its worktree first when it has one to make, else its agent.
     func begin(_ id: String, _ spec: LaunchSpec, lifecycle start: JobLifecycle) {
         var lifecycle = start
+        update(id) {
+            $0.status = lifecycle.status
+            $0.admittedAt = WallClock.milliseconds()
+            $0.queuePosition = nil
+            $0.queueReason = nil
+        }
+        // Recorded as admitted before its agent can exist: a server killed from here on finds
+        // it starting (its supervisor, once spawned, re-attached), never queued to run again
+        // (attacker trial: a SIGKILL in this gap left an agent running that nobody counted).
+        persist(id)
         // Admitted: it is launched from its spec now, never again from its request (which is
         // kept, without its prompt, for a follow-up once it ended).
         if let stored = store.loadRequest(id) {
@@ -94,11 +104,6 @@ extension JobManager {
             } else {
                 store.deleteRequest(id)
             }
-        }
-        update(id) {
-            $0.admittedAt = WallClock.milliseconds()
-            $0.queuePosition = nil
-            $0.queueReason = nil
         }
         if let worktree = jobsByID[id]?.worktree, worktree.state == .preparing {
             let actions = lifecycle.handle(.isolate)

@@ -444,6 +444,12 @@ public final class JobManager {
         job.lastSeq = store.lastSeq(for: job.id)
         version += job.lastSeq
         job.status = .running
+        // Its supervisor, when the last server stopped before recording it.
+        if job.pid == nil, process.identity.pid > 0 {
+            job.pid = process.identity.pid
+            job.pgid = process.identity.pid
+            job.processStartTime = process.identity.startTime
+        }
         job.reattachCount += 1
         job.reattachedAt = WallClock.milliseconds()
         jobsByID[job.id] = job

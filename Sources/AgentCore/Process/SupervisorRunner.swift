@@ -58,8 +58,15 @@ public final class SupervisorRunner: JobRunner {
         let agent = AgentRecord.read(directory + "/agent.json")
         let sameBoot = agent.map { $0.bootId == ProcessIdentity.bootId() } ?? true
         let stopRequested = StopWithoutServer.wasRequested(in: directory)
-        if let pid = job.pid, let startTime = job.processStartTime, sameBoot {
-            let supervisor = ProcessIdentity(pid: pid, startTime: startTime)
+        var recorded = job.pid.flatMap { pid in job.processStartTime.map { ProcessIdentity(pid: pid, startTime: $0) } }
+        // The last server stopped between spawning the supervisor and recording it: the
+        // agent's record names its supervisor, checked as the agent's parent with this job's
+        // marker.
+        if recorded == nil, sameBoot, let agent, agent.identityHolds, let supervisor = agent.supervisor,
+            ProcessTable.entry(of: agent.pid)?.parent == supervisor, agent.carriesJobMarker(supervisor) {
+            recorded = ProcessIdentity.of(pid: supervisor)
+        }
+        if let supervisor = recorded, sameBoot {
             if supervisor.isAlive {
                 return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start), stopRequested: stopRequested)
             }

@@ -1,0 +1,48 @@
+import EventLoop
+import Foundation
+import Glibc
+import Testing
+import TestSupport
+
+@testable import AgentCore
+
+/// The server stopped after a job's supervisor was spawned and before the supervisor was
+/// recorded (attacker trial of issue 16: a SIGKILL while a queued job started left its agent
+/// running, counted by nobody, and the job marked failed). The job is recorded admitted before
+/// its agent can exist, and the next server finds the supervisor through the agent's record.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct AdmissionGapRestartTests {
+    @Test func aSupervisorTheLastServerDidNotRecordIsFoundThroughItsAgentsRecord() throws {
+        let agents = FakeAgents()
+        let data = TemporaryDirectory("agentgate-admission-gap")
+        let first = try ConversationEngineTests.engine(supervised: true, agents: agents, data: data)
+        defer { withExtendedLifetime(first) {} }
+        let gate = first.scratch.file("go")
+        let script = #"read -r line; echo before; while [ ! -e '\#(gate)' ]; do sleep 0.02; done; echo after; while read -r more; do :; done"#
+        let job = try first.launch("claude", script: script)
+        let agentRecord = data.path + "/jobs/\(job.id)/agent/agent.json"
+        #expect(first.spin(until: { FileManager.default.fileExists(atPath: agentRecord) && first.logLines(of: job.id).contains { $0.text == "before" } }))
+        first.manager.flushLogs()
+        let supervisor = try #require(first.manager.job(job.id)?.pid)
+        // As the record was when the server stopped: admitted, no supervisor yet.
+        var unrecorded = try #require(first.manager.job(job.id))
+        unrecorded.status = .starting
+        unrecorded.pid = nil
+        unrecorded.pgid = nil
+        unrecorded.processStartTime = nil
+        try first.store.save(unrecorded)
+
+        let second = try ConversationEngineTests.engine(supervised: true, agents: agents, data: data)
+        _ = try second.manager.recover()
+        #expect(second.manager.adopted.map(\.id) == [job.id])
+        #expect(second.manager.job(job.id)?.pid == supervisor && second.manager.job(job.id)?.status == .running)
+        #expect(second.manager.job(job.id)?.acceptsMessages == true, "its supervisor holds its stdin: messages still reach it")
+        first.scratch.write("go", "")
+        // Its stdin is closed when it answered (here: killed, as the fake never answers).
+        #expect(second.spin(until: { second.logLines(of: job.id).contains { $0.text == "after" } }))
+        try second.manager.kill(job.id)
+        let done = try #require(second.waitForCompletion(job.id))
+        #expect(done.status == .killed)
+        #expect(!processIsRunning(supervisor))
+    }
+}

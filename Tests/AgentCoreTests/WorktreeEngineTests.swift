@@ -206,6 +206,23 @@ import TestSupport
         #expect((try? gone.get())?.worktree?.state == .discarded && (try? gone.get())?.worktree?.appliedAs == "merge")
     }
 
+    /// A follow-up cancelled while it waited in the queue changed nothing: its record shows the
+    /// shared worktree as it is, and it can be deleted like any finished job.
+    @Test func aFollowUpCancelledWhileQueuedLeavesTheWorktreeAsItWas() throws {
+        let engine = try Self.harness { $0.admission.maxRunning = 1 }
+        let repository = GitRepository(files: ["notes.txt": "one\n"])
+        let first = try Self.finished(engine, try Self.launch(engine, "echo two >> notes.txt", cwd: repository.path).id)
+        let blocker = try Self.launch(engine, "sleep 30", cwd: repository.path, isolation: LaunchRequest.Isolation.none)
+        let follow = try Self.launch(engine, "echo three >> notes.txt", isolation: nil, worktreeOf: first.id)
+        #expect(follow.status == .queued && follow.worktree?.state == .active)
+        try engine.manager.kill(follow.id)
+        let cancelled = try Self.finished(engine, follow.id)
+        #expect(cancelled.status == .killed && cancelled.worktree == first.worktree, "\(String(describing: cancelled.worktree))")
+        try engine.manager.delete(follow.id)
+        try engine.manager.kill(blocker.id)
+        engine.waitForCompletion(blocker.id)
+    }
+
     @Test func aJobKilledWhileItsWorktreeIsMadeNeverRunsAndLeavesNothingToReview() throws {
         let engine = try Self.harness()
         let repository = GitRepository()

@@ -195,7 +195,12 @@ extension JobManager {
 
     /// A queued job's end without having run: said, recorded, completed.
     private func endUnrun(_ id: String, _ lifecycle: JobLifecycle, reason: KillReason, said: String) {
+        // A follow-up in an earlier job's worktree that never ran changed nothing: its copy of
+        // the worktree's record is the shared worktree as it is (not `active`, which would hold
+        // the job back from deletion as unreviewed work).
+        let shared = jobsByID[id]?.worktree.flatMap { own in own.owner == id ? nil : newestChange(of: own.owner) ?? jobsByID[own.owner]?.worktree }
         update(id) {
+            if let shared { $0.worktree = shared }
             $0.status = lifecycle.status
             $0.queuePosition = nil
             $0.queueReason = nil

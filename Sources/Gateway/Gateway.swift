@@ -162,9 +162,7 @@ public final class Gateway {
         do throws(APIError) {
             let body: JSONValue
             do { body = try JSONParser.parse(request.body) } catch { throw APIError.invalidJSON("\(error)") }
-            let text = try JobCommands.messageText(body)
-            let resumed = manager.job(id)?.status.isFinished == true
-            let seq = try commands.send(id, text: text)
+            let (seq, resumed) = try commands.send(id, text: try JobCommands.messageText(body))
             let job = manager.job(id).map(\.summaryJSON) ?? .null
             return .json(202, JSONWriter.serialize(.object(["job": job, "seq": .int(seq), "resumed": .bool(resumed)])))
         } catch {

@@ -25,11 +25,13 @@ struct JobCommands {
         return job
     }
 
-    /// Sends a user's message to a running job's agent (`POST …/{id}/messages`, op `send`):
-    /// the seq of the log line that shows it.
-    func send(_ id: String, text: String) throws(APIError) -> Int {
+    /// Sends a user's message to a job's agent (`POST …/{id}/messages`, op `send`): the seq of
+    /// the log line that shows it; `resumed`: the job had finished, and its agent's session
+    /// resumes as its next run.
+    func send(_ id: String, text: String) throws(APIError) -> (seq: Int, resumed: Bool) {
+        let resumed = manager.job(id)?.status.isFinished == true
         do throws(JobManager.MessageError) {
-            return try manager.sendMessage(id, text: text)
+            return (try manager.sendMessage(id, text: text), resumed)
         } catch {
             throw APIError(error, job: id)
         }

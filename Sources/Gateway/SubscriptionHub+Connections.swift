@@ -94,8 +94,7 @@ extension SubscriptionHub {
                 sendControl(viewer, Self.ack(request, [.init("deleted", .string(job))]))
             case .send(let job, let text):
                 try checkControl(viewer, job)
-                let resumed = manager.job(job)?.status.isFinished == true
-                let seq = try commands.send(job, text: text)
+                let (seq, resumed) = try commands.send(job, text: text)
                 sendControl(viewer, Self.ack(request, [.init("job", .string(job)), .init("seq", .int(seq)), .init("resumed", .bool(resumed))]))
             case .answer(let job, let fields):
                 try checkControl(viewer, job)

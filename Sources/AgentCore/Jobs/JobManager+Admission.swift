@@ -86,24 +86,23 @@ extension JobManager {
     /// Starts an admitted job: its worktree first when it has one to make, else its agent.
     func begin(_ id: String, _ spec: LaunchSpec, lifecycle start: JobLifecycle) {
         var lifecycle = start
+        let wasQueued = jobsByID[id]?.status == .queued
         update(id) {
             $0.status = lifecycle.status
             $0.admittedAt = WallClock.milliseconds()
             $0.queuePosition = nil
             $0.queueReason = nil
         }
-        // Recorded as admitted before its agent can exist: a server killed from here on finds
-        // it starting (its supervisor, once spawned, re-attached), never queued to run again
-        // (attacker trial: a SIGKILL in this gap left an agent running that nobody counted).
-        persist(id)
-        // Admitted: it is launched from its spec now, never again from its request (which is
-        // kept, without its prompt, for a follow-up once it ended).
-        if let stored = store.loadRequest(id) {
-            if let request = try? LaunchRequest(json: JSONParser.parse(stored)) {
-                if !request.prompt.isEmpty, (try? keepRequestForFollowUps(request, of: id)) == nil { store.deleteRequest(id) }
-            } else {
-                store.deleteRequest(id)
-            }
+        // A job that waited in the queue (a new launch's record says all this already):
+        if wasQueued {
+            // recorded as admitted before its agent can exist — a server killed from here on
+            // finds it starting (its supervisor, once spawned, re-attached), never queued to run
+            // again (attacker trial: a SIGKILL in this gap left an agent running uncounted);
+            persist(id)
+            // launched from its spec now, never again from its request, which is kept without
+            // its prompt for a follow-up once it ended.
+            let kept = store.loadRequest(id).flatMap { try? LaunchRequest(json: JSONParser.parse($0)) }.map { (try? keepRequestForFollowUps($0, of: id)) != nil }
+            if kept != true { store.deleteRequest(id) }
         }
         if let worktree = jobsByID[id]?.worktree, worktree.state == .preparing {
             let actions = lifecycle.handle(.isolate)

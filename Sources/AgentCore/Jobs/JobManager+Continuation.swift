@@ -16,7 +16,7 @@ extension JobManager {
     /// fill, and its worktree (if any) was not discarded.
     func mayContinue(_ job: Job) -> Bool {
         guard job.status.isFinished, let session = job.sessionId, LaunchField.isSessionID(session), job.messages < Self.maxMessagesPerJob,
-            AgentProvider.named(job.provider)?.field(AgentProvider.resumeSession.name) != nil
+            AgentProvider.named(job.provider)?.resumesSessions == true
         else { return false }
         return job.worktree.map { $0.state != .discarded } ?? true
     }
@@ -26,7 +26,7 @@ extension JobManager {
     func continueFinished(_ id: String, text: String) throws(MessageError) -> Int {
         guard let compact = jobsByID[id] else { throw .unknownJob }
         guard running[id] == nil, queued[id] == nil, preparing[id] == nil else { throw .notAccepting(compact.status) }
-        guard AgentProvider.named(compact.provider)?.field(AgentProvider.resumeSession.name) != nil else {
+        guard AgentProvider.named(compact.provider)?.resumesSessions == true else {
             throw .notConversational(provider: compact.provider)
         }
         guard let session = compact.sessionId else {
@@ -93,8 +93,12 @@ extension JobManager {
     /// one (made active again).
     private func continuationSpec(_ job: Job, text: String, session: String) throws(MessageError) -> (LaunchSpec, LaunchRequest, Worktree?) {
         do throws(LaunchError) {
-            var asked = Self.requestRebuilt(from: job)
-            if let kept = store.loadRequest(job.id).flatMap({ try? JSONParser.parse($0) }) { asked = try LaunchRequest(json: kept) }
+            var asked: LaunchRequest
+            if let kept = store.loadRequest(job.id).flatMap({ try? JSONParser.parse($0) }) {
+                asked = try LaunchRequest(json: kept)
+            } else {
+                asked = Self.requestRebuilt(from: job)
+            }
             asked.isolation = nil
             asked.baseRef = nil
             asked.worktreeOf = nil
@@ -142,7 +146,7 @@ extension JobManager {
     /// has it): a follow-up after the job ended is launched from it. Only for agents that can
     /// resume a session.
     func keepRequestForFollowUps(_ request: LaunchRequest, of id: String) throws(LaunchError) {
-        guard AgentProvider.named(request.provider)?.field(AgentProvider.resumeSession.name) != nil || request.profile != nil else {
+        guard AgentProvider.named(request.provider)?.resumesSessions == true || request.profile != nil else {
             return store.deleteRequest(id)
         }
         var kept = request

@@ -463,8 +463,7 @@ public final class JobManager {
             takesMessages: AgentProvider.named(job.provider)?.encodeMessage != nil && process.acceptsInput)
         jobsByID[job.id]?.acceptsMessages = spec.takesMessages
         let runner = RunningJob(spec: spec, process: process)
-        runner.answeredBefore = job.answered
-        if job.answered > 0 { runner.interpreter.continuesJob() }
+        runner.follows(answered: job.answered)
         runner.lifecycle = JobLifecycle(phase: .running)
         runner.interpreter.carry(turns: job.turns, costUSD: job.costUsd)
         (runner.reportedTurns, runner.reportedCost) = (job.turns, job.costUsd)
@@ -622,10 +621,8 @@ public final class JobManager {
 
         let runner = RunningJob(spec: spec, process: process)
         runner.lifecycle = lifecycle
-        // A follow-up's run: the messages before it were answered by the runs before, and its
-        // log has the turns an agent replays when its session is loaded.
-        runner.answeredBefore = jobsByID[id]?.answered ?? 0
-        if runner.answeredBefore > 0 { runner.interpreter.continuesJob() }
+        // A follow-up's run follows the runs before it.
+        runner.follows(answered: jobsByID[id]?.answered ?? 0)
         running[id] = runner
         update(id) {
             $0.startedAt = started
@@ -956,10 +953,9 @@ public final class JobManager {
             // When the agent ended (it may have while no server was attached), within reason.
             let started = $0.startedAt ?? $0.createdAt
             $0.endedAt = runner.process.endedAt.map { min(max($0, started), now) } ?? now
+            // A follow-up now resumes its agent's session, as the job's next run.
+            $0.acceptsMessages = mayContinue($0)
         }
-        // A follow-up now resumes its agent's session, as the job's next run.
-        let continuable = mayContinue(jobsByID[id]!)
-        update(id) { $0.acceptsMessages = continuable }
         emit(id, .completed(jobsByID[id]!))
         persist(id)
         flushLogs()
@@ -1310,6 +1306,14 @@ final class RunningJob {
         self.process = process
         self.interpreter = StdoutInterpreter(format: spec.outputFormat)
         asksPermissions = spec.arguments.contains("--permission-prompt-tool=stdio") || spec.arguments.contains("--permissions=ask")
+    }
+
+    /// The run goes on from earlier ones (a re-attached run, or a follow-up's run of a
+    /// finished job): the messages they answered count, and the job's log already shows their
+    /// turns (an agent that replays its session on load is not shown again).
+    func follows(answered: Int) {
+        answeredBefore = answered
+        if answered > 0 { interpreter.continuesJob() }
     }
 }
 

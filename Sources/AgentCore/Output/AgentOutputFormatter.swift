@@ -84,10 +84,10 @@ public struct StdoutInterpreter: Sendable {
         formatter = format.makeFormatter()
     }
 
-    /// Continues a re-attached job's turns and cost from what the last server recorded.
     /// See `AgentOutputFormatter.continuesJob`.
     public mutating func continuesJob() { formatter.continuesJob() }
 
+    /// Continues a re-attached job's turns and cost from what the last server recorded.
     public mutating func carry(turns: Int?, costUSD: Double?) {
         spentBefore.numTurns = turns
         spentBefore.costUSD = costUSD

@@ -32,7 +32,7 @@ public enum StopWithoutServer {
         else { return .notRunning }
         let marker = open(directory + "/" + requestFile, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         if marker >= 0 { close(marker) }
-        if let supervisor = agent.supervisor, entry.parent == supervisor, agent.carriesJobMarker(supervisor) {
+        if let supervisor = agent.supervisorIfParent(entry) {
             kill(supervisor, SIGTERM)
             return .stopping
         }

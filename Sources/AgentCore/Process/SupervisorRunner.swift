@@ -62,8 +62,7 @@ public final class SupervisorRunner: JobRunner {
         // The last server stopped between spawning the supervisor and recording it: the
         // agent's record names its supervisor, checked as the agent's parent with this job's
         // marker.
-        if recorded == nil, sameBoot, let agent, agent.identityHolds, let supervisor = agent.supervisor,
-            ProcessTable.entry(of: agent.pid)?.parent == supervisor, agent.carriesJobMarker(supervisor) {
+        if recorded == nil, sameBoot, let agent, agent.identityHolds, let supervisor = agent.supervisorIfParent() {
             recorded = ProcessIdentity.of(pid: supervisor)
         }
         if let supervisor = recorded, sameBoot {
@@ -486,6 +485,13 @@ struct AgentRecord: Equatable {
     func carriesJobMarker(_ pid: Int32) -> Bool {
         guard let environment = ProcessTable.readProcFile("/proc/\(pid)/environ", limit: 4 << 20) else { return false }
         return environment.isEmpty || ProcessTable.environment(environment, contains: "AGENTGATE_JOB_ID=" + jobID)
+    }
+
+    /// The supervisor the record names, when it is the agent's parent and carries this job's
+    /// marker (the record is a file an agent could rewrite). Call once `identityHolds`.
+    func supervisorIfParent(_ entry: ProcessTable.Entry? = nil) -> Int32? {
+        guard let supervisor, (entry ?? ProcessTable.entry(of: pid))?.parent == supervisor, carriesJobMarker(supervisor) else { return nil }
+        return supervisor
     }
 
     /// SIGKILL to the group recorded in `directory`'s agent.json, when its leader passes the

@@ -42,6 +42,8 @@ public struct AgentProvider: Sendable {
     /// A stdin line that asks the running agent to stop its turn by itself (an ACP client
     /// sends `session/cancel`): a kill tries it before SIGTERM.
     public var interruptLine: [UInt8]? { acpModeOf != nil ? Array(#"{"type":"interrupt"}"#.utf8) + [0x0A] : nil }
+    /// It can resume an earlier session (`resumeSession`): a finished job of it can be continued.
+    public var resumesSessions: Bool { field(Self.resumeSession.name) != nil }
 
     init(
         id: String, name: String, executableName: String?, outputFormat: OutputFormat, hasACPMode: Bool, fields: [LaunchField],

@@ -101,6 +101,8 @@ def s10():
             reattach_s=(listening_at - stopped_at) / 1e9,
             back_s=(reconnect["back_last_ns"] - stopped_at) / 1e9 if reconnect["back_last_ns"] else None,
             live_s=(reconnect["live_last_ns"] - stopped_at) / 1e9 if reconnect["live_last_ns"] else None,
+            open_p50_s=(reconnect.get("open_p50_ns", 0) - stopped_at) / 1e9, back_p50_s=(reconnect.get("back_p50_ns", 0) - stopped_at) / 1e9,
+            live_p50_s=(reconnect.get("live_p50_ns", 0) - stopped_at) / 1e9,
             viewers_back=reconnect["viewers_back"], viewers_live=reconnect["viewers_live"], reconnects=reconnect["reconnects"])
         result["passed"] = (reattached == JOBS and result["live_s"] is not None and result["live_s"] < 1 and result["reattach_s"] < 1
                             and result["viewers_live"] == JOBS and result["gaps"] == 0 and result["dups"] == 0

@@ -60,7 +60,7 @@ struct conn {
     /// cut off, when it got a frame again and when one less than 100 ms old.
     unsigned long long event_seq;
     int reconnects;
-    unsigned long long down_ns, back_ns, live_ns, retry_ns;
+    unsigned long long down_ns, back_ns, live_ns, retry_ns, open_ns;
 };
 
 static int port, conns_wanted, stall_count, want_deflate, idle_seconds, timeout_seconds = 120;
@@ -322,7 +322,7 @@ static int retry_reconnects(void) {
         }
         c->since = c->event_seq;
         c->reconnects++;
-        c->back_ns = c->live_ns = 0;
+        c->back_ns = c->live_ns = c->open_ns = 0;
         start_handshake(c);
     }
     return waiting;
@@ -356,6 +356,7 @@ static void on_readable(struct conn *c) {
             memmove(c->in, c->in + head, c->in_len - head);
             c->in_len -= head;
             c->phase = OPEN;
+            if (c->reconnects && !c->open_ns) c->open_ns = received_ns;
             if (c->stalled) {
                 epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);  // never read again
                 return;
@@ -364,6 +365,11 @@ static void on_readable(struct conn *c) {
         if (c->phase == OPEN) parse_frames(c);
         if (c->phase == DONE) return;
     }
+}
+
+static int compare_u64(const void *a, const void *b) {
+    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
 }
 
 /// Sorts the latencies in two 16-bit radix passes: qsort of millions of them took longer
@@ -498,9 +504,24 @@ int main(int argc, char **argv) {
         if (c->back_ns) { viewers_back++; if (c->back_ns > back_last) back_last = c->back_ns; }
         if (c->live_ns) { viewers_live++; if (c->live_ns > live_last) live_last = c->live_ns; }
     }
-    if (want_reconnect)
-        printf("{\"reconnects\":%d,\"viewers_back\":%d,\"viewers_live\":%d,\"down_first_ns\":%llu,\"back_last_ns\":%llu,\"live_last_ns\":%llu}\n",
-               reconnects, viewers_back, viewers_live, down_first, back_last, live_last);
+    if (want_reconnect) {
+        // Medians too: when half the viewers were open again, getting frames, live.
+        unsigned long long *times = calloc((size_t)conns_wanted + 1, sizeof *times);
+        unsigned long long medians[3] = {0, 0, 0};
+        for (int kind = 0; kind < 3; kind++) {
+            int n = 0;
+            for (int i = 0; i < conns_wanted; i++) {
+                unsigned long long t = kind == 0 ? conns[i].open_ns : kind == 1 ? conns[i].back_ns : conns[i].live_ns;
+                if (t) times[n++] = t;
+            }
+            qsort(times, (size_t)n, sizeof *times, compare_u64);
+            medians[kind] = n ? times[n / 2] : 0;
+        }
+        free(times);
+        printf("{\"reconnects\":%d,\"viewers_back\":%d,\"viewers_live\":%d,\"down_first_ns\":%llu,\"back_last_ns\":%llu,\"live_last_ns\":%llu,"
+               "\"open_p50_ns\":%llu,\"back_p50_ns\":%llu,\"live_p50_ns\":%llu}\n",
+               reconnects, viewers_back, viewers_live, down_first, back_last, live_last, medians[0], medians[1], medians[2]);
+    }
     printf("{\"conns\":%d,\"frames\":%llu,\"seconds\":%.3f,\"frames_per_second\":%.0f,\"p50_us\":%u,\"p99_us\":%u,\"max_us\":%u,"
            "\"gaps\":%llu,\"dups\":%llu,\"failed\":%llu,\"complete_viewers\":%d,\"deflate_viewers\":%d,\"loadgen_cpu_s\":%.3f}\n",
         conns_wanted, frames_total, seconds, seconds > 0 ? (double)frames_total / seconds : 0, p50, p99, max, gaps, dups, failed,

@@ -19,6 +19,8 @@ public final class JobContainment {
     /// How jobs are contained (a job whose group could not be created is swept instead).
     public let mode: Mode
     private let tree: CgroupTree?
+    /// The sweeps after jobs ended, batched over jobs (subreaper path).
+    private let sweeps = SubreaperSweeps()
 
     /// - Parameter useCgroups: false forces the subreaper fallback.
     public init(useCgroups: Bool) {
@@ -29,10 +31,10 @@ public final class JobContainment {
 
     /// The container for a job about to be spawned.
     public func container(forJob id: String) -> JobContainer {
-        if let group = tree?.makeGroup(forJob: id) { return JobContainer(jobID: id, cgroup: group) }
+        if let group = tree?.makeGroup(forJob: id) { return JobContainer(jobID: id, cgroup: group, sweeps: sweeps) }
         // Before the spawn, so even the job's first orphan is re-parented to us.
         Subreaper.enable()
-        return JobContainer(jobID: id, cgroup: nil)
+        return JobContainer(jobID: id, cgroup: nil, sweeps: sweeps)
     }
 }
 
@@ -40,17 +42,19 @@ public final class JobContainment {
 public final class JobContainer {
     public let jobID: String
     private var cgroup: JobCgroup?
+    private let sweeps: SubreaperSweeps
     private var released = false
 
     /// Polls of cgroup.events after cgroup.kill, and sweeps after the leader's exit: the
     /// kernel kills and re-parents asynchronously, so one look is not enough.
     static let cgroupPollMilliseconds = 20
     static let cgroupGiveUpMilliseconds = 30_000
-    static let sweepDelaysMilliseconds = [50, 150, 400, 1_000, 2_000]
+    static let sweepDelaysMilliseconds = [0, 50, 150, 400, 1_000, 2_000]
 
-    init(jobID: String, cgroup: JobCgroup?) {
+    init(jobID: String, cgroup: JobCgroup?, sweeps: SubreaperSweeps) {
         self.jobID = jobID
         self.cgroup = cgroup
+        self.sweeps = sweeps
     }
 
     /// The cgroup directory fd to spawn into, or -1.
@@ -84,13 +88,11 @@ public final class JobContainer {
     func release(on loop: EventLoop) {
         guard !released else { return }
         released = true
-        killAll()
         if let cgroup {
+            cgroup.killAll()
             awaitEmpty(cgroup, loop: loop, waitedMilliseconds: 0)
         } else {
-            for delay in Self.sweepDelaysMilliseconds {
-                loop.schedule(afterMilliseconds: delay) { [jobID] in Subreaper.sweep(jobID: jobID) }
-            }
+            sweeps.add(jobID, after: Self.sweepDelaysMilliseconds, on: loop)
         }
     }
 

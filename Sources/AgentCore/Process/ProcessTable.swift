@@ -60,11 +60,11 @@ struct ProcessTable {
         return result
     }
 
-    /// True when the environment of `pid` holds exactly `entry` ("KEY=value"). Unreadable
-    /// (gone, a zombie, another user's) counts as false.
-    static func environment(of pid: pid_t, contains entry: String) -> Bool {
+    /// Whether `pid`'s environment holds one of `entries` (each `NAME=value` as UTF-8).
+    /// Unreadable (gone, a zombie, another user's) counts as false.
+    static func environment(of pid: pid_t, containsAnyOf entries: Set<[UInt8]>) -> Bool {
         guard let bytes = readProcFile("/proc/\(pid)/environ", limit: 4 << 20) else { return false }
-        return environment(bytes, contains: entry)
+        return bytes.split(separator: 0, omittingEmptySubsequences: true).contains { entries.contains(Array($0)) }
     }
 
     /// Whether an environ file's bytes (`NAME=value` entries, NUL-separated) hold `entry`.

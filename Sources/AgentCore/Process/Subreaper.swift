@@ -24,16 +24,24 @@ enum Subreaper {
     /// child some `SupervisedProcess` is responsible for. Returns how many were killed.
     @discardableResult
     static func sweep(jobID: String) -> Int {
+        sweep(jobIDs: [jobID])
+    }
+
+    /// `sweep(jobID:)` for several jobs with one read of the process table.
+    @discardableResult
+    static func sweep(jobIDs: Set<String>) -> Int {
+        guard !jobIDs.isEmpty else { return 0 }
         let me = getpid()
-        let marker = "AGENTGATE_JOB_ID=" + jobID
+        let markers = Set(jobIDs.map { Array(("AGENTGATE_JOB_ID=" + $0).utf8) })
         let table = ProcessTable.read()
         let adopted = table.entries.filter {
             $0.parent == me && !$0.isZombie && !TrackedChildren.contains($0.pid)
-                && ProcessTable.environment(of: $0.pid, contains: marker)
+                && ProcessTable.environment(of: $0.pid, containsAnyOf: markers)
         }
         let victims = table.descendants(of: adopted.map(\.pid))
         for pid in victims { kill(pid, SIGKILL) }
-        reapAdopted(ProcessTable.read())
+        // The table read before the kills still shows every zombie when none was killed.
+        reapAdopted(victims.isEmpty ? table : ProcessTable.read())
         return victims.count
     }
 

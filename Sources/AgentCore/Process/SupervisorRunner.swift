@@ -26,6 +26,8 @@ public final class SupervisorRunner: JobRunner {
     /// A file the server touches while it runs, and how long a supervisor lets its agent work
     /// once it is not touched any more (nil: for ever).
     public let orphanTimeout: (heartbeat: String, milliseconds: Int)?
+    /// How often woken jobs read their spools, from how many write (shared by all).
+    let readPacer = SpoolReadPacer()
 
     public init(loop: EventLoop, supervisorExecutable: String, jobsDirectory: String, graceMilliseconds: Int, containment: JobContainment,
                 orphanTimeout: (heartbeat: String, milliseconds: Int)? = nil) {
@@ -42,7 +44,7 @@ public final class SupervisorRunner: JobRunner {
     public func process(forJob id: String, spec: SupervisedProcess.Spec) throws(SystemError) -> any AgentProcess {
         try SupervisedAgent(
             loop: loop, directory: jobsDirectory + "/" + id + "/agent", supervisor: supervisorExecutable, spec: spec,
-            graceMilliseconds: graceMilliseconds, orphanTimeout: orphanTimeout, container: containment.container(forJob: id))
+            graceMilliseconds: graceMilliseconds, orphanTimeout: orphanTimeout, container: containment.container(forJob: id), pacer: readPacer)
     }
 
     /// A job that was running when the last server stopped is taken up again when its
@@ -67,12 +69,12 @@ public final class SupervisorRunner: JobRunner {
         }
         if let supervisor = recorded, sameBoot {
             if supervisor.isAlive {
-                return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start), stopRequested: stopRequested)
+                return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start, pacer: readPacer), stopRequested: stopRequested)
             }
         }
         // Ended and recorded, or its supervisor died and the agent works on (followed by itself).
         if ExitRecord.read(directory + "/exit.json") != nil || agent?.identityHolds == true {
-            return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start), stopRequested: stopRequested)
+            return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start, pacer: readPacer), stopRequested: stopRequested)
         }
         guard sameBoot else { return .otherBoot }
         AgentRecord.killGroup(in: directory)
@@ -114,6 +116,9 @@ public final class SupervisedAgent: AgentProcess {
     /// When a wake last read the spools, and the read a wake within the batch window waits for.
     private var wakeReadAt = 0
     private var batchTimer: EventLoop.TimerID?
+    /// The batch window, shared with the runner's other jobs, and this job's mark in it.
+    private let pacer: SpoolReadPacer
+    private var readMark = SpoolReadPacing.Mark()
     private var supervisorExit: ExitStatus?
     private var finished = false
     /// What finds the job's strays once it ended (nil when adopted: they are not our children).
@@ -128,17 +133,13 @@ public final class SupervisedAgent: AgentProcess {
     static let maxBytesPerTurn = 64 * 1024
     /// The spools are read at least this often, whatever inotify says (a safety net).
     static let pollMilliseconds = 1_000
-    /// A spool written again within this long of the last read waits for the rest of it: a
-    /// chatty agent's lines are taken in batches (one read, one append to the event log, one
-    /// send to each viewer) rather than one wake per line, which cost ~45 µs of syscalls a
-    /// line. The first line after a quiet spell is read at once.
-    static let batchMilliseconds = 4
 
     /// Writes the job's agent directory (its stdin and empty spools) before anything runs, so
     /// a crash at any later point leaves something to adopt, then spawns the supervisor.
     init(loop: EventLoop, directory: String, supervisor executable: String, spec: SupervisedProcess.Spec, graceMilliseconds: Int,
-         orphanTimeout: (heartbeat: String, milliseconds: Int)? = nil, container: JobContainer?) throws(SystemError) {
+         orphanTimeout: (heartbeat: String, milliseconds: Int)? = nil, container: JobContainer?, pacer: SpoolReadPacer) throws(SystemError) {
         self.loop = loop
+        self.pacer = pacer
         watcher = SpoolWatcher(loop: loop)
         self.directory = directory
         if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw SystemError.last("mkdir \(directory)") }
@@ -176,8 +177,9 @@ public final class SupervisedAgent: AgentProcess {
 
     /// A job a previous server started: its supervisor (nil: it already ended) and where the
     /// spools were read to.
-    init(adopting directory: String, loop: EventLoop, supervisor: ProcessIdentity?, from cursor: SpoolCursor) {
+    init(adopting directory: String, loop: EventLoop, supervisor: ProcessIdentity?, from cursor: SpoolCursor, pacer: SpoolReadPacer) {
         self.loop = loop
+        self.pacer = pacer
         watcher = SpoolWatcher(loop: loop)
         self.directory = directory
         stdout = SpoolTail(path: directory + "/stdout", from: cursor.stdout)
@@ -263,21 +265,26 @@ public final class SupervisedAgent: AgentProcess {
         readSpools()
     }
 
-    /// A wake's read, at most one per batch window (see `batchMilliseconds`).
+    /// A wake's read, at most one per batch window (`SpoolReadPacing`): a spool written
+    /// again within the window of the last read waits for the rest of it, so a chatty agent's
+    /// lines are taken in batches (one read, one append to the event log, one send to each
+    /// viewer) rather than one wake per line. The first line after a quiet spell is read at once.
     private func wokenRead() {
         guard batchTimer == nil else { return }
         let now = MonotonicClock.milliseconds()
-        let due = wakeReadAt + Self.batchMilliseconds
-        guard now < due else {
-            wakeReadAt = now
-            return readSpools()
-        }
+        let due = wakeReadAt + pacer.windowMilliseconds(now: now)
+        guard now < due else { return readWoken(at: now) }
         batchTimer = loop.schedule(afterMilliseconds: due - now) { [weak self] in
             guard let self else { return }
             self.batchTimer = nil
-            self.wakeReadAt = MonotonicClock.milliseconds()
-            self.readSpools()
+            self.readWoken(at: MonotonicClock.milliseconds())
         }
+    }
+
+    private func readWoken(at now: Int) {
+        wakeReadAt = now
+        pacer.noteRead(&readMark, now: now)
+        readSpools()
     }
 
     private func adoptedEnded() {

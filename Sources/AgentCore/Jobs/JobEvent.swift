@@ -1,15 +1,19 @@
 /// One entry of a job's history. Seqs start at 1 and increase by one per event, so a viewer
 /// that saw seq N resumes with everything after N.
 public struct JobEvent: Sendable, Equatable {
+    /// The rare, large cases (a whole `Job`, a permission question) are boxed (`indirect`):
+    /// the payload stays the size of a log line, so the events of a job's output, copied
+    /// from the job to storage and to the viewers, are small (with `Job` inline each copy
+    /// moved several hundred bytes, a tenth of the server's time at 100,000 lines a second).
     public enum Payload: Sendable, Equatable {
         /// The job is running (or failed to start: `job:completed` follows at once).
-        case started(Job)
+        indirect case started(Job)
         /// The job's status changed while it runs (`stopping` during a kill's grace period).
-        case status(Job)
+        indirect case status(Job)
         case log(LogLine)
         /// One raw JSON line of the agent's stdout, verbatim, for clients that want structure.
         case agentEvent(String)
-        case completed(Job)
+        indirect case completed(Job)
         /// A queued job's place changed (1: next), and why it waits: small, since every move of
         /// the queue sends one to each job behind.
         case queue(position: Int, reason: String?)
@@ -20,7 +24,7 @@ public struct JobEvent: Sendable, Equatable {
         /// job's controller to answer (`request`, one of `options` by its optionId) before
         /// `expiresAt`, when the operator's default answers. Again with `answer` (an optionId,
         /// or "cancelled") once it is answered.
-        case permission(request: String, title: String, options: JSONValue, expiresAt: Int?, answer: String?)
+        indirect case permission(request: String, title: String, options: JSONValue, expiresAt: Int?, answer: String?)
     }
 
     public var jobId: String

@@ -18,6 +18,24 @@ static unsigned long long now_ns(void) {
     return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
+static const char line_head[] =
+    "{\"type\":\"assistant\",\"message\":{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"T=";
+static const char line_tail[] = "\"}]},\"session_id\":\"bench\"}\n";
+
+static size_t put(char *to, const char *text) {
+    size_t length = strlen(text);
+    memcpy(to, text, length);
+    return length;
+}
+
+static size_t put_number(char *to, unsigned long long value) {
+    char digits[24];
+    size_t count = 0;
+    do { digits[count++] = (char)('0' + value % 10); value /= 10; } while (value);
+    for (size_t i = 0; i < count; i++) to[i] = digits[count - 1 - i];
+    return count;
+}
+
 static void write_all(const char *data, size_t length) {
     while (length > 0) {
         ssize_t written = write(1, data, length);
@@ -58,10 +76,15 @@ int main(int argc, char **argv) {
                 nanosleep(&wait, NULL);
             }
         }
-        int length = snprintf(buffer + used, sizeof buffer - used,
-            "{\"type\":\"assistant\",\"message\":{\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"T=%llu seq=%llu %s\"}]},\"session_id\":\"bench\"}\n",
-            now_ns(), seq, padding);
-        used += (size_t)length;
+        // By hand, not snprintf: the load's own CPU is taken from the server on a small host.
+        used += put(buffer + used, line_head);
+        used += put_number(buffer + used, now_ns());
+        used += put(buffer + used, " seq=");
+        used += put_number(buffer + used, seq);
+        buffer[used++] = ' ';
+        memcpy(buffer + used, padding, (size_t)pad);
+        used += (size_t)pad;
+        used += put(buffer + used, line_tail);
         // Rate-limited lines go out one by one; a flat-out agent fills its pipe in 64 KiB writes.
         if ((rate > 0 && seq % burst == 0) || used > sizeof buffer - 8192) { write_all(buffer, used); used = 0; }
     }

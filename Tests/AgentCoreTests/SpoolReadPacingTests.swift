@@ -4,7 +4,7 @@ import Testing
 
 /// The batch window of woken spool reads, with a fake clock: it follows how many jobs write.
 @Suite struct SpoolReadPacingTests {
-    /// `jobs` marks, each reading once at `now`.
+    /// Each of `marks` reads once at `now`.
     static func read(_ pacing: inout SpoolReadPacing, _ marks: inout [SpoolReadPacing.Mark], now: Int) {
         for index in marks.indices { pacing.noteRead(&marks[index], now: now) }
     }

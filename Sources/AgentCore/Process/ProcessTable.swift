@@ -64,13 +64,17 @@ struct ProcessTable {
     /// Unreadable (gone, a zombie, another user's) counts as false.
     static func environment(of pid: pid_t, containsAnyOf entries: Set<[UInt8]>) -> Bool {
         guard let bytes = readProcFile("/proc/\(pid)/environ", limit: 4 << 20) else { return false }
-        return bytes.split(separator: 0, omittingEmptySubsequences: true).contains { entries.contains(Array($0)) }
+        return environment(bytes, containsAnyOf: entries)
     }
 
     /// Whether an environ file's bytes (`NAME=value` entries, NUL-separated) hold `entry`.
     static func environment(_ bytes: [UInt8], contains entry: String) -> Bool {
-        let wanted = Array(entry.utf8)
-        return bytes.split(separator: 0, omittingEmptySubsequences: true).contains { $0.elementsEqual(wanted) }
+        environment(bytes, containsAnyOf: [Array(entry.utf8)])
+    }
+
+    /// Whether an environ file's bytes hold one of `entries`.
+    static func environment(_ bytes: [UInt8], containsAnyOf entries: Set<[UInt8]>) -> Bool {
+        bytes.split(separator: 0, omittingEmptySubsequences: true).contains { entries.contains(Array($0)) }
     }
 
     /// A whole /proc file, at most `limit` bytes (these files have no size to stat).

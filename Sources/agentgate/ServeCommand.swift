@@ -286,7 +286,9 @@ struct ServeCommand: ParsableCommand {
             banner += manager.containment.mode == .cgroup
                 ? "jobs are contained: a cgroup v2 group each\n" : "jobs are contained: a subreaper (--no-cgroup, or cgroup v2 is not usable here)\n"
         }
-        if !manager.adopted.isEmpty { banner += "re-attached \(manager.adopted.count) job(s) that ran on while no server did\n" }
+        let endedMeanwhile = manager.adopted.filter(\.endedMeanwhile).count
+        if manager.adopted.count > endedMeanwhile { banner += "re-attached \(manager.adopted.count - endedMeanwhile) job(s) that ran on while no server did\n" }
+        if endedMeanwhile > 0 { banner += "\(endedMeanwhile) job(s) ended while no server ran: their output and ends are recorded now\n" }
         if manager.queuedCount > 0 { banner += "\(manager.queuedCount) queued job(s) wait again, in their order\n" }
         let limits = managerConfiguration.admission
         banner += "jobs run \(limits.maxRunning.map { "at most \($0) at once" } ?? "with no cap") (--max-running); up to \(limits.maxQueued) more wait queued\n"
@@ -297,8 +299,10 @@ struct ServeCommand: ParsableCommand {
         log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.jobRunner.containmentDescription) containment")
         if webRoot == nil { log.logger.warning("the dashboard's files were not found (--web-root, or README \"Installing on PATH\")") }
         if !interrupted.isEmpty { log.logger.notice("\(interrupted.count) job(s) were running at the last stop and are now interrupted") }
-        for (id, unattended) in manager.adopted {
-            log.logger.notice("server restarted, re-attached job \(id) after \(String(format: "%.1f", Double(unattended) / 1_000)) s")
+        for (id, unattended, ended) in manager.adopted {
+            let after = String(format: "%.1f", Double(unattended) / 1_000)
+            log.logger.notice(
+                ended ? "server restarted: job \(id) ended while no server ran; recording its end (unattended for \(after) s)" : "server restarted, re-attached job \(id) after \(after) s")
         }
         for stray in manager.strayWorktrees() {
             log.logger.warning("worktree \(stray) belongs to no job; it is kept (git worktree remove it when it holds nothing you need)")

@@ -56,6 +56,69 @@ struct SupervisorRunnerTests {
         #expect(SpoolCursor.last(inLog: harness.data.path + "/jobs/\(job.id)/events.ndjson")?.stdout == spool)
     }
 
+    /// A job that truncates its own stdout (trial of issue 14: `> /dev/stdout` reopens fd 1
+    /// with `O_TRUNC`; the server read on from its old offset and lost the rest): what it
+    /// writes after is read from the file's start, and the log says what happened.
+    @Test func aJobThatTruncatesItsStdoutLosesNothingItWritesAfter() throws {
+        let harness = try Self.harness()
+        let go = harness.scratch.path + "/go"
+        let waitFor = { (n: Int) in "while [ ! -e \(go)\(n) ]; do sleep 0.02; done" }
+        let job = try harness.launch(
+            script: "echo one-with-a-long-tail; \(waitFor(1)); echo two > /dev/stdout; echo three; \(waitFor(2)); truncate -s 0 /proc/self/fd/1; echo four; printf 'half'; \(waitFor(3)); truncate -s 0 /proc/self/fd/1; echo five")
+        let texts = { harness.logLines(of: job.id).map(\.text) }
+        // Each step waits until the server read what came before (the half line: in its splitter).
+        let read: [() -> Bool] = [
+            { texts().contains("one-with-a-long-tail") }, { texts().contains("three") },
+            { texts().contains("four") && harness.manager.running[job.id]?.splitter.unfinishedByteCount == 4 },
+        ]
+        for (step, done) in read.enumerated() {
+            #expect(harness.spin(until: done))
+            #expect(FileManager.default.createFile(atPath: go + String(step + 1), contents: nil))
+        }
+        let finished = try #require(harness.waitForCompletion(job.id))
+        #expect(finished.status == .done)
+        let said = texts().filter { $0.hasPrefix("the job truncated its stdout") }
+        #expect(said.count == 3)
+        #expect(texts().filter { !$0.hasPrefix("the job truncated") && ["one", "two", "three", "four", "half", "five"].contains(where: $0.hasPrefix) }
+            == ["one-with-a-long-tail", "two", "three", "four", "half", "five"])
+        // The cursor names the file as it is now: a restart would read on from its end.
+        let spool = try #require(FileManager.default.attributesOfItem(atPath: harness.data.path + "/jobs/\(job.id)/agent/stdout")[.size] as? Int)
+        #expect(SpoolCursor.last(inLog: harness.data.path + "/jobs/\(job.id)/events.ndjson")?.stdout == spool)
+    }
+
+    /// The same while no server runs: the next one finds its cursor past the file's end.
+    @Test func aStdoutTruncatedWhileNoServerRanIsReadAgainByTheNext() throws {
+        let data = TemporaryDirectory("agentgate-truncated-restart")
+        let agents = FakeAgents()
+        let engine = {
+            try EngineHarness(agents: agents, data: data, runner: { loop, path in
+                SupervisorRunner(
+                    loop: loop, supervisorExecutable: Self.supervisor, jobsDirectory: path + "/jobs", graceMilliseconds: 300,
+                    containment: JobContainment(useCgroups: false))
+            })
+        }
+        let first = try engine()
+        let go = first.scratch.path + "/go"
+        let job = try first.launch(script: "echo a-line-longer-than-what-follows; while [ ! -e \(go) ]; do sleep 0.02; done; echo after > /dev/stdout; echo more")
+        #expect(first.spin(until: { first.logLines(of: job.id).map(\.text).contains("a-line-longer-than-what-follows") }))
+        first.manager.flushLogs()
+        // "The server" is gone (its loop no longer runs); the job truncates meanwhile.
+        #expect(FileManager.default.createFile(atPath: go, contents: nil))
+        let spool = data.path + "/jobs/\(job.id)/agent/stdout"
+        // (Waited for without running the first server's loop, which would read it.)
+        for _ in 0..<500 where (try? String(contentsOfFile: spool, encoding: .utf8)) != "after\nmore\n" { usleep(10_000) }
+        #expect((try? String(contentsOfFile: spool, encoding: .utf8)) == "after\nmore\n")
+        let second = try engine()
+        _ = try second.manager.recover()
+        #expect(second.manager.adopted.map(\.id) == [job.id])
+        let finished = try #require(second.waitForCompletion(job.id))
+        #expect(finished.status == .done)
+        let texts = second.logLines(of: job.id).map(\.text)
+        #expect(texts.contains { $0.hasPrefix("the job truncated its stdout") })
+        #expect(texts.filter { $0 == "after" || $0 == "more" } == ["after", "more"])
+        withExtendedLifetime(first) {}
+    }
+
     @Test func aKillEndsTheAgentsWholeGroupThroughItsSupervisor() throws {
         let harness = try Self.harness()
         let pidFile = harness.scratch.path + "/background.pid"

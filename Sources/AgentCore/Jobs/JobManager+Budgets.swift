@@ -38,6 +38,16 @@ extension JobManager {
         carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup }, id, runner)
     }
 
+    /// An agent its supervisor stopped because no server was attached for longer than
+    /// `--orphan-timeout`: the job ends stopped by that limit, as the next server learns from
+    /// `exit.json`.
+    func orphanedBySupervisor(_ id: String, _ runner: RunningJob) {
+        guard runner.killReason == nil, runner.process.endedByOrphanTimeout else { return }
+        let reason = KillReason.orphanTimeout
+        emit(id, .log(LogLine(.system, .error, "stopped by its supervisor: \(reason.why)")))
+        carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup }, id, runner)
+    }
+
     /// After a line of a job with turn or cost budgets: keeps what its agent reported in the
     /// job's record when it changed, and stops the job once a budget is used up.
     func checkSpending(_ id: String, _ runner: RunningJob) {

@@ -79,6 +79,8 @@ public final class JobManager {
         case timeout(Int)
         case maxTurns(Int)
         case budget(Double)
+        /// No server was attached for longer than `--orphan-timeout`: its supervisor stopped it.
+        case orphanTimeout
 
         var text: String {
             switch self {
@@ -90,6 +92,7 @@ public final class JobManager {
             case .timeout(let seconds): "stopped: it ran past its timeout of \(seconds) s"
             case .maxTurns(let turns): "stopped: it went past its limit of \(turns) turn\(turns == 1 ? "" : "s")"
             case .budget(let dollars): "stopped: its reported cost reached its budget of $\(LaunchRequest.dollars(dollars))"
+            case .orphanTimeout: "stopped: no server was attached for longer than --orphan-timeout"
             }
         }
 
@@ -104,6 +107,7 @@ public final class JobManager {
             case .timeout(let seconds): "timeout of \(seconds) s reached"
             case .maxTurns(let turns): "limit of \(turns) turn\(turns == 1 ? "" : "s") passed"
             case .budget(let dollars): "budget of $\(LaunchRequest.dollars(dollars)) reached"
+            case .orphanTimeout: "no server was attached for longer than --orphan-timeout"
             }
         }
 
@@ -117,6 +121,7 @@ public final class JobManager {
             case .timeout: "timeout"
             case .maxTurns: "max_turns"
             case .budget: "budget"
+            case .orphanTimeout: "orphan_timeout"
             }
         }
 
@@ -434,8 +439,9 @@ public final class JobManager {
         truncate(log, off_t(end))
     }
 
-    /// Jobs taken up again at the last `recover`, with how long they had no server.
-    public private(set) var adopted: [(id: String, unattendedMilliseconds: Int)] = []
+    /// Jobs taken up again at the last `recover`, with how long they had no server and
+    /// whether their agent had ended meanwhile (only its end is left to record).
+    public private(set) var adopted: [(id: String, unattendedMilliseconds: Int, endedMeanwhile: Bool)] = []
 
     /// Takes up a job the last server left running (its runner's `adopt` gave its process):
     /// its events go on from the next seq, its output from the spool cursor in its event log.
@@ -477,7 +483,7 @@ public final class JobManager {
             var info = stat()
             return stat(path, &info) == 0 ? Int(info.st_mtim.tv_sec) * 1_000 + Int(info.st_mtim.tv_nsec) / 1_000_000 : nil
         }
-        adopted.append((id, max(0, WallClock.milliseconds() - (lastEvent ?? WallClock.milliseconds()))))
+        adopted.append((id, max(0, WallClock.milliseconds() - (lastEvent ?? WallClock.milliseconds())), process.endedBeforeAdoption))
     }
 
     /// Connects a job's process to the engine and lets it run.
@@ -823,6 +829,7 @@ public final class JobManager {
         runner.exitStatus = status
         update(id) { $0.acceptsMessages = false }
         timedOutBySupervisor(id, runner)
+        orphanedBySupervisor(id, runner)
         if let timer = runner.deadlineTimer { loop.cancel(timer) }
         runner.deadlineTimer = nil
         if let timer = runner.interruptTimer { loop.cancel(timer) }
@@ -1329,8 +1336,10 @@ extension RunningJob {
     /// stderr lines waiting to be coalesced are not yet), from where they were first read.
     var spoolCursor: SpoolCursor? {
         guard let start = process.spoolStart else { return nil }
+        // Never below 0: a spool read again from its start (`SupervisedAgent.spoolTruncated`)
+        // moves `start` back while lines taken before it may still be pending here.
         return SpoolCursor(
-            stdout: start.stdout + stdoutFed - splitter.unfinishedByteCount, stderr: start.stderr + stderr.consumedBytes)
+            stdout: max(0, start.stdout + stdoutFed - splitter.unfinishedByteCount), stderr: max(0, start.stderr + stderr.consumedBytes))
     }
 }
 

@@ -23,6 +23,11 @@ public protocol AgentProcess: AnyObject {
     /// When the agent ended, as its runner recorded it (wall clock, ms), once `onExit` ran:
     /// an agent that ended while no server was attached ended then, not when it was seen.
     var endedAt: Int? { get }
+    /// Its supervisor stopped it because no server was attached for longer than the orphan
+    /// timeout (known once `onExit` ran).
+    var endedByOrphanTimeout: Bool { get }
+    /// Taken up after a restart with its agent ended already (its record says how).
+    var endedBeforeAdoption: Bool { get }
     /// Its stdin is open for messages (a conversation that was not closed).
     var acceptsInput: Bool { get }
     /// Adds a message to a conversation's stdin (`Spec.keepsStdinOpen`); false when it cannot
@@ -35,6 +40,8 @@ public protocol AgentProcess: AnyObject {
 extension AgentProcess {
     public var spoolStart: SpoolCursor? { nil }
     public var endedAt: Int? { nil }
+    public var endedByOrphanTimeout: Bool { false }
+    public var endedBeforeAdoption: Bool { false }
     public var acceptsInput: Bool { false }
     public func sendInput(_ bytes: [UInt8]) -> Bool { false }
     public func closeInput() {}

@@ -7,16 +7,32 @@ import EventLoop
 /// like `tail -f`: each read takes what was appended since the last one, from an offset of
 /// its own, so a reader that stops (a server restart) loses nothing and the writer never
 /// notices (no pipe to break).
+///
+/// A regular file can be truncated under its reader: a job's `cmd > /dev/stdout` reopens its
+/// fd 1 with `O_TRUNC` (and writes from 0), as does `truncate -s 0 /proc/self/fd/1`. Each read
+/// starts a few bytes early and compares them with the bytes last handed on; a file shorter
+/// than the offset, or different there, was truncated, and is read again from its start.
+/// (What it held that was not yet read is gone; the caller says so.)
 final class SpoolTail {
     let path: String
     /// Where the next read starts: every byte before it was handed on.
     private(set) var offset: Int
     private var fd: Int32 = -1
-    private var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+    private var buffer = [UInt8](repeating: 0, count: SpoolTail.checkedBytes + 64 * 1024)
+    /// The last bytes handed on (at most `checkedBytes`), expected right before `offset`.
+    private var handedTail: [UInt8] = []
+    /// Started from a cursor (a re-adopted job), whose bytes before it are not known: only the
+    /// file's size is checked, once.
+    private var sizeUnchecked: Bool
+
+    /// How many bytes before the offset each read compares: enough that a rewrite of the file
+    /// is rarely mistaken for what was there, few enough to cost nothing.
+    static let checkedBytes = 64
 
     init(path: String, from offset: Int = 0) {
         self.path = path
         self.offset = offset
+        sizeUnchecked = offset > 0
     }
 
     deinit {
@@ -24,25 +40,57 @@ final class SpoolTail {
     }
 
     /// Hands on up to `maxBytes` appended since the last read, in chunks; returns whether the
-    /// file may hold more (the budget ran out before its end).
-    func read(maxBytes: Int, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
+    /// file may hold more (the budget ran out before its end). `truncated` is told, before
+    /// the file is read again from its start, where the reading was and whether what was
+    /// handed on ended a line.
+    func read(maxBytes: Int, truncated: (_ at: Int, _ endedLine: Bool) -> Void, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
         if fd < 0 {
             guard case .opened(let opened) = AgentWrittenFile.open(path) else { return false }
             fd = opened
         }
+        if sizeUnchecked {
+            sizeUnchecked = false
+            var info = stat()
+            if fstat(fd, &info) == 0, Int(info.st_size) < offset { restart(truncated) }
+        }
         var taken = 0
         while taken < maxBytes {
-            let want = min(buffer.count, maxBytes - taken)
-            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset)) }
+            let check = handedTail.count
+            let want = min(buffer.count - check, maxBytes - taken)
+            let got = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, check + want, off_t(offset - check)) }
             if got < 0, errno == EINTR { continue }
-            guard got > 0 else { return false }
-            offset += got
-            taken += got
-            buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<got])) }
+            guard got >= 0 else { return false }
+            guard got >= check, buffer[0..<check].elementsEqual(handedTail) else {
+                restart(truncated)
+                continue
+            }
+            let fresh = got - check
+            guard fresh > 0 else { return false }
+            offset += fresh
+            taken += fresh
+            remember(buffer[check..<got])
+            buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[check..<got])) }
             // A short read reached the end (of a regular file): no second read to learn it.
             // What the agent appends next wakes us again (inotify, or the poll).
-            if got < want { return false }
+            if fresh < want { return false }
         }
         return true
+    }
+
+    private func restart(_ truncated: (_ at: Int, _ endedLine: Bool) -> Void) {
+        let at = offset
+        let endedLine = handedTail.last.map { $0 == 0x0A } ?? true
+        offset = 0
+        handedTail = []
+        truncated(at, endedLine)
+    }
+
+    private func remember(_ bytes: ArraySlice<UInt8>) {
+        if bytes.count >= Self.checkedBytes {
+            handedTail = Array(bytes.suffix(Self.checkedBytes))
+        } else {
+            handedTail.append(contentsOf: bytes)
+            if handedTail.count > Self.checkedBytes { handedTail.removeFirst(handedTail.count - Self.checkedBytes) }
+        }
     }
 }

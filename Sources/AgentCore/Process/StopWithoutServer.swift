@@ -58,6 +58,31 @@ public enum StopWithoutServer {
         return true
     }
 
+    /// `agentgate kill --all` while no server runs: every job of the data dir that runs under
+    /// its supervisor is stopped and every queued one cancelled, as `stop` and `cancelQueued`
+    /// do one. Call while holding the data dir's lock.
+    public static func stopAll(dataDirectory: String, store: JobStore?, graceMilliseconds: Int) -> (stopped: [String], cancelled: [String]) {
+        let jobs = dataDirectory + "/jobs"
+        guard let listing = opendir(jobs) else { return ([], []) }
+        var ids: [String] = []
+        while let entry = readdir(listing) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if JobStore.isValidJobId(name) { ids.append(name) }
+        }
+        closedir(listing)
+        var stopped: [String] = [], cancelled: [String] = []
+        for id in ids.sorted() {
+            let directory = jobs + "/" + id
+            switch stop(jobDirectory: directory, graceMilliseconds: graceMilliseconds) {
+            case .stopping, .stoppedUnsupervised: stopped.append(id)
+            case .alreadyEnded: break
+            case .notRunning:
+                if let store, cancelQueued(jobDirectory: directory, store: store, id: id) { cancelled.append(id) }
+            }
+        }
+        return (stopped, cancelled)
+    }
+
     /// True when a stop was asked for while no server ran (`directory`: a job's `agent`
     /// directory, or a queued job's own).
     static func wasRequested(in directory: String) -> Bool {

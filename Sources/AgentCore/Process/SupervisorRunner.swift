@@ -87,13 +87,16 @@ public final class SupervisorRunner: JobRunner {
 public final class SupervisedAgent: AgentProcess {
     /// The supervisor's pid and start time.
     public let identity: ProcessIdentity
-    /// Where its spools are read from.
-    public let spoolStart: SpoolCursor?
+    /// Where its spools are read from: the engine's cursor is this plus the bytes it took.
+    /// Moved back when a spool is read again from its start (`spoolTruncated`).
+    public private(set) var spoolStart: SpoolCursor?
     public var onStdout: ((UnsafeRawBufferPointer) -> Void)?
     public var onStderr: ((UnsafeRawBufferPointer) -> Void)?
     public var onExit: ((ExitStatus) -> Void)?
     public var onNotice: ((String) -> Void)?
     public private(set) var endedAt: Int?
+    public private(set) var endedByOrphanTimeout = false
+    public let endedBeforeAdoption: Bool
 
     public let directory: String
     private let loop: EventLoop
@@ -155,6 +158,7 @@ public final class SupervisedAgent: AgentProcess {
         stdout = SpoolTail(path: directory + "/stdout")
         stderr = SpoolTail(path: directory + "/stderr")
         spoolStart = SpoolCursor(stdout: 0, stderr: 0)
+        endedBeforeAdoption = false
         adopted = nil
         var arguments = [executable, "shim", directory, "--grace-ms", String(graceMilliseconds)]
         if let cwd = spec.workingDirectory { arguments += ["--cwd", cwd] }
@@ -185,6 +189,7 @@ public final class SupervisedAgent: AgentProcess {
         stdout = SpoolTail(path: directory + "/stdout", from: cursor.stdout)
         stderr = SpoolTail(path: directory + "/stderr", from: cursor.stderr)
         spoolStart = cursor
+        endedBeforeAdoption = supervisor == nil && ExitRecord.read(directory + "/exit.json") != nil
         child = nil
         adopted = supervisor
         identity = supervisor ?? ProcessIdentity(pid: 0, startTime: nil)
@@ -318,11 +323,11 @@ public final class SupervisedAgent: AgentProcess {
         // busy jobs catching up would otherwise hold one turn for a second (each reads up to
         // `maxBytesPerTurn`), and with it every request, viewer and a SIGTERM.
         guard loop.turnElapsedNanoseconds < EventLoop.turnBudgetNanoseconds else { return readLater() }
-        let moreOut = stdout.read(maxBytes: Self.maxBytesPerTurn) { onStdout?($0) }
+        let moreOut = stdout.read(maxBytes: Self.maxBytesPerTurn, truncated: { spoolTruncated(.stdout, at: $0, endedLine: $1) }) { onStdout?($0) }
         // stderr is read when it was written to (or unwatched): most wakes are stdout's.
         var moreErr = false
         if stderrWritten || !stderrWatched || supervisorExit != nil {
-            moreErr = stderr.read(maxBytes: Self.maxBytesPerTurn) { onStderr?($0) }
+            moreErr = stderr.read(maxBytes: Self.maxBytesPerTurn, truncated: { spoolTruncated(.stderr, at: $0, endedLine: $1) }) { onStderr?($0) }
             stderrWritten = moreErr
         }
         if moreOut || moreErr { return readLater() }
@@ -364,10 +369,10 @@ public final class SupervisedAgent: AgentProcess {
         let status: ExitStatus
         switch record {
         case .some(.exited(let code, let orphaned)):
-            if orphaned { sayOrphaned() }
+            endedByOrphanTimeout = orphaned
             status = .exited(code)
         case .some(.signaled(let signal, let orphaned)):
-            if orphaned { sayOrphaned() }
+            endedByOrphanTimeout = orphaned
             status = .signaled(signal)
         case .some(.spawnFailed(let error)):
             say("the agent could not be started: \(error)")
@@ -387,8 +392,24 @@ public final class SupervisedAgent: AgentProcess {
         callback?(status)
     }
 
-    private func sayOrphaned() {
-        say("stopped by its supervisor: no server was attached for longer than --orphan-timeout")
+    private enum Spool: String { case stdout, stderr }
+
+    /// The job truncated a spool under the reader (`> /dev/stdout` reopens fd 1 with
+    /// `O_TRUNC`): it is read again from its start. A line it was in the middle of ends here,
+    /// and the engine's cursor moves back with the file so that it names the same bytes.
+    private func spoolTruncated(_ spool: Spool, at offset: Int, endedLine: Bool) {
+        let handler = spool == .stdout ? onStdout : onStderr
+        let ending: [UInt8] = endedLine ? [] : [0x0A]
+        ending.withUnsafeBytes { bytes in if !bytes.isEmpty { handler?(bytes) } }
+        if var start = spoolStart {
+            // Taken so far: `offset - start` bytes of the file, plus the ending handed on.
+            switch spool {
+            case .stdout: start.stdout -= offset + ending.count
+            case .stderr: start.stderr -= offset + ending.count
+            }
+            spoolStart = start
+        }
+        say("the job truncated its \(spool.rawValue) (a `> /dev/\(spool.rawValue)` or a truncate of its fd \(spool == .stdout ? 1 : 2)?): it is read again from the start; what it held that was not yet read is lost")
     }
 
     /// A line of agentgate's own about the job (not in the spools, so not counted in them).

@@ -632,6 +632,13 @@ struct ClientCommandTests {
         let (status, stdout, _) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
         #expect(status != 0)
         #expect(stdout.contains("no server was attached for longer than --orphan-timeout"), "\(stdout)")
+        // Stopped by a limit, said as such: failed, `endReason` orphan_timeout.
+        let shown = try client(["show", id, "--json"], server: surviving).stdout
+        let job = try #require((try? JSONSerialization.jsonObject(with: Data(shown.utf8))) as? [String: Any], "\(shown)")
+        #expect(job["status"] as? String == "failed")
+        let result = job["result"] as? [String: Any]
+        #expect(result?["endReason"] as? String == "orphan_timeout", "\(shown)")
+        #expect((result?["errors"] as? [String])?.first?.hasPrefix("stopped: no server was attached for longer than --orphan-timeout") == true, "\(shown)")
     }
 
     /// The brief's supervisor-death test: the supervisor SIGKILLed mid-job, once with the
@@ -783,6 +790,29 @@ struct ClientCommandTests {
         let elsewhere = try client(["kill", id, "--server", "http://127.0.0.1:1"], server: surviving)
         #expect(elsewhere.status == 3)
         #expect(elsewhere.stderr.contains("in use by"), "\(elsewhere.stderr)")
+    }
+
+    /// `agentgate kill --all` while no server runs: every running job is stopped through its
+    /// supervisor, and the next server records each `killed`.
+    @Test func everyJobIsKilledWhileNoServerRuns() throws {
+        let surviving = try ServerProcess(surviving: true)
+        let ids = try (0..<2).map { _ in try Self.detached("hang", on: surviving) }
+        for id in ids { _ = try Self.agentRecord(surviving, id) }
+        surviving.crash()
+        let killed = try client(["kill", "--all"], server: surviving)
+        #expect(killed.status == 0, "\(killed.stderr)")
+        #expect(killed.stdout.hasPrefix("killed 2 job(s) (no server is running"), "\(killed.stdout)")
+        var gone = false
+        for _ in 0..<300 where !gone {
+            gone = ids.allSatisfy { Self.processes(ofJob: $0).isEmpty }
+            if !gone { usleep(10_000) }
+        }
+        #expect(gone)
+        #expect(try client(["kill", "--all"], server: surviving).stdout.hasPrefix("killed 0 job(s)"))
+        try surviving.start()
+        for id in ids { _ = try ClientProcess(["tail", id, "--follow"], server: surviving).finish() }
+        let listed = try client(["jobs", "--status", "killed", "--json"], server: surviving).stdout
+        #expect(ids.allSatisfy { listed.contains($0) }, "\(listed)")
     }
 
     /// From `tail --json` of a `many` job: every event's seq, and the agent's numbered lines.

@@ -10,8 +10,8 @@ struct KillCommand: ParsableCommand {
             Exit status: 0 asked to stop, 5 no such job, 7 already finished.
 
             With no server running on the data dir, a job that outlives its server (serve's default) \
-            is stopped through its supervisor, and a queued job is cancelled; the next `agentgate \
-            serve` records it as killed.
+            is stopped through its supervisor, and a queued job is cancelled (with --all, every such \
+            job); the next `agentgate serve` records them as killed.
             """)
 
     @Argument(help: "The job id.")
@@ -31,8 +31,13 @@ struct KillCommand: ParsableCommand {
         try runClient { () throws(ClientFailure) -> Int32 in
             let api = try client.api()
             if all {
-                let reply = try api.call("DELETE", "/api/agents/jobs")
-                print("killed \(reply["killed"]?.intValue ?? 0) job(s)")
+                do throws(ClientFailure) {
+                    let reply = try api.call("DELETE", "/api/agents/jobs")
+                    print("killed \(reply["killed"]?.intValue ?? 0) job(s)")
+                } catch {
+                    guard error.exitCode == 3 else { throw error }
+                    return try killAllWithoutServer(unreachable: error)
+                }
             } else if let id {
                 do throws(ClientFailure) {
                     _ = try api.call("DELETE", "/api/agents/jobs/\(id)")
@@ -46,17 +51,36 @@ struct KillCommand: ParsableCommand {
         }
     }
 
-    /// No server answers: when none holds the data dir either, a job under its own supervisor
-    /// is stopped directly (the lock is held meanwhile, so no server starts and takes it up).
-    private func killWithoutServer(_ id: String, unreachable: ClientFailure) throws(ClientFailure) -> Int32 {
+    /// `--all` with no server answering: as for one job, every job of the data dir.
+    private func killAllWithoutServer(unreachable: ClientFailure) throws(ClientFailure) -> Int32 {
         let dataDirectory = client.dataDirectory
-        let lock: DataDirectoryLock
+        let lock = try lockWithoutServer(unreachable: unreachable)
+        defer { withExtendedLifetime(lock) {} }
+        let (stopped, cancelled) = StopWithoutServer.stopAll(
+            dataDirectory: dataDirectory, store: try? JobStore(dataDirectory: dataDirectory), graceMilliseconds: 5_000)
+        var said = "killed \(stopped.count) job(s)"
+        if !cancelled.isEmpty { said += " and cancelled \(cancelled.count) queued" }
+        print(said + " (no server is running on \(dataDirectory): supervisors stop them, and the next `agentgate serve` records them killed)")
+        return 0
+    }
+
+    /// The data dir's lock, taken when no server answers: none holds the data dir, so none
+    /// starts and takes a job up while it is stopped.
+    private func lockWithoutServer(unreachable: ClientFailure) throws(ClientFailure) -> DataDirectoryLock {
+        let dataDirectory = client.dataDirectory
         switch try? DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate kill") {
-        case .acquired(let acquired)?: lock = acquired
+        case .acquired(let acquired)?: return acquired
         case .held(let holder)?:
             throw ClientFailure(message: unreachable.message + "; \(dataDirectory) is in use by \(TerminalText.escaped(holder))", exitCode: 3)
         case nil: throw unreachable
         }
+    }
+
+    /// No server answers: when none holds the data dir either, a job under its own supervisor
+    /// is stopped directly (the lock is held meanwhile, so no server starts and takes it up).
+    private func killWithoutServer(_ id: String, unreachable: ClientFailure) throws(ClientFailure) -> Int32 {
+        let dataDirectory = client.dataDirectory
+        let lock = try lockWithoutServer(unreachable: unreachable)
         defer { withExtendedLifetime(lock) {} }
         let jobDirectory = dataDirectory + "/jobs/" + id
         switch StopWithoutServer.stop(jobDirectory: jobDirectory, graceMilliseconds: 5_000) {

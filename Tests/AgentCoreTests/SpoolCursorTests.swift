@@ -43,6 +43,19 @@ struct SpoolCursorTests {
         }
     }
 
+    @Test func theBytesBeforeEachOffsetReadBackAndBadOnesMakeNoCursor() {
+        let cursor = SpoolCursor(stdout: 6, stderr: 5, stdoutBefore: Array("hello\n".utf8), stderrBefore: [])
+        let line = cursor.line
+        #expect(String(decoding: line, as: UTF8.self) == #"{"spool":{"stdout":6,"stderr":5,"before":["68656c6c6f0a",""]}}"# + "\n")
+        #expect(SpoolCursor(line: line.dropLast()[...]) == cursor)
+        let tooMany = String(repeating: "ab", count: SpoolCursor.checkBytes + 1)
+        for other in [#"{"spool":{"stdout":6,"stderr":5,"before":["6","0a"]}}"#, #"{"spool":{"stdout":6,"stderr":5,"before":["zz",""]}}"#,
+                      #"{"spool":{"stdout":6,"stderr":5,"before":["0a"]}}"#, #"{"spool":{"stdout":6,"stderr":5,"before":["\#(tooMany)",""]}}"#,
+                      #"{"spool":{"stdout":6,"stderr":5,"before":["0A",""]}}"#] {
+            #expect(SpoolCursor(line: Array(other.utf8)[...]) == nil, "\(other)")
+        }
+    }
+
     @Test func theLastCursorIsFoundBackFromTheEndOfTheLogAcrossReads() throws {
         let directory = TemporaryDirectory()
         let path = directory.path + "/events.ndjson"

@@ -102,4 +102,24 @@ struct SpoolTailTests {
         let resumed = SpoolTail(path: path, from: 6)
         #expect(Self.read(resumed).text == "more\n")
     }
+
+    @Test func aCursorsRecordedBytesAreCheckedBeforeReadingOn() {
+        let directory = TemporaryDirectory()
+        let path = directory.file("stdout")
+        Self.rewrite(path, "one\ntwo\n")
+        let tail = SpoolTail(path: path)
+        _ = Self.read(tail)
+        // What a cursor at 4 records, and at 8: the bytes right before each, as read.
+        #expect(tail.bytes(before: 4, count: 16) == Array("one\n".utf8))
+        #expect(tail.bytes(before: 8, count: 3) == Array("wo\n".utf8))
+        #expect(tail.bytes(before: 9, count: 16).isEmpty && tail.bytes(before: 0, count: 16).isEmpty)
+        // The same bytes: read on from the cursor.
+        Self.append(path, "three\n")
+        var reading = Self.read(SpoolTail(path: path, from: 4, before: Array("one\n".utf8)))
+        #expect(reading.truncations.isEmpty && reading.text == "two\nthree\n")
+        // Written again past the cursor (no longer shorter): read from the start.
+        Self.rewrite(path, "a different, longer text\n")
+        reading = Self.read(SpoolTail(path: path, from: 4, before: Array("one\n".utf8)))
+        #expect(reading.truncations.map(\.0) == [4] && reading.text == "a different, longer text\n")
+    }
 }

@@ -39,7 +39,10 @@ struct SupervisorRunnerTests {
         #expect(try String(contentsOfFile: directory + "/stdout", encoding: .utf8).contains("hello"))
         #expect(try String(contentsOfFile: directory + "/exit.json", encoding: .utf8).contains(#""kind":"exited","code":3"#))
         // The event log says how far the spools were turned into events: to their ends.
-        #expect(SpoolCursor.last(inLog: harness.data.path + "/jobs/\(job.id)/events.ndjson") == SpoolCursor(stdout: 6, stderr: 5))
+        // With the bytes before each offset, for the next server to check the spools against.
+        #expect(
+            SpoolCursor.last(inLog: harness.data.path + "/jobs/\(job.id)/events.ndjson")
+                == SpoolCursor(stdout: 6, stderr: 5, stdoutBefore: Array("hello\n".utf8), stderrBefore: Array("oops\n".utf8)))
         let agent = try #require(AgentRecord.read(directory + "/agent.json"))
         #expect(agent.bootId == ProcessIdentity.bootId() && !agent.bootId.isEmpty)
         #expect(!agent.identityHolds)  // gone: never signalled again
@@ -86,8 +89,11 @@ struct SupervisorRunnerTests {
         #expect(SpoolCursor.last(inLog: harness.data.path + "/jobs/\(job.id)/events.ndjson")?.stdout == spool)
     }
 
-    /// The same while no server runs: the next one finds its cursor past the file's end.
-    @Test func aStdoutTruncatedWhileNoServerRanIsReadAgainByTheNext() throws {
+    /// Runs `script` (which waits for the file `$GO` after its first line) under a first
+    /// "server", stops reading it once `firstLine` is in events, lets the job go on until its
+    /// stdout spool holds `spool`, then recovers it on a second server and follows it to its
+    /// end: the log lines the second one made.
+    static func truncatedWhileNoServerRan(script: String, firstLine: String, spool expected: String) throws -> [String] {
         let data = TemporaryDirectory("agentgate-truncated-restart")
         let agents = FakeAgents()
         let engine = {
@@ -99,24 +105,42 @@ struct SupervisorRunnerTests {
         }
         let first = try engine()
         let go = first.scratch.path + "/go"
-        let job = try first.launch(script: "echo a-line-longer-than-what-follows; while [ ! -e \(go) ]; do sleep 0.02; done; echo after > /dev/stdout; echo more")
-        #expect(first.spin(until: { first.logLines(of: job.id).map(\.text).contains("a-line-longer-than-what-follows") }))
+        let job = try first.launch(script: "GO=\(go); " + script)
+        #expect(first.spin(until: { first.logLines(of: job.id).map(\.text).contains(firstLine) }))
         first.manager.flushLogs()
-        // "The server" is gone (its loop no longer runs); the job truncates meanwhile.
+        // "The server" is gone (its loop no longer runs); the job truncates meanwhile (waited
+        // for without running the first server's loop, which would read it).
         #expect(FileManager.default.createFile(atPath: go, contents: nil))
         let spool = data.path + "/jobs/\(job.id)/agent/stdout"
-        // (Waited for without running the first server's loop, which would read it.)
-        for _ in 0..<500 where (try? String(contentsOfFile: spool, encoding: .utf8)) != "after\nmore\n" { usleep(10_000) }
-        #expect((try? String(contentsOfFile: spool, encoding: .utf8)) == "after\nmore\n")
+        for _ in 0..<500 where (try? String(contentsOfFile: spool, encoding: .utf8)) != expected { usleep(10_000) }
+        #expect((try? String(contentsOfFile: spool, encoding: .utf8)) == expected)
         let second = try engine()
         _ = try second.manager.recover()
         #expect(second.manager.adopted.map(\.id) == [job.id])
         let finished = try #require(second.waitForCompletion(job.id))
         #expect(finished.status == .done)
-        let texts = second.logLines(of: job.id).map(\.text)
+        withExtendedLifetime(first) {}
+        return second.logLines(of: job.id).map(\.text)
+    }
+
+    /// The same while no server runs: the next one finds its cursor past the file's end.
+    @Test func aStdoutTruncatedWhileNoServerRanIsReadAgainByTheNext() throws {
+        let texts = try Self.truncatedWhileNoServerRan(
+            script: "echo a-line-longer-than-what-follows; while [ ! -e $GO ]; do sleep 0.02; done; echo after > /dev/stdout; echo more",
+            firstLine: "a-line-longer-than-what-follows", spool: "after\nmore\n")
         #expect(texts.contains { $0.hasPrefix("the job truncated its stdout") })
         #expect(texts.filter { $0 == "after" || $0 == "more" } == ["after", "more"])
-        withExtendedLifetime(first) {}
+    }
+
+    /// Truncated and written past where the last server read, while no server ran: the bytes
+    /// the cursor recorded before its offset are not there any more, so the next server reads
+    /// the file from its start rather than from the middle of a line.
+    @Test func aStdoutTruncatedAndRegrownWhileNoServerRanIsReadAgainByTheNext() throws {
+        let texts = try Self.truncatedWhileNoServerRan(
+            script: "echo first; while [ ! -e $GO ]; do sleep 0.02; done; echo replaced-by-a-much-longer-line > /dev/stdout; echo last",
+            firstLine: "first", spool: "replaced-by-a-much-longer-line\nlast\n")
+        #expect(texts.contains { $0.hasPrefix("the job truncated its stdout") })
+        #expect(texts.filter { !$0.hasPrefix("the job truncated") && $0 != "first" } == ["replaced-by-a-much-longer-line", "last"])
     }
 
     @Test func aKillEndsTheAgentsWholeGroupThroughItsSupervisor() throws {

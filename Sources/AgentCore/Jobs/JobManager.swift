@@ -1338,8 +1338,9 @@ extension RunningJob {
         guard let start = process.spoolStart else { return nil }
         // Never below 0: a spool read again from its start (`SupervisedAgent.spoolTruncated`)
         // moves `start` back while lines taken before it may still be pending here.
-        return SpoolCursor(
-            stdout: max(0, start.stdout + stdoutFed - splitter.unfinishedByteCount), stderr: max(0, start.stderr + stderr.consumedBytes))
+        return process.checked(
+            SpoolCursor(
+                stdout: max(0, start.stdout + stdoutFed - splitter.unfinishedByteCount), stderr: max(0, start.stderr + stderr.consumedBytes)))
     }
 }
 

@@ -20,6 +20,9 @@ public protocol AgentProcess: AnyObject {
     /// Where in its spool files its output starts being read (nil: its output is not in
     /// files, as with pipes): the engine keeps a `SpoolCursor` in the event log from it.
     var spoolStart: SpoolCursor? { get }
+    /// `cursor` (positions in its spools) with the bytes right before each position that it
+    /// read, for the next reader to check the spools against.
+    func checked(_ cursor: SpoolCursor) -> SpoolCursor
     /// When the agent ended, as its runner recorded it (wall clock, ms), once `onExit` ran:
     /// an agent that ended while no server was attached ended then, not when it was seen.
     var endedAt: Int? { get }
@@ -39,6 +42,7 @@ public protocol AgentProcess: AnyObject {
 
 extension AgentProcess {
     public var spoolStart: SpoolCursor? { nil }
+    public func checked(_ cursor: SpoolCursor) -> SpoolCursor { cursor }
     public var endedAt: Int? { nil }
     public var endedByOrphanTimeout: Bool { false }
     public var endedBeforeAdoption: Bool { false }

@@ -12,7 +12,9 @@ import EventLoop
 /// fd 1 with `O_TRUNC` (and writes from 0), as does `truncate -s 0 /proc/self/fd/1`. Each read
 /// starts a few bytes early and compares them with the bytes last handed on; a file shorter
 /// than the offset, or different there, was truncated, and is read again from its start.
-/// (What it held that was not yet read is gone; the caller says so.)
+/// (What it held that was not yet read is gone; the caller says so.) A tail started from a
+/// cursor checks the bytes the cursor recorded before its offset (`SpoolCursor`), so this
+/// holds across a restart too.
 final class SpoolTail {
     let path: String
     /// Where the next read starts: every byte before it was handed on.
@@ -21,18 +23,30 @@ final class SpoolTail {
     private var buffer = [UInt8](repeating: 0, count: SpoolTail.checkedBytes + 64 * 1024)
     /// The last bytes handed on (at most `checkedBytes`), expected right before `offset`.
     private var handedTail: [UInt8] = []
-    /// Started from a cursor (a re-adopted job), whose bytes before it are not known: only the
-    /// file's size is checked, once.
+    /// Started from a cursor with no bytes recorded before it: only the file's size is
+    /// checked, once.
     private var sizeUnchecked: Bool
 
-    /// How many bytes before the offset each read compares: enough that a rewrite of the file
-    /// is rarely mistaken for what was there, few enough to cost nothing.
-    static let checkedBytes = 64
+    /// How many bytes before the offset each read compares (and are kept, for the engine's
+    /// cursor to record some of): enough that a rewrite of the file is rarely mistaken for
+    /// what was there, few enough to cost nothing.
+    static let checkedBytes = 256
 
-    init(path: String, from offset: Int = 0) {
+    /// - Parameter before: the file's bytes right before `offset`, as last read (the cursor's).
+    init(path: String, from offset: Int = 0, before: [UInt8] = []) {
         self.path = path
         self.offset = offset
-        sizeUnchecked = offset > 0
+        handedTail = Array(before.suffix(min(offset, Self.checkedBytes)))
+        sizeUnchecked = offset > 0 && handedTail.isEmpty
+    }
+
+    /// Up to `count` bytes of the file right before `position` (at or before `offset`), from
+    /// those read last; fewer, or none, when they were read too long ago.
+    func bytes(before position: Int, count: Int) -> [UInt8] {
+        let windowStart = offset - handedTail.count
+        guard position <= offset, position > windowStart else { return [] }
+        let end = handedTail.count - (offset - position)
+        return Array(handedTail[max(0, end - count)..<end])
     }
 
     deinit {

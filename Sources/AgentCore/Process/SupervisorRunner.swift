@@ -186,8 +186,8 @@ public final class SupervisedAgent: AgentProcess {
         self.pacer = pacer
         watcher = SpoolWatcher(loop: loop)
         self.directory = directory
-        stdout = SpoolTail(path: directory + "/stdout", from: cursor.stdout)
-        stderr = SpoolTail(path: directory + "/stderr", from: cursor.stderr)
+        stdout = SpoolTail(path: directory + "/stdout", from: cursor.stdout, before: cursor.stdoutBefore)
+        stderr = SpoolTail(path: directory + "/stderr", from: cursor.stderr, before: cursor.stderrBefore)
         spoolStart = cursor
         endedBeforeAdoption = supervisor == nil && ExitRecord.read(directory + "/exit.json") != nil
         child = nil
@@ -198,6 +198,13 @@ public final class SupervisedAgent: AgentProcess {
     }
 
     public var acceptsInput: Bool { inputOpen && supervisorExit == nil && !followedLostAgent }
+
+    public func checked(_ cursor: SpoolCursor) -> SpoolCursor {
+        var checked = cursor
+        checked.stdoutBefore = stdout.bytes(before: cursor.stdout, count: SpoolCursor.checkBytes)
+        checked.stderrBefore = stderr.bytes(before: cursor.stderr, count: SpoolCursor.checkBytes)
+        return checked
+    }
 
     /// Appends a message to `input` and wakes the supervisor (SIGURG), which copies it into
     /// the agent's stdin: the file outlives this server, so a message is never half-sent by a

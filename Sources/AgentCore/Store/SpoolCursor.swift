@@ -15,30 +15,85 @@ import Glibc
 public struct SpoolCursor: Equatable, Sendable {
     public var stdout: Int
     public var stderr: Int
+    /// The spools' last bytes before each offset (at most `checkBytes`, fewer when not known):
+    /// a server that reads on from here first checks they are still there, so a spool the job
+    /// truncated and wrote again while no server ran is noticed (`SpoolTail`).
+    public var stdoutBefore: [UInt8]
+    public var stderrBefore: [UInt8]
 
-    public init(stdout: Int, stderr: Int) {
+    public static let checkBytes = 16
+
+    public init(stdout: Int, stderr: Int, stdoutBefore: [UInt8] = [], stderrBefore: [UInt8] = []) {
         self.stdout = stdout
         self.stderr = stderr
+        self.stdoutBefore = stdoutBefore
+        self.stderrBefore = stderrBefore
     }
 
     private static let prefix = Array(#"{"spool":{"stdout":"#.utf8)
     private static let middle = Array(#","stderr":"#.utf8)
+    private static let checks = Array(#","before":[""#.utf8)
+    private static let checksMiddle = Array(#"",""#.utf8)
+    private static let checksEnd = Array(#""]"#.utf8)
     private static let suffix = Array("}}".utf8)
 
-    /// `{"spool":{"stdout":N,"stderr":M}}\n`.
+    /// `{"spool":{"stdout":N,"stderr":M}}\n`, with `,"before":["<hex>","<hex>"]` before the
+    /// braces when either spool's bytes before its offset are known.
     public var line: [UInt8] {
-        Self.prefix + Array(String(stdout).utf8) + Self.middle + Array(String(stderr).utf8) + Self.suffix + [0x0A]
+        var line = Self.prefix + Array(String(stdout).utf8) + Self.middle + Array(String(stderr).utf8)
+        if !stdoutBefore.isEmpty || !stderrBefore.isEmpty {
+            line += Self.checks + Self.hex(stdoutBefore) + Self.checksMiddle + Self.hex(stderrBefore) + Self.checksEnd
+        }
+        return line + Self.suffix + [0x0A]
     }
 
     /// The cursor a line holds (without its newline), nil for any other line.
     public init?(line: ArraySlice<UInt8>) {
         guard line.starts(with: Self.prefix), line.reversed().starts(with: Self.suffix.reversed()) else { return nil }
-        let body = line.dropFirst(Self.prefix.count).dropLast(Self.suffix.count)
+        var body = line.dropFirst(Self.prefix.count).dropLast(Self.suffix.count)
+        var stdoutBefore: [UInt8] = [], stderrBefore: [UInt8] = []
+        if let checks = Self.find(Self.checks, in: body) {
+            let hex = body[(checks + Self.checks.count)...]
+            guard hex.reversed().starts(with: Self.checksEnd.reversed()), let split = Self.find(Self.checksMiddle, in: hex),
+                let out = Self.bytes(hex: hex[hex.startIndex..<split]),
+                let err = Self.bytes(hex: hex[(split + Self.checksMiddle.count)..<(hex.endIndex - Self.checksEnd.count)])
+            else { return nil }
+            (stdoutBefore, stderrBefore) = (out, err)
+            body = body[body.startIndex..<checks]
+        }
         guard let split = Self.find(Self.middle, in: body) else { return nil }
         let out = body[body.startIndex..<split]
         let err = body[(split + Self.middle.count)...]
         guard let stdout = Self.number(out), let stderr = Self.number(err) else { return nil }
-        self.init(stdout: stdout, stderr: stderr)
+        self.init(stdout: stdout, stderr: stderr, stdoutBefore: stdoutBefore, stderrBefore: stderrBefore)
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    private static func hex(_ bytes: [UInt8]) -> [UInt8] {
+        var text: [UInt8] = []
+        text.reserveCapacity(bytes.count * 2)
+        for byte in bytes { text += [hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0x0F)]] }
+        return text
+    }
+
+    private static func bytes(hex: ArraySlice<UInt8>) -> [UInt8]? {
+        guard hex.count % 2 == 0, hex.count <= checkBytes * 2 else { return nil }
+        func value(_ digit: UInt8) -> UInt8? {
+            switch digit {
+            case 0x30...0x39: digit - 0x30
+            case 0x61...0x66: digit - 0x61 + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex {
+            guard let high = value(hex[index]), let low = value(hex[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
     }
 
     private static func find(_ needle: [UInt8], in haystack: ArraySlice<UInt8>) -> Int? {

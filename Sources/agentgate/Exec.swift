@@ -153,27 +153,36 @@ struct Exec: ParsableCommand {
 }
 
 extension Exec {
-    /// The data dir's store, locked; or, while another process (a server) owns it, a store in
-    /// a private directory `<data>/exec/run-XXXXXX` (locked too, removed at the end), so this
-    /// job never touches that process's jobs.
+    /// The data dir's store, locked; or, while another process (a server) owns it or jobs the
+    /// last server left still work on or wait, a store in a private directory
+    /// `<data>/exec/run-XXXXXX` (locked too, removed at the end), so this job never touches
+    /// those jobs.
     static func openStore(_ dataDirectory: String) throws -> (JobStore, DataDirectoryLock, String?) {
         // The lock first: opening the store may rebuild its database.
         try JobStore.prepare(dataDirectory: dataDirectory)
         PrivateRuns.sweep(dataDirectory: dataDirectory)
+        let holder: String
         switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate exec") {
         case .acquired(let lock):
-            return (try JobStore(dataDirectory: dataDirectory), lock, nil)
-        case .held(let holder):
-            let directory = try PrivateRuns.make(dataDirectory: dataDirectory, holder: holder)
-            printError(
-                "agentgate: \(dataDirectory) is in use (\(TerminalText.escaped(holder))); its jobs are left alone, "
-                    + "and this job's record is kept in \(directory) until exec ends")
-            try JobStore.prepare(dataDirectory: directory)
-            guard case .acquired(let lock) = try DataDirectoryLock.acquire(dataDirectory: directory, owner: "agentgate exec") else {
-                throw JobStore.Error(description: "cannot lock \(directory)")
-            }
-            return (try JobStore(dataDirectory: directory), lock, directory)
+            let store = try JobStore(dataDirectory: dataDirectory)
+            // Jobs the last server left working under their supervisors, or waiting queued,
+            // are the next server's to take up: recovering them here would end them (attacker
+            // trial). They are left alone as a server's jobs are, and the lock let go of.
+            let waiting = (try? store.loadJobs())?.filter { job in
+                !job.status.isFinished && (job.status == .queued || access(store.jobDirectory(job.id) + "/agent", F_OK) == 0)
+            }.count ?? 0
+            if waiting == 0 { return (store, lock, nil) }
+            holder = "\(waiting) job(s) of the last server work on under their supervisors or wait queued, for the next `agentgate serve`"
+        case .held(let holding):
+            holder = "in use by " + TerminalText.escaped(holding)
         }
+        let directory = try PrivateRuns.make(dataDirectory: dataDirectory, holder: holder)
+        printError("agentgate: \(dataDirectory): \(holder); its jobs are left alone, and this job's record is kept in \(directory) until exec ends")
+        try JobStore.prepare(dataDirectory: directory)
+        guard case .acquired(let lock) = try DataDirectoryLock.acquire(dataDirectory: directory, owner: "agentgate exec") else {
+            throw JobStore.Error(description: "cannot lock \(directory)")
+        }
+        return (try JobStore(dataDirectory: directory), lock, directory)
     }
 }
 

@@ -143,23 +143,28 @@ struct ServeCommand: ParsableCommand {
         // no server has touched it for --orphan-timeout.
         let heartbeat = dataDirectory + "/serve.heartbeat"
         let orphanTimeoutMilliseconds = Int(orphanTimeout * 1_000)
+        // Touched in either mode: a --kill-jobs-on-exit server also takes up the jobs a server
+        // before it left under their supervisors, which watch it.
+        Heartbeat.touch(heartbeat)
+        // A quarter of the timeout at most (and every 10 s), so a live server is never taken
+        // for gone.
+        Heartbeat.keep(heartbeat, everyMilliseconds: max(50, min(10_000, (orphanTimeoutMilliseconds > 0 ? orphanTimeoutMilliseconds : 40_000) / 4)), on: loop)
+        let supervisors = SupervisorRunner(
+            loop: loop, supervisorExecutable: StaticFiles.executablePath(argumentZero: CommandLine.arguments[0]),
+            jobsDirectory: dataDirectory + "/jobs", graceMilliseconds: managerConfiguration.killGraceMilliseconds,
+            containment: JobContainment(useCgroups: false),
+            orphanTimeout: orphanTimeoutMilliseconds > 0 ? (heartbeat, orphanTimeoutMilliseconds) : nil)
         if surviveRestarts {
-            Heartbeat.touch(heartbeat)
             // A cgroup per job lives under this server's own tree, which the next server
             // clears: a job that is to outlive the server is contained by its group instead.
             managerConfiguration.useCgroups = false
-            runner = SupervisorRunner(
-                loop: loop, supervisorExecutable: StaticFiles.executablePath(argumentZero: CommandLine.arguments[0]),
-                jobsDirectory: dataDirectory + "/jobs", graceMilliseconds: managerConfiguration.killGraceMilliseconds,
-                containment: JobContainment(useCgroups: false),
-                orphanTimeout: orphanTimeoutMilliseconds > 0 ? (heartbeat, orphanTimeoutMilliseconds) : nil)
-            // A quarter of the timeout at most (and every 10 s), so a live server is never
-            // taken for gone.
-            if orphanTimeoutMilliseconds > 0 {
-                Heartbeat.keep(heartbeat, everyMilliseconds: max(50, min(10_000, orphanTimeoutMilliseconds / 4)), on: loop)
-            }
+            runner = supervisors
         }
         let manager = JobManager(loop: loop, store: store, detector: detector, configuration: managerConfiguration, runner: runner)
+        // Jobs still working under the supervisors of a server before this one are taken up
+        // whatever this server's own jobs run under (and stopped with it under
+        // --kill-jobs-on-exit), never ended for being unknown to its runner.
+        manager.adoptionRunner = supervisors
         let interrupted = try manager.recover()
         let log = OperatorLog(logger: OperatorLog.bootstrap(level: Logger.Level(rawValue: logLevel) ?? .info)) { delay, action in
             loop.schedule(afterMilliseconds: delay, action)

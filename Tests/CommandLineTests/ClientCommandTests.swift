@@ -45,8 +45,8 @@ final class ServerProcess {
         esac
         """
 
-    /// Options `serve` gets besides the usual ones.
-    let extra: [String]
+    /// Options `serve` gets besides the usual ones (for its next start).
+    var extra: [String]
     /// `AGENTGATE_FAIL_POINT` for the next start: the server crashes itself there.
     var failPoint: String?
 
@@ -669,6 +669,56 @@ struct ClientCommandTests {
             // reaps it (PIDFD_INFO_EXIT); an init that never reaps leaves it unknown, and said.
             #expect(status == 0 || stdout.contains("exit status is unknown"), "\(stdout) \(stderr)")
         }
+    }
+
+    /// Both ended while no server ran: the supervisor SIGKILLed, then the agent finished (attacker
+    /// trial: the job was `interrupted` with a fraction of its output). Its spools are read to
+    /// the end; its exit status is unknown, and said to be.
+    @Test func aJobWhoseSupervisorAndAgentEndedWhileNoServerRanKeepsItsOutput() throws {
+        let surviving = try ServerProcess(surviving: true)
+        let id = try Self.detached("slow", on: surviving)
+        let record = try Self.agentRecord(surviving, id)
+        let agent = try #require(record["pid"] as? Int32)
+        let supervisor = try #require(record["supervisor"] as? Int32)
+        usleep(500_000)
+        surviving.crash()
+        kill(supervisor, SIGKILL)
+        for _ in 0..<1_500 where Self.alive(agent) { usleep(10_000) }
+        #expect(!Self.alive(agent))
+        try surviving.start()
+        let (_, stdout, _) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
+        #expect(stdout.split(separator: "\n").filter { $0.hasPrefix("step ") }.map(String.init) == (1...40).map { "step \($0)" })
+        // (Or, when the next server still finds it as a zombie nobody reaped, it follows it
+        // to its end as it does a live one.)
+        #expect(
+            stdout.contains("the job's supervisor and agent ended while no server ran; the agent's exit status is unknown")
+                || stdout.contains("supervisor ended unexpectedly"), "\(stdout)")
+        #expect(!stdout.contains("interrupted"), "\(stdout)")
+    }
+
+    /// Jobs working on with no server are the next server's (attacker trial: an `exec` in
+    /// between ended them, and so did a `--kill-jobs-on-exit` server): `exec` leaves them alone
+    /// and keeps its record apart; a `--kill-jobs-on-exit` server takes them up (and stops
+    /// them with it).
+    @Test func jobsWorkingOnWithNoServerAreLeftToExecAndTakenUpByEveryServer() throws {
+        let surviving = try ServerProcess(surviving: true, extra: ["--allow-custom-commands"])
+        let id = try Self.detached("slow", on: surviving)
+        let agent = try #require(try Self.agentRecord(surviving, id)["pid"] as? Int32)
+        surviving.stop()
+        let exec = try ClientProcess(
+            ["exec", "custom", "--allow-custom-commands", "--data-dir", surviving.data.path, "--", "/bin/echo", "hello from exec"], server: surviving,
+            direct: CommandLineTests.binary)
+        let (status, stdout, stderr) = exec.finish()
+        #expect(status == 0, "\(stderr)")
+        #expect(stdout.contains("hello from exec"))
+        #expect(stderr.contains("1 job(s) of the last server work on"), "\(stderr)")
+        #expect(Self.alive(agent))
+        surviving.extra += ["--kill-jobs-on-exit"]
+        try surviving.start()
+        let (_, followed, _) = try ClientProcess(["tail", id, "--follow"], server: surviving).finish()
+        #expect(followed.split(separator: "\n").filter { $0.hasPrefix("step ") }.map(String.init) == (1...40).map { "step \($0)" })
+        #expect(try jobID(status: "done", server: surviving) == id)
+        #expect(try client(["jobs", "--json"], server: surviving).stdout.split(separator: "\n").count == 1)
     }
 
     /// An agent that leaves a `setsid` process behind and exits while no server runs: its

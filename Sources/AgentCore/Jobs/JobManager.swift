@@ -217,6 +217,10 @@ public final class JobManager {
     /// How agents are started and watched: children of this server today.
     public private(set) lazy var jobRunner: any JobRunner = LocalRunner(loop: loop, containment: containment)
 
+    /// Takes up, at `recover`, the jobs `jobRunner` cannot (a server that runs its own jobs as
+    /// its children still re-attaches those a server before it left under their supervisors).
+    public var adoptionRunner: (any JobRunner)?
+
     /// - Parameter runner: how agents are started (default: `LocalRunner`, children of this server).
     public init(loop: EventLoop, store: JobStore, detector: AgentDetector, configuration: Configuration, runner: (any JobRunner)? = nil) {
         self.loop = loop
@@ -360,7 +364,11 @@ public final class JobManager {
             if job.status == .queued { continue }
             let log = store.events.eventsFile(job: job.id)
             let found = log.flatMap { SpoolCursor.lastWithEnd(inLog: $0) }
-            switch jobRunner.adopt(job: job, cursor: found?.cursor) {
+            var adoption = jobRunner.adopt(job: job, cursor: found?.cursor)
+            if case .orphaned = adoption, let adoptionRunner, adoptionRunner !== jobRunner {
+                adoption = adoptionRunner.adopt(job: job, cursor: found?.cursor)
+            }
+            switch adoption {
             case .adopted(let process, let stop):
                 // Events after the last cursor are a batch the server died while writing:
                 // they are made again from the spools, so they go (no event twice).
@@ -385,8 +393,16 @@ public final class JobManager {
                 takeUp(job, process)
                 // It keeps its slot, whatever the caps are now.
                 admission.hold(ticket(for: job))
-                // Killed while no server ran: it ends `killed`, as if asked here.
-                if stopRequested.contains(job.id) { try? kill(job.id) }
+                // Killed while no server ran: it ends `killed`, as if asked here (with nothing
+                // left to signal when it ended meanwhile: its supervisor stopped it).
+                if stopRequested.contains(job.id) {
+                    if process.endedBeforeAdoption, let runner = running[job.id] {
+                        _ = runner.lifecycle.handle(.killRequested(.request))
+                        emit(job.id, .log(LogLine(.system, .info, "killed while no server ran (agentgate kill)")))
+                    } else {
+                        try? kill(job.id)
+                    }
+                }
                 continue
             }
             if let completed = ended[job.id] {

@@ -67,18 +67,45 @@ public final class SupervisorRunner: JobRunner {
         if recorded == nil, sameBoot, let agent, agent.identityHolds, let supervisor = agent.supervisorIfParent() {
             recorded = ProcessIdentity.of(pid: supervisor)
         }
+        // Or before the supervisor wrote that record (the server died within moments of the
+        // launch, attacker trial: the job ran to its end recorded as never started).
+        if recorded == nil, agent == nil {
+            recorded = Self.unrecordedSupervisor(of: job.id)
+        }
         if let supervisor = recorded, sameBoot {
             if supervisor.isAlive {
                 return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start, pacer: readPacer), stopRequested: stopRequested)
             }
         }
-        // Ended and recorded, or its supervisor died and the agent works on (followed by itself).
-        if ExitRecord.read(directory + "/exit.json") != nil || agent?.identityHolds == true {
+        // Ended and recorded, or its supervisor died and the agent works on (followed by itself),
+        // or both died while no server ran (attacker trial): its spools still hold its output,
+        // which is read to the end, its exit status unknown.
+        // (A pid that lives on as another process fails the check: the job is `interrupted`.)
+        let agentGone = agent.map { sameBoot && ProcessTable.entry(of: $0.pid).map(\.isZombie) ?? true } ?? false
+        if ExitRecord.read(directory + "/exit.json") != nil || agent?.identityHolds == true || agentGone {
             return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start, pacer: readPacer), stopRequested: stopRequested)
         }
         guard sameBoot else { return .otherBoot }
         AgentRecord.killGroup(in: directory)
         return .orphaned
+    }
+
+    /// A live `agentgate shim …/<id>/agent` carrying job `id`'s marker in its environment:
+    /// the supervisor of a job whose record does not name it yet.
+    static func unrecordedSupervisor(of id: String) -> ProcessIdentity? {
+        let directorySuffix = Array(("/" + id + "/agent").utf8)
+        let marker = "AGENTGATE_JOB_ID=" + id
+        for entry in ProcessTable.read().entries where !entry.isZombie {
+            guard let commandLine = ProcessTable.readProcFile("/proc/\(entry.pid)/cmdline", limit: 64 << 10) else { continue }
+            let arguments = commandLine.split(separator: 0, omittingEmptySubsequences: false)
+            guard arguments.count > 2, arguments[1].elementsEqual("shim".utf8), arguments[2].reversed().starts(with: directorySuffix.reversed()),
+                let environment = ProcessTable.readProcFile("/proc/\(entry.pid)/environ", limit: 4 << 20),
+                ProcessTable.environment(environment, contains: marker)
+            else { continue }
+            let identity = ProcessIdentity.of(pid: entry.pid)
+            return identity.startTime == nil ? nil : identity
+        }
+        return nil
     }
 }
 
@@ -189,11 +216,14 @@ public final class SupervisedAgent: AgentProcess {
         stdout = SpoolTail(path: directory + "/stdout", from: cursor.stdout, before: cursor.stdoutBefore)
         stderr = SpoolTail(path: directory + "/stderr", from: cursor.stderr, before: cursor.stderrBefore)
         spoolStart = cursor
-        endedBeforeAdoption = supervisor == nil && ExitRecord.read(directory + "/exit.json") != nil
+        endedBeforeAdoption =
+            supervisor == nil && (ExitRecord.read(directory + "/exit.json") != nil || AgentRecord.read(directory + "/agent.json")?.identityHolds != true)
         child = nil
         adopted = supervisor
         identity = supervisor ?? ProcessIdentity(pid: 0, startTime: nil)
-        if supervisor == nil { supervisorExit = .exited(0) }  // the real status is in exit.json
+        // Ended: the real status is in exit.json, or (no record: its supervisor died first) is
+        // learnt by following the agent, or is not known at all (it ended too).
+        if supervisor == nil { supervisorExit = .signaled(SIGKILL) }
         inputOpen = supervisor != nil && access(directory + "/input", F_OK) == 0 && access(directory + "/input.closed", F_OK) != 0
     }
 
@@ -387,7 +417,14 @@ public final class SupervisedAgent: AgentProcess {
         case .none:
             // Followed to its end (its status from the kernel), or it could not be followed:
             // what is left of its group goes.
-            if lostAgent == nil { AgentRecord.killGroup(in: directory) }
+            if lostAgent == nil {
+                AgentRecord.killGroup(in: directory)
+                if !followedLostAgent {
+                    say(child == nil && adopted == nil
+                        ? "the job's supervisor and agent ended while no server ran; the agent's exit status is unknown"
+                        : "the job's supervisor ended without recording how its agent ended; the agent's exit status is unknown")
+                }
+            }
             lostAgent = nil
             status = supervisorExit
         }

@@ -84,8 +84,11 @@ struct KillCommand: ParsableCommand {
         defer { withExtendedLifetime(lock) {} }
         let jobDirectory = dataDirectory + "/jobs/" + id
         switch StopWithoutServer.stop(jobDirectory: jobDirectory, graceMilliseconds: 5_000) {
-        case .stopping, .stoppedUnsupervised:
+        case .stopping:
             print("killing \(id) (no server is running: its supervisor stops it, and the next `agentgate serve` records it killed)")
+            return 0
+        case .stoppedUnsupervised:
+            print("killed \(id) (no server is running and its supervisor is gone: its process group was stopped, and the next `agentgate serve` records it killed)")
             return 0
         case .alreadyEnded:
             throw ClientFailure(message: "job \(id) has already ended (the next `agentgate serve` records how)", exitCode: 7)

@@ -103,7 +103,7 @@ struct ServeCommand: ParsableCommand {
             // One owner per data dir: a second server would interrupt and kill this one's jobs.
             // The lock comes first: opening the store may rebuild its database.
             try JobStore.prepare(dataDirectory: dataDirectory)
-            switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate serve") {
+            switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate serve", waitingForAGoneHolder: 3_000) {
             case .acquired(let acquired):
                 lock = acquired
                 store = try JobStore(dataDirectory: dataDirectory)
@@ -303,7 +303,11 @@ struct ServeCommand: ParsableCommand {
         FileHandle.standardOutput.write(Data(banner.utf8))
         log.logger.info("listening on \(serverURL), data in \(dataDirectory), \(manager.jobRunner.containmentDescription) containment")
         if webRoot == nil { log.logger.warning("the dashboard's files were not found (--web-root, or README \"Installing on PATH\")") }
-        if !interrupted.isEmpty { log.logger.notice("\(interrupted.count) job(s) were running at the last stop and are now interrupted") }
+        if !interrupted.isEmpty {
+            let named = interrupted.prefix(10).map(\.id).joined(separator: ", ") + (interrupted.count > 10 ? ", …" : "")
+            log.logger.notice(
+                "\(interrupted.count) job(s) were running at the last stop and are now interrupted (\(named)): nothing of them could be re-attached (no live supervisor, or the host restarted)")
+        }
         for (id, unattended, ended) in manager.adopted {
             let after = String(format: "%.1f", Double(unattended) / 1_000)
             log.logger.notice(
@@ -314,8 +318,12 @@ struct ServeCommand: ParsableCommand {
         }
         loop.run()
         if surviveRestarts {
-            log.logger.notice(
-                "stopping: \(manager.runningCount) running job(s) keep working under their supervisors and \(manager.queuedCount) queued job(s) keep their places; the next `agentgate serve` on \(dataDirectory) re-attaches them (--kill-jobs-on-exit stops them instead)")
+            if manager.runningCount + manager.queuedCount == 0 {
+                log.logger.notice("stopping: no job is running or queued")
+            } else {
+                log.logger.notice(
+                    "stopping: \(manager.runningCount) running job(s) keep working under their supervisors and \(manager.queuedCount) queued job(s) keep their places; the next `agentgate serve` on \(dataDirectory) re-attaches them (--kill-jobs-on-exit stops them instead)")
+            }
             manager.flushLogs()
             OperatorLog.stderr.drain()
             // The jobs' inotify instances, closed at once rather than one by one at exit

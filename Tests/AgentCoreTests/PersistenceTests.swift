@@ -163,6 +163,39 @@ struct DataDirectoryLockTests {
         withExtendedLifetime(first) {}
     }
 
+    /// A lock whose named holder is gone (a child it forked holds it until it execs) is waited
+    /// for a moment; one whose holder lives is refused at once.
+    @Test func aLockHeldAfterItsHolderIsGoneIsWaitedFor() throws {
+        let data = TemporaryDirectory("agentgate-lock")
+        let gone = try ChildProcess("/bin/true", [], environment: [:], stdout: "/dev/null", stderr: "/dev/null")
+        _ = gone.wait()
+        // Held only through the box, so that the other thread's release is the last reference.
+        let holder = UnsafeSendableBox<DataDirectoryLock?>(nil)
+        func take(_ owner: String) throws -> DataDirectoryLock? {
+            if case .acquired(let lock) = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: owner) { return lock }
+            return nil
+        }
+        holder.value = try take("first")
+        #expect(holder.value != nil)
+        holder.value?.describe("pid \(getpid()), agentgate serve")
+        let started = Date()
+        guard case .held = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "second", waitingForAGoneHolder: 3_000) else {
+            Issue.record("a second owner got a lock its live holder keeps")
+            return
+        }
+        #expect(Date().timeIntervalSince(started) < 1)
+        holder.value?.describe("pid \(gone.pid), agentgate serve")
+        let release = Thread {
+            usleep(300_000)
+            holder.value = nil
+        }
+        release.start()
+        guard case .acquired = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "second", waitingForAGoneHolder: 3_000) else {
+            Issue.record("a lock freed moments after its holder died was refused")
+            return
+        }
+    }
+
     @Test func theLockIsFreeOnceItsHolderIsGone() throws {
         let data = TemporaryDirectory("agentgate-lock")
         do {
@@ -230,4 +263,10 @@ struct DatabaseRebuildTests {
         #expect(harness.store.startupNotes.isEmpty)
         #expect(try JobStore(dataDirectory: harness.data.path).startupNotes.isEmpty)
     }
+}
+
+/// A value handed to another thread by a test that orders the accesses itself.
+final class UnsafeSendableBox<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
 }

@@ -74,6 +74,26 @@ struct SpoolTailTests {
         #expect(reading.truncations.isEmpty && reading.text == "four\n")
     }
 
+    @Test func theSameBytesWrittenAgainInPlaceAreReadAgain() {
+        let directory = TemporaryDirectory()
+        let path = directory.file("stdout")
+        Self.rewrite(path, "progress\n")
+        let tail = SpoolTail(path: path)
+        #expect(Self.read(tail).text == "progress\n")
+        // Nothing written: nothing read, no alarm.
+        #expect(Self.read(tail).truncations.isEmpty)
+        // `echo progress > /dev/stdout` again, a moment later: same size, same bytes, a later time.
+        usleep(30_000)
+        Self.rewrite(path, "progress\n")
+        var reading = Self.read(tail)
+        #expect(reading.truncations.map(\.0) == [9] && reading.text == "progress\n")
+        // Appended to: read on as usual.
+        usleep(30_000)
+        Self.append(path, "end\n")
+        reading = Self.read(tail)
+        #expect(reading.truncations.isEmpty && reading.text == "end\n")
+    }
+
     @Test func aTruncationInTheMiddleOfALineSaysTheLineWasNotEnded() {
         let directory = TemporaryDirectory()
         let path = directory.file("stdout")

@@ -89,6 +89,24 @@ struct SupervisorRunnerTests {
         #expect(SpoolCursor.last(inLog: harness.data.path + "/jobs/\(job.id)/events.ndjson")?.stdout == spool)
     }
 
+    /// The same line written again and again with `>` (a status line: attacker trial, 1 of 5
+    /// arrived): each rewrite is the same size and bytes, seen by the file's modification time.
+    @Test func aLineRewrittenInPlaceArrivesEachTime() throws {
+        let harness = try Self.harness()
+        let go = harness.scratch.path + "/go"
+        let job = try harness.launch(
+            script: "for i in 1 2 3; do echo progress > /dev/stdout; while [ ! -e \(go)$i ]; do sleep 0.02; done; done; echo end")
+        let progress = { harness.logLines(of: job.id).filter { $0.text == "progress" }.count }
+        for step in 1...3 {
+            #expect(harness.spin(until: { progress() == step }))
+            harness.spin(milliseconds: 20)  // a later modification time for the next rewrite
+            #expect(FileManager.default.createFile(atPath: go + String(step), contents: nil))
+        }
+        #expect(try #require(harness.waitForCompletion(job.id)).status == .done)
+        #expect(progress() == 3)
+        #expect(harness.logLines(of: job.id).last { $0.stream != .system }?.text == "end")
+    }
+
     /// Runs `script` (which waits for the file `$GO` after its first line) under a first
     /// "server", stops reading it once `firstLine` is in events, lets the job go on until its
     /// stdout spool holds `spool`, then recovers it on a second server and follows it to its

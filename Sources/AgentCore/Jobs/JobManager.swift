@@ -472,8 +472,11 @@ public final class JobManager {
             job.pgid = process.identity.pid
             job.processStartTime = process.identity.startTime
         }
-        job.reattachCount += 1
-        job.reattachedAt = WallClock.milliseconds()
+        // Re-attached to a live agent (one that ended meanwhile only has its end recorded).
+        if !process.endedBeforeAdoption {
+            job.reattachCount += 1
+            job.reattachedAt = WallClock.milliseconds()
+        }
         jobsByID[job.id] = job
         order.append(job.id)
         storedSeqs[job.id] = job.lastSeq

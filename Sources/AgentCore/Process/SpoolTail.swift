@@ -26,6 +26,10 @@ final class SpoolTail {
     /// Started from a cursor with no bytes recorded before it: only the file's size is
     /// checked, once.
     private var sizeUnchecked: Bool
+    /// The file's modification time when a read found it ended at `offset`. A file the same
+    /// size with a later time was written again in place: the same bytes rewritten (a job's
+    /// `echo progress > /dev/stdout` in a loop), which no comparison of bytes can see.
+    private var quietSince: timespec?
 
     /// How many bytes before the offset each read compares (and are kept, for the engine's
     /// cursor to record some of): enough that a rewrite of the file is rarely mistaken for
@@ -67,6 +71,13 @@ final class SpoolTail {
             var info = stat()
             if fstat(fd, &info) == 0, Int(info.st_size) < offset { restart(truncated) }
         }
+        if let since = quietSince {
+            quietSince = nil
+            var info = stat()
+            if fstat(fd, &info) == 0, Int(info.st_size) == offset, info.st_mtim.tv_sec != since.tv_sec || info.st_mtim.tv_nsec != since.tv_nsec {
+                restart(truncated)
+            }
+        }
         var taken = 0
         while taken < maxBytes {
             let check = handedTail.count
@@ -79,16 +90,30 @@ final class SpoolTail {
                 continue
             }
             let fresh = got - check
-            guard fresh > 0 else { return false }
+            guard fresh > 0 else {
+                noteQuiet()
+                return false
+            }
             offset += fresh
             taken += fresh
             remember(buffer[check..<got])
             buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[check..<got])) }
             // A short read reached the end (of a regular file): no second read to learn it.
             // What the agent appends next wakes us again (inotify, or the poll).
-            if fresh < want { return false }
+            if fresh < want {
+                noteQuiet()
+                return false
+            }
         }
         return true
+    }
+
+    /// At the file's end: its time, if nothing was appended since (else the next read sees
+    /// what was, and checks its bytes as usual).
+    private func noteQuiet() {
+        var info = stat()
+        guard fstat(fd, &info) == 0, Int(info.st_size) == offset else { return }
+        quietSince = info.st_mtim
     }
 
     private func restart(_ truncated: (_ at: Int, _ endedLine: Bool) -> Void) {

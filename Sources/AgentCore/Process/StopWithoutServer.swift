@@ -51,7 +51,8 @@ public enum StopWithoutServer {
     /// directory: the next server ends it `killed` without running it. False when the job
     /// is not a queued one. Call while holding the data dir's lock.
     public static func cancelQueued(jobDirectory: String, store: JobStore, id: String) -> Bool {
-        guard store.loadJob(id)?.status == .queued, access(jobDirectory + "/agent", F_OK) != 0 else { return false }
+        // (Not again: one cancelled before is not counted twice.)
+        guard store.loadJob(id)?.status == .queued, access(jobDirectory + "/agent", F_OK) != 0, !wasRequested(in: jobDirectory) else { return false }
         let marker = open(jobDirectory + "/" + requestFile, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard marker >= 0 else { return false }
         close(marker)

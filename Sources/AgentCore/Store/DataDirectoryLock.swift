@@ -66,6 +66,28 @@ public final class DataDirectoryLock {
         return .acquired(lock)
     }
 
+    /// As `acquire`, but while the holder the lock file names is gone, tries again for up to
+    /// `milliseconds`: a child the holder forked keeps a copy of the lock until it execs, so a
+    /// server SIGKILLed while it started a job holds its data dir a moment longer (attacker
+    /// trial: a restart right after a SIGKILL failed for up to 0.4 s).
+    public static func acquire(dataDirectory: String, owner: String, waitingForAGoneHolder milliseconds: Int) throws(JobStore.Error) -> Outcome {
+        var waited = 0
+        while true {
+            let outcome = try acquire(dataDirectory: dataDirectory, owner: owner)
+            guard case .held(let holder) = outcome, waited < milliseconds, let pid = holderPid(holder),
+                ProcessTable.entry(of: pid).map(\.isZombie) ?? true
+            else { return outcome }
+            usleep(20_000)
+            waited += 20
+        }
+    }
+
+    /// The pid a holder's line starts with ("pid 123, agentgate serve …").
+    static func holderPid(_ holder: String) -> pid_t? {
+        guard holder.hasPrefix("pid ") else { return nil }
+        return pid_t(holder.dropFirst(4).prefix { $0.isNumber })
+    }
+
     /// Rewrites what the file says about its holder (the address is known after listening).
     public func describe(_ text: String) {
         _ = ftruncate(descriptor, 0)

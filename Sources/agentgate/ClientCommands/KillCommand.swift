@@ -83,6 +83,10 @@ struct KillCommand: ParsableCommand {
         let lock = try lockWithoutServer(unreachable: unreachable)
         defer { withExtendedLifetime(lock) {} }
         let jobDirectory = dataDirectory + "/jobs/" + id
+        let store = try? JobStore(dataDirectory: dataDirectory)
+        if let recorded = store?.loadJob(id), recorded.status.isFinished {
+            throw ClientFailure(message: "job \(id) has already finished (\(recorded.status.rawValue))", exitCode: 7)
+        }
         switch StopWithoutServer.stop(jobDirectory: jobDirectory, graceMilliseconds: 5_000) {
         case .stopping:
             print("killing \(id) (no server is running: its supervisor stops it, and the next `agentgate serve` records it killed)")
@@ -96,7 +100,7 @@ struct KillCommand: ParsableCommand {
             guard access(jobDirectory, F_OK) == 0 else {
                 throw ClientFailure(message: unreachable.message + "; and no job \(id) in \(dataDirectory)", exitCode: 5)
             }
-            if let store = try? JobStore(dataDirectory: dataDirectory), StopWithoutServer.cancelQueued(jobDirectory: jobDirectory, store: store, id: id) {
+            if let store, StopWithoutServer.cancelQueued(jobDirectory: jobDirectory, store: store, id: id) {
                 print("cancelled \(id) (it was queued and no server is running: the next `agentgate serve` records it killed, never run)")
                 return 0
             }

@@ -176,12 +176,16 @@ extension Exec {
         case .held(let holding):
             holder = "in use by " + TerminalText.escaped(holding)
         }
-        let directory = try PrivateRuns.make(dataDirectory: dataDirectory, holder: holder)
-        printError("agentgate: \(dataDirectory): \(holder); its jobs are left alone, and this job's record is kept in \(directory) until exec ends")
-        try JobStore.prepare(dataDirectory: directory)
-        guard case .acquired(let lock) = try DataDirectoryLock.acquire(dataDirectory: directory, owner: "agentgate exec") else {
-            throw JobStore.Error(description: "cannot lock \(directory)")
+        // Made as `new-…` and locked before it is named `run-…`: a sweep may take any unlocked
+        // `run-…` for a dead exec's at once.
+        let made = try PrivateRuns.make(dataDirectory: dataDirectory, holder: holder)
+        try JobStore.prepare(dataDirectory: made)
+        guard case .acquired(let lock) = try DataDirectoryLock.acquire(dataDirectory: made, owner: "agentgate exec") else {
+            throw JobStore.Error(description: "cannot lock \(made)")
         }
+        let directory = PrivateRuns.named(made)
+        guard rename(made, directory) == 0 else { throw JobStore.Error(description: "cannot rename \(made): \(String(cString: strerror(errno)))") }
+        printError("agentgate: \(dataDirectory): \(holder); its jobs are left alone, and this job's record is kept in \(directory) until exec ends")
         return (try JobStore(dataDirectory: directory), lock, directory)
     }
 }
@@ -196,21 +200,32 @@ enum PrivateRuns {
         if mkdir(parent, 0o700) != 0 && errno != EEXIST {
             throw JobStore.Error(description: "\(dataDirectory) is in use (\(holder)), and \(parent) cannot be made")
         }
-        var template = Array((parent + "/run-XXXXXX").utf8CString)
+        var template = Array((parent + "/new-XXXXXX").utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
             throw JobStore.Error(description: "\(dataDirectory) is in use (\(holder)), and no private directory could be made in \(parent)")
         }
         return String(cString: made)
     }
 
+    /// The name a locked `new-…` directory takes.
+    static func named(_ made: String) -> String {
+        guard let slash = made.lastIndex(of: "/") else { return made }
+        return made[..<slash] + "/run-" + made[made.index(slash, offsetBy: 5)...]
+    }
+
     static func sweep(dataDirectory: String, graceMilliseconds: Int = 2_000) {
         let parent = dataDirectory + "/exec"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: parent)) ?? []
+        for name in names where name.hasPrefix("new-") {
+            // An exec that died between making and locking its directory: nothing ran in it.
+            // (One made a moment ago may be about to be locked.)
+            var info = stat()
+            let directory = parent + "/" + name
+            if stat(directory, &info) == 0, time(nil) - info.st_mtim.tv_sec > 10 { try? FileManager.default.removeItem(atPath: directory) }
+        }
         for name in names where name.hasPrefix("run-") {
             let directory = parent + "/" + name
-            // A directory made a moment ago may not be locked by its exec yet.
-            var info = stat()
-            guard stat(directory, &info) == 0, time(nil) - info.st_mtim.tv_sec > 10 else { continue }
+            // Locked since before it had this name: free means its exec is gone.
             guard case .acquired(let lock)? = try? DataDirectoryLock.acquire(dataDirectory: directory, owner: "agentgate sweep"),
                 let store = try? JobStore(dataDirectory: directory)
             else { continue }

@@ -103,7 +103,7 @@ struct ServeCommand: ParsableCommand {
             // One owner per data dir: a second server would interrupt and kill this one's jobs.
             // The lock comes first: opening the store may rebuild its database.
             try JobStore.prepare(dataDirectory: dataDirectory)
-            switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate serve", waitingForAGoneHolder: 3_000) {
+            switch try DataDirectoryLock.acquire(dataDirectory: dataDirectory, owner: "agentgate serve", waitingForAGoneHolder: 10_000) {
             case .acquired(let acquired):
                 lock = acquired
                 store = try JobStore(dataDirectory: dataDirectory)
@@ -317,6 +317,8 @@ struct ServeCommand: ParsableCommand {
             log.logger.warning("worktree \(stray) belongs to no job; it is kept (git worktree remove it when it holds nothing you need)")
         }
         loop.run()
+        // A server started now waits for this one to be done (a scripted `kill; serve`).
+        lock.describe("pid \(getpid()), agentgate serve on \(serverURL) \(DataDirectoryLock.stoppingMark)")
         if surviveRestarts {
             if manager.runningCount + manager.queuedCount == 0 {
                 log.logger.notice("stopping: no job is running or queued")

@@ -184,15 +184,19 @@ struct DataDirectoryLockTests {
             return
         }
         #expect(Date().timeIntervalSince(started) < 1)
-        holder.value?.describe("pid \(gone.pid), agentgate serve")
-        let release = Thread {
-            usleep(300_000)
-            holder.value = nil
-        }
-        release.start()
-        guard case .acquired = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "second", waitingForAGoneHolder: 3_000) else {
-            Issue.record("a lock freed moments after its holder died was refused")
-            return
+        // Gone, or live and stopping: waited for.
+        for said in ["pid \(gone.pid), agentgate serve", "pid \(getpid()), agentgate serve \(DataDirectoryLock.stoppingMark)"] {
+            if holder.value == nil { holder.value = try take("first") }
+            holder.value?.describe(said)
+            let release = Thread {
+                usleep(300_000)
+                holder.value = nil
+            }
+            release.start()
+            guard case .acquired = try DataDirectoryLock.acquire(dataDirectory: data.path, owner: "second", waitingForAGoneHolder: 3_000) else {
+                Issue.record("a lock freed moments after its holder (\(said)) was refused")
+                return
+            }
         }
     }
 

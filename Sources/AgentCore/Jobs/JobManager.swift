@@ -466,7 +466,9 @@ public final class JobManager {
         job.lastSeq = store.lastSeq(for: job.id)
         version += job.lastSeq
         job.status = .running
-        // Its supervisor, when the last server stopped before recording it.
+        // Its supervisor, when the last server stopped before recording it (and its start,
+        // which came within moments of its launch).
+        if job.startedAt == nil { job.startedAt = job.admittedAt ?? job.createdAt }
         if job.pid == nil, process.identity.pid > 0 {
             job.pid = process.identity.pid
             job.pgid = process.identity.pid
@@ -733,8 +735,11 @@ public final class JobManager {
 
     /// SIGTERM to the job's group (SIGKILL after the grace period), and the log says why.
     func signalGroup(_ id: String, _ runner: RunningJob) {
-        runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
         let reason = runner.killReason ?? .request
+        // A kill that ends the job `killed` is written down first: the server may stop within
+        // its grace (attacker trial: the next server then ended it failed, by SIGKILL).
+        if !reason.failsTheJob { runner.process.recordStopRequest() }
+        runner.process.terminate(graceMilliseconds: configuration.killGraceMilliseconds)
         let level: LogLine.Kind = reason.failsTheJob ? .error : .info
         emit(id, .log(LogLine(.system, level, "\(reason.why): SIGTERM sent to the agent's process group (job pid \(jobsByID[id]?.pid ?? 0))")))
     }

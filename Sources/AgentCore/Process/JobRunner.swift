@@ -16,6 +16,9 @@ public protocol AgentProcess: AnyObject {
     func start() throws(SystemError)
     /// SIGTERM to its group, SIGKILL to what is left after the grace period.
     func terminate(graceMilliseconds: Int)
+    /// Keeps, where a later server finds it, that a stop was asked for (the job ends `killed`
+    /// even if this server stops before the agent does).
+    func recordStopRequest()
     func killNow()
     /// Where in its spool files its output starts being read (nil: its output is not in
     /// files, as with pipes): the engine keeps a `SpoolCursor` in the event log from it.
@@ -45,6 +48,7 @@ extension AgentProcess {
     public func checked(_ cursor: SpoolCursor) -> SpoolCursor { cursor }
     public var endedAt: Int? { nil }
     public var endedByOrphanTimeout: Bool { false }
+    public func recordStopRequest() {}
     public var endedBeforeAdoption: Bool { false }
     public var acceptsInput: Bool { false }
     public func sendInput(_ bytes: [UInt8]) -> Bool { false }

@@ -30,8 +30,7 @@ public enum StopWithoutServer {
         guard let agent = AgentRecord.read(directory + "/agent.json"), agent.identityHolds,
             let entry = ProcessTable.entry(of: agent.pid), !entry.isZombie
         else { return .notRunning }
-        let marker = open(directory + "/" + requestFile, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        if marker >= 0 { close(marker) }
+        noteRequest(in: directory)
         if let supervisor = agent.supervisorIfParent(entry) {
             kill(supervisor, SIGTERM)
             return .stopping
@@ -82,6 +81,12 @@ public enum StopWithoutServer {
             }
         }
         return (stopped, cancelled)
+    }
+
+    /// Writes the request down in `directory` (a job's `agent` directory).
+    static func noteRequest(in directory: String) {
+        let marker = open(directory + "/" + requestFile, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if marker >= 0 { close(marker) }
     }
 
     /// True when a stop was asked for while no server ran (`directory`: a job's `agent`

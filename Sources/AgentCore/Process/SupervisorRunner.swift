@@ -73,7 +73,8 @@ public final class SupervisorRunner: JobRunner {
             recorded = Self.unrecordedSupervisor(of: job.id)
         }
         if let supervisor = recorded, sameBoot {
-            if supervisor.isAlive {
+            // (A zombie nobody reaped yet has ended: its record says how.)
+            if supervisor.isAlive, ProcessTable.entry(of: supervisor.pid)?.isZombie != true {
                 return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start, pacer: readPacer), stopRequested: stopRequested)
             }
         }
@@ -475,6 +476,10 @@ public final class SupervisedAgent: AgentProcess {
 
     /// SIGTERM to the supervisor, which passes it to the agent's group and sends SIGKILL after
     /// its grace period; if the supervisor does not end by then, SIGKILL to everything.
+    public func recordStopRequest() {
+        StopWithoutServer.noteRequest(in: directory)
+    }
+
     public func terminate(graceMilliseconds: Int) {
         guard supervisorExit == nil, !finished else { return }
         if let lostAgent { return lostAgent.terminate(graceMilliseconds: graceMilliseconds) }

@@ -66,16 +66,20 @@ public final class DataDirectoryLock {
         return .acquired(lock)
     }
 
-    /// As `acquire`, but while the holder the lock file names is gone, tries again for up to
-    /// `milliseconds`: a child the holder forked keeps a copy of the lock until it execs, so a
-    /// server SIGKILLed while it started a job holds its data dir a moment longer (attacker
-    /// trial: a restart right after a SIGKILL failed for up to 0.4 s).
+    /// What a holder adds to its line once it is stopping.
+    public static let stoppingMark = "(stopping)"
+
+    /// As `acquire`, but while the holder the lock file names is gone or says it is stopping,
+    /// tries again for up to `milliseconds`: a child the holder forked keeps a copy of the
+    /// lock until it execs, so a server SIGKILLed while it started a job holds its data dir a
+    /// moment longer, and a server told to stop takes a moment to (attacker trials: a restart
+    /// right after a SIGKILL, or a scripted `kill; serve`, was refused).
     public static func acquire(dataDirectory: String, owner: String, waitingForAGoneHolder milliseconds: Int) throws(JobStore.Error) -> Outcome {
         var waited = 0
         while true {
             let outcome = try acquire(dataDirectory: dataDirectory, owner: owner)
             guard case .held(let holder) = outcome, waited < milliseconds, let pid = holderPid(holder),
-                ProcessTable.entry(of: pid).map(\.isZombie) ?? true
+                holder.hasSuffix(stoppingMark) || ProcessTable.entry(of: pid).map(\.isZombie) ?? true
             else { return outcome }
             usleep(20_000)
             waited += 20

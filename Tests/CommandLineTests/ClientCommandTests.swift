@@ -695,6 +695,8 @@ struct ClientCommandTests {
         // reaped — this test process may be a subreaper — it sees them end as it does live ones.)
         #expect(stdout.contains("the agent's exit status is unknown") || stdout.contains("supervisor ended unexpectedly"), "\(stdout)")
         #expect(!stdout.contains("interrupted"), "\(stdout)")
+        // Failed, with no exit code or signal made up for it.
+        #expect(!stdout.contains("failed (SIGKILL)") && !stdout.contains("failed (exit"), "\(stdout)")
     }
 
     /// Jobs working on with no server are the next server's (attacker trial: an `exec` in

@@ -28,14 +28,14 @@ extension JobManager {
 
     /// An agent that exited at or past its deadline was stopped by its supervisor's timeout
     /// (which may beat the server's timer to it): the job ends timed out like one the server
-    /// stopped. Nothing is signalled: the agent is gone.
+    /// stopped. Nothing is signalled and no `stopping` is shown: the agent is gone.
     func timedOutBySupervisor(_ id: String, _ runner: RunningJob) {
         guard runner.killReason == nil, let job = jobsByID[id], let seconds = job.budget?.timeoutSeconds, let started = job.startedAt,
             let deadline = job.budget?.deadline(from: started), WallClock.milliseconds() >= deadline
         else { return }
         let reason = KillReason.timeout(seconds)
         emit(id, .log(LogLine(.system, .error, "\(reason.why): its supervisor stopped the agent")))
-        carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup }, id, runner)
+        carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup && $0 != .announceStatus }, id, runner)
     }
 
     /// An agent its supervisor stopped because no server was attached for longer than
@@ -45,7 +45,7 @@ extension JobManager {
         guard runner.killReason == nil, runner.process.endedByOrphanTimeout else { return }
         let reason = KillReason.orphanTimeout
         emit(id, .log(LogLine(.system, .error, "stopped by its supervisor: \(reason.why)")))
-        carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup }, id, runner)
+        carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup && $0 != .announceStatus }, id, runner)
     }
 
     /// After a line of a job with turn or cost budgets: keeps what its agent reported in the

@@ -895,7 +895,8 @@ public final class JobManager {
             case (SIGKILL?, _): ending = "SIGKILL after the grace period"
             case (SIGTERM?, _): ending = "SIGTERM"
             case (let signal?, _): ending = "SIGTERM; ended by \(ExitStatus.signalName(signal))"
-            case (nil, let code): ending = "SIGTERM; exit \(code ?? 0)"
+            case (nil, nil): ending = "SIGTERM; how it ended is not known"
+            case (nil, let code?): ending = "SIGTERM; exit \(code)"
             }
             report.errors.insert("\(reason.text) (\(ending))", at: 0)
         }

@@ -4,6 +4,9 @@ import CSystemShims
 public enum ExitStatus: Sendable, Equatable {
     case exited(Int32)
     case signaled(Int32)
+    /// It ended, but how was never learnt: its supervisor died before it and nothing could
+    /// wait for it (README "Restarts"). Not a success, and no code or signal made up for it.
+    case unknown
 
     init(waitStatus: Int32) {
         if ag_wifsignaled(waitStatus) != 0 {

@@ -224,7 +224,7 @@ public final class SupervisedAgent: AgentProcess {
         identity = supervisor ?? ProcessIdentity(pid: 0, startTime: nil)
         // Ended: the real status is in exit.json, or (no record: its supervisor died first) is
         // learnt by following the agent, or is not known at all (it ended too).
-        if supervisor == nil { supervisorExit = .signaled(SIGKILL) }
+        if supervisor == nil { supervisorExit = .unknown }
         inputOpen = supervisor != nil && access(directory + "/input", F_OK) == 0 && access(directory + "/input.closed", F_OK) != 0
     }
 
@@ -336,7 +336,7 @@ public final class SupervisedAgent: AgentProcess {
         adoptedRegistration = nil
         if adoptedFD >= 0 { close(adoptedFD) }
         adoptedFD = -1
-        supervisorExit = .signaled(SIGKILL)  // used only if it left no exit.json
+        supervisorExit = .unknown  // used only if it left no exit.json
         readSpools()
     }
 
@@ -389,7 +389,7 @@ public final class SupervisedAgent: AgentProcess {
         // job follows it to its end.
         if record == nil, !followedLostAgent, let agent = AgentRecord.read(directory + "/agent.json"),
             let watch = LostAgentWatch(agent: agent, loop: loop, onEnd: { [unowned self] status in
-                self.supervisorExit = status ?? .signaled(SIGKILL)
+                self.supervisorExit = status ?? .unknown
                 if status == nil { self.say("the job's supervisor was lost; the agent's exit status is unknown") }
                 self.readSpools()
             })

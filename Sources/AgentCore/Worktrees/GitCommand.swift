@@ -36,6 +36,7 @@ public struct GitCommand: Sendable {
             switch status {
             case .exited(let code)?: return "git exited with status \(code)"
             case .signaled(let signal)?: return "git was killed by \(ExitStatus.signalName(signal))"
+            case .unknown?: return "git ended; how is not known"
             case nil: return "git did not run"
             }
         }

@@ -311,7 +311,10 @@ struct HTTPServerBoundsTests {
         }
         peak = max(peak, residentMemoryBytes())
         #expect(sent > 1_000_000)
-        #expect(peak - before < 32 << 20, "RSS grew by \((peak - before) >> 20) MiB after \(sent) bytes of requests")
+        // The whole process's RSS, and other suites run beside this one (CI saw 40 MiB once,
+        // with a helper session loading the host): the bound is set against the 187 MiB of the
+        // unbounded server, with room for their allocations.
+        #expect(peak - before < 64 << 20, "RSS grew by \((peak - before) >> 20) MiB after \(sent) bytes of requests")
         // Another client is answered meanwhile.
         let started = Date()
         #expect(try exchange(port: server.port, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n").contains("{\"hello\":true}"))

@@ -28,14 +28,13 @@ extension JobManager {
 
     /// An agent that exited at or past its deadline was stopped by its supervisor's timeout
     /// (which may beat the server's timer to it): the job ends timed out like one the server
-    /// stopped. Nothing is signalled and no `stopping` is shown: the agent is gone.
+    /// stopped (`stoppedAlready`).
     func timedOutBySupervisor(_ id: String, _ runner: RunningJob) {
         guard runner.killReason == nil, let job = jobsByID[id], let seconds = job.budget?.timeoutSeconds, let started = job.startedAt,
             let deadline = job.budget?.deadline(from: started), WallClock.milliseconds() >= deadline
         else { return }
         let reason = KillReason.timeout(seconds)
-        emit(id, .log(LogLine(.system, .error, "\(reason.why): its supervisor stopped the agent")))
-        carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup && $0 != .announceStatus }, id, runner)
+        stoppedAlready(id, runner, reason, said: "\(reason.why): its supervisor stopped the agent")
     }
 
     /// An agent its supervisor stopped because no server was attached for longer than
@@ -44,7 +43,14 @@ extension JobManager {
     func orphanedBySupervisor(_ id: String, _ runner: RunningJob) {
         guard runner.killReason == nil, runner.process.endedByOrphanTimeout else { return }
         let reason = KillReason.orphanTimeout
-        emit(id, .log(LogLine(.system, .error, "stopped by its supervisor: \(reason.why)")))
+        stoppedAlready(id, runner, reason, said: "stopped by its supervisor: \(reason.why)")
+    }
+
+    /// A stop its supervisor carried out without this server (a limit, a kill while no server
+    /// ran): the job ends for `reason`, saying so; nothing is signalled and no `stopping` is
+    /// shown, since the agent is gone or going.
+    func stoppedAlready(_ id: String, _ runner: RunningJob, _ reason: KillReason, said: String) {
+        emit(id, .log(LogLine(.system, reason.failsTheJob ? .error : .info, said)))
         carryOut(runner.lifecycle.handle(.killRequested(reason)).filter { $0 != .signalGroup && $0 != .announceStatus }, id, runner)
     }
 

@@ -397,8 +397,7 @@ public final class JobManager {
                 // left to signal when it ended meanwhile: its supervisor stopped it).
                 if stopRequested.contains(job.id) {
                     if process.endedBeforeAdoption, let runner = running[job.id] {
-                        _ = runner.lifecycle.handle(.killRequested(.request))
-                        emit(job.id, .log(LogLine(.system, .info, "killed while no server ran (agentgate kill)")))
+                        stoppedAlready(job.id, runner, .request, said: "killed while no server ran (agentgate kill)")
                     } else {
                         try? kill(job.id)
                     }

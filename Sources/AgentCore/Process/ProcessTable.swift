@@ -45,6 +45,11 @@ struct ProcessTable {
         return Entry(pid: pid, parent: parent, session: session, state: state)
     }
 
+    /// No process runs under `pid`: none has it, or it is a zombie (ended, not reaped yet).
+    static func hasEnded(_ pid: pid_t) -> Bool {
+        entry(of: pid).map(\.isZombie) ?? true
+    }
+
     /// `roots` and every process below them.
     func descendants(of roots: [pid_t]) -> [pid_t] {
         var children: [pid_t: [pid_t]] = [:]

@@ -37,7 +37,7 @@ public enum StopWithoutServer {
         }
         kill(-agent.pgid, SIGTERM)
         var waited = 0
-        func running() -> Bool { agent.identityHolds && ProcessTable.entry(of: agent.pid)?.isZombie == false }
+        func running() -> Bool { agent.identityHolds && !ProcessTable.hasEnded(agent.pid) }
         while waited < graceMilliseconds, running() {
             usleep(20_000)
             waited += 20

@@ -74,7 +74,7 @@ public final class SupervisorRunner: JobRunner {
         }
         if let supervisor = recorded, sameBoot {
             // (A zombie nobody reaped yet has ended: its record says how.)
-            if supervisor.isAlive, ProcessTable.entry(of: supervisor.pid)?.isZombie != true {
+            if supervisor.isAlive, !ProcessTable.hasEnded(supervisor.pid) {
                 return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: supervisor, from: start, pacer: readPacer), stopRequested: stopRequested)
             }
         }
@@ -82,7 +82,7 @@ public final class SupervisorRunner: JobRunner {
         // or both died while no server ran (attacker trial): its spools still hold its output,
         // which is read to the end, its exit status unknown.
         // (A pid that lives on as another process fails the check: the job is `interrupted`.)
-        let agentGone = agent.map { sameBoot && ProcessTable.entry(of: $0.pid).map(\.isZombie) ?? true } ?? false
+        let agentGone = agent.map { sameBoot && ProcessTable.hasEnded($0.pid) } ?? false
         if ExitRecord.read(directory + "/exit.json") != nil || agent?.identityHolds == true || agentGone {
             return .adopted(SupervisedAgent(adopting: directory, loop: loop, supervisor: nil, from: start, pacer: readPacer), stopRequested: stopRequested)
         }
@@ -474,12 +474,12 @@ public final class SupervisedAgent: AgentProcess {
         batchTimer = nil
     }
 
-    /// SIGTERM to the supervisor, which passes it to the agent's group and sends SIGKILL after
-    /// its grace period; if the supervisor does not end by then, SIGKILL to everything.
     public func recordStopRequest() {
         StopWithoutServer.noteRequest(in: directory)
     }
 
+    /// SIGTERM to the supervisor, which passes it to the agent's group and sends SIGKILL after
+    /// its grace period; if the supervisor does not end by then, SIGKILL to everything.
     public func terminate(graceMilliseconds: Int) {
         guard supervisorExit == nil, !finished else { return }
         if let lostAgent { return lostAgent.terminate(graceMilliseconds: graceMilliseconds) }

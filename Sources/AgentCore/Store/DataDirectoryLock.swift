@@ -79,7 +79,7 @@ public final class DataDirectoryLock {
         while true {
             let outcome = try acquire(dataDirectory: dataDirectory, owner: owner)
             guard case .held(let holder) = outcome, waited < milliseconds, let pid = holderPid(holder),
-                holder.hasSuffix(stoppingMark) || ProcessTable.entry(of: pid).map(\.isZombie) ?? true
+                holder.hasSuffix(stoppingMark) || ProcessTable.hasEnded(pid)
             else { return outcome }
             usleep(20_000)
             waited += 20
